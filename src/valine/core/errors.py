@@ -1,0 +1,46 @@
+"""Domain errors: what adapters raise past their boundary instead of library exceptions."""
+
+from __future__ import annotations
+
+
+class ValineError(Exception):
+    """Base of every error the product raises on purpose."""
+
+
+class IllegalTransition(ValineError):
+    """An event arrived that the state table does not allow in the current state."""
+
+    def __init__(self, kind: str, state: str, event: str) -> None:
+        super().__init__(f"{kind} in state {state!r} cannot take event {event!r}")
+        self.kind = kind
+        self.state = state
+        self.event = event
+
+
+class RunConflict(ValineError):
+    """A conditional write lost: the stored run changed since it was read."""
+
+
+class ActiveRunExists(RunConflict):
+    """The repository already has a non-terminal run (one active run per repository)."""
+
+    def __init__(self, repo: str, run_id: str) -> None:
+        super().__init__(f"repository {repo} already has an active run {run_id}")
+        self.repo = repo
+        self.run_id = run_id
+
+
+class NotFound(ValineError):
+    """The thing asked for does not exist in the store."""
+
+
+class GitHubUnavailable(ValineError):
+    """GitHub could not be reached or kept failing after retries."""
+
+
+class DiscordUnavailable(ValineError):
+    """Discord could not be reached or kept failing after retries."""
+
+
+class ConfigurationError(ValineError):
+    """A setting is malformed, or a needed one is missing."""

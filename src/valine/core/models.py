@@ -1,0 +1,165 @@
+"""Runs and tasks as immutable values, and the only functions that change their state.
+
+A :class:`Run` is stored as one document (its tasks inside it), so one conditional write
+on ``version`` covers a run and all of its tasks. ``version`` is 0 for a run that has not
+been stored yet; the store sets it on every successful write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from valine.core.errors import NotFound
+from valine.core.states import (
+    TASK_READY,
+    RunEvent,
+    RunState,
+    TaskEvent,
+    TaskState,
+    next_run_state,
+    next_task_state,
+    run_is_active,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One issue inside a run, and what is known about its pull request."""
+
+    issue_number: int
+    title: str
+    state: TaskState = TaskState.PENDING
+    pr_number: int | None = None
+    head_sha: str | None = None
+    checks_sha: str | None = None
+    reason: str | None = None
+    steps_done: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary of this task."""
+        return {
+            "issue_number": self.issue_number,
+            "title": self.title,
+            "state": self.state.value,
+            "pr_number": self.pr_number,
+            "head_sha": self.head_sha,
+            "checks_sha": self.checks_sha,
+            "reason": self.reason,
+            "steps_done": list(self.steps_done),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        """The task a :meth:`to_dict` dictionary describes."""
+        return cls(
+            issue_number=int(data["issue_number"]),
+            title=str(data["title"]),
+            state=TaskState(data["state"]),
+            pr_number=data.get("pr_number"),
+            head_sha=data.get("head_sha"),
+            checks_sha=data.get("checks_sha"),
+            reason=data.get("reason"),
+            steps_done=tuple(data.get("steps_done", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One day's plan for one repository: its state, its tasks and who did what when."""
+
+    run_id: str
+    repo: str
+    created_at: float
+    state: RunState = RunState.PLANNED
+    version: int = 0
+    updated_at: float = 0.0
+    tasks: tuple[Task, ...] = ()
+    created_by: str | None = None
+    approved_by: str | None = None
+    approved_at: float | None = None
+    finished_at: float | None = None
+    reason: str | None = None
+    discord: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        """True while the run holds its repository's lock."""
+        return run_is_active(self.state)
+
+    @property
+    def all_tasks_ready(self) -> bool:
+        """True when every task has green checks or was skipped (and there is a task)."""
+        return bool(self.tasks) and all(t.state in TASK_READY for t in self.tasks)
+
+    def task(self, issue_number: int) -> Task:
+        """The task of ``issue_number``; raises NotFound."""
+        for candidate in self.tasks:
+            if candidate.issue_number == issue_number:
+                return candidate
+        raise NotFound(f"run {self.run_id} has no task for issue #{issue_number}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary of this run, tasks included."""
+        return {
+            "run_id": self.run_id,
+            "repo": self.repo,
+            "state": self.state.value,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "tasks": [t.to_dict() for t in self.tasks],
+            "created_by": self.created_by,
+            "approved_by": self.approved_by,
+            "approved_at": self.approved_at,
+            "finished_at": self.finished_at,
+            "reason": self.reason,
+            "discord": dict(self.discord),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Run:
+        """The run a :meth:`to_dict` dictionary describes."""
+        return cls(
+            run_id=str(data["run_id"]),
+            repo=str(data["repo"]),
+            state=RunState(data["state"]),
+            version=int(data.get("version", 0)),
+            created_at=float(data["created_at"]),
+            updated_at=float(data.get("updated_at", 0.0)),
+            tasks=tuple(Task.from_dict(t) for t in data.get("tasks", ())),
+            created_by=data.get("created_by"),
+            approved_by=data.get("approved_by"),
+            approved_at=data.get("approved_at"),
+            finished_at=data.get("finished_at"),
+            reason=data.get("reason"),
+            discord=dict(data.get("discord") or {}),
+        )
+
+
+def apply_run_event(run: Run, event: RunEvent, now: float, **changes: Any) -> Run:
+    """``run`` after ``event`` at ``now``, with optional field ``changes``; may raise."""
+    new_state = next_run_state(run.state, event)
+    return replace(run, state=new_state, updated_at=now, **changes)
+
+
+def apply_task_event(
+    run: Run, issue_number: int, event: TaskEvent, now: float, **changes: Any
+) -> Run:
+    """``run`` after ``event`` happened to the task of ``issue_number``; may raise."""
+    current = run.task(issue_number)
+    updated = replace(current, state=next_task_state(current.state, event), **changes)
+    tasks = tuple(updated if t.issue_number == issue_number else t for t in run.tasks)
+    return replace(run, tasks=tasks, updated_at=now)
+
+
+def new_run_id(now: float, entropy: str) -> str:
+    """A short run id people can type: ``r`` + UTC date + 6 characters of ``entropy``.
+
+    ``entropy`` must be random lowercase alphanumerics (the caller draws them; the core
+    does no I/O). Example: ``r20261125-k3f9qa``.
+    """
+    import time
+
+    day = time.strftime("%Y%m%d", time.gmtime(now))
+    return f"r{day}-{entropy[:6]}"

@@ -1,0 +1,212 @@
+"""Every state and every legal transition of runs and tasks, in one table each.
+
+Theory of operation
+-------------------
+A *run* is one day's plan for one repository; it owns an ordered list of *tasks*, one per
+GitHub issue. Both move through small state machines that are written down here as data,
+the way h11 writes down HTTP/1.1: a mapping ``state -> {event -> next state}``. Nothing
+else in the code assigns a state. Every change goes through :func:`next_run_state` or
+:func:`next_task_state`, and an event the table does not list for the current state raises
+:class:`~valine.core.errors.IllegalTransition` -- so an impossible sequence (shipping a run
+that was never approved, merging a task whose checks are red) is refused in one place.
+
+Run life cycle::
+
+    planned -> approved -> executing -> ready_to_ship -> shipping -> shipped
+       `---------`-----------`-------------`--> cancelled         `-> ship_failed -> shipping
+
+* ``approve`` moves a planned run to ``approved``; ``start`` (every task handed to its
+  executor) moves it to ``executing``.
+* ``all_ready`` fires when every task is ``checks_passed`` or ``skipped``; ``not_ready``
+  takes a ready run back to ``executing`` when a task regresses (a new push re-runs checks).
+* ``ship`` starts merging; ``shipped`` or ``ship_failed`` is the outcome. A failed ship can
+  be retried (``ship`` again) and then merges only what is left.
+* ``cancel`` is allowed from every non-terminal state before shipping; ``fail`` when a
+  task failed and the repository's policy says the run fails with it.
+
+Task life cycle: ``pending -> dispatched -> pr_open -> checks_pending -> checks_passed |
+checks_failed -> merged``, plus ``skipped`` (a person closed or unlabelled the issue) and
+``failed`` (the executor could not be reached after retries). Webhooks can arrive out of
+order and GitHub may skip intermediate signals, so the table also accepts the shortcuts
+that really happen (checks concluding without a "requested" signal, a PR opened before
+the dispatch job recorded its success).
+
+The terminal states (``RUN_TERMINAL``, ``TASK_TERMINAL``) have no outgoing events. The
+state diagram in ``docs/state-machine.md`` is generated from these tables by
+:func:`mermaid_diagram`; a test fails when the committed copy is stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import TypeVar
+
+from valine.core.errors import IllegalTransition
+
+
+class RunState(StrEnum):
+    """Where a run is in its life cycle."""
+
+    PLANNED = "planned"
+    APPROVED = "approved"
+    EXECUTING = "executing"
+    READY_TO_SHIP = "ready_to_ship"
+    SHIPPING = "shipping"
+    SHIPPED = "shipped"
+    SHIP_FAILED = "ship_failed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class RunEvent(StrEnum):
+    """What can happen to a run."""
+
+    APPROVE = "approve"
+    START = "start"
+    ALL_READY = "all_ready"
+    NOT_READY = "not_ready"
+    SHIP = "ship"
+    SHIPPED = "shipped"
+    SHIP_FAILED = "ship_failed"
+    CANCEL = "cancel"
+    FAIL = "fail"
+
+
+class TaskState(StrEnum):
+    """Where one task (one issue) is."""
+
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    PR_OPEN = "pr_open"
+    CHECKS_PENDING = "checks_pending"
+    CHECKS_PASSED = "checks_passed"
+    CHECKS_FAILED = "checks_failed"
+    MERGED = "merged"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class TaskEvent(StrEnum):
+    """What can happen to a task."""
+
+    DISPATCH = "dispatch"
+    PR_OPENED = "pr_opened"
+    PR_CLOSED = "pr_closed"
+    CHECKS_STARTED = "checks_started"
+    CHECKS_PASSED = "checks_passed"
+    CHECKS_FAILED = "checks_failed"
+    MERGED = "merged"
+    SKIP = "skip"
+    FAIL = "fail"
+
+
+_R, _RE = RunState, RunEvent
+
+RUN_TRANSITIONS: Mapping[RunState, Mapping[RunEvent, RunState]] = {
+    _R.PLANNED: {_RE.APPROVE: _R.APPROVED, _RE.CANCEL: _R.CANCELLED},
+    _R.APPROVED: {_RE.START: _R.EXECUTING, _RE.CANCEL: _R.CANCELLED, _RE.FAIL: _R.FAILED},
+    _R.EXECUTING: {
+        _RE.ALL_READY: _R.READY_TO_SHIP,
+        _RE.CANCEL: _R.CANCELLED,
+        _RE.FAIL: _R.FAILED,
+    },
+    _R.READY_TO_SHIP: {
+        _RE.SHIP: _R.SHIPPING,
+        _RE.NOT_READY: _R.EXECUTING,
+        _RE.CANCEL: _R.CANCELLED,
+    },
+    _R.SHIPPING: {_RE.SHIPPED: _R.SHIPPED, _RE.SHIP_FAILED: _R.SHIP_FAILED},
+    _R.SHIP_FAILED: {_RE.SHIP: _R.SHIPPING},
+    _R.SHIPPED: {},
+    _R.CANCELLED: {},
+    _R.FAILED: {},
+}
+
+_T, _TE = TaskState, TaskEvent
+_WITH_PR = (_T.PR_OPEN, _T.CHECKS_PENDING, _T.CHECKS_PASSED, _T.CHECKS_FAILED)
+
+
+def _task_row(state: TaskState) -> dict[TaskEvent, TaskState]:
+    """The legal events of one non-terminal task state."""
+    row: dict[TaskEvent, TaskState] = {_TE.SKIP: _T.SKIPPED}
+    if state in (_T.PENDING, _T.DISPATCHED):
+        row[_TE.PR_OPENED] = _T.PR_OPEN
+        row[_TE.FAIL] = _T.FAILED
+    if state is _T.PENDING:
+        row[_TE.DISPATCH] = _T.DISPATCHED
+    if state in _WITH_PR:
+        row[_TE.PR_CLOSED] = _T.DISPATCHED  # closed unmerged: wait for another PR
+        row[_TE.CHECKS_STARTED] = _T.CHECKS_PENDING  # includes a new push after red or green
+        row[_TE.CHECKS_PASSED] = _T.CHECKS_PASSED
+        row[_TE.CHECKS_FAILED] = _T.CHECKS_FAILED
+        row[_TE.MERGED] = _T.MERGED  # merged by us at ship time, or by a person
+    return row
+
+
+TASK_TRANSITIONS: Mapping[TaskState, Mapping[TaskEvent, TaskState]] = {
+    _T.PENDING: _task_row(_T.PENDING),
+    _T.DISPATCHED: _task_row(_T.DISPATCHED),
+    _T.PR_OPEN: _task_row(_T.PR_OPEN),
+    _T.CHECKS_PENDING: _task_row(_T.CHECKS_PENDING),
+    _T.CHECKS_PASSED: _task_row(_T.CHECKS_PASSED),
+    _T.CHECKS_FAILED: _task_row(_T.CHECKS_FAILED),
+    _T.MERGED: {},
+    _T.SKIPPED: {},
+    _T.FAILED: {},
+}
+
+RUN_TERMINAL: frozenset[RunState] = frozenset(s for s, row in RUN_TRANSITIONS.items() if not row)
+TASK_TERMINAL: frozenset[TaskState] = frozenset(s for s, row in TASK_TRANSITIONS.items() if not row)
+#: Task states that count as "ready" for shipping.
+TASK_READY: frozenset[TaskState] = frozenset({TaskState.CHECKS_PASSED, TaskState.SKIPPED})
+
+
+def next_run_state(state: RunState, event: RunEvent) -> RunState:
+    """The state a run in ``state`` moves to on ``event``; raises IllegalTransition."""
+    try:
+        return RUN_TRANSITIONS[state][event]
+    except KeyError:
+        raise IllegalTransition("run", state.value, event.value) from None
+
+
+def next_task_state(state: TaskState, event: TaskEvent) -> TaskState:
+    """The state a task in ``state`` moves to on ``event``; raises IllegalTransition."""
+    try:
+        return TASK_TRANSITIONS[state][event]
+    except KeyError:
+        raise IllegalTransition("task", state.value, event.value) from None
+
+
+def run_is_active(state: RunState) -> bool:
+    """True while a run holds its repository's lock (every non-terminal state)."""
+    return state not in RUN_TERMINAL
+
+
+_S = TypeVar("_S", bound=StrEnum)
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _mermaid(title: str, table: Mapping[_S, Mapping[_E, _S]], initial: _S) -> list[str]:
+    """Mermaid lines of one state table."""
+    lines = [f"### {title}", "", "```mermaid", "stateDiagram-v2", f"    [*] --> {initial}"]
+    for state, row in table.items():
+        for event, target in row.items():
+            lines.append(f"    {state} --> {target}: {event}")
+        if not row:
+            lines.append(f"    {state} --> [*]")
+    lines += ["```", ""]
+    return lines
+
+
+def mermaid_diagram() -> str:
+    """The Markdown page of both state diagrams, generated from the tables above."""
+    lines = [
+        "# State machines",
+        "",
+        "Generated from `src/valine/core/states.py` by `make diagram`; do not edit by hand.",
+        "",
+    ]
+    lines += _mermaid("Run", RUN_TRANSITIONS, RunState.PLANNED)
+    lines += _mermaid("Task", TASK_TRANSITIONS, TaskState.PENDING)
+    return "\n".join(lines)
