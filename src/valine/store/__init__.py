@@ -1,0 +1,1 @@
+"""RunStore adapters: SQLite (the embedded default) and, later, DynamoDB."""
