@@ -1,0 +1,143 @@
+"""The one schema of the slash commands.
+
+The same table generates the Discord registration payload
+(:func:`registration_payload`) and parses incoming application-command interactions
+(:func:`parse_command`), so what users see offered and what the service accepts cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from valine.core.errors import ValineError
+
+#: Discord application command option types (a subset: the ones the schema uses).
+OPTION_STRING = 3
+OPTION_INTEGER = 4
+#: Discord application command type for slash commands.
+CHAT_INPUT = 1
+
+_PYTHON_TYPES: Mapping[int, type] = {OPTION_STRING: str, OPTION_INTEGER: int}
+
+
+class CommandError(ValineError):
+    """An application command the schema does not accept; the message is for the user."""
+
+
+class UnknownCommand(CommandError):
+    """A command name the schema does not know."""
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """One option of a command."""
+
+    name: str
+    description: str
+    type: int = OPTION_STRING
+    required: bool = False
+    autocomplete: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One slash command: its name, what it does and its options."""
+
+    name: str
+    description: str
+    options: tuple[OptionSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A parsed, schema-checked command invocation."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _run_id(required: bool) -> OptionSpec:
+    return OptionSpec(
+        "run_id",
+        "The run, as shown in the plan (for example r20261125-k3f9qa)",
+        required=required,
+        autocomplete=True,
+    )
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("plan", "Plan today's work from the repository's issues labelled ready"),
+    CommandSpec(
+        "approve", "Approve a planned run and hand its tasks to the executor", (_run_id(True),)
+    ),
+    CommandSpec(
+        "status", "Show one run in detail, or the active and recent runs", (_run_id(False),)
+    ),
+    CommandSpec(
+        "ship", "Merge the run's green pull requests and close its issues", (_run_id(True),)
+    ),
+    CommandSpec("cancel", "Cancel a run and put its issues back to ready", (_run_id(True),)),
+    CommandSpec("help", "What each command does and who may use it"),
+)
+
+COMMANDS_BY_NAME: Mapping[str, CommandSpec] = {c.name: c for c in COMMANDS}
+
+
+def registration_payload() -> list[dict[str, Any]]:
+    """The JSON body of a bulk overwrite (``PUT /applications/{id}/commands``)."""
+    return [
+        {
+            "name": spec.name,
+            "type": CHAT_INPUT,
+            "description": spec.description,
+            "options": [
+                {
+                    "name": o.name,
+                    "description": o.description,
+                    "type": o.type,
+                    "required": o.required,
+                    "autocomplete": o.autocomplete,
+                }
+                for o in spec.options
+            ],
+        }
+        for spec in COMMANDS
+    ]
+
+
+def parse_command(data: Mapping[str, Any]) -> Command:
+    """Check an interaction's ``data`` against the schema and return the command.
+
+    Raises :class:`UnknownCommand` for a name the schema lacks and :class:`CommandError`
+    for a missing required option, an option the command does not take, or a value of
+    the wrong type.
+    """
+    name = data.get("name")
+    spec = COMMANDS_BY_NAME.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise UnknownCommand(f"Unknown command `/{name}`. Try `/help` for the commands.")
+    given = _option_values(spec, data.get("options") or [])
+    for option in spec.options:
+        if option.required and option.name not in given:
+            raise CommandError(f"`/{spec.name}` needs the option `{option.name}`.")
+    return Command(spec.name, given)
+
+
+def _option_values(spec: CommandSpec, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, list):
+        raise CommandError(f"`/{spec.name}`: options must be a list.")
+    allowed = {o.name: o for o in spec.options}
+    values: dict[str, Any] = {}
+    for item in raw:
+        option = allowed.get(str(item.get("name"))) if isinstance(item, dict) else None
+        if option is None:
+            raise CommandError(f"`/{spec.name}` has no option {item!r}.")
+        value = item.get("value")
+        expected = _PYTHON_TYPES[option.type]
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise CommandError(f"`/{spec.name}`: `{option.name}` must be a {expected.__name__}.")
+        values[option.name] = value.strip() if isinstance(value, str) else value
+    return values

@@ -1,0 +1,1 @@
+"""Discord: interaction verification and handling, and (later) the REST client."""

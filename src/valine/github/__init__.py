@@ -1,0 +1,1 @@
+"""GitHub: webhook verification and routing, and (later) the REST client."""

@@ -1,0 +1,131 @@
+"""The ``valine`` command line: serve, inspect runs, print the command registration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from valine.core.errors import ConfigurationError, NotFound
+from valine.runtime.config import Settings, load_dotenv_into
+
+log = logging.getLogger("valine.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``valine`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigurationError as exc:
+        print(f"valine: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="valine", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the local service (HTTP + workers)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8787)
+    serve.set_defaults(func=_serve)
+
+    runs = commands.add_parser("runs", help="read runs from the state store")
+    runs_commands = runs.add_subparsers(required=True, metavar="ACTION")
+    runs_list = runs_commands.add_parser("list", help="the most recent runs")
+    runs_list.add_argument("--repo")
+    runs_list.add_argument("--limit", type=int, default=20)
+    runs_list.set_defaults(func=_runs_list)
+    runs_show = runs_commands.add_parser("show", help="one run as JSON")
+    runs_show.add_argument("run_id")
+    runs_show.set_defaults(func=_runs_show)
+
+    register = commands.add_parser("register-commands", help="the slash commands for Discord")
+    register.add_argument("--guild", help="register in one guild (instant) instead of globally")
+    register.add_argument("--dry-run", action="store_true", help="print the JSON, send nothing")
+    register.set_defaults(func=_register_commands)
+    return parser
+
+
+def _settings() -> Settings:
+    environ = dict(os.environ)
+    load_dotenv_into(environ)
+    return Settings.from_env(environ)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from valine import logs
+    from valine.queue.worker import WorkerPool
+    from valine.runtime.server import serve
+    from valine.runtime.wiring import Services
+
+    settings = _settings()
+    logs.configure(settings.log_level, settings.secret_values())
+    services = Services(settings)
+    services.store  # opens (and if needed creates) the state store now, not on first use  # noqa: B018
+    app = services.app()
+    pool = WorkerPool(services.queue, services.job_handlers(), threads=int(settings.workers))
+    missing = settings.missing()
+    log.info(
+        "starting on http://%s:%d with store %s",
+        args.host,
+        args.port,
+        settings.store_url,
+        extra={"missing_settings": missing},
+    )
+    if missing:
+        log.warning("missing settings (the affected commands will say so): %s", ", ".join(missing))
+    pool.start()
+    try:
+        serve(app, args.host, args.port)
+    finally:
+        pool.stop(timeout=10)
+    return 0
+
+
+def _runs_list(args: argparse.Namespace) -> int:
+    from valine.runtime.wiring import Services
+
+    runs = Services(_settings()).store.recent_runs(args.repo, args.limit)
+    if not runs:
+        print("no runs stored")
+    for run in runs:
+        done = sum(1 for t in run.tasks if t.state.value in ("merged", "skipped"))
+        print(f"{run.run_id}  {run.state.value:<13} {run.repo}  {done}/{len(run.tasks)} tasks")
+    return 0
+
+
+def _runs_show(args: argparse.Namespace) -> int:
+    from valine.runtime.wiring import Services
+
+    try:
+        run = Services(_settings()).store.get_run(args.run_id)
+    except NotFound:
+        print(f"valine: no run {args.run_id}", file=sys.stderr)
+        return 1
+    document = run.to_dict()
+    document.pop("discord", None)  # holds an interaction token: not for terminals
+    print(json.dumps(document, indent=2))
+    return 0
+
+
+def _register_commands(args: argparse.Namespace) -> int:
+    from valine.core.commands import registration_payload
+
+    payload = registration_payload()
+    if args.dry_run:
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(
+        "valine: registering with Discord is not built yet; use --dry-run to see the payload",
+        file=sys.stderr,
+    )
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""Settings from the environment (DESIGN §7), validated once at start-up.
+
+Missing credentials do not stop the local server: it starts, says which are missing (at
+start-up and in ``/healthz``), and answers the affected requests with a message naming
+the setting. A *malformed* value stops start-up with an error naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from valine.core.errors import ConfigurationError
+
+DEFAULT_STORE = "sqlite:///.valine/valine.db"
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the service reads; :data:`ENV_NAMES` gives each one's variable."""
+
+    discord_public_key: str | None = None
+    discord_application_id: str | None = None
+    discord_bot_token: str | None = None
+    github_webhook_secret: str | None = None
+    github_token: str | None = None
+    github_app_id: str | None = None
+    github_app_private_key: str | None = None
+    github_app_installation_id: str | None = None
+    github_repository: str | None = None
+    github_api_url: str = "https://api.github.com"
+    discord_api_url: str = "https://discord.com/api/v10"
+    store_url: str = DEFAULT_STORE
+    config_path: str | None = None
+    discord_max_body: str = str(1 << 20)
+    github_max_body: str = str(25 << 20)
+    workers: str = "2"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the settings; raises ConfigurationError naming the variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_NAMES[f.name], "").strip()
+            if raw:
+                values[f.name] = raw
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ConfigurationError for the first malformed value."""
+        if self.discord_public_key and not _HEX64.fullmatch(self.discord_public_key):
+            raise ConfigurationError("DISCORD_PUBLIC_KEY must be 64 hexadecimal characters")
+        if self.github_repository and not _REPO.fullmatch(self.github_repository):
+            raise ConfigurationError("GITHUB_REPOSITORY must look like owner/name")
+        for name in ("GITHUB_API_URL", "DISCORD_API_URL"):
+            value = getattr(self, _attr(name))
+            if not value.startswith(("https://", "http://")):
+                raise ConfigurationError(f"{name} must be an http(s) URL, got {value!r}")
+        if not self.store_url.startswith(("sqlite:///", "dynamodb://")):
+            raise ConfigurationError(
+                "VALINE_STORE must be sqlite:///path/to.db or dynamodb://<table-prefix>"
+            )
+        for name in ("VALINE_DISCORD_MAX_BODY", "VALINE_GITHUB_MAX_BODY", "VALINE_WORKERS"):
+            if not _DIGITS.fullmatch(getattr(self, _attr(name))):
+                raise ConfigurationError(f"{name} must be a whole number")
+        for name in ("DISCORD_APPLICATION_ID", "GITHUB_APP_ID", "GITHUB_APP_INSTALLATION_ID"):
+            value = getattr(self, _attr(name))
+            if value and not _DIGITS.fullmatch(value):
+                raise ConfigurationError(f"{name} must be a number")
+
+    def missing(self) -> list[str]:
+        """Names of the settings the full workflow needs that are not set."""
+        wanted = [
+            "DISCORD_PUBLIC_KEY",
+            "DISCORD_APPLICATION_ID",
+            "DISCORD_BOT_TOKEN",
+            "GITHUB_WEBHOOK_SECRET",
+            "GITHUB_REPOSITORY",
+        ]
+        absent = [name for name in wanted if not getattr(self, _attr(name))]
+        if not self.github_token and not (self.github_app_id and self.github_app_private_key):
+            absent.append("GITHUB_TOKEN (or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY)")
+        return absent
+
+    def secret_values(self) -> list[str]:
+        """The values of every secret setting, for log redaction."""
+        return [value for name in SECRET_SETTINGS if (value := getattr(self, name))]
+
+
+#: The environment variable of each setting (DESIGN §7 names).
+ENV_NAMES: Mapping[str, str] = {
+    "discord_public_key": "DISCORD_PUBLIC_KEY",
+    "discord_application_id": "DISCORD_APPLICATION_ID",
+    "discord_bot_token": "DISCORD_BOT_TOKEN",
+    "github_webhook_secret": "GITHUB_WEBHOOK_SECRET",
+    "github_token": "GITHUB_TOKEN",
+    "github_app_id": "GITHUB_APP_ID",
+    "github_app_private_key": "GITHUB_APP_PRIVATE_KEY",
+    "github_app_installation_id": "GITHUB_APP_INSTALLATION_ID",
+    "github_repository": "GITHUB_REPOSITORY",
+    "github_api_url": "GITHUB_API_URL",
+    "discord_api_url": "DISCORD_API_URL",
+    "store_url": "VALINE_STORE",
+    "config_path": "VALINE_CONFIG",
+    "discord_max_body": "VALINE_DISCORD_MAX_BODY",
+    "github_max_body": "VALINE_GITHUB_MAX_BODY",
+    "workers": "VALINE_WORKERS",
+    "log_level": "VALINE_LOG_LEVEL",
+}
+_ATTRS: Mapping[str, str] = {env: attr for attr, env in ENV_NAMES.items()}
+#: Settings whose values must never be logged.
+SECRET_SETTINGS = frozenset(
+    {"discord_bot_token", "github_webhook_secret", "github_token", "github_app_private_key"}
+)
+
+
+def _attr(env_name: str) -> str:
+    return _ATTRS[env_name]
+
+
+def load_dotenv_into(environ: dict[str, str], path: str = ".env") -> None:
+    """Add the variables of a ``.env`` file that ``environ`` does not already set."""
+    if not os.path.exists(path):
+        return
+    from dotenv import dotenv_values
+
+    for key, value in dotenv_values(path).items():
+        if value is not None:
+            environ.setdefault(key, value)

@@ -1,0 +1,50 @@
+"""Fixtures shared by every suite; plain helpers live in helpers.py."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nacl.signing import SigningKey
+
+from helpers import EXAMPLES_INDEX, WEBHOOK_SECRET, Service, start_service, stop_service
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> SigningKey:
+    """A fresh Ed25519 key standing in for the Discord application's."""
+    return SigningKey.generate()
+
+
+@pytest.fixture(scope="session")
+def public_key_hex(signing_key: SigningKey) -> str:
+    """The hex public key the service is configured with (DISCORD_PUBLIC_KEY)."""
+    return signing_key.verify_key.encode().hex()
+
+
+@pytest.fixture(scope="session")
+def webhook_examples() -> dict[str, list[dict[str, Any]]]:
+    """Real webhook payloads from @octokit/webhooks-examples, by event name (make material)."""
+    if not EXAMPLES_INDEX.exists():
+        pytest.fail("test material missing: run `make material` (make test does it)")
+    index = json.loads(EXAMPLES_INDEX.read_text())
+    return {entry["name"]: entry["examples"] for entry in index}
+
+
+@pytest.fixture
+def service(tmp_path: Path, public_key_hex: str) -> Iterator[Service]:
+    """``valine serve`` in its own process, keys set, GitHub/Discord credentials missing."""
+    running = start_service(
+        tmp_path,
+        {
+            "DISCORD_PUBLIC_KEY": public_key_hex,
+            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        },
+    )
+    try:
+        yield running
+    finally:
+        stop_service(running)

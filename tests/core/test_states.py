@@ -1,0 +1,113 @@
+"""Every (state, event) pair of both state tables, legal and illegal."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from valine.core.errors import IllegalTransition
+from valine.core.states import (
+    RUN_TERMINAL,
+    TASK_TERMINAL,
+    RunEvent,
+    RunState,
+    TaskEvent,
+    TaskState,
+    mermaid_diagram,
+    next_run_state,
+    next_task_state,
+    run_is_active,
+)
+
+R, RE, T, TE = RunState, RunEvent, TaskState, TaskEvent
+
+# The expected legal transitions, written out independently of the table in states.py.
+EXPECTED_RUN = {
+    (R.PLANNED, RE.APPROVE): R.APPROVED,
+    (R.PLANNED, RE.CANCEL): R.CANCELLED,
+    (R.APPROVED, RE.START): R.EXECUTING,
+    (R.APPROVED, RE.CANCEL): R.CANCELLED,
+    (R.APPROVED, RE.FAIL): R.FAILED,
+    (R.EXECUTING, RE.ALL_READY): R.READY_TO_SHIP,
+    (R.EXECUTING, RE.CANCEL): R.CANCELLED,
+    (R.EXECUTING, RE.FAIL): R.FAILED,
+    (R.READY_TO_SHIP, RE.SHIP): R.SHIPPING,
+    (R.READY_TO_SHIP, RE.NOT_READY): R.EXECUTING,
+    (R.READY_TO_SHIP, RE.CANCEL): R.CANCELLED,
+    (R.SHIPPING, RE.SHIPPED): R.SHIPPED,
+    (R.SHIPPING, RE.SHIP_FAILED): R.SHIP_FAILED,
+    (R.SHIP_FAILED, RE.SHIP): R.SHIPPING,
+}
+
+_WITH_PR = (T.PR_OPEN, T.CHECKS_PENDING, T.CHECKS_PASSED, T.CHECKS_FAILED)
+EXPECTED_TASK = {
+    (T.PENDING, TE.DISPATCH): T.DISPATCHED,
+    (T.PENDING, TE.PR_OPENED): T.PR_OPEN,
+    (T.PENDING, TE.FAIL): T.FAILED,
+    (T.PENDING, TE.SKIP): T.SKIPPED,
+    (T.DISPATCHED, TE.PR_OPENED): T.PR_OPEN,
+    (T.DISPATCHED, TE.FAIL): T.FAILED,
+    (T.DISPATCHED, TE.SKIP): T.SKIPPED,
+    **{(s, TE.PR_CLOSED): T.DISPATCHED for s in _WITH_PR},
+    **{(s, TE.CHECKS_STARTED): T.CHECKS_PENDING for s in _WITH_PR},
+    **{(s, TE.CHECKS_PASSED): T.CHECKS_PASSED for s in _WITH_PR},
+    **{(s, TE.CHECKS_FAILED): T.CHECKS_FAILED for s in _WITH_PR},
+    **{(s, TE.MERGED): T.MERGED for s in _WITH_PR},
+    **{(s, TE.SKIP): T.SKIPPED for s in _WITH_PR},
+}
+
+
+@pytest.mark.parametrize(("state", "event"), list(itertools.product(RunState, RunEvent)))
+def test_every_run_state_event_pair(state: RunState, event: RunEvent) -> None:
+    expected = EXPECTED_RUN.get((state, event))
+    if expected is None:
+        with pytest.raises(IllegalTransition) as raised:
+            next_run_state(state, event)
+        assert raised.value.state == state.value
+        assert raised.value.event == event.value
+    else:
+        assert next_run_state(state, event) is expected
+
+
+@pytest.mark.parametrize(("state", "event"), list(itertools.product(TaskState, TaskEvent)))
+def test_every_task_state_event_pair(state: TaskState, event: TaskEvent) -> None:
+    expected = EXPECTED_TASK.get((state, event))
+    if expected is None:
+        with pytest.raises(IllegalTransition):
+            next_task_state(state, event)
+    else:
+        assert next_task_state(state, event) is expected
+
+
+def test_terminal_states() -> None:
+    assert {R.SHIPPED, R.CANCELLED, R.FAILED} == RUN_TERMINAL
+    assert {T.MERGED, T.SKIPPED, T.FAILED} == TASK_TERMINAL
+    assert not run_is_active(R.SHIPPED)
+    assert run_is_active(R.SHIP_FAILED)
+
+
+def test_cancel_is_refused_once_shipping_started() -> None:
+    for state in (R.SHIPPING, R.SHIP_FAILED, R.SHIPPED):
+        with pytest.raises(IllegalTransition):
+            next_run_state(state, RE.CANCEL)
+
+
+def test_every_state_is_reachable_from_the_initial_state() -> None:
+    for initial, expected in ((R.PLANNED, EXPECTED_RUN), (T.PENDING, EXPECTED_TASK)):
+        seen, frontier = {initial}, [initial]
+        while frontier:
+            state = frontier.pop()
+            for (source, _), target in expected.items():
+                if source == state and target not in seen:
+                    seen.add(target)
+                    frontier.append(target)
+        assert seen == set(type(initial))
+
+
+def test_committed_diagram_is_generated_from_the_table() -> None:
+    committed = Path(__file__).parents[2] / "docs" / "state-machine.md"
+    assert committed.read_text() == mermaid_diagram() + "\n", (
+        "docs/state-machine.md is stale: run `make diagram` and commit it"
+    )

@@ -1,0 +1,92 @@
+"""The done-when list of the foundation, from outside the process, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from helpers import Service, discord_headers, github_headers, interaction
+
+
+def test_healthz_reports_store_and_missing_settings(service: Service) -> None:
+    status, body = service.request("GET", "/healthz")
+    document = json.loads(body)
+    assert status == 200
+    assert document["store"] == "sqlite:///.valine/valine.db"
+    assert (
+        "GITHUB_TOKEN (or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY)" in document["missing_settings"]
+    )
+    assert (service.workdir / ".valine" / "valine.db").is_file()
+
+
+def test_signed_ping_pong_and_bad_signature(service: Service, signing_key: SigningKey) -> None:
+    body = interaction(kind=1)
+    assert service.request("POST", "/discord", body, discord_headers(signing_key, body)) == (
+        200,
+        b'{"type":1}',
+    )
+    forged = discord_headers(SigningKey.generate(), body)
+    assert service.request("POST", "/discord", body, forged)[0] == 401
+
+
+def test_github_ping_signature_and_dedupe(
+    service: Service, webhook_examples: dict[str, Any]
+) -> None:
+    ping = json.dumps(webhook_examples["ping"][0]).encode()
+    assert service.request("POST", "/github/webhook", ping, github_headers(ping, "ping"))[0] == 200
+    bad = github_headers(ping, "ping", secret="not-the-secret")
+    assert service.request("POST", "/github/webhook", ping, bad)[0] == 401
+
+    body = json.dumps(webhook_examples["issues"][0]).encode()
+    headers = github_headers(body, "issues", delivery="e2e-delivery-1")
+    first = service.request("POST", "/github/webhook", body, headers)
+    second = service.request("POST", "/github/webhook", body, headers)
+    assert first[0] == 202
+    assert (second[0], json.loads(second[1])["status"]) == (200, "duplicate")
+    _wait_processed(service, "e2e-delivery-1")
+    assert _processed_count(service, "e2e-delivery-1") == 1
+
+
+def test_bad_input_never_yields_500(service: Service, signing_key: SigningKey) -> None:
+    junk = b"\xff\xfe not json"
+    assert service.request("POST", "/discord", junk, discord_headers(signing_key, junk))[0] == 400
+    assert (
+        service.request("POST", "/github/webhook", junk, github_headers(junk, "issues"))[0] == 400
+    )
+    huge = b"{" + b" " * (1 << 20) + b"}"
+    assert service.request("POST", "/discord", huge, discord_headers(signing_key, huge))[0] == 413
+    assert service.request("GET", "/github/webhook")[0] == 405
+    assert service.request("DELETE", "/discord")[0] == 405
+    assert service.request("GET", "/nowhere")[0] == 404
+
+
+def test_commands_answer_with_the_missing_setting(
+    service: Service, signing_key: SigningKey
+) -> None:
+    body = interaction(name="approve", run_id="r1")
+    status, answer = service.request("POST", "/discord", body, discord_headers(signing_key, body))
+    document = json.loads(answer)
+    assert status == 200
+    assert document["data"]["flags"] == 64
+    assert "GITHUB_REPOSITORY" in document["data"]["content"]
+
+
+def _processed_count(service: Service, delivery_id: str) -> int:
+    with sqlite3.connect(service.workdir / ".valine" / "valine.db") as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM store_deliveries WHERE delivery_id = ?", (delivery_id,)
+        ).fetchone()
+    return int(row[0])
+
+
+def _wait_processed(service: Service, delivery_id: str) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if _processed_count(service, delivery_id):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"delivery {delivery_id} was not processed:\n{service.logs()}")

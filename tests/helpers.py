@@ -1,0 +1,144 @@
+"""Test helpers shared by every suite: keys, request signing, the service process."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nacl.signing import SigningKey
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES_INDEX = (
+    ROOT / ".cache/material/node_modules/@octokit/webhooks-examples/api.github.com/index.json"
+)
+WEBHOOK_SECRET = "test-webhook-secret-" + uuid.uuid4().hex  # generated, never a real secret
+
+
+def discord_headers(key: SigningKey, body: bytes, timestamp: str | None = None) -> dict[str, str]:
+    """Headers Discord sends with an interaction signed by ``key``."""
+    ts = timestamp or str(int(time.time()))
+    signature = key.sign(ts.encode() + body).signature.hex()
+    return {
+        "content-type": "application/json",
+        "x-signature-ed25519": signature,
+        "x-signature-timestamp": ts,
+    }
+
+
+def github_headers(
+    body: bytes, event: str, delivery: str | None = None, secret: str = WEBHOOK_SECRET
+) -> dict[str, str]:
+    """Headers GitHub sends with a delivery signed with ``secret``."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "content-type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": "sha256=" + digest,
+    }
+
+
+def interaction(kind: int = 2, name: str | None = None, **options: Any) -> bytes:
+    """The body of a Discord interaction; ``kind`` 1 is PING, 2 an application command."""
+    document: dict[str, Any] = {
+        "id": str(uuid.uuid4().int)[:18],
+        "application_id": "1100000000000000000",
+        "type": kind,
+        "token": "interaction-token-" + uuid.uuid4().hex,
+        "version": 1,
+        "member": {"user": {"id": "42", "username": "ada"}, "roles": ["7"]},
+        "channel_id": "3",
+        "guild_id": "4",
+    }
+    if name is not None:
+        document["data"] = {
+            "id": "5",
+            "name": name,
+            "type": 1,
+            "options": [{"name": k, "type": 3, "value": v} for k, v in options.items()],
+        }
+    return json.dumps(document).encode()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Service:
+    """A running ``valine serve`` process."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+    log_path: Path
+
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """One HTTP request over a fresh loopback connection: (status, body)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def logs(self) -> str:
+        """Everything the process has logged so far."""
+        return self.log_path.read_text()
+
+
+def start_service(workdir: Path, env: dict[str, str]) -> Service:
+    """Start ``valine serve`` in ``workdir`` and wait (bounded) until /healthz answers."""
+    port = free_port()
+    log_path = workdir / "service.log"
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "GITHUB_", "VALINE_"))
+    }
+    full_env.update(env)
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "valine.runtime.cli", "serve", "--port", str(port)],
+            cwd=workdir,
+            env=full_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    service = Service(process, port, workdir, log_path)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"valine serve exited early:\n{service.logs()}")
+        try:
+            if service.request("GET", "/healthz")[0] == 200:
+                return service
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"valine serve did not answer in time:\n{service.logs()}")
+
+
+def stop_service(service: Service) -> None:
+    """SIGTERM, then SIGKILL after a bounded wait."""
+    service.process.terminate()
+    try:
+        service.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        service.process.kill()
+        service.process.wait(timeout=10)
