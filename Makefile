@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MATERIAL := .cache/material
 MATERIAL_STAMP := $(MATERIAL)/.installed
+# GitHub's REST description: the package is 385 MB unpacked, so only its one file is kept.
+OPENAPI_VERSION := 23.0.2
+OPENAPI := $(MATERIAL)/api.github.com.json
 
 .PHONY: install material run test lint typecheck unit bench demo diagram clean
 
@@ -23,6 +26,9 @@ $(MATERIAL_STAMP): tests/material/package.json tests/material/package-lock.json
 	mkdir -p $(MATERIAL)
 	cp tests/material/package.json tests/material/package-lock.json $(MATERIAL)/
 	cd $(MATERIAL) && npm ci --no-audit --no-fund --loglevel=error
+	cd $(MATERIAL) && npm pack --silent @octokit/openapi@$(OPENAPI_VERSION) >/dev/null \
+		&& tar -xzf octokit-openapi-$(OPENAPI_VERSION).tgz -O package/generated/api.github.com.json > api.github.com.json.tmp \
+		&& mv api.github.com.json.tmp api.github.com.json && rm octokit-openapi-$(OPENAPI_VERSION).tgz
 	touch $@
 
 run: install

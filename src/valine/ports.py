@@ -9,10 +9,11 @@ against every adapter of a port.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from valine.core.errors import ValineError
 from valine.core.models import Run
 
 
@@ -72,12 +73,16 @@ class RunStore(Protocol):
         """Runs by most recent creation first, optionally of one repository. Uses an index."""
         ...
 
-    def record_delivery(self, delivery_id: str, expires_at: float) -> bool:
-        """Mark a delivery as processed; False if it already was (and not yet expired)."""
+    def record_delivery(self, delivery_id: str, expires_at: float, now: float) -> bool:
+        """Mark a delivery as processed until ``expires_at``.
+
+        True the first time; False while an unexpired record exists (an expired one,
+        ``expires_at <= now``, counts as absent and is replaced).
+        """
         ...
 
     def purge_expired(self, now: float) -> int:
-        """Delete delivery records that expired before ``now``; returns how many."""
+        """Delete delivery records that have expired (``expires_at <= now``); how many."""
         ...
 
     def append_audit(self, entry: AuditEntry) -> None:
@@ -98,6 +103,7 @@ class Job:
     payload: dict[str, Any]
     attempts: int
     lease_token: str = field(repr=False)
+    last_error: str | None = None
 
 
 class JobQueue(Protocol):
@@ -153,19 +159,131 @@ class Issue:
     created_at: str
     milestone_due_on: str | None = None
     url: str = ""
+    assignees: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequest:
+    """What tracking and shipping need to know about one pull request."""
+
+    number: int
+    head_sha: str
+    head_ref: str
+    state: str  # "open" or "closed"
+    merged: bool
+    body: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    """A successful merge: the merge commit's SHA."""
+
+    sha: str
 
 
 class GitHub(Protocol):
-    """The GitHub operations the workflow needs (filled in by the workflow issue)."""
+    """The GitHub operations the workflow needs, one REST request each unless stated.
+
+    Adapters raise ``GitHubUnavailable`` (network errors, 5xx and rate limits that
+    outlast the retries) and :class:`GitHubError` subclasses for answers that retrying
+    cannot change; never an HTTP library's exception.
+    """
 
     def list_ready_issues(self, repo: str, label: str) -> Sequence[Issue]:
-        """Open issues (pull requests excluded) carrying ``label``."""
+        """Open issues carrying ``label``, pull requests excluded.
+
+        One request for up to 100 issues (``per_page=100``); follows pagination beyond.
+        Repeated calls send the last ETag, so an unchanged list costs no rate limit.
+        """
+        ...
+
+    def update_issue(
+        self,
+        repo: str,
+        number: int,
+        *,
+        labels: Sequence[str] | None = None,
+        state: str | None = None,
+        assignees: Sequence[str] | None = None,
+    ) -> Issue:
+        """``PATCH`` the issue: replace its labels / assignees, or open / close it."""
+        ...
+
+    def comment(self, repo: str, number: int, body: str) -> None:
+        """Add a comment to an issue or pull request."""
+        ...
+
+    def dispatch_workflow(
+        self, repo: str, workflow: str, ref: str, inputs: Mapping[str, str]
+    ) -> None:
+        """Start a ``workflow_dispatch`` run of ``workflow`` (file name or id) on ``ref``."""
+        ...
+
+    def get_pull(self, repo: str, number: int) -> PullRequest:
+        """One pull request (``NotFound`` if there is none)."""
+        ...
+
+    def merge_pull(self, repo: str, number: int, sha: str, method: str) -> MergeResult:
+        """Merge only if the head is still ``sha``.
+
+        Raises :class:`HeadMoved` (409), :class:`MergeQueueRequired` (405 on a branch
+        that requires a merge queue) or :class:`NotMergeable` (other 405 / 422).
+        """
         ...
 
 
-class Discord(Protocol):
-    """The Discord operations the workflow needs (filled in by the workflow issue)."""
+class GitHubError(ValineError):
+    """GitHub answered with an error that retrying will not change."""
 
-    def edit_original(self, application_id: str, token: str, message: dict[str, Any]) -> None:
-        """Replace the original interaction response with ``message``."""
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"GitHub answered {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class HeadMoved(GitHubError):
+    """The pull request's head is no longer the SHA the checks passed on (409)."""
+
+
+class MergeQueueRequired(GitHubError):
+    """The base branch only accepts merges through its merge queue (405)."""
+
+
+class NotMergeable(GitHubError):
+    """GitHub refused the merge for another reason (conflicts, protection rules...)."""
+
+
+class DiscordError(ValineError):
+    """Discord answered with an error that retrying will not change."""
+
+    def __init__(self, status: int, message: str, code: int | None = None) -> None:
+        super().__init__(f"Discord answered {status}: {message}")
+        self.status = status
+        self.message = message
+        self.code = code  # Discord's JSON error code, e.g. 50027 Invalid Webhook Token
+
+
+class Discord(Protocol):
+    """The Discord operations the workflow needs.
+
+    ``message`` documents are Discord message bodies (``content``, ``embeds``,
+    ``components``, ``flags``). Adapters honour 429 ``retry_after`` and raise
+    ``DiscordUnavailable`` after retries, :class:`DiscordError` otherwise.
+    """
+
+    def edit_original(self, application_id: str, token: str, message: Mapping[str, Any]) -> str:
+        """Replace the original interaction response (token valid 15 minutes); its id."""
+        ...
+
+    def followup(self, application_id: str, token: str, message: Mapping[str, Any]) -> str:
+        """Send a follow-up message to the interaction (token valid 15 minutes); its id."""
+        ...
+
+    def create_message(self, channel_id: str, message: Mapping[str, Any]) -> str:
+        """Post a message to a channel with the bot token; its id."""
+        ...
+
+    def edit_message(self, channel_id: str, message_id: str, message: Mapping[str, Any]) -> None:
+        """Edit a message the bot posted, with the bot token (no 15-minute limit)."""
         ...

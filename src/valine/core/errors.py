@@ -34,6 +34,14 @@ class NotFound(ValineError):
     """The thing asked for does not exist in the store."""
 
 
+class StoreUnavailable(ValineError):
+    """The state store could not be read or written (locked too long, disk full...)."""
+
+
+class QueueUnavailable(ValineError):
+    """The job queue could not be read or written."""
+
+
 class GitHubUnavailable(ValineError):
     """GitHub could not be reached or kept failing after retries."""
 

@@ -30,6 +30,7 @@ class Task:
     issue_number: int
     title: str
     state: TaskState = TaskState.PENDING
+    labels: tuple[str, ...] = ()
     pr_number: int | None = None
     head_sha: str | None = None
     checks_sha: str | None = None
@@ -42,6 +43,7 @@ class Task:
             "issue_number": self.issue_number,
             "title": self.title,
             "state": self.state.value,
+            "labels": list(self.labels),
             "pr_number": self.pr_number,
             "head_sha": self.head_sha,
             "checks_sha": self.checks_sha,
@@ -56,6 +58,7 @@ class Task:
             issue_number=int(data["issue_number"]),
             title=str(data["title"]),
             state=TaskState(data["state"]),
+            labels=tuple(data.get("labels", ())),
             pr_number=data.get("pr_number"),
             head_sha=data.get("head_sha"),
             checks_sha=data.get("checks_sha"),

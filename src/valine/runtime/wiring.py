@@ -128,5 +128,6 @@ class Services:
         """Process one accepted delivery (for now: record it as processed)."""
         import time
 
-        if self.store.record_delivery(job["delivery_id"], time.time() + DELIVERY_TTL_SECONDS):
+        now = time.time()
+        if self.store.record_delivery(job["delivery_id"], now + DELIVERY_TTL_SECONDS, now):
             log.info("processed %s delivery %s", job["event"], job["delivery_id"])

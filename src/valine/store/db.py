@@ -67,10 +67,12 @@ class Database:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may already have rolled back by itself (disk full, I/O error).
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def executescript(self, script: str) -> None:
         """Run a schema script (idempotent ``CREATE ... IF NOT EXISTS`` statements)."""

@@ -1,0 +1,157 @@
+"""The workflow rules of one repository, read from ``valine.toml`` (parsed by the runtime).
+
+Every field has a default, so a team can start with no file at all::
+
+    [labels]
+    ready = "ready"
+    in_progress = "in-progress"
+    shipped = "shipped"
+    blocking = ["blocked"]
+
+    [planner]
+    max_tasks = 5
+    priority_labels = ["P0", "P1", "P2", "P3"]   # first is most urgent
+    order = ["priority", "milestone", "age"]
+
+    [executor]
+    kind = "label"            # "workflow", "assign" or "label"
+    workflow = "agent.yml"    # kind = "workflow": the workflow file (or id) to dispatch
+    ref = "main"              # kind = "workflow": the branch it runs on
+    assignee = "agent-login"  # kind = "assign": who gets the issue
+
+    [merge]
+    method = "squash"         # "merge", "squash" or "rebase"
+
+    [policy]
+    on_task_failure = "continue"   # or "fail_run"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from valine.core.errors import ConfigurationError
+
+EXECUTOR_KINDS = ("workflow", "assign", "label")
+MERGE_METHODS = ("merge", "squash", "rebase")
+ORDER_KEYS = ("priority", "milestone", "age")
+FAILURE_POLICIES = ("continue", "fail_run")
+
+
+@dataclass(frozen=True, slots=True)
+class Labels:
+    """The labels the workflow reads and writes."""
+
+    ready: str = "ready"
+    in_progress: str = "in-progress"
+    shipped: str = "shipped"
+    blocking: tuple[str, ...] = ("blocked",)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerRules:
+    """How the planner picks and orders the day's tasks."""
+
+    max_tasks: int = 5
+    priority_labels: tuple[str, ...] = ("P0", "P1", "P2", "P3")
+    order: tuple[str, ...] = ORDER_KEYS
+
+
+@dataclass(frozen=True, slots=True)
+class Executor:
+    """Who works on a task once the run is approved."""
+
+    kind: str = "label"
+    workflow: str | None = None
+    ref: str = "main"
+    assignee: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Everything ``valine.toml`` configures."""
+
+    labels: Labels = field(default_factory=Labels)
+    planner: PlannerRules = field(default_factory=PlannerRules)
+    executor: Executor = field(default_factory=Executor)
+    merge_method: str = "squash"
+    on_task_failure: str = "continue"
+
+
+def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
+    """The policy a parsed ``valine.toml`` describes; raises ConfigurationError naming the key."""
+    labels = _section(data, "labels")
+    planner = _section(data, "planner")
+    executor = _section(data, "executor")
+    policy = Policy(
+        labels=Labels(
+            ready=_str(labels, "labels.ready", "ready"),
+            in_progress=_str(labels, "labels.in_progress", "in-progress"),
+            shipped=_str(labels, "labels.shipped", "shipped"),
+            blocking=_strs(labels, "labels.blocking", ("blocked",)),
+        ),
+        planner=PlannerRules(
+            max_tasks=_int(planner, "planner.max_tasks", 5),
+            priority_labels=_strs(planner, "planner.priority_labels", ("P0", "P1", "P2", "P3")),
+            order=_strs(planner, "planner.order", ORDER_KEYS),
+        ),
+        executor=Executor(
+            kind=_str(executor, "executor.kind", "label"),
+            workflow=executor.get("workflow"),
+            ref=_str(executor, "executor.ref", "main"),
+            assignee=executor.get("assignee"),
+        ),
+        merge_method=_str(_section(data, "merge"), "merge.method", "squash"),
+        on_task_failure=_str(_section(data, "policy"), "policy.on_task_failure", "continue"),
+    )
+    _check(policy)
+    return policy
+
+
+def _check(policy: Policy) -> None:
+    executor = policy.executor
+    if executor.kind not in EXECUTOR_KINDS:
+        raise ConfigurationError(f"executor.kind must be one of {', '.join(EXECUTOR_KINDS)}")
+    if executor.kind == "workflow" and not executor.workflow:
+        raise ConfigurationError("executor.workflow is required when executor.kind = workflow")
+    if executor.kind == "assign" and not executor.assignee:
+        raise ConfigurationError("executor.assignee is required when executor.kind = assign")
+    if policy.merge_method not in MERGE_METHODS:
+        raise ConfigurationError(f"merge.method must be one of {', '.join(MERGE_METHODS)}")
+    if policy.on_task_failure not in FAILURE_POLICIES:
+        raise ConfigurationError("policy.on_task_failure must be continue or fail_run")
+    if not 1 <= policy.planner.max_tasks <= 100:
+        raise ConfigurationError("planner.max_tasks must be between 1 and 100")
+    unknown = set(policy.planner.order) - set(ORDER_KEYS)
+    if unknown:
+        raise ConfigurationError(f"planner.order: unknown key(s) {', '.join(sorted(unknown))}")
+
+
+def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    section = data.get(name, {})
+    if not isinstance(section, Mapping):
+        raise ConfigurationError(f"[{name}] must be a table")
+    return section
+
+
+def _str(section: Mapping[str, Any], key: str, default: str) -> str:
+    value = section.get(key.rsplit(".", 1)[1], default)
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{key} must be a non-empty string")
+    return value
+
+
+def _int(section: Mapping[str, Any], key: str, default: int) -> int:
+    value = section.get(key.rsplit(".", 1)[1], default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigurationError(f"{key} must be a whole number")
+    return value
+
+
+def _strs(section: Mapping[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = section.get(key.rsplit(".", 1)[1], default)
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigurationError(f"{key} must be a list of strings")
+    return tuple(value)

@@ -1,0 +1,347 @@
+"""A durable job queue in a SQLite file: the local runtime's :class:`~valine.ports.JobQueue`.
+
+The queue follows SQS's model so the same handlers run on both. A job is a row in
+``queue_jobs``; leasing it pushes its ``available_at`` forward by the visibility timeout,
+so a worker that dies without acking simply lets the job become due again. Every lease
+hands out a fresh ``lease_token``, and ack/retry only act while that token is still the
+job's, so a worker whose lease expired cannot finish or reschedule someone else's lease.
+
+Dedupe keys live in their own table, ``queue_dedupe``, written in the same transaction as
+the job: one commit makes both the "seen" mark and the job durable, and the mark outlives
+the job being acked. Keys expire after ``dedupe_ttl`` seconds and are purged in bounded
+batches at most once a minute by :meth:`SqliteJobQueue.enqueue` (or on demand with
+:meth:`SqliteJobQueue.purge_expired`).
+
+Every table of the queue is prefixed ``queue_`` because the run store keeps its
+``store_`` tables in the same database file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from valine.core.errors import QueueUnavailable
+from valine.ports import Job
+from valine.store.db import Database, path_from_url
+
+log = logging.getLogger("valine.queue")
+
+#: How often (in seconds of the queue's clock) ``enqueue`` purges expired dedupe keys.
+PURGE_INTERVAL = 60.0
+#: At most this many expired dedupe keys are deleted by one opportunistic purge, so an
+#: enqueue on the webhook path never pays for a large backlog at once.
+PURGE_BATCH = 500
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_jobs (
+    seq          INTEGER PRIMARY KEY,
+    job_id       TEXT    NOT NULL UNIQUE,
+    kind         TEXT    NOT NULL,
+    payload      TEXT    NOT NULL,
+    state        TEXT    NOT NULL DEFAULT 'ready',
+    available_at REAL    NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    lease_token  TEXT,
+    last_error   TEXT,
+    enqueued_at  REAL    NOT NULL,
+    died_at      REAL
+);
+CREATE INDEX IF NOT EXISTS queue_jobs_due ON queue_jobs (state, available_at);
+CREATE INDEX IF NOT EXISTS queue_jobs_dead ON queue_jobs (state, died_at)
+    WHERE state = 'dead';
+CREATE TABLE IF NOT EXISTS queue_dedupe (
+    key        TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS queue_dedupe_expiry ON queue_dedupe (expires_at);
+"""
+
+# The oldest due job. ``queue_jobs_due`` ends (implicitly) with the rowid ``seq``, so the
+# ORDER BY is read straight off the index: no scan, no sort.
+_NEXT_DUE = (
+    "SELECT seq FROM queue_jobs WHERE state = 'ready' AND available_at <= ? "
+    "ORDER BY available_at, seq LIMIT 1"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter(Job):
+    """A dead-lettered job, with when its last attempt failed (``last_error`` says why)."""
+
+    died_at: float | None = None
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Turn sqlite3's exceptions into the domain's :class:`QueueUnavailable`."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise QueueUnavailable(f"job queue database error: {exc}") from exc
+
+
+def _decode(payload: str) -> dict[str, Any]:
+    value = json.loads(payload)
+    if not isinstance(value, dict):  # only ever written by enqueue, which takes a dict
+        raise QueueUnavailable("job payload in the database is not a JSON object")
+    return value
+
+
+class SqliteJobQueue:
+    """A :class:`~valine.ports.JobQueue` on a SQLite database file.
+
+    ``max_attempts`` leases fail before a job is dead-lettered. A failed attempt ``n`` is
+    retried after a delay drawn uniformly from ``[b/2, b]`` where
+    ``b = min(max_backoff, base_backoff * 2 ** (n - 1))`` ("equal jitter": the delay
+    still doubles per attempt, and retries of jobs that failed together spread out).
+    ``clock`` and ``rng`` are injectable so tests control time and jitter. Dedupe keys are
+    remembered for ``dedupe_ttl`` seconds (a week by default).
+
+    Safe to share between threads (each thread gets its own connection from ``db``) and
+    between processes on the same file (every change is one ``BEGIN IMMEDIATE``
+    transaction).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_attempts: int = 5,
+        base_backoff: float = 1.0,
+        max_backoff: float = 300.0,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        dedupe_ttl: float = 7 * 24 * 3600,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if base_backoff < 0 or max_backoff < 0 or dedupe_ttl < 0:
+            raise ValueError("base_backoff, max_backoff and dedupe_ttl must not be negative")
+        self.db = db
+        self.max_attempts = max_attempts
+        self.base_backoff = base_backoff
+        self.max_backoff = max_backoff
+        self.dedupe_ttl = dedupe_ttl
+        self._clock = clock
+        # Jitter only spreads retries out; it needs no cryptographic quality.
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311
+        self._last_purge: float | None = None
+        with _translated():
+            db.executescript(SCHEMA)
+
+    @classmethod
+    def from_url(cls, url: str, **kw: Any) -> SqliteJobQueue:
+        """A queue on the file of a ``sqlite:///path/to.db`` URL; ``kw`` go to the constructor."""
+        return cls(Database(path_from_url(url)), **kw)
+
+    def close(self) -> None:
+        """Close the database connections (of every thread) this queue's ``db`` opened."""
+        self.db.close()
+
+    # -- JobQueue -------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        dedupe_key: str | None = None,
+        delay: float = 0.0,
+    ) -> bool:
+        """Add a job due after ``delay`` seconds; False (nothing added) for a seen ``dedupe_key``.
+
+        The dedupe mark and the job are written in one transaction: when this returns
+        True both are durable, when it raises neither is. A dedupe key counts as seen
+        until ``dedupe_ttl`` seconds after it was first enqueued, even once its job is
+        done or dead. ``payload`` must be JSON-serialisable (``TypeError`` if not).
+        """
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        now = self._clock()
+        with _translated(), self.db.write() as conn:
+            if self._purge_due(now):
+                self._purge(conn, now, PURGE_BATCH)
+            if dedupe_key is not None:
+                added = conn.execute(
+                    "INSERT INTO queue_dedupe (key, expires_at) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
+                    "WHERE queue_dedupe.expires_at <= ?",
+                    (dedupe_key, now + self.dedupe_ttl, now),
+                ).rowcount
+                if not added:
+                    return False
+            conn.execute(
+                "INSERT INTO queue_jobs (job_id, kind, payload, available_at, enqueued_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (uuid.uuid4().hex, kind, body, now + max(0.0, delay), now),
+            )
+        return True
+
+    def lease(self, visibility_timeout: float) -> Job | None:
+        """Take the oldest due job for ``visibility_timeout`` seconds, or None if none is due.
+
+        The job's ``attempts`` counts this lease. A due job that has already been leased
+        ``max_attempts`` times (its workers kept dying before ack or retry) is
+        dead-lettered instead of handed out again, as SQS's redrive policy does, so a job
+        that crashes its worker cannot loop forever. An empty queue costs one indexed read
+        and no write lock, so idle workers do not contend with enqueues.
+        """
+        now = self._clock()
+        with _translated():
+            # fetchall, not fetchone: it finishes the statement, so no read stays open.
+            if not self.db.connection().execute(_NEXT_DUE, (now,)).fetchall():
+                return None
+            token = uuid.uuid4().hex
+            with self.db.write() as conn:
+                # Picked again under the write lock: another worker may have won the race.
+                while due := conn.execute(_NEXT_DUE, (now,)).fetchall():
+                    seq = due[0][0]
+                    row = conn.execute(
+                        "UPDATE queue_jobs SET available_at = ?, attempts = attempts + 1, "
+                        "lease_token = ? WHERE seq = ? AND attempts < ? "
+                        "RETURNING job_id, kind, payload, attempts",
+                        (now + max(0.0, visibility_timeout), token, seq, self.max_attempts),
+                    ).fetchall()
+                    if row:
+                        ((job_id, kind, payload, attempts),) = row
+                        return Job(job_id, kind, _decode(payload), attempts, lease_token=token)
+                    self._bury_abandoned(conn, seq, now)
+        return None
+
+    def ack(self, job: Job) -> None:
+        """Delete the job if ``job``'s lease is still the current one; else warn, do nothing."""
+        with _translated(), self.db.write() as conn:
+            deleted = conn.execute(
+                "DELETE FROM queue_jobs WHERE job_id = ? AND lease_token = ? AND state = 'ready'",
+                (job.job_id, job.lease_token),
+            ).rowcount
+        if not deleted:
+            self._stale(job, "ack")
+
+    def retry(self, job: Job, error: str) -> bool:
+        """Reschedule the job after a backoff, or dead-letter it after ``max_attempts``.
+
+        Returns True if it will run again, False if it was dead-lettered. ``error`` is kept
+        as the job's ``last_error``. If ``job``'s lease is no longer the current one
+        (it expired and the job was leased again, acked or retried) nothing changes, a
+        warning is logged and True is returned: this call dead-lettered nothing.
+        """
+        now = self._clock()
+        with _translated(), self.db.write() as conn:
+            rows = conn.execute(
+                "SELECT attempts FROM queue_jobs WHERE job_id = ? AND lease_token = ? "
+                "AND state = 'ready'",
+                (job.job_id, job.lease_token),
+            ).fetchall()
+            row = rows[0] if rows else None
+            if row is not None and row[0] >= self.max_attempts:
+                conn.execute(
+                    "UPDATE queue_jobs SET state = 'dead', last_error = ?, died_at = ?, "
+                    "lease_token = NULL WHERE job_id = ?",
+                    (error, now, job.job_id),
+                )
+                return False
+            if row is not None:
+                conn.execute(
+                    "UPDATE queue_jobs SET available_at = ?, last_error = ?, lease_token = NULL "
+                    "WHERE job_id = ?",
+                    (now + self.backoff(row[0]), error, job.job_id),
+                )
+        if row is None:
+            self._stale(job, "retry")
+        return True
+
+    def dead_letters(self, limit: int = 50) -> Sequence[DeadLetter]:
+        """Dead-lettered jobs, most recently dead first, with their last error."""
+        with _translated():
+            rows = (
+                self.db.connection()
+                .execute(
+                    "SELECT job_id, kind, payload, attempts, last_error, died_at FROM queue_jobs "
+                    "WHERE state = 'dead' ORDER BY died_at DESC, seq DESC LIMIT ?",
+                    (limit,),
+                )
+                .fetchall()
+            )
+        return [
+            DeadLetter(job_id, kind, _decode(payload), attempts, "", last_error, died_at)
+            for job_id, kind, payload, attempts, last_error, died_at in rows
+        ]
+
+    def depth(self) -> int:
+        """How many jobs are waiting or leased (neither acked nor dead-lettered)."""
+        with _translated():
+            row = (
+                self.db.connection()
+                .execute("SELECT count(*) FROM queue_jobs WHERE state = 'ready'")
+                .fetchall()
+            )
+        return int(row[0][0])
+
+    # -- beyond the port ------------------------------------------------------------
+
+    def backoff(self, attempts: int) -> float:
+        """The delay before the retry of a job whose attempt number ``attempts`` failed.
+
+        Uniform in ``[b/2, b]`` with ``b = min(max_backoff, base_backoff * 2**(attempts-1))``.
+        """
+        exponent = min(max(attempts - 1, 0), 64)  # 2**64 * base already exceeds any cap
+        ceiling = min(self.max_backoff, self.base_backoff * 2.0**exponent)
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def purge_expired(self, limit: int | None = None) -> int:
+        """Delete dedupe keys that have expired (at most ``limit`` of them); returns how many."""
+        now = self._clock()
+        with _translated(), self.db.write() as conn:
+            return self._purge(conn, now, limit)
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _purge_due(self, now: float) -> bool:
+        """True at most once per ``PURGE_INTERVAL`` (a benign race may purge twice)."""
+        if self._last_purge is not None and now - self._last_purge < PURGE_INTERVAL:
+            return False
+        self._last_purge = now
+        return True
+
+    @staticmethod
+    def _purge(conn: sqlite3.Connection, now: float, limit: int | None) -> int:
+        return conn.execute(
+            "DELETE FROM queue_dedupe WHERE key IN "
+            "(SELECT key FROM queue_dedupe WHERE expires_at <= ? LIMIT ?)",
+            (now, -1 if limit is None else limit),
+        ).rowcount
+
+    @staticmethod
+    def _bury_abandoned(conn: sqlite3.Connection, seq: int, now: float) -> None:
+        ((job_id, kind, attempts),) = conn.execute(
+            "UPDATE queue_jobs SET state = 'dead', died_at = ?, lease_token = NULL, "
+            "last_error = coalesce(last_error || '; ', '') || ? WHERE seq = ? "
+            "RETURNING job_id, kind, attempts",
+            (now, "lease expired without ack or retry (worker died?)", seq),
+        ).fetchall()
+        log.error(
+            "job %s (%s) dead-lettered: %d leases expired without ack or retry",
+            job_id,
+            kind,
+            attempts,
+            extra={"job_id": job_id, "job_kind": kind},
+        )
+
+    @staticmethod
+    def _stale(job: Job, action: str) -> None:
+        log.warning(
+            "%s of job %s (%s) ignored: its lease is no longer held",
+            action,
+            job.job_id,
+            job.kind,
+            extra={"job_id": job.job_id, "job_kind": job.kind},
+        )

@@ -1,0 +1,146 @@
+"""Worker threads that drain a :class:`~valine.ports.JobQueue` into handlers.
+
+Each job's ``kind`` names its handler; the handler gets the job's payload. A handler
+that returns acks the job; one that raises gets the job retried with a backoff and, after
+the queue's ``max_attempts``, dead-lettered. Delivery is at least once (a worker may die
+between the handler's effect and the ack), so handlers must be idempotent.
+
+A handler must finish within the visibility timeout: past it the job becomes due again
+and a second worker may run it concurrently (the first worker's ack is then ignored).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from valine.ports import Job, JobQueue
+
+log = logging.getLogger("valine.worker")
+
+Handler = Callable[[dict[str, Any]], None]
+
+
+def _extra(job: Job) -> dict[str, Any]:
+    return {"job_id": job.job_id, "job_kind": job.kind, "job_attempts": job.attempts}
+
+
+class WorkerPool:
+    """A pool of daemon threads, each leasing and running one job at a time.
+
+    ``poll_interval`` is how long a thread sleeps after finding no due job (or after the
+    queue itself failed); it wakes at once when :meth:`stop` is called.
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        handlers: Mapping[str, Handler],
+        *,
+        threads: int = 2,
+        visibility_timeout: float = 60.0,
+        poll_interval: float = 0.2,
+    ) -> None:
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
+        self.queue = queue
+        self.handlers = dict(handlers)
+        self.threads = threads
+        self.visibility_timeout = visibility_timeout
+        self.poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Start the worker threads; raises ``RuntimeError`` if they are already running."""
+        if any(t.is_alive() for t in self._threads):
+            raise RuntimeError("worker pool already started")
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"valine-worker-{i}", daemon=True)
+            for i in range(self.threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop taking jobs and wait up to ``timeout`` seconds for running jobs to finish.
+
+        Returns True if every thread has exited. A job still running when the timeout
+        passes is left to its thread (a daemon, so it does not keep the process alive);
+        if the process then ends, the job runs again after its visibility timeout.
+        """
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` has been called (until the next :meth:`start`)."""
+        return self._stop.is_set()
+
+    @property
+    def running(self) -> bool:
+        """True while any worker thread is alive."""
+        return any(t.is_alive() for t in self._threads)
+
+    def run_one(self) -> bool:
+        """Lease one due job and run it; returns False if no job was due.
+
+        The job is acked if its handler returns, retried with ``repr`` of the exception
+        if it raises, and retried (so eventually dead-lettered) if no handler takes its
+        kind. Payloads are never logged: they may hold user content.
+        """
+        job = self.queue.lease(self.visibility_timeout)
+        if job is None:
+            return False
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            log.error("no handler for job %s of kind %r", job.job_id, job.kind, extra=_extra(job))
+            self._retry(job, f"no handler for job kind {job.kind!r}")
+            return True
+        try:
+            handler(job.payload)
+        except Exception as exc:
+            log.warning(
+                "job %s (%s) failed on attempt %d: %r",
+                job.job_id,
+                job.kind,
+                job.attempts,
+                exc,
+                exc_info=True,
+                extra=_extra(job),
+            )
+            self._retry(job, repr(exc))
+            return True
+        self.queue.ack(job)
+        log.debug("job %s (%s) done", job.job_id, job.kind, extra=_extra(job))
+        return True
+
+    def _retry(self, job: Job, error: str) -> None:
+        if not self.queue.retry(job, error):
+            log.error(
+                "job %s (%s) dead-lettered after %d attempts: %s",
+                job.job_id,
+                job.kind,
+                job.attempts,
+                error,
+                extra=_extra(job),
+            )
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                worked = self.run_one()
+            except Exception:
+                # The queue itself failed (e.g. the database was locked for too long):
+                # keep the thread alive and try again after a pause.
+                log.exception("worker could not take or settle a job")
+                worked = False
+            if not worked:
+                self._stop.wait(self.poll_interval)

@@ -1,0 +1,78 @@
+"""Adapter factories for the RunStore contract suite.
+
+Every test in ``test_run_store.py`` that takes the ``run_store`` fixture runs once per
+entry of :data:`RUN_STORE_FACTORIES`. To put another adapter under the same contract,
+append a ``(name, factory)`` pair: the factory gets a fresh ``tmp_path`` and returns a
+:class:`StoreHandle` for an empty store (calling ``pytest.skip`` if its backend, say
+DynamoDB Local, is not available).
+
+``StoreHandle.opener``/``url``/``env`` let a test open the *same* store from another
+process (``python -c`` imports ``opener`` and calls it with ``url``), which the
+cross-process race test needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from valine.ports import RunStore
+
+
+@dataclass
+class StoreHandle:
+    """An empty store under test, and how another process opens the same one."""
+
+    store: RunStore
+    url: str
+    #: ``"module:attribute.path"`` of a callable ``(url) -> RunStore``.
+    opener: str
+    close: Callable[[], None]
+    #: Extra environment for a child process (endpoints, fake credentials, ...).
+    env: dict[str, str] = field(default_factory=dict)
+
+
+StoreFactory = Callable[[Path], StoreHandle]
+
+
+def _sqlite_factory(tmp_path: Path) -> StoreHandle:
+    """A SqliteRunStore on a real file in ``tmp_path``."""
+    from valine.store.sqlite import SqliteRunStore
+
+    url = f"sqlite:///{tmp_path / 'store' / 'valine.db'}"
+    store = SqliteRunStore.from_url(url)
+    return StoreHandle(
+        store=store,
+        url=url,
+        opener="valine.store.sqlite:SqliteRunStore.from_url",
+        close=store.close,
+    )
+
+
+#: ``(id, factory)`` of every RunStore adapter the contract suite runs against.
+RUN_STORE_FACTORIES: list[tuple[str, StoreFactory]] = [
+    ("sqlite", _sqlite_factory),
+]
+
+
+@pytest.fixture(
+    params=[factory for _, factory in RUN_STORE_FACTORIES],
+    ids=[name for name, _ in RUN_STORE_FACTORIES],
+)
+def store_handle(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreHandle]:
+    """A fresh, empty store of each adapter, closed after the test."""
+    factory: StoreFactory = request.param
+    handle = factory(tmp_path)
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+@pytest.fixture
+def run_store(store_handle: StoreHandle) -> RunStore:
+    """A fresh, empty RunStore of each adapter."""
+    return store_handle.store

@@ -1,0 +1,759 @@
+"""The JobQueue contract: every adapter of :class:`valine.ports.JobQueue` passes these tests.
+
+The tests touch a queue only through the port's methods, plus a harness that moves the
+adapter's clock forward (``advance``) and opens a second client on the same storage
+(``reopen``). To run the suite against another adapter, add a factory to ``FACTORIES``
+below; nothing else changes. An adapter that cannot take a fake clock (SQS) implements
+``advance`` by sleeping and is built with small times in its ``QueueConfig``.
+
+At the end of the module, in their own section, are tests of the SQLite adapter's own
+promises (schema, indexes, purge, the one-transaction dedupe), which are not part of the
+contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from valine.ports import Job, JobQueue
+from valine.queue.sqlite import QueueUnavailable, SqliteJobQueue
+from valine.store.db import Database
+
+START = 1_700_000_000.0
+VT = 30.0  # visibility timeout used by most tests
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """The knobs a contract test may set on a fresh queue."""
+
+    max_attempts: int = 3
+    base_backoff: float = 10.0
+    max_backoff: float = 1000.0
+    dedupe_ttl: float = 1000.0
+    seed: int = 1234
+
+
+@dataclass
+class QueueHarness:
+    """A queue under test, with control over its clock and a way to reopen its storage."""
+
+    queue: JobQueue
+    advance: Callable[[float], None]
+    reopen: Callable[[], JobQueue]
+    close: Callable[[], None]
+
+
+QueueFactory = Callable[[Path, QueueConfig], QueueHarness]
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def sqlite_factory(tmp_path: Path, config: QueueConfig) -> QueueHarness:
+    """The SQLite queue on a real file, with a fake clock shared by every reopened client."""
+    clock = FakeClock()
+    path = tmp_path / "queue.db"
+    databases: list[Database] = []
+
+    def open_queue() -> JobQueue:
+        db = Database(path)
+        databases.append(db)
+        return SqliteJobQueue(
+            db,
+            max_attempts=config.max_attempts,
+            base_backoff=config.base_backoff,
+            max_backoff=config.max_backoff,
+            dedupe_ttl=config.dedupe_ttl,
+            clock=clock,
+            rng=random.Random(config.seed),
+        )
+
+    def close() -> None:
+        for db in databases:
+            db.close()
+
+    return QueueHarness(open_queue(), clock.advance, open_queue, close)
+
+
+# ---- Adapters under contract: add the factory of every new JobQueue adapter here. ----
+FACTORIES: dict[str, QueueFactory] = {
+    "sqlite": sqlite_factory,
+}
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def make_queue(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., QueueHarness]]:
+    """Build harnesses with some ``QueueConfig`` fields changed: ``make_queue(max_attempts=5)``."""
+    factory = FACTORIES[request.param]
+    harnesses: list[QueueHarness] = []
+
+    def make(**changes: Any) -> QueueHarness:
+        folder = tmp_path / f"q{len(harnesses)}"
+        folder.mkdir()
+        harness = factory(folder, QueueConfig(**changes))
+        harnesses.append(harness)
+        return harness
+
+    yield make
+    for harness in harnesses:
+        harness.close()
+
+
+@pytest.fixture
+def harness(make_queue: Callable[..., QueueHarness]) -> QueueHarness:
+    """A harness with the default ``QueueConfig``."""
+    return make_queue()
+
+
+@pytest.fixture
+def job_queue(harness: QueueHarness) -> JobQueue:
+    """The queue of the default harness."""
+    return harness.queue
+
+
+def lease_or_fail(queue: JobQueue, vt: float = VT) -> Job:
+    """Lease a job that must be due."""
+    job = queue.lease(vt)
+    assert job is not None, "expected a due job"
+    return job
+
+
+def drain(queue: JobQueue, vt: float = VT) -> list[Job]:
+    """Lease every due job (each stays leased for ``vt``)."""
+    jobs = []
+    while (job := queue.lease(vt)) is not None:
+        jobs.append(job)
+    return jobs
+
+
+def last_error(job: Job) -> str | None:
+    """A dead letter's last error. The port's ``Job`` has no such field (see the report)."""
+    return getattr(job, "last_error", None)
+
+
+# ---- enqueue, lease, ack --------------------------------------------------------------
+
+
+def test_enqueue_lease_ack(job_queue: JobQueue) -> None:
+    assert job_queue.lease(VT) is None
+    assert job_queue.enqueue("sync", {"run_id": "r1", "n": 3}) is True
+    assert job_queue.depth() == 1
+
+    job = lease_or_fail(job_queue)
+    assert job.kind == "sync"
+    assert job.payload == {"run_id": "r1", "n": 3}
+    assert job.attempts == 1
+    assert job.job_id
+    assert job.lease_token
+    assert job_queue.depth() == 1, "a leased job still counts"
+    assert job_queue.lease(VT) is None, "a leased job is invisible"
+
+    job_queue.ack(job)
+    assert job_queue.depth() == 0
+    assert job_queue.lease(VT) is None
+
+
+def test_acked_job_never_comes_back(harness: QueueHarness) -> None:
+    q = harness.queue
+    q.enqueue("sync", {})
+    q.ack(lease_or_fail(q))
+    harness.advance(VT * 10)
+    assert q.lease(VT) is None
+    assert q.depth() == 0
+    assert list(q.dead_letters()) == []
+
+
+def test_payload_round_trips_json(job_queue: JobQueue) -> None:
+    payload = {
+        "text": 'héllo ✓ "quoted" \n newline',
+        "int": 2**53,
+        "float": 0.5,
+        "bool": True,
+        "none": None,
+        "list": [1, "two", {"three": [3]}],
+        "nested": {"a": {"b": {}}},
+    }
+    job_queue.enqueue("k", payload)
+    assert lease_or_fail(job_queue).payload == payload
+
+
+def test_job_ids_are_distinct(job_queue: JobQueue) -> None:
+    for i in range(20):
+        job_queue.enqueue("k", {"i": i})
+    ids = [job.job_id for job in drain(job_queue)]
+    assert len(ids) == len(set(ids)) == 20
+
+
+def test_fifo_by_enqueue_order(job_queue: JobQueue) -> None:
+    for i in range(5):
+        job_queue.enqueue("k", {"i": i})
+    assert [job.payload["i"] for job in drain(job_queue)] == [0, 1, 2, 3, 4]
+
+
+def test_fifo_by_availability(harness: QueueHarness) -> None:
+    q = harness.queue
+    q.enqueue("k", {"name": "late"}, delay=20)
+    q.enqueue("k", {"name": "soon"}, delay=10)
+    q.enqueue("k", {"name": "now"})
+    assert [j.payload["name"] for j in drain(q)] == ["now"]
+    harness.advance(25)
+    assert [j.payload["name"] for j in drain(q)] == ["soon", "late"]
+
+
+def test_delay(harness: QueueHarness) -> None:
+    q = harness.queue
+    assert q.enqueue("k", {}, delay=60) is True
+    assert q.depth() == 1, "a delayed job counts as waiting"
+    assert q.lease(VT) is None
+    harness.advance(59)
+    assert q.lease(VT) is None
+    harness.advance(1)
+    assert lease_or_fail(q).attempts == 1
+
+
+# ---- visibility timeout and lease tokens ----------------------------------------------
+
+
+def test_unacked_lease_expires_and_job_is_leased_again(harness: QueueHarness) -> None:
+    q = harness.queue
+    q.enqueue("k", {"x": 1})
+    first = lease_or_fail(q, vt=30)
+    harness.advance(29)
+    assert q.lease(30) is None
+    harness.advance(1)
+    second = lease_or_fail(q, vt=30)
+    assert second.job_id == first.job_id
+    assert second.attempts == 2
+    assert second.payload == {"x": 1}
+    assert second.lease_token != first.lease_token
+    assert q.depth() == 1
+
+
+def test_ack_with_stale_lease_does_nothing(harness: QueueHarness) -> None:
+    q = harness.queue
+    q.enqueue("k", {})
+    stale = lease_or_fail(q)
+    harness.advance(VT)
+    current = lease_or_fail(q)
+
+    q.ack(stale)
+    assert q.depth() == 1, "the stale ack must not delete the re-leased job"
+    harness.advance(VT)
+    again = lease_or_fail(q)
+    assert again.attempts == 3
+
+    q.ack(current)  # also stale now: the job was leased a third time
+    assert q.depth() == 1
+    q.ack(again)
+    assert q.depth() == 0
+
+
+def test_expired_but_not_yet_released_lease_can_still_ack(harness: QueueHarness) -> None:
+    q = harness.queue
+    q.enqueue("k", {})
+    job = lease_or_fail(q)
+    harness.advance(VT * 2)  # expired, but nobody leased it since
+    q.ack(job)
+    assert q.depth() == 0
+
+
+def test_retry_with_stale_lease_does_nothing(harness: QueueHarness) -> None:
+    q = harness.queue
+    q.enqueue("k", {})
+    stale = lease_or_fail(q)
+    harness.advance(VT)
+    current = lease_or_fail(q)
+
+    assert q.retry(stale, "late failure") is True
+    assert q.lease(VT) is None, "the current lease must stay in force"
+    assert list(q.dead_letters()) == []
+    q.ack(current)
+    assert q.depth() == 0
+
+
+def test_ack_after_retry_is_ignored(harness: QueueHarness) -> None:
+    q = harness.queue
+    q.enqueue("k", {})
+    job = lease_or_fail(q)
+    assert q.retry(job, "boom") is True
+    q.ack(job)
+    assert q.depth() == 1, "a retried lease is over; its ack must not drop the job"
+
+
+# ---- retry, backoff, dead letters -----------------------------------------------------
+
+
+def test_retry_backoff_doubles_within_jitter_bounds(
+    make_queue: Callable[..., QueueHarness],
+) -> None:
+    h = make_queue(max_attempts=10, base_backoff=10.0, max_backoff=1000.0)
+    q = h.queue
+    q.enqueue("k", {})
+    for attempt in range(1, 6):
+        job = lease_or_fail(q)
+        assert job.attempts == attempt
+        assert q.retry(job, f"failure {attempt}") is True
+        ceiling = 10.0 * 2 ** (attempt - 1)
+        h.advance(ceiling / 2 - 0.01)
+        assert q.lease(VT) is None, f"attempt {attempt}: retried before backoff/2"
+        h.advance(ceiling / 2 + 0.01)
+    assert lease_or_fail(q).attempts == 6
+
+
+def test_retry_backoff_is_capped(make_queue: Callable[..., QueueHarness]) -> None:
+    h = make_queue(max_attempts=10, base_backoff=10.0, max_backoff=25.0)
+    q = h.queue
+    q.enqueue("k", {})
+    for _ in range(5):
+        job = lease_or_fail(q)
+        assert q.retry(job, "boom") is True
+        h.advance(25.0)  # never more than max_backoff, however many attempts
+    assert lease_or_fail(q).attempts == 6
+
+
+def test_retry_jitter_spreads_jobs_that_failed_together(
+    make_queue: Callable[..., QueueHarness],
+) -> None:
+    h = make_queue(max_attempts=10, base_backoff=10.0)
+    q = h.queue
+    for i in range(30):
+        q.enqueue("k", {"i": i})
+    for job in drain(q, vt=10_000):
+        assert q.retry(job, "boom") is True
+
+    due_at: list[float] = []
+    elapsed = 0.0
+    while elapsed < 10.0:
+        h.advance(0.25)
+        elapsed += 0.25
+        due_at += [elapsed] * len(drain(q, vt=10_000))
+    assert len(due_at) == 30, "every retry is due within its backoff"
+    assert min(due_at) >= 5.0, "no retry before backoff/2"
+    assert len(set(due_at)) >= 5, f"retries are not spread out: {sorted(set(due_at))}"
+
+
+def test_dead_letter_after_max_attempts(make_queue: Callable[..., QueueHarness]) -> None:
+    h = make_queue(max_attempts=3, base_backoff=1.0)
+    q = h.queue
+    q.enqueue("deploy", {"run_id": "r9"})
+    for attempt in (1, 2):
+        job = lease_or_fail(q)
+        assert job.attempts == attempt
+        assert q.retry(job, f"RuntimeError('attempt {attempt}')") is True
+        h.advance(2.0**attempt)
+    job = lease_or_fail(q)
+    assert job.attempts == 3
+    assert q.retry(job, "RuntimeError('attempt 3')") is False
+
+    assert q.depth() == 0
+    h.advance(10_000)
+    assert q.lease(VT) is None
+    (dead,) = q.dead_letters()
+    assert dead.job_id == job.job_id
+    assert dead.kind == "deploy"
+    assert dead.payload == {"run_id": "r9"}
+    assert dead.attempts == 3
+    assert last_error(dead) == "RuntimeError('attempt 3')"
+
+
+def test_expired_leases_count_as_attempts(make_queue: Callable[..., QueueHarness]) -> None:
+    h = make_queue(max_attempts=2)
+    q = h.queue
+    q.enqueue("k", {})
+    lease_or_fail(q)  # the worker died
+    h.advance(VT)
+    job = lease_or_fail(q)
+    assert job.attempts == 2
+    assert q.retry(job, "boom") is False
+    assert [d.job_id for d in q.dead_letters()] == [job.job_id]
+
+
+def test_job_whose_worker_keeps_dying_is_dead_lettered(
+    make_queue: Callable[..., QueueHarness],
+) -> None:
+    h = make_queue(max_attempts=2)
+    q = h.queue
+    q.enqueue("poison", {"n": 1})
+    q.enqueue("fine", {"n": 2}, delay=VT * 2)
+    for attempt in (1, 2):
+        assert lease_or_fail(q).attempts == attempt  # ... and the worker crashes
+        h.advance(VT)
+    job = lease_or_fail(q)
+    assert job.kind == "fine", "the poison job is not handed out a third time"
+    assert job.attempts == 1
+    (dead,) = q.dead_letters()
+    assert dead.kind == "poison"
+    assert dead.attempts == 2
+    assert q.depth() == 1
+
+
+def test_dead_letters_newest_first_with_limit(make_queue: Callable[..., QueueHarness]) -> None:
+    h = make_queue(max_attempts=1)
+    q = h.queue
+    for i in range(4):
+        q.enqueue("k", {"i": i})
+    for job in drain(q):
+        assert q.retry(job, f"e{job.payload['i']}") is False
+        h.advance(1)
+    assert [d.payload["i"] for d in q.dead_letters()] == [3, 2, 1, 0]
+    assert [d.payload["i"] for d in q.dead_letters(limit=2)] == [3, 2]
+    assert [last_error(d) for d in q.dead_letters(limit=1)] == ["e3"]
+
+
+def test_ack_of_dead_job_is_ignored(make_queue: Callable[..., QueueHarness]) -> None:
+    q = make_queue(max_attempts=1).queue
+    q.enqueue("k", {})
+    job = lease_or_fail(q)
+    assert q.retry(job, "boom") is False
+    q.ack(job)
+    assert len(q.dead_letters()) == 1
+
+
+# ---- dedupe -----------------------------------------------------------------------------
+
+
+def test_dedupe_key_adds_once(job_queue: JobQueue) -> None:
+    assert job_queue.enqueue("webhook", {"n": 1}, dedupe_key="delivery-1") is True
+    assert job_queue.enqueue("webhook", {"n": 2}, dedupe_key="delivery-1") is False
+    assert job_queue.enqueue("webhook", {"n": 3}, dedupe_key="delivery-2") is True
+    assert job_queue.enqueue("webhook", {"n": 4}) is True
+    assert job_queue.enqueue("webhook", {"n": 5}) is True, "no key, no dedupe"
+    assert job_queue.depth() == 4
+    assert sorted(j.payload["n"] for j in drain(job_queue)) == [1, 3, 4, 5]
+
+
+def test_dedupe_key_outlives_the_acked_job(harness: QueueHarness) -> None:
+    q = harness.queue
+    assert q.enqueue("webhook", {}, dedupe_key="d") is True
+    q.ack(lease_or_fail(q))
+    harness.advance(500)
+    assert q.enqueue("webhook", {}, dedupe_key="d") is False
+    assert q.depth() == 0
+
+
+def test_dedupe_key_outlives_the_dead_job(make_queue: Callable[..., QueueHarness]) -> None:
+    q = make_queue(max_attempts=1).queue
+    q.enqueue("webhook", {}, dedupe_key="d")
+    assert q.retry(lease_or_fail(q), "boom") is False
+    assert q.enqueue("webhook", {}, dedupe_key="d") is False
+    assert q.depth() == 0
+
+
+def test_dedupe_key_expires(make_queue: Callable[..., QueueHarness]) -> None:
+    h = make_queue(dedupe_ttl=1000.0)
+    q = h.queue
+    assert q.enqueue("webhook", {"n": 1}, dedupe_key="d") is True
+    h.advance(999)
+    assert q.enqueue("webhook", {"n": 2}, dedupe_key="d") is False
+    h.advance(2)
+    assert q.enqueue("webhook", {"n": 3}, dedupe_key="d") is True
+    assert q.enqueue("webhook", {"n": 4}, dedupe_key="d") is False, "re-armed for a new ttl"
+    assert sorted(j.payload["n"] for j in drain(q)) == [1, 3]
+
+
+# ---- depth --------------------------------------------------------------------------------
+
+
+def test_depth_counts_waiting_and_leased_only(make_queue: Callable[..., QueueHarness]) -> None:
+    q = make_queue(max_attempts=1).queue
+    assert q.depth() == 0
+    for i in range(4):
+        q.enqueue("k", {"i": i})
+    q.enqueue("k", {"i": 99}, delay=3600)
+    assert q.depth() == 5
+    a, b, _c, _d = drain(q)
+    assert q.depth() == 5, "leased jobs count"
+    q.ack(a)
+    assert q.depth() == 4
+    assert q.retry(b, "boom") is False
+    assert q.depth() == 3, "dead jobs do not count"
+
+
+# ---- concurrency and durability -----------------------------------------------------------
+
+
+def test_concurrent_leases_never_share_a_job(job_queue: JobQueue) -> None:
+    total, workers = 200, 4
+    for i in range(total):
+        job_queue.enqueue("k", {"i": i})
+    leased: list[list[Job]] = [[] for _ in range(workers)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(workers)
+
+    def work(mine: list[Job]) -> None:
+        try:
+            barrier.wait(timeout=10)
+            while (job := job_queue.lease(3600)) is not None:
+                mine.append(job)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(mine,)) for mine in leased]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+    ids = [job.job_id for mine in leased for job in mine]
+    assert len(ids) == total, "every job leased"
+    assert len(set(ids)) == total, "no job leased twice"
+    assert sorted(job.payload["i"] for mine in leased for job in mine) == list(range(total))
+    assert all(job.attempts == 1 for mine in leased for job in mine)
+
+    def ack_all(mine: list[Job]) -> None:
+        for job in mine:
+            job_queue.ack(job)
+
+    threads = [threading.Thread(target=ack_all, args=(mine,)) for mine in leased]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert job_queue.depth() == 0
+
+
+def test_state_survives_reopening(make_queue: Callable[..., QueueHarness]) -> None:
+    h = make_queue(max_attempts=1)
+    q = h.queue
+    q.enqueue("k", {"name": "leased"}, dedupe_key="d1")
+    q.enqueue("k", {"name": "doomed"})
+    q.enqueue("k", {"name": "waiting"}, delay=1)
+    leased = lease_or_fail(q)
+    assert leased.payload == {"name": "leased"}
+    doomed = lease_or_fail(q)
+    assert doomed.payload == {"name": "doomed"}
+    assert q.retry(doomed, "boom") is False
+
+    q2 = h.reopen()
+    assert q2.depth() == 2
+    assert q2.enqueue("k", {}, dedupe_key="d1") is False
+    assert [d.payload for d in q2.dead_letters()] == [{"name": "doomed"}]
+    assert [last_error(d) for d in q2.dead_letters()] == ["boom"]
+    h.advance(1)
+    waiting = lease_or_fail(q2)
+    assert waiting.payload == {"name": "waiting"}
+    q.ack(waiting)  # a lease taken by one client can be settled by another
+    assert q2.depth() == 1
+    q2.ack(leased)
+    assert q2.depth() == 0
+
+
+# ==== SQLite adapter specifics (not part of the JobQueue contract) =========================
+
+
+@pytest.fixture
+def sqlite_queue(tmp_path: Path) -> Iterator[tuple[SqliteJobQueue, FakeClock]]:
+    """A SQLite queue on a file, with its fake clock."""
+    clock = FakeClock()
+    queue = SqliteJobQueue(
+        Database(tmp_path / "valine.db"), clock=clock, rng=random.Random(7), dedupe_ttl=100
+    )
+    yield queue, clock
+    queue.close()
+
+
+def test_sqlite_from_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    queue = SqliteJobQueue.from_url("sqlite:///.valine/valine.db", max_attempts=2)
+    try:
+        assert queue.max_attempts == 2
+        assert queue.enqueue("k", {}) is True
+        assert (tmp_path / ".valine" / "valine.db").exists()
+    finally:
+        queue.close()
+    with pytest.raises(ValueError, match="sqlite"):
+        SqliteJobQueue.from_url("postgres://nope")
+
+
+def test_sqlite_schema_is_idempotent_and_prefixed(
+    sqlite_queue: tuple[SqliteJobQueue, FakeClock],
+) -> None:
+    queue, clock = sqlite_queue
+    queue.enqueue("k", {"a": 1}, dedupe_key="d")
+    again = SqliteJobQueue(queue.db, clock=clock)
+    assert again.depth() == 1
+    names = [
+        name
+        for (name,) in queue.db.connection().execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'index') "
+            "AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    assert names
+    assert all(name.startswith("queue_") for name in names), names
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        (
+            "UPDATE queue_jobs SET attempts = attempts + 1 WHERE seq = (SELECT seq FROM "
+            "queue_jobs WHERE state = 'ready' AND available_at <= ? "
+            "ORDER BY available_at, seq LIMIT 1)",
+            (START,),
+        ),
+        ("SELECT count(*) FROM queue_jobs WHERE state = 'ready'", ()),
+        (
+            "SELECT job_id FROM queue_jobs WHERE state = 'dead' "
+            "ORDER BY died_at DESC, seq DESC LIMIT ?",
+            (50,),
+        ),
+        (
+            "DELETE FROM queue_dedupe WHERE key IN "
+            "(SELECT key FROM queue_dedupe WHERE expires_at <= ? LIMIT ?)",
+            (START, 500),
+        ),
+    ],
+)
+def test_sqlite_queries_use_indexes(
+    sqlite_queue: tuple[SqliteJobQueue, FakeClock], sql: str, params: tuple[Any, ...]
+) -> None:
+    queue, _ = sqlite_queue
+    plan = " | ".join(
+        row[3] for row in queue.db.connection().execute(f"EXPLAIN QUERY PLAN {sql}", params)
+    )
+    assert "SCAN" not in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
+
+
+def test_sqlite_dedupe_and_job_are_one_transaction(
+    sqlite_queue: tuple[SqliteJobQueue, FakeClock],
+) -> None:
+    queue, _ = sqlite_queue
+    conn = queue.db.connection()
+    conn.execute(
+        "CREATE TEMP TRIGGER fail_insert BEFORE INSERT ON queue_jobs "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    with pytest.raises(QueueUnavailable, match="disk full"):
+        queue.enqueue("webhook", {}, dedupe_key="delivery-1")
+    conn.execute("DROP TRIGGER fail_insert")
+    assert queue.enqueue("webhook", {}, dedupe_key="delivery-1") is True, (
+        "a failed enqueue must not leave its dedupe key behind"
+    )
+    assert queue.depth() == 1
+
+
+def test_sqlite_database_errors_become_domain_errors(
+    sqlite_queue: tuple[SqliteJobQueue, FakeClock],
+) -> None:
+    queue, _ = sqlite_queue
+    queue.db.connection().execute("DROP TABLE queue_jobs")
+    with pytest.raises(QueueUnavailable):
+        queue.depth()
+    with pytest.raises(QueueUnavailable):
+        queue.lease(VT)
+
+
+def _dedupe_rows(queue: SqliteJobQueue) -> int:
+    return int(queue.db.connection().execute("SELECT count(*) FROM queue_dedupe").fetchone()[0])
+
+
+def test_sqlite_purge_expired(sqlite_queue: tuple[SqliteJobQueue, FakeClock]) -> None:
+    queue, clock = sqlite_queue  # dedupe_ttl = 100
+    for i in range(5):
+        queue.enqueue("k", {}, dedupe_key=f"old{i}")
+    clock.advance(50)
+    queue.enqueue("k", {}, dedupe_key="young")
+    clock.advance(50)
+    assert queue.purge_expired(limit=2) == 2
+    assert queue.purge_expired() == 3
+    assert queue.purge_expired() == 0
+    assert _dedupe_rows(queue) == 1
+    assert queue.enqueue("k", {}, dedupe_key="young") is False
+
+
+def test_sqlite_enqueue_purges_at_most_once_a_minute(
+    sqlite_queue: tuple[SqliteJobQueue, FakeClock],
+) -> None:
+    queue, clock = sqlite_queue  # dedupe_ttl = 100
+    queue.enqueue("k", {}, dedupe_key="a")  # the first enqueue purges (nothing yet)
+    clock.advance(101)
+    queue.enqueue("k", {}, dedupe_key="b")  # "a" expired; purged here (>= 60 s since)
+    assert _dedupe_rows(queue) == 1
+    clock.advance(30)
+    queue.enqueue("k", {}, dedupe_key="c")
+    clock.advance(101)
+    queue.enqueue("k", {}, dedupe_key="d")  # "b" and "c" expired, purge due again
+    assert _dedupe_rows(queue) == 1
+    clock.advance(101)
+    queue.enqueue("k", {}, dedupe_key="e")  # purge due: removes "d"
+    clock.advance(30)
+    queue.enqueue("k", {})  # "e" has not expired; purge not due anyway
+    assert _dedupe_rows(queue) == 1
+
+
+def test_sqlite_backoff_is_seeded_and_bounded(tmp_path: Path) -> None:
+    def delays(seed: int) -> list[float]:
+        queue = SqliteJobQueue(
+            Database(tmp_path / f"{seed}.db"),
+            base_backoff=2.0,
+            max_backoff=60.0,
+            rng=random.Random(seed),
+        )
+        try:
+            return [queue.backoff(attempt) for attempt in range(1, 11)]
+        finally:
+            queue.close()
+
+    first = delays(42)
+    assert first == delays(42), "a seeded rng gives reproducible backoffs"
+    for attempt, delay in enumerate(first, start=1):
+        ceiling = min(60.0, 2.0 * 2 ** (attempt - 1))
+        assert ceiling / 2 <= delay <= ceiling
+    assert first != delays(43)
+
+
+def test_sqlite_stale_ack_logs_a_warning(
+    sqlite_queue: tuple[SqliteJobQueue, FakeClock], caplog: pytest.LogCaptureFixture
+) -> None:
+    queue, clock = sqlite_queue
+    queue.enqueue("k", {"secret": "s3cret"})
+    stale = lease_or_fail(queue)
+    clock.advance(VT)
+    lease_or_fail(queue)
+    with caplog.at_level(logging.WARNING, logger="valine.queue"):
+        queue.ack(stale)
+        queue.retry(stale, "boom")
+    records = [r for r in caplog.records if r.name == "valine.queue"]
+    assert len(records) == 2
+    assert all(r.levelno == logging.WARNING for r in records)
+    assert all(getattr(r, "job_id", None) == stale.job_id for r in records)
+    assert "s3cret" not in caplog.text
+
+
+def test_sqlite_second_process_view_sees_committed_jobs(
+    sqlite_queue: tuple[SqliteJobQueue, FakeClock], tmp_path: Path
+) -> None:
+    queue, _ = sqlite_queue
+    queue.enqueue("k", {"i": 1})
+    # A plain sqlite3 connection stands for another process reading the same file.
+    other = sqlite3.connect(queue.db.path)
+    try:
+        assert other.execute("SELECT count(*) FROM queue_jobs").fetchone()[0] == 1
+    finally:
+        other.close()
