@@ -1,0 +1,817 @@
+"""Latency and throughput of valine's acknowledgement paths (DESIGN §9), one run, one table.
+
+Two parts, both on this machine, both bounded, all traffic on loopback:
+
+1. **In-process**: ``App.handle(Request)`` of the shared app (no HTTP), built by
+   ``Services`` over a real SQLite file, timed per call with ``perf_counter_ns`` for a
+   signed Discord PING, a signed ``/status`` command and a signed GitHub ``issues``
+   delivery (a real ``@octokit/webhooks-examples`` payload, a unique delivery id per
+   call, so every call writes a dedupe key and a job row).
+2. **Local server**: ``valine serve`` in its own process; the shared webhook load
+   generator (``../shared/bench/webhooks/loadgen.py``, run as a subprocess) replays
+   signed GitHub deliveries at it, then a closed loop of signed Discord PINGs over
+   keep-alive connections; the server's RSS is read before and after the load.
+
+``--probot`` also runs ``../shared/bench/webhooks/run_probot.sh`` against the running
+server (installs Probot from npm into /tmp/probotbench the first time) and prints the
+ratio line it reports: the only fair comparison with Probot is one from the same run.
+
+    .venv/bin/python bench/run.py [--duration 5] [--quick] [--json out.json] [--probot]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import gc
+import hashlib
+import hmac
+import http.client
+import json
+import math
+import os
+import platform
+import secrets
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_BENCH = ROOT.parent / "shared" / "bench" / "webhooks"
+LOADGEN = SHARED_BENCH / "loadgen.py"
+RUN_PROBOT = SHARED_BENCH / "run_probot.sh"
+EXAMPLES = ROOT / ".cache" / "material" / "node_modules" / "@octokit" / "webhooks-examples"
+EXAMPLES_INDEX = EXAMPLES / "api.github.com" / "index.json"
+
+HOST = "127.0.0.1"
+CONCURRENCY = 16
+#: Bounds on everything that waits.
+STARTUP_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 10.0
+PROBOT_TIMEOUT_S = 900.0
+MAX_DURATION_S = 120.0
+MAX_CALLS = 1_000_000
+
+#: The row labels of the table, in order (the smoke test looks for each one).
+ROW_LABELS = (
+    "in-process discord PING",
+    "in-process discord /status",
+    "in-process github issues webhook",
+    "server github webhooks (loadgen)",
+    "server discord PING",
+    "server RSS idle / after / peak",
+)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latency figures of one measured series, in microseconds, and its rate."""
+
+    label: str
+    n: int
+    p50_us: float
+    p99_us: float
+    max_us: float
+    per_s: float
+    errors: int = 0
+    concurrency: int = 1
+    extra: str = ""
+
+
+def nearest_rank(sorted_values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile of ``sorted_values`` (0.0 when empty)."""
+    if not sorted_values:
+        return 0.0
+    i = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[i]
+
+
+def summarise(
+    label: str,
+    durations_ns: list[int],
+    window_s: float,
+    *,
+    errors: int = 0,
+    concurrency: int = 1,
+    extra: str = "",
+) -> Latency:
+    """Percentiles of per-call durations (ns) and the rate over ``window_s`` seconds."""
+    values = sorted(durations_ns)
+    return Latency(
+        label=label,
+        n=len(values),
+        p50_us=nearest_rank(values, 0.50) / 1000,
+        p99_us=nearest_rank(values, 0.99) / 1000,
+        max_us=(values[-1] / 1000) if values else 0.0,
+        per_s=len(values) / window_s if window_s > 0 else 0.0,
+        errors=errors,
+        concurrency=concurrency,
+        extra=extra,
+    )
+
+
+# --------------------------------------------------------------------------- signing
+
+
+def discord_body(kind: int, command: str | None = None) -> bytes:
+    """A Discord interaction body (``kind`` 1 PING, 2 application command), unique ids."""
+    document: dict[str, Any] = {
+        "id": str(uuid.uuid4().int)[:18],
+        "application_id": "1100000000000000000",
+        "type": kind,
+        "token": "bench-token-" + uuid.uuid4().hex,
+        "version": 1,
+        "member": {"user": {"id": "42", "username": "bench"}, "roles": ["7"]},
+        "channel_id": "3",
+        "guild_id": "4",
+    }
+    if command is not None:
+        document["data"] = {"id": "5", "name": command, "type": 1, "options": []}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def discord_signed(key: Any, body: bytes) -> dict[str, str]:
+    """Lower-case headers of an interaction signed with the nacl ``SigningKey`` ``key``."""
+    timestamp = str(int(time.time()))
+    signature = key.sign(timestamp.encode() + body).signature.hex()
+    return {
+        "content-type": "application/json",
+        "content-length": str(len(body)),
+        "x-signature-ed25519": signature,
+        "x-signature-timestamp": timestamp,
+    }
+
+
+def github_signed(secret: str, body: bytes, event: str, delivery: str) -> dict[str, str]:
+    """Lower-case headers of a GitHub delivery signed with ``secret``."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "content-type": "application/json",
+        "content-length": str(len(body)),
+        "user-agent": "GitHub-Hookshot/bench",
+        "x-github-event": event,
+        "x-github-delivery": delivery,
+        "x-github-hook-id": "1",
+        "x-hub-signature-256": "sha256=" + digest,
+    }
+
+
+def first_issues_example() -> bytes:
+    """The first ``issues`` example of @octokit/webhooks-examples, as compact JSON."""
+    if not EXAMPLES_INDEX.is_file():
+        raise SystemExit(f"bench: {EXAMPLES_INDEX} missing: run `make material`")
+    index = json.loads(EXAMPLES_INDEX.read_text())
+    examples = {entry["name"]: entry["examples"] for entry in index}
+    return json.dumps(examples["issues"][0], separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+def close_queue(queue: object) -> None:
+    """Close the queue's database connections if it has any (not part of the port)."""
+    close = getattr(queue, "close", None)
+    if callable(close):
+        close()
+
+
+def time_calls(
+    handle: Callable[[Any], Any], requests: Sequence[Any], warmup: int, expect: int
+) -> tuple[list[int], float, int]:
+    """Call ``handle`` on each request; returns (per-call ns after warmup, window s, errors).
+
+    A call whose response status is not ``expect`` counts as an error (it is still timed).
+    """
+    for request in requests[:warmup]:
+        handle(request)
+    measured = requests[warmup:]
+    durations = [0] * len(measured)
+    statuses = [0] * len(measured)
+    clock = time.perf_counter_ns
+    gc.collect()
+    start = clock()
+    for i, request in enumerate(measured):
+        t0 = clock()
+        response = handle(request)
+        durations[i] = clock() - t0
+        statuses[i] = response.status
+    window = (clock() - start) / 1e9
+    return durations, window, sum(1 for s in statuses if s != expect)
+
+
+def bench_in_process(workdir: Path, calls: int, warmup: int) -> list[Latency]:
+    """Time ``App.handle`` for a PING, a ``/status`` command and an ``issues`` delivery."""
+    from nacl.signing import SigningKey
+
+    from valine import logs
+    from valine.http import Request
+    from valine.runtime.config import Settings
+    from valine.runtime.wiring import Services
+
+    key = SigningKey.generate()
+    secret = secrets.token_hex(20)
+    settings = Settings.from_env(
+        {
+            "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
+            "GITHUB_WEBHOOK_SECRET": secret,
+            "VALINE_STORE": f"sqlite:///{workdir}/inprocess.db",
+            "VALINE_LOG_LEVEL": "WARNING",
+        }
+    )
+    logs.configure(settings.log_level, settings.secret_values())
+    services = Services(settings)
+    services.store  # opened up front, as `valine serve` does  # noqa: B018
+    app = services.app()
+    total = warmup + calls
+
+    def discord_requests(kind: int, command: str | None) -> list[Request]:
+        out = []
+        for _ in range(total):
+            body = discord_body(kind, command)
+            out.append(Request("POST", "/discord", discord_signed(key, body), body))
+        return out
+
+    issues = first_issues_example()
+    github = [
+        Request("POST", "/github/webhook", github_signed(secret, issues, "issues", str(u)), issues)
+        for u in (uuid.uuid4() for _ in range(total))
+    ]
+    series = (
+        (ROW_LABELS[0], discord_requests(1, None), 200, ""),
+        (ROW_LABELS[1], discord_requests(2, "status"), 200, ""),
+        (ROW_LABELS[2], github, 202, f"{len(issues):,} B body, dedupe + job row"),
+    )
+    results = []
+    for label, requests, expect, extra in series:
+        durations, window, errors = time_calls(app.handle, requests, warmup, expect)
+        results.append(summarise(label, durations, window, errors=errors, extra=extra))
+    close_queue(services.queue)
+    return results
+
+
+def profile_webhook(workdir: Path, calls: int) -> str:
+    """cProfile of ``calls`` in-process ``issues`` deliveries: the top functions by tottime."""
+    import cProfile
+    import io
+    import pstats
+
+    from valine.http import Request
+    from valine.runtime.config import Settings
+    from valine.runtime.wiring import Services
+
+    secret = secrets.token_hex(20)
+    settings = Settings.from_env(
+        {"GITHUB_WEBHOOK_SECRET": secret, "VALINE_STORE": f"sqlite:///{workdir}/profile.db"}
+    )
+    services = Services(settings)
+    app = services.app()
+    issues = first_issues_example()
+    requests = [
+        Request("POST", "/github/webhook", github_signed(secret, issues, "issues", str(u)), issues)
+        for u in (uuid.uuid4() for _ in range(calls + 50))
+    ]
+    for request in requests[:50]:
+        app.handle(request)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for request in requests[50:]:
+        app.handle(request)
+    profiler.disable()
+    close_queue(services.queue)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass
+class Server:
+    """A running ``valine serve`` process."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        return self.process.pid
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last ``lines`` lines the server logged."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """The status and body of one GET on loopback."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def queue_depth(port: int) -> int | None:
+    """The job queue depth ``/healthz`` reports (jobs not yet processed), or None."""
+    try:
+        status, body = http_get(port, "/healthz", timeout=REQUEST_TIMEOUT_S)
+        depth = json.loads(body).get("queue_depth") if status == 200 else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return depth if isinstance(depth, int) else None
+
+
+def log_lines(path: Path) -> int:
+    """How many lines the server has logged so far (all at WARNING or above here)."""
+    try:
+        return len(path.read_bytes().splitlines())
+    except OSError:
+        return 0
+
+
+def start_server(workdir: Path, env: dict[str, str]) -> Server:
+    """Start ``valine serve`` in ``workdir`` (no .env there) and wait for ``/healthz``."""
+    port = free_port()
+    log_path = workdir / "server.log"
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "GITHUB_", "VALINE_"))
+    }
+    full_env.update(env)
+    command = [sys.executable, "-m", "valine.runtime.cli", "serve", "--host", HOST]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=workdir,
+            env=full_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, port, log_path)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"bench: valine serve exited early:\n{server.log_tail()}")
+        with contextlib.suppress(OSError):
+            if http_get(port, "/healthz")[0] == 200:
+                return server
+        time.sleep(0.05)
+    stop_server(server)
+    raise SystemExit(f"bench: valine serve did not answer /healthz in time:\n{server.log_tail()}")
+
+
+def stop_server(server: Server) -> None:
+    """SIGTERM the server by PID, SIGKILL it after a bounded wait."""
+    if server.process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(server.pid, signal.SIGTERM)
+    try:
+        server.process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server.pid, signal.SIGKILL)
+        server.process.wait(timeout=STOP_TIMEOUT_S)
+
+
+def proc_status_kb(pid: int, field: str) -> int:
+    """A ``/proc/PID/status`` figure in kB (``VmRSS``, ``VmHWM``); 0 if unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def run_loadgen(port: int, secret: str, duration: float, warmup: float) -> dict[str, Any]:
+    """The shared loadgen.py against the server's webhook path; its JSON result."""
+    if not LOADGEN.is_file():
+        raise SystemExit(f"bench: {LOADGEN} missing (../shared beside the checkout)")
+    command = [
+        sys.executable,
+        str(LOADGEN),
+        "--json",
+        "--label",
+        "valine",
+        "--url",
+        f"http://{HOST}:{port}/github/webhook",
+        "--secret",
+        secret,
+        "--examples",
+        str(EXAMPLES),
+        "-c",
+        str(CONCURRENCY),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
+    ]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=warmup + duration + REQUEST_TIMEOUT_S + 30,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench: loadgen failed ({done.returncode}):\n{done.stderr}")
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        raise SystemExit(f"bench: loadgen printed nothing:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+class PingLoad:
+    """A closed loop of signed Discord PINGs over C keep-alive connections (asyncio)."""
+
+    def __init__(self, port: int, requests: Sequence[bytes], concurrency: int) -> None:
+        self.port = port
+        self.requests = requests
+        self.concurrency = concurrency
+        self.counter = 0
+        self.measuring = False
+        self.sending = True
+        self.t_start = 0.0
+        self.t_end = 0.0
+        self.durations: list[int] = []
+        self.errors = 0
+        self.non2xx = 0
+        self.cpu_s = 0.0
+
+    async def _connection(self) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(HOST, self.port)
+        except OSError:
+            self.errors += 1
+            return
+        clock = time.perf_counter_ns
+        try:
+            while self.sending:
+                request = self.requests[self.counter % len(self.requests)]
+                self.counter += 1
+                t0 = clock()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.lower().split(b"\r\n"):
+                    if line.startswith(b"content-length:"):
+                        length = int(line[15:])
+                if length:
+                    await reader.readexactly(length)
+                t1 = clock()
+                if self.measuring and self.t_start <= t1 / 1e9 <= self.t_end:
+                    self.durations.append(t1 - t0)
+                    if not head.startswith((b"HTTP/1.1 2", b"HTTP/1.0 2")):
+                        self.non2xx += 1
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            self.errors += 1
+        finally:
+            writer.close()
+
+    def _begin(self, duration: float) -> None:
+        self.t_start = time.perf_counter_ns() / 1e9
+        self.t_end = self.t_start + duration
+        self.cpu_s = time.process_time()
+        self.measuring = True
+
+    def _stop(self) -> None:
+        self.sending = False
+        self.cpu_s = time.process_time() - self.cpu_s
+
+    async def run(self, duration: float, warmup: float) -> float:
+        """Load for ``warmup`` + ``duration`` s (hard deadline); returns the window in s."""
+        loop = asyncio.get_running_loop()
+        loop.call_later(warmup, self._begin, duration)
+        loop.call_later(warmup + duration, self._stop)
+        tasks = [asyncio.ensure_future(self._connection()) for _ in range(self.concurrency)]
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*tasks), warmup + duration + REQUEST_TIMEOUT_S + 2
+            )
+        except TimeoutError:
+            self.errors += sum(1 for t in tasks if t.cancelled())
+        return max(0.0, min(time.perf_counter_ns() / 1e9, self.t_end) - self.t_start)
+
+
+def bench_discord_pings(
+    port: int, key: Any, duration: float, warmup: float
+) -> tuple[Latency, float]:
+    """Signed PINGs through the server at c16; (latency figures, client CPU %)."""
+    requests = []
+    for _ in range(256):
+        body = discord_body(1)
+        headers = discord_signed(key, body)
+        head = f"POST /discord HTTP/1.1\r\nhost: {HOST}:{port}\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in headers.items()
+        )
+        requests.append(head.encode() + b"\r\n" + body)
+    load = PingLoad(port, requests, CONCURRENCY)
+    loop_factory = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        window = runner.run(load.run(duration, warmup))
+    cpu_pct = 100 * load.cpu_s / window if window > 0 else 0.0
+    latency = summarise(
+        ROW_LABELS[4],
+        load.durations,
+        window,
+        errors=load.errors + load.non2xx,
+        concurrency=CONCURRENCY,
+        extra=f"client CPU {cpu_pct:.0f}%",
+    )
+    return latency, cpu_pct
+
+
+def run_probot_compare(port: int, pid: int, secret: str, duration: float) -> dict[str, Any]:
+    """``run_probot.sh`` (1 run, c16) with this server as the compared service."""
+    command = [
+        "bash",
+        str(RUN_PROBOT),
+        "--runs",
+        "1",
+        "--duration",
+        str(duration),
+        "--concurrency",
+        str(CONCURRENCY),
+        "--secret",
+        secret,
+        "--port",
+        str(free_port()),
+        "--compare-url",
+        f"http://{HOST}:{port}/github/webhook",
+        "--compare-label",
+        "valine",
+        "--compare-pid",
+        str(pid),
+    ]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=PROBOT_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return {"returncode": None, "lines": [], "error": "run_probot.sh timed out"}
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    return {"returncode": done.returncode, "lines": lines, "stderr_tail": done.stderr[-2000:]}
+
+
+def bench_server(workdir: Path, duration: float, warmup: float, probot: bool) -> dict[str, Any]:
+    """Webhook and PING throughput through ``valine serve``, and its RSS."""
+    from nacl.signing import SigningKey
+
+    from valine.runtime.config import Settings
+
+    key = SigningKey.generate()
+    secret = secrets.token_hex(20)
+    server = start_server(
+        workdir,
+        {
+            "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
+            "GITHUB_WEBHOOK_SECRET": secret,
+            "VALINE_STORE": f"sqlite:///{workdir}/bench.db",
+            "VALINE_LOG_LEVEL": "WARNING",
+        },
+    )
+    try:
+        time.sleep(0.5)  # let start-up allocations settle before reading idle RSS
+        rss_idle = proc_status_kb(server.pid, "VmRSS")
+        lines_before = log_lines(server.log_path)
+        loadgen = run_loadgen(server.port, secret, duration, warmup)
+        pings, client_cpu = bench_discord_pings(server.port, key, duration, warmup)
+        rss_after = proc_status_kb(server.pid, "VmRSS")
+        depth = queue_depth(server.port)
+        warnings = log_lines(server.log_path) - lines_before
+        rss_peak = proc_status_kb(server.pid, "VmHWM")
+        compare = run_probot_compare(server.port, server.pid, secret, duration) if probot else None
+        if server.process.poll() is not None:
+            raise SystemExit(f"bench: valine serve died during the load:\n{server.log_tail()}")
+    finally:
+        stop_server(server)
+    webhooks = Latency(
+        label=ROW_LABELS[3],
+        n=int(loadgen["requests"]),
+        p50_us=float(loadgen["p50_ms"] or 0) * 1000,
+        p99_us=float(loadgen["p99_ms"] or 0) * 1000,
+        max_us=float(loadgen["max_ms"] or 0) * 1000,
+        per_s=float(loadgen["rps"]),
+        errors=int(loadgen["non2xx"]) + int(loadgen["errors"]) + int(loadgen["timeouts"]),
+        concurrency=int(loadgen["concurrency"]),
+        extra=(
+            f"{loadgen['payloads']} payloads, {loadgen['mean_body_bytes']:,} B mean, "
+            f"gen CPU {loadgen['gen_cpu_pct']}%, bad sig -> "
+            f"{(loadgen.get('preflight') or {}).get('bad_signature_status')}"
+        ),
+    )
+    return {
+        "github_webhooks": webhooks,
+        "discord_ping": pings,
+        "discord_client_cpu_pct": client_cpu,
+        "loadgen": loadgen,
+        "workers": Settings().workers,
+        "rss_kb": {"idle": rss_idle, "after": rss_after, "peak": rss_peak},
+        "queue_depth_after": depth,
+        "log_lines_during_load": warnings,
+        "probot": compare,
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def machine() -> dict[str, Any]:
+    """What this run ran on."""
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "uvicorn": _version("uvicorn"),
+        "uvloop": _version("uvloop"),
+        "httptools": _version("httptools"),
+        "pynacl": _version("pynacl"),
+    }
+
+
+def _fmt_us(us: float) -> str:
+    return f"{us:,.0f} us" if us < 1000 else f"{us / 1000:,.2f} ms"
+
+
+def table(
+    info: dict[str, Any], in_process: list[Latency], server: dict[str, Any], args: Any
+) -> str:
+    """The whole run as one readable text table."""
+    lines = [
+        f"valine bench  {info['date']}  duration {args.duration:g} s"
+        + ("  (--quick)" if args.quick else ""),
+        f"machine: {info['nproc']} CPU  {info['cpu']}  Linux {info['kernel']}",
+        f"python {info['python']}  sqlite {info['sqlite']}  uvicorn {info['uvicorn']}  "
+        f"uvloop {info['uvloop']}  httptools {info['httptools']}  pynacl {info['pynacl']}",
+        "",
+    ]
+    header = f"{'benchmark':<34} {'c':>3} {'n':>8} {'p50':>10} {'p99':>10} {'max':>10} "
+    header += f"{'rate/s':>9} {'err':>4}  notes"
+    lines += [header, "-" * len(header)]
+    rows = [*in_process, server["github_webhooks"], server["discord_ping"]]
+    for r in rows:
+        lines.append(
+            f"{r.label:<34} {r.concurrency:>3} {r.n:>8,} {_fmt_us(r.p50_us):>10} "
+            f"{_fmt_us(r.p99_us):>10} {_fmt_us(r.max_us):>10} {r.per_s:>9,.0f} {r.errors:>4}  "
+            f"{r.extra}"
+        )
+    rss = server["rss_kb"]
+    lines.append(
+        f"{ROW_LABELS[5]:<34} {'':>3} {'':>8} {rss['idle'] / 1024:>7.1f} MB "
+        f"{rss['after'] / 1024:>7.1f} MB {rss['peak'] / 1024:>7.1f} MB"
+    )
+    lines.append(
+        f"{'server after load':<34} {'':>3} {'':>8} queue depth {server['queue_depth_after']}, "
+        f"{server['log_lines_during_load']} log lines at WARNING+ during the load "
+        "(loadgen's bad-signature preflight makes 1)"
+    )
+    compare = server.get("probot")
+    if compare:
+        lines += ["", f"run_probot.sh (exit {compare['returncode']}):"]
+        lines += [f"  {line}" for line in compare["lines"]] or ["  (no summary line)"]
+    lines += [
+        "",
+        "in-process: App.handle wall time per call (perf_counter_ns), one thread, SQLite WAL.",
+        f"server: valine serve (1 process, uvicorn + uvloop + httptools, "
+        f"{server['workers']} worker threads) on loopback, c={CONCURRENCY}, "
+        "closed loop; latency is send to last response byte.",
+    ]
+    return "\n".join(lines)
+
+
+def to_json(value: Any) -> Any:
+    """``value`` with dataclasses turned into dicts, for ``--json``."""
+    if isinstance(value, Latency):
+        return asdict(value)
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- main
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A temporary directory removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="valine-bench-") as tmp:
+        yield Path(tmp)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="measured s per load (5)")
+    parser.add_argument("--calls", type=int, default=3000, help="in-process calls per series")
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke test")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--probot", action="store_true", help="also run run_probot.sh against the server"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="print a cProfile of the in-process webhook path"
+    )
+    args = parser.parse_args(argv)
+    if not 0 < args.duration <= MAX_DURATION_S:
+        parser.error(f"--duration must be in (0, {MAX_DURATION_S:g}]")
+    if not 1 <= args.calls <= MAX_CALLS:
+        parser.error(f"--calls must be in [1, {MAX_CALLS}]")
+    if args.quick:
+        args.duration = min(args.duration, 1.0)
+        args.calls = min(args.calls, 200)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every part, print the table, optionally write JSON; returns the exit status."""
+    args = parse_args(argv)
+    warmup_calls = 20 if args.quick else 200
+    warmup_s = 0.5 if args.quick else 1.0
+    info = machine()
+    with scratch_dir() as workdir:
+        print(f"[bench] in-process: {args.calls} calls per series ...", file=sys.stderr)
+        in_process = bench_in_process(workdir, args.calls, warmup_calls)
+        print(f"[bench] server: {args.duration:g} s per load ...", file=sys.stderr)
+        server = bench_server(workdir, args.duration, warmup_s, args.probot)
+        profile = profile_webhook(workdir, args.calls) if args.profile else None
+    print(table(info, in_process, server, args))
+    if profile:
+        print("\ncProfile of the in-process github issues webhook path (by tottime):")
+        print(profile)
+    if args.json:
+        document = {
+            "machine": info,
+            "options": {"duration_s": args.duration, "calls": args.calls, "quick": args.quick},
+            "in_process": in_process,
+            "server": server,
+        }
+        Path(args.json).write_text(json.dumps(to_json(document), indent=2) + "\n")
+    failed = [
+        r.label
+        for r in [*in_process, server["github_webhooks"], server["discord_ping"]]
+        if r.errors or not r.n
+    ]
+    if failed:
+        print(f"bench: errors or no responses in: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
