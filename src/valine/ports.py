@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from valine.core.errors import ValineError
-from valine.core.models import Run
+from valine.core.models import Issue, PullRequest, Run
 
 
 class Clock(Protocol):
@@ -147,32 +147,6 @@ class JobQueue(Protocol):
     def depth(self) -> int:
         """How many jobs are waiting or leased (not done, not dead)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Issue:
-    """What the planner needs to know about one GitHub issue."""
-
-    number: int
-    title: str
-    labels: tuple[str, ...]
-    created_at: str
-    milestone_due_on: str | None = None
-    url: str = ""
-    assignees: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class PullRequest:
-    """What tracking and shipping need to know about one pull request."""
-
-    number: int
-    head_sha: str
-    head_ref: str
-    state: str  # "open" or "closed"
-    merged: bool
-    body: str = ""
-    url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,32 @@ from valine.core.states import (
 
 
 @dataclass(frozen=True, slots=True)
+class Issue:
+    """What the planner needs to know about one GitHub issue."""
+
+    number: int
+    title: str
+    labels: tuple[str, ...]
+    created_at: str
+    milestone_due_on: str | None = None
+    url: str = ""
+    assignees: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequest:
+    """What tracking and shipping need to know about one pull request."""
+
+    number: int
+    head_sha: str
+    head_ref: str
+    state: str  # "open" or "closed"
+    merged: bool
+    body: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     """One issue inside a run, and what is known about its pull request."""
 

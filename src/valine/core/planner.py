@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from valine.core.models import Task
+from valine.core.models import Issue, Task
 from valine.core.policy import Labels, PlannerRules
-from valine.ports import Issue
 
 _NO_DUE_DATE = "9999-12-31T23:59:59Z"
 

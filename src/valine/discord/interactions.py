@@ -8,9 +8,9 @@ needs GitHub is handed to the job queue by the command handler.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from valine.core.commands import Command, CommandError, parse_command
 from valine.discord.verify import InteractionVerifier
@@ -31,6 +31,8 @@ CHANNEL_MESSAGE = 4
 DEFERRED_CHANNEL_MESSAGE = 5
 AUTOCOMPLETE_RESULT = 8
 EPHEMERAL = 1 << 6
+#: Discord shows at most 25 autocomplete choices.
+MAX_CHOICES = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +69,20 @@ class Interaction:
         )
 
 
-#: Answers one schema-checked command: returns the interaction callback document.
-CommandHandler = Callable[[Interaction, Command], dict[str, Any]]
+class InteractionHandlers(Protocol):
+    """What answers verified interactions (the use cases, in production)."""
+
+    def answer_command(self, interaction: Interaction, command: Command) -> dict[str, Any]:
+        """The callback document answering a schema-checked slash command."""
+        ...
+
+    def press_button(self, interaction: Interaction, custom_id: str) -> dict[str, Any]:
+        """The callback document answering a button press."""
+        ...
+
+    def autocomplete(self, interaction: Interaction, focused: str, value: str) -> list[str]:
+        """Suggestions for the focused option (at most 25 are sent)."""
+        ...
 
 
 def ephemeral(content: str) -> dict[str, Any]:
@@ -79,9 +93,9 @@ def ephemeral(content: str) -> dict[str, Any]:
 class DiscordEndpoint:
     """``POST /discord``: the interactions endpoint."""
 
-    def __init__(self, verifier: InteractionVerifier | None, on_command: CommandHandler) -> None:
+    def __init__(self, verifier: InteractionVerifier | None, handlers: InteractionHandlers) -> None:
         self._verifier = verifier
-        self._on_command = on_command
+        self._handlers = handlers
 
     def __call__(self, request: Request) -> Response:
         """Answer one interaction request."""
@@ -102,12 +116,27 @@ class DiscordEndpoint:
     def _answer(self, interaction: Interaction) -> dict[str, Any]:
         if interaction.type == PING:
             return {"type": PONG}
+        if interaction.type == MESSAGE_COMPONENT:
+            custom_id = str(interaction.data.get("custom_id", ""))
+            log.info("button %s from %s", custom_id, interaction.user_id)
+            return self._handlers.press_button(interaction, custom_id)
+        if interaction.type == AUTOCOMPLETE:
+            return self._autocomplete(interaction)
         if interaction.type != APPLICATION_COMMAND:
-            return ephemeral("This kind of interaction is not supported yet.")
+            return ephemeral("This kind of interaction is not supported.")
         try:
             command = parse_command(interaction.data)
         except CommandError as exc:
             log.info("refused command: %s", exc)
             return ephemeral(str(exc))
         log.info("command /%s from %s", command.name, interaction.user_id)
-        return self._on_command(interaction, command)
+        return self._handlers.answer_command(interaction, command)
+
+    def _autocomplete(self, interaction: Interaction) -> dict[str, Any]:
+        options = interaction.data.get("options") or []
+        focused = next((o for o in options if isinstance(o, dict) and o.get("focused")), {})
+        values = self._handlers.autocomplete(
+            interaction, str(focused.get("name", "")), str(focused.get("value", ""))
+        )
+        choices = [{"name": v, "value": v} for v in values[:MAX_CHOICES]]
+        return {"type": AUTOCOMPLETE_RESULT, "data": {"choices": choices}}

@@ -7,27 +7,31 @@ cold start of a PING must not open a database or build an AWS client.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import time
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from valine.app import App, Route
 from valine.core.commands import Command
 from valine.core.errors import ConfigurationError
+from valine.core.policy import Policy, policy_from_mapping
 from valine.discord.interactions import DiscordEndpoint, Interaction, ephemeral
-from valine.github.webhooks import JOB_KIND as GITHUB_EVENT_JOB
 from valine.github.webhooks import GitHubWebhookEndpoint
 from valine.http import Request, Response, json_response
-from valine.ports import JobQueue, RunStore
+from valine.ports import Discord, GitHub, JobQueue, RunStore
 from valine.runtime.config import Settings
+
+if TYPE_CHECKING:
+    from valine.service import Orchestrator
 
 log = logging.getLogger("valine.runtime")
 
-#: How long a processed delivery id is remembered (GitHub redeliveries are manual).
-DELIVERY_TTL_SECONDS = 7 * 24 * 3600
-
 #: Which settings each command needs before it can do anything.
 _COMMAND_NEEDS = {
-    "plan": ("GITHUB_REPOSITORY", "GITHUB_TOKEN", "DISCORD_APPLICATION_ID"),
+    "plan": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
+    "status": ("GITHUB_REPOSITORY",),
     "approve": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
     "ship": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
     "cancel": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
@@ -86,26 +90,93 @@ class Services:
             from valine.discord.verify import InteractionVerifier
 
             verifier = InteractionVerifier(self.settings.discord_public_key)
-        return DiscordEndpoint(verifier, self.answer_command)
+        return DiscordEndpoint(verifier, self)
 
-    def answer_command(self, interaction: Interaction, command: Command) -> dict[str, Any]:
-        """Answer a verified command (the workflow itself is not built yet)."""
+    @cached_property
+    def policy(self) -> Policy:
+        """The workflow rules from ``VALINE_CONFIG`` or ``./valine.toml`` (defaults if absent)."""
+        path = self.settings.config_path or "valine.toml"
+        if not os.path.exists(path):
+            if self.settings.config_path:
+                raise ConfigurationError(f"VALINE_CONFIG={path}: no such file")
+            return Policy()
+        import tomllib
+
+        try:
+            with open(path, "rb") as file:
+                data = tomllib.load(file)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"{path}: not valid TOML: {exc}") from exc
+        try:
+            return policy_from_mapping(data)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{path}: {exc}") from exc
+
+    @cached_property
+    def orchestrator(self) -> Orchestrator:
+        """The use cases, over this process's adapters."""
+        from valine.service import Orchestrator
+
+        return Orchestrator(
+            repo=self.settings.github_repository or "",
+            policy=self.policy,
+            store=self.store,
+            queue=self.queue,
+            github=lambda: self.github,
+            discord=lambda: self.discord,
+            clock=SystemClock(),
+            entropy=_entropy,
+            web_url=web_url(self.settings.github_api_url),
+        )
+
+    @cached_property
+    def github(self) -> GitHub:
+        """The GitHub client (token or App auth), built on first use."""
+        from valine.github.client import client_from_settings
+
+        return client_from_settings(self.settings)
+
+    @cached_property
+    def discord(self) -> Discord:
+        """The Discord client, built on first use."""
+        from valine.discord.client import client_from_settings
+
+        return client_from_settings(self.settings)
+
+    def _refusal(self, name: str) -> dict[str, Any] | None:
         missing = [
             m
             for m in self.settings.missing()
-            for need in _COMMAND_NEEDS.get(command.name, ())
+            for need in _COMMAND_NEEDS.get(name, ())
             if m.startswith(need)
         ]
-        if missing:
-            names = ", ".join(dict.fromkeys(missing))
-            return ephemeral(
-                f"`/{command.name}` cannot run: the service is missing {names}. "
-                "Set it in the environment or .env and restart."
-            )
+        if not missing:
+            return None
+        names = ", ".join(dict.fromkeys(missing))
         return ephemeral(
-            f"`/{command.name}` is not available yet: the workflow "
-            "(plan, approve, ship, status, cancel) is still being built."
+            f"`/{name}` cannot run: the service is missing {names}. "
+            "Set it in the environment or .env and restart."
         )
+
+    def answer_command(self, interaction: Interaction, command: Command) -> dict[str, Any]:
+        """Answer a verified slash command through the use cases."""
+        refusal = self._refusal(command.name)
+        if refusal is not None:
+            return refusal
+        return self.orchestrator.answer_command(_interaction_fields(interaction), command)
+
+    def press_button(self, interaction: Interaction, custom_id: str) -> dict[str, Any]:
+        """Answer a verified button press through the same use cases."""
+        refusal = self._refusal(custom_id.partition(":")[0])
+        if refusal is not None:
+            return refusal
+        return self.orchestrator.press_button(_interaction_fields(interaction), custom_id)
+
+    def autocomplete(self, interaction: Interaction, focused: str, value: str) -> list[str]:
+        """Run ids for a ``run_id`` option, from stored state (no GitHub call)."""
+        if focused != "run_id" or not self.settings.github_repository:
+            return []
+        return self.orchestrator.run_id_choices(value)
 
     def healthz(self, request: Request) -> Response:
         """``GET /healthz``: which store and queue are in use, which settings are missing."""
@@ -122,12 +193,38 @@ class Services:
 
     def job_handlers(self) -> dict[str, Any]:
         """The background job handlers by job kind."""
-        return {GITHUB_EVENT_JOB: self.process_github_event}
+        return self.orchestrator.job_handlers()
 
-    def process_github_event(self, job: dict[str, Any]) -> None:
-        """Process one accepted delivery (for now: record it as processed)."""
-        import time
 
-        now = time.time()
-        if self.store.record_delivery(job["delivery_id"], now + DELIVERY_TTL_SECONDS, now):
-            log.info("processed %s delivery %s", job["event"], job["delivery_id"])
+class SystemClock:
+    """The wall clock."""
+
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        return time.time()
+
+
+def _entropy() -> str:
+    alphabet = "abcdefghijkmnpqrstuvwxyz23456789"  # no look-alikes (l/1, o/0)
+    return "".join(secrets.choice(alphabet) for _ in range(6))
+
+
+def web_url(api_url: str) -> str:
+    """The web address matching an API address (github.com, or an Enterprise host)."""
+    api_url = api_url.rstrip("/")
+    if api_url == "https://api.github.com":
+        return "https://github.com"
+    return api_url.removesuffix("/api/v3")
+
+
+def _interaction_fields(interaction: Interaction) -> dict[str, Any]:
+    return {
+        "id": interaction.id,
+        "application_id": interaction.application_id,
+        "token": interaction.token,
+        "channel_id": interaction.channel_id,
+        "guild_id": interaction.guild_id,
+        "user_id": interaction.user_id,
+        "user_name": interaction.user_name,
+        "roles": list(interaction.roles),
+    }

@@ -1,0 +1,178 @@
+"""Discord messages as data: the run message, the status list, the ship summary, help.
+
+Nothing here sends anything; the use cases hand these documents to the Discord port or
+return them as interaction responses. Limits respected: embed title 256 characters,
+description 4,096, at most 25 fields of 1,024, ``custom_id`` at most 100 characters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from valine.core.commands import COMMANDS
+from valine.core.models import Run, Task
+from valine.core.states import RunState, TaskState
+
+RUN_COLOURS = {
+    RunState.PLANNED: 0x5865F2,
+    RunState.APPROVED: 0x3498DB,
+    RunState.EXECUTING: 0x3498DB,
+    RunState.READY_TO_SHIP: 0x2ECC71,
+    RunState.SHIPPING: 0xF1C40F,
+    RunState.SHIPPED: 0x9B59B6,
+    RunState.SHIP_FAILED: 0xE67E22,
+    RunState.CANCELLED: 0x95A5A6,
+    RunState.FAILED: 0xE74C3C,
+}
+TASK_ICONS = {
+    TaskState.PENDING: "⏳",
+    TaskState.DISPATCHED: "📤",
+    TaskState.PR_OPEN: "🔀",
+    TaskState.CHECKS_PENDING: "🟡",
+    TaskState.CHECKS_PASSED: "🟢",
+    TaskState.CHECKS_FAILED: "🔴",
+    TaskState.MERGED: "🟣",
+    TaskState.SKIPPED: "⏭️",
+    TaskState.FAILED: "❌",
+}
+_DONE = frozenset({TaskState.CHECKS_PASSED, TaskState.MERGED, TaskState.SKIPPED})
+BUTTON_PRIMARY, BUTTON_SUCCESS, BUTTON_DANGER = 1, 3, 4
+EPHEMERAL = 1 << 6
+
+
+def progress_bar(done: int, total: int, width: int = 10) -> str:
+    """A text progress bar such as ``▰▰▰▱▱▱▱▱▱▱ 1/3``."""
+    filled = round(width * done / total) if total else 0
+    return "▰" * filled + "▱" * (width - filled) + f" {done}/{total}"
+
+
+def _task_line(task: Task, repo: str, web_url: str) -> str:
+    line = (
+        f"{TASK_ICONS[task.state]} [#{task.issue_number}]({web_url}/{repo}/issues/"
+        f"{task.issue_number}) {_clip(task.title, 80)} — `{task.state.value}`"
+    )
+    if task.pr_number:
+        line += f" · [PR #{task.pr_number}]({web_url}/{repo}/pull/{task.pr_number})"
+    if task.reason and task.state not in (TaskState.CHECKS_PASSED, TaskState.MERGED):
+        line += f"\n  ↳ {_clip(task.reason, 120)}"
+    return line
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def run_embed(run: Run, web_url: str) -> dict[str, Any]:
+    """The embed that shows one run: state, progress, one line per task, timestamps."""
+    done = sum(1 for t in run.tasks if t.state in _DONE)
+    lines = [f"**{progress_bar(done, len(run.tasks))}** ready", ""]
+    lines += [_task_line(t, run.repo, web_url) for t in run.tasks]
+    when = [f"Planned <t:{int(run.created_at)}:R>"]
+    if run.approved_at:
+        when.append(f"approved <t:{int(run.approved_at)}:R> by <@{run.approved_by}>")
+    if run.finished_at:
+        when.append(f"finished <t:{int(run.finished_at)}:R>")
+    lines += ["", " · ".join(when)]
+    if run.reason:
+        lines.append(f"⚠️ {_clip(run.reason, 500)}")
+    return {
+        "title": _clip(f"Run {run.run_id} · {run.state.value.replace('_', ' ')}", 256),
+        "url": f"{web_url}/{run.repo}",
+        "description": _clip("\n".join(lines), 4096),
+        "color": RUN_COLOURS[run.state],
+        "footer": {"text": run.repo},
+    }
+
+
+def run_buttons(run: Run) -> list[dict[str, Any]]:
+    """The action row of buttons a run in its current state offers."""
+    buttons: list[dict[str, Any]] = []
+    if run.state is RunState.PLANNED:
+        buttons.append(_button("Approve", "approve", run, BUTTON_SUCCESS))
+    if run.state in (RunState.READY_TO_SHIP, RunState.SHIP_FAILED):
+        buttons.append(_button("Ship", "ship", run, BUTTON_PRIMARY))
+    if run.state in (
+        RunState.PLANNED,
+        RunState.APPROVED,
+        RunState.EXECUTING,
+        RunState.READY_TO_SHIP,
+    ):
+        buttons.append(_button("Cancel", "cancel", run, BUTTON_DANGER))
+    return [{"type": 1, "components": buttons}] if buttons else []
+
+
+def _button(label: str, action: str, run: Run, style: int) -> dict[str, Any]:
+    return {"type": 2, "style": style, "label": label, "custom_id": f"{action}:{run.run_id}"}
+
+
+def run_message(run: Run, web_url: str) -> dict[str, Any]:
+    """The run's message (the plan, edited in place as the run moves)."""
+    return {
+        "content": "",
+        "embeds": [run_embed(run, web_url)],
+        "components": run_buttons(run),
+        "allowed_mentions": {"parse": []},
+    }
+
+
+def status_list_message(active: Run | None, recent: Sequence[Run]) -> dict[str, Any]:
+    """``/status`` without a run id: the active run and the last few."""
+    lines = []
+    if active is None:
+        lines.append("No active run. Start one with `/plan`.")
+    else:
+        done = sum(1 for t in active.tasks if t.state in _DONE)
+        lines.append(
+            f"**Active:** `{active.run_id}` — {active.state.value} — "
+            f"{progress_bar(done, len(active.tasks))}"
+        )
+    others = [r for r in recent if active is None or r.run_id != active.run_id]
+    if others:
+        lines += ["", "**Recent:**"]
+        lines += [
+            f"`{r.run_id}` — {r.state.value} — {len(r.tasks)} task(s) — <t:{int(r.created_at)}:R>"
+            for r in others
+        ]
+    embed = {"title": "Runs", "description": "\n".join(lines), "color": 0x5865F2}
+    return {"embeds": [embed], "flags": EPHEMERAL, "allowed_mentions": {"parse": []}}
+
+
+def ship_summary(run: Run, web_url: str) -> dict[str, Any]:
+    """The message posted when a run has shipped."""
+    merged = [t for t in run.tasks if t.state is TaskState.MERGED]
+    skipped = [t for t in run.tasks if t.state is TaskState.SKIPPED]
+    took = ""
+    if run.approved_at and run.finished_at:
+        minutes = max(0, round((run.finished_at - run.approved_at) / 60))
+        took = f" in {minutes // 60} h {minutes % 60} min from approval"
+    lines = [f"🚢 Shipped **{len(merged)}** pull request(s) and closed their issues{took}."]
+    lines += [
+        f"🟣 [PR #{t.pr_number}]({web_url}/{run.repo}/pull/{t.pr_number}) → "
+        f"#{t.issue_number} {_clip(t.title, 80)}"
+        for t in merged
+    ]
+    if skipped:
+        lines.append(f"⏭️ Skipped: {', '.join(f'#{t.issue_number}' for t in skipped)}")
+    embed = {
+        "title": f"Run {run.run_id} shipped",
+        "description": "\n".join(lines),
+        "color": RUN_COLOURS[RunState.SHIPPED],
+    }
+    return {"embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
+def help_message(repo: str | None, executor: str, ready_label: str) -> dict[str, Any]:
+    """``/help``: the commands and the configuration in short."""
+    lines = [f"`/{c.name}` — {c.description}" for c in COMMANDS]
+    lines += [
+        "",
+        f"Repository: `{repo or 'not configured'}` · executor: `{executor}` · "
+        f"ready label: `{ready_label}`",
+    ]
+    return {
+        "embeds": [
+            {"title": "Valine Orchestrator", "description": "\n".join(lines), "color": 0x5865F2}
+        ],
+        "flags": EPHEMERAL,
+    }

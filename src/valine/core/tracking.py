@@ -1,0 +1,198 @@
+"""Webhook payloads -> task events: how GitHub activity moves a run forward.
+
+Pure functions over the decoded payload and the current run. GitHub does not promise
+order or exactly-once delivery, so the mapping is written to be harmless when repeated
+or late: an event that no longer fits the task's state is dropped by
+:func:`apply_changes` (the state table refuses it) instead of failing the delivery.
+
+Pull requests are linked to tasks, in order, by GitHub's closing keywords in the PR body
+(``Fixes #12``), by a branch named ``valine/<run_id>/<issue>``, or by a body that
+mentions the run id and ``#<issue>`` of one of the run's tasks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from valine.core.errors import IllegalTransition
+from valine.core.models import Run, Task, apply_run_event, apply_task_event
+from valine.core.policy import Labels
+from valine.core.states import TASK_TERMINAL, RunEvent, RunState, TaskEvent, TaskState
+
+_CLOSING = re.compile(
+    r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+(?:([\w.-]+/[\w.-]+))?#(\d+)\b",
+    re.IGNORECASE,
+)
+_MENTION = re.compile(r"#(\d+)\b")
+_PASSING = frozenset({"success", "neutral", "skipped"})
+_WITH_PR = frozenset(
+    {TaskState.PR_OPEN, TaskState.CHECKS_PENDING, TaskState.CHECKS_PASSED, TaskState.CHECKS_FAILED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One thing that happened to one task: an event (or None) and fields to update."""
+
+    issue_number: int
+    event: TaskEvent | None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+def linked_issue(pull: Mapping[str, Any], run: Run) -> int | None:
+    """The run's issue this pull request works on, or None."""
+    tasks = {t.issue_number for t in run.tasks}
+    body = pull.get("body") or ""
+    for repo, number in _CLOSING.findall(body):
+        if int(number) in tasks and (not repo or repo.lower() == run.repo.lower()):
+            return int(number)
+    ref = ((pull.get("head") or {}).get("ref")) or ""
+    prefix = f"valine/{run.run_id}/"
+    if ref.startswith(prefix) and ref[len(prefix) :].isdigit():
+        number = int(ref[len(prefix) :])
+        if number in tasks:
+            return number
+    if run.run_id in body:
+        for number in _MENTION.findall(body):
+            if int(number) in tasks:
+                return int(number)
+    return None
+
+
+def changes_for(event: str, payload: Mapping[str, Any], run: Run, labels: Labels) -> list[Change]:
+    """The task changes one webhook delivery means for ``run`` (often none)."""
+    if event == "pull_request":
+        return _pull_request(payload, run)
+    if event == "check_suite":
+        return _check_suite(payload, run)
+    if event == "issues":
+        return _issues(payload, run, labels)
+    return []  # issue_comment and others: routed, nothing to do yet
+
+
+def _task_by_pr(run: Run, number: int) -> Task | None:
+    return next((t for t in run.tasks if t.pr_number == number), None)
+
+
+def _pull_request(payload: Mapping[str, Any], run: Run) -> list[Change]:
+    pull = payload.get("pull_request") or {}
+    number = int(pull.get("number") or payload.get("number") or 0)
+    task = _task_by_pr(run, number)
+    if payload.get("action") in ("opened", "reopened", "ready_for_review", "edited"):
+        return _pr_opened(pull, number, run) if task is None else []
+    return [] if task is None else _pr_updated(payload, pull, task)
+
+
+def _pr_opened(pull: Mapping[str, Any], number: int, run: Run) -> list[Change]:
+    issue = linked_issue(pull, run)
+    if issue is None:
+        return []
+    head_sha = (pull.get("head") or {}).get("sha")
+    fields = {"pr_number": number, "head_sha": head_sha, "checks_sha": None}
+    return [Change(issue, TaskEvent.PR_OPENED, fields)]
+
+
+def _pr_updated(payload: Mapping[str, Any], pull: Mapping[str, Any], task: Task) -> list[Change]:
+    action = payload.get("action")
+    if action == "synchronize":
+        head_sha = (pull.get("head") or {}).get("sha")
+        fields = {"head_sha": head_sha, "checks_sha": None}
+        return [Change(task.issue_number, TaskEvent.CHECKS_STARTED, fields)]
+    if action != "closed":
+        return []
+    if pull.get("merged"):
+        return [Change(task.issue_number, TaskEvent.MERGED, {"reason": None})]
+    reason = f"PR #{task.pr_number} was closed without merging"
+    fields = {"pr_number": None, "head_sha": None, "checks_sha": None, "reason": reason}
+    return [Change(task.issue_number, TaskEvent.PR_CLOSED, fields)]
+
+
+def _check_suite(payload: Mapping[str, Any], run: Run) -> list[Change]:
+    suite = payload.get("check_suite") or {}
+    sha = str(suite.get("head_sha") or "")
+    action = payload.get("action")
+    changes = []
+    for pull in suite.get("pull_requests") or ():
+        task = _task_by_pr(run, int(pull.get("number") or 0))
+        if task is None or task.state not in _WITH_PR or sha != task.head_sha:
+            continue  # not ours, or checks of a head that has moved on
+        if action in ("requested", "rerequested"):
+            changes.append(
+                Change(task.issue_number, TaskEvent.CHECKS_STARTED, {"checks_sha": None})
+            )
+        elif action == "completed":
+            changes.extend(_conclusion(task, sha, suite.get("conclusion")))
+    return changes
+
+
+def _conclusion(task: Task, sha: str, conclusion: str | None) -> list[Change]:
+    if conclusion in _PASSING:
+        if task.state is TaskState.CHECKS_FAILED and task.checks_sha == sha:
+            return []  # another suite already failed on this very commit
+        return [
+            Change(task.issue_number, TaskEvent.CHECKS_PASSED, {"checks_sha": sha, "reason": None})
+        ]
+    if conclusion is None:
+        return []
+    return [
+        Change(
+            task.issue_number,
+            TaskEvent.CHECKS_FAILED,
+            {"checks_sha": sha, "reason": f"checks concluded {conclusion}"},
+        )
+    ]
+
+
+def _issues(payload: Mapping[str, Any], run: Run, labels: Labels) -> list[Change]:
+    issue = payload.get("issue") or {}
+    number = int(issue.get("number") or 0)
+    task = next((t for t in run.tasks if t.issue_number == number), None)
+    if task is None:
+        return []
+    current_labels = tuple(str(label.get("name")) for label in issue.get("labels") or ())
+    changes = [Change(number, None, {"labels": current_labels})]
+    if task.state in TASK_TERMINAL or run.state in (RunState.SHIPPING, RunState.SHIPPED):
+        return changes  # our own ship closes and relabels issues: not a person's doing
+    who = (payload.get("sender") or {}).get("login", "someone")
+    action = payload.get("action")
+    if action == "closed":
+        changes.append(Change(number, TaskEvent.SKIP, {"reason": f"issue closed by {who}"}))
+    elif action == "unlabeled" and (payload.get("label") or {}).get("name") == labels.in_progress:
+        reason = f"{labels.in_progress} label removed by {who}"
+        changes.append(Change(number, TaskEvent.SKIP, {"reason": reason}))
+    return changes
+
+
+def apply_changes(run: Run, changes: Sequence[Change], now: float) -> Run:
+    """``run`` after ``changes``; changes the state table refuses are dropped."""
+    for change in changes:
+        if change.event is None:
+            tasks = tuple(
+                replace(t, **change.fields) if t.issue_number == change.issue_number else t
+                for t in run.tasks
+            )
+            run = replace(run, tasks=tasks)
+            continue
+        try:
+            run = apply_task_event(run, change.issue_number, change.event, now, **change.fields)
+        except IllegalTransition:
+            continue  # late, repeated or out-of-order delivery: nothing to do
+    return run
+
+
+def settle(run: Run, now: float, fail_run_on_task_failure: bool) -> Run:
+    """Apply the run-level consequences of its tasks' states (ready, regressed, failed)."""
+    if run.state is RunState.EXECUTING:
+        if fail_run_on_task_failure and any(t.state is TaskState.FAILED for t in run.tasks):
+            failed = [t.issue_number for t in run.tasks if t.state is TaskState.FAILED]
+            return apply_run_event(
+                run, RunEvent.FAIL, now, reason=f"task(s) {failed} failed", finished_at=now
+            )
+        if run.all_tasks_ready and any(t.state is not TaskState.SKIPPED for t in run.tasks):
+            return apply_run_event(run, RunEvent.ALL_READY, now)
+    if run.state is RunState.READY_TO_SHIP and not run.all_tasks_ready:
+        return apply_run_event(run, RunEvent.NOT_READY, now)
+    return run

@@ -1,0 +1,731 @@
+"""The use cases: plan, approve, execute, track, ship, cancel, status.
+
+Each one follows the same line: load -> let the core decide -> save (conditionally on
+the version read) -> enqueue or perform the actions. Two kinds of entry point:
+
+* **Interaction handlers** (``answer_command``, ``press_button``) run inside Discord's
+  3-second window: they read and write the store and enqueue jobs, and never call
+  GitHub. What needs GitHub is a job.
+* **Job handlers** (``JOB_HANDLERS``) run on the worker pool, at least once each. Every
+  one is idempotent: a side effect on GitHub is recorded on its task (``steps_done``) in
+  the same conditional write that moves the task on, and a step already recorded is
+  never performed again. The workflow dispatch -- the one effect that must not happen
+  twice -- is *claimed* in a conditional write before it is sent, so two copies of a job
+  racing each other cannot both send it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from valine.core import render, tracking
+from valine.core.commands import Command
+from valine.core.errors import ActiveRunExists, NotFound, RunConflict
+from valine.core.models import Run, Task, apply_run_event, apply_task_event, new_run_id
+from valine.core.planner import plan_tasks
+from valine.core.policy import Policy
+from valine.core.states import TASK_TERMINAL, RunEvent, RunState, TaskEvent, TaskState
+from valine.github.webhooks import JOB_KIND as WEBHOOK_JOB
+from valine.logs import log_context
+from valine.ports import (
+    AuditEntry,
+    Clock,
+    Discord,
+    DiscordError,
+    GitHub,
+    GitHubError,
+    HeadMoved,
+    JobQueue,
+    MergeQueueRequired,
+    RunStore,
+)
+
+log = logging.getLogger("valine.service")
+
+#: Interaction callback types.
+CHANNEL_MESSAGE, DEFERRED, UPDATE_MESSAGE = 4, 5, 7
+EPHEMERAL = 1 << 6
+#: Discord interaction tokens live 15 minutes; stop using one a little before.
+TOKEN_LIFETIME = 14 * 60
+#: At most one edit of a run's message per this many seconds (the last state always shown).
+NOTIFY_WINDOW = 3.0
+#: How long a processed delivery id is remembered.
+DELIVERY_TTL = 7 * 24 * 3600
+SAVE_ATTEMPTS = 8
+
+# Job kinds.
+PLAN, START, DISPATCH, NOTIFY, SHIP, CANCEL, GITHUB_EVENT = (
+    "plan",
+    "start_run",
+    "dispatch_task",
+    "notify",
+    "ship_run",
+    "cancel_run",
+    WEBHOOK_JOB,
+)
+
+
+def ephemeral(content: str) -> dict[str, Any]:
+    """An interaction answer only the invoking user sees."""
+    return {
+        "type": CHANNEL_MESSAGE,
+        "data": {"content": content, "flags": EPHEMERAL, "allowed_mentions": {"parse": []}},
+    }
+
+
+def _public(content: str) -> dict[str, Any]:
+    return {
+        "type": CHANNEL_MESSAGE,
+        "data": {"content": content, "allowed_mentions": {"parse": []}},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asked, as Discord tells us."""
+
+    user_id: str
+    name: str
+
+
+class Orchestrator:
+    """The product's use cases over the ports."""
+
+    def __init__(
+        self,
+        *,
+        repo: str,
+        policy: Policy,
+        store: RunStore,
+        queue: JobQueue,
+        github: Callable[[], GitHub],
+        discord: Callable[[], Discord],
+        clock: Clock,
+        entropy: Callable[[], str],
+        web_url: str = "https://github.com",
+    ) -> None:
+        self.repo = repo
+        self.policy = policy
+        self.store = store
+        self.queue = queue
+        self._github = github
+        self._discord = discord
+        self.clock = clock
+        self._entropy = entropy
+        self.web_url = web_url
+
+    @property
+    def github(self) -> GitHub:
+        """The GitHub port, built on first use."""
+        return self._github()
+
+    @property
+    def discord(self) -> Discord:
+        """The Discord port, built on first use."""
+        return self._discord()
+
+    def job_handlers(self) -> dict[str, Callable[[dict[str, Any]], None]]:
+        """Every background job this orchestrator runs, by kind."""
+        return {
+            PLAN: self.run_plan_job,
+            START: self.run_start_job,
+            DISPATCH: self.run_dispatch_job,
+            NOTIFY: self.run_notify_job,
+            SHIP: self.run_ship_job,
+            CANCEL: self.run_cancel_job,
+            GITHUB_EVENT: self.run_github_event_job,
+        }
+
+    # ------------------------------------------------------------------ interactions
+
+    def answer_command(self, interaction: Mapping[str, Any], command: Command) -> dict[str, Any]:
+        """Answer a schema-checked slash command within Discord's 3 seconds."""
+        actor = Actor(str(interaction["user_id"]), str(interaction.get("user_name", "")))
+        run_id = str(command.options.get("run_id", "")).strip()
+        if command.name == "plan":
+            return self.request_plan(interaction, actor)
+        if command.name == "status":
+            return self.status(run_id or None)
+        if command.name == "help":
+            return {
+                "type": CHANNEL_MESSAGE,
+                "data": render.help_message(
+                    self.repo, self.policy.executor.kind, self.policy.labels.ready
+                ),
+            }
+        action = {"approve": self.approve, "ship": self.ship, "cancel": self.cancel}
+        return action[command.name](run_id, actor)
+
+    def press_button(self, interaction: Mapping[str, Any], custom_id: str) -> dict[str, Any]:
+        """Answer a button press (``action:run_id``) through the same use cases."""
+        action, _, run_id = custom_id.partition(":")
+        handlers = {"approve": self.approve, "ship": self.ship, "cancel": self.cancel}
+        if action not in handlers or not run_id:
+            return ephemeral("This button is not one of Valine's (or is from an old version).")
+        actor = Actor(str(interaction["user_id"]), str(interaction.get("user_name", "")))
+        return handlers[action](run_id, actor)
+
+    def request_plan(self, interaction: Mapping[str, Any], actor: Actor) -> dict[str, Any]:
+        """``/plan``: show the active run, or defer and plan in a job."""
+        active = self.store.active_run(self.repo)
+        if active is not None:
+            message = render.run_message(active, self.web_url)
+            message["content"] = (
+                f"Run `{active.run_id}` is still {active.state.value}: "
+                "finish or `/cancel` it before planning another."
+            )
+            return {"type": CHANNEL_MESSAGE, "data": message}
+        job = {"interaction": dict(interaction), "actor": actor.user_id}
+        self.queue.enqueue(PLAN, job, dedupe_key=f"interaction:{interaction['id']}")
+        self._audit(actor, "plan", "accepted", None)
+        return {"type": DEFERRED}
+
+    def approve(self, run_id: str, actor: Actor) -> dict[str, Any]:
+        """``/approve``: planned -> approved, then a job starts the tasks."""
+        now = self.clock.now()
+
+        def decide(run: Run) -> Run:
+            return apply_run_event(
+                run, RunEvent.APPROVE, now, approved_by=actor.user_id, approved_at=now
+            )
+
+        return self._transition_from_discord(
+            run_id,
+            actor,
+            action="approve",
+            allowed=RunState.PLANNED,
+            decide=decide,
+            job_kind=START,
+            announcement="✅ Run `{id}` approved by <@{user}>: handing {n} task(s) to the "
+            "executor.",
+        )
+
+    def ship(self, run_id: str, actor: Actor) -> dict[str, Any]:
+        """``/ship``: ready_to_ship (or ship_failed) -> shipping, then a job merges."""
+        now = self.clock.now()
+
+        def decide(run: Run) -> Run:
+            return apply_run_event(run, RunEvent.SHIP, now, reason=None)
+
+        return self._transition_from_discord(
+            run_id,
+            actor,
+            action="ship",
+            allowed=(RunState.READY_TO_SHIP, RunState.SHIP_FAILED),
+            decide=decide,
+            job_kind=SHIP,
+            announcement="🚀 Shipping run `{id}` for <@{user}>: merging {n} pull request(s).",
+        )
+
+    def cancel(self, run_id: str, actor: Actor) -> dict[str, Any]:
+        """``/cancel``: the run ends and its issues go back to ready (in a job)."""
+        now = self.clock.now()
+
+        def decide(run: Run) -> Run:
+            return apply_run_event(
+                run,
+                RunEvent.CANCEL,
+                now,
+                finished_at=now,
+                reason=f"cancelled by <@{actor.user_id}>",
+            )
+
+        allowed = (RunState.PLANNED, RunState.APPROVED, RunState.EXECUTING, RunState.READY_TO_SHIP)
+        return self._transition_from_discord(
+            run_id,
+            actor,
+            action="cancel",
+            allowed=allowed,
+            decide=decide,
+            job_kind=CANCEL,
+            announcement="🛑 Run `{id}` cancelled by <@{user}>; its issues go back to ready.",
+        )
+
+    def _transition_from_discord(
+        self,
+        run_id: str,
+        actor: Actor,
+        *,
+        action: str,
+        allowed: RunState | tuple[RunState, ...],
+        decide: Callable[[Run], Run],
+        job_kind: str,
+        announcement: str,
+    ) -> dict[str, Any]:
+        allowed_states = allowed if isinstance(allowed, tuple) else (allowed,)
+        try:
+            run = self.store.get_run(run_id)
+        except NotFound:
+            self._audit(actor, action, "refused: no such run", run_id)
+            return ephemeral(f"There is no run `{run_id}`. `/status` lists the recent runs.")
+        if run.state not in allowed_states:
+            self._audit(actor, action, f"refused: run is {run.state.value}", run_id)
+            return ephemeral(_wrong_state(run, action, allowed_states))
+        try:
+            saved = self.store.save_run(decide(run))
+        except RunConflict:
+            current = self.store.get_run(run_id)
+            self._audit(actor, action, "refused: lost a race", run_id)
+            return ephemeral(
+                f"Someone else changed run `{run_id}` at the same moment; it is "
+                f"now {current.state.value}. {_wrong_state(current, action, ())}"
+            )
+        self._audit(actor, action, "ok", run_id)
+        self.queue.enqueue(
+            job_kind, {"run_id": run_id}, dedupe_key=f"{job_kind}:{run_id}:{saved.version}"
+        )
+        self.notify(saved)
+        shippable = [t for t in saved.tasks if t.state is not TaskState.SKIPPED]
+        text = announcement.format(id=run_id, user=actor.user_id, n=len(shippable))
+        return _public(text)
+
+    def status(self, run_id: str | None) -> dict[str, Any]:
+        """``/status``: one run in detail, or the active and recent runs (no GitHub call)."""
+        if run_id:
+            try:
+                run = self.store.get_run(run_id)
+            except NotFound:
+                return ephemeral(f"There is no run `{run_id}`.")
+            message = render.run_message(run, self.web_url)
+            message["components"] = []
+            message["flags"] = EPHEMERAL
+            return {"type": CHANNEL_MESSAGE, "data": message}
+        active = self.store.active_run(self.repo)
+        recent = self.store.recent_runs(self.repo, limit=5)
+        return {"type": CHANNEL_MESSAGE, "data": render.status_list_message(active, recent)}
+
+    def run_id_choices(self, typed: str, limit: int = 25) -> list[str]:
+        """Run ids matching what the user typed: the active run first, then the newest."""
+        active = self.store.active_run(self.repo)
+        recent = self.store.recent_runs(self.repo, limit=limit)
+        ordered = ([active] if active else []) + [
+            r for r in recent if not active or r.run_id != active.run_id
+        ]
+        typed = typed.strip().lower()
+        return [r.run_id for r in ordered if typed in r.run_id.lower()][:limit]
+
+    def _audit(self, actor: Actor, action: str, outcome: str, run_id: str | None) -> None:
+        self.store.append_audit(
+            AuditEntry(
+                at=self.clock.now(),
+                actor=actor.user_id,
+                action=action,
+                outcome=outcome,
+                run_id=run_id,
+            )
+        )
+
+    # ------------------------------------------------------------------ jobs: planning
+
+    def run_plan_job(self, job: dict[str, Any]) -> None:
+        """Read the ready issues, store a planned run, and turn the deferred answer into it."""
+        interaction = job["interaction"]
+        discord_ref = {
+            "application_id": str(interaction["application_id"]),
+            "token": str(interaction["token"]),
+            "interaction_id": str(interaction["id"]),
+            "channel_id": str(interaction.get("channel_id") or ""),
+            "token_at": str(self.clock.now()),
+        }
+        active = self.store.active_run(self.repo)
+        if active is None:
+            active = self._create_planned_run(discord_ref, job.get("actor"))
+        if active is None:
+            self._edit_original(
+                discord_ref,
+                {
+                    "content": f"No open issues labelled `{self.policy.labels.ready}` in "
+                    f"`{self.repo}` (without a blocking label): nothing to plan."
+                },
+            )
+            return
+        message = render.run_message(active, self.web_url)
+        if active.discord.get("interaction_id") != discord_ref["interaction_id"]:
+            message["content"] = f"Run `{active.run_id}` is already active."
+        self._edit_original(discord_ref, message)
+
+    def _create_planned_run(self, discord_ref: dict[str, str], actor: str | None) -> Run | None:
+        issues = self.github.list_ready_issues(self.repo, self.policy.labels.ready)
+        tasks = plan_tasks(issues, self.policy.labels, self.policy.planner)
+        if not tasks:
+            return None
+        now = self.clock.now()
+        run = Run(
+            run_id=new_run_id(now, self._entropy()),
+            repo=self.repo,
+            created_at=now,
+            updated_at=now,
+            tasks=tasks,
+            created_by=actor,
+            discord=discord_ref,
+        )
+        try:
+            created = self.store.create_run(run)
+        except ActiveRunExists:
+            return self.store.active_run(self.repo)
+        log.info("planned run %s with %d task(s)", created.run_id, len(tasks))
+        return created
+
+    def _edit_original(self, ref: Mapping[str, str], message: dict[str, Any]) -> None:
+        self.discord.edit_original(ref["application_id"], ref["token"], message)
+
+    # ------------------------------------------------------------------ jobs: execution
+
+    def run_start_job(self, job: dict[str, Any]) -> None:
+        """approved -> executing: one idempotent dispatch job per task."""
+        run = self.store.get_run(job["run_id"])
+        for task in run.tasks:
+            self.queue.enqueue(
+                DISPATCH,
+                {"run_id": run.run_id, "issue": task.issue_number},
+                dedupe_key=f"{DISPATCH}:{run.run_id}:{task.issue_number}",
+            )
+        now = self.clock.now()
+        self._update(
+            run.run_id,
+            lambda r: (
+                apply_run_event(r, RunEvent.START, now) if r.state is RunState.APPROVED else None
+            ),
+        )
+
+    def run_dispatch_job(self, job: dict[str, Any]) -> None:
+        """Relabel, comment and hand one task to the executor; each step at most once."""
+        run_id, number = str(job["run_id"]), int(job["issue"])
+        with log_context(run_id=run_id):
+            for step in ("labelled", "commented", "dispatched"):
+                run = self.store.get_run(run_id)
+                if run.state not in (RunState.APPROVED, RunState.EXECUTING):
+                    return  # cancelled or failed meanwhile
+                task = run.task(number)
+                if task.state in TASK_TERMINAL or step in task.steps_done:
+                    continue
+                try:
+                    self._perform_dispatch_step(run, task, step)
+                except GitHubError as exc:
+                    self._fail_task(run_id, number, f"{step} failed: {exc}")
+                    return
+
+    def _perform_dispatch_step(self, run: Run, task: Task, step: str) -> None:
+        labels = self.policy.labels
+        executor = self.policy.executor
+        if step == "labelled":
+            new_labels = [name for name in task.labels if name != labels.ready]
+            new_labels += [labels.in_progress] if labels.in_progress not in new_labels else []
+            assignees = (
+                [executor.assignee] if executor.kind == "assign" and executor.assignee else None
+            )
+            issue = self.github.update_issue(
+                self.repo, task.issue_number, labels=new_labels, assignees=assignees
+            )
+            self._mark_step(run.run_id, task.issue_number, step, labels=issue.labels)
+        elif step == "commented":
+            self.github.comment(self.repo, task.issue_number, _dispatch_comment(run, executor.kind))
+            self._mark_step(run.run_id, task.issue_number, step)
+        elif executor.kind == "workflow":
+            self._dispatch_workflow_once(run.run_id, task.issue_number)
+        else:
+            self._mark_step(run.run_id, task.issue_number, step, event=TaskEvent.DISPATCH)
+
+    def _dispatch_workflow_once(self, run_id: str, number: int) -> None:
+        claim = f"dispatch-claimed:{self.clock.now()}"
+
+        def claim_it(run: Run) -> Run | None:
+            task = run.task(number)
+            if any(s.startswith("dispatch-claimed:") for s in task.steps_done):
+                return None
+            return _with_task(run, replace(task, steps_done=(*task.steps_done, claim)))
+
+        saved = self._update(run_id, claim_it)
+        if saved is None or claim not in saved.task(number).steps_done:
+            log.warning(
+                "dispatch of #%d already claimed by another attempt; not sending again", number
+            )
+            return
+        executor = self.policy.executor
+        self.github.dispatch_workflow(
+            self.repo,
+            str(executor.workflow),
+            executor.ref,
+            {"issue_number": str(number), "run_id": run_id},
+        )
+        self._mark_step(run_id, number, "dispatched", event=TaskEvent.DISPATCH)
+
+    def _mark_step(
+        self, run_id: str, number: int, step: str, event: TaskEvent | None = None, **fields: Any
+    ) -> None:
+        now = self.clock.now()
+
+        def mark(run: Run) -> Run | None:
+            task = run.task(number)
+            if step in task.steps_done:
+                return None
+            run = _with_task(run, replace(task, steps_done=(*task.steps_done, step), **fields))
+            if event is not None and run.task(number).state is TaskState.PENDING:
+                run = apply_task_event(run, number, event, now)
+            return run
+
+        saved = self._update(run_id, mark)
+        if saved is not None and event is not None:
+            self.notify(saved)
+
+    def _fail_task(self, run_id: str, number: int, reason: str) -> None:
+        now = self.clock.now()
+        fail_run = self.policy.on_task_failure == "fail_run"
+
+        def fail(run: Run) -> Run | None:
+            if run.task(number).state in TASK_TERMINAL:
+                return None
+            run = apply_task_event(run, number, TaskEvent.FAIL, now, reason=reason)
+            return tracking.settle(run, now, fail_run)
+
+        log.error("task #%d of run %s failed: %s", number, run_id, reason)
+        saved = self._update(run_id, fail)
+        if saved is not None:
+            self.notify(saved)
+
+    # ------------------------------------------------------------------ jobs: tracking
+
+    def run_github_event_job(self, job: dict[str, Any]) -> None:
+        """Move tasks on from one webhook delivery; zero GitHub requests."""
+        event, delivery_id, payload = job["event"], job["delivery_id"], job["payload"]
+        with log_context(delivery_id=delivery_id):
+            repo = ((payload.get("repository") or {}).get("full_name")) or ""
+            if repo.lower() == self.repo.lower():
+                self._apply_event(event, payload)
+            now = self.clock.now()
+            self.store.record_delivery(delivery_id, now + DELIVERY_TTL, now)
+
+    def _apply_event(self, event: str, payload: dict[str, Any]) -> None:
+        run = self.store.active_run(self.repo)
+        if run is None:
+            return
+        now = self.clock.now()
+        fail_run = self.policy.on_task_failure == "fail_run"
+
+        def decide(current: Run) -> Run | None:
+            changes = tracking.changes_for(event, payload, current, self.policy.labels)
+            updated = tracking.settle(tracking.apply_changes(current, changes, now), now, fail_run)
+            return None if _same(updated, current) else updated
+
+        saved = self._update(run.run_id, decide)
+        if saved is not None:
+            log.info(
+                "%s.%s moved run %s (%s)",
+                event,
+                payload.get("action", ""),
+                saved.run_id,
+                saved.state.value,
+            )
+            self.notify(saved)
+
+    # ------------------------------------------------------------------ jobs: shipping
+
+    def run_ship_job(self, job: dict[str, Any]) -> None:
+        """Merge every green PR at the SHA its checks passed on, then close the issues."""
+        run_id = str(job["run_id"])
+        with log_context(run_id=run_id):
+            run = self.store.get_run(run_id)
+            if run.state is not RunState.SHIPPING:
+                return
+            for task in run.tasks:
+                if task.state is TaskState.CHECKS_PASSED:
+                    self._merge(run_id, task)
+            for task in self.store.get_run(run_id).tasks:
+                if task.state is TaskState.MERGED and "shipped" not in task.steps_done:
+                    self._close_shipped_issue(run_id, task)
+            self._finish_ship(run_id)
+
+    def _merge(self, run_id: str, task: Task) -> None:
+        now = self.clock.now()
+        assert task.pr_number is not None
+        try:
+            self.github.merge_pull(
+                self.repo, task.pr_number, str(task.checks_sha), self.policy.merge_method
+            )
+        except HeadMoved:
+            reason = (
+                f"PR #{task.pr_number} head moved since its checks passed; "
+                "not merged (the new push re-runs the checks)"
+            )
+        except MergeQueueRequired:
+            reason = f"PR #{task.pr_number}: the branch requires a merge queue (not supported yet)"
+        except GitHubError as exc:
+            reason = f"PR #{task.pr_number} not merged: {exc.message}"
+        else:
+            self._update(
+                run_id,
+                lambda r: (
+                    apply_task_event(r, task.issue_number, TaskEvent.MERGED, now, reason=None)
+                    if r.task(task.issue_number).state is not TaskState.MERGED
+                    else None
+                ),
+            )
+            return
+        log.warning("ship of run %s: %s", run_id, reason)
+        self._update(
+            run_id, lambda r: _with_task(r, replace(r.task(task.issue_number), reason=reason))
+        )
+
+    def _close_shipped_issue(self, run_id: str, task: Task) -> None:
+        labels = self.policy.labels
+        new_labels = [
+            name for name in task.labels if name not in (labels.in_progress, labels.ready)
+        ]
+        new_labels += [labels.shipped] if labels.shipped not in new_labels else []
+        issue = self.github.update_issue(
+            self.repo, task.issue_number, labels=new_labels, state="closed"
+        )
+        self._mark_step(run_id, task.issue_number, "shipped", labels=issue.labels)
+
+    def _finish_ship(self, run_id: str) -> None:
+        now = self.clock.now()
+
+        def finish(run: Run) -> Run | None:
+            if run.state is not RunState.SHIPPING:
+                return None
+            left = [t for t in run.tasks if t.state not in (TaskState.MERGED, TaskState.SKIPPED)]
+            if not left:
+                return apply_run_event(run, RunEvent.SHIPPED, now, finished_at=now, reason=None)
+            reasons = "; ".join(f"#{t.issue_number}: {t.reason or t.state.value}" for t in left)
+            return apply_run_event(
+                run,
+                RunEvent.SHIP_FAILED,
+                now,
+                reason=f"{len(left)} task(s) not shipped — {reasons}. "
+                "`/ship` again retries only these.",
+            )
+
+        saved = self._update(run_id, finish)
+        if saved is not None:
+            self.notify(saved)
+
+    # ------------------------------------------------------------------ jobs: cancel
+
+    def run_cancel_job(self, job: dict[str, Any]) -> None:
+        """Put the cancelled run's issues back to ready."""
+        run = self.store.get_run(str(job["run_id"]))
+        labels = self.policy.labels
+        for task in run.tasks:
+            if (
+                "labelled" not in task.steps_done
+                or "released" in task.steps_done
+                or task.state is TaskState.MERGED
+            ):
+                continue
+            new_labels = [name for name in task.labels if name != labels.in_progress]
+            new_labels += [labels.ready] if labels.ready not in new_labels else []
+            issue = self.github.update_issue(self.repo, task.issue_number, labels=new_labels)
+            self._mark_step(run.run_id, task.issue_number, "released", labels=issue.labels)
+
+    # ------------------------------------------------------------------ notifications
+
+    def notify(self, run: Run) -> None:
+        """Schedule an edit of the run's message, coalesced to one per NOTIFY_WINDOW."""
+        now = self.clock.now()
+        window = int(now // NOTIFY_WINDOW)
+        delay = (window + 1) * NOTIFY_WINDOW - now
+        self.queue.enqueue(
+            NOTIFY,
+            {"run_id": run.run_id},
+            dedupe_key=f"{NOTIFY}:{run.run_id}:{window}",
+            delay=delay,
+        )
+
+    def run_notify_job(self, job: dict[str, Any]) -> None:
+        """Show the run's current state on its message, and announce milestones once."""
+        run = self.store.get_run(str(job["run_id"]))
+        if not run.discord.get("application_id"):
+            return
+        try:
+            self._show(run)
+            self._announce(run)
+        except DiscordError as exc:
+            log.warning("could not update Discord for run %s: %s", run.run_id, exc)
+
+    def _token_fresh(self, run: Run) -> bool:
+        issued = float(run.discord.get("token_at") or 0)
+        return self.clock.now() - issued < TOKEN_LIFETIME
+
+    def _show(self, run: Run) -> None:
+        message = render.run_message(run, self.web_url)
+        ref = run.discord
+        if self._token_fresh(run):
+            message_id = self.discord.edit_original(ref["application_id"], ref["token"], message)
+            if ref.get("message_id") != message_id:
+                self._update(
+                    run.run_id,
+                    lambda r: replace(r, discord={**r.discord, "message_id": message_id}),
+                )
+        elif ref.get("message_id") and ref.get("channel_id"):
+            self.discord.edit_message(ref["channel_id"], ref["message_id"], message)
+
+    def _announce(self, run: Run) -> None:
+        milestones = {
+            RunState.READY_TO_SHIP: "announced_ready",
+            RunState.SHIPPED: "announced_shipped",
+            RunState.SHIP_FAILED: f"announced_failed_{run.version}",
+        }
+        key = milestones.get(run.state)
+        if key is None or run.discord.get(key):
+            return
+        if run.state is RunState.SHIPPED:
+            message = render.ship_summary(run, self.web_url)
+        elif run.state is RunState.READY_TO_SHIP:
+            message = {
+                "content": f"✅ Run `{run.run_id}`: every task has green checks. Ready to ship.",
+                "components": render.run_buttons(run),
+            }
+        else:
+            message = {"content": f"⚠️ Run `{run.run_id}` did not ship completely: {run.reason}"}
+        if self._token_fresh(run):
+            self.discord.followup(run.discord["application_id"], run.discord["token"], message)
+        elif run.discord.get("channel_id"):
+            self.discord.create_message(run.discord["channel_id"], message)
+        self._update(run.run_id, lambda r: replace(r, discord={**r.discord, key: "1"}))
+
+    # ------------------------------------------------------------------ storage helper
+
+    def _update(self, run_id: str, decide: Callable[[Run], Run | None]) -> Run | None:
+        """Load, decide, save conditionally; on a lost race, reload and decide again."""
+        for _ in range(SAVE_ATTEMPTS):
+            run = self.store.get_run(run_id)
+            updated = decide(run)
+            if updated is None:
+                return None
+            try:
+                return self.store.save_run(replace(updated, updated_at=self.clock.now()))
+            except RunConflict:
+                continue
+        raise RunConflict(f"run {run_id} kept changing; gave up after {SAVE_ATTEMPTS} tries")
+
+
+def _with_task(run: Run, task: Task) -> Run:
+    tasks = tuple(task if t.issue_number == task.issue_number else t for t in run.tasks)
+    return replace(run, tasks=tasks)
+
+
+def _same(a: Run, b: Run) -> bool:
+    return a.state is b.state and a.tasks == b.tasks
+
+
+def _wrong_state(run: Run, action: str, allowed: tuple[RunState, ...]) -> str:
+    names = " or ".join(f"`{s.value}`" for s in allowed)
+    hint = f" Only a run that is {names} can be {action}d." if allowed else ""
+    if action == "approve" and run.approved_by:
+        return (
+            f"Run `{run.run_id}` was already approved by <@{run.approved_by}> "
+            f"and is `{run.state.value}`."
+        )
+    return f"Run `{run.run_id}` is `{run.state.value}`.{hint}"
+
+
+def _dispatch_comment(run: Run, executor: str) -> str:
+    how = {"workflow": "a workflow run", "assign": "the assignee", "label": "whoever picks it up"}
+    return (
+        f"🤖 Valine run `{run.run_id}` is working on this issue (handed to "
+        f"{how.get(executor, executor)}). Link a pull request with `Fixes #<issue>` "
+        f"or a branch named `valine/{run.run_id}/<issue>`."
+    )

@@ -1,0 +1,238 @@
+"""Webhook payloads (real examples, re-aimed at a run) -> task changes, table-driven."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from helpers import check_suite_event, issue_event, pr_event
+from valine.core.models import Run, Task
+from valine.core.policy import Labels
+from valine.core.states import RunState, TaskState
+from valine.core.tracking import apply_changes, changes_for, linked_issue, settle
+
+REPO = "octo/widgets"
+RUN_ID = "r20261125-abc123"
+SHA, NEW_SHA = "1" * 40, "2" * 40
+T, R = TaskState, RunState
+
+
+def run_with(*tasks: Task, state: RunState = R.EXECUTING) -> Run:
+    return Run(RUN_ID, REPO, 0.0, state=state, tasks=tasks, version=1)
+
+
+def step(run: Run, event: str, payload: dict[str, Any]) -> Run:
+    changes = changes_for(event, payload, run, Labels())
+    return settle(apply_changes(run, changes, 1.0), 1.0, fail_run_on_task_failure=False)
+
+
+@pytest.mark.parametrize(
+    ("body", "ref", "expected"),
+    [
+        ("Fixes #12", "x", 12),
+        ("This closes octo/widgets#12 for good", "x", 12),
+        ("resolved: #13", "x", 13),
+        ("Fixes other/repo#12", "x", None),  # another repository's issue
+        ("Fixes #99", "x", None),  # not a task of this run
+        ("", f"valine/{RUN_ID}/13", 13),
+        ("", "valine/r-other/13", None),
+        (f"Part of {RUN_ID}, see #13", "x", 13),
+        ("see #13", "x", None),  # a mention alone is not a link
+    ],
+)
+def test_pr_linking(body: str, ref: str, expected: int | None) -> None:
+    run = run_with(Task(12, "a"), Task(13, "b"))
+    assert linked_issue({"body": body, "head": {"ref": ref}}, run) == expected
+
+
+def test_happy_path_to_ready_to_ship(webhook_examples: dict[str, Any]) -> None:
+    run = run_with(Task(12, "a", T.DISPATCHED), Task(13, "b", T.SKIPPED))
+    run = step(
+        run,
+        "pull_request",
+        pr_event(webhook_examples, "opened", repo=REPO, number=40, body="Fixes #12", head_sha=SHA),
+    )
+    assert (run.task(12).state, run.task(12).pr_number, run.task(12).head_sha) == (
+        T.PR_OPEN,
+        40,
+        SHA,
+    )
+    run = step(
+        run,
+        "check_suite",
+        check_suite_event(
+            webhook_examples, "requested", repo=REPO, head_sha=SHA, conclusion=None, pulls=[40]
+        ),
+    )
+    assert run.task(12).state is T.CHECKS_PENDING
+    run = step(
+        run,
+        "check_suite",
+        check_suite_event(
+            webhook_examples, "completed", repo=REPO, head_sha=SHA, conclusion="success", pulls=[40]
+        ),
+    )
+    assert (run.task(12).state, run.task(12).checks_sha) == (T.CHECKS_PASSED, SHA)
+    assert run.state is R.READY_TO_SHIP
+
+
+def test_red_checks_then_a_fixing_push(webhook_examples: dict[str, Any]) -> None:
+    run = run_with(Task(12, "a", T.CHECKS_PENDING, pr_number=40, head_sha=SHA))
+    red = check_suite_event(
+        webhook_examples, "completed", repo=REPO, head_sha=SHA, conclusion="failure", pulls=[40]
+    )
+    run = step(run, "check_suite", red)
+    assert (run.task(12).state, run.task(12).reason) == (
+        T.CHECKS_FAILED,
+        "checks concluded failure",
+    )
+    # A success of another suite on the same red commit does not turn it green.
+    run = step(
+        run, "check_suite", {**red, "check_suite": {**red["check_suite"], "conclusion": "success"}}
+    )
+    assert run.task(12).state is T.CHECKS_FAILED
+    run = step(
+        run,
+        "pull_request",
+        pr_event(webhook_examples, "synchronize", repo=REPO, number=40, head_sha=NEW_SHA),
+    )
+    assert (run.task(12).state, run.task(12).head_sha) == (T.CHECKS_PENDING, NEW_SHA)
+    # Late result for the old head: ignored.
+    run = step(run, "check_suite", red)
+    assert run.task(12).state is T.CHECKS_PENDING
+    run = step(
+        run,
+        "check_suite",
+        check_suite_event(
+            webhook_examples,
+            "completed",
+            repo=REPO,
+            head_sha=NEW_SHA,
+            conclusion="success",
+            pulls=[40],
+        ),
+    )
+    assert run.task(12).state is T.CHECKS_PASSED
+    assert run.state is R.READY_TO_SHIP
+
+
+def test_push_after_ready_takes_the_run_back_to_executing(webhook_examples: dict[str, Any]) -> None:
+    run = run_with(
+        Task(12, "a", T.CHECKS_PASSED, pr_number=40, head_sha=SHA, checks_sha=SHA),
+        state=R.READY_TO_SHIP,
+    )
+    run = step(
+        run,
+        "pull_request",
+        pr_event(webhook_examples, "synchronize", repo=REPO, number=40, head_sha=NEW_SHA),
+    )
+    assert (run.state, run.task(12).state, run.task(12).checks_sha) == (
+        R.EXECUTING,
+        T.CHECKS_PENDING,
+        None,
+    )
+
+
+def test_pr_closed_without_merge_waits_for_another(webhook_examples: dict[str, Any]) -> None:
+    run = run_with(Task(12, "a", T.CHECKS_FAILED, pr_number=40, head_sha=SHA))
+    run = step(run, "pull_request", pr_event(webhook_examples, "closed", repo=REPO, number=40))
+    task = run.task(12)
+    assert (task.state, task.pr_number) == (T.DISPATCHED, None)
+    assert "closed without merging" in str(task.reason)
+    run = step(
+        run,
+        "pull_request",
+        pr_event(
+            webhook_examples, "opened", repo=REPO, number=41, body="Fixes #12", head_sha=NEW_SHA
+        ),
+    )
+    assert (run.task(12).state, run.task(12).pr_number) == (T.PR_OPEN, 41)
+
+
+@pytest.mark.parametrize(("action", "label"), [("closed", None), ("unlabeled", "in-progress")])
+def test_a_person_closing_or_unlabelling_skips_the_task(
+    webhook_examples: dict[str, Any], action: str, label: str | None
+) -> None:
+    run = run_with(
+        Task(12, "a", T.DISPATCHED),
+        Task(13, "b", T.CHECKS_PASSED, pr_number=41, head_sha=SHA, checks_sha=SHA),
+    )
+    run = step(
+        run,
+        "issues",
+        issue_event(
+            webhook_examples,
+            action,
+            repo=REPO,
+            number=12,
+            labels=["ready"],
+            label=label,
+            sender="grace",
+        ),
+    )
+    assert run.task(12).state is T.SKIPPED
+    assert "grace" in str(run.task(12).reason)
+    assert run.task(12).labels == ("ready",)
+    assert run.state is R.READY_TO_SHIP  # the other task is green
+
+
+def test_our_own_ship_closing_issues_does_not_skip(webhook_examples: dict[str, Any]) -> None:
+    run = run_with(Task(12, "a", T.CHECKS_PASSED, pr_number=40), state=R.SHIPPING)
+    run = step(
+        run,
+        "issues",
+        issue_event(webhook_examples, "closed", repo=REPO, number=12, labels=["shipped"]),
+    )
+    assert run.task(12).state is T.CHECKS_PASSED
+
+
+def test_unrelated_deliveries_change_nothing(webhook_examples: dict[str, Any]) -> None:
+    run = run_with(Task(12, "a", T.DISPATCHED))
+    for event, payload in [
+        (
+            "pull_request",
+            pr_event(webhook_examples, "opened", repo=REPO, number=50, body="unrelated"),
+        ),
+        ("pull_request", pr_event(webhook_examples, "synchronize", repo=REPO, number=50)),
+        (
+            "check_suite",
+            check_suite_event(
+                webhook_examples,
+                "completed",
+                repo=REPO,
+                head_sha=SHA,
+                conclusion="success",
+                pulls=[50],
+            ),
+        ),
+        ("issues", issue_event(webhook_examples, "closed", repo=REPO, number=77, labels=[])),
+        ("issue_comment", webhook_examples["issue_comment"][0]),
+    ]:
+        assert step(run, event, payload) == run
+
+
+def test_duplicate_and_out_of_order_deliveries_are_harmless(
+    webhook_examples: dict[str, Any],
+) -> None:
+    run = run_with(Task(12, "a", T.DISPATCHED))
+    opened = pr_event(
+        webhook_examples, "opened", repo=REPO, number=40, body="Fixes #12", head_sha=SHA
+    )
+    merged = pr_event(webhook_examples, "closed", repo=REPO, number=40, merged=True)
+    run = step(run, "pull_request", opened)
+    once = step(run, "pull_request", merged)
+    assert once.task(12).state is T.MERGED
+    assert step(once, "pull_request", merged) == once
+    assert step(once, "pull_request", opened) == once  # late "opened" after merge
+
+
+def test_failed_task_fails_the_run_only_when_the_policy_says_so() -> None:
+    run = run_with(Task(12, "a", T.FAILED), Task(13, "b", T.CHECKS_PASSED))
+    assert settle(run, 1.0, fail_run_on_task_failure=False).state is R.EXECUTING
+    assert settle(run, 1.0, fail_run_on_task_failure=True).state is R.FAILED
+
+
+def test_a_run_of_only_skipped_tasks_is_not_ready_to_ship() -> None:
+    run = run_with(Task(12, "a", T.SKIPPED))
+    assert settle(run, 1.0, fail_run_on_task_failure=False).state is R.EXECUTING
