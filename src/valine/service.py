@@ -16,6 +16,7 @@ the version read) -> enqueue or perform the actions. Two kinds of entry point:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -106,6 +107,7 @@ class Orchestrator:
         clock: Clock,
         entropy: Callable[[], str],
         web_url: str = "https://github.com",
+        notify_window: float = NOTIFY_WINDOW,
     ) -> None:
         self.repo = repo
         self.policy = policy
@@ -116,6 +118,7 @@ class Orchestrator:
         self.clock = clock
         self._entropy = entropy
         self.web_url = web_url
+        self.notify_window = notify_window
 
     @property
     def github(self) -> GitHub:
@@ -178,7 +181,11 @@ class Orchestrator:
                 "finish or `/cancel` it before planning another."
             )
             return {"type": CHANNEL_MESSAGE, "data": message}
-        job = {"interaction": dict(interaction), "actor": actor.user_id}
+        job = {
+            "interaction": dict(interaction),
+            "actor": actor.user_id,
+            "received_at": self.clock.now(),
+        }
         self.queue.enqueue(PLAN, job, dedupe_key=f"interaction:{interaction['id']}")
         self._audit(actor, "plan", "accepted", None)
         return {"type": DEFERRED}
@@ -328,11 +335,23 @@ class Orchestrator:
             "token": str(interaction["token"]),
             "interaction_id": str(interaction["id"]),
             "channel_id": str(interaction.get("channel_id") or ""),
-            "token_at": str(self.clock.now()),
+            "token_at": str(job.get("received_at") or self.clock.now()),
         }
         active = self.store.active_run(self.repo)
         if active is None:
-            active = self._create_planned_run(discord_ref, job.get("actor"))
+            try:
+                active = self._create_planned_run(discord_ref, job.get("actor"))
+            except (GitHubError, NotFound) as exc:
+                self._edit_original(
+                    discord_ref,
+                    {
+                        "content": (
+                            f"❌ Could not read the issues of `{self.repo}`: {exc}. Check "
+                            "GITHUB_REPOSITORY and that the token can read the repository's issues."
+                        )
+                    },
+                )
+                return
         if active is None:
             self._edit_original(
                 discord_ref,
@@ -490,7 +509,8 @@ class Orchestrator:
 
     def run_github_event_job(self, job: dict[str, Any]) -> None:
         """Move tasks on from one webhook delivery; zero GitHub requests."""
-        event, delivery_id, payload = job["event"], job["delivery_id"], job["payload"]
+        event, delivery_id = job["event"], job["delivery_id"]
+        payload = json.loads(job["body"])
         with log_context(delivery_id=delivery_id):
             repo = ((payload.get("repository") or {}).get("full_name")) or ""
             if repo.lower() == self.repo.lower():
@@ -625,12 +645,15 @@ class Orchestrator:
     def notify(self, run: Run) -> None:
         """Schedule an edit of the run's message, coalesced to one per NOTIFY_WINDOW."""
         now = self.clock.now()
-        window = int(now // NOTIFY_WINDOW)
-        delay = (window + 1) * NOTIFY_WINDOW - now
+        if self.notify_window <= 0:
+            self.queue.enqueue(NOTIFY, {"run_id": run.run_id})
+            return
+        window = int(now // self.notify_window)
+        delay = (window + 1) * self.notify_window - now
         self.queue.enqueue(
             NOTIFY,
             {"run_id": run.run_id},
-            dedupe_key=f"{NOTIFY}:{run.run_id}:{window}",
+            dedupe_key=f"{NOTIFY}:{run.run_id}:{self.notify_window}:{window}",
             delay=delay,
         )
 
@@ -685,6 +708,49 @@ class Orchestrator:
         elif run.discord.get("channel_id"):
             self.discord.create_message(run.discord["channel_id"], message)
         self._update(run.run_id, lambda r: replace(r, discord={**r.discord, key: "1"}))
+
+    # ------------------------------------------------------------------ failures
+
+    def on_dead_letter(self, kind: str, job: dict[str, Any], error: str) -> None:
+        """A job failed for good: tell the people waiting, and record it on the run."""
+        if kind == PLAN:
+            interaction = job["interaction"]
+            self.discord.edit_original(
+                str(interaction["application_id"]),
+                str(interaction["token"]),
+                {
+                    "content": (
+                        f"❌ Planning failed after several tries ({error}). GitHub may be "
+                        "unavailable; try `/plan` again in a few minutes."
+                    )
+                },
+            )
+        elif kind == DISPATCH:
+            self._fail_task(
+                str(job["run_id"]),
+                int(job["issue"]),
+                f"could not hand the task to the executor: {error}",
+            )
+        elif kind == SHIP:
+            self._abort_ship(str(job["run_id"]), error)
+
+    def _abort_ship(self, run_id: str, error: str) -> None:
+        now = self.clock.now()
+        saved = self._update(
+            run_id,
+            lambda r: (
+                apply_run_event(
+                    r,
+                    RunEvent.SHIP_FAILED,
+                    now,
+                    reason=f"shipping stopped: {error}. `/ship` again retries what is left.",
+                )
+                if r.state is RunState.SHIPPING
+                else None
+            ),
+        )
+        if saved is not None:
+            self.notify(saved)
 
     # ------------------------------------------------------------------ storage helper
 

@@ -46,14 +46,17 @@ class GitHubWebhookEndpoint:
         if payload is None:
             return error_response(400, "body is not a JSON object")
         with log_context(delivery_id=delivery_id):
-            return self._accept(event, delivery_id, payload)
+            return self._accept(event, delivery_id, payload, request.body)
 
-    def _accept(self, event: str, delivery_id: str, payload: dict[str, object]) -> Response:
+    def _accept(
+        self, event: str, delivery_id: str, payload: dict[str, object], body: bytes
+    ) -> Response:
         if event == "ping":
             return json_response(200, {"status": "pong"})
         if event not in HANDLED_EVENTS:
             return json_response(202, {"status": "ignored", "event": event})
-        job = {"event": event, "delivery_id": delivery_id, "payload": payload}
+        # The verified body as received: re-encoding the parsed payload would cost more.
+        job = {"event": event, "delivery_id": delivery_id, "body": body.decode()}
         if not self._queue().enqueue(JOB_KIND, job, dedupe_key=f"github:{delivery_id}"):
             log.info("duplicate delivery of %s", event)
             return json_response(200, {"status": "duplicate", "delivery": delivery_id})

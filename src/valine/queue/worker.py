@@ -22,6 +22,8 @@ from valine.ports import Job, JobQueue
 log = logging.getLogger("valine.worker")
 
 Handler = Callable[[dict[str, Any]], None]
+#: Called once a job is dead-lettered: ``(kind, payload, last_error)``.
+DeadLetterHook = Callable[[str, dict[str, Any], str], None]
 
 
 def _extra(job: Job) -> dict[str, Any]:
@@ -43,6 +45,7 @@ class WorkerPool:
         threads: int = 2,
         visibility_timeout: float = 60.0,
         poll_interval: float = 0.2,
+        on_dead_letter: DeadLetterHook | None = None,
     ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
@@ -51,6 +54,7 @@ class WorkerPool:
         self.threads = threads
         self.visibility_timeout = visibility_timeout
         self.poll_interval = poll_interval
+        self.on_dead_letter = on_dead_letter
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -123,15 +127,21 @@ class WorkerPool:
         return True
 
     def _retry(self, job: Job, error: str) -> None:
-        if not self.queue.retry(job, error):
-            log.error(
-                "job %s (%s) dead-lettered after %d attempts: %s",
-                job.job_id,
-                job.kind,
-                job.attempts,
-                error,
-                extra=_extra(job),
-            )
+        if self.queue.retry(job, error):
+            return
+        log.error(
+            "job %s (%s) dead-lettered after %d attempts: %s",
+            job.job_id,
+            job.kind,
+            job.attempts,
+            error,
+            extra=_extra(job),
+        )
+        if self.on_dead_letter is not None:
+            try:
+                self.on_dead_letter(job.kind, job.payload, error)
+            except Exception:
+                log.exception("dead-letter hook failed for job %s", job.job_id, extra=_extra(job))
 
     def _loop(self) -> None:
         while not self._stop.is_set():

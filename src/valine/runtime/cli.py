@@ -68,7 +68,12 @@ def _serve(args: argparse.Namespace) -> int:
     services = Services(settings)
     services.store  # opens (and if needed creates) the state store now, not on first use  # noqa: B018
     app = services.app()
-    pool = WorkerPool(services.queue, services.job_handlers(), threads=int(settings.workers))
+    pool = WorkerPool(
+        services.queue,
+        services.job_handlers(),
+        threads=int(settings.workers),
+        on_dead_letter=services.orchestrator.on_dead_letter,
+    )
     missing = settings.missing()
     log.info(
         "starting on http://%s:%d with store %s",

@@ -40,6 +40,7 @@ class Settings:
     discord_max_body: str = str(1 << 20)
     github_max_body: str = str(25 << 20)
     workers: str = "2"
+    notify_window: str = "3"
     log_level: str = "INFO"
 
     @classmethod
@@ -76,6 +77,11 @@ class Settings:
             value = getattr(self, _attr(name))
             if value and not _DIGITS.fullmatch(value):
                 raise ConfigurationError(f"{name} must be a number")
+        try:
+            if float(self.notify_window) < 0:
+                raise ValueError
+        except ValueError:
+            raise ConfigurationError("VALINE_NOTIFY_WINDOW must be seconds (>= 0)") from None
 
     def missing(self) -> list[str]:
         """Names of the settings the full workflow needs that are not set."""
@@ -114,6 +120,7 @@ ENV_NAMES: Mapping[str, str] = {
     "discord_max_body": "VALINE_DISCORD_MAX_BODY",
     "github_max_body": "VALINE_GITHUB_MAX_BODY",
     "workers": "VALINE_WORKERS",
+    "notify_window": "VALINE_NOTIFY_WINDOW",
     "log_level": "VALINE_LOG_LEVEL",
 }
 _ATTRS: Mapping[str, str] = {env: attr for attr, env in ENV_NAMES.items()}

@@ -25,6 +25,7 @@ from valine.runtime.config import Settings
 
 if TYPE_CHECKING:
     from valine.service import Orchestrator
+    from valine.store.db import Database
 
 log = logging.getLogger("valine.runtime")
 
@@ -45,24 +46,28 @@ class Services:
         self.settings = settings
 
     @cached_property
+    def database(self) -> Database:
+        """The one SQLite file of the embedded store and queue (one writer lock, one WAL)."""
+        from valine.store.db import Database, path_from_url
+
+        url = self.settings.store_url
+        if not url.startswith("sqlite:///"):
+            raise ConfigurationError(f"VALINE_STORE={url}: only sqlite:/// stores exist so far")
+        return Database(path_from_url(url))
+
+    @cached_property
     def store(self) -> RunStore:
         """The run store named by ``VALINE_STORE``."""
-        url = self.settings.store_url
-        if url.startswith("sqlite:///"):
-            from valine.store.sqlite import SqliteRunStore
+        from valine.store.sqlite import SqliteRunStore
 
-            return SqliteRunStore.from_url(url)
-        raise ConfigurationError(f"VALINE_STORE={url}: only sqlite:/// stores exist so far")
+        return SqliteRunStore(self.database)
 
     @cached_property
     def queue(self) -> JobQueue:
         """The job queue: the durable SQLite queue beside a SQLite store."""
-        url = self.settings.store_url
-        if url.startswith("sqlite:///"):
-            from valine.queue.sqlite import SqliteJobQueue
+        from valine.queue.sqlite import SqliteJobQueue
 
-            return SqliteJobQueue.from_url(url)
-        raise ConfigurationError(f"VALINE_STORE={url}: no job queue for this store yet")
+        return SqliteJobQueue(self.database)
 
     def queue_description(self) -> str:
         """Which queue is in use, for /healthz."""
@@ -127,6 +132,7 @@ class Services:
             clock=SystemClock(),
             entropy=_entropy,
             web_url=web_url(self.settings.github_api_url),
+            notify_window=float(self.settings.notify_window),
         )
 
     @cached_property

@@ -294,32 +294,33 @@ class SqliteRunStore:
         A record that expired (``expires_at <= now``) but was not purged yet counts as
         absent: it is replaced and this returns True.
         """
-        cursor = self._db.connection().execute(
-            "INSERT INTO store_deliveries (delivery_id, expires_at) VALUES (?, ?)"
-            " ON CONFLICT (delivery_id) DO UPDATE SET expires_at = excluded.expires_at"
-            " WHERE store_deliveries.expires_at <= ?",
-            (delivery_id, expires_at, now),
-        )
-        return cursor.rowcount == 1
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO store_deliveries (delivery_id, expires_at) VALUES (?, ?)"
+                " ON CONFLICT (delivery_id) DO UPDATE SET expires_at = excluded.expires_at"
+                " WHERE store_deliveries.expires_at <= ?",
+                (delivery_id, expires_at, now),
+            )
+            return cursor.rowcount == 1
 
     @_translated
     def purge_expired(self, now: float) -> int:
         """Delete delivery records that have expired (``expires_at <= now``); how many."""
-        cursor = self._db.connection().execute(
-            "DELETE FROM store_deliveries WHERE expires_at <= ?", (now,)
-        )
-        return cursor.rowcount
+        with self._db.write() as conn:
+            cursor = conn.execute("DELETE FROM store_deliveries WHERE expires_at <= ?", (now,))
+            return cursor.rowcount
 
     # -- audit --------------------------------------------------------------------------
 
     @_translated
     def append_audit(self, entry: AuditEntry) -> None:
         """Add one entry to the audit trail."""
-        self._db.connection().execute(
-            "INSERT INTO store_audit (at, actor, action, outcome, run_id, detail)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (entry.at, entry.actor, entry.action, entry.outcome, entry.run_id, entry.detail),
-        )
+        with self._db.write() as conn:
+            conn.execute(
+                "INSERT INTO store_audit (at, actor, action, outcome, run_id, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (entry.at, entry.actor, entry.action, entry.outcome, entry.run_id, entry.detail),
+            )
 
     @_translated
     def audit_trail(self, run_id: str | None = None, limit: int = 50) -> Sequence[AuditEntry]:
