@@ -1,0 +1,1 @@
+"""Stand-ins of the outside world (GitHub, Discord) for tests, demos and local runs."""

@@ -1,0 +1,675 @@
+"""A stateful stand-in of the Discord REST routes the product calls, over real HTTP.
+
+Stdlib only (:class:`http.server.ThreadingHTTPServer` on a free 127.0.0.1 port), so
+tests, ``valine demo`` and local runs can point ``DISCORD_API_URL`` at :attr:`url`.
+
+It keeps messages the way Discord does -- the original response and follow-ups of each
+interaction token, and channel messages -- and answers with message objects shaped like
+Discord's (snowflake ids, ``channel_id``, ``content``, ``embeds``, ``components``,
+``timestamp``, ``author`` ...). Errors use Discord's JSON ``{"message", "code"}``:
+404/10008 *Unknown Message*, 401/50027 *Invalid Webhook Token* for tokens marked with
+:meth:`DiscordStandIn.expire_token`, 401/0 without the right ``Authorization: Bot``
+header on channel and application routes. Faults are injected with
+:meth:`~DiscordStandIn.rate_limit_next`, :meth:`~DiscordStandIn.fail_next` and
+:meth:`~DiscordStandIn.bucket_empty_next`.
+
+Every request is recorded (:attr:`DiscordStandIn.requests`) with its route template;
+the ``Authorization`` header is never recorded, only its scheme.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+DISCORD_EPOCH_MS = 1_420_070_400_000
+DEFAULT_APPLICATION_ID = "1100000000000000000"
+DEFAULT_BOT_USER_ID = "1100000000000000000"
+DEFAULT_CHANNEL_ID = "1200000000000000003"
+API_PREFIX = "/api/v10"
+EPHEMERAL = 1 << 6
+# Message types (Discord API: Message Object).
+DEFAULT_MESSAGE = 0
+CHAT_INPUT_COMMAND = 20
+
+#: (method, route template) the stand-in serves; a path matches the template's regex.
+ROUTES: tuple[tuple[str, str], ...] = (
+    ("GET", "/webhooks/{application_id}/{token}/messages/@original"),
+    ("PATCH", "/webhooks/{application_id}/{token}/messages/@original"),
+    ("DELETE", "/webhooks/{application_id}/{token}/messages/@original"),
+    ("POST", "/webhooks/{application_id}/{token}"),
+    ("GET", "/webhooks/{application_id}/{token}/messages/{message_id}"),
+    ("PATCH", "/webhooks/{application_id}/{token}/messages/{message_id}"),
+    ("DELETE", "/webhooks/{application_id}/{token}/messages/{message_id}"),
+    ("POST", "/channels/{channel_id}/messages"),
+    ("GET", "/channels/{channel_id}/messages/{message_id}"),
+    ("PATCH", "/channels/{channel_id}/messages/{message_id}"),
+    ("DELETE", "/channels/{channel_id}/messages/{message_id}"),
+    ("GET", "/applications/{application_id}/commands"),
+    ("PUT", "/applications/{application_id}/commands"),
+    ("GET", "/applications/{application_id}/guilds/{guild_id}/commands"),
+    ("PUT", "/applications/{application_id}/guilds/{guild_id}/commands"),
+)
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{\w+\})", template)
+    pattern = "".join(f"(?P<{p[1:-1]}>[^/]+)" if p.startswith("{") else re.escape(p) for p in parts)
+    return re.compile(pattern + "$")
+
+
+_MATCHERS = [(m, t, _template_regex(t)) for m, t in ROUTES]
+#: Message fields an edit replaces (the rest of a request body is not stored).
+_EDITABLE_FIELDS = ("content", "embeds", "components")
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the stand-in received, and the status it answered."""
+
+    method: str
+    #: The route template (``/channels/{channel_id}/messages``), or the path if unknown.
+    route: str
+    #: The path below the API prefix, without the query string.
+    path: str
+    query: dict[str, str]
+    json: Any
+    #: Header names lower-case; ``authorization`` is never kept (see :attr:`auth_scheme`).
+    headers: dict[str, str]
+    #: ``"Bot"`` for a bot token, another scheme, or None without an Authorization header.
+    auth_scheme: str | None
+    status: int
+    #: Path parameters of the route (``channel_id``, ``token`` ...).
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Fault:
+    kind: str  # "rate_limit", "fail" or "bucket_empty"
+    status: int = 0
+    seconds: float = 0.0
+    is_global: bool = False
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    method: str
+    route: str
+    params: dict[str, str]
+    query: dict[str, str]
+    document: Any
+    authorization: str | None
+
+
+@dataclass
+class _Answer:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _DiscordError(Exception):
+    def __init__(self, status: int, message: str, code: int, **extra: Any) -> None:
+        super().__init__(message)
+        self.answer = _Answer(status, {"message": message, "code": code, **extra})
+
+
+def _unknown_message() -> _DiscordError:
+    return _DiscordError(404, "Unknown Message", 10008)
+
+
+class DiscordStandIn:
+    """Discord's interaction-webhook, channel-message and command routes, in memory."""
+
+    def __init__(
+        self,
+        *,
+        application_id: str = DEFAULT_APPLICATION_ID,
+        bot_token: str | None = None,
+        bot_user_id: str = DEFAULT_BOT_USER_ID,
+        interaction_channel_id: str = DEFAULT_CHANNEL_ID,
+        strict_originals: bool = False,
+    ) -> None:
+        self.application_id = application_id
+        #: The only token channel and application routes accept (``Bot <token>``).
+        self.bot_token = bot_token or "standin-bot-token-" + secrets.token_hex(12)
+        self.bot_user_id = bot_user_id
+        self.interaction_channel_id = interaction_channel_id
+        #: When True, editing ``@original`` before :meth:`defer` answers 10008.
+        self.strict_originals = strict_originals
+        self._lock = threading.RLock()
+        self._requests: list[RecordedRequest] = []
+        self._messages: dict[str, dict[str, Any]] = {}
+        self._message_source: dict[str, tuple[str, str]] = {}  # id -> (kind, token/channel)
+        self._originals: dict[str, str] = {}  # interaction token -> message id
+        self._followups: dict[str, list[str]] = {}
+        self._expired: set[str] = set()
+        self._commands: dict[str | None, list[dict[str, Any]]] = {}
+        self._faults: deque[_Fault] = deque()
+        self._last_snowflake = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> DiscordStandIn:
+        """Listen on a free 127.0.0.1 port in a background thread; returns self."""
+        if self._server is not None:
+            return self
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.standin = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.02},  # how quickly stop() returns
+            name="discord-standin",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and drop open connections (a stopped stand-in is unreachable)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> DiscordStandIn:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (after :meth:`start`)."""
+        if self._server is None:
+            raise RuntimeError("the Discord stand-in is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The base URL to use as ``DISCORD_API_URL`` (``http://127.0.0.1:N/api/v10``)."""
+        return f"http://127.0.0.1:{self.port}{API_PREFIX}"
+
+    # -- scenario control ---------------------------------------------------------------
+
+    def expire_token(self, token: str) -> None:
+        """From now on, requests with this interaction token get 401 / 50027."""
+        with self._lock:
+            self._expired.add(token)
+
+    def defer(self, token: str, *, ephemeral: bool = False) -> dict[str, Any]:
+        """Record the interaction's deferred response: its (empty) original message."""
+        with self._lock:
+            return copy.deepcopy(self._create_original(token, EPHEMERAL if ephemeral else 0))
+
+    def rate_limit_next(self, retry_after: float = 0.05, global_: bool = False) -> None:
+        """Answer the next request with 429 and Discord's rate-limit body and headers."""
+        with self._lock:
+            self._faults.append(_Fault("rate_limit", 429, retry_after, global_))
+
+    def fail_next(self, n: int = 1, status: int = 502) -> None:
+        """Answer the next ``n`` requests with ``status`` (a server error by default)."""
+        with self._lock:
+            self._faults.extend(_Fault("fail", status) for _ in range(n))
+
+    def bucket_empty_next(self, reset_after: float = 0.05) -> None:
+        """Serve the next request, saying ``X-RateLimit-Remaining: 0`` for ``reset_after``."""
+        with self._lock:
+            self._faults.append(_Fault("bucket_empty", 0, reset_after))
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests (state and messages stay)."""
+        with self._lock:
+            self._requests.clear()
+
+    # -- accessors ----------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, oldest first (a snapshot)."""
+        with self._lock:
+            return list(self._requests)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message that exists now, in creation order (copies)."""
+        with self._lock:
+            return [copy.deepcopy(m) for m in self._messages.values()]
+
+    def message(self, message_id: str) -> dict[str, Any] | None:
+        """One message by id, or None."""
+        with self._lock:
+            found = self._messages.get(message_id)
+            return copy.deepcopy(found) if found is not None else None
+
+    def original(self, token: str) -> dict[str, Any] | None:
+        """The original response of the interaction with this token, or None."""
+        with self._lock:
+            message_id = self._originals.get(token)
+            return self.message(message_id) if message_id else None
+
+    def followups(self, token: str) -> list[dict[str, Any]]:
+        """The follow-up messages of the interaction with this token."""
+        with self._lock:
+            ids = self._followups.get(token, [])
+            return [copy.deepcopy(self._messages[i]) for i in ids if i in self._messages]
+
+    def channel_messages(self, channel_id: str) -> list[dict[str, Any]]:
+        """Messages posted in a channel with the bot token."""
+        with self._lock:
+            return [
+                copy.deepcopy(self._messages[i])
+                for i, (kind, where) in self._message_source.items()
+                if kind == "channel" and where == channel_id
+            ]
+
+    def registered_commands(self, guild_id: str | None = None) -> list[dict[str, Any]]:
+        """The commands of the last bulk overwrite (global, or of one guild)."""
+        with self._lock:
+            return copy.deepcopy(self._commands.get(guild_id, []))
+
+    # -- request handling (called from the server's threads) ----------------------------
+
+    def _track(self, conn: socket.socket, alive: bool) -> None:
+        with self._lock:
+            (self._connections.add if alive else self._connections.discard)(conn)
+
+    def _handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> _Answer:
+        split = urlsplit(target)
+        query = dict(parse_qsl(split.query))
+        path = split.path[len(API_PREFIX) :] if split.path.startswith(API_PREFIX + "/") else ""
+        authorization = headers.pop("authorization", None)
+        scheme = authorization.split(" ", 1)[0] if authorization else None
+        route = path or split.path
+        params: dict[str, str] = {}
+        match = self._match(method, path) if path else None
+        document: Any = None
+        answer: _Answer | None = None
+        try:
+            document = json.loads(raw) if raw else None
+        except ValueError:
+            answer = _Answer(
+                400, {"message": "The request body contains invalid JSON.", "code": 50109}
+            )
+        with self._lock:
+            if answer is None and match is not None:
+                route, params = match
+                answer = self._dispatch(
+                    _Incoming(method, route, params, query, document, authorization)
+                )
+            elif answer is None:
+                known = path and any(regex.match(path) for _, _, regex in _MATCHERS)
+                answer = (
+                    _Answer(405, {"message": "405: Method Not Allowed", "code": 0})
+                    if known
+                    else _Answer(404, {"message": "404: Not Found", "code": 0})
+                )
+            self._requests.append(
+                RecordedRequest(
+                    method=method,
+                    route=route,
+                    path=path or split.path,
+                    query=query,
+                    json=document,
+                    headers=headers,
+                    auth_scheme=scheme,
+                    status=answer.status,
+                    params=params,
+                )
+            )
+        return answer
+
+    @staticmethod
+    def _match(method: str, path: str) -> tuple[str, dict[str, str]] | None:
+        for route_method, template, regex in _MATCHERS:
+            found = regex.match(path)
+            if found and route_method == method:
+                return template, {k: unquote(v) for k, v in found.groupdict().items()}
+        return None
+
+    def _dispatch(self, req: _Incoming) -> _Answer:
+        bucket_reset = None
+        if self._faults:
+            fault = self._faults.popleft()
+            if fault.kind == "rate_limit":
+                return _rate_limited(fault)
+            if fault.kind == "fail":
+                return _Answer(fault.status, {"message": "upstream failure (injected)", "code": 0})
+            bucket_reset = fault.seconds
+        try:
+            answer = self._serve(req)
+        except _DiscordError as error:
+            answer = error.answer
+        answer.headers.update(_bucket_headers(req.route, bucket_reset))
+        return answer
+
+    def _serve(self, req: _Incoming) -> _Answer:
+        if req.route.startswith("/webhooks/"):
+            if req.params["application_id"] != self.application_id:
+                raise _DiscordError(404, "Unknown Webhook", 10015)
+            if req.params["token"] in self._expired:
+                raise _DiscordError(401, "Invalid Webhook Token", 50027)
+            return self._serve_webhook(req)
+        if req.authorization != f"Bot {self.bot_token}":
+            raise _DiscordError(401, "401: Unauthorized", 0)
+        if req.route.startswith("/channels/"):
+            return self._serve_channel(req)
+        if req.params["application_id"] != self.application_id:
+            raise _DiscordError(403, "Missing Access", 50001)
+        guild_id = req.params.get("guild_id")
+        if req.method == "PUT":
+            self._commands[guild_id] = self._overwrite_commands(req.document, guild_id)
+        return _Answer(200, copy.deepcopy(self._commands.get(guild_id, [])))
+
+    def _serve_webhook(self, req: _Incoming) -> _Answer:
+        method, params, document = req.method, req.params, req.document
+        token = params["token"]
+        if method == "POST":
+            body = _message_body(document, creating=True)
+            message = self._new_message(self.interaction_channel_id, body, webhook=True)
+            self._message_source[message["id"]] = ("followup", token)
+            self._followups.setdefault(token, []).append(message["id"])
+            wait = req.query.get("wait", "").lower() in {"true", "1"}
+            return _Answer(200, copy.deepcopy(message)) if wait else _Answer(204)
+        if req.route.endswith("@original"):
+            message_id = self._originals.get(token)
+            if message_id is None:
+                if method != "PATCH" or self.strict_originals:
+                    raise _unknown_message()
+                message_id = self._create_original(token, 0)["id"]
+        else:
+            message_id = params["message_id"]
+            if self._message_source.get(message_id) not in {
+                ("followup", token),
+                ("original", token),
+            }:
+                raise _unknown_message()
+        return self._serve_message(method, message_id, document)
+
+    def _serve_channel(self, req: _Incoming) -> _Answer:
+        method, params, document = req.method, req.params, req.document
+        channel_id = params["channel_id"]
+        if not channel_id.isdigit():
+            raise _DiscordError(404, "Unknown Channel", 10003)
+        if method == "POST":
+            message = self._new_message(channel_id, _message_body(document, creating=True))
+            self._message_source[message["id"]] = ("channel", channel_id)
+            return _Answer(200, copy.deepcopy(message))
+        message_id = params["message_id"]
+        source = self._message_source.get(message_id)
+        if source is None or self._messages[message_id]["channel_id"] != channel_id:
+            raise _unknown_message()
+        if source[0] != "channel" and method == "PATCH":
+            raise _DiscordError(403, "Cannot edit a message authored by another user", 50005)
+        return self._serve_message(method, message_id, document)
+
+    def _serve_message(self, method: str, message_id: str, document: Any) -> _Answer:
+        message = self._messages[message_id]
+        if method == "GET":
+            return _Answer(200, copy.deepcopy(message))
+        if method == "DELETE":
+            self._delete(message_id)
+            return _Answer(204)
+        body = _message_body(document, creating=False)
+        for name in _EDITABLE_FIELDS:
+            if name in body:
+                message[name] = self._shape(name, body[name])
+        message["edited_timestamp"] = _timestamp()
+        return _Answer(200, copy.deepcopy(message))
+
+    def _delete(self, message_id: str) -> None:
+        self._messages.pop(message_id, None)
+        kind, where = self._message_source.pop(message_id, ("", ""))
+        if kind == "original":
+            self._originals.pop(where, None)
+        elif kind == "followup" and message_id in self._followups.get(where, []):
+            self._followups[where].remove(message_id)
+
+    def _create_original(self, token: str, flags: int) -> dict[str, Any]:
+        existing = self._originals.get(token)
+        if existing is not None:
+            return self._messages[existing]
+        message = self._new_message(
+            self.interaction_channel_id, {"flags": flags}, webhook=True, kind=CHAT_INPUT_COMMAND
+        )
+        self._originals[token] = message["id"]
+        self._message_source[message["id"]] = ("original", token)
+        return message
+
+    def _new_message(
+        self,
+        channel_id: str,
+        body: dict[str, Any],
+        *,
+        webhook: bool = False,
+        kind: int = DEFAULT_MESSAGE,
+    ) -> dict[str, Any]:
+        author_id = self.application_id if webhook else self.bot_user_id
+        message: dict[str, Any] = {
+            "id": self._snowflake(),
+            "type": kind,
+            "channel_id": channel_id,
+            "content": self._shape("content", body.get("content")),
+            "embeds": self._shape("embeds", body.get("embeds")),
+            "components": self._shape("components", body.get("components")),
+            "attachments": [],
+            "mentions": [],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "pinned": False,
+            "tts": bool(body.get("tts")),
+            "timestamp": _timestamp(),
+            "edited_timestamp": None,
+            "flags": int(body.get("flags") or 0),
+            "author": {
+                "id": author_id,
+                "username": "Valine",
+                "avatar": None,
+                "discriminator": "0000" if webhook else "0",
+                "public_flags": 0,
+                "flags": 0,
+                "bot": True,
+                "global_name": None,
+                "primary_guild": None,
+            },
+        }
+        if webhook:
+            message["webhook_id"] = self.application_id
+            message["application_id"] = self.application_id
+        self._messages[message["id"]] = message
+        return message
+
+    def _shape(self, name: str, value: Any) -> Any:
+        """A request field as Discord returns it (embeds get a type, components ids)."""
+        if name == "content":
+            return value or ""
+        if name == "embeds":
+            return [{"type": "rich", **e} for e in value or [] if isinstance(e, dict)]
+        if name == "components":
+            ids = itertools.count(1)  # Discord numbers a message's components from 1
+            return [_number_components(c, ids) for c in value or [] if isinstance(c, dict)]
+        return value if value is not None else []
+
+    def _overwrite_commands(self, document: Any, guild_id: str | None) -> list[dict[str, Any]]:
+        if not isinstance(document, list) or not all(isinstance(c, dict) for c in document):
+            raise _DiscordError(400, "Invalid Form Body", 50035)
+        names = [str(c.get("name", "")) for c in document]
+        if len(set(names)) != len(names) or not all(1 <= len(n) <= 32 for n in names):
+            raise _DiscordError(
+                400,
+                "Invalid Form Body",
+                50035,
+                errors={"_errors": [{"code": "APPLICATION_COMMAND_INVALID", "message": "names"}]},
+            )
+        previous = {c["name"]: c["id"] for c in self._commands.get(guild_id, [])}
+        commands = []
+        for spec in document:
+            command: dict[str, Any] = {
+                "id": previous.get(spec["name"]) or self._snowflake(),
+                "application_id": self.application_id,
+                "version": self._snowflake(),
+                "default_member_permissions": None,
+                "type": spec.get("type") or 1,
+                "name": spec["name"],
+                "description": spec.get("description") or "",
+                "dm_permission": True,
+                "contexts": None,
+                "integration_types": [0],
+                "nsfw": False,
+            }
+            if spec.get("options"):
+                command["options"] = copy.deepcopy(spec["options"])
+            if guild_id is not None:
+                command["guild_id"] = guild_id
+            commands.append(command)
+        return commands
+
+    def _snowflake(self) -> str:
+        value = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
+        self._last_snowflake = max(value, self._last_snowflake + 1)
+        return str(self._last_snowflake)
+
+
+def _message_body(document: Any, *, creating: bool) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise _DiscordError(400, "Invalid Form Body", 50035)
+    if creating and not any(document.get(k) for k in ("content", "embeds", "components")):
+        raise _DiscordError(400, "Cannot send an empty message", 50006)
+    return document
+
+
+def _number_components(component: dict[str, Any], ids: Iterator[int]) -> dict[str, Any]:
+    shaped = {**component, "id": component.get("id") or next(ids)}
+    if isinstance(component.get("components"), list):
+        shaped["components"] = [_number_components(c, ids) for c in component["components"]]
+    return shaped
+
+
+def _timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _rate_limited(fault: _Fault) -> _Answer:
+    headers = {
+        "Retry-After": f"{fault.seconds:g}",
+        "X-RateLimit-Scope": "global" if fault.is_global else "user",
+    }
+    if fault.is_global:
+        headers["X-RateLimit-Global"] = "true"
+    else:
+        headers.update(
+            {
+                "X-RateLimit-Limit": "5",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset-After": f"{fault.seconds:g}",
+                "X-RateLimit-Bucket": "standin",
+            }
+        )
+    body = {
+        "message": "You are being rate limited.",
+        "code": 0,
+        "retry_after": fault.seconds,
+        "global": fault.is_global,
+    }
+    return _Answer(429, body, headers)
+
+
+def _bucket_headers(route: str, reset_after: float | None) -> dict[str, str]:
+    seconds = 1.0 if reset_after is None else reset_after
+    return {
+        "X-RateLimit-Limit": "5",
+        "X-RateLimit-Remaining": "4" if reset_after is None else "0",
+        "X-RateLimit-Reset": f"{time.time() + seconds:.3f}",
+        "X-RateLimit-Reset-After": f"{seconds:g}",
+        "X-RateLimit-Bucket": format(abs(hash(route)), "x"),
+    }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    standin: DiscordStandIn
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "DiscordStandIn/1"
+    #: Idle keep-alive connections give up after this many seconds.
+    timeout = 10
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.standin._track(self.connection, alive=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.standin._track(self.connection, alive=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: request lines carry interaction tokens."""
+
+    def _respond(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        answer = self.server.standin._handle(self.command, self.path, headers, raw)
+        payload = b"" if answer.body is None else json.dumps(answer.body).encode()
+        self.send_response(answer.status)
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        if answer.body is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if payload:
+            self.wfile.write(payload)
+
+    def do_GET(self) -> None:
+        """Serve a GET."""
+        self._respond()
+
+    def do_POST(self) -> None:
+        """Serve a POST."""
+        self._respond()
+
+    def do_PATCH(self) -> None:
+        """Serve a PATCH."""
+        self._respond()
+
+    def do_PUT(self) -> None:
+        """Serve a PUT."""
+        self._respond()
+
+    def do_DELETE(self) -> None:
+        """Serve a DELETE."""
+        self._respond()
