@@ -145,7 +145,9 @@ def ship_summary(run: Run, web_url: str) -> dict[str, Any]:
     took = ""
     if run.approved_at and run.finished_at:
         minutes = max(0, round((run.finished_at - run.approved_at) / 60))
-        took = f" in {minutes // 60} h {minutes % 60} min from approval"
+        took = (
+            " in under a minute" if minutes == 0 else f" in {minutes // 60} h {minutes % 60} min"
+        ) + " from approval"
     lines = [f"🚢 Shipped **{len(merged)}** pull request(s) and closed their issues{took}."]
     lines += [
         f"🟣 [PR #{t.pr_number}]({web_url}/{run.repo}/pull/{t.pr_number}) → "

@@ -48,7 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     register.add_argument("--guild", help="register in one guild (instant) instead of globally")
     register.add_argument("--dry-run", action="store_true", help="print the JSON, send nothing")
     register.set_defaults(func=_register_commands)
+    demo = commands.add_parser("demo", help="the whole workflow against GitHub/Discord stand-ins")
+    demo.set_defaults(func=_demo)
     return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from valine.runtime.demo import main as demo_main
+
+    return demo_main()
 
 
 def _settings() -> Settings:

@@ -1,0 +1,351 @@
+"""``valine demo``: the whole workflow, plan to ship, against the GitHub and Discord stand-ins.
+
+It starts both stand-ins in this process, ``valine serve`` as a separate process pointed
+at them, and then plays every part over real HTTP: a Discord user typing commands
+(signed with a key made for the demo), coding agents opening pull requests, CI reporting
+check results (signed webhook deliveries). It prints what Discord would show at each
+step. Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from valine.github.verify import signature_for
+
+REPO = "acme/rocket"
+CONFIG = """[executor]
+kind = "workflow"
+workflow = "coding-agent.yml"
+ref = "main"
+"""
+
+
+def main() -> int:
+    """Run the demo; returns the exit status."""
+    from nacl.signing import SigningKey
+
+    from valine.testing.discord_standin import DiscordStandIn
+    from valine.testing.github_standin import GitHubStandIn
+
+    with (
+        tempfile.TemporaryDirectory(prefix="valine-demo-") as workdir,
+        GitHubStandIn() as github,
+        DiscordStandIn() as discord,
+    ):
+        github.add_repo(REPO)
+        demo = Demo(Path(workdir), github, discord, SigningKey.generate())
+        demo.start_service()
+        try:
+            demo.play()
+        finally:
+            demo.stop_service()
+    return 0
+
+
+class Demo:
+    """The parts the demo plays, and the service it talks to."""
+
+    def __init__(self, workdir: Path, github: Any, discord: Any, key: Any) -> None:
+        self.workdir = workdir
+        self.github = github
+        self.discord = discord
+        self.key = key
+        self.secret = secrets.token_hex(16)
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    # -- the service ----------------------------------------------------------------------
+
+    def start_service(self) -> None:
+        """Start ``valine serve`` wired to the stand-ins and wait until it answers."""
+        (self.workdir / "valine.toml").write_text(CONFIG)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DISCORD_", "GITHUB_", "VALINE_"))
+        }
+        env.update(
+            {
+                "DISCORD_PUBLIC_KEY": self.key.verify_key.encode().hex(),
+                "DISCORD_APPLICATION_ID": self.discord.application_id,
+                "DISCORD_BOT_TOKEN": self.discord.bot_token,
+                "DISCORD_API_URL": self.discord.url,
+                "GITHUB_WEBHOOK_SECRET": self.secret,
+                "GITHUB_TOKEN": self.github.token,
+                "GITHUB_REPOSITORY": REPO,
+                "GITHUB_API_URL": self.github.url,
+                "VALINE_NOTIFY_WINDOW": "0.2",
+                "VALINE_LOG_LEVEL": "WARNING",
+            }
+        )
+        log = (self.workdir / "service.log").open("wb")
+        self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            [sys.executable, "-m", "valine.runtime.cli", "serve", "--port", str(self.port)],
+            cwd=self.workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        _wait("the service to start", lambda: self._get("/healthz") == 200, 20)
+
+    def stop_service(self) -> None:
+        """Stop the service process (SIGTERM, then SIGKILL after 10 s)."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    # -- the story ------------------------------------------------------------------------
+
+    def play(self) -> None:
+        """Plan, approve, work, check, ship -- printing Discord's view at each step."""
+        titles = ["Add a launch countdown", "Fix the fuel gauge rounding", "Document the API"]
+        issues = [
+            self.github.add_issue(REPO, t, ["ready", f"P{i}"]) for i, t in enumerate(titles, 1)
+        ]
+        self.github.add_issue(REPO, "Rewrite everything", ["ready", "blocked"])
+        _say(f"GitHub: {REPO} has {len(issues)} issues labelled ready (and one blocked).")
+
+        token = self._command("plan")
+        plan = _wait("the plan", lambda: _with_embed(self.discord.original(token)), 20)
+        run_id = plan["embeds"][0]["title"].split()[1]
+        _show("Discord, after /plan (the deferred answer becomes the plan)", plan)
+
+        self._command("approve", run_id=run_id, expect_public=True)
+        _wait("the dispatches", lambda: len(self.github.dispatches(REPO)) == len(issues), 20)
+        _say(
+            "GitHub: "
+            + "; ".join(f"#{n} labels={self.github.issue(REPO, n).labels}" for n in issues)
+        )
+        for dispatch in self.github.dispatches(REPO):
+            _say(f"GitHub: workflow_dispatch {dispatch.workflow} inputs={dispatch.inputs}")
+
+        prs = {}
+        for number in issues:
+            pr, sha = self.github.open_pull(REPO, f"valine/{run_id}/{number}", f"Fixes #{number}")
+            self._deliver("pull_request", _pull_payload("opened", pr, sha, f"Fixes #{number}"))
+            prs[number] = (pr, sha)
+        _say("Agents opened a pull request per issue; CI reports: one red, two green.")
+        first_pr, first_sha = prs[issues[0]]
+        self._deliver("check_suite", _suite_payload(first_sha, "failure", first_pr))
+        for number in issues[1:]:
+            self._deliver("check_suite", _suite_payload(prs[number][1], "success", prs[number][0]))
+        time.sleep(0.6)
+        _show("Discord, the plan message edited in place", self.discord.original(token))
+
+        fixed = self.github.push(REPO, first_pr)
+        self._deliver("pull_request", _pull_payload("synchronize", first_pr, fixed, ""))
+        self._deliver("check_suite", _suite_payload(fixed, "success", first_pr))
+        _say(f"The agent pushed a fix to PR #{first_pr}; CI is green.")
+        ready = _wait("ready to ship", lambda: _followup(self.discord, token, "Ready to ship"), 20)
+        _show("Discord, a follow-up", ready)
+
+        self._command("ship", run_id=run_id, expect_public=True)
+        summary = _wait("the summary", lambda: _followup(self.discord, token, "Shipped"), 20)
+        _show("Discord, after /ship", summary)
+        _show("Discord, the plan message at the end", self.discord.original(token))
+        _say(
+            "GitHub: "
+            + "; ".join(f"#{n} {_issue_line(self.github.issue(REPO, n))}" for n in issues)
+        )
+        status = self._interact(_interaction("status", {"run_id": run_id}))
+        _show("Discord, /status " + run_id + " (only you can see this)", status["data"])
+        _say(f"GitHub requests the service made in all: {len(self.github.requests)}")
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _command(self, name: str, expect_public: bool = False, **options: str) -> str:
+        document = _interaction(name, options)
+        answer = self._interact(document)
+        _say(f"{'You'} typed /{name} {' '.join(options.values())}".rstrip())
+        if answer.get("type") == 4:
+            _show("Discord, the immediate answer", answer["data"])
+        if expect_public and answer["data"].get("flags"):
+            raise SystemExit(f"demo: /{name} was refused: {answer['data']['content']}")
+        return str(document["token"])
+
+    def _interact(self, document: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps(document).encode()
+        timestamp = str(int(time.time()))
+        signature = self.key.sign(timestamp.encode() + body).signature.hex()
+        status, answer = self._post(
+            "/discord",
+            body,
+            {
+                "content-type": "application/json",
+                "x-signature-ed25519": signature,
+                "x-signature-timestamp": timestamp,
+            },
+        )
+        if status != 200:
+            raise SystemExit(f"demo: the service answered {status}: {answer!r}")
+        result: dict[str, Any] = json.loads(answer)
+        return result
+
+    def _deliver(self, event: str, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        status, _ = self._post(
+            "/github/webhook",
+            body,
+            {
+                "content-type": "application/json",
+                "x-github-event": event,
+                "x-github-delivery": str(uuid.uuid4()),
+                "x-hub-signature-256": signature_for(self.secret.encode(), body),
+            },
+        )
+        if status >= 300:
+            raise SystemExit(f"demo: webhook {event} answered {status}")
+
+    def _post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def _get(self, path: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().status
+        except OSError:
+            return 0
+        finally:
+            conn.close()
+
+
+# -- payloads: the fields GitHub sends that the service reads ----------------------------
+
+
+def _repository() -> dict[str, Any]:
+    owner, name = REPO.split("/")
+    return {"full_name": REPO, "name": name, "owner": {"login": owner}}
+
+
+def _pull_payload(action: str, number: int, sha: str, body: str) -> dict[str, Any]:
+    return {
+        "action": action,
+        "number": number,
+        "repository": _repository(),
+        "sender": {"login": "coding-agent"},
+        "pull_request": {
+            "number": number,
+            "body": body,
+            "state": "open",
+            "merged": False,
+            "head": {"ref": "", "sha": sha},
+        },
+    }
+
+
+def _suite_payload(sha: str, conclusion: str, pr: int) -> dict[str, Any]:
+    return {
+        "action": "completed",
+        "repository": _repository(),
+        "sender": {"login": "ci"},
+        "check_suite": {
+            "head_sha": sha,
+            "status": "completed",
+            "conclusion": conclusion,
+            "pull_requests": [{"number": pr, "head": {"sha": sha}}],
+        },
+    }
+
+
+def _interaction(name: str, options: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4().int)[:18],
+        "type": 2,
+        "application_id": "1100000000000000000",
+        "token": "demo-" + uuid.uuid4().hex,
+        "version": 1,
+        "channel_id": "3",
+        "guild_id": "4",
+        "member": {"user": {"id": "42", "username": "ada"}, "roles": []},
+        "data": {
+            "id": "5",
+            "name": name,
+            "type": 1,
+            "options": [{"name": k, "type": 3, "value": v} for k, v in options.items()],
+        },
+    }
+
+
+# -- printing ------------------------------------------------------------------------------
+
+
+def as_text(message: dict[str, Any] | None) -> str:
+    """A Discord message as plain text: content, embeds and buttons."""
+    if not message:
+        return "(no message)"
+    lines = [message["content"]] if message.get("content") else []
+    for embed in message.get("embeds") or []:
+        lines.append(f"┃ {embed.get('title', '')}")
+        lines += [f"┃ {line}" for line in str(embed.get("description", "")).splitlines()]
+        if embed.get("footer"):
+            lines.append(f"┃ — {embed['footer']['text']}")
+    for row in message.get("components") or []:
+        lines.append("  ".join(f"[ {b['label']} ]" for b in row.get("components", [])))
+    return "\n".join(lines)
+
+
+def _show(title: str, message: dict[str, Any] | None) -> None:
+    print(f"\n── {title} " + "─" * max(0, 70 - len(title)))
+    print(as_text(message))
+
+
+def _say(text: str) -> None:
+    print(f"\n• {text}")
+
+
+def _issue_line(issue: Any) -> str:
+    return f"{issue.state} labels={issue.labels}"
+
+
+def _with_embed(message: dict[str, Any] | None) -> dict[str, Any] | None:
+    return message if message and message.get("embeds") else None
+
+
+def _followup(discord: Any, token: str, needle: str) -> dict[str, Any] | None:
+    for message in discord.followups(token):
+        text = (message.get("content") or "") + "".join(
+            str(e.get("description", "")) for e in message.get("embeds") or []
+        )
+        if needle in text:
+            return dict(message)
+    return None
+
+
+def _wait(what: str, probe: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise SystemExit(f"demo: timed out waiting for {what}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
