@@ -1,0 +1,590 @@
+"""The GitHub REST adapter of the :class:`~valine.ports.GitHub` port.
+
+Synchronous (the workers are threads) on one pooled :class:`httpx.Client` per
+:class:`GitHubClient`. ``gidgethub.sansio`` does what it is good at: request headers,
+deciphering responses (errors, rate-limit headers, the ``Link: rel=next`` URL), and
+``gidgethub.apps.get_jwt`` signs GitHub App JWTs.
+
+Economy (DESIGN §9): every method is one request except ``list_ready_issues`` beyond
+100 issues (one per page) and a GitHub App's token refresh (one request an hour). The
+issue list is fetched conditionally: the last ``ETag`` of each URL is sent back in
+``If-None-Match`` and a ``304`` (which GitHub does not count against the rate limit)
+returns the remembered result. :attr:`GitHubClient.request_count` counts every HTTP
+request sent, 304s, retries and token requests included.
+
+Failures: network errors and 5xx are retried with exponential backoff and jitter;
+``429`` and rate-limited ``403`` wait for ``Retry-After`` or ``x-ratelimit-reset`` when
+that is soon enough. What outlasts the retries is :class:`GitHubUnavailable`; ``404`` is
+:class:`NotFound`; other refusals are :class:`~valine.ports.GitHubError` and its merge
+subclasses. No ``httpx`` or ``gidgethub`` exception leaves this module. Tokens are
+never logged: a request is logged as method, path, status and ``x-github-request-id``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import random
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+from gidgethub import HTTPException as GidgetHubHTTPException
+from gidgethub import sansio
+
+from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound
+from valine.core.models import Issue, PullRequest
+from valine.ports import GitHubError, HeadMoved, MergeQueueRequired, MergeResult, NotMergeable
+from valine.runtime.config import Settings
+
+log = logging.getLogger("valine.github.client")
+
+DEFAULT_API_URL = "https://api.github.com"
+USER_AGENT = "valine-orchestrator"
+ACCEPT = "application/vnd.github+json"
+API_VERSION = "2022-11-28"
+#: An installation token is replaced this long before GitHub says it expires.
+TOKEN_REFRESH_MARGIN = 5 * 60.0
+#: Pages followed at most by one ``list_ready_issues`` call (100 issues each).
+MAX_PAGES = 50
+#: Conditional-request cache entries kept (one per list URL and page).
+ETAG_CACHE_SIZE = 256
+
+_T = TypeVar("_T")
+_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_OK = frozenset({200, 201, 202, 204})
+_HTTPX_ERRORS: tuple[type[Exception], ...] = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    httpx.StreamError,
+    httpx.CookieConflict,
+)
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """Authenticate with a personal access token (``GITHUB_TOKEN``)."""
+
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AppAuth:
+    """Authenticate as a GitHub App installation.
+
+    The App's JWT (signed with ``private_key_pem``) buys installation tokens, which are
+    cached until five minutes before they expire. Without ``installation_id`` the
+    installation is looked up once per repository (``GET /repos/{repo}/installation``).
+    """
+
+    app_id: str
+    private_key_pem: str = field(repr=False)
+    installation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """A successful (2xx or 304) answer, body already decoded."""
+
+    status: int
+    data: Any
+    next_url: str | None
+
+
+class _Failure(Exception):
+    """An error answer, before it is mapped to a domain error."""
+
+    def __init__(self, status: int, message: str, headers: httpx.Headers) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+class GitHubClient:
+    """The :class:`~valine.ports.GitHub` port over GitHub's REST API (thread-safe).
+
+    ``sleep``, ``clock`` and ``jitter`` are injectable so tests run without waiting;
+    ``max_retry_wait`` bounds the total backoff of one call and ``rate_limit_cap`` the
+    total time one call may wait for a rate limit to lift (beyond it the call fails at
+    once with :class:`GitHubUnavailable` saying when the limit resets).
+    """
+
+    def __init__(
+        self,
+        auth: TokenAuth | AppAuth,
+        *,
+        api_url: str = DEFAULT_API_URL,
+        timeout: float = 10.0,
+        max_attempts: int = 4,
+        backoff_base: float = 0.5,
+        max_retry_wait: float = 30.0,
+        rate_limit_cap: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._auth = auth
+        self._base = api_url.rstrip("/")
+        parts = urlsplit(self._base)
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._max_attempts = max(1, max_attempts)
+        self._backoff_base = backoff_base
+        self._max_retry_wait = max_retry_wait
+        self._rate_limit_cap = rate_limit_cap
+        self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._count = 0
+        self._count_lock = threading.Lock()
+        self._rate_limit: sansio.RateLimit | None = None
+        self._etags: OrderedDict[str, tuple[str, Any, str | None]] = OrderedDict()
+        self._etag_lock = threading.Lock()
+        self._token_lock = threading.Lock()
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._installations: dict[str, str] = {}
+
+    # -- lifecycle and counters ---------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._http.close()
+
+    def __enter__(self) -> GitHubClient:
+        """The client itself; closed when the ``with`` block ends."""
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """Close the pooled connections."""
+        self.close()
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests sent so far (retries, 304s and token requests included)."""
+        with self._count_lock:
+            return self._count
+
+    @property
+    def rate_limit(self) -> sansio.RateLimit | None:
+        """The rate limit GitHub reported on the last successful answer, if any."""
+        return self._rate_limit
+
+    # -- the port -----------------------------------------------------------------------
+
+    def list_ready_issues(self, repo: str, label: str) -> Sequence[Issue]:
+        """Open issues carrying ``label``, pull requests excluded (see the port)."""
+        query = urlencode({"state": "open", "labels": label, "per_page": 100})
+        url: str | None = f"{self._repo_url(repo)}/issues?{query}"
+        issues: list[Issue] = []
+        for _ in range(MAX_PAGES):
+            if url is None:
+                break
+            reply = self._request("GET", url, repo=repo, conditional=True)
+            if not isinstance(reply.data, list):
+                raise GitHubError(reply.status, "unexpected response: issue list is not a list")
+            issues.extend(
+                _shaped(_issue, item) for item in reply.data if "pull_request" not in item
+            )
+            url = reply.next_url
+        else:
+            if url is not None:
+                log.warning("issue list of %s cut at %d pages", repo, MAX_PAGES)
+        return tuple(issues)
+
+    def update_issue(
+        self,
+        repo: str,
+        number: int,
+        *,
+        labels: Sequence[str] | None = None,
+        state: str | None = None,
+        assignees: Sequence[str] | None = None,
+    ) -> Issue:
+        """``PATCH`` only the given fields; with none given, read the issue instead."""
+        body: dict[str, Any] = {}
+        if labels is not None:
+            body["labels"] = list(labels)
+        if state is not None:
+            body["state"] = state
+        if assignees is not None:
+            body["assignees"] = list(assignees)
+        url = f"{self._repo_url(repo)}/issues/{int(number)}"
+        if body:
+            reply = self._request("PATCH", url, repo=repo, json=body)
+        else:
+            reply = self._request("GET", url, repo=repo)
+        return _shaped(_issue, reply.data)
+
+    def comment(self, repo: str, number: int, body: str) -> None:
+        """Add a comment to an issue or pull request."""
+        url = f"{self._repo_url(repo)}/issues/{int(number)}/comments"
+        self._request("POST", url, repo=repo, json={"body": body})
+
+    def dispatch_workflow(
+        self, repo: str, workflow: str, ref: str, inputs: Mapping[str, str]
+    ) -> None:
+        """Start a ``workflow_dispatch`` run of ``workflow`` (file name or id) on ``ref``."""
+        url = f"{self._repo_url(repo)}/actions/workflows/{quote(str(workflow), safe='')}"
+        payload = {"ref": ref, "inputs": {str(k): str(v) for k, v in inputs.items()}}
+        self._request("POST", f"{url}/dispatches", repo=repo, json=payload)
+
+    def get_pull(self, repo: str, number: int) -> PullRequest:
+        """One pull request (``NotFound`` if there is none)."""
+        reply = self._request("GET", f"{self._repo_url(repo)}/pulls/{int(number)}", repo=repo)
+        return _shaped(_pull, reply.data)
+
+    def merge_pull(self, repo: str, number: int, sha: str, method: str) -> MergeResult:
+        """Merge only if the head is still ``sha`` (see the port for the errors).
+
+        Idempotent: if GitHub refuses because the pull request is already merged at
+        ``sha`` (say, an earlier attempt merged it but its answer was lost), the
+        existing merge commit is returned -- one extra request, on that path only.
+        """
+        url = f"{self._repo_url(repo)}/pulls/{int(number)}"
+        try:
+            reply = self._request(
+                "PUT", f"{url}/merge", repo=repo, json={"sha": sha, "merge_method": method}
+            )
+        except GitHubError as exc:
+            if exc.status == 409:
+                raise HeadMoved(exc.status, exc.message) from None
+            if exc.status == 405 and "merge queue" in exc.message.lower():
+                raise MergeQueueRequired(exc.status, exc.message) from None
+            if exc.status == 405:
+                merged = self._already_merged(url, repo, sha)
+                if merged is not None:
+                    return merged
+            if exc.status in (405, 422):
+                raise NotMergeable(exc.status, exc.message) from None
+            raise
+        data = reply.data
+        if not isinstance(data, Mapping) or not data.get("merged") or not data.get("sha"):
+            message = data.get("message", "not merged") if isinstance(data, Mapping) else ""
+            raise NotMergeable(reply.status, str(message or "not merged"))
+        return MergeResult(sha=str(data["sha"]))
+
+    def _already_merged(self, url: str, repo: str, sha: str) -> MergeResult | None:
+        """The merge commit if the pull request is already merged with head ``sha``."""
+        data = self._request("GET", url, repo=repo).data
+        if not isinstance(data, Mapping) or not data.get("merged"):
+            return None
+        head = data.get("head")
+        if not isinstance(head, Mapping) or head.get("sha") != sha:
+            return None
+        merge_sha = data.get("merge_commit_sha")
+        return MergeResult(sha=str(merge_sha)) if merge_sha else None
+
+    # -- requests -----------------------------------------------------------------------
+
+    def _repo_url(self, repo: str) -> str:
+        if not _REPO.fullmatch(repo):
+            raise ValueError(f"repository must look like owner/name, got {repo!r}")
+        return f"{self._base}/repos/{repo}"
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        repo: str | None = None,
+        json: Any = None,
+        conditional: bool = False,
+        jwt: bool = False,
+    ) -> _Reply:
+        """One logical request: credentials, conditional cache, retries, error mapping."""
+        if not url.startswith(self._origin + "/"):
+            # A Link header pointing elsewhere must never receive our token.
+            raise GitHubError(0, f"refusing to follow a URL off {self._origin}: {url}")
+        refreshed = False
+        while True:
+            headers, token = self._credentials(repo, jwt=jwt)
+            cached = self._etag_get(url) if conditional else None
+            if cached is not None:
+                headers["if-none-match"] = cached[0]
+            try:
+                reply, etag = self._send(method, url, headers, json)
+            except _Failure as failure:
+                if failure.status == 401 and token and not refreshed:
+                    # An installation token revoked or expired early: buy a new one once.
+                    refreshed = self._forget_token(token)
+                    if refreshed:
+                        continue
+                raise _domain_error(failure) from None
+            if reply.status == 304 and cached is not None:
+                return _Reply(304, cached[1], cached[2])
+            if conditional and etag and reply.status == 200:
+                self._etag_put(url, (etag, reply.data, reply.next_url))
+            return reply
+
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], json: Any
+    ) -> tuple[_Reply, str | None]:
+        """Send with retries; the reply and its ETag, or raise ``_Failure`` / unavailable."""
+        path = urlsplit(url).path
+        backoff_waited = 0.0
+        limit_waited = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            last = attempt >= self._max_attempts
+            try:
+                response = self._http.request(method, url, headers=headers, json=json)
+            except httpx.TransportError as exc:
+                self._count_request()
+                log.warning("github %s %s failed: %s", method, path, type(exc).__name__)
+                reason = f"{method} {path}: {type(exc).__name__}"
+                backoff_waited += self._backoff(attempt, last, backoff_waited, reason)
+                continue
+            except _HTTPX_ERRORS as exc:
+                self._count_request()
+                raise GitHubUnavailable(f"{method} {path}: {type(exc).__name__}") from None
+            self._count_request()
+            status = response.status_code
+            log.info(
+                "github %s %s -> %d",
+                method,
+                path,
+                status,
+                extra={"github_request_id": response.headers.get("x-github-request-id", "")},
+            )
+            if status == 304:
+                return _Reply(304, None, None), response.headers.get("etag")
+            try:
+                data, rate_limit, next_url = sansio.decipher_response(
+                    status, response.headers, response.content
+                )
+            except GidgetHubHTTPException as exc:
+                failure = _Failure(status, str(exc), response.headers)
+            except ValueError:  # undecodable body or a status http.HTTPStatus does not know
+                failure = _Failure(status, f"undecodable answer ({status})", response.headers)
+            else:
+                if status in _OK:
+                    if rate_limit is not None:
+                        self._rate_limit = rate_limit
+                    return _Reply(status, data, next_url), response.headers.get("etag")
+                failure = _Failure(status, f"unexpected status {status}", response.headers)
+            wait = self._rate_limit_wait(failure)
+            if wait is not None:
+                limit_waited += self._wait_for_limit(wait, limit_waited, last, method, path)
+                continue
+            if status >= 500:
+                reason = f"{method} {path}: GitHub answered {status}"
+                backoff_waited += self._backoff(attempt, last, backoff_waited, reason)
+                continue
+            raise failure
+
+    def _backoff(self, attempt: int, last: bool, waited: float, reason: str) -> float:
+        """Sleep before the next attempt (exponential, jittered), or give up."""
+        delay = self._backoff_base * 2.0 ** (attempt - 1)
+        delay = delay / 2 + self._jitter() * delay / 2
+        if last or waited + delay > self._max_retry_wait:
+            raise GitHubUnavailable(f"{reason} (gave up after {attempt} attempts)")
+        self._sleep(delay)
+        return delay
+
+    def _rate_limit_wait(self, failure: _Failure) -> float | None:
+        """Seconds to wait if ``failure`` is a rate limit (GitHub's documented rules)."""
+        if failure.status not in (403, 429):
+            return None
+        headers = failure.headers
+        retry_after = headers.get("retry-after")
+        if retry_after is not None and retry_after.strip().isdigit():
+            return float(retry_after.strip())
+        limit = sansio.RateLimit.from_http(headers)
+        if limit is not None and limit.remaining == 0:
+            reset = float(limit.reset_datetime.timestamp())
+            return max(0.0, reset - self._clock()) + 1.0
+        if failure.status == 429 or "rate limit" in failure.message.lower():
+            return 60.0  # GitHub: "wait for at least one minute before retrying"
+        return None
+
+    def _wait_for_limit(
+        self, wait: float, waited: float, last: bool, method: str, path: str
+    ) -> float:
+        """Sleep ``wait`` seconds for a rate limit to lift, or give up saying until when."""
+        if last or waited + wait > self._rate_limit_cap:
+            until = datetime.datetime.fromtimestamp(self._clock() + wait, datetime.UTC)
+            raise GitHubUnavailable(
+                f"{method} {path}: GitHub rate limit exceeded; it resets at "
+                f"{until:%Y-%m-%dT%H:%M:%SZ}"
+            )
+        log.warning("github %s %s rate limited: waiting %.0f s", method, path, wait)
+        self._sleep(wait)
+        return wait
+
+    def _count_request(self) -> None:
+        with self._count_lock:
+            self._count += 1
+
+    # -- conditional requests -----------------------------------------------------------
+
+    def _etag_get(self, url: str) -> tuple[str, Any, str | None] | None:
+        with self._etag_lock:
+            return self._etags.get(url)
+
+    def _etag_put(self, url: str, entry: tuple[str, Any, str | None]) -> None:
+        with self._etag_lock:
+            self._etags[url] = entry
+            self._etags.move_to_end(url)
+            while len(self._etags) > ETAG_CACHE_SIZE:
+                self._etags.popitem(last=False)
+
+    # -- credentials --------------------------------------------------------------------
+
+    def _credentials(self, repo: str | None, *, jwt: bool) -> tuple[dict[str, str], str | None]:
+        """Request headers, and the installation token used (to refresh it on a 401)."""
+        auth = self._auth
+        if isinstance(auth, TokenAuth):
+            return self._headers(oauth_token=auth.token), None
+        if jwt:
+            return self._headers(jwt=self._app_jwt(auth)), None
+        token = self._installation_token(auth, repo)
+        return self._headers(oauth_token=token), token
+
+    @staticmethod
+    def _headers(*, oauth_token: str | None = None, jwt: str | None = None) -> dict[str, str]:
+        headers = sansio.create_headers(USER_AGENT, accept=ACCEPT, oauth_token=oauth_token, jwt=jwt)
+        headers["x-github-api-version"] = API_VERSION
+        return headers
+
+    @staticmethod
+    def _app_jwt(auth: AppAuth) -> str:
+        from gidgethub.apps import get_jwt
+
+        key = auth.private_key_pem
+        if "\\n" in key and "\n" not in key:  # a PEM squeezed onto one line in .env
+            key = key.replace("\\n", "\n")
+        try:
+            return str(get_jwt(app_id=str(auth.app_id), private_key=key))
+        except Exception as exc:  # PyJWT/cryptography: malformed or wrong-type key
+            raise ConfigurationError(
+                f"GITHUB_APP_PRIVATE_KEY cannot sign the App JWT: {type(exc).__name__}"
+            ) from None
+
+    def _installation_token(self, auth: AppAuth, repo: str | None) -> str:
+        """A cached installation token, bought anew when within 5 minutes of expiry."""
+        with self._token_lock:
+            installation = self._installation_id(auth, repo)
+            cached = self._tokens.get(installation)
+            if cached is not None and cached[1] - TOKEN_REFRESH_MARGIN > self._clock():
+                return cached[0]
+            url = f"{self._base}/app/installations/{quote(installation, safe='')}/access_tokens"
+            data = self._request("POST", url, jwt=True).data
+            try:
+                token = str(data["token"])
+                expires = datetime.datetime.fromisoformat(str(data["expires_at"])).timestamp()
+            except (KeyError, TypeError, ValueError):
+                raise GitHubError(201, "unexpected installation token answer") from None
+            self._tokens[installation] = (token, expires)
+            return token
+
+    def _installation_id(self, auth: AppAuth, repo: str | None) -> str:
+        """The configured installation, or the one installed on ``repo`` (looked up once)."""
+        if auth.installation_id:
+            return str(auth.installation_id)
+        if repo is None:
+            raise ConfigurationError("GITHUB_APP_INSTALLATION_ID is not set")
+        known = self._installations.get(repo)
+        if known is None:
+            data = self._request("GET", f"{self._repo_url(repo)}/installation", jwt=True).data
+            try:
+                known = str(int(data["id"]))
+            except (KeyError, TypeError, ValueError):
+                raise GitHubError(200, "unexpected installation answer") from None
+            self._installations[repo] = known
+        return known
+
+    def _forget_token(self, token: str) -> bool:
+        """Drop ``token`` from the cache; True if it was there (so a retry may help)."""
+        with self._token_lock:
+            for installation, (cached, _expiry) in list(self._tokens.items()):
+                if cached == token:
+                    del self._tokens[installation]
+                    return True
+        return False
+
+
+def client_from_settings(settings: Settings, **options: Any) -> GitHubClient:
+    """A :class:`GitHubClient` for the configured credentials and ``GITHUB_API_URL``.
+
+    A complete GitHub App configuration (``GITHUB_APP_ID`` + ``GITHUB_APP_PRIVATE_KEY``)
+    wins over ``GITHUB_TOKEN``. Raises ConfigurationError naming what is missing.
+    ``options`` go to the constructor (timeouts, retry limits, ``sleep`` ...).
+    """
+    auth: TokenAuth | AppAuth
+    if settings.github_app_id and settings.github_app_private_key:
+        auth = AppAuth(
+            app_id=settings.github_app_id,
+            private_key_pem=settings.github_app_private_key,
+            installation_id=settings.github_app_installation_id,
+        )
+    elif settings.github_app_id:
+        raise ConfigurationError("GITHUB_APP_PRIVATE_KEY is not set (GITHUB_APP_ID is)")
+    elif settings.github_app_private_key:
+        raise ConfigurationError("GITHUB_APP_ID is not set (GITHUB_APP_PRIVATE_KEY is)")
+    elif settings.github_token:
+        auth = TokenAuth(settings.github_token)
+    else:
+        raise ConfigurationError(
+            "GITHUB_TOKEN is not set (or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY for an App)"
+        )
+    return GitHubClient(auth, api_url=settings.github_api_url, **options)
+
+
+# -- mapping ------------------------------------------------------------------------------
+
+
+def _domain_error(failure: _Failure) -> Exception:
+    """The domain error for an answer retrying cannot change (5xx never get here)."""
+    if failure.status == 404:
+        return NotFound(f"GitHub: {failure.message}")
+    return GitHubError(failure.status, failure.message)
+
+
+def _shaped(mapper: Callable[[Any], _T], data: Any) -> _T:
+    """``mapper(data)``, an unexpected shape reported as a GitHubError."""
+    try:
+        return mapper(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise GitHubError(200, f"unexpected response shape: {exc!r}") from None
+
+
+def _issue(data: Any) -> Issue:
+    milestone = data.get("milestone") or {}
+    return Issue(
+        number=int(data["number"]),
+        title=str(data["title"]),
+        labels=tuple(
+            str(label["name"]) if isinstance(label, Mapping) else str(label)
+            for label in data.get("labels") or ()
+        ),
+        created_at=str(data["created_at"]),
+        milestone_due_on=milestone.get("due_on"),
+        url=str(data.get("html_url") or ""),
+        assignees=tuple(str(user["login"]) for user in data.get("assignees") or ()),
+    )
+
+
+def _pull(data: Any) -> PullRequest:
+    head = data["head"]
+    return PullRequest(
+        number=int(data["number"]),
+        head_sha=str(head["sha"]),
+        head_ref=str(head["ref"]),
+        state=str(data["state"]),
+        merged=bool(data.get("merged") or data.get("merged_at")),
+        body=str(data.get("body") or ""),
+        url=str(data.get("html_url") or ""),
+    )

@@ -1,0 +1,256 @@
+"""What the GitHub client sends and the stand-in answers, checked against GitHub's OpenAPI.
+
+The description is GitHub's own (``@octokit/openapi``, ``generated/api.github.com.json``,
+installed by ``make material``). A scripted scenario drives :class:`GitHubClient` against
+the stand-in; then every recorded exchange is matched to its operation (concrete path to
+path template) and checked: query parameters are declared and valid, the request body
+validates against the operation's ``requestBody`` schema, the status is one the
+operation declares, and the stand-in's answer validates against that status's schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from functools import cache
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jsonschema import FormatChecker, ValidationError
+from openapi_schema_validator import OAS30Validator, oas30_format_checker
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
+
+from helpers import ROOT
+from valine.core.errors import NotFound
+from valine.github.client import AppAuth, GitHubClient, TokenAuth
+from valine.ports import HeadMoved, MergeQueueRequired
+from valine.testing.github_standin import GitHubStandIn, RecordedRequest
+
+SPEC_PATH = ROOT / ".cache/material/api.github.com.json"
+SPEC_URI = "urn:github:api.github.com.json"
+REPO = "octo/widgets"
+
+
+class OpenAPI:
+    """GitHub's REST description: operation lookup and schema validation."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        resource = Resource(contents=document, specification=DRAFT4)
+        self.registry: Registry[Any] = Registry().with_resource(SPEC_URI, resource)
+        self.format_checker = FormatChecker()  # date-time and friends ...
+        self.format_checker.checkers.update(oas30_format_checker.checkers)  # ... + int64 etc.
+        self._templates = sorted(
+            (
+                (re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))), path)
+                for path in document["paths"]
+            ),
+            key=lambda item: item[1].count("{"),  # literal segments win over parameters
+        )
+
+    def template(self, path: str) -> str:
+        """The path template a concrete path belongs to."""
+        for pattern, template in self._templates:
+            if pattern.fullmatch(path):
+                return template
+        raise AssertionError(f"{path} matches no path of GitHub's REST description")
+
+    def resolve(self, pointer: str) -> tuple[str, Any]:
+        """Follow ``$ref``s from ``pointer``; the final pointer and the object there."""
+        for _ in range(20):
+            node: Any = self.document
+            for part in pointer.lstrip("/").split("/"):
+                key = part.replace("~1", "/").replace("~0", "~")
+                node = node[int(key)] if isinstance(node, list) else node[key]
+            if not (isinstance(node, dict) and "$ref" in node and len(node) == 1):
+                return pointer, node
+            pointer = node["$ref"].removeprefix("#")
+        raise AssertionError(f"$ref loop at {pointer}")
+
+    def validate(self, pointer: str, instance: Any) -> None:
+        """Validate ``instance`` against the schema at ``pointer`` ($refs resolved)."""
+        _validator(self, pointer).validate(instance)
+
+
+@cache
+def _validator(spec: OpenAPI, pointer: str) -> Any:
+    return OAS30Validator(
+        {"$ref": f"{SPEC_URI}#{pointer}"},
+        registry=spec.registry,
+        format_checker=spec.format_checker,
+    )
+
+
+def _escape(part: str) -> str:
+    return part.replace("~", "~0").replace("/", "~1")
+
+
+@pytest.fixture(scope="module")
+def spec() -> OpenAPI:
+    """GitHub's REST OpenAPI description, loaded once (it is 13 MB)."""
+    if not SPEC_PATH.exists():
+        pytest.fail(f"{SPEC_PATH} is missing: run `make material` (make test does it)")
+    document = json.loads(SPEC_PATH.read_text())
+    assert document["openapi"].startswith("3.0."), "the validator below is for OpenAPI 3.0"
+    return OpenAPI(document)
+
+
+def check_exchange(spec: OpenAPI, exchange: RecordedRequest) -> None:
+    """Raise if one recorded request/answer disagrees with GitHub's description."""
+    template = spec.template(exchange.path)
+    method = exchange.method.lower()
+    op_pointer = f"/paths/{_escape(template)}/{method}"
+    _, operation = spec.resolve(op_pointer)
+    where = f"{exchange.method} {template}"
+
+    declared = {}
+    for index in range(len(operation.get("parameters", []))):
+        pointer, parameter = spec.resolve(f"{op_pointer}/parameters/{index}")
+        if parameter["in"] == "query":
+            declared[parameter["name"]] = (pointer, parameter)
+    for name, value in exchange.query.items():
+        assert name in declared, f"{where}: undeclared query parameter {name!r}"
+        pointer, parameter = declared[name]
+        typed: Any = int(value) if parameter["schema"].get("type") == "integer" else value
+        spec.validate(f"{pointer}/schema", typed)
+
+    if exchange.body is not None:
+        assert "requestBody" in operation, f"{where}: sends a body it does not take"
+        body_pointer, _ = spec.resolve(f"{op_pointer}/requestBody")
+        spec.validate(f"{body_pointer}/content/application~1json/schema", exchange.body)
+    elif "requestBody" in operation:
+        assert not spec.resolve(f"{op_pointer}/requestBody")[1].get("required"), where
+
+    status = str(exchange.status)
+    if status == "304" and method == "get":
+        assert exchange.headers.get("if-none-match"), f"{where}: 304 to an unconditional GET"
+        return  # conditional requests apply to every GET; a 304 has no body
+    assert status in operation["responses"], f"{where}: undeclared status {status}"
+    response_pointer, response = spec.resolve(f"{op_pointer}/responses/{status}")
+    content = response.get("content", {})
+    if "application/json" not in content:
+        assert exchange.response is None, f"{where}: {status} must have no body"
+        return
+    assert exchange.response is not None, f"{where}: {status} needs a body"
+    spec.validate(f"{response_pointer}/content/application~1json/schema", exchange.response)
+
+
+def _app_key() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Iterator[list[RecordedRequest]]:
+    """Every exchange of a scripted plan → approve → execute → ship, and its failures."""
+    private, public = _app_key()
+    with GitHubStandIn(app_id="7", app_public_key_pem=public, installation_id=9) as standin:
+        blocked = standin.add_issue(REPO, "blocked", ["ready", "blocked"], assignees=["ada"])
+        task = standin.add_issue(
+            REPO, "task", ["ready"], milestone="v1", milestone_due_on="2030-01-31T00:00:00Z"
+        )
+        for i in range(120):
+            standin.add_issue(REPO, f"filler {i}", ["ready"])
+        pr, sha = standin.open_pull(REPO, f"valine/r-1/{task}", f"Fixes #{task}", labels=["ready"])
+        moved_pr, moved_sha = standin.open_pull(REPO, "other", "Refs #1")
+        standin.push(REPO, moved_pr)
+        queued_repo = "octo/queued"
+        queued_pr, queued_sha = standin.open_pull(queued_repo, "fix", "")
+        standin.require_merge_queue(queued_repo)
+
+        with (
+            GitHubClient(AppAuth("7", private), api_url=standin.url) as app,
+            GitHubClient(TokenAuth(standin.token), api_url=standin.url) as client,
+        ):
+            client.list_ready_issues(REPO, "ready")  # two pages
+            client.list_ready_issues(REPO, "ready")  # two 304s
+            client.update_issue(REPO, task, labels=["in-progress"], assignees=["agent"])
+            client.comment(REPO, task, "Run r-1 started")
+            client.dispatch_workflow(REPO, "agent.yml", "main", {"issue_number": str(task)})
+            client.get_pull(REPO, pr)
+            client.merge_pull(REPO, pr, sha, "squash")
+            client.update_issue(REPO, blocked, state="closed")
+            with pytest.raises(HeadMoved):
+                client.merge_pull(REPO, moved_pr, moved_sha, "merge")
+            with pytest.raises(MergeQueueRequired):
+                client.merge_pull(queued_repo, queued_pr, queued_sha, "merge")
+            with pytest.raises(NotFound):
+                client.get_pull(REPO, 9999)
+            app.list_ready_issues(REPO, "ready")  # installation lookup, token, two pages
+            app.comment(REPO, task, "via the App")
+        yield standin.requests
+
+
+def test_scenario_covers_every_endpoint_the_client_uses(
+    scenario: list[RecordedRequest], spec: OpenAPI
+) -> None:
+    seen = {(r.method, spec.template(r.path), r.status) for r in scenario}
+    assert seen >= {
+        ("GET", "/repos/{owner}/{repo}/issues", 200),
+        ("GET", "/repos/{owner}/{repo}/issues", 304),
+        ("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}", 200),
+        ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", 201),
+        ("POST", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches", 204),
+        ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", 200),
+        ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", 404),
+        ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge", 200),
+        ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge", 405),
+        ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge", 409),
+        ("GET", "/repos/{owner}/{repo}/installation", 200),
+        ("POST", "/app/installations/{installation_id}/access_tokens", 201),
+    }
+
+
+def test_every_exchange_matches_githubs_description(
+    scenario: list[RecordedRequest], spec: OpenAPI
+) -> None:
+    problems = []
+    for exchange in scenario:
+        try:
+            check_exchange(spec, exchange)
+        except (AssertionError, ValidationError) as exc:
+            message = exc.message if isinstance(exc, ValidationError) else str(exc)
+            problems.append(f"{exchange.method} {exchange.path} {exchange.status}: {message}")
+    assert problems == [], "\n".join(problems)
+
+
+def test_a_wrong_request_body_fails(spec: OpenAPI, scenario: list[RecordedRequest]) -> None:
+    patch = next(r for r in scenario if r.method == "PATCH")
+    wrong = replace(patch, body={"labels": "in-progress"})
+
+    with pytest.raises(ValidationError, match="is not of type 'array'"):
+        check_exchange(spec, wrong)
+
+
+def test_a_wrong_response_fails(spec: OpenAPI, scenario: list[RecordedRequest]) -> None:
+    get_pull = next(
+        r for r in scenario if r.method == "GET" and "/pulls/" in r.path and r.status == 200
+    )
+    response = {k: v for k, v in get_pull.response.items() if k != "head"}
+    wrong = replace(get_pull, response=response)
+
+    with pytest.raises(ValidationError, match="'head' is a required property"):
+        check_exchange(spec, wrong)
+
+
+def test_an_undeclared_status_fails(spec: OpenAPI, scenario: list[RecordedRequest]) -> None:
+    comment = next(r for r in scenario if r.path.endswith("/comments"))
+    wrong = replace(comment, status=200)
+
+    with pytest.raises(AssertionError, match="undeclared status 200"):
+        check_exchange(spec, wrong)

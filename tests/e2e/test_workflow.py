@@ -1,0 +1,372 @@
+"""The workflow end to end: plan -> approve -> execution -> tracking -> ship.
+
+``valine serve`` runs as its own process against the GitHub and Discord stand-ins; the
+tests act only through signed HTTP requests (slash commands, buttons, webhooks built
+from @octokit/webhooks-examples) and assert what the stand-ins received and what
+``/status`` reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nacl.signing import SigningKey
+
+from world import REPO, World, start_world, stop_world, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def world(
+    tmp_path: Path, signing_key: SigningKey, webhook_examples: dict[str, Any]
+) -> Iterator[World]:
+    running = start_world(tmp_path, signing_key, webhook_examples)
+    try:
+        yield running
+    finally:
+        stop_world(running)
+
+
+def ready_issues(world: World, count: int) -> list[int]:
+    return [world.github.add_issue(REPO, f"Task {i}", ["ready", "P1"]) for i in range(count)]
+
+
+def approve_and_dispatch(world: World, run_id: str, count: int) -> None:
+    answer = world.command("approve", run_id=run_id)
+    assert "approved by <@42>" in answer["data"]["content"]
+    wait_for("dispatches", lambda: len(world.github.dispatches(REPO)) == count)
+    world.wait_state(run_id, "executing")
+
+
+def test_happy_path_plan_to_ship(world: World) -> None:
+    issues = ready_issues(world, 3)
+    world.github.add_issue(REPO, "Blocked", ["ready", "blocked"])
+    world.github.open_pull(REPO, "unrelated", "a PR carrying the ready label")  # excluded
+
+    before = world.github_requests()
+    run_id = world.plan()
+    plan_requests = world.github_requests() - before
+    assert plan_requests <= 2
+    plan = world.discord.original(world.tokens["plan"])
+    assert plan is not None
+    assert [c["custom_id"] for c in plan["components"][0]["components"]] == [
+        f"approve:{run_id}",
+        f"cancel:{run_id}",
+    ]
+    for number in issues:
+        assert f"#{number}" in plan["embeds"][0]["description"]
+
+    before = world.github_requests()
+    world.command("status", run_id=run_id)
+    world.command("status")
+    assert world.github_requests() == before  # /status never calls GitHub
+
+    approve_and_dispatch(world, run_id, 3)
+    for dispatch in world.github.dispatches(REPO):
+        assert dispatch.workflow == "agent.yml"
+        assert dispatch.inputs["run_id"] == run_id
+    for number in issues:
+        issue = world.github.issue(REPO, number)
+        assert "in-progress" in issue.labels
+        assert "ready" not in issue.labels
+        wait_for(
+            "the run comment",
+            lambda n=number: any(run_id in c for c in world.github.comments(REPO, n)),
+        )
+
+    before = world.github_requests()
+    shas = {}
+    for number in issues:
+        pr, sha = world.open_pr(run_id, number)
+        world.checks(pr, sha, "success")
+        shas[pr] = sha
+    world.wait_state(run_id, "ready_to_ship")
+    assert world.github_requests() == before  # tracking webhooks made no GitHub request
+    wait_for(
+        "the ready-to-ship announcement",
+        lambda: any(
+            "Ready to ship" in (m.get("content") or "")
+            for m in world.discord.followups(world.tokens["plan"])
+        ),
+    )
+
+    world.command("ship", run_id=run_id)
+    world.wait_state(run_id, "shipped")
+    for pr, sha in shas.items():
+        assert world.github.pull(REPO, pr).merged
+        merge = next(
+            r
+            for r in world.github.requests
+            if r.method == "PUT" and r.path.endswith(f"/pulls/{pr}/merge")
+        )
+        assert merge.body["sha"] == sha
+        assert merge.body["merge_method"] == "squash"
+    for number in issues:
+        issue = world.github.issue(REPO, number)
+        assert issue.state == "closed"
+        assert "shipped" in issue.labels
+        assert "in-progress" not in issue.labels
+    wait_for(
+        "the ship summary",
+        lambda: any(
+            "Shipped **3**" in "".join(e.get("description", "") for e in m.get("embeds", []))
+            for m in world.discord.followups(world.tokens["plan"])
+        ),
+    )
+    # The whole run: plan 1 + per task (label, comment, dispatch, merge, close) = 5N + 1.
+    assert world.github_requests() <= 5 * 3 + 1
+
+
+def to_ready_to_ship(world: World, count: int) -> tuple[str, list[int], dict[int, tuple[int, str]]]:
+    issues = ready_issues(world, count)
+    run_id = world.plan()
+    approve_and_dispatch(world, run_id, count)
+    prs = {}
+    for number in issues:
+        pr, sha = world.open_pr(run_id, number)
+        world.checks(pr, sha, "success")
+        prs[number] = (pr, sha)
+    world.wait_state(run_id, "ready_to_ship")
+    return run_id, issues, prs
+
+
+def test_red_checks_then_a_fixing_push(world: World) -> None:
+    issues = ready_issues(world, 2)
+    run_id = world.plan()
+    approve_and_dispatch(world, run_id, 2)
+    pr1, sha1 = world.open_pr(run_id, issues[0], link="branch")
+    pr2, sha2 = world.open_pr(run_id, issues[1])
+    world.checks(pr1, sha1, "failure")
+    world.checks(pr2, sha2, "success")
+    wait_for(
+        "red task shown",
+        lambda: (
+            "checks_failed"
+            in world.command("status", run_id=run_id)["data"]["embeds"][0]["description"]
+        ),
+    )
+    assert world.status(run_id) == "executing"
+    fixed = world.push(pr1)
+    world.checks(pr1, sha1, "success")  # late result for the old head: ignored
+    assert world.status(run_id) == "executing"
+    world.checks(pr1, fixed, "success")
+    world.wait_state(run_id, "ready_to_ship")
+    world.command("ship", run_id=run_id)
+    world.wait_state(run_id, "shipped")
+    merge = next(r for r in world.github.requests if r.path.endswith(f"/pulls/{pr1}/merge"))
+    assert merge.body["sha"] == fixed
+
+
+def test_pr_closed_without_merging_then_replaced(world: World) -> None:
+    issues = ready_issues(world, 1)
+    run_id = world.plan()
+    approve_and_dispatch(world, run_id, 1)
+    pr, sha = world.open_pr(run_id, issues[0])
+    world.github.close_pull(REPO, pr)
+    from helpers import pr_event
+
+    assert (
+        world.deliver(
+            "pull_request", pr_event(world.examples, "closed", repo=REPO, number=pr, head_sha=sha)
+        )
+        == 202
+    )
+    wait_for(
+        "task back to dispatched",
+        lambda: (
+            "closed without merging"
+            in world.command("status", run_id=run_id)["data"]["embeds"][0]["description"]
+        ),
+    )
+    pr2, sha2 = world.open_pr(run_id, issues[0])
+    world.checks(pr2, sha2, "success")
+    world.wait_state(run_id, "ready_to_ship")
+    world.command("ship", run_id=run_id)
+    world.wait_state(run_id, "shipped")
+    assert not world.github.pull(REPO, pr).merged
+    assert world.github.pull(REPO, pr2).merged
+
+
+def test_issue_closed_by_a_person_skips_its_task(world: World) -> None:
+    from helpers import issue_event
+
+    issues = ready_issues(world, 2)
+    run_id = world.plan()
+    approve_and_dispatch(world, run_id, 2)
+    world.github.close_issue(REPO, issues[1])
+    assert (
+        world.deliver(
+            "issues",
+            issue_event(
+                world.examples,
+                "closed",
+                repo=REPO,
+                number=issues[1],
+                labels=["in-progress"],
+                sender="grace",
+            ),
+        )
+        == 202
+    )
+    pr, sha = world.open_pr(run_id, issues[0])
+    world.checks(pr, sha, "success")
+    world.wait_state(run_id, "ready_to_ship")
+    description = world.command("status", run_id=run_id)["data"]["embeds"][0]["description"]
+    assert "skipped" in description
+    assert "issue closed by grace" in description
+    world.command("ship", run_id=run_id)
+    world.wait_state(run_id, "shipped")
+    merges = [r for r in world.github.requests if r.path.endswith("/merge")]
+    assert len(merges) == 1
+
+
+def test_head_moved_before_ship_fails_then_retry_ships_the_rest(world: World) -> None:
+    run_id, issues, prs = to_ready_to_ship(world, 3)
+    moved_pr, _ = prs[issues[1]]
+    new_sha = world.github.push(REPO, moved_pr)  # pushed; its webhook has not arrived yet
+    world.command("ship", run_id=run_id)
+    world.wait_state(run_id, "ship_failed")
+    status = world.command("status", run_id=run_id)["data"]["embeds"][0]["description"]
+    assert "head moved" in status
+    assert world.github.pull(REPO, prs[issues[0]][0]).merged
+    assert world.github.pull(REPO, prs[issues[2]][0]).merged
+    assert not world.github.pull(REPO, moved_pr).merged
+    wait_for(
+        "the ship failure announcement",
+        lambda: any(
+            "did not ship completely" in (m.get("content") or "")
+            for m in world.discord.followups(world.tokens["plan"])
+        ),
+    )
+
+    from helpers import pr_event
+
+    world.deliver(
+        "pull_request",
+        pr_event(world.examples, "synchronize", repo=REPO, number=moved_pr, head_sha=new_sha),
+    )
+    world.checks(moved_pr, new_sha, "success")
+    merges_before = len([r for r in world.github.requests if r.path.endswith("/merge")])
+    world.command("ship", run_id=run_id)
+    world.wait_state(run_id, "shipped")
+    retried = [r for r in world.github.requests if r.path.endswith("/merge")][merges_before:]
+    assert [r.path for r in retried] == [f"/repos/{REPO}/pulls/{moved_pr}/merge"]
+    assert retried[0].body["sha"] == new_sha
+    for number in issues:
+        assert world.github.issue(REPO, number).state == "closed"
+
+
+def test_duplicate_and_out_of_order_deliveries(world: World) -> None:
+    from helpers import check_suite_event, pr_event
+
+    issues = ready_issues(world, 1)
+    run_id = world.plan()
+    approve_and_dispatch(world, run_id, 1)
+    number, sha = world.github.open_pull(REPO, "fix", f"Fixes #{issues[0]}")
+    opened = pr_event(
+        world.examples, "opened", repo=REPO, number=number, body=f"Fixes #{issues[0]}", head_sha=sha
+    )
+    green = check_suite_event(
+        world.examples, "completed", repo=REPO, head_sha=sha, conclusion="success", pulls=[number]
+    )
+    # The check result arrives before the PR is known: nothing to link it to yet.
+    assert world.deliver("check_suite", green, delivery="d-green") == 202
+    assert world.deliver("pull_request", opened, delivery="d-open") == 202
+    assert world.deliver("pull_request", opened, delivery="d-open") == 200  # duplicate
+    wait_for(
+        "PR linked",
+        lambda: (
+            "pr_open" in world.command("status", run_id=run_id)["data"]["embeds"][0]["description"]
+        ),
+    )
+    assert world.deliver("check_suite", green, delivery="d-green") == 200  # still a duplicate
+    assert world.deliver("check_suite", green, delivery="d-green-redelivered") == 202
+    world.wait_state(run_id, "ready_to_ship")
+
+
+def test_two_approvals_at_the_same_moment_one_wins(world: World) -> None:
+    import threading
+
+    ready_issues(world, 2)
+    run_id = world.plan()
+    answers: list[dict[str, Any]] = []
+    barrier = threading.Barrier(2)
+
+    def approve(user: str) -> None:
+        barrier.wait()
+        answers.append(world.command("approve", user=user, run_id=run_id))
+
+    threads = [threading.Thread(target=approve, args=(u,)) for u in ("42", "43")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    public = [a for a in answers if not a["data"].get("flags")]
+    refused = [a for a in answers if a["data"].get("flags") == 64]
+    assert len(public) == 1
+    assert len(refused) == 1
+    assert "already approved" in refused[0]["data"]["content"]
+    wait_for("dispatches", lambda: len(world.github.dispatches(REPO)) == 2)
+    world.wait_state(run_id, "executing")
+    assert len(world.github.dispatches(REPO)) == 2  # dispatched once each
+
+
+def test_plan_reads_100_ready_issues_in_at_most_two_requests(world: World) -> None:
+    for i in range(100):
+        world.github.add_issue(REPO, f"Task {i}", ["ready"])
+    before = world.github_requests()
+    run_id = world.plan()
+    assert world.github_requests() - before <= 2
+    description = world.command("status", run_id=run_id)["data"]["embeds"][0]["description"]
+    assert description.count("`pending`") == 5  # capped at planner.max_tasks
+
+
+def test_plan_while_a_run_is_active_shows_it(world: World) -> None:
+    ready_issues(world, 1)
+    run_id = world.plan()
+    before = world.github_requests()
+    answer = world.command("plan")
+    assert answer["type"] == 4
+    assert run_id in answer["data"]["content"]
+    assert world.github_requests() == before
+
+
+def test_no_ready_issue_says_so_and_stores_nothing(world: World) -> None:
+    assert world.command("plan") == {"type": 5}
+    token = world.tokens["plan"]
+    wait_for(
+        "the answer",
+        lambda: "nothing to plan" in ((world.discord.original(token) or {}).get("content") or ""),
+    )
+    assert "No active run" in world.command("status")["data"]["embeds"][0]["description"]
+
+
+def test_cancel_puts_issues_back_to_ready(world: World) -> None:
+    issues = ready_issues(world, 2)
+    run_id = world.plan()
+    approve_and_dispatch(world, run_id, 2)
+    answer = world.press(f"cancel:{run_id}")
+    assert "cancelled" in answer["data"]["content"]
+    world.wait_state(run_id, "cancelled")
+    for number in issues:
+        wait_for("ready again", lambda n=number: "ready" in world.github.issue(REPO, n).labels)
+        assert "in-progress" not in world.github.issue(REPO, number).labels
+    assert world.command("plan") == {"type": 5}  # the repository is free again
+
+
+def test_approve_button_and_wrong_state_messages(world: World) -> None:
+    ready_issues(world, 1)
+    run_id = world.plan()
+    assert "approved" in world.press(f"approve:{run_id}")["data"]["content"]
+    stale = world.press(f"approve:{run_id}")
+    assert stale["data"]["flags"] == 64
+    assert "already approved" in stale["data"]["content"]
+    early = world.command("ship", run_id=run_id)
+    assert early["data"]["flags"] == 64
+    assert "ready_to_ship" in early["data"]["content"]
+    missing = world.command("approve", run_id="r20990101-nope00")
+    assert "no run" in missing["data"]["content"]

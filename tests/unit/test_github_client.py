@@ -1,0 +1,773 @@
+"""GitHubClient against the GitHub stand-in, over real loopback HTTP.
+
+Covers the port's behaviour (mapping, errors), the DESIGN §9 request budget, retries and
+rate limits (with an injected ``sleep``: no test waits), and GitHub App authentication.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from helpers import free_port
+from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound
+from valine.github.client import AppAuth, GitHubClient, TokenAuth, client_from_settings
+from valine.ports import GitHubError, HeadMoved, MergeQueueRequired, NotMergeable
+from valine.runtime.config import Settings
+from valine.testing.github_standin import GitHubStandIn
+
+REPO = "octo/widgets"
+ClientFactory = Callable[..., GitHubClient]
+
+
+@pytest.fixture
+def standin() -> Iterator[GitHubStandIn]:
+    """A running stand-in with one empty repository."""
+    with GitHubStandIn() as running:
+        running.add_repo(REPO)
+        yield running
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """What the client asked to sleep, in order (it never really sleeps in tests)."""
+    return []
+
+
+@pytest.fixture
+def make_client(sleeps: list[float]) -> Iterator[ClientFactory]:
+    """Build clients with an injected sleep and fixed jitter; all closed afterwards."""
+    clients: list[GitHubClient] = []
+
+    def make(auth: TokenAuth | AppAuth, api_url: str, **options: object) -> GitHubClient:
+        options.setdefault("sleep", sleeps.append)
+        options.setdefault("jitter", lambda: 0.5)
+        client = GitHubClient(auth, api_url=api_url, **options)  # type: ignore[arg-type]
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def client(standin: GitHubStandIn, make_client: ClientFactory) -> GitHubClient:
+    """A client with the stand-in's personal access token."""
+    return make_client(TokenAuth(standin.token), standin.url)
+
+
+def _rsa_pem() -> tuple[str, str]:
+    """A fresh (private, public) PEM pair for a GitHub App."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+@pytest.fixture(scope="module")
+def app_keys() -> tuple[str, str]:
+    """One RSA key pair for the module's App tests (generation takes ~50 ms)."""
+    return _rsa_pem()
+
+
+# -- list_ready_issues ----------------------------------------------------------------------
+
+
+def test_list_excludes_pull_requests_and_filters_by_label(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    ready = standin.add_issue(REPO, "ready one", ["ready", "backend"])
+    standin.add_issue(REPO, "not ready", ["bug"])
+    closed = standin.add_issue(REPO, "closed ready", ["ready"])
+    standin.close_issue(REPO, closed)
+    standin.open_pull(REPO, "feature", "Fixes #1", labels=["ready"])
+    other = standin.add_issue(REPO, "also ready", ["Ready"])  # labels match case-insensitively
+
+    issues = client.list_ready_issues(REPO, "ready")
+
+    assert sorted(i.number for i in issues) == [ready, other]
+    [log] = standin.requests
+    assert (log.method, log.path) == ("GET", f"/repos/{REPO}/issues")
+    assert log.query == {"state": "open", "labels": "ready", "per_page": "100"}
+    assert log.auth_scheme == "token"
+    assert log.headers["user-agent"] == "valine-orchestrator"
+
+
+def test_issue_fields_are_mapped(standin: GitHubStandIn, client: GitHubClient) -> None:
+    number = standin.add_issue(
+        REPO,
+        "Ship it",
+        ["ready", "p1"],
+        assignees=["ada", "grace"],
+        milestone="v1",
+        milestone_due_on="2030-01-31T08:00:00Z",
+        created_at="2029-12-01T10:00:00Z",
+    )
+
+    [issue] = client.list_ready_issues(REPO, "ready")
+
+    assert issue.number == number
+    assert issue.title == "Ship it"
+    assert issue.labels == ("ready", "p1")
+    assert issue.assignees == ("ada", "grace")
+    assert issue.milestone_due_on == "2030-01-31T08:00:00Z"
+    assert issue.created_at == "2029-12-01T10:00:00Z"
+    assert issue.url.endswith(f"/{REPO}/issues/{number}")
+
+
+def test_hundred_ready_issues_cost_one_request(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    for i in range(100):
+        standin.add_issue(REPO, f"task {i}", ["ready"])
+    for i in range(30):
+        standin.add_issue(REPO, f"other {i}", ["later"])
+
+    issues = client.list_ready_issues(REPO, "ready")
+
+    assert len(issues) == 100
+    assert client.request_count == 1
+    assert len(standin.requests) == 1
+
+
+def test_hundred_and_fifty_issues_take_two_requests(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    numbers = {standin.add_issue(REPO, f"task {i}", ["ready"]) for i in range(150)}
+
+    issues = client.list_ready_issues(REPO, "ready")
+
+    assert {i.number for i in issues} == numbers
+    assert len(issues) == 150
+    assert client.request_count == 2
+    assert [r.query.get("page") for r in standin.requests] == [None, "2"]
+
+
+def test_unchanged_list_is_revalidated_with_etag_and_304(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    for i in range(3):
+        standin.add_issue(REPO, f"task {i}", ["ready"])
+    first = client.list_ready_issues(REPO, "ready")
+
+    second = client.list_ready_issues(REPO, "ready")
+
+    assert second == first
+    assert client.request_count == 2
+    initial, revalidation = standin.requests
+    assert "if-none-match" not in initial.headers
+    assert revalidation.headers["if-none-match"]
+    assert revalidation.status == 304
+
+
+def test_changed_list_is_fetched_again(standin: GitHubStandIn, client: GitHubClient) -> None:
+    first = standin.add_issue(REPO, "one", ["ready"])
+    assert [i.number for i in client.list_ready_issues(REPO, "ready")] == [first]
+    second = standin.add_issue(REPO, "two", ["ready"])
+
+    issues = client.list_ready_issues(REPO, "ready")
+
+    assert sorted(i.number for i in issues) == [first, second]
+    assert [r.status for r in standin.requests] == [200, 200]
+
+
+def test_paginated_list_revalidates_every_page(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    for i in range(150):
+        standin.add_issue(REPO, f"task {i}", ["ready"])
+    first = client.list_ready_issues(REPO, "ready")
+
+    assert client.list_ready_issues(REPO, "ready") == first
+    assert [r.status for r in standin.requests] == [200, 200, 304, 304]
+
+
+def test_unknown_repository_is_not_found(client: GitHubClient) -> None:
+    with pytest.raises(NotFound):
+        client.list_ready_issues("octo/nothing-here", "ready")
+
+
+# -- writes -----------------------------------------------------------------------------
+
+
+def test_update_issue_patches_only_the_given_fields(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    number = standin.add_issue(REPO, "task", ["ready", "p1"], assignees=["ada"])
+
+    issue = client.update_issue(REPO, number, labels=["in-progress", "p1"])
+
+    assert issue.labels == ("in-progress", "p1")
+    assert issue.assignees == ("ada",)
+    [log] = standin.requests
+    assert (log.method, log.body) == ("PATCH", {"labels": ["in-progress", "p1"]})
+    assert standin.issue(REPO, number).labels == ["in-progress", "p1"]
+
+
+def test_update_issue_closes_and_assigns(standin: GitHubStandIn, client: GitHubClient) -> None:
+    number = standin.add_issue(REPO, "task", ["ready"])
+
+    client.update_issue(REPO, number, state="closed", assignees=["agent[bot]"])
+
+    stored = standin.issue(REPO, number)
+    assert (stored.state, stored.assignees) == ("closed", ["agent[bot]"])
+    assert standin.requests[-1].body == {"state": "closed", "assignees": ["agent[bot]"]}
+
+
+def test_update_issue_without_fields_only_reads(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    number = standin.add_issue(REPO, "task", ["ready"])
+
+    issue = client.update_issue(REPO, number)
+
+    assert issue.labels == ("ready",)
+    assert [r.method for r in standin.requests] == ["GET"]
+
+
+def test_update_missing_issue_is_not_found(client: GitHubClient) -> None:
+    with pytest.raises(NotFound):
+        client.update_issue(REPO, 999, labels=["x"])
+
+
+def test_invalid_update_is_a_github_error(standin: GitHubStandIn, client: GitHubClient) -> None:
+    number = standin.add_issue(REPO, "task")
+
+    with pytest.raises(GitHubError) as caught:
+        client.update_issue(REPO, number, state="finished")
+
+    assert caught.value.status == 422
+    assert len(standin.requests) == 1  # a 4xx is not retried
+
+
+def test_comment(standin: GitHubStandIn, client: GitHubClient) -> None:
+    number = standin.add_issue(REPO, "task", ["ready"])
+
+    client.comment(REPO, number, "Picked up by run r-1")
+
+    assert standin.comments(REPO, number) == ["Picked up by run r-1"]
+    assert standin.requests[-1].status == 201
+
+
+def test_dispatch_workflow(standin: GitHubStandIn, client: GitHubClient) -> None:
+    client.dispatch_workflow(REPO, "agent.yml", "main", {"issue_number": "7", "run_id": "r-1"})
+
+    [dispatch] = standin.dispatches(REPO)
+    assert dispatch.workflow == "agent.yml"
+    assert dispatch.ref == "main"
+    assert dispatch.inputs == {"issue_number": "7", "run_id": "r-1"}
+    assert standin.requests[-1].status == 204
+
+
+# -- pull requests ----------------------------------------------------------------------
+
+
+def test_get_pull(standin: GitHubStandIn, client: GitHubClient) -> None:
+    number, sha = standin.open_pull(REPO, "valine/r-1/3", "Fixes #3")
+
+    pull = client.get_pull(REPO, number)
+
+    assert (pull.number, pull.head_sha, pull.head_ref) == (number, sha, "valine/r-1/3")
+    assert (pull.state, pull.merged, pull.body) == ("open", False, "Fixes #3")
+    assert pull.url.endswith(f"/pull/{number}")
+
+
+def test_get_missing_pull_is_not_found(standin: GitHubStandIn, client: GitHubClient) -> None:
+    issue = standin.add_issue(REPO, "an issue, not a pull request")
+
+    with pytest.raises(NotFound):
+        client.get_pull(REPO, issue)
+
+
+def test_merge_closes_the_linked_issue(standin: GitHubStandIn, client: GitHubClient) -> None:
+    issue = standin.add_issue(REPO, "task", ["in-progress"])
+    number, sha = standin.open_pull(REPO, "fix", f"This fixes #{issue}.")
+
+    result = client.merge_pull(REPO, number, sha, "squash")
+
+    pull = standin.pull(REPO, number)
+    assert pull.merged and result.sha == pull.merge_commit_sha
+    assert standin.issue(REPO, issue).state == "closed"
+    assert standin.requests[-1].body == {"sha": sha, "merge_method": "squash"}
+    assert client.get_pull(REPO, number).merged
+
+
+def test_merge_after_a_push_is_head_moved(standin: GitHubStandIn, client: GitHubClient) -> None:
+    number, tested = standin.open_pull(REPO, "fix")
+    standin.push(REPO, number)
+
+    with pytest.raises(HeadMoved) as caught:
+        client.merge_pull(REPO, number, tested, "merge")
+
+    assert caught.value.status == 409
+    assert not standin.pull(REPO, number).merged
+
+
+def test_merge_queue_is_required(standin: GitHubStandIn, client: GitHubClient) -> None:
+    number, sha = standin.open_pull(REPO, "fix")
+    standin.require_merge_queue(REPO)
+
+    with pytest.raises(MergeQueueRequired) as caught:
+        client.merge_pull(REPO, number, sha, "merge")
+
+    assert caught.value.status == 405
+
+
+def test_closed_pull_is_not_mergeable(standin: GitHubStandIn, client: GitHubClient) -> None:
+    number, sha = standin.open_pull(REPO, "fix")
+    standin.close_pull(REPO, number)
+
+    with pytest.raises(NotMergeable) as caught:
+        client.merge_pull(REPO, number, sha, "merge")
+
+    assert caught.value.status == 405
+    assert not isinstance(caught.value, MergeQueueRequired)
+
+
+def test_invalid_merge_method_is_not_mergeable(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    number, sha = standin.open_pull(REPO, "fix")
+
+    with pytest.raises(NotMergeable) as caught:
+        client.merge_pull(REPO, number, sha, "octopus")
+
+    assert caught.value.status == 422
+    assert len(standin.requests) == 1
+
+
+def test_merging_again_at_the_same_sha_returns_the_merge(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    number, sha = standin.open_pull(REPO, "fix")
+    first = client.merge_pull(REPO, number, sha, "merge")
+
+    again = client.merge_pull(REPO, number, sha, "merge")
+
+    assert again == first
+    assert [r.status for r in standin.requests[-2:]] == [405, 200]  # refused, then read
+
+
+def test_merge_of_missing_pull_is_not_found(client: GitHubClient) -> None:
+    with pytest.raises(NotFound):
+        client.merge_pull(REPO, 404, "0" * 40, "merge")
+
+
+# -- retries and rate limits -------------------------------------------------------------
+
+
+def test_retries_server_errors_with_backoff(
+    standin: GitHubStandIn, client: GitHubClient, sleeps: list[float]
+) -> None:
+    number = standin.add_issue(REPO, "task", ["ready"])
+    standin.fail_next(2, 502)
+
+    [issue] = client.list_ready_issues(REPO, "ready")
+
+    assert issue.number == number
+    assert [r.status for r in standin.requests] == [502, 502, 200]
+    assert client.request_count == 3
+    assert sleeps == [0.375, 0.75]  # 0.5 s then 1 s, halved-plus-jitter (jitter fixed 0.5)
+
+
+def test_gives_up_after_persistent_server_errors(
+    standin: GitHubStandIn, client: GitHubClient, sleeps: list[float]
+) -> None:
+    standin.fail_next(10, 503)
+
+    with pytest.raises(GitHubUnavailable, match="503"):
+        client.get_pull(REPO, 1)
+
+    assert client.request_count == 4
+    assert len(sleeps) == 3
+
+
+def test_total_backoff_is_bounded(
+    standin: GitHubStandIn, make_client: ClientFactory, sleeps: list[float]
+) -> None:
+    client = make_client(TokenAuth(standin.token), standin.url, max_retry_wait=1.0)
+    standin.fail_next(10, 500)
+
+    with pytest.raises(GitHubUnavailable):
+        client.get_pull(REPO, 1)
+
+    assert sum(sleeps) <= 1.0
+    assert client.request_count == 2
+
+
+def test_server_down_is_unavailable(make_client: ClientFactory, sleeps: list[float]) -> None:
+    client = make_client(TokenAuth("t"), f"http://127.0.0.1:{free_port()}")
+
+    with pytest.raises(GitHubUnavailable, match="ConnectError"):
+        client.list_ready_issues(REPO, "ready")
+
+    assert client.request_count == 4
+    assert len(sleeps) == 3
+
+
+def test_secondary_rate_limit_waits_retry_after(
+    standin: GitHubStandIn, client: GitHubClient, sleeps: list[float]
+) -> None:
+    number = standin.add_issue(REPO, "task")
+    standin.rate_limit_next(retry_after=7)
+
+    client.comment(REPO, number, "hello")
+
+    assert sleeps == [7.0]
+    assert [r.status for r in standin.requests] == [403, 201]
+    assert standin.comments(REPO, number) == ["hello"]
+
+
+def test_primary_rate_limit_waits_until_reset(make_client: ClientFactory) -> None:
+    now = 1_900_000_000.0
+    waits: list[float] = []
+    with GitHubStandIn(clock=lambda: now) as standin:
+        standin.add_repo(REPO)
+        client = make_client(
+            TokenAuth(standin.token), standin.url, clock=lambda: now, sleep=waits.append
+        )
+        standin.primary_rate_limit_next(reset_in=20)
+
+        assert client.list_ready_issues(REPO, "ready") == ()
+
+    assert waits == [21.0]  # until x-ratelimit-reset, plus a second of margin
+
+
+def test_rate_limit_beyond_the_cap_fails_at_once(
+    standin: GitHubStandIn, client: GitHubClient, sleeps: list[float]
+) -> None:
+    standin.primary_rate_limit_next(reset_in=3600)
+
+    with pytest.raises(GitHubUnavailable, match="resets at"):
+        client.list_ready_issues(REPO, "ready")
+
+    assert sleeps == []
+    assert client.request_count == 1
+
+
+def test_bad_token_is_a_github_error(standin: GitHubStandIn, make_client: ClientFactory) -> None:
+    client = make_client(TokenAuth("not-the-token"), standin.url)
+
+    with pytest.raises(GitHubError) as caught:
+        client.list_ready_issues(REPO, "ready")
+
+    assert caught.value.status == 401
+    assert client.request_count == 1
+
+
+def test_no_http_library_exception_escapes(make_client: ClientFactory) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/pulls/1"):
+            raise httpx.ReadTimeout("slow", request=request)
+        if request.url.path.endswith("/pulls/2"):
+            return httpx.Response(200, content=b"{not json", headers=_json_type())
+        return httpx.Response(418, json={"message": "I'm a teapot"})
+
+    client = make_client(
+        TokenAuth("t"), "https://api.example", transport=httpx.MockTransport(handler)
+    )
+
+    with pytest.raises(GitHubUnavailable, match="ReadTimeout"):
+        client.get_pull(REPO, 1)
+    with pytest.raises(GitHubError):
+        client.get_pull(REPO, 2)
+    with pytest.raises(GitHubError) as caught:
+        client.get_pull(REPO, 3)
+    assert caught.value.status == 418
+
+
+def test_pagination_never_leaves_the_api_host(make_client: ClientFactory) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        link = '<https://elsewhere.example/steal?page=2>; rel="next"'
+        return httpx.Response(200, json=[], headers={"link": link, **_json_type()})
+
+    client = make_client(
+        TokenAuth("t"), "https://api.example", transport=httpx.MockTransport(handler)
+    )
+
+    with pytest.raises(GitHubError, match="elsewhere"):
+        client.list_ready_issues(REPO, "ready")
+    assert all(url.startswith("https://api.example/") for url in seen)
+
+
+def _json_type() -> dict[str, str]:
+    return {"content-type": "application/json; charset=utf-8"}
+
+
+# -- concurrency ------------------------------------------------------------------------
+
+
+def test_request_count_is_exact_across_threads(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    number, _ = standin.open_pull(REPO, "fix")
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                client.get_pull(REPO, number)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert client.request_count == 40 == len(standin.requests)
+
+
+# -- GitHub App authentication -----------------------------------------------------------
+
+
+def test_app_token_is_bought_once_and_cached(
+    app_keys: tuple[str, str], make_client: ClientFactory
+) -> None:
+    private, public = app_keys
+    with GitHubStandIn(app_id="4242", app_public_key_pem=public, installation_id=77) as standin:
+        number = standin.add_issue(REPO, "task", ["ready"])
+        client = make_client(AppAuth("4242", private), standin.url)
+
+        client.list_ready_issues(REPO, "ready")
+        client.comment(REPO, number, "one")
+        client.update_issue(REPO, number, labels=["in-progress"])
+
+        paths = [(r.method, r.path, r.auth_scheme) for r in standin.requests]
+
+    assert paths[:2] == [
+        ("GET", f"/repos/{REPO}/installation", "bearer"),
+        ("POST", "/app/installations/77/access_tokens", "bearer"),
+    ]
+    assert [scheme for _, _, scheme in paths[2:]] == ["token"] * 3
+    assert client.request_count == 5
+
+
+def test_app_token_is_shared_by_concurrent_threads(
+    app_keys: tuple[str, str], make_client: ClientFactory
+) -> None:
+    private, public = app_keys
+    with GitHubStandIn(app_public_key_pem=public) as standin:
+        number, _ = standin.open_pull(REPO, "fix")
+        client = make_client(AppAuth("1", private, installation_id="1"), standin.url)
+        threads = [threading.Thread(target=client.get_pull, args=(REPO, number)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        token_requests = [r for r in standin.requests if r.path.endswith("/access_tokens")]
+
+    assert len(token_requests) == 1
+    assert client.request_count == 7
+
+
+def test_app_token_is_refreshed_near_expiry(
+    app_keys: tuple[str, str], make_client: ClientFactory
+) -> None:
+    private, public = app_keys
+    now = [time.time()]
+    with GitHubStandIn(app_public_key_pem=public, token_ttl=3600) as standin:
+        number, _ = standin.open_pull(REPO, "fix")
+        client = make_client(AppAuth("1", private, "1"), standin.url, clock=lambda: now[0])
+        client.get_pull(REPO, number)
+        now[0] += 3600 - 6 * 60  # six minutes before expiry: still good
+        client.get_pull(REPO, number)
+        now[0] += 2 * 60  # four minutes before expiry: buy a new one
+        client.get_pull(REPO, number)
+        token_requests = [r for r in standin.requests if r.path.endswith("/access_tokens")]
+        tokens = [r.response["token"] for r in token_requests]
+
+    assert len(tokens) == 2
+    assert tokens[0] != tokens[1]
+    assert client.request_count == 5
+
+
+def test_revoked_app_token_is_replaced_once(
+    app_keys: tuple[str, str], make_client: ClientFactory
+) -> None:
+    private, public = app_keys
+    standin_now = [time.time()]
+    with GitHubStandIn(app_public_key_pem=public, clock=lambda: standin_now[0]) as standin:
+        number, _ = standin.open_pull(REPO, "fix")
+        client = make_client(AppAuth("1", private, "1"), standin.url)
+        client.get_pull(REPO, number)
+        standin_now[0] += 7200  # GitHub now considers the cached token expired
+
+        assert client.get_pull(REPO, number).number == number
+        statuses = [(r.path.rsplit("/", 1)[-1], r.status) for r in standin.requests]
+
+    assert statuses[2:] == [(str(number), 401), ("access_tokens", 201), (str(number), 200)]
+
+
+def test_app_jwt_signed_with_another_key_is_refused(
+    app_keys: tuple[str, str], make_client: ClientFactory
+) -> None:
+    _, public = app_keys
+    other_private, _ = _rsa_pem()
+    with GitHubStandIn(app_public_key_pem=public) as standin:
+        standin.add_repo(REPO)
+        client = make_client(AppAuth("1", other_private, "1"), standin.url)
+
+        with pytest.raises(GitHubError) as caught:
+            client.list_ready_issues(REPO, "ready")
+
+    assert caught.value.status == 401
+
+
+def test_malformed_app_key_is_a_configuration_error(
+    standin: GitHubStandIn, make_client: ClientFactory
+) -> None:
+    client = make_client(AppAuth("1", "not a pem", "1"), standin.url)
+
+    with pytest.raises(ConfigurationError, match="GITHUB_APP_PRIVATE_KEY"):
+        client.list_ready_issues(REPO, "ready")
+
+
+def test_tokens_never_reach_the_logs(
+    app_keys: tuple[str, str],
+    make_client: ClientFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    private, public = app_keys
+    caplog.set_level(logging.DEBUG)
+    with GitHubStandIn(app_public_key_pem=public) as standin:
+        number = standin.add_issue(REPO, "task", ["ready"])
+        pat_client = make_client(TokenAuth(standin.token), standin.url)
+        app_client = make_client(AppAuth("1", private), standin.url)
+        for client in (pat_client, app_client):
+            standin.fail_next(1, 502)
+            client.list_ready_issues(REPO, "ready")
+            client.comment(REPO, number, "hi")
+            with pytest.raises(NotFound):
+                client.get_pull(REPO, 999)
+        secrets = [standin.token] + [
+            r.response["token"] for r in standin.requests if r.path.endswith("/access_tokens")
+        ]
+
+    assert len(secrets) == 2
+    assert "github GET /repos/octo/widgets/issues -> 200" in caplog.text
+    for secret in secrets:
+        assert secret not in caplog.text
+    assert "bearer" not in caplog.text.lower()
+    assert private not in caplog.text
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+def test_client_from_settings_uses_the_token_and_api_url(standin: GitHubStandIn) -> None:
+    standin.add_issue(REPO, "task", ["ready"])
+    settings = Settings(github_token=standin.token, github_api_url=standin.url)
+
+    with client_from_settings(settings) as client:
+        assert len(client.list_ready_issues(REPO, "ready")) == 1
+
+
+def test_client_from_settings_prefers_a_complete_app(app_keys: tuple[str, str]) -> None:
+    private, public = app_keys
+    with GitHubStandIn(app_public_key_pem=public) as standin:
+        standin.add_repo(REPO)
+        settings = Settings(
+            github_token="ignored",
+            github_app_id="1",
+            github_app_private_key=private.replace("\n", "\\n"),  # as a one-line .env value
+            github_app_installation_id="1",
+            github_api_url=standin.url,
+        )
+        with client_from_settings(settings) as client:
+            client.list_ready_issues(REPO, "ready")
+        schemes = [r.auth_scheme for r in standin.requests]
+
+    assert schemes == ["bearer", "token"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        (Settings(), "GITHUB_TOKEN"),
+        (Settings(github_app_id="1"), "GITHUB_APP_PRIVATE_KEY"),
+        (Settings(github_app_private_key="pem"), "GITHUB_APP_ID"),
+    ],
+)
+def test_client_from_settings_names_the_missing_setting(settings: Settings, named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        client_from_settings(settings)
+
+
+# -- the stand-in itself -------------------------------------------------------------------
+
+
+def test_standin_requires_authentication(standin: GitHubStandIn) -> None:
+    response = httpx.get(f"{standin.url}/repos/{REPO}/issues")
+
+    assert response.status_code == 401
+    assert response.json()["message"] == "Requires authentication"
+    for header in ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"):
+        assert response.headers[header].isdigit()
+    assert response.headers["x-ratelimit-resource"] == "core"
+    assert response.headers["x-github-request-id"]
+
+
+def test_standin_label_filter_means_every_label(standin: GitHubStandIn) -> None:
+    both = standin.add_issue(REPO, "both", ["ready", "p1"])
+    standin.add_issue(REPO, "one", ["ready"])
+    headers = {"authorization": f"token {standin.token}"}
+
+    response = httpx.get(
+        f"{standin.url}/repos/{REPO}/issues", params={"labels": "ready,p1"}, headers=headers
+    )
+
+    assert [item["number"] for item in response.json()] == [both]
+
+
+def test_standin_dispatch_needs_ref_and_inputs(standin: GitHubStandIn) -> None:
+    url = f"{standin.url}/repos/{REPO}/actions/workflows/agent.yml/dispatches"
+    headers = {"authorization": f"token {standin.token}"}
+
+    assert httpx.post(url, json={"inputs": {}}, headers=headers).status_code == 422
+    assert httpx.post(url, json={"ref": "main"}, headers=headers).status_code == 422
+    assert standin.dispatches(REPO) == []
+
+
+def test_standin_merge_closes_issues_named_by_closing_keywords(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    one, two, three, four = (standin.add_issue(REPO, f"issue {i}") for i in range(4))
+    body = f"Closes: #{one}, fixes #{two} and Resolved #{three}; refs #{four}"
+    number, sha = standin.open_pull(REPO, "fix", body)
+
+    client.merge_pull(REPO, number, sha, "rebase")
+
+    states = [standin.issue(REPO, n).state for n in (one, two, three, four)]
+    assert states == ["closed", "closed", "closed", "open"]
+
+
+def test_standin_stop_ends_pooled_connections(standin: GitHubStandIn, client: GitHubClient) -> None:
+    number, _ = standin.open_pull(REPO, "fix")
+    client.get_pull(REPO, number)  # leaves a keep-alive connection in the pool
+
+    standin.stop()
+
+    with pytest.raises(GitHubUnavailable):
+        client.get_pull(REPO, number)

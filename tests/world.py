@@ -1,0 +1,227 @@
+"""A whole world for end-to-end tests: GitHub and Discord stand-ins and ``valine serve``.
+
+The service runs as its own process, pointed at the stand-ins by ``GITHUB_API_URL`` and
+``DISCORD_API_URL``, and the tests talk to it only with signed HTTP requests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nacl.signing import SigningKey
+
+from helpers import (
+    WEBHOOK_SECRET,
+    Service,
+    check_suite_event,
+    discord_headers,
+    github_headers,
+    interaction,
+    pr_event,
+    start_service,
+    stop_service,
+)
+from valine.testing.discord_standin import DiscordStandIn
+from valine.testing.github_standin import GitHubStandIn
+
+REPO = "octo/widgets"
+_T = TypeVar("_T")
+
+DEFAULT_CONFIG = """
+[executor]
+kind = "workflow"
+workflow = "agent.yml"
+ref = "main"
+
+[merge]
+method = "squash"
+"""
+
+
+def wait_for(what: str, probe: Callable[[], _T | None], timeout: float = 20.0) -> _T:
+    """Poll ``probe`` until it returns something truthy (bounded by ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class World:
+    """The stand-ins, the service and helpers to act as Discord users and as GitHub."""
+
+    github: GitHubStandIn
+    discord: DiscordStandIn
+    service: Service
+    key: SigningKey
+    examples: dict[str, list[dict[str, Any]]]
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    # -- Discord users ----------------------------------------------------------------
+
+    def command(self, name: str, user: str = "42", **options: str) -> dict[str, Any]:
+        """Send a signed slash command; returns Discord's view of the answer."""
+        body = interaction(name=name, **options)
+        document = json.loads(body)
+        document["member"]["user"]["id"] = user
+        body = json.dumps(document).encode()
+        self.tokens[name] = document["token"]
+        status, answer = self.service.request(
+            "POST", "/discord", body, discord_headers(self.key, body)
+        )
+        assert status == 200, answer
+        result: dict[str, Any] = json.loads(answer)
+        return result
+
+    def press(self, custom_id: str, user: str = "42") -> dict[str, Any]:
+        """Press a button (a signed MESSAGE_COMPONENT interaction)."""
+        document = json.loads(interaction(kind=3))
+        document["data"] = {"custom_id": custom_id, "component_type": 2}
+        document["member"]["user"]["id"] = user
+        body = json.dumps(document).encode()
+        status, answer = self.service.request(
+            "POST", "/discord", body, discord_headers(self.key, body)
+        )
+        assert status == 200, answer
+        result: dict[str, Any] = json.loads(answer)
+        return result
+
+    def plan(self) -> str:
+        """``/plan``, then wait for the deferred answer to become the plan; its run id."""
+        assert self.command("plan") == {"type": 5}
+        token = self.tokens["plan"]
+        message = wait_for("the plan message", lambda: _titled(self.discord.original(token)))
+        match = re.search(r"Run (r\d{8}-\w+)", message["embeds"][0]["title"])
+        assert match, message
+        return match.group(1)
+
+    def status(self, run_id: str) -> str:
+        """The run's state as ``/status run_id`` reports it."""
+        answer = self.command("status", run_id=run_id)
+        title = answer["data"]["embeds"][0]["title"]
+        return str(title.rsplit("·", 1)[1].strip().replace(" ", "_"))
+
+    def wait_state(self, run_id: str, state: str, timeout: float = 20.0) -> None:
+        """Poll ``/status`` until the run is in ``state``."""
+        wait_for(f"run {run_id} to be {state}", lambda: self.status(run_id) == state, timeout)
+
+    # -- GitHub, as people and CI ------------------------------------------------------
+
+    def deliver(self, event: str, payload: dict[str, Any], delivery: str | None = None) -> int:
+        """POST a signed webhook delivery; returns the HTTP status."""
+        body = json.dumps(payload).encode()
+        headers = github_headers(body, event, delivery or str(uuid.uuid4()))
+        return self.service.request("POST", "/github/webhook", body, headers)[0]
+
+    def open_pr(self, run_id: str, issue: int, *, link: str = "keyword") -> tuple[int, str]:
+        """Open a PR for ``issue`` on the stand-in and deliver ``pull_request.opened``."""
+        body = f"Fixes #{issue}" if link == "keyword" else "An unrelated change"
+        ref = f"valine/{run_id}/{issue}" if link == "branch" else f"fix-{issue}"
+        number, sha = self.github.open_pull(REPO, ref, body)
+        assert (
+            self.deliver(
+                "pull_request",
+                pr_event(
+                    self.examples,
+                    "opened",
+                    repo=REPO,
+                    number=number,
+                    body=body,
+                    head_ref=ref,
+                    head_sha=sha,
+                ),
+            )
+            == 202
+        )
+        return number, sha
+
+    def checks(self, pr: int, sha: str, conclusion: str) -> None:
+        """Deliver a completed check suite for ``sha`` of PR ``pr``."""
+        assert (
+            self.deliver(
+                "check_suite",
+                check_suite_event(
+                    self.examples,
+                    "completed",
+                    repo=REPO,
+                    head_sha=sha,
+                    conclusion=conclusion,
+                    pulls=[pr],
+                ),
+            )
+            == 202
+        )
+
+    def push(self, pr: int) -> str:
+        """Push to PR ``pr`` on the stand-in and deliver ``pull_request.synchronize``."""
+        sha = self.github.push(REPO, pr)
+        assert (
+            self.deliver(
+                "pull_request",
+                pr_event(self.examples, "synchronize", repo=REPO, number=pr, head_sha=sha),
+            )
+            == 202
+        )
+        return sha
+
+    def github_requests(self) -> int:
+        """How many API requests the service has sent to GitHub so far."""
+        return len(self.github.requests)
+
+
+def _titled(message: dict[str, Any] | None) -> dict[str, Any] | None:
+    if message and message.get("embeds") and "Run r" in message["embeds"][0].get("title", ""):
+        return message
+    return None
+
+
+def start_world(
+    workdir: Path,
+    key: SigningKey,
+    examples: dict[str, list[dict[str, Any]]],
+    config: str = DEFAULT_CONFIG,
+) -> World:
+    """Start both stand-ins and ``valine serve`` wired to them."""
+    github = GitHubStandIn().start()
+    github.add_repo(REPO)
+    discord = DiscordStandIn().start()
+    (workdir / "valine.toml").write_text(config)
+    try:
+        service = start_service(
+            workdir,
+            {
+                "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
+                "DISCORD_APPLICATION_ID": discord.application_id,
+                "DISCORD_BOT_TOKEN": discord.bot_token,
+                "DISCORD_API_URL": discord.url,
+                "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "GITHUB_TOKEN": github.token,
+                "GITHUB_REPOSITORY": REPO,
+                "GITHUB_API_URL": github.url,
+                "VALINE_NOTIFY_WINDOW": "0.2",
+            },
+        )
+    except BaseException:
+        github.stop()
+        discord.stop()
+        raise
+    return World(github, discord, service, key, examples)
+
+
+def stop_world(world: World) -> None:
+    """Stop the service and both stand-ins."""
+    try:
+        stop_service(world.service)
+    finally:
+        world.github.stop()
+        world.discord.stop()
