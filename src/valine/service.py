@@ -24,7 +24,7 @@ from typing import Any
 
 from valine.core import render, tracking
 from valine.core.commands import Command
-from valine.core.errors import ActiveRunExists, NotFound, RunConflict
+from valine.core.errors import ActiveRunExists, GitHubUnavailable, NotFound, RunConflict
 from valine.core.models import Run, Task, apply_run_event, apply_task_event, new_run_id
 from valine.core.planner import plan_tasks
 from valine.core.policy import Policy
@@ -372,21 +372,25 @@ class Orchestrator:
         if not tasks:
             return None
         now = self.clock.now()
-        run = Run(
-            run_id=new_run_id(now, self._entropy()),
-            repo=self.repo,
-            created_at=now,
-            updated_at=now,
-            tasks=tasks,
-            created_by=actor,
-            discord=discord_ref,
-        )
-        try:
-            created = self.store.create_run(run)
-        except ActiveRunExists:
-            return self.store.active_run(self.repo)
-        log.info("planned run %s with %d task(s)", created.run_id, len(tasks))
-        return created
+        for _ in range(3):  # a run id has 6 random characters a day: a clash is rare
+            run = Run(
+                run_id=new_run_id(now, self._entropy()),
+                repo=self.repo,
+                created_at=now,
+                updated_at=now,
+                tasks=tasks,
+                created_by=actor,
+                discord=discord_ref,
+            )
+            try:
+                created = self.store.create_run(run)
+            except ActiveRunExists:
+                return self.store.active_run(self.repo)
+            except RunConflict:
+                continue
+            log.info("planned run %s with %d task(s)", created.run_id, len(tasks))
+            return created
+        raise RunConflict("could not find a free run id in 3 tries")
 
     def _edit_original(self, ref: Mapping[str, str], message: dict[str, Any]) -> None:
         self.discord.edit_original(ref["application_id"], ref["token"], message)
@@ -449,28 +453,70 @@ class Orchestrator:
             self._mark_step(run.run_id, task.issue_number, step, event=TaskEvent.DISPATCH)
 
     def _dispatch_workflow_once(self, run_id: str, number: int) -> None:
-        claim = f"dispatch-claimed:{self.clock.now()}"
+        """Send the workflow dispatch at most once, even if this job runs twice.
+
+        The attempt first *claims* the dispatch in a conditional write; only the winner
+        sends. If GitHub's answer is lost (timeout, 5xx) the dispatch may or may not have
+        happened: it is not sent again, and the task says so.
+        """
+        now = self.clock.now()
+        claim = f"{CLAIM}{now}"
 
         def claim_it(run: Run) -> Run | None:
             task = run.task(number)
-            if any(s.startswith("dispatch-claimed:") for s in task.steps_done):
+            if any(s.startswith(CLAIM) or s == "dispatched" for s in task.steps_done):
                 return None
             return _with_task(run, replace(task, steps_done=(*task.steps_done, claim)))
 
-        saved = self._update(run_id, claim_it)
-        if saved is None or claim not in saved.task(number).steps_done:
-            log.warning(
-                "dispatch of #%d already claimed by another attempt; not sending again", number
-            )
+        if self._update(run_id, claim_it) is None:
+            self._resolve_earlier_claim(run_id, number, now)
             return
         executor = self.policy.executor
-        self.github.dispatch_workflow(
-            self.repo,
-            str(executor.workflow),
-            executor.ref,
-            {"issue_number": str(number), "run_id": run_id},
-        )
+        try:
+            self.github.dispatch_workflow(
+                self.repo,
+                str(executor.workflow),
+                executor.ref,
+                {"issue_number": str(number), "run_id": run_id},
+            )
+        except GitHubUnavailable as exc:
+            if exc.request_sent:
+                self._mark_step(
+                    run_id,
+                    number,
+                    "dispatched",
+                    event=TaskEvent.DISPATCH,
+                    reason=_UNCONFIRMED.format(error=exc),
+                )
+                return
+            self._update(
+                run_id,
+                lambda r: _with_task(
+                    r,
+                    replace(
+                        r.task(number),
+                        steps_done=tuple(s for s in r.task(number).steps_done if s != claim),
+                    ),
+                ),
+            )
+            raise  # nothing reached GitHub: the job is retried and claims again
         self._mark_step(run_id, number, "dispatched", event=TaskEvent.DISPATCH)
+
+    def _resolve_earlier_claim(self, run_id: str, number: int, now: float) -> None:
+        task = self.store.get_run(run_id).task(number)
+        if "dispatched" in task.steps_done:
+            return
+        claimed_at = max(float(s[len(CLAIM) :]) for s in task.steps_done if s.startswith(CLAIM))
+        if now - claimed_at < CLAIM_TIMEOUT:
+            raise DispatchInProgress(f"#{number}: another attempt is dispatching; retry later")
+        log.warning("dispatch of #%d was claimed at %s and never confirmed", number, claimed_at)
+        self._mark_step(
+            run_id,
+            number,
+            "dispatched",
+            event=TaskEvent.DISPATCH,
+            reason=_UNCONFIRMED.format(error="an earlier attempt stopped mid-way"),
+        )
 
     def _mark_step(
         self, run_id: str, number: int, step: str, event: TaskEvent | None = None, **fields: Any
@@ -766,6 +812,20 @@ class Orchestrator:
             except RunConflict:
                 continue
         raise RunConflict(f"run {run_id} kept changing; gave up after {SAVE_ATTEMPTS} tries")
+
+
+class DispatchInProgress(Exception):
+    """Another attempt holds a fresh claim on a dispatch: try again later."""
+
+
+#: Prefix of the step that claims a workflow dispatch (followed by the claim's time).
+CLAIM = "dispatch-claimed:"
+#: After this many seconds a claim whose attempt never confirmed is considered dead.
+CLAIM_TIMEOUT = 120.0
+_UNCONFIRMED = (
+    "GitHub did not confirm the workflow dispatch ({error}); it was not sent "
+    "again. If no workflow run started for this issue, start one by hand."
+)
 
 
 def _with_task(run: Run, task: Task) -> Run:

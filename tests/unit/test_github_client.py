@@ -771,3 +771,27 @@ def test_standin_stop_ends_pooled_connections(standin: GitHubStandIn, client: Gi
 
     with pytest.raises(GitHubUnavailable):
         client.get_pull(REPO, number)
+
+
+def test_a_workflow_dispatch_is_never_repeated_after_an_ambiguous_failure(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    standin.fail_next(1, 502)  # GitHub may have started the workflow before failing
+
+    with pytest.raises(GitHubUnavailable) as raised:
+        client.dispatch_workflow(REPO, "agent.yml", "main", {"issue_number": "1"})
+
+    assert raised.value.request_sent
+    assert [r.status for r in standin.requests] == [502]  # sent once, not retried
+    assert standin.dispatches(REPO) == []
+
+
+def test_a_dispatch_that_could_not_connect_says_nothing_was_sent(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client(TokenAuth("t"), f"http://127.0.0.1:{free_port()}")  # nobody there
+
+    with pytest.raises(GitHubUnavailable) as raised:
+        client.dispatch_workflow(REPO, "agent.yml", "main", {"issue_number": "1"})
+
+    assert not raised.value.request_sent

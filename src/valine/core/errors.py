@@ -43,7 +43,15 @@ class QueueUnavailable(ValineError):
 
 
 class GitHubUnavailable(ValineError):
-    """GitHub could not be reached or kept failing after retries."""
+    """GitHub could not be reached or kept failing after retries.
+
+    ``request_sent`` is False only when no attempt can have reached GitHub (the
+    connection was never made), so repeating a non-idempotent request is safe.
+    """
+
+    def __init__(self, message: str, request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
 
 
 class DiscordUnavailable(ValineError):

@@ -238,7 +238,9 @@ class GitHubClient:
         """Start a ``workflow_dispatch`` run of ``workflow`` (file name or id) on ``ref``."""
         url = f"{self._repo_url(repo)}/actions/workflows/{quote(str(workflow), safe='')}"
         payload = {"ref": ref, "inputs": {str(k): str(v) for k, v in inputs.items()}}
-        self._request("POST", f"{url}/dispatches", repo=repo, json=payload)
+        # A dispatch must not happen twice: only failures that cannot have reached GitHub
+        # are retried; a timeout or 5xx raises GitHubUnavailable(request_sent=True).
+        self._request("POST", f"{url}/dispatches", repo=repo, json=payload, retry_ambiguous=False)
 
     def get_pull(self, repo: str, number: int) -> PullRequest:
         """One pull request (``NotFound`` if there is none)."""
@@ -302,6 +304,7 @@ class GitHubClient:
         json: Any = None,
         conditional: bool = False,
         jwt: bool = False,
+        retry_ambiguous: bool = True,
     ) -> _Reply:
         """One logical request: credentials, conditional cache, retries, error mapping."""
         if not url.startswith(self._origin + "/"):
@@ -314,7 +317,7 @@ class GitHubClient:
             if cached is not None:
                 headers["if-none-match"] = cached[0]
             try:
-                reply, etag = self._send(method, url, headers, json)
+                reply, etag = self._send(method, url, headers, json, retry_ambiguous)
             except _Failure as failure:
                 if failure.status == 401 and token and not refreshed:
                     # An installation token revoked or expired early: buy a new one once.
@@ -329,13 +332,17 @@ class GitHubClient:
             return reply
 
     def _send(
-        self, method: str, url: str, headers: dict[str, str], json: Any
+        self, method: str, url: str, headers: dict[str, str], json: Any, retry_ambiguous: bool
     ) -> tuple[_Reply, str | None]:
-        """Send with retries; the reply and its ETag, or raise ``_Failure`` / unavailable."""
+        """Send with retries; the reply and its ETag, or raise ``_Failure`` / unavailable.
+
+        A failure that may have reached GitHub (a timeout after connecting, a 5xx) is
+        retried only if ``retry_ambiguous``; one that cannot have (no connection) always.
+        """
         path = urlsplit(url).path
-        backoff_waited = 0.0
-        limit_waited = 0.0
+        backoff_waited = limit_waited = 0.0
         attempt = 0
+        maybe_sent = False
         while True:
             attempt += 1
             last = attempt >= self._max_attempts
@@ -345,52 +352,65 @@ class GitHubClient:
                 self._count_request()
                 log.warning("github %s %s failed: %s", method, path, type(exc).__name__)
                 reason = f"{method} {path}: {type(exc).__name__}"
-                backoff_waited += self._backoff(attempt, last, backoff_waited, reason)
-                continue
+                sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
             except _HTTPX_ERRORS as exc:
                 self._count_request()
                 raise GitHubUnavailable(f"{method} {path}: {type(exc).__name__}") from None
-            self._count_request()
-            status = response.status_code
-            log.info(
-                "github %s %s -> %d",
-                method,
-                path,
-                status,
-                extra={"github_request_id": response.headers.get("x-github-request-id", "")},
-            )
-            if status == 304:
-                return _Reply(304, None, None), response.headers.get("etag")
-            try:
-                data, rate_limit, next_url = sansio.decipher_response(
-                    status, response.headers, response.content
-                )
-            except GidgetHubHTTPException as exc:
-                failure = _Failure(status, str(exc), response.headers)
-            except ValueError:  # undecodable body or a status http.HTTPStatus does not know
-                failure = _Failure(status, f"undecodable answer ({status})", response.headers)
             else:
-                if status in _OK:
-                    if rate_limit is not None:
-                        self._rate_limit = rate_limit
-                    return _Reply(status, data, next_url), response.headers.get("etag")
-                failure = _Failure(status, f"unexpected status {status}", response.headers)
-            wait = self._rate_limit_wait(failure)
-            if wait is not None:
-                limit_waited += self._wait_for_limit(wait, limit_waited, last, method, path)
-                continue
-            if status >= 500:
-                reason = f"{method} {path}: GitHub answered {status}"
-                backoff_waited += self._backoff(attempt, last, backoff_waited, reason)
-                continue
-            raise failure
+                self._count_request()
+                outcome = self._interpret(response, method, path)
+                if not isinstance(outcome, _Failure):
+                    return outcome
+                wait = self._rate_limit_wait(outcome)
+                if wait is not None:
+                    limit_waited += self._wait_for_limit(wait, limit_waited, last, method, path)
+                    continue
+                if outcome.status < 500:
+                    raise outcome
+                reason, sent = f"{method} {path}: GitHub answered {outcome.status}", True
+            maybe_sent = maybe_sent or sent
+            if sent and not retry_ambiguous:
+                raise GitHubUnavailable(f"{reason} (not retried: GitHub may have acted on it)")
+            backoff_waited += self._backoff(attempt, last, backoff_waited, reason, maybe_sent)
 
-    def _backoff(self, attempt: int, last: bool, waited: float, reason: str) -> float:
+    def _interpret(
+        self, response: httpx.Response, method: str, path: str
+    ) -> tuple[_Reply, str | None] | _Failure:
+        """A successful reply and its ETag, or the failure it reports."""
+        status = response.status_code
+        log.info(
+            "github %s %s -> %d",
+            method,
+            path,
+            status,
+            extra={"github_request_id": response.headers.get("x-github-request-id", "")},
+        )
+        if status == 304:
+            return _Reply(304, None, None), response.headers.get("etag")
+        try:
+            data, rate_limit, next_url = sansio.decipher_response(
+                status, response.headers, response.content
+            )
+        except GidgetHubHTTPException as exc:
+            return _Failure(status, str(exc), response.headers)
+        except ValueError:  # undecodable body or a status http.HTTPStatus does not know
+            return _Failure(status, f"undecodable answer ({status})", response.headers)
+        if status not in _OK:
+            return _Failure(status, f"unexpected status {status}", response.headers)
+        if rate_limit is not None:
+            self._rate_limit = rate_limit
+        return _Reply(status, data, next_url), response.headers.get("etag")
+
+    def _backoff(
+        self, attempt: int, last: bool, waited: float, reason: str, maybe_sent: bool
+    ) -> float:
         """Sleep before the next attempt (exponential, jittered), or give up."""
         delay = self._backoff_base * 2.0 ** (attempt - 1)
         delay = delay / 2 + self._jitter() * delay / 2
         if last or waited + delay > self._max_retry_wait:
-            raise GitHubUnavailable(f"{reason} (gave up after {attempt} attempts)")
+            raise GitHubUnavailable(
+                f"{reason} (gave up after {attempt} attempts)", request_sent=maybe_sent
+            )
         self._sleep(delay)
         return delay
 

@@ -1,0 +1,240 @@
+"""The use cases driven directly, over real adapters and the stand-ins (no HTTP server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from valine.core.errors import GitHubUnavailable
+from valine.core.models import Run
+from valine.core.policy import Executor, Policy
+from valine.core.states import RunState, TaskState
+from valine.discord.client import DiscordClient
+from valine.github.client import GitHubClient, TokenAuth
+from valine.queue.sqlite import SqliteJobQueue
+from valine.queue.worker import WorkerPool
+from valine.service import CLAIM, CLAIM_TIMEOUT, Actor, DispatchInProgress, Orchestrator
+from valine.store.db import Database
+from valine.store.sqlite import SqliteRunStore
+from valine.testing.discord_standin import DiscordStandIn
+from valine.testing.github_standin import GitHubStandIn
+
+REPO = "octo/widgets"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def now(self) -> float:
+        return self.t
+
+
+@dataclass
+class Harness:
+    orchestrator: Orchestrator
+    github: GitHubStandIn
+    discord: DiscordStandIn
+    client: Any
+    clock: FakeClock
+    pool: WorkerPool
+
+    def drain(self, limit: int = 200) -> None:
+        """Run every due job now (advancing the fake clock past notify delays)."""
+        for _ in range(limit):
+            if not self.pool.run_one():
+                self.clock.t += 5
+                if not self.pool.run_one():
+                    return
+
+    def run(self, run_id: str) -> Run:
+        return self.orchestrator.store.get_run(run_id)
+
+
+class FlakyDispatch:
+    """The real client, except that the next dispatch raises ``error``."""
+
+    def __init__(self, client: GitHubClient, error: Exception) -> None:
+        self._client = client
+        self.error: Exception | None = error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def dispatch_workflow(self, *args: Any) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        self._client.dispatch_workflow(*args)
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    github = GitHubStandIn().start()
+    discord = DiscordStandIn().start()
+    github.add_repo(REPO)
+    clock = FakeClock()
+    ids = (f"run{n:03d}" for n in range(1000))
+    db = Database(tmp_path / "valine.db")
+    queue = SqliteJobQueue(db, clock=clock.now, base_backoff=0.0)
+    client = GitHubClient(TokenAuth(github.token), api_url=github.url, sleep=lambda _: None)
+    holder: dict[str, Any] = {"github": client}
+    orchestrator = Orchestrator(
+        repo=REPO,
+        policy=Policy(executor=Executor(kind="workflow", workflow="agent.yml")),
+        store=SqliteRunStore(db),
+        queue=queue,
+        github=lambda: holder["github"],
+        discord=lambda: DiscordClient(discord.url, discord.application_id, discord.bot_token),
+        clock=clock,
+        entropy=lambda: next(ids),
+        notify_window=0,
+    )
+    pool = WorkerPool(
+        queue, orchestrator.job_handlers(), on_dead_letter=orchestrator.on_dead_letter
+    )
+    h = Harness(orchestrator, github, discord, holder, clock, pool)
+    try:
+        yield h
+    finally:
+        github.stop()
+        discord.stop()
+        db.close()
+
+
+INTERACTION = {
+    "id": "1",
+    "application_id": "1100000000000000000",
+    "token": "tok",
+    "channel_id": "3",
+    "user_id": "42",
+    "user_name": "ada",
+}
+
+
+def planned(h: Harness, issues: int = 1) -> str:
+    for i in range(issues):
+        h.github.add_issue(REPO, f"Task {i}", ["ready"])
+    interaction = {**INTERACTION, "id": str(len(h.github.requests) + h.clock.t)}
+    assert h.orchestrator.request_plan(interaction, Actor("42", "ada")) == {"type": 5}
+    h.drain()
+    run = h.orchestrator.store.active_run(REPO)
+    assert run is not None
+    return run.run_id
+
+
+def test_a_dispatch_job_that_runs_twice_dispatches_once(harness: Harness) -> None:
+    run_id = planned(harness)
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+    number = harness.run(run_id).tasks[0].issue_number
+    harness.orchestrator.run_dispatch_job({"run_id": run_id, "issue": number})
+    harness.orchestrator.run_dispatch_job({"run_id": run_id, "issue": number})
+    assert len(harness.github.dispatches(REPO)) == 1
+    assert len(harness.github.comments(REPO, number)) == 1
+
+
+def test_an_unconfirmed_dispatch_is_not_sent_again(harness: Harness) -> None:
+    run_id = planned(harness)
+    harness.github.fail_next(1, status=502)  # the first request of the dispatch job's PATCH
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()  # the PATCH is retried by the client; the dispatch goes through
+    assert len(harness.github.dispatches(REPO)) == 1
+
+    run_id2 = _fresh_run(harness)
+    harness.client["github"] = FlakyDispatch(
+        harness.client["github"], GitHubUnavailable("POST dispatches: 502", request_sent=True)
+    )
+    harness.orchestrator.approve(run_id2, Actor("42", "ada"))
+    harness.drain()
+    unconfirmed = [t for t in harness.run(run_id2).tasks if t.reason]
+    assert len(unconfirmed) == 1
+    assert unconfirmed[0].state is TaskState.DISPATCHED
+    assert "did not confirm the workflow dispatch" in str(unconfirmed[0].reason)
+    sent = [
+        d.inputs["issue_number"]
+        for d in harness.github.dispatches(REPO)
+        if d.inputs["run_id"] == run_id2
+    ]
+    assert str(unconfirmed[0].issue_number) not in sent  # not sent again
+    assert len(sent) == len(harness.run(run_id2).tasks) - 1
+
+
+def test_a_dispatch_that_never_left_is_retried(harness: Harness) -> None:
+    run_id = planned(harness)
+    harness.client["github"] = FlakyDispatch(
+        harness.client["github"], GitHubUnavailable("connect refused", request_sent=False)
+    )
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+    task = harness.run(run_id).tasks[0]
+    assert task.state is TaskState.DISPATCHED
+    assert task.reason is None
+    assert len(harness.github.dispatches(REPO)) == 1
+
+
+def test_a_fresh_claim_defers_and_a_stale_one_is_reported(harness: Harness) -> None:
+    run_id = planned(harness)
+    store = harness.orchestrator.store
+    run = store.get_run(run_id)
+    number = run.tasks[0].issue_number
+    claimed = replace(
+        run.tasks[0], steps_done=("labelled", "commented", f"{CLAIM}{harness.clock.t}")
+    )
+    run = store.save_run(replace(run, state=RunState.EXECUTING, tasks=(claimed,)))
+    with pytest.raises(DispatchInProgress):
+        harness.orchestrator.run_dispatch_job({"run_id": run_id, "issue": number})
+    harness.clock.t += CLAIM_TIMEOUT + 1
+    harness.orchestrator.run_dispatch_job({"run_id": run_id, "issue": number})
+    task = harness.run(run_id).tasks[0]
+    assert task.state is TaskState.DISPATCHED
+    assert "earlier attempt stopped" in str(task.reason)
+    assert harness.github.dispatches(REPO) == []
+
+
+def test_plan_against_a_missing_repository_says_so(harness: Harness) -> None:
+    harness.orchestrator.repo = "octo/missing"
+    harness.orchestrator.request_plan(INTERACTION, Actor("42", "ada"))
+    harness.drain()
+    original = harness.discord.original("tok")
+    assert original is not None
+    assert "Could not read the issues of `octo/missing`" in original["content"]
+
+
+def test_plan_dead_letter_tells_the_user(harness: Harness) -> None:
+    harness.orchestrator.on_dead_letter("plan", {"interaction": INTERACTION}, "GitHub down")
+    original = harness.discord.original("tok")
+    assert original is not None
+    assert "Planning failed" in original["content"]
+
+
+def test_ship_job_run_twice_merges_once(harness: Harness) -> None:
+    run_id = planned(harness)
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+    store = harness.orchestrator.store
+    run = store.get_run(run_id)
+    number = run.tasks[0].issue_number
+    pr, sha = harness.github.open_pull(REPO, "fix", f"Fixes #{number}")
+    green = replace(
+        run.tasks[0], state=TaskState.CHECKS_PASSED, pr_number=pr, head_sha=sha, checks_sha=sha
+    )
+    store.save_run(replace(run, state=RunState.READY_TO_SHIP, tasks=(green,)))
+    harness.orchestrator.ship(run_id, Actor("42", "ada"))
+    harness.orchestrator.run_ship_job({"run_id": run_id})
+    harness.orchestrator.run_ship_job({"run_id": run_id})
+    merges = [r for r in harness.github.requests if r.path.endswith("/merge")]
+    assert len(merges) == 1
+    assert harness.run(run_id).state is RunState.SHIPPED
+
+
+def _fresh_run(h: Harness) -> str:
+    run = h.orchestrator.store.active_run(REPO)
+    assert run is not None
+    h.orchestrator.cancel(run.run_id, Actor("42", "ada"))
+    h.drain()
+    return planned(h)
