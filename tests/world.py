@@ -42,6 +42,18 @@ ref = "main"
 
 [merge]
 method = "squash"
+
+[permissions.plan]
+roles = ["7"]
+
+[permissions.approve]
+users = ["42", "43"]
+
+[permissions.ship]
+users = ["42"]
+
+[permissions.cancel]
+users = ["42"]
 """
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from valine.core import render, tracking
+from valine.core.authz import decide
 from valine.core.commands import Command
 from valine.core.errors import ActiveRunExists, GitHubUnavailable, NotFound, RunConflict
 from valine.core.models import Run, Task, apply_run_event, apply_task_event, new_run_id
@@ -90,6 +91,16 @@ class Actor:
 
     user_id: str
     name: str
+    roles: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, interaction: Mapping[str, Any]) -> Actor:
+        """The actor of an interaction's fields."""
+        return cls(
+            str(interaction["user_id"]),
+            str(interaction.get("user_name", "")),
+            tuple(str(r) for r in interaction.get("roles") or ()),
+        )
 
 
 class Orchestrator:
@@ -146,7 +157,7 @@ class Orchestrator:
 
     def answer_command(self, interaction: Mapping[str, Any], command: Command) -> dict[str, Any]:
         """Answer a schema-checked slash command within Discord's 3 seconds."""
-        actor = Actor(str(interaction["user_id"]), str(interaction.get("user_name", "")))
+        actor = Actor.of(interaction)
         run_id = str(command.options.get("run_id", "")).strip()
         if command.name == "plan":
             return self.request_plan(interaction, actor)
@@ -156,23 +167,88 @@ class Orchestrator:
             return {
                 "type": CHANNEL_MESSAGE,
                 "data": render.help_message(
-                    self.repo, self.policy.executor.kind, self.policy.labels.ready
+                    self.repo,
+                    self.policy.executor.kind,
+                    self.policy.labels.ready,
+                    self.policy.permissions,
                 ),
             }
         action = {"approve": self.approve, "ship": self.ship, "cancel": self.cancel}
         return action[command.name](run_id, actor)
 
     def press_button(self, interaction: Mapping[str, Any], custom_id: str) -> dict[str, Any]:
-        """Answer a button press (``action:run_id``) through the same use cases."""
+        """Answer a button press (``action:run_id``) through the same use cases.
+
+        Ship asks first: its button answers with an ephemeral confirmation, whose
+        Confirm button (``ship-confirm:run_id``) ships.
+        """
         action, _, run_id = custom_id.partition(":")
-        handlers = {"approve": self.approve, "ship": self.ship, "cancel": self.cancel}
+        handlers = {
+            "approve": self.approve,
+            "ship": self.confirm_ship,
+            "ship-confirm": self.ship,
+            "cancel": self.cancel,
+        }
         if action not in handlers or not run_id:
             return ephemeral("This button is not one of Valine's (or is from an old version).")
-        actor = Actor(str(interaction["user_id"]), str(interaction.get("user_name", "")))
-        return handlers[action](run_id, actor)
+        return handlers[action](run_id, Actor.of(interaction))
+
+    def _refusal(self, actor: Actor, action: str, run: Run | None) -> dict[str, Any] | None:
+        """None if ``actor`` may do ``action``; else the audited, ephemeral refusal."""
+        decision = decide(
+            self.policy.permissions,
+            action,
+            actor.user_id,
+            actor.roles,
+            planned_by=run.created_by if run else None,
+        )
+        if decision.allowed:
+            return None
+        self._audit(actor, action, "refused: not permitted", run.run_id if run else None)
+        return ephemeral(f"⛔ {decision.reason}")
+
+    def confirm_ship(self, run_id: str, actor: Actor) -> dict[str, Any]:
+        """The Ship button: check everything ``/ship`` checks, then ask for confirmation."""
+        try:
+            run = self.store.get_run(run_id)
+        except NotFound:
+            return ephemeral(f"There is no run `{run_id}`. `/status` lists the recent runs.")
+        refusal = self._refusal(actor, "ship", run)
+        if refusal is not None:
+            return refusal
+        allowed = (RunState.READY_TO_SHIP, RunState.SHIP_FAILED)
+        if run.state not in allowed:
+            return ephemeral(_wrong_state(run, "ship", allowed))
+        shippable = [t for t in run.tasks if t.state is TaskState.CHECKS_PASSED]
+        prs = ", ".join(f"#{t.pr_number}" for t in shippable)
+        return {
+            "type": CHANNEL_MESSAGE,
+            "data": {
+                "content": f"Ship run `{run_id}`? This merges {len(shippable)} pull request(s) "
+                f"({prs}) into `{self.repo}` and closes their issues.",
+                "flags": EPHEMERAL,
+                "components": [
+                    {
+                        "type": 1,
+                        "components": [
+                            {
+                                "type": 2,
+                                "style": render.BUTTON_SUCCESS,
+                                "label": "Confirm ship",
+                                "custom_id": f"ship-confirm:{run_id}",
+                            }
+                        ],
+                    }
+                ],
+                "allowed_mentions": {"parse": []},
+            },
+        }
 
     def request_plan(self, interaction: Mapping[str, Any], actor: Actor) -> dict[str, Any]:
         """``/plan``: show the active run, or defer and plan in a job."""
+        refusal = self._refusal(actor, "plan", None)
+        if refusal is not None:
+            return refusal
         active = self.store.active_run(self.repo)
         if active is not None:
             message = render.run_message(active, self.web_url)
@@ -268,6 +344,9 @@ class Orchestrator:
         except NotFound:
             self._audit(actor, action, "refused: no such run", run_id)
             return ephemeral(f"There is no run `{run_id}`. `/status` lists the recent runs.")
+        refusal = self._refusal(actor, action, run)
+        if refusal is not None:
+            return refusal
         if run.state not in allowed_states:
             self._audit(actor, action, f"refused: run is {run.state.value}", run_id)
             return ephemeral(_wrong_state(run, action, allowed_states))

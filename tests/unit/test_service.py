@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from valine.core.authz import GUARDED_ACTIONS, Grant, Permissions
 from valine.core.errors import GitHubUnavailable
 from valine.core.models import Run
 from valine.core.policy import Executor, Policy
@@ -85,7 +86,10 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     holder: dict[str, Any] = {"github": client}
     orchestrator = Orchestrator(
         repo=REPO,
-        policy=Policy(executor=Executor(kind="workflow", workflow="agent.yml")),
+        policy=Policy(
+            executor=Executor(kind="workflow", workflow="agent.yml"),
+            permissions=Permissions({a: Grant(users=frozenset({"42"})) for a in GUARDED_ACTIONS}),
+        ),
         store=SqliteRunStore(db),
         queue=queue,
         github=lambda: holder["github"],

@@ -24,6 +24,10 @@ Every field has a default, so a team can start with no file at all::
 
     [policy]
     on_task_failure = "continue"   # or "fail_run"
+
+    [permissions]                  # deny by default: see valine.core.authz
+    prevent_self_approval = false
+    approve = { roles = ["<discord role id>"], users = ["<discord user id>"] }
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from valine.core.authz import Permissions, permissions_from_mapping
 from valine.core.errors import ConfigurationError
 
 EXECUTOR_KINDS = ("workflow", "assign", "label")
@@ -78,6 +83,7 @@ class Policy:
     executor: Executor = field(default_factory=Executor)
     merge_method: str = "squash"
     on_task_failure: str = "continue"
+    permissions: Permissions = field(default_factory=Permissions)
 
 
 def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
@@ -105,6 +111,7 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
         ),
         merge_method=_str(_section(data, "merge"), "merge.method", "squash"),
         on_task_failure=_str(_section(data, "policy"), "policy.on_task_failure", "continue"),
+        permissions=permissions_from_mapping(_section(data, "permissions")),
     )
     _check(policy)
     return policy

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from valine.core.authz import GUARDED_ACTIONS, Permissions, who_may
 from valine.core.commands import COMMANDS
 from valine.core.models import Run, Task
 from valine.core.states import RunState, TaskState
@@ -164,9 +165,17 @@ def ship_summary(run: Run, web_url: str) -> dict[str, Any]:
     return {"embeds": [embed], "allowed_mentions": {"parse": []}}
 
 
-def help_message(repo: str | None, executor: str, ready_label: str) -> dict[str, Any]:
-    """``/help``: the commands and the configuration in short."""
-    lines = [f"`/{c.name}` — {c.description}" for c in COMMANDS]
+def help_message(
+    repo: str | None, executor: str, ready_label: str, permissions: Permissions
+) -> dict[str, Any]:
+    """``/help``: the commands, who may use each, and the configuration in short."""
+    lines = []
+    for command in COMMANDS:
+        if command.name in GUARDED_ACTIONS:
+            who = who_may(permissions.grant(command.name))
+        else:
+            who = "Everyone."
+        lines.append(f"`/{command.name}` — {command.description}. {who}")
     lines += [
         "",
         f"Repository: `{repo or 'not configured'}` · executor: `{executor}` · "

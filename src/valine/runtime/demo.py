@@ -30,6 +30,12 @@ CONFIG = """[executor]
 kind = "workflow"
 workflow = "coding-agent.yml"
 ref = "main"
+
+[permissions]
+plan = { users = ["42"] }
+approve = { users = ["42"] }
+ship = { users = ["42"] }
+cancel = { users = ["42"] }
 """
 
 
