@@ -8,7 +8,7 @@ drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,3 +141,36 @@ def _option_values(spec: CommandSpec, raw: Any) -> dict[str, Any]:
             raise CommandError(f"`/{spec.name}`: `{option.name}` must be a {expected.__name__}.")
         values[option.name] = value.strip() if isinstance(value, str) else value
     return values
+
+
+def _comparable(command: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a command we set, with Discord's defaults filled in."""
+    return {
+        "description": command.get("description", ""),
+        "options": [
+            {
+                "name": o.get("name"),
+                "description": o.get("description", ""),
+                "type": o.get("type"),
+                "required": bool(o.get("required", False)),
+                "autocomplete": bool(o.get("autocomplete", False)),
+            }
+            for o in command.get("options") or []
+        ],
+    }
+
+
+def command_changes(
+    registered: Sequence[Mapping[str, Any]], wanted: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """What a bulk overwrite would change, one line per command (empty: nothing)."""
+    current = {str(c.get("name")): _comparable(c) for c in registered}
+    target = {str(c.get("name")): _comparable(c) for c in wanted}
+    changes = [f"+ /{name} (new)" for name in target if name not in current]
+    changes += [
+        f"~ /{name} (changed)"
+        for name in target
+        if name in current and current[name] != target[name]
+    ]
+    changes += [f"- /{name} (removed)" for name in current if name not in target]
+    return changes

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from valine.core.errors import ConfigurationError, NotFound
+from valine.core.errors import ConfigurationError, NotFound, ValineError
 from valine.runtime.config import Settings, load_dotenv_into
 
 log = logging.getLogger("valine.cli")
@@ -23,6 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"valine: configuration error: {exc}", file=sys.stderr)
         return 2
+    except ValineError as exc:
+        print(f"valine: {exc}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     register.add_argument("--guild", help="register in one guild (instant) instead of globally")
     register.add_argument("--dry-run", action="store_true", help="print the JSON, send nothing")
     register.set_defaults(func=_register_commands)
+    audit = commands.add_parser("audit", help="who tried what, allowed or refused")
+    audit.add_argument("--run", help="only this run's entries")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.set_defaults(func=_audit)
+
+    from valine.runtime.simulate import add_parser as add_simulate
+
+    add_simulate(commands)
+
     demo = commands.add_parser("demo", help="the whole workflow against GitHub/Discord stand-ins")
     demo.set_defaults(func=_demo)
     return parser
@@ -74,6 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings()
     logs.configure(settings.log_level, settings.secret_values())
     services = Services(settings)
+    services.policy  # a malformed valine.toml stops start-up, naming the key  # noqa: B018
     services.store  # opens (and if needed creates) the state store now, not on first use  # noqa: B018
     app = services.app()
     pool = WorkerPool(
@@ -127,17 +140,41 @@ def _runs_show(args: argparse.Namespace) -> int:
 
 
 def _register_commands(args: argparse.Namespace) -> int:
-    from valine.core.commands import registration_payload
+    from valine.core.commands import command_changes, registration_payload
 
     payload = registration_payload()
     if args.dry_run:
         print(json.dumps(payload, indent=2))
         return 0
-    print(
-        "valine: registering with Discord is not built yet; use --dry-run to see the payload",
-        file=sys.stderr,
+    from valine.discord.client import client_from_settings
+
+    client = client_from_settings(
+        _settings(), require=("DISCORD_APPLICATION_ID", "DISCORD_BOT_TOKEN")
     )
-    return 1
+    where = f"guild {args.guild}" if args.guild else "globally"
+    changes = command_changes(client.get_commands(args.guild), payload)
+    if not changes:
+        print(f"commands registered {where} are up to date; nothing sent")
+        return 0
+    client.register_commands(payload, args.guild)
+    print(f"registered {len(payload)} commands {where}:")
+    for line in changes:
+        print(f"  {line}")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    import time
+
+    from valine.runtime.wiring import Services
+
+    entries = Services(_settings()).store.audit_trail(args.run, args.limit)
+    if not entries:
+        print("no audit entries")
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.at))
+        print(f"{when}Z  user {e.actor:<20} {e.action:<8} {e.run_id or '-':<18} {e.outcome}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -18,12 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from valine.github.verify import signature_for
+from valine.testing import payloads
 
 REPO = "acme/rocket"
 CONFIG = """[executor]
@@ -145,19 +144,24 @@ class Demo:
         prs = {}
         for number in issues:
             pr, sha = self.github.open_pull(REPO, f"valine/{run_id}/{number}", f"Fixes #{number}")
-            self._deliver("pull_request", _pull_payload("opened", pr, sha, f"Fixes #{number}"))
+            self._deliver(
+                "pull_request",
+                payloads.pull_request(REPO, "opened", pr, sha, f"Fixes #{number}"),
+            )
             prs[number] = (pr, sha)
         _say("Agents opened a pull request per issue; CI reports: one red, two green.")
         first_pr, first_sha = prs[issues[0]]
-        self._deliver("check_suite", _suite_payload(first_sha, "failure", first_pr))
+        self._deliver("check_suite", payloads.check_suite(REPO, first_sha, "failure", first_pr))
         for number in issues[1:]:
-            self._deliver("check_suite", _suite_payload(prs[number][1], "success", prs[number][0]))
+            self._deliver(
+                "check_suite", payloads.check_suite(REPO, prs[number][1], "success", prs[number][0])
+            )
         time.sleep(0.6)
         _show("Discord, the plan message edited in place", self.discord.original(token))
 
         fixed = self.github.push(REPO, first_pr)
-        self._deliver("pull_request", _pull_payload("synchronize", first_pr, fixed, ""))
-        self._deliver("check_suite", _suite_payload(fixed, "success", first_pr))
+        self._deliver("pull_request", payloads.pull_request(REPO, "synchronize", first_pr, fixed))
+        self._deliver("check_suite", payloads.check_suite(REPO, fixed, "success", first_pr))
         _say(f"The agent pushed a fix to PR #{first_pr}; CI is green.")
         ready = _wait("ready to ship", lambda: _followup(self.discord, token, "Ready to ship"), 20)
         _show("Discord, a follow-up", ready)
@@ -170,14 +174,14 @@ class Demo:
             "GitHub: "
             + "; ".join(f"#{n} {_issue_line(self.github.issue(REPO, n))}" for n in issues)
         )
-        status = self._interact(_interaction("status", {"run_id": run_id}))
+        status = self._interact(payloads.interaction(2, "status", {"run_id": run_id}))
         _show("Discord, /status " + run_id + " (only you can see this)", status["data"])
         _say(f"GitHub requests the service made in all: {len(self.github.requests)}")
 
     # -- HTTP ------------------------------------------------------------------------------
 
     def _command(self, name: str, expect_public: bool = False, **options: str) -> str:
-        document = _interaction(name, options)
+        document = payloads.interaction(2, name, options)
         answer = self._interact(document)
         _say(f"{'You'} typed /{name} {' '.join(options.values())}".rstrip())
         if answer.get("type") == 4:
@@ -187,35 +191,17 @@ class Demo:
         return str(document["token"])
 
     def _interact(self, document: dict[str, Any]) -> dict[str, Any]:
-        body = json.dumps(document).encode()
-        timestamp = str(int(time.time()))
-        signature = self.key.sign(timestamp.encode() + body).signature.hex()
-        status, answer = self._post(
-            "/discord",
-            body,
-            {
-                "content-type": "application/json",
-                "x-signature-ed25519": signature,
-                "x-signature-timestamp": timestamp,
-            },
-        )
+        body = payloads.encode(document)
+        status, answer = self._post("/discord", body, payloads.discord_headers(self.key, body))
         if status != 200:
             raise SystemExit(f"demo: the service answered {status}: {answer!r}")
         result: dict[str, Any] = json.loads(answer)
         return result
 
     def _deliver(self, event: str, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode()
-        status, _ = self._post(
-            "/github/webhook",
-            body,
-            {
-                "content-type": "application/json",
-                "x-github-event": event,
-                "x-github-delivery": str(uuid.uuid4()),
-                "x-hub-signature-256": signature_for(self.secret.encode(), body),
-            },
-        )
+        body = payloads.encode(payload)
+        headers = payloads.github_headers(self.secret, event, body)
+        status, _ = self._post("/github/webhook", body, headers)
         if status >= 300:
             raise SystemExit(f"demo: webhook {event} answered {status}")
 
@@ -237,63 +223,6 @@ class Demo:
             return 0
         finally:
             conn.close()
-
-
-# -- payloads: the fields GitHub sends that the service reads ----------------------------
-
-
-def _repository() -> dict[str, Any]:
-    owner, name = REPO.split("/")
-    return {"full_name": REPO, "name": name, "owner": {"login": owner}}
-
-
-def _pull_payload(action: str, number: int, sha: str, body: str) -> dict[str, Any]:
-    return {
-        "action": action,
-        "number": number,
-        "repository": _repository(),
-        "sender": {"login": "coding-agent"},
-        "pull_request": {
-            "number": number,
-            "body": body,
-            "state": "open",
-            "merged": False,
-            "head": {"ref": "", "sha": sha},
-        },
-    }
-
-
-def _suite_payload(sha: str, conclusion: str, pr: int) -> dict[str, Any]:
-    return {
-        "action": "completed",
-        "repository": _repository(),
-        "sender": {"login": "ci"},
-        "check_suite": {
-            "head_sha": sha,
-            "status": "completed",
-            "conclusion": conclusion,
-            "pull_requests": [{"number": pr, "head": {"sha": sha}}],
-        },
-    }
-
-
-def _interaction(name: str, options: dict[str, str]) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4().int)[:18],
-        "type": 2,
-        "application_id": "1100000000000000000",
-        "token": "demo-" + uuid.uuid4().hex,
-        "version": 1,
-        "channel_id": "3",
-        "guild_id": "4",
-        "member": {"user": {"id": "42", "username": "ada"}, "roles": []},
-        "data": {
-            "id": "5",
-            "name": name,
-            "type": 1,
-            "options": [{"name": k, "type": 3, "value": v} for k, v in options.items()],
-        },
-    }
 
 
 # -- printing ------------------------------------------------------------------------------

@@ -1,0 +1,144 @@
+"""The command line: simulate (signed requests to a running service), register-commands,
+runs list/show -- each run as the user would, in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import WEBHOOK_SECRET, start_service, stop_service
+from valine.core.commands import registration_payload
+from valine.testing.discord_standin import DiscordStandIn
+
+pytestmark = pytest.mark.e2e
+
+
+def valine(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "GITHUB_", "VALINE_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "valine.runtime.cli", *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_simulate_talks_to_a_running_service_with_its_own_key(tmp_path: Path) -> None:
+    keygen = valine(tmp_path, "simulate", "keygen")
+    assert keygen.returncode == 0, keygen.stderr
+    public = keygen.stdout.split("DISCORD_PUBLIC_KEY=")[1].strip()
+    assert (tmp_path / ".valine" / "simulate.key").stat().st_mode & 0o077 == 0
+    (tmp_path / ".env").write_text(
+        f"DISCORD_PUBLIC_KEY={public}\nGITHUB_WEBHOOK_SECRET={WEBHOOK_SECRET}\n"
+    )
+    (tmp_path / "valine.toml").write_text('[permissions.plan]\nusers = ["42"]\n')
+    service = start_service(tmp_path, {})
+    try:
+        url = f"http://127.0.0.1:{service.port}"
+        ping = valine(tmp_path, "simulate", "--url", url, "discord", "--ping")
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        assert '"type": 1' in ping.stdout
+
+        plan = valine(tmp_path, "simulate", "--url", url, "discord", "/plan")
+        assert "GITHUB_REPOSITORY" in plan.stdout  # answers, naming what is missing
+
+        status = valine(
+            tmp_path, "simulate", "--url", url, "discord", "status", "run_id=r20990101-nope00"
+        )
+        assert "GITHUB_REPOSITORY" in status.stdout
+
+        hook = valine(
+            tmp_path,
+            "simulate",
+            "--url",
+            url,
+            "github",
+            "pull_request",
+            "--action",
+            "opened",
+            "--number",
+            "7",
+            "--body",
+            "Fixes #3",
+            "--delivery",
+            "sim-1",
+        )
+        assert hook.returncode == 0, hook.stdout
+        assert '"accepted"' in hook.stdout
+        again = valine(
+            tmp_path, "simulate", "--url", url, "github", "pull_request", "--delivery", "sim-1"
+        )
+        assert '"duplicate"' in again.stdout
+    finally:
+        stop_service(service)
+
+
+def test_simulate_without_a_running_service_says_so(tmp_path: Path) -> None:
+    valine(tmp_path, "simulate", "keygen")
+    result = valine(tmp_path, "simulate", "--url", "http://127.0.0.1:9", "discord", "--ping")
+    assert result.returncode != 0
+    assert "Is `valine serve` running?" in result.stderr
+
+
+def test_register_commands_sends_only_when_something_changed(tmp_path: Path) -> None:
+    with DiscordStandIn() as discord:
+        env = {
+            "DISCORD_APPLICATION_ID": discord.application_id,
+            "DISCORD_BOT_TOKEN": discord.bot_token,
+            "DISCORD_API_URL": discord.url,
+        }
+        first = valine(tmp_path, "register-commands", "--guild", "4", env=env)
+        assert first.returncode == 0, first.stderr
+        assert "+ /plan (new)" in first.stdout
+        assert [c["name"] for c in discord.registered_commands("4")] == [
+            c["name"] for c in registration_payload()
+        ]
+        puts = [r for r in discord.requests if r.method == "PUT"]
+        second = valine(tmp_path, "register-commands", "--guild", "4", env=env)
+        assert "up to date; nothing sent" in second.stdout
+        assert [r for r in discord.requests if r.method == "PUT"] == puts
+        missing = valine(tmp_path, "register-commands", env={"DISCORD_API_URL": discord.url})
+        assert missing.returncode == 2
+        assert "DISCORD_APPLICATION_ID" in missing.stderr
+
+
+def test_register_commands_dry_run_prints_the_schema(tmp_path: Path) -> None:
+    result = valine(tmp_path, "register-commands", "--dry-run")
+    payload = {c["name"]: c for c in json.loads(result.stdout)}
+    assert set(payload) == {"plan", "approve", "status", "ship", "cancel", "help"}
+    assert payload["approve"]["options"][0] == {
+        "name": "run_id",
+        "description": payload["approve"]["options"][0]["description"],
+        "type": 3,
+        "required": True,
+        "autocomplete": True,
+    }
+    assert payload["status"]["options"][0]["required"] is False
+
+
+def test_bad_configuration_stops_with_the_variable_named(tmp_path: Path) -> None:
+    result = valine(tmp_path, "runs", "list", env={"DISCORD_PUBLIC_KEY": "not-hex"})
+    assert result.returncode == 2
+    assert "DISCORD_PUBLIC_KEY" in result.stderr
+    (tmp_path / "valine.toml").write_text('[executor]\nkind = "robot"\n')
+    result = valine(tmp_path, "runs", "list")
+    assert "no runs stored" in result.stdout  # runs list does not need the workflow rules
+
+
+def test_serve_refuses_a_malformed_workflow_file(tmp_path: Path) -> None:
+    (tmp_path / "valine.toml").write_text('[merge]\nmethod = "octopus"\n')
+    result = valine(tmp_path, "serve", "--port", "9")
+    assert result.returncode == 2
+    assert "valine.toml: merge.method" in result.stderr
