@@ -420,6 +420,12 @@ class Orchestrator:
         if active is None:
             try:
                 active = self._create_planned_run(discord_ref, job.get("actor"))
+            except GitHubUnavailable as exc:
+                self._edit_original(
+                    discord_ref,
+                    {"content": (f"⏳ GitHub is not answering ({exc}); retrying in a moment…")},
+                )
+                raise
             except (GitHubError, NotFound) as exc:
                 self._edit_original(
                     discord_ref,

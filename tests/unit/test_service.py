@@ -242,3 +242,27 @@ def _fresh_run(h: Harness) -> str:
     h.orchestrator.cancel(run.run_id, Actor("42", "ada"))
     h.drain()
     return planned(h)
+
+
+def test_many_changes_in_one_window_edit_the_message_once(harness: Harness) -> None:
+    orchestrator = harness.orchestrator
+    orchestrator.notify_window = 3.0
+    run_id = planned(harness, issues=2)
+    harness.discord.clear_requests()
+    run = harness.run(run_id)
+    for _ in range(10):
+        orchestrator.notify(run)
+    assert orchestrator.queue.depth() == 1  # coalesced into one edit
+    harness.drain()
+    edits = [r for r in harness.discord.requests if r.method == "PATCH"]
+    assert len(edits) == 1
+
+
+def test_plan_while_github_is_down_says_it_is_retrying(harness: Harness) -> None:
+    harness.github.add_issue(REPO, "Task", ["ready"])
+    harness.github.fail_next(20, status=503)
+    harness.orchestrator.request_plan(INTERACTION, Actor("42", "ada"))
+    harness.pool.run_one()
+    original = harness.discord.original("tok")
+    assert original is not None
+    assert "GitHub is not answering" in original["content"]
