@@ -150,6 +150,27 @@ class JobQueue(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class IssueUpdate:
+    """Changes to one issue, sent with others in one GraphQL mutation (node ids throughout)."""
+
+    node_id: str
+    add_labels: tuple[str, ...] = ()
+    remove_labels: tuple[str, ...] = ()
+    assignees: tuple[str, ...] = ()
+    comment: str | None = None
+    close: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryIds:
+    """GraphQL node ids of a repository and of the labels and users the workflow uses."""
+
+    repository: str
+    labels: Mapping[str, str]
+    users: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class MergeResult:
     """A successful merge: the merge commit's SHA."""
 
@@ -192,6 +213,27 @@ class GitHub(Protocol):
         self, repo: str, workflow: str, ref: str, inputs: Mapping[str, str]
     ) -> None:
         """Start a ``workflow_dispatch`` run of ``workflow`` (file name or id) on ``ref``."""
+        ...
+
+    def repository_ids(
+        self, repo: str, labels: Sequence[str], logins: Sequence[str] = ()
+    ) -> RepositoryIds:
+        """Node ids of the repository, of ``labels`` and of ``logins`` (one GraphQL query).
+
+        A label or user that does not exist is left out of the mapping.
+        """
+        ...
+
+    def create_labels(self, repository_id: str, names: Sequence[str]) -> Mapping[str, str]:
+        """Create labels (one GraphQL mutation); their node ids by name."""
+        ...
+
+    def update_issues(self, updates: Sequence[IssueUpdate]) -> None:
+        """Apply every update in one GraphQL mutation, in order."""
+        ...
+
+    def enqueue_pull(self, repo: str, number: int, sha: str) -> None:
+        """Add a pull request to its branch's merge queue, expecting head ``sha``."""
         ...
 
     def get_pull(self, repo: str, number: int) -> PullRequest:

@@ -26,7 +26,14 @@ from valine.core import render, tracking
 from valine.core.authz import decide
 from valine.core.commands import Command
 from valine.core.errors import ActiveRunExists, GitHubUnavailable, NotFound, RunConflict
-from valine.core.models import Run, Task, apply_run_event, apply_task_event, new_run_id
+from valine.core.models import (
+    PullRequest,
+    Run,
+    Task,
+    apply_run_event,
+    apply_task_event,
+    new_run_id,
+)
 from valine.core.planner import plan_tasks
 from valine.core.policy import Policy
 from valine.core.states import TASK_TERMINAL, RunEvent, RunState, TaskEvent, TaskState
@@ -40,6 +47,7 @@ from valine.ports import (
     GitHub,
     GitHubError,
     HeadMoved,
+    IssueUpdate,
     JobQueue,
     MergeQueueRequired,
     RunStore,
@@ -456,6 +464,7 @@ class Orchestrator:
         tasks = plan_tasks(issues, self.policy.labels, self.policy.planner)
         if not tasks:
             return None
+        github_ids = self._read_github_ids()
         now = self.clock.now()
         for _ in range(3):  # a run id has 6 random characters a day: a clash is rare
             run = Run(
@@ -466,6 +475,7 @@ class Orchestrator:
                 tasks=tasks,
                 created_by=actor,
                 discord=discord_ref,
+                github_ids=github_ids,
             )
             try:
                 created = self.store.create_run(run)
@@ -482,60 +492,147 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ jobs: execution
 
-    def run_start_job(self, job: dict[str, Any]) -> None:
-        """approved -> executing: one idempotent dispatch job per task."""
-        run = self.store.get_run(job["run_id"])
-        for task in run.tasks:
-            self.queue.enqueue(
-                DISPATCH,
-                {"run_id": run.run_id, "issue": task.issue_number},
-                dedupe_key=f"{DISPATCH}:{run.run_id}:{task.issue_number}",
-            )
-        now = self.clock.now()
-        self._update(
-            run.run_id,
-            lambda r: (
-                apply_run_event(r, RunEvent.START, now) if r.state is RunState.APPROVED else None
-            ),
-        )
-
-    def run_dispatch_job(self, job: dict[str, Any]) -> None:
-        """Relabel, comment and hand one task to the executor; each step at most once."""
-        run_id, number = str(job["run_id"]), int(job["issue"])
-        with log_context(run_id=run_id):
-            for step in ("labelled", "commented", "dispatched"):
-                run = self.store.get_run(run_id)
-                if run.state not in (RunState.APPROVED, RunState.EXECUTING):
-                    return  # cancelled or failed meanwhile
-                task = run.task(number)
-                if task.state in TASK_TERMINAL or step in task.steps_done:
-                    continue
-                try:
-                    self._perform_dispatch_step(run, task, step)
-                except GitHubError as exc:
-                    self._fail_task(run_id, number, f"{step} failed: {exc}")
-                    return
-
-    def _perform_dispatch_step(self, run: Run, task: Task, step: str) -> None:
+    def _read_github_ids(self) -> dict[str, str]:
+        """Node ids of the repository, the workflow's labels and the assignee (1 request)."""
         labels = self.policy.labels
         executor = self.policy.executor
-        if step == "labelled":
-            new_labels = [name for name in task.labels if name != labels.ready]
-            new_labels += [labels.in_progress] if labels.in_progress not in new_labels else []
-            assignees = (
-                [executor.assignee] if executor.kind == "assign" and executor.assignee else None
+        logins = [executor.assignee] if executor.kind == "assign" and executor.assignee else []
+        found = self.github.repository_ids(
+            self.repo, [labels.ready, labels.in_progress, labels.shipped], logins
+        )
+        ids = {"repository": found.repository}
+        ids.update({f"label:{name}": node for name, node in found.labels.items()})
+        ids.update({f"user:{login}": node for login, node in found.users.items()})
+        return ids
+
+    def _label_ids(self, run_id: str, names: list[str]) -> dict[str, str]:
+        """Node ids of ``names``, creating the labels the repository lacks (once)."""
+        run = self.store.get_run(run_id)
+        missing = [n for n in names if f"label:{n}" not in run.github_ids]
+        if missing:
+            created = self.github.create_labels(run.github_ids["repository"], missing)
+            log.info("created label(s) %s in %s", ", ".join(missing), self.repo)
+            run = (
+                self._update(
+                    run_id,
+                    lambda r: replace(
+                        r,
+                        github_ids={
+                            **r.github_ids,
+                            **{f"label:{n}": i for n, i in created.items()},
+                        },
+                    ),
+                )
+                or run
             )
-            issue = self.github.update_issue(
-                self.repo, task.issue_number, labels=new_labels, assignees=assignees
+        return {n: run.github_ids[f"label:{n}"] for n in names}
+
+    def run_start_job(self, job: dict[str, Any]) -> None:
+        """approved -> executing: relabel and comment every issue in one GraphQL request,
+        then hand each task to the executor (a workflow dispatch job per task)."""
+        run_id = str(job["run_id"])
+        with log_context(run_id=run_id):
+            run = self.store.get_run(run_id)
+            if run.state not in (RunState.APPROVED, RunState.EXECUTING):
+                return  # cancelled meanwhile
+            todo = [
+                t
+                for t in run.tasks
+                if t.state not in TASK_TERMINAL and "labelled" not in t.steps_done
+            ]
+            if todo:
+                self._label_and_comment(run, todo)
+            now = self.clock.now()
+            saved = self._update(
+                run_id,
+                lambda r: (
+                    apply_run_event(r, RunEvent.START, now)
+                    if r.state is RunState.APPROVED
+                    else None
+                ),
             )
-            self._mark_step(run.run_id, task.issue_number, step, labels=issue.labels)
-        elif step == "commented":
-            self.github.comment(self.repo, task.issue_number, _dispatch_comment(run, executor.kind))
-            self._mark_step(run.run_id, task.issue_number, step)
-        elif executor.kind == "workflow":
-            self._dispatch_workflow_once(run.run_id, task.issue_number)
-        else:
-            self._mark_step(run.run_id, task.issue_number, step, event=TaskEvent.DISPATCH)
+            if self.policy.executor.kind == "workflow":
+                for task in self.store.get_run(run_id).tasks:
+                    if task.state is TaskState.PENDING:
+                        self.queue.enqueue(
+                            DISPATCH,
+                            {"run_id": run_id, "issue": task.issue_number},
+                            dedupe_key=f"{DISPATCH}:{run_id}:{task.issue_number}",
+                        )
+            if saved is not None:
+                self.notify(saved)
+
+    def _label_and_comment(self, run: Run, todo: list[Task]) -> None:
+        labels = self.policy.labels
+        executor = self.policy.executor
+        ids = self._label_ids(run.run_id, [labels.ready, labels.in_progress])
+        assignees: tuple[str, ...] = ()
+        if executor.kind == "assign":
+            user = run.github_ids.get(f"user:{executor.assignee}")
+            if user is None:
+                for task in todo:
+                    self._fail_task(
+                        run.run_id,
+                        task.issue_number,
+                        f"no GitHub user {executor.assignee!r} to assign",
+                    )
+                return
+            assignees = (user,)
+        comment = _dispatch_comment(run, executor.kind)
+        updates = [
+            IssueUpdate(
+                t.node_id,
+                add_labels=(ids[labels.in_progress],),
+                remove_labels=(ids[labels.ready],),
+                assignees=assignees,
+                comment=comment,
+            )
+            for t in todo
+        ]
+        try:
+            self.github.update_issues(updates)
+        except GitHubError as exc:
+            for task in todo:
+                self._fail_task(run.run_id, task.issue_number, f"relabelling failed: {exc}")
+            return
+        hand_over = executor.kind != "workflow"  # a label or an assignee is the hand-over
+        now = self.clock.now()
+        numbers = {t.issue_number for t in todo}
+
+        def mark(current: Run) -> Run:
+            for task in current.tasks:
+                if task.issue_number not in numbers or "labelled" in task.steps_done:
+                    continue
+                new_labels = tuple(n for n in task.labels if n != labels.ready)
+                new_labels += (labels.in_progress,)
+                current = _with_task(
+                    current,
+                    replace(
+                        task,
+                        labels=new_labels,
+                        steps_done=(*task.steps_done, "labelled", "commented"),
+                    ),
+                )
+                if hand_over and task.state is TaskState.PENDING:
+                    current = apply_task_event(current, task.issue_number, TaskEvent.DISPATCH, now)
+            return current
+
+        self._update(run.run_id, mark)
+
+    def run_dispatch_job(self, job: dict[str, Any]) -> None:
+        """Dispatch the workflow for one task, at most once."""
+        run_id, number = str(job["run_id"]), int(job["issue"])
+        with log_context(run_id=run_id):
+            run = self.store.get_run(run_id)
+            if run.state not in (RunState.APPROVED, RunState.EXECUTING):
+                return  # cancelled or failed meanwhile
+            task = run.task(number)
+            if task.state in TASK_TERMINAL or "dispatched" in task.steps_done:
+                return
+            try:
+                self._dispatch_workflow_once(run_id, number)
+            except GitHubError as exc:
+                self._fail_task(run_id, number, f"workflow dispatch failed: {exc}")
 
     def _dispatch_workflow_once(self, run_id: str, number: int) -> None:
         """Send the workflow dispatch at most once, even if this job runs twice.
@@ -662,6 +759,19 @@ class Orchestrator:
             return None if _same(updated, current) else updated
 
         saved = self._update(run.run_id, decide)
+        if (
+            saved is not None
+            and saved.state is RunState.SHIPPING
+            and any(
+                "queued" in t.steps_done
+                and t.state is TaskState.MERGED
+                and "shipped" not in t.steps_done
+                for t in saved.tasks
+            )
+        ):  # the merge queue merged a PR: close its issue, maybe finish the run
+            self.queue.enqueue(
+                SHIP, {"run_id": saved.run_id}, dedupe_key=f"{SHIP}:{saved.run_id}:{saved.version}"
+            )
         if saved is not None:
             log.info(
                 "%s.%s moved run %s (%s)",
@@ -671,6 +781,36 @@ class Orchestrator:
                 saved.state.value,
             )
             self.notify(saved)
+
+    def reconcile(self) -> int:
+        """Re-read the active run's open pull requests: what a lost webhook would have said.
+
+        For every task with a linked pull request and no final state, one ``get_pull``
+        (GitHub economy: one request per open PR per reconcile). A PR that was merged,
+        closed, or pushed to since the run last heard of it is fed through the same
+        tracking as the ``pull_request`` delivery that would have reported it, so a lost
+        webhook never strands a run. Check results are not re-read (the GitHub port has
+        no call for them). Returns how many pull requests were read.
+        """
+        run = self.store.active_run(self.repo)
+        if run is None:
+            return 0
+        read = 0
+        with log_context(run_id=run.run_id):
+            for task in run.tasks:
+                if task.pr_number is None or task.state in TASK_TERMINAL:
+                    continue
+                try:
+                    pull = self.github.get_pull(self.repo, task.pr_number)
+                except (GitHubError, GitHubUnavailable, NotFound) as exc:
+                    log.warning("reconcile could not read PR #%d: %s", task.pr_number, exc)
+                    continue
+                read += 1
+                payload = _lost_pull_request_event(self.repo, pull, task.head_sha)
+                if payload is not None:
+                    log.info("reconcile: PR #%d %s", pull.number, payload["action"])
+                    self._apply_event("pull_request", payload)
+        return read
 
     # ------------------------------------------------------------------ jobs: shipping
 
@@ -682,27 +822,32 @@ class Orchestrator:
             if run.state is not RunState.SHIPPING:
                 return
             for task in run.tasks:
-                if task.state is TaskState.CHECKS_PASSED:
+                if task.state is TaskState.CHECKS_PASSED and "queued" not in task.steps_done:
                     self._merge(run_id, task)
-            for task in self.store.get_run(run_id).tasks:
-                if task.state is TaskState.MERGED and "shipped" not in task.steps_done:
-                    self._close_shipped_issue(run_id, task)
+            run = self.store.get_run(run_id)
+            merged = [
+                t
+                for t in run.tasks
+                if t.state is TaskState.MERGED and "shipped" not in t.steps_done
+            ]
+            if merged:
+                self._close_shipped_issues(run_id, merged)
             self._finish_ship(run_id)
 
     def _merge(self, run_id: str, task: Task) -> None:
         now = self.clock.now()
         assert task.pr_number is not None
+        sha = str(task.checks_sha)
         try:
-            self.github.merge_pull(
-                self.repo, task.pr_number, str(task.checks_sha), self.policy.merge_method
-            )
+            self.github.merge_pull(self.repo, task.pr_number, sha, self.policy.merge_method)
         except HeadMoved:
             reason = (
                 f"PR #{task.pr_number} head moved since its checks passed; "
                 "not merged (the new push re-runs the checks)"
             )
         except MergeQueueRequired:
-            reason = f"PR #{task.pr_number}: the branch requires a merge queue (not supported yet)"
+            self._enqueue(run_id, task, sha)
+            return
         except GitHubError as exc:
             reason = f"PR #{task.pr_number} not merged: {exc.message}"
         else:
@@ -720,16 +865,58 @@ class Orchestrator:
             run_id, lambda r: _with_task(r, replace(r.task(task.issue_number), reason=reason))
         )
 
-    def _close_shipped_issue(self, run_id: str, task: Task) -> None:
-        labels = self.policy.labels
-        new_labels = [
-            name for name in task.labels if name not in (labels.in_progress, labels.ready)
-        ]
-        new_labels += [labels.shipped] if labels.shipped not in new_labels else []
-        issue = self.github.update_issue(
-            self.repo, task.issue_number, labels=new_labels, state="closed"
+    def _enqueue(self, run_id: str, task: Task, sha: str) -> None:
+        """The branch requires a merge queue: queue the PR; its merge webhook finishes it."""
+        assert task.pr_number is not None
+        try:
+            self.github.enqueue_pull(self.repo, task.pr_number, sha)
+        except GitHubError as exc:
+            reason = f"PR #{task.pr_number} could not join the merge queue: {exc.message}"
+            self._update(
+                run_id, lambda r: _with_task(r, replace(r.task(task.issue_number), reason=reason))
+            )
+            return
+        self._mark_step(
+            run_id,
+            task.issue_number,
+            "queued",
+            reason=f"PR #{task.pr_number} is in the merge queue",
         )
-        self._mark_step(run_id, task.issue_number, "shipped", labels=issue.labels)
+
+    def _close_shipped_issues(self, run_id: str, merged: list[Task]) -> None:
+        """Relabel ``shipped`` and close every merged task's issue in one request."""
+        labels = self.policy.labels
+        ids = self._label_ids(run_id, [labels.in_progress, labels.shipped])
+        self.github.update_issues(
+            [
+                IssueUpdate(
+                    t.node_id,
+                    remove_labels=(ids[labels.in_progress],),
+                    add_labels=(ids[labels.shipped],),
+                    close=True,
+                )
+                for t in merged
+            ]
+        )
+        numbers = {t.issue_number for t in merged}
+
+        def mark(run: Run) -> Run:
+            for task in run.tasks:
+                if task.issue_number in numbers and "shipped" not in task.steps_done:
+                    kept = tuple(
+                        n for n in task.labels if n not in (labels.in_progress, labels.ready)
+                    )
+                    run = _with_task(
+                        run,
+                        replace(
+                            task,
+                            labels=(*kept, labels.shipped),
+                            steps_done=(*task.steps_done, "shipped"),
+                        ),
+                    )
+            return run
+
+        self._update(run_id, mark)
 
     def _finish_ship(self, run_id: str) -> None:
         now = self.clock.now()
@@ -738,6 +925,8 @@ class Orchestrator:
             if run.state is not RunState.SHIPPING:
                 return None
             left = [t for t in run.tasks if t.state not in (TaskState.MERGED, TaskState.SKIPPED)]
+            if any("queued" in t.steps_done and t.state is TaskState.CHECKS_PASSED for t in left):
+                return None  # the merge queue has the last word; its webhooks finish the run
             if not left:
                 return apply_run_event(run, RunEvent.SHIPPED, now, finished_at=now, reason=None)
             reasons = "; ".join(f"#{t.issue_number}: {t.reason or t.state.value}" for t in left)
@@ -756,20 +945,33 @@ class Orchestrator:
     # ------------------------------------------------------------------ jobs: cancel
 
     def run_cancel_job(self, job: dict[str, Any]) -> None:
-        """Put the cancelled run's issues back to ready."""
-        run = self.store.get_run(str(job["run_id"]))
+        """Put the cancelled run's issues back to ready, in one request."""
+        run_id = str(job["run_id"])
+        run = self.store.get_run(run_id)
         labels = self.policy.labels
-        for task in run.tasks:
-            if (
-                "labelled" not in task.steps_done
-                or "released" in task.steps_done
-                or task.state is TaskState.MERGED
-            ):
-                continue
-            new_labels = [name for name in task.labels if name != labels.in_progress]
-            new_labels += [labels.ready] if labels.ready not in new_labels else []
-            issue = self.github.update_issue(self.repo, task.issue_number, labels=new_labels)
-            self._mark_step(run.run_id, task.issue_number, "released", labels=issue.labels)
+        release = [
+            t
+            for t in run.tasks
+            if "labelled" in t.steps_done
+            and "released" not in t.steps_done
+            and t.state is not TaskState.MERGED
+        ]
+        if not release:
+            return
+        ids = self._label_ids(run_id, [labels.ready, labels.in_progress])
+        self.github.update_issues(
+            [
+                IssueUpdate(
+                    t.node_id,
+                    remove_labels=(ids[labels.in_progress],),
+                    add_labels=(ids[labels.ready],),
+                )
+                for t in release
+            ]
+        )
+        for task in release:
+            kept = tuple(n for n in task.labels if n != labels.in_progress)
+            self._mark_step(run_id, task.issue_number, "released", labels=(*kept, labels.ready))
 
     # ------------------------------------------------------------------ notifications
 
@@ -940,3 +1142,32 @@ def _dispatch_comment(run: Run, executor: str) -> str:
         f"{how.get(executor, executor)}). Link a pull request with `Fixes #<issue>` "
         f"or a branch named `valine/{run.run_id}/<issue>`."
     )
+
+
+def _lost_pull_request_event(
+    repo: str, pull: PullRequest, known_head: str | None
+) -> dict[str, Any] | None:
+    """The ``pull_request`` delivery that would report ``pull``'s change, or None.
+
+    Closed (merged or not) gives ``closed``; an open PR whose head is no longer
+    ``known_head`` gives ``synchronize``; anything else has nothing to report.
+    """
+    if pull.state == "closed":
+        action = "closed"
+    elif known_head is not None and pull.head_sha != known_head:
+        action = "synchronize"
+    else:
+        return None
+    return {
+        "action": action,
+        "number": pull.number,
+        "pull_request": {
+            "number": pull.number,
+            "state": pull.state,
+            "merged": pull.merged,
+            "body": pull.body,
+            "html_url": pull.url,
+            "head": {"sha": pull.head_sha, "ref": pull.head_ref},
+        },
+        "repository": {"full_name": repo},
+    }

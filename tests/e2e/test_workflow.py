@@ -43,6 +43,8 @@ def approve_and_dispatch(world: World, run_id: str, count: int) -> None:
 
 
 def test_happy_path_plan_to_ship(world: World) -> None:
+    for label in ("in-progress", "shipped"):  # a repository already set up for Valine
+        world.github.add_label(REPO, label)
     issues = ready_issues(world, 3)
     world.github.add_issue(REPO, "Blocked", ["ready", "blocked"])
     world.github.open_pull(REPO, "unrelated", "a PR carrying the ready label")  # excluded
@@ -117,8 +119,24 @@ def test_happy_path_plan_to_ship(world: World) -> None:
             for m in world.discord.followups(world.tokens["plan"])
         ),
     )
-    # The whole run: plan 1 + per task (label, comment, dispatch, merge, close) = 5N + 1.
-    assert world.github_requests() <= 5 * 3 + 1
+    # The whole run (DESIGN §9: at most 4N + 3): plan 2 (issues, node ids), approve 1 + N
+    # (one GraphQL relabel-and-comment, a dispatch each), ship N + 1 (merges, one
+    # GraphQL relabel-and-close) = 2N + 4.
+    assert world.github_requests() == 2 * 3 + 4
+
+
+def test_the_first_run_creates_the_labels_it_needs(world: World) -> None:
+    issues = ready_issues(world, 1)
+    run_id = world.plan()
+    approve_and_dispatch(world, run_id, 1)
+    assert "in-progress" in world.github.labels(REPO)
+    pr, sha = world.open_pr(run_id, issues[0])
+    world.checks(pr, sha, "success")
+    world.wait_state(run_id, "ready_to_ship")
+    world.command("ship", run_id=run_id)
+    world.wait_state(run_id, "shipped")
+    assert "shipped" in world.github.issue(REPO, issues[0]).labels
+    assert world.github_requests() == 2 * 1 + 4 + 2  # + one createLabel each, once ever
 
 
 def to_ready_to_ship(world: World, count: int) -> tuple[str, list[int], dict[int, tuple[int, str]]]:
@@ -370,3 +388,38 @@ def test_approve_button_and_wrong_state_messages(world: World) -> None:
     assert "ready_to_ship" in early["data"]["content"]
     missing = world.command("approve", run_id="r20990101-nope00")
     assert "no run" in missing["data"]["content"]
+
+
+def test_a_branch_with_a_merge_queue_ships_through_the_queue(world: World) -> None:
+    from helpers import pr_event
+
+    world.github.require_merge_queue(REPO)
+    run_id, issues, _ = to_ready_to_ship(world, 2)
+    world.command("ship", run_id=run_id)
+    wait_for("both PRs queued", lambda: len(world.github.merge_queue(REPO)) == 2)
+    assert world.status(run_id) == "shipping"  # waiting for the queue, not failed
+    wait_for(
+        "the queue shown",
+        lambda: (
+            "is in the merge queue"
+            in world.command("status", run_id=run_id)["data"]["embeds"][0]["description"]
+        ),
+    )
+
+    for number, merge_sha in world.github.land_merge_queue(REPO):
+        assert merge_sha
+        head = world.github.pull(REPO, number).head_sha
+        assert (
+            world.deliver(
+                "pull_request",
+                pr_event(
+                    world.examples, "closed", repo=REPO, number=number, head_sha=head, merged=True
+                ),
+            )
+            == 202
+        )
+    world.wait_state(run_id, "shipped")
+    for number in issues:
+        issue = world.github.issue(REPO, number)
+        assert issue.state == "closed"
+        assert "shipped" in issue.labels

@@ -34,6 +34,7 @@ class Issue:
     milestone_due_on: str | None = None
     url: str = ""
     assignees: tuple[str, ...] = ()
+    node_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class Task:
     title: str
     state: TaskState = TaskState.PENDING
     labels: tuple[str, ...] = ()
+    node_id: str = ""
     pr_number: int | None = None
     head_sha: str | None = None
     checks_sha: str | None = None
@@ -70,6 +72,7 @@ class Task:
             "title": self.title,
             "state": self.state.value,
             "labels": list(self.labels),
+            "node_id": self.node_id,
             "pr_number": self.pr_number,
             "head_sha": self.head_sha,
             "checks_sha": self.checks_sha,
@@ -85,6 +88,7 @@ class Task:
             title=str(data["title"]),
             state=TaskState(data["state"]),
             labels=tuple(data.get("labels", ())),
+            node_id=str(data.get("node_id", "")),
             pr_number=data.get("pr_number"),
             head_sha=data.get("head_sha"),
             checks_sha=data.get("checks_sha"),
@@ -110,6 +114,9 @@ class Run:
     finished_at: float | None = None
     reason: str | None = None
     discord: dict[str, str] = field(default_factory=dict)
+    #: GitHub node ids the batched GraphQL changes need: "repository", "label:<name>",
+    #: "user:<login>". Read once when the run is planned.
+    github_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -144,6 +151,7 @@ class Run:
             "finished_at": self.finished_at,
             "reason": self.reason,
             "discord": dict(self.discord),
+            "github_ids": dict(self.github_ids),
         }
 
     @classmethod
@@ -163,6 +171,7 @@ class Run:
             finished_at=data.get("finished_at"),
             reason=data.get("reason"),
             discord=dict(data.get("discord") or {}),
+            github_ids=dict(data.get("github_ids") or {}),
         )
 
 

@@ -26,7 +26,7 @@ def plan_tasks(issues: Sequence[Issue], labels: Labels, rules: PlannerRules) -> 
     ]
     eligible.sort(key=lambda issue: (*_sort_key(issue, rules), issue.number))
     return tuple(
-        Task(issue_number=i.number, title=i.title, labels=i.labels)
+        Task(issue_number=i.number, title=i.title, labels=i.labels, node_id=i.node_id)
         for i in eligible[: rules.max_tasks]
     )
 

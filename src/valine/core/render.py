@@ -55,7 +55,7 @@ def _task_line(task: Task, repo: str, web_url: str) -> str:
     )
     if task.pr_number:
         line += f" · [PR #{task.pr_number}]({web_url}/{repo}/pull/{task.pr_number})"
-    if task.reason and task.state not in (TaskState.CHECKS_PASSED, TaskState.MERGED):
+    if task.reason and task.state is not TaskState.MERGED:
         line += f"\n  ↳ {_clip(task.reason, 120)}"
     return line
 

@@ -40,7 +40,15 @@ from gidgethub import sansio
 
 from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound
 from valine.core.models import Issue, PullRequest
-from valine.ports import GitHubError, HeadMoved, MergeQueueRequired, MergeResult, NotMergeable
+from valine.ports import (
+    GitHubError,
+    HeadMoved,
+    IssueUpdate,
+    MergeQueueRequired,
+    MergeResult,
+    NotMergeable,
+    RepositoryIds,
+)
 from valine.runtime.config import Settings
 
 log = logging.getLogger("valine.github.client")
@@ -133,6 +141,12 @@ class GitHubClient:
     ) -> None:
         self._auth = auth
         self._base = api_url.rstrip("/")
+        # GitHub.com: api.github.com/graphql; Enterprise Server: <host>/api/graphql.
+        self._graphql_url = (
+            self._base.removesuffix("/v3") + "/graphql"
+            if self._base.endswith("/api/v3")
+            else self._base + "/graphql"
+        )
         parts = urlsplit(self._base)
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._max_attempts = max(1, max_attempts)
@@ -241,6 +255,115 @@ class GitHubClient:
         # A dispatch must not happen twice: only failures that cannot have reached GitHub
         # are retried; a timeout or 5xx raises GitHubUnavailable(request_sent=True).
         self._request("POST", f"{url}/dispatches", repo=repo, json=payload, retry_ambiguous=False)
+
+    # -- GraphQL: several changes in one request --------------------------------------
+
+    def repository_ids(
+        self, repo: str, labels: Sequence[str], logins: Sequence[str] = ()
+    ) -> RepositoryIds:
+        """Node ids of the repository, of ``labels`` and of ``logins`` (one GraphQL query)."""
+        owner, name = repo.split("/", 1)
+        declarations = ["$owner: String!", "$name: String!"]
+        variables: dict[str, Any] = {"owner": owner, "name": name}
+        label_fields = []
+        for i, label in enumerate(labels):
+            declarations.append(f"$l{i}: String!")
+            variables[f"l{i}"] = label
+            label_fields.append(f"l{i}: label(name: $l{i}) {{ id }}")
+        user_fields = []
+        for i, login in enumerate(logins):
+            declarations.append(f"$u{i}: String!")
+            variables[f"u{i}"] = login
+            user_fields.append(f"u{i}: user(login: $u{i}) {{ id }}")
+        document = (
+            f"query({', '.join(declarations)}) {{ "
+            f"repository(owner: $owner, name: $name) {{ id {' '.join(label_fields)} }} "
+            f"{' '.join(user_fields)} }}"
+        )
+        # GitHub answers an unknown login or repository with null plus a NOT_FOUND error.
+        data = self.graphql(document, variables, repo=repo, not_found_ok=True)
+        repository = data.get("repository")
+        if not isinstance(repository, Mapping):
+            raise NotFound(f"GitHub: no repository {repo}")
+        return RepositoryIds(
+            repository=str(repository["id"]),
+            labels={
+                label: str(node["id"])
+                for i, label in enumerate(labels)
+                if isinstance(node := repository.get(f"l{i}"), Mapping)
+            },
+            users={
+                login: str(node["id"])
+                for i, login in enumerate(logins)
+                if isinstance(node := data.get(f"u{i}"), Mapping)
+            },
+        )
+
+    def create_labels(self, repository_id: str, names: Sequence[str]) -> Mapping[str, str]:
+        """Create labels in one mutation; their node ids by name."""
+        if not names:
+            return {}
+        declarations, fields, variables = [], [], {}
+        for i, label in enumerate(names):
+            declarations.append(f"$c{i}: CreateLabelInput!")
+            fields.append(f"c{i}: createLabel(input: $c{i}) {{ label {{ id name }} }}")
+            variables[f"c{i}"] = {"repositoryId": repository_id, "name": label, "color": "ededed"}
+        document = f"mutation({', '.join(declarations)}) {{ {' '.join(fields)} }}"
+        data = self.graphql(document, variables)
+        return {label: str(data[f"c{i}"]["label"]["id"]) for i, label in enumerate(names)}
+
+    def update_issues(self, updates: Sequence[IssueUpdate]) -> None:
+        """Apply every update in one GraphQL mutation; fields run in order."""
+        if not updates:
+            return
+        document, variables = _issue_mutation(updates)
+        self.graphql(document, variables)
+
+    def enqueue_pull(self, repo: str, number: int, sha: str) -> None:
+        """Add the pull request to its merge queue (reads its node id first)."""
+        url = f"{self._repo_url(repo)}/pulls/{int(number)}"
+        data = self._request("GET", url, repo=repo).data
+        node_id = data.get("node_id") if isinstance(data, Mapping) else None
+        if not node_id:
+            raise GitHubError(0, f"pull request #{number} has no node id")
+        document = (
+            "mutation($q: EnqueuePullRequestInput!) { "
+            "enqueuePullRequest(input: $q) { mergeQueueEntry { id } } }"
+        )
+        self.graphql(document, {"q": {"pullRequestId": node_id, "expectedHeadOid": sha}})
+
+    def graphql(
+        self,
+        document: str,
+        variables: Mapping[str, Any],
+        *,
+        repo: str | None = None,
+        not_found_ok: bool = False,
+    ) -> dict[str, Any]:
+        """One GraphQL request; its ``data``. Errors in the answer raise ``GitHubError``.
+
+        With ``not_found_ok``, ``NOT_FOUND`` errors are left to the caller: the fields
+        they concern are null in ``data``.
+        """
+        reply = self._request(
+            "POST",
+            self._graphql_url,
+            repo=repo,
+            json={"query": document, "variables": dict(variables)},
+        )
+        body = reply.data if isinstance(reply.data, Mapping) else {}
+        errors = [
+            e
+            for e in body.get("errors") or []
+            if not (not_found_ok and isinstance(e, Mapping) and e.get("type") == "NOT_FOUND")
+        ]
+        if errors:
+            messages = "; ".join(str(e.get("message", e)) for e in errors if e)
+            raise GitHubError(reply.status, f"GraphQL: {messages}")
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise GitHubError(reply.status, "GraphQL answer without data")
+        return data
 
     def get_pull(self, repo: str, number: int) -> PullRequest:
         """One pull request (``NotFound`` if there is none)."""
@@ -581,6 +704,47 @@ def _shaped(mapper: Callable[[Any], _T], data: Any) -> _T:
         raise GitHubError(200, f"unexpected response shape: {exc!r}") from None
 
 
+def _issue_mutation(updates: Sequence[IssueUpdate]) -> tuple[str, dict[str, Any]]:
+    """The mutation document and variables applying ``updates`` in order."""
+    declarations: list[str] = []
+    fields: list[str] = []
+    variables: dict[str, Any] = {}
+
+    def add(kind: str, input_type: str, field_name: str, value: dict[str, Any]) -> None:
+        name = f"{kind}{len(fields)}"
+        declarations.append(f"${name}: {input_type}!")
+        fields.append(f"{name}: {field_name}(input: ${name}) {{ clientMutationId }}")
+        variables[name] = value
+
+    for u in updates:
+        if u.remove_labels:
+            add(
+                "r",
+                "RemoveLabelsFromLabelableInput",
+                "removeLabelsFromLabelable",
+                {"labelableId": u.node_id, "labelIds": list(u.remove_labels)},
+            )
+        if u.add_labels:
+            add(
+                "a",
+                "AddLabelsToLabelableInput",
+                "addLabelsToLabelable",
+                {"labelableId": u.node_id, "labelIds": list(u.add_labels)},
+            )
+        if u.assignees:
+            add(
+                "s",
+                "AddAssigneesToAssignableInput",
+                "addAssigneesToAssignable",
+                {"assignableId": u.node_id, "assigneeIds": list(u.assignees)},
+            )
+        if u.comment is not None:
+            add("c", "AddCommentInput", "addComment", {"subjectId": u.node_id, "body": u.comment})
+        if u.close:
+            add("x", "CloseIssueInput", "closeIssue", {"issueId": u.node_id})
+    return f"mutation({', '.join(declarations)}) {{ {' '.join(fields)} }}", variables
+
+
 def _issue(data: Any) -> Issue:
     milestone = data.get("milestone") or {}
     return Issue(
@@ -594,6 +758,7 @@ def _issue(data: Any) -> Issue:
         milestone_due_on=milestone.get("due_on"),
         url=str(data.get("html_url") or ""),
         assignees=tuple(str(user["login"]) for user in data.get("assignees") or ()),
+        node_id=str(data.get("node_id") or ""),
     )
 
 

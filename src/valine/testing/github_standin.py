@@ -1,4 +1,4 @@
-"""A stateful stand-in of GitHub's REST API, for tests, ``valine demo`` and local runs.
+"""A stateful stand-in of GitHub's REST and GraphQL APIs, for tests, ``valine demo`` and local runs.
 
 It serves the few endpoints the orchestrator uses, for any number of repositories, over
 real HTTP on 127.0.0.1 (a free port), with answers shaped like GitHub's: every field the
@@ -22,15 +22,42 @@ Behaviour copied from GitHub:
 Stricter than GitHub on purpose: a workflow dispatch without ``inputs`` is refused
 (``422``); the workflow executor always sends them.
 
+GraphQL (``POST /graphql``, same authentication, rate limit counted as resource
+``graphql``) serves the small part of GitHub's schema the client uses, over the same
+state: ``repository(owner, name) { id label(name) { id } }``, ``user(login) { id }``
+and the mutations ``addLabelsToLabelable``, ``removeLabelsFromLabelable``,
+``addComment``, ``addAssigneesToAssignable``, ``closeIssue``, ``createLabel`` and
+``enqueuePullRequest``. Documents are parsed with :mod:`re` and a small
+recursive-descent parser; anything else (fragments, directives, literal objects,
+fields or types outside that subset) is answered with a GraphQL error, never a 500.
+As on GitHub: the whole document is validated and the variables coerced before
+anything runs (errors then come without ``data``); mutation fields run serially in
+document order; a field that fails is ``null`` with an ``errors`` entry (``type``
+``NOT_FOUND`` for an unknown node id, repository or login) and the other fields
+still run. Node ids are the ``node_id`` of the REST answers (an issue's or its pull
+request's id both address the issue). Every label has a node id and lives in a
+per-repository registry once an issue carries it (REST or helpers), ``createLabel``
+makes it or :meth:`add_label` adds it; names match case-insensitively, as on GitHub.
+``user(login)`` knows every login seen (owners, authors, assignees, commenters;
+``[bot]`` logins are not users) and those added with :meth:`add_user`.
+
+A merge queue (:meth:`require_merge_queue`) accepts ``enqueuePullRequest``;
+:meth:`merge_queue` lists it and :meth:`land_merge_queue` merges it, as GitHub does
+once the queue's checks pass. Pushing to a queued pull request drops it from the
+queue. The GraphQL error messages for enqueueing are the stand-in's own wording where
+GitHub's is not documented.
+
 Tests change the world as a person or CI would (:meth:`add_issue`, :meth:`open_pull`,
-:meth:`push`, :meth:`close_issue`, :meth:`require_merge_queue`), inject faults
-(:meth:`fail_next`, :meth:`rate_limit_next`, :meth:`primary_rate_limit_next`), and read
-the state and the :attr:`requests` log. Everything is guarded by one lock.
+:meth:`push`, :meth:`close_issue`, :meth:`require_merge_queue`, :meth:`add_label`,
+:meth:`add_user`, :meth:`land_merge_queue`), inject faults (:meth:`fail_next`,
+:meth:`rate_limit_next`, :meth:`primary_rate_limit_next`), and read the state and the
+:attr:`requests` log. Everything is guarded by one lock.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import copy
 import datetime
@@ -58,6 +85,9 @@ HEAD_MOVED_MESSAGE = "Head branch was modified. Review and try the merge again."
 SECONDARY_LIMIT_MESSAGE = (
     "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
 )
+GRAPHQL_DOCS_URL = "https://docs.github.com/graphql"
+NOT_ENQUEUEABLE_MESSAGE = "Pull request is not in a state to be added to the merge queue"
+NO_MERGE_QUEUE_MESSAGE = "Merge queue is not enabled for this pull request's base branch"
 _REPO_PREFIX = r"/repos/(?P<owner>[A-Za-z0-9_.-]+)/(?P<name>[A-Za-z0-9_.-]+)"
 _MERGE_METHODS = frozenset({"merge", "squash", "rebase"})
 
@@ -94,6 +124,31 @@ class StandInIssue:
     milestone_title: str | None = None
     milestone_due_on: str | None = None
     comments: list[StandInComment] = field(default_factory=list)
+
+
+@dataclass
+class StandInLabel:
+    """A repository label (REST ``id``; GraphQL id ``node_id``)."""
+
+    id: int
+    name: str
+    color: str
+    description: str | None = None
+
+    @property
+    def node_id(self) -> str:
+        """The GraphQL node id (the REST answers' ``node_id``)."""
+        return _node_id("LA_", self.id)
+
+
+@dataclass(frozen=True)
+class StandInQueueEntry:
+    """A pull request waiting in a merge queue, at the head it was enqueued with."""
+
+    id: int
+    number: int
+    head_sha: str
+    enqueued_at: str
 
 
 @dataclass
@@ -150,6 +205,9 @@ class _Repo:
     issues: dict[int, StandInIssue] = field(default_factory=dict)
     pulls: dict[int, StandInPull] = field(default_factory=dict)
     dispatches: list[Dispatch] = field(default_factory=list)
+    #: Labels by lower-cased name (GitHub matches label names case-insensitively).
+    labels: dict[str, StandInLabel] = field(default_factory=dict)
+    queue: list[StandInQueueEntry] = field(default_factory=list)
 
     @property
     def full_name(self) -> str:
@@ -208,6 +266,22 @@ def _node_id(kind: str, number: int) -> str:
     return base64.b64encode(f"{kind}{number}".encode()).decode().rstrip("=")
 
 
+def _decode_node_id(node_id: Any) -> tuple[str, int] | None:
+    """``(kind, number)`` of a node id made by :func:`_node_id`, or None."""
+    if not isinstance(node_id, str) or not node_id:
+        return None
+    try:
+        text = base64.b64decode(node_id + "=" * (-len(node_id) % 4), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    match = re.fullmatch(r"([A-Z]+_)(\d+)", text)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def _user_id(login: str) -> int:
+    return int(hashlib.sha256(login.encode()).hexdigest()[:6], 16)
+
+
 def _error(status: int, message: str, **extra: Any) -> Answer:
     body = {"message": message, "documentation_url": DOCS_URL, "status": str(status), **extra}
     return status, body, {}
@@ -248,7 +322,8 @@ class GitHubStandIn:
         self._installation_tokens: dict[str, float] = {}
         self._requests: list[RecordedRequest] = []
         self._faults: list[Answer] = []
-        self._used = 0
+        self._used: dict[str, int] = {}
+        self._users: dict[str, str] = {}
         self._window_reset = clock() + 3600
         self._next_id = 1000
         self._server: _Server | None = None
@@ -389,8 +464,44 @@ class GitHubStandIn:
         """Replace an issue's labels as a person would."""
         with self._lock:
             issue = self._issue(repo, number)
-            issue.labels = list(dict.fromkeys(labels))
+            issue.labels = self._use_labels(self._repo(repo), labels)
             issue.updated_at = self._now()
+
+    def add_label(
+        self, repo: str, name: str, *, color: str | None = None, description: str | None = None
+    ) -> str:
+        """Create label ``name`` in ``repo`` (if it does not exist); its GraphQL node id."""
+        with self._lock:
+            label = self._label(self._repo(repo), name)
+            if color is not None:
+                label.color = color
+            if description is not None:
+                label.description = description
+            return label.node_id
+
+    def add_user(self, login: str) -> str:
+        """Make ``login`` a known user (``user(login:)`` finds it); its GraphQL node id."""
+        with self._lock:
+            self._users[login.lower()] = login
+            return _node_id("U_", _user_id(login))
+
+    def merge_queue(self, repo: str) -> list[int]:
+        """Numbers of the pull requests in ``repo``'s merge queue, in queue order."""
+        with self._lock:
+            return [entry.number for entry in self._live_queue(self._repo(repo))]
+
+    def land_merge_queue(self, repo: str) -> list[tuple[int, str]]:
+        """Merge every queued pull request, as GitHub does once the queue's checks pass.
+
+        Each is merged at the head it was enqueued with (``merged``,
+        ``merge_commit_sha``, the issues its body closes closed, as a REST merge does);
+        returns ``(number, merge commit SHA)`` pairs in queue order and empties the queue.
+        """
+        with self._lock:
+            r = self._repo(repo)
+            entries = self._live_queue(r)
+            r.queue.clear()
+            return [(entry.number, self._complete_merge(r, entry.number)) for entry in entries]
 
     # -- fault injection ----------------------------------------------------------------
 
@@ -444,6 +555,11 @@ class GitHubStandIn:
         with self._lock:
             r = self._repo(repo)
             return [copy.deepcopy(r.issues[n]) for n in sorted(r.issues)]
+
+    def labels(self, repo: str) -> dict[str, str]:
+        """Every label of ``repo`` (used on an issue or created): node ids by name."""
+        with self._lock:
+            return {label.name: label.node_id for label in self._repo(repo).labels.values()}
 
     def pull(self, repo: str, number: int) -> StandInPull:
         """A copy of a pull request's branch and merge state."""
@@ -511,13 +627,73 @@ class GitHubStandIn:
             number=number,
             title=title,
             body=body,
-            labels=list(dict.fromkeys(labels)),
+            labels=self._use_labels(r, labels),
             created_at=created_at or now,
             updated_at=now,
             author=author,
         )
         r.issues[number] = issue
         return issue
+
+    def _label(self, r: _Repo, name: str) -> StandInLabel:
+        """The label ``name`` of ``r`` (case-insensitive), created on first use."""
+        label = r.labels.get(name.lower())
+        if label is None:
+            label_id = int(
+                hashlib.sha256(f"{r.full_name}:{name.lower()}".encode()).hexdigest()[:8], 16
+            )
+            color = hashlib.sha256(name.encode()).hexdigest()[:6]
+            label = r.labels[name.lower()] = StandInLabel(label_id, name, color)
+        return label
+
+    def _use_labels(self, r: _Repo, names: Iterable[str]) -> list[str]:
+        """``names`` without duplicates, every one registered as a label of ``r``."""
+        unique = list(dict.fromkeys(names))
+        for name in unique:
+            self._label(r, name)
+        return unique
+
+    def _known_users(self) -> dict[str, str]:
+        """Every login a ``user(login:)`` query finds, by lower-cased login.
+
+        Owners, authors, assignees and commenters seen anywhere, and :meth:`add_user`'s;
+        ``[bot]`` logins are Apps, not users, as on GitHub.
+        """
+        seen: list[str] = []
+        for r in self._repos.values():
+            seen.append(r.owner)
+            for issue in r.issues.values():
+                seen += [issue.author, *issue.assignees, *(c.author for c in issue.comments)]
+        known = {login.lower(): login for login in seen if not login.endswith("[bot]")}
+        return {**known, **self._users}
+
+    def _live_queue(self, r: _Repo) -> list[StandInQueueEntry]:
+        """Queue entries still valid: open, unmerged, head unchanged since enqueued.
+
+        GitHub drops a pull request from the queue when it is closed or pushed to.
+        """
+        r.queue[:] = [
+            entry
+            for entry in r.queue
+            if r.issues[entry.number].state == "open"
+            and not r.pulls[entry.number].merged
+            and r.pulls[entry.number].head_sha == entry.head_sha
+        ]
+        return list(r.queue)
+
+    def _complete_merge(self, r: _Repo, number: int) -> str:
+        """Merge pull request ``number`` (checks already passed); the merge commit SHA."""
+        pull, issue = r.pulls[number], r.issues[number]
+        pull.merged = True
+        pull.merged_at = self._now()
+        pull.merge_commit_sha = self._sha()
+        pull.base_sha = pull.merge_commit_sha
+        self._set_state(issue, "closed", None)
+        for match in CLOSING_KEYWORDS.finditer(issue.body or ""):
+            closed = r.issues.get(int(match.group(1)))
+            if closed is not None and closed.number not in r.pulls and closed.state == "open":
+                self._set_state(closed, "closed", "completed")
+        return pull.merge_commit_sha
 
     def _set_state(self, issue: StandInIssue, state: str, reason: str | None) -> None:
         now = self._now()
@@ -556,16 +732,19 @@ class GitHubStandIn:
                 if etag in {t.strip() for t in headers.get("if-none-match", "").split(",")}:
                     status, payload = 304, None
             if self._clock() >= self._window_reset:
-                self._used, self._window_reset = 0, self._clock() + 3600
+                self._used, self._window_reset = {}, self._clock() + 3600
+            # GraphQL has its own budget on GitHub (counted here as one point a request).
+            resource = "graphql" if split.path == "/graphql" else "core"
             if status != 304:  # GitHub does not count a 304 against the rate limit
-                self._used += 1
+                self._used[resource] = self._used.get(resource, 0) + 1
+            used = self._used.get(resource, 0)
             reset = self._window_reset
             rate = {
                 "x-ratelimit-limit": str(self._limit),
-                "x-ratelimit-remaining": str(max(0, self._limit - self._used)),
+                "x-ratelimit-remaining": str(max(0, self._limit - used)),
                 "x-ratelimit-reset": str(int(reset)),
-                "x-ratelimit-used": str(self._used),
-                "x-ratelimit-resource": "core",
+                "x-ratelimit-used": str(used),
+                "x-ratelimit-resource": resource,
             }
             extra = {**rate, **extra}
             self._requests.append(
@@ -610,6 +789,11 @@ class GitHubStandIn:
         needs_jwt = route is not None and route[0]
         denied = self._authenticate(scheme, credential.strip(), jwt=needs_jwt)
         if denied is not None:
+            if path == "/graphql":
+                body = denied[1]
+                if body["message"] == "Requires authentication":
+                    body["message"] = "This endpoint requires you to be authenticated."
+                body["documentation_url"] = GRAPHQL_DOCS_URL
             return denied
         if route is None:
             return _error(404, "Not Found")
@@ -754,7 +938,7 @@ class GitHubStandIn:
             issue.body = body["body"] or ""
         if body.get("labels") is not None:
             names = [x if isinstance(x, str) else x["name"] for x in body["labels"]]
-            issue.labels = list(dict.fromkeys(names))
+            issue.labels = self._use_labels(r, names)
         if body.get("assignees") is not None:
             issue.assignees = list(dict.fromkeys(body["assignees"]))
         if "milestone" in body and body["milestone"] is None:
@@ -817,18 +1001,8 @@ class GitHubStandIn:
         refusal = self._merge_refusal(r, number, {} if body is None else body)
         if refusal is not None:
             return refusal
-        pull, issue = r.pulls[number], r.issues[number]
-        pull.merged = True
-        pull.merged_at = self._now()
-        pull.merge_commit_sha = self._sha()
-        pull.base_sha = pull.merge_commit_sha
-        self._set_state(issue, "closed", None)
-        for match in CLOSING_KEYWORDS.finditer(issue.body or ""):
-            closed = r.issues.get(int(match.group(1)))
-            if closed is not None and closed.number not in r.pulls and closed.state == "open":
-                self._set_state(closed, "closed", "completed")
         answer = {
-            "sha": pull.merge_commit_sha,
+            "sha": self._complete_merge(r, number),
             "merged": True,
             "message": "Pull Request successfully merged",
         }
@@ -883,10 +1057,269 @@ class GitHubStandIn:
         }
         return 201, answer, {}
 
+    # -- GraphQL (called with the lock held) --------------------------------------------
+
+    def _graphql(
+        self, _r: None, _params: dict[str, str], _query: Mapping[str, str], body: Json
+    ) -> Answer:
+        """``POST /graphql``: validate the whole document, then run it field by field."""
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return _error(400, "A query attribute must be specified and must be a string.")
+        values = body.get("variables")
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            return _error(400, "Variables must be an object.")
+        try:
+            operation = _parse_graphql(body["query"])
+            variables = _coerce_variables(operation, values)
+        except _GraphQLError as refusal:
+            return 200, {"errors": [refusal.as_json()]}, {}
+        root = "Mutation" if operation.kind == "mutation" else "Query"
+        errors: list[dict[str, Any]] = []
+        data = self._gql_object(
+            root, None, operation.selections, path=[], variables=variables, errors=errors
+        )
+        answer: dict[str, Any] = {"data": data}
+        if errors:
+            answer["errors"] = errors
+        return 200, answer, {}
+
+    def _gql_object(
+        self,
+        type_name: str,
+        source: Any,
+        selections: Sequence[_Selection],
+        *,
+        path: list[str],
+        variables: Mapping[str, Any],
+        errors: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The selected fields of one object, in order (mutation fields run serially).
+
+        A field selected twice under one key (validation made sure they agree) runs once.
+        """
+        result: dict[str, Any] = {}
+        for selection in selections:
+            key = selection.key
+            if key in result:
+                continue
+            if selection.name == "__typename":
+                result[key] = type_name
+                continue
+            field_type, _ = _GQL_OBJECTS[type_name][selection.name]
+            arguments = {
+                name: variables.get(value.name) if isinstance(value, _Variable) else value
+                for name, value in selection.arguments.items()
+            }
+            try:
+                value = self._gql_resolve(type_name, selection.name, source, arguments)
+            except _FieldError as failure:
+                errors.append(
+                    {
+                        "type": failure.type,
+                        "path": [*path, key],
+                        "locations": [{"line": selection.line, "column": selection.column}],
+                        "message": failure.message,
+                    }
+                )
+                result[key] = None
+                continue
+            target = _named_type(field_type)
+            if value is None or target not in _GQL_OBJECTS:
+                result[key] = value
+            else:
+                assert selection.selections is not None  # validated
+                result[key] = self._gql_object(
+                    target,
+                    value,
+                    selection.selections,
+                    path=[*path, key],
+                    variables=variables,
+                    errors=errors,
+                )
+        return result
+
+    def _gql_resolve(
+        self, type_name: str, field_name: str, source: Any, arguments: Mapping[str, Any]
+    ) -> Any:
+        """One field's value: a leaf, the source of an object, or None."""
+        if type_name == "Query":
+            if field_name == "repository":
+                return self._gql_repository(str(arguments["owner"]), str(arguments["name"]))
+            return self._gql_user(str(arguments["login"]))
+        if type_name == "Mutation":
+            mutation = _GQL_MUTATIONS[field_name]
+            payload: dict[str, Any] = mutation(self, arguments["input"])
+            return {"clientMutationId": arguments["input"].get("clientMutationId"), **payload}
+        if type_name == "Repository" and field_name == "label":
+            label = source["_repo"].labels.get(str(arguments["name"]).lower())
+            return None if label is None else self._gql_label(label)
+        return source[field_name]
+
+    def _gql_repository(self, owner: str, name: str) -> dict[str, Any]:
+        wanted = f"{owner}/{name}".lower()
+        for r in self._repos.values():
+            if r.full_name.lower() == wanted:
+                return {
+                    "_repo": r,
+                    "id": _node_id("R_", r.id),
+                    "name": r.name,
+                    "nameWithOwner": r.full_name,
+                }
+        raise _FieldError(
+            "NOT_FOUND", f"Could not resolve to a Repository with the name '{owner}/{name}'."
+        )
+
+    def _gql_user(self, login: str) -> dict[str, Any]:
+        known = self._known_users().get(login.lower())
+        if known is None:
+            raise _FieldError(
+                "NOT_FOUND", f"Could not resolve to a User with the login of '{login}'."
+            )
+        return {"id": _node_id("U_", _user_id(known)), "login": known}
+
+    @staticmethod
+    def _gql_label(label: StandInLabel) -> dict[str, Any]:
+        return {
+            "id": label.node_id,
+            "name": label.name,
+            "color": label.color,
+            "description": label.description,
+        }
+
+    # node ids -> state
+
+    @staticmethod
+    def _not_found(node_id: Any) -> _FieldError:
+        return _FieldError(
+            "NOT_FOUND", f"Could not resolve to a node with the global id of '{node_id}'."
+        )
+
+    def _node_issue(self, node_id: Any) -> tuple[_Repo, StandInIssue]:
+        """The issue of an issue's or a pull request's node id."""
+        decoded = _decode_node_id(node_id)
+        if decoded is not None and decoded[0] in ("I_", "PR_"):
+            kind, number = decoded
+            for r in self._repos.values():
+                for issue in r.issues.values():
+                    pull = r.pulls.get(issue.number)
+                    if (kind == "I_" and issue.id == number) or (
+                        kind == "PR_" and pull is not None and pull.id == number
+                    ):
+                        return r, issue
+        raise self._not_found(node_id)
+
+    def _node_label(self, r: _Repo, node_id: Any) -> StandInLabel:
+        """A label of ``r`` by node id."""
+        decoded = _decode_node_id(node_id)
+        for label in r.labels.values():
+            if decoded == ("LA_", label.id):
+                return label
+        raise self._not_found(node_id)
+
+    def _node_user(self, node_id: Any) -> str:
+        """A known user's login by node id."""
+        decoded = _decode_node_id(node_id)
+        for login in self._known_users().values():
+            if decoded == ("U_", _user_id(login)):
+                return login
+        raise self._not_found(node_id)
+
+    # mutations: each validates its whole input before changing anything
+
+    def _gql_add_labels(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        r, issue = self._node_issue(data["labelableId"])
+        labels = [self._node_label(r, node_id) for node_id in data["labelIds"]]
+        present = {name.lower() for name in issue.labels}
+        for label in labels:
+            if label.name.lower() not in present:
+                issue.labels.append(label.name)
+                present.add(label.name.lower())
+        issue.updated_at = self._now()
+        return {}
+
+    def _gql_remove_labels(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        r, issue = self._node_issue(data["labelableId"])
+        removed = {self._node_label(r, node_id).name.lower() for node_id in data["labelIds"]}
+        issue.labels = [name for name in issue.labels if name.lower() not in removed]
+        issue.updated_at = self._now()
+        return {}
+
+    def _gql_add_comment(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        _, issue = self._node_issue(data["subjectId"])
+        comment = StandInComment(self._new_id(), str(data["body"]), "valine[bot]", self._now())
+        issue.comments.append(comment)
+        issue.updated_at = comment.created_at
+        return {}
+
+    def _gql_add_assignees(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        _, issue = self._node_issue(data["assignableId"])
+        logins = [self._node_user(node_id) for node_id in data["assigneeIds"]]
+        issue.assignees = list(dict.fromkeys([*issue.assignees, *logins]))
+        issue.updated_at = self._now()
+        return {}
+
+    def _gql_close_issue(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        r, issue = self._node_issue(data["issueId"])
+        if issue.number in r.pulls:
+            raise _FieldError(
+                "NOT_FOUND",
+                f"Could not resolve to an Issue with the global id of '{data['issueId']}'.",
+            )
+        reason = str(data.get("stateReason") or "COMPLETED").lower()
+        self._set_state(issue, "closed", reason)
+        return {}
+
+    def _gql_create_label(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        decoded = _decode_node_id(data["repositoryId"])
+        r = next((r for r in self._repos.values() if decoded == ("R_", r.id)), None)
+        if r is None:
+            raise self._not_found(data["repositoryId"])
+        name, color = str(data["name"]), str(data["color"])
+        if not name.strip():
+            raise _FieldError("UNPROCESSABLE", "Name can't be blank")
+        if name.lower() in r.labels:
+            raise _FieldError("UNPROCESSABLE", "Name has already been taken")
+        if not re.fullmatch(r"[0-9A-Fa-f]{6}", color):
+            raise _FieldError("UNPROCESSABLE", "Color is invalid")
+        label = self._label(r, name)
+        label.color, label.description = color.lower(), data.get("description")
+        return {"label": self._gql_label(label)}
+
+    def _gql_enqueue(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        r, issue = self._node_issue(data["pullRequestId"])
+        pull = r.pulls.get(issue.number)
+        if pull is None:
+            raise self._not_found(data["pullRequestId"])
+        if pull.merged or issue.state != "open":
+            raise _FieldError("UNPROCESSABLE", NOT_ENQUEUEABLE_MESSAGE)
+        if not r.merge_queue:
+            raise _FieldError("UNPROCESSABLE", NO_MERGE_QUEUE_MESSAGE)
+        expected = data.get("expectedHeadOid")
+        if expected is not None and expected != pull.head_sha:
+            raise _FieldError("UNPROCESSABLE", HEAD_MOVED_MESSAGE)
+        queue = self._live_queue(r)
+        entry = next((e for e in queue if e.number == pull.number), None)
+        if entry is None:
+            entry = StandInQueueEntry(self._new_id(), pull.number, pull.head_sha, self._now())
+            if data.get("jump"):
+                r.queue.insert(0, entry)
+            else:
+                r.queue.append(entry)
+        position = 1 + r.queue.index(entry)
+        node = {
+            "id": _node_id("MQE_", entry.id),
+            "position": position,
+            "state": "QUEUED",
+            "enqueuedAt": entry.enqueued_at,
+        }
+        return {"mergeQueueEntry": node}
+
     # -- documents shaped like GitHub's -------------------------------------------------
 
     def _user(self, login: str) -> dict[str, Any]:
-        user_id = int(hashlib.sha256(login.encode()).hexdigest()[:6], 16)
+        user_id = _user_id(login)
         api = f"{self.url}/users/{login}"
         return {
             "login": login,
@@ -997,14 +1430,14 @@ class GitHubStandIn:
         return document
 
     def _label_json(self, r: _Repo, name: str) -> dict[str, Any]:
-        label_id = int(hashlib.sha256(f"{r.full_name}:{name}".encode()).hexdigest()[:8], 16)
+        label = self._label(r, name)
         return {
-            "id": label_id,
-            "node_id": _node_id("LA_", label_id),
-            "url": f"{self.url}/repos/{r.full_name}/labels/{name}",
-            "name": name,
-            "description": None,
-            "color": hashlib.sha256(name.encode()).hexdigest()[:6],
+            "id": label.id,
+            "node_id": label.node_id,
+            "url": f"{self.url}/repos/{r.full_name}/labels/{label.name}",
+            "name": label.name,
+            "description": label.description,
+            "color": label.color,
             "default": False,
         }
 
@@ -1229,6 +1662,576 @@ def _check_issue_patch(body: Mapping[str, Any]) -> Answer | None:
     return None
 
 
+# -- GraphQL: parsing and validating the subset of GitHub's schema the stand-in serves ---
+
+
+class _GraphQLError(Exception):
+    """A document GitHub would refuse as a whole (syntax, validation, variables)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        at: _Token | _Selection | None = None,
+        extensions: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = None if at is None else at.line
+        self.column = None if at is None else at.column
+        self.extensions = extensions
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``errors`` entry GitHub would send."""
+        entry: dict[str, Any] = {"message": self.message}
+        if self.line is not None:
+            entry["locations"] = [{"line": self.line, "column": self.column}]
+        if self.extensions:
+            entry["extensions"] = self.extensions
+        return entry
+
+
+class _FieldError(Exception):
+    """One field failed while running: it becomes ``null`` and an ``errors`` entry."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.type = error_type
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # "punct", "name", "number", "string" or "eof"
+    text: str
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class _Variable:
+    """A ``$name`` reference in an argument."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """One field of a selection set: ``alias: name(arguments) { selections }``."""
+
+    alias: str | None
+    name: str
+    arguments: dict[str, Any]
+    selections: tuple[_Selection, ...] | None
+    line: int
+    column: int
+
+    @property
+    def key(self) -> str:
+        """The key of the field in the answer."""
+        return self.alias or self.name
+
+
+@dataclass(frozen=True)
+class _Operation:
+    """The one operation of a document."""
+
+    kind: str  # "query" or "mutation"
+    variables: dict[str, str]  # name -> declared type, e.g. "[ID!]!"
+    selections: tuple[_Selection, ...]
+
+
+_GQL_TOKEN = re.compile(
+    r"(?P<skip>[\s,\ufeff]+|#[^\n\r]*)"
+    r"|(?P<spread>\.\.\.)"
+    r"|(?P<punct>[!$&()\[\]{}:=@|])"
+    r"|(?P<name>[_A-Za-z][_0-9A-Za-z]*)"
+    r"|(?P<number>-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
+    r'|(?P<block>""")'
+    r'|(?P<string>"(?:[^"\\\n\r]|\\(?:["\\/bfnrt]|u[0-9A-Fa-f]{4}))*")'
+)
+
+
+def _unsupported(what: str, token: _Token) -> _GraphQLError:
+    return _GraphQLError(
+        f"The GitHub stand-in does not support {what}",
+        at=token,
+    )
+
+
+def _tokenize(source: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    position, line, line_start = 0, 1, 0
+    while position < len(source):
+        match = _GQL_TOKEN.match(source, position)
+        column = position - line_start + 1
+        if match is None:
+            where = _Token("unknown", source[position], line, column)
+            raise _GraphQLError(f'Parse error on "{where.text}" at [{line}, {column}]', at=where)
+        kind = match.lastgroup or "skip"
+        text = match.group()
+        if kind == "spread":
+            raise _unsupported("fragments", _Token(kind, text, line, column))
+        if kind == "block":
+            raise _unsupported("block strings", _Token(kind, text, line, column))
+        if kind != "skip":
+            tokens.append(_Token(kind, text, line, column))
+        for newline in re.finditer(r"\r\n|[\n\r]", text):
+            line, line_start = line + 1, position + newline.end()
+        position = match.end()
+    column = position - line_start + 1
+    tokens.append(_Token("eof", "", line, column))
+    return tokens
+
+
+class _Parser:
+    """Recursive descent over the tokens of one executable document (no fragments)."""
+
+    def __init__(self, source: str) -> None:
+        self.tokens = _tokenize(source)
+        self.index = 0
+
+    def peek(self, text: str | None = None) -> bool:
+        token = self.tokens[self.index]
+        return token.kind != "eof" and (text is None or token.text == text)
+
+    def take(self, kind: str | None = None, text: str | None = None) -> _Token:
+        token = self.tokens[self.index]
+        if token.kind == "eof":
+            raise _GraphQLError("Unexpected end of document", at=token)
+        if (kind is not None and token.kind != kind) or (text is not None and token.text != text):
+            raise _GraphQLError(
+                f'Parse error on "{token.text}" ({token.kind.upper()}) '
+                f"at [{token.line}, {token.column}]",
+                at=token,
+            )
+        self.index += 1
+        return token
+
+    def document(self) -> _Operation:
+        operation = self.operation()
+        token = self.tokens[self.index]
+        if token.kind != "eof":
+            if token.text in ("query", "mutation", "subscription", "fragment", "{"):
+                raise _unsupported("documents with several definitions", token)
+            self.take("eof")
+        return operation
+
+    def operation(self) -> _Operation:
+        token = self.tokens[self.index]
+        variables: dict[str, str] = {}
+        if token.text == "{":
+            kind = "query"
+        elif token.kind == "name" and token.text in ("query", "mutation"):
+            kind = self.take().text
+            if self.tokens[self.index].kind == "name":
+                self.take("name")  # the operation's name
+            if self.peek("("):
+                variables = self.variable_definitions()
+            if self.peek("@"):
+                raise _unsupported("directives", self.tokens[self.index])
+        elif token.text in ("subscription", "fragment"):
+            raise _unsupported(f"{token.text}s", token)
+        else:
+            self.take("punct", "{")
+            raise AssertionError("unreachable")  # take() raised
+        return _Operation(kind, variables, self.selection_set())
+
+    def variable_definitions(self) -> dict[str, str]:
+        self.take("punct", "(")
+        variables: dict[str, str] = {}
+        while True:
+            dollar = self.take("punct", "$")
+            name = self.take("name").text
+            self.take("punct", ":")
+            type_text = self.type_reference()
+            if self.peek("="):
+                raise _unsupported("default values", self.tokens[self.index])
+            if self.peek("@"):
+                raise _unsupported("directives", self.tokens[self.index])
+            if name in variables:
+                raise _GraphQLError(
+                    f'There can be only one variable named "{name}"',
+                    at=dollar,
+                )
+            variables[name] = type_text
+            if self.peek(")"):
+                break
+        self.take("punct", ")")
+        return variables
+
+    def type_reference(self) -> str:
+        if self.peek("["):
+            self.take()
+            text = f"[{self.type_reference()}]"
+            self.take("punct", "]")
+        else:
+            text = self.take("name").text
+        if self.peek("!"):
+            self.take()
+            text += "!"
+        return text
+
+    def selection_set(self) -> tuple[_Selection, ...]:
+        self.take("punct", "{")
+        selections = [self.selection()]
+        while not self.peek("}"):
+            selections.append(self.selection())
+        self.take("punct", "}")
+        return tuple(selections)
+
+    def selection(self) -> _Selection:
+        first = self.take("name")
+        alias, name = None, first.text
+        if self.peek(":"):
+            self.take()
+            alias, name = first.text, self.take("name").text
+        arguments: dict[str, Any] = {}
+        if self.peek("("):
+            self.take()
+            while True:
+                argument = self.take("name")
+                self.take("punct", ":")
+                if argument.text in arguments:
+                    raise _GraphQLError(
+                        f'There can be only one argument named "{argument.text}"',
+                        at=argument,
+                    )
+                arguments[argument.text] = self.value()
+                if self.peek(")"):
+                    break
+            self.take("punct", ")")
+        if self.peek("@"):
+            raise _unsupported("directives", self.tokens[self.index])
+        selections = self.selection_set() if self.peek("{") else None
+        return _Selection(alias, name, arguments, selections, first.line, first.column)
+
+    def value(self) -> Any:
+        token = self.tokens[self.index]
+        if token.text == "$":
+            self.take()
+            return _Variable(self.take("name").text)
+        if token.kind == "string":
+            self.take()
+            return json.loads(token.text)
+        if token.kind == "number":
+            self.take()
+            return float(token.text) if any(c in token.text for c in ".eE") else int(token.text)
+        if token.kind == "name" and token.text in ("true", "false", "null"):
+            self.take()
+            return {"true": True, "false": False, "null": None}[token.text]
+        if token.text in ("[", "{") or token.kind == "name":
+            raise _unsupported("literal lists, objects and enums (pass them as variables)", token)
+        self.take("name")
+        raise AssertionError("unreachable")  # take() raised
+
+
+#: Input object types: field -> type, as in GitHub's schema (``@octokit/graphql-schema``'s
+#: ``schema.json``, which its ``validate`` uses; the contract tests compare the two).
+_GQL_INPUTS: dict[str, dict[str, str]] = {
+    "AddLabelsToLabelableInput": {
+        "clientMutationId": "String",
+        "labelIds": "[ID!]!",
+        "labelableId": "ID!",
+    },
+    "RemoveLabelsFromLabelableInput": {
+        "clientMutationId": "String",
+        "labelIds": "[ID!]!",
+        "labelableId": "ID!",
+    },
+    "AddCommentInput": {"body": "String!", "clientMutationId": "String", "subjectId": "ID!"},
+    "AddAssigneesToAssignableInput": {
+        "assignableId": "ID!",
+        "assigneeIds": "[ID!]!",
+        "clientMutationId": "String",
+    },
+    "CloseIssueInput": {
+        "clientMutationId": "String",
+        "issueId": "ID!",
+        "stateReason": "IssueClosedStateReason",
+    },
+    "CreateLabelInput": {
+        "clientMutationId": "String",
+        "color": "String!",
+        "description": "String",
+        "name": "String!",
+        "repositoryId": "ID!",
+    },
+    "EnqueuePullRequestInput": {
+        "clientMutationId": "String",
+        "expectedHeadOid": "GitObjectID",
+        "jump": "Boolean",
+        "pullRequestId": "ID!",
+    },
+}
+_GQL_ENUMS: dict[str, tuple[str, ...]] = {
+    "IssueClosedStateReason": ("COMPLETED", "NOT_PLANNED"),
+    "MergeQueueEntryState": (
+        "AWAITING_CHECKS",
+        "LOCKED",
+        "MERGEABLE",
+        "QUEUED",
+        "UNMERGEABLE",
+    ),
+}
+_GQL_SCALARS = frozenset({"Boolean", "DateTime", "GitObjectID", "ID", "Int", "String"})
+_PAYLOAD: dict[str, tuple[str, dict[str, str]]] = {"clientMutationId": ("String", {})}
+#: Output object types: field -> (type, arguments). A subset of GitHub's schema.
+_GQL_OBJECTS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
+    "Query": {
+        "repository": (
+            "Repository",
+            {"owner": "String!", "name": "String!", "followRenames": "Boolean"},
+        ),
+        "user": ("User", {"login": "String!"}),
+    },
+    "Mutation": {
+        "addLabelsToLabelable": (
+            "AddLabelsToLabelablePayload",
+            {"input": "AddLabelsToLabelableInput!"},
+        ),
+        "removeLabelsFromLabelable": (
+            "RemoveLabelsFromLabelablePayload",
+            {"input": "RemoveLabelsFromLabelableInput!"},
+        ),
+        "addComment": ("AddCommentPayload", {"input": "AddCommentInput!"}),
+        "addAssigneesToAssignable": (
+            "AddAssigneesToAssignablePayload",
+            {"input": "AddAssigneesToAssignableInput!"},
+        ),
+        "closeIssue": ("CloseIssuePayload", {"input": "CloseIssueInput!"}),
+        "createLabel": ("CreateLabelPayload", {"input": "CreateLabelInput!"}),
+        "enqueuePullRequest": ("EnqueuePullRequestPayload", {"input": "EnqueuePullRequestInput!"}),
+    },
+    "Repository": {
+        "id": ("ID!", {}),
+        "name": ("String!", {}),
+        "nameWithOwner": ("String!", {}),
+        "label": ("Label", {"name": "String!"}),
+    },
+    "Label": {
+        "id": ("ID!", {}),
+        "name": ("String!", {}),
+        "color": ("String!", {}),
+        "description": ("String", {}),
+    },
+    "User": {"id": ("ID!", {}), "login": ("String!", {})},
+    "MergeQueueEntry": {
+        "id": ("ID!", {}),
+        "position": ("Int!", {}),
+        "state": ("MergeQueueEntryState!", {}),
+        "enqueuedAt": ("DateTime!", {}),
+    },
+    "AddLabelsToLabelablePayload": _PAYLOAD,
+    "RemoveLabelsFromLabelablePayload": _PAYLOAD,
+    "AddCommentPayload": _PAYLOAD,
+    "AddAssigneesToAssignablePayload": _PAYLOAD,
+    "CloseIssuePayload": _PAYLOAD,
+    "CreateLabelPayload": {**_PAYLOAD, "label": ("Label", {})},
+    "EnqueuePullRequestPayload": {**_PAYLOAD, "mergeQueueEntry": ("MergeQueueEntry", {})},
+}
+
+
+def _named_type(type_text: str) -> str:
+    return type_text.strip("[]!")
+
+
+def _parse_graphql(document: str) -> _Operation:
+    """The operation of ``document``, validated against the served subset of the schema."""
+    operation = _Parser(document).document()
+    for name, type_text in operation.variables.items():
+        if _named_type(type_text) not in {*_GQL_INPUTS, *_GQL_SCALARS, *_GQL_ENUMS}:
+            raise _GraphQLError(f"{_named_type(type_text)} isn't a defined input type (on ${name})")
+    used: set[str] = set()
+    root = "Mutation" if operation.kind == "mutation" else "Query"
+    _check_selections(root, operation.selections, operation, used)
+    for name in operation.variables:
+        if name not in used:
+            raise _GraphQLError(
+                f"Variable ${name} is declared by anonymous {operation.kind} but not used"
+            )
+    return operation
+
+
+def _check_selections(
+    type_name: str, selections: Sequence[_Selection], operation: _Operation, used: set[str]
+) -> None:
+    """Raise the first validation error of ``selections`` on ``type_name``."""
+    seen: dict[str, _Selection] = {}
+    for selection in selections:
+        earlier = seen.setdefault(selection.key, selection)
+        if earlier is not selection and (
+            earlier.name != selection.name or earlier.arguments != selection.arguments
+        ):
+            raise _GraphQLError(
+                f"Field '{selection.key}' has an argument conflict or returns different fields",
+                at=selection,
+            )
+        parameters: dict[str, str]
+        if selection.name == "__typename":
+            field_type, parameters = "String!", {}
+        elif selection.name in _GQL_OBJECTS[type_name]:
+            field_type, parameters = _GQL_OBJECTS[type_name][selection.name]
+        else:
+            raise _GraphQLError(
+                f"Field '{selection.name}' doesn't exist on type '{type_name}'",
+                extensions={
+                    "code": "undefinedField",
+                    "typeName": type_name,
+                    "fieldName": selection.name,
+                },
+                at=selection,
+            )
+        for argument, value in selection.arguments.items():
+            if argument not in parameters:
+                raise _GraphQLError(
+                    f"Field '{selection.name}' doesn't accept argument '{argument}'", at=selection
+                )
+            _check_argument(
+                selection, argument, value, parameters[argument], operation=operation, used=used
+            )
+        missing = [
+            a for a, t in parameters.items() if t.endswith("!") and a not in selection.arguments
+        ]
+        if missing:
+            raise _GraphQLError(
+                f"Field '{selection.name}' is missing required arguments: {', '.join(missing)}",
+                at=selection,
+            )
+        target = _named_type(field_type)
+        if target in _GQL_OBJECTS:
+            if selection.selections is None:
+                raise _GraphQLError(
+                    f"Field must have selections (field '{selection.name}' returns {target} "
+                    f"but has no selections. Did you mean '{selection.name} {{ ... }}'?)",
+                    at=selection,
+                )
+            _check_selections(target, selection.selections, operation, used)
+        elif selection.selections is not None:
+            raise _GraphQLError(
+                f"Selections can't be made on scalars (field '{selection.name}' returns "
+                f"{target} but has selections)",
+                at=selection,
+            )
+
+
+def _check_argument(
+    selection: _Selection,
+    argument: str,
+    value: Any,
+    expected: str,
+    *,
+    operation: _Operation,
+    used: set[str],
+) -> None:
+    """Raise if ``value`` cannot be passed as ``argument`` of type ``expected``."""
+    if isinstance(value, _Variable):
+        declared = operation.variables.get(value.name)
+        if declared is None:
+            raise _GraphQLError(
+                f"Variable ${value.name} is used by anonymous {operation.kind} but not declared",
+                at=selection,
+            )
+        used.add(value.name)
+        if declared.rstrip("!") != expected.rstrip("!"):
+            raise _GraphQLError(
+                f"Type mismatch on variable ${value.name} and argument {argument} "
+                f"({declared} / {expected})",
+                at=selection,
+            )
+        if expected.endswith("!") and not declared.endswith("!"):
+            raise _GraphQLError(
+                f"Nullability mismatch on variable ${value.name} and argument {argument} "
+                f"({declared} / {expected})",
+                at=selection,
+            )
+        return
+    problems = _coerce_problems(value, expected, [])
+    if problems:
+        raise _GraphQLError(
+            f"Argument '{argument}' on Field '{selection.name}' has an invalid value "
+            f"({json.dumps(value)}). Expected type '{expected}'.",
+            at=selection,
+        )
+
+
+def _coerce_problems(value: Any, type_text: str, path: list[str | int]) -> list[dict[str, Any]]:
+    """Why ``value`` is not a valid input of type ``type_text`` (empty if it is)."""
+    if type_text.endswith("!") and value is None:
+        return [{"path": path, "explanation": "Expected value to not be null"}]
+    type_text = type_text.removesuffix("!")
+    if value is None:
+        return []
+    if type_text.startswith("["):
+        items = value if isinstance(value, list) else [value]  # a single value is a list of one
+        return [
+            problem
+            for i, item in enumerate(items)
+            for problem in _coerce_problems(item, type_text[1:-1], [*path, i])
+        ]
+    if type_text in _GQL_INPUTS:
+        return _input_object_problems(value, type_text, path)
+    return _leaf_problems(value, type_text, path)
+
+
+def _input_object_problems(
+    value: Any, type_text: str, path: list[str | int]
+) -> list[dict[str, Any]]:
+    """Why ``value`` is not a valid input object of type ``type_text``."""
+    fields = _GQL_INPUTS[type_text]
+    if not isinstance(value, dict):
+        explanation = f"Expected {json.dumps(value)} to be a key-value object"
+        return [{"path": path, "explanation": explanation}]
+    problems = [
+        {"path": [*path, key], "explanation": f"Field is not defined on {type_text}"}
+        for key in value
+        if key not in fields
+    ]
+    for key, field_type in fields.items():
+        problems += _coerce_problems(value.get(key), field_type, [*path, key])
+    return problems
+
+
+def _leaf_problems(value: Any, type_text: str, path: list[str | int]) -> list[dict[str, Any]]:
+    """Why ``value`` is not a valid enum value or scalar of type ``type_text``."""
+    if type_text in _GQL_ENUMS:
+        valid = value in _GQL_ENUMS[type_text]
+        choices = ", ".join(_GQL_ENUMS[type_text])
+        explanation = f"Expected {json.dumps(value)} to be one of: {choices}"
+    else:
+        number = isinstance(value, int) and not isinstance(value, bool)
+        valid = {
+            "String": isinstance(value, str),
+            "GitObjectID": isinstance(value, str),
+            "DateTime": isinstance(value, str),
+            "ID": isinstance(value, str) or number,
+            "Int": number,
+            "Boolean": isinstance(value, bool),
+        }[type_text]
+        explanation = f"Could not coerce value {json.dumps(value)} to {type_text}"
+    return [] if valid else [{"path": path, "explanation": explanation}]
+
+
+def _coerce_variables(operation: _Operation, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The declared variables' values; raise GitHub's error for the first invalid one."""
+    coerced: dict[str, Any] = {}
+    for name, type_text in operation.variables.items():
+        value = values.get(name)
+        problems = _coerce_problems(value, type_text, [])
+        if problems:
+            message = f"Variable ${name} of type {type_text} was provided invalid value"
+            details = [
+                f"{'.'.join(str(p) for p in problem['path'])} ({problem['explanation']})"
+                for problem in problems
+                if problem["path"]
+            ]
+            if details:
+                message += " for " + ", ".join(details)
+            raise _GraphQLError(message, extensions={"value": value, "problems": problems})
+        coerced[name] = value
+    return coerced
+
+
 def _route(method: str, path: str) -> tuple[bool, _Action, dict[str, str]] | None:
     """``(needs_jwt, action, path parameters)`` of the endpoint, or None."""
     for route_method, pattern, needs_jwt, action in _ROUTES:
@@ -1274,6 +2277,7 @@ _ROUTES: Sequence[tuple[str, re.Pattern[str], bool, _Action]] = [
         GitHubStandIn._merge,
     ),
     ("GET", re.compile(_REPO_PREFIX + r"/installation"), True, GitHubStandIn._installation),
+    ("POST", re.compile(r"/graphql"), False, GitHubStandIn._graphql),
     (
         "POST",
         re.compile(r"/app/installations/(?P<installation_id>\d+)/access_tokens"),
@@ -1281,3 +2285,13 @@ _ROUTES: Sequence[tuple[str, re.Pattern[str], bool, _Action]] = [
         GitHubStandIn._access_token,
     ),
 ]
+
+_GQL_MUTATIONS: Mapping[str, Callable[[GitHubStandIn, Mapping[str, Any]], dict[str, Any]]] = {
+    "addLabelsToLabelable": GitHubStandIn._gql_add_labels,
+    "removeLabelsFromLabelable": GitHubStandIn._gql_remove_labels,
+    "addComment": GitHubStandIn._gql_add_comment,
+    "addAssigneesToAssignable": GitHubStandIn._gql_add_assignees,
+    "closeIssue": GitHubStandIn._gql_close_issue,
+    "createLabel": GitHubStandIn._gql_create_label,
+    "enqueuePullRequest": GitHubStandIn._gql_enqueue,
+}
