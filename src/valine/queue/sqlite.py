@@ -31,6 +31,7 @@ from typing import Any
 
 from valine.core.errors import QueueUnavailable
 from valine.ports import Job
+from valine.queue.retry import RetryPolicy
 from valine.store.db import Database, path_from_url
 
 log = logging.getLogger("valine.queue")
@@ -122,18 +123,18 @@ class SqliteJobQueue:
         rng: random.Random | None = None,
         dedupe_ttl: float = 7 * 24 * 3600,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if base_backoff < 0 or max_backoff < 0 or dedupe_ttl < 0:
-            raise ValueError("base_backoff, max_backoff and dedupe_ttl must not be negative")
+        if dedupe_ttl < 0:
+            raise ValueError("dedupe_ttl must not be negative")
+        self.retry_policy = RetryPolicy(
+            max_attempts,
+            base_backoff,
+            max_backoff,
+            rng if rng is not None else random.Random(),  # noqa: S311 (jitter only)
+        )
         self.db = db
         self.max_attempts = max_attempts
-        self.base_backoff = base_backoff
-        self.max_backoff = max_backoff
         self.dedupe_ttl = dedupe_ttl
         self._clock = clock
-        # Jitter only spreads retries out; it needs no cryptographic quality.
-        self._rng = rng if rng is not None else random.Random()  # noqa: S311
         self._last_purge: float | None = None
         with _translated():
             db.executescript(SCHEMA)
@@ -242,7 +243,7 @@ class SqliteJobQueue:
                 (job.job_id, job.lease_token),
             ).fetchall()
             row = rows[0] if rows else None
-            if row is not None and row[0] >= self.max_attempts:
+            if row is not None and self.retry_policy.exhausted(row[0]):
                 conn.execute(
                     "UPDATE queue_jobs SET state = 'dead', last_error = ?, died_at = ?, "
                     "lease_token = NULL WHERE job_id = ?",
@@ -289,13 +290,8 @@ class SqliteJobQueue:
     # -- beyond the port ------------------------------------------------------------
 
     def backoff(self, attempts: int) -> float:
-        """The delay before the retry of a job whose attempt number ``attempts`` failed.
-
-        Uniform in ``[b/2, b]`` with ``b = min(max_backoff, base_backoff * 2**(attempts-1))``.
-        """
-        exponent = min(max(attempts - 1, 0), 64)  # 2**64 * base already exceeds any cap
-        ceiling = min(self.max_backoff, self.base_backoff * 2.0**exponent)
-        return self._rng.uniform(ceiling / 2, ceiling)
+        """The delay before retrying a job whose attempt ``attempts`` failed (see RetryPolicy)."""
+        return self.retry_policy.backoff(attempts)
 
     def purge_expired(self, limit: int | None = None) -> int:
         """Delete dedupe keys that have expired (at most ``limit`` of them); returns how many."""
