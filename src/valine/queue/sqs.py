@@ -1,0 +1,460 @@
+"""The AWS :class:`~valine.ports.JobQueue`: an SQS standard queue, its dead-letter queue, and
+dedupe keys in DynamoDB.
+
+boto3 is imported only when a client is built (:func:`sqs_client`), never at import.
+
+Messages
+========
+
+A job is one message whose body is the JSON ``{"job_id", "kind", "payload"}``; a dead
+letter is a message of the dead-letter queue whose body adds ``attempts``, ``error``
+(the last failure) and ``died_at``. :func:`job_from_sqs_record` turns a record of a
+Lambda SQS event into the same :class:`~valine.ports.Job` that :meth:`SqsJobQueue.lease`
+returns, so the worker Lambda (fed batches by the event source mapping) and a polling
+worker run the same handlers and call the same :meth:`~SqsJobQueue.ack` /
+:meth:`~SqsJobQueue.retry`.
+
+How the port's semantics map onto SQS
+=====================================
+
+* **Attempts** are SQS's ``ApproximateReceiveCount``; the lease token is the receipt
+  handle. A lease is a receive with ``VisibilityTimeout`` = the lease, rounded *up* to
+  whole seconds (SQS takes integers, at most 43,200).
+* **Delay.** ``enqueue(delay=...)`` sends with ``DelaySeconds`` = ``ceil(delay)``,
+  clamped to SQS's maximum of **900 s**: a longer delay makes the job due after 15
+  minutes, early. (The product's delays are notification windows of seconds.)
+* **Retry** changes the message's visibility to the backoff — the SQLite queue's
+  formula, ``b = min(max_backoff, base_backoff * 2**(n-1))`` drawn uniformly from
+  ``[b/2, b]`` — rounded up to whole seconds and capped at 43,200 (SQS also refuses to
+  keep one receive of a message invisible for more than 12 hours in total). At
+  ``max_attempts`` the job is sent to the dead-letter queue with its error and deleted
+  from the queue (sent first, so a crash in between duplicates the dead letter rather than
+  losing the job).
+* **A worker that keeps dying** (no ack, no retry) makes ``ApproximateReceiveCount``
+  grow past ``max_attempts``: :meth:`SqsJobQueue.lease` dead-letters such a message
+  instead of handing it out, as the SQLite queue does. Under Lambda's event source
+  mapping, which receives by itself, the queue's redrive policy does it: set its
+  ``maxReceiveCount`` to ``max_attempts + 1`` so that :meth:`~SqsJobQueue.retry` (which
+  records the error) dead-letters first; a message SQS redrove has the plain job body,
+  and :meth:`~SqsJobQueue.dead_letters` reports it with no error.
+* **Dedupe.** ``enqueue(dedupe_key=...)`` first claims the key in a DynamoDB table (a
+  conditional put, ``attribute_not_exists OR expires_at <= :now``, with a TTL), then
+  sends. If the send fails the claim is deleted and ``QueueUnavailable`` raised. *Crash
+  window:* a process that dies between the claim and the send leaves the key claimed with
+  no job sent, so that job is lost until the key expires (``dedupe_ttl``); SQS and
+  DynamoDB have no transaction spanning both. The SQLite queue writes both in one
+  transaction and has no such window.
+
+What SQS does not promise (and the SQLite queue does)
+=====================================================
+
+* **Stale leases.** ``DeleteMessage`` with an older receipt handle "succeeds, but the
+  message might not be deleted" (SQS API reference) — or might be; and a receipt handle
+  stays valid after ``ChangeMessageVisibility``, so an ack after a retry deletes the job.
+  The adapter cannot tell a stale handle from a current one; it logs a warning only when
+  SQS rejects a handle. Handlers are idempotent, which makes this safe (DESIGN §5).
+* **Order.** A standard queue delivers in no guaranteed order, and a message may be
+  delivered twice.
+* **Dead letters are peeked**, not listed: :meth:`SqsJobQueue.dead_letters` receives up to
+  10 messages from the dead-letter queue with ``VisibilityTimeout=0`` (they stay there,
+  visible) and orders them by ``died_at``. SQS short polling samples a subset of its
+  servers, so a peek may miss some dead letters and never sees more than 10; each peek
+  counts as a receive of those messages. The AWS console or a redrive task are the tools
+  for a large dead-letter queue.
+* **Depth** adds SQS's ``ApproximateNumberOfMessages``, ``...NotVisible`` and
+  ``...Delayed``: approximate, and eventually consistent (about a minute behind).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from valine.core.errors import QueueUnavailable
+from valine.ports import Job
+from valine.queue.retry import RetryPolicy
+from valine.store.dynamodb import claim_key, client_config, error_code, is_botocore_error
+
+log = logging.getLogger("valine.queue")
+
+#: SQS's largest ``DelaySeconds``.
+MAX_DELAY = 900
+#: SQS's largest visibility timeout (12 hours).
+MAX_VISIBILITY = 43_200
+#: At most this many abandoned messages are dead-lettered by one :meth:`SqsJobQueue.lease`
+#: before it gives up and reports the queue as empty for now.
+MAX_BURIALS_PER_LEASE = 10
+_ABANDONED = "lease expired without ack or retry (worker died?)"
+_STALE_HANDLE_CODES = ("ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidReceiptHandle")
+
+
+def sqs_client(endpoint_url: str | None = None, region_name: str | None = None) -> Any:
+    """A low-level SQS client with the modest timeouts and ``standard`` retries of the
+    DynamoDB store (boto3 is imported here, on first use)."""
+    import boto3
+
+    return boto3.client(
+        "sqs", endpoint_url=endpoint_url, region_name=region_name, config=client_config()
+    )
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Turn botocore's exceptions into the domain's :class:`QueueUnavailable`."""
+    try:
+        yield
+    except Exception as exc:
+        if is_botocore_error(exc):
+            raise QueueUnavailable(f"job queue (SQS) could not {action}: {exc}") from exc
+        raise
+
+
+def _is_stale_handle(exc: BaseException) -> bool:
+    """True if SQS refused a receipt handle (expired, unknown, or the message not in flight)."""
+    code = error_code(exc) or ""
+    if any(code.endswith(stale) for stale in _STALE_HANDLE_CODES):
+        return True
+    # e.g. "Value ... for parameter ReceiptHandle is invalid. Reason: The receipt handle
+    # has expired." (an expired handle, as real SQS words it)
+    message = str(exc).lower().replace(" ", "")
+    return code.endswith("InvalidParameterValue") and "receipthandle" in message
+
+
+def _body_object(body: str) -> dict[str, Any]:
+    value = json.loads(body)
+    if not isinstance(value, dict) or not isinstance(value.get("payload"), dict):
+        raise QueueUnavailable("an SQS message body is not a valine job")
+    return value
+
+
+def job_from_sqs_record(record: Mapping[str, Any]) -> Job:
+    """The :class:`Job` of one record of a Lambda SQS event (``event["Records"][i]``).
+
+    ``attempts`` is the record's ``ApproximateReceiveCount`` and the lease token its
+    receipt handle, exactly as :meth:`SqsJobQueue.lease` would give them.
+    """
+    body = _body_object(str(record["body"]))
+    attributes = record.get("attributes") or {}
+    return Job(
+        job_id=str(body["job_id"]),
+        kind=str(body["kind"]),
+        payload=body["payload"],
+        attempts=int(attributes.get("ApproximateReceiveCount", 1)),
+        lease_token=str(record["receiptHandle"]),
+    )
+
+
+class Dedupe(Protocol):
+    """Where enqueue remembers dedupe keys: claim once, release a failed claim."""
+
+    def claim(self, key: str, expires_at: float, now: float) -> str | None:
+        """A claim token if ``key`` was free (or expired) and is now held; else None."""
+        ...
+
+    def release(self, key: str, token: str) -> None:
+        """Forget ``key`` if the claim ``token`` still holds it."""
+        ...
+
+
+class DynamoDedupe:
+    """Dedupe keys in a DynamoDB table (``{prefix}-dedupe`` of :mod:`valine.store.dynamodb`).
+
+    Key ``dedupe_key``; ``expires_at`` (exact) decides, ``ttl`` (whole seconds) lets
+    DynamoDB delete expired keys by itself; ``claim`` is a random token.
+    """
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self.table = table
+
+    def claim(self, key: str, expires_at: float, now: float) -> str | None:
+        """A claim token if ``key`` was free or expired (one conditional put); else None."""
+        token = uuid.uuid4().hex
+        extra = {"claim": {"S": token}}
+        if claim_key(
+            self._client, self.table, "dedupe_key", key, expires_at=expires_at, now=now, extra=extra
+        ):
+            return token
+        return None
+
+    def release(self, key: str, token: str) -> None:
+        """Delete ``key`` if ``token`` still holds it (a later claim is left alone)."""
+        try:
+            self._client.delete_item(
+                TableName=self.table,
+                Key={"dedupe_key": {"S": key}},
+                ConditionExpression="claim = :token",
+                ExpressionAttributeValues={":token": {"S": token}},
+            )
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+
+class SqsJobQueue:
+    """A :class:`~valine.ports.JobQueue` on an SQS standard queue (see the module docstring).
+
+    ``dead_letter_url`` is the queue dead letters go to; ``dedupe`` remembers dedupe keys
+    for ``dedupe_ttl`` seconds (a week, as the SQLite queue). ``clock`` and ``rng`` are
+    injectable, for the dedupe expiry and the backoff jitter. Safe to share between
+    threads (boto3 clients are).
+    """
+
+    def __init__(
+        self,
+        sqs_client: Any,
+        queue_url: str,
+        *,
+        dead_letter_url: str,
+        dedupe: Dedupe,
+        max_attempts: int = 5,
+        base_backoff: float = 1.0,
+        max_backoff: float = 300.0,
+        dedupe_ttl: float = 7 * 24 * 3600,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        if dedupe_ttl < 0:
+            raise ValueError("dedupe_ttl must not be negative")
+        self.retry_policy = RetryPolicy(
+            max_attempts,
+            base_backoff,
+            max_backoff,
+            rng if rng is not None else random.Random(),  # noqa: S311 (jitter only)
+        )
+        self._sqs = sqs_client
+        self.queue_url = queue_url
+        self.dead_letter_url = dead_letter_url
+        self.dedupe = dedupe
+        self.max_attempts = max_attempts
+        self.dedupe_ttl = dedupe_ttl
+        self._clock = clock
+
+    # -- JobQueue -------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        dedupe_key: str | None = None,
+        delay: float = 0.0,
+    ) -> bool:
+        """Send a job due after ``delay`` seconds (rounded up, at most 900).
+
+        False, and nothing sent, if ``dedupe_key`` was claimed within ``dedupe_ttl``.
+        ``payload`` must be JSON-serialisable (``TypeError`` if not, before anything is
+        written). See the module docstring for the window between claim and send.
+        """
+        body = json.dumps(
+            {"job_id": uuid.uuid4().hex, "kind": kind, "payload": payload},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        token: str | None = None
+        if dedupe_key is not None:
+            now = self._clock()
+            with _translated("record a dedupe key"):
+                token = self.dedupe.claim(dedupe_key, now + self.dedupe_ttl, now)
+            if token is None:
+                return False
+        try:
+            with _translated("send a job"):
+                self._sqs.send_message(
+                    QueueUrl=self.queue_url,
+                    MessageBody=body,
+                    DelaySeconds=min(MAX_DELAY, max(0, math.ceil(delay))),
+                )
+        except QueueUnavailable:
+            if dedupe_key is not None and token is not None:
+                self._release(dedupe_key, token)
+            raise
+        return True
+
+    def lease(self, visibility_timeout: float) -> Job | None:
+        """Receive one due job for ``visibility_timeout`` seconds (rounded up), or None.
+
+        A short poll (``WaitTimeSeconds=0``). A message received more than
+        ``max_attempts`` times (its workers died before ack or retry) is dead-lettered
+        instead of handed out, and the next one is received.
+        """
+        timeout = min(MAX_VISIBILITY, max(0, math.ceil(visibility_timeout)))
+        for _ in range(MAX_BURIALS_PER_LEASE):
+            with _translated("receive a job"):
+                messages = self._sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=1,
+                    WaitTimeSeconds=0,
+                    VisibilityTimeout=timeout,
+                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                ).get("Messages", [])
+            if not messages:
+                return None
+            job = self._job(messages[0])
+            if job.attempts <= self.max_attempts:
+                return job
+            self._bury_abandoned(job)
+        return None
+
+    def ack(self, job: Job) -> None:
+        """Delete the job's message. A receipt handle SQS rejects is logged and ignored."""
+        self._delete_quietly(job, "ack")
+
+    def retry(self, job: Job, error: str) -> bool:
+        """Make the job due again after a backoff, or dead-letter it at ``max_attempts``.
+
+        Returns True if it will run again, False if it was dead-lettered. A receipt
+        handle SQS rejects (the lease is over) changes nothing, is logged, and gives True.
+        """
+        if self.retry_policy.exhausted(job.attempts):
+            self._dead_letter(job, error, job.attempts)
+            self._delete_quietly(job, "retry")
+            return False
+        timeout = min(MAX_VISIBILITY, math.ceil(self.backoff(job.attempts)))
+        try:
+            with _translated("reschedule a job"):
+                self._sqs.change_message_visibility(
+                    QueueUrl=self.queue_url,
+                    ReceiptHandle=job.lease_token,
+                    VisibilityTimeout=timeout,
+                )
+        except QueueUnavailable as exc:
+            if not _is_stale_handle(exc.__cause__ or exc):
+                raise
+            self._stale(job, "retry")
+        return True
+
+    def dead_letters(self, limit: int = 50) -> Sequence[Job]:
+        """A peek at the dead-letter queue: at most 10 dead letters, most recently dead first.
+
+        Read with ``VisibilityTimeout=0``, so they stay in the queue and visible; see the
+        module docstring for what a peek can miss. ``last_error`` is the error the last
+        attempt failed with (None for a message SQS's redrive policy moved there).
+        """
+        if limit < 1:
+            return []
+        with _translated("peek at the dead letters"):
+            messages = self._sqs.receive_message(
+                QueueUrl=self.dead_letter_url,
+                MaxNumberOfMessages=10,  # all a peek can see, then sorted and cut
+                WaitTimeSeconds=0,
+                VisibilityTimeout=0,
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            ).get("Messages", [])
+        dead: list[tuple[float, Job]] = []
+        for message in messages:
+            body = _body_object(message["Body"])
+            attributes = message.get("Attributes", {})
+            died_at = body.get("died_at")
+            if died_at is None:  # moved by the redrive policy: no error, no death time
+                died_at = int(attributes.get("SentTimestamp", 0)) / 1000
+            job = Job(
+                job_id=str(body["job_id"]),
+                kind=str(body["kind"]),
+                payload=body["payload"],
+                attempts=int(body.get("attempts") or attributes.get("ApproximateReceiveCount", 0)),
+                lease_token="",
+                last_error=body.get("error"),
+            )
+            dead.append((float(died_at), job))
+        dead.sort(key=lambda pair: pair[0], reverse=True)
+        return [job for _, job in dead[:limit]]
+
+    def depth(self) -> int:
+        """Jobs waiting, delayed or leased, by SQS's approximate counts."""
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        with _translated("count the jobs"):
+            attributes = self._sqs.get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=names
+            ).get("Attributes", {})
+        return sum(int(attributes.get(name, 0)) for name in names)
+
+    # -- beyond the port ------------------------------------------------------------
+
+    def backoff(self, attempts: int) -> float:
+        """The delay before retrying a job whose attempt ``attempts`` failed (see RetryPolicy)."""
+        return self.retry_policy.backoff(attempts)
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _job(self, message: Mapping[str, Any]) -> Job:
+        body = _body_object(str(message["Body"]))
+        attributes = message.get("Attributes") or {}
+        return Job(
+            job_id=str(body["job_id"]),
+            kind=str(body["kind"]),
+            payload=body["payload"],
+            attempts=int(attributes.get("ApproximateReceiveCount", 1)),
+            lease_token=str(message["ReceiptHandle"]),
+        )
+
+    def _dead_letter(self, job: Job, error: str, attempts: int) -> None:
+        body = {
+            "job_id": job.job_id,
+            "kind": job.kind,
+            "payload": job.payload,
+            "attempts": attempts,
+            "error": error,
+            "died_at": self._clock(),
+        }
+        with _translated("dead-letter a job"):
+            self._sqs.send_message(
+                QueueUrl=self.dead_letter_url,
+                MessageBody=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+            )
+
+    def _bury_abandoned(self, job: Job) -> None:
+        attempts = job.attempts - 1  # this receive was not handed to any worker
+        self._dead_letter(job, _ABANDONED, attempts)
+        self._delete_quietly(job, "dead-letter")
+        log.error(
+            "job %s (%s) dead-lettered: %d leases expired without ack or retry",
+            job.job_id,
+            job.kind,
+            attempts,
+            extra={"job_id": job.job_id, "job_kind": job.kind},
+        )
+
+    def _delete_quietly(self, job: Job, action: str) -> None:
+        """Delete ``job``'s message; a handle SQS rejects is only logged."""
+        try:
+            with _translated("delete a job"):
+                self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=job.lease_token)
+        except QueueUnavailable as exc:
+            if not _is_stale_handle(exc.__cause__ or exc):
+                raise
+            self._stale(job, action)
+
+    def _release(self, key: str, token: str) -> None:
+        try:
+            self.dedupe.release(key, token)
+        except Exception as exc:
+            if not is_botocore_error(exc):
+                raise
+            log.warning(
+                "dedupe key %s stays claimed after a failed enqueue: %s",
+                key,
+                exc,
+                extra={"dedupe_key": key},
+            )
+
+    @staticmethod
+    def _stale(job: Job, action: str) -> None:
+        log.warning(
+            "%s of job %s (%s) ignored: SQS refused its receipt handle (lease over)",
+            action,
+            job.job_id,
+            job.kind,
+            extra={"job_id": job.job_id, "job_kind": job.kind},
+        )

@@ -1,0 +1,830 @@
+"""The AWS :class:`~valine.ports.RunStore`: runs, deliveries and the audit trail in DynamoDB.
+
+Written against boto3's low-level client (``boto3.client("dynamodb")``), which is imported
+only when a client is built, so importing this module costs nothing on a path that never
+touches the store (the Discord PING of DESIGN §9).
+
+Table layout
+============
+
+:func:`table_definitions` returns the ``CreateTable`` arguments of every table and
+:func:`time_to_live_definitions` the ``UpdateTimeToLive`` ones; the SAM template mirrors
+both. Every table is on-demand (``PAY_PER_REQUEST``). Names are ``{prefix}-runs``,
+``{prefix}-deliveries``, ``{prefix}-audit`` and ``{prefix}-dedupe`` (the last is the job
+queue's, see :mod:`valine.queue.sqs`); the constructor also takes explicit names.
+
+``{prefix}-runs`` — key ``run_id`` (S). Two kinds of item:
+
+* a **run**: ``run_id``, ``doc`` (``Run.to_dict()`` as JSON, tasks included: one item,
+  so one conditional write covers a run and its tasks), ``version`` (N, authoritative
+  over the one inside ``doc``), ``repo``, ``state``, ``created_at`` (N), ``kind`` (always
+  ``"run"``), ``created_key`` (S, see below) and ``active_repo`` (S, the repository, present
+  *only* while the run is active);
+* a **lock**: ``run_id = "lock#<repo>"`` and ``holder`` (the id of the repository's one
+  active run). A lock has none of the index attributes, so it appears in no index. Run ids
+  starting with ``lock#`` are refused.
+
+  GSI ``by_repo``: partition ``repo``, sort ``created_key``, keys only — ``recent_runs(repo)``.
+  GSI ``by_time``: partition ``kind``, sort ``created_key``, keys only — ``recent_runs()``
+  without a Scan. Every run shares the one ``kind`` partition; runs are created a few
+  times a day, far below a partition's write limit.
+
+  ``created_key`` is ``<created_at as 16 sortable hex digits>#<run_id>``: the IEEE-754
+  bits of the float, arranged so that string order is numeric order, exactly (no rounding
+  of fractions), then the run id, so equal ``created_at`` values order by ``run_id`` as
+  the SQLite store does. The indexes project keys only: :meth:`DynamoRunStore.recent_runs`
+  reads the runs themselves with a strongly consistent ``BatchGetItem``, so the versions
+  it returns are current, and the large ``doc`` is not copied into two indexes.
+
+``{prefix}-deliveries`` — key ``delivery_id`` (S); ``expires_at`` (N, exact) and ``ttl``
+(N, whole seconds, ``ceil(expires_at)``), the table's TTL attribute. TTL is documented
+for whole epoch seconds, hence the separate attribute; the conditions use the exact
+``expires_at``.
+
+``{prefix}-audit`` — key ``pk`` (S) + ``sk`` (S). Each entry is written to partition
+``all`` and, when it names a run, to ``run#<run_id>`` too, in one transaction, so both
+``audit_trail()`` and ``audit_trail(run_id)`` are Queries (newest first,
+``ScanIndexForward=False``). ``sk`` is ``<at as sortable hex>#<append sequence>#<random>``:
+time order, then the order of appending (a per-process monotonic nanosecond counter).
+The ``all`` partition takes every entry; audit writes are a handful per command.
+
+``{prefix}-dedupe`` — key ``dedupe_key`` (S); ``expires_at``, ``ttl`` and ``claim`` (a
+token, so that a failed enqueue releases only its own claim). Used by
+:class:`valine.queue.sqs.DynamoDedupe`.
+
+Guarantees
+==========
+
+* **Optimistic concurrency.** Every run write is conditional on ``version`` (``version =
+  :v``), so of two writers that read the same version exactly one wins, whichever process
+  or Lambda they run in.
+* **One active run per repository.** Creating an active run puts the repository's lock
+  (``attribute_not_exists``) in the same ``TransactWriteItems`` as the run; a run that
+  leaves the active states deletes the lock (condition: it holds this run's id) in the
+  same transaction as its new state; a terminal run that becomes active again takes the
+  lock the same way. A refused lock is reported as ``ActiveRunExists`` naming the holder,
+  read from the cancellation reason (``ReturnValuesOnConditionCheckFailure=ALL_OLD``).
+* **Strongly consistent hot reads, no Scan.** ``get_run`` and ``active_run`` (the lock,
+  then the run it names) are consistent ``GetItem`` calls: a run finished a moment ago
+  never shows as active, which a GSI (eventually consistent only) could not promise.
+  ``recent_runs`` and ``audit_trail`` are Queries whose cost depends on ``limit``, not on
+  how many runs are stored (DESIGN §9). The module never scans a table.
+* **Deliveries.** ``record_delivery`` is one conditional put, ``attribute_not_exists OR
+  expires_at <= :now``: DynamoDB deletes expired items lazily (typically within two days),
+  so an expired record still present counts as absent. :meth:`DynamoRunStore.purge_expired`
+  deletes nothing: TTL does it, without a Scan.
+* **Domain errors only.** Every botocore exception becomes ``StoreUnavailable`` (after
+  botocore's own retries, ``standard`` mode), unless it means ``RunConflict``,
+  ``ActiveRunExists`` or ``NotFound``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import random
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ParamSpec, TypeVar
+
+from valine.core.errors import ActiveRunExists, NotFound, RunConflict, StoreUnavailable
+from valine.core.models import Run
+from valine.ports import AuditEntry
+
+#: Attribute values of the low-level client: ``{"S": "..."}``, ``{"N": "1.5"}``...
+Item = dict[str, dict[str, Any]]
+
+LOCK_PREFIX = "lock#"
+RUN_KIND = "run"
+AUDIT_ALL = "all"
+#: ``TransactionConflict`` (another transaction on the same item in flight) is retried this
+#: many times, after a short random pause, before the write is reported as a conflict.
+TRANSACTION_TRIES = 6
+#: Per-request timeouts (seconds) and retries of every client this module builds.
+CONNECT_TIMEOUT = 2.0
+READ_TIMEOUT = 5.0
+MAX_ATTEMPTS = 3
+_BATCH_GET_MAX = 100
+
+
+# -- clients and tables -------------------------------------------------------------------
+
+
+def client_config() -> Any:
+    """botocore ``Config`` for AWS clients: modest timeouts, ``standard`` retries."""
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+    )
+
+
+def dynamodb_client(endpoint_url: str | None = None, region_name: str | None = None) -> Any:
+    """A low-level DynamoDB client (boto3 is imported here, on first use).
+
+    ``endpoint_url`` None means boto3's usual resolution (``AWS_ENDPOINT_URL_DYNAMODB``,
+    then AWS itself).
+    """
+    import boto3
+
+    return boto3.client(
+        "dynamodb", endpoint_url=endpoint_url, region_name=region_name, config=client_config()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TableNames:
+    """The names of the tables of one deployment."""
+
+    runs: str
+    deliveries: str
+    audit: str
+    dedupe: str
+
+    @classmethod
+    def from_prefix(cls, prefix: str) -> TableNames:
+        """``{prefix}-runs``, ``{prefix}-deliveries``, ``{prefix}-audit``, ``{prefix}-dedupe``."""
+        return cls(f"{prefix}-runs", f"{prefix}-deliveries", f"{prefix}-audit", f"{prefix}-dedupe")
+
+
+def _string_attributes(*names: str) -> list[dict[str, str]]:
+    return [{"AttributeName": name, "AttributeType": "S"} for name in names]
+
+
+def _keys_only_index(name: str, partition: str, sort: str) -> dict[str, Any]:
+    return {
+        "IndexName": name,
+        "KeySchema": [
+            {"AttributeName": partition, "KeyType": "HASH"},
+            {"AttributeName": sort, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }
+
+
+def _expiring_table(name: str, key: str) -> dict[str, Any]:
+    return {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": _string_attributes(key),
+        "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+    }
+
+
+def table_definitions(prefix: str) -> list[dict[str, Any]]:
+    """``CreateTable`` arguments of every table of the deployment ``prefix``.
+
+    TTL is not part of ``CreateTable``: see :func:`time_to_live_definitions`.
+    """
+    names = TableNames.from_prefix(prefix)
+    runs = {
+        "TableName": names.runs,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": _string_attributes("run_id", "repo", "kind", "created_key"),
+        "KeySchema": [{"AttributeName": "run_id", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            _keys_only_index("by_repo", "repo", "created_key"),
+            _keys_only_index("by_time", "kind", "created_key"),
+        ],
+    }
+    audit = {
+        "TableName": names.audit,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": _string_attributes("pk", "sk"),
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+    }
+    return [
+        runs,
+        _expiring_table(names.deliveries, "delivery_id"),
+        audit,
+        _expiring_table(names.dedupe, "dedupe_key"),
+    ]
+
+
+def time_to_live_definitions(prefix: str) -> list[dict[str, Any]]:
+    """``UpdateTimeToLive`` arguments: the ``ttl`` attribute of deliveries and dedupe keys."""
+    names = TableNames.from_prefix(prefix)
+    return [
+        {"TableName": table, "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True}}
+        for table in (names.deliveries, names.dedupe)
+    ]
+
+
+def create_tables(client: Any, prefix: str, *, timeout: float = 60.0) -> None:
+    """Create every table of ``prefix`` and enable TTL (tests and local use; AWS uses SAM).
+
+    Waits until each table is ``ACTIVE`` (instant on DynamoDB Local).
+    """
+    for definition in table_definitions(prefix):
+        client.create_table(**definition)
+    deadline = time.monotonic() + timeout
+    for definition in table_definitions(prefix):
+        while True:
+            table = client.describe_table(TableName=definition["TableName"])["Table"]
+            indexes = table.get("GlobalSecondaryIndexes", [])
+            if table["TableStatus"] == "ACTIVE" and all(
+                index["IndexStatus"] == "ACTIVE" for index in indexes
+            ):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"table {definition['TableName']} is not ACTIVE yet")
+            time.sleep(0.2)
+    for ttl in time_to_live_definitions(prefix):
+        client.update_time_to_live(**ttl)
+
+
+def delete_tables(client: Any, prefix: str) -> None:
+    """Delete every table of ``prefix`` (tests); tables already gone are skipped."""
+    for definition in table_definitions(prefix):
+        try:
+            client.delete_table(TableName=definition["TableName"])
+        except Exception as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+
+
+# -- encoding -----------------------------------------------------------------------------
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ``ClientError`` (None for anything else)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = response.get("Error", {}).get("Code")
+    return str(code) if code is not None else None
+
+
+def is_botocore_error(exc: BaseException) -> bool:
+    """True for botocore's exceptions (``ClientError`` and its generated subclasses,
+    connection and timeout errors), told apart without importing botocore."""
+    return type(exc).__module__.split(".")[0] == "botocore"
+
+
+def sortable(value: float) -> str:
+    """16 hex digits whose string order is the numeric order of ``value``, exactly."""
+    (bits,) = struct.unpack(">Q", struct.pack(">d", value))
+    bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | (1 << 63)
+    return f"{bits:016x}"
+
+
+def _number(value: float) -> dict[str, str]:
+    """A DynamoDB number holding ``value`` exactly (``repr`` round-trips a float)."""
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {value!r}")
+    return {"N": repr(float(value))}
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def lock_key(repo: str) -> str:
+    """The ``run_id`` of the item holding ``repo``'s lock."""
+    return f"{LOCK_PREFIX}{repo}"
+
+
+def _created_key(run: Run) -> str:
+    return f"{sortable(run.created_at)}#{run.run_id}"
+
+
+def _run_item(run: Run) -> Item:
+    """The item of ``run`` (its ``version`` is the one to store)."""
+    doc = run.to_dict()
+    item: Item = {
+        "run_id": _s(run.run_id),
+        "doc": _s(json.dumps(doc, separators=(",", ":"), allow_nan=False)),
+        "version": {"N": str(run.version)},
+        "repo": _s(run.repo),
+        "state": _s(run.state.value),
+        "created_at": _number(run.created_at),
+        "kind": _s(RUN_KIND),
+        "created_key": _s(_created_key(run)),
+    }
+    if run.active:
+        item["active_repo"] = _s(run.repo)
+    return item
+
+
+def _decode_run(item: Item) -> Run:
+    """The run an item describes; the ``version`` attribute is authoritative."""
+    data = json.loads(item["doc"]["S"])
+    data["version"] = int(item["version"]["N"])
+    return Run.from_dict(data)
+
+
+def _expiring_item(key_attribute: str, key: str, expires_at: float) -> Item:
+    return {
+        key_attribute: _s(key),
+        "expires_at": _number(expires_at),
+        "ttl": {"N": str(math.ceil(expires_at))},
+    }
+
+
+def claim_key(
+    client: Any,
+    table: str,
+    key_attribute: str,
+    key: str,
+    *,
+    expires_at: float,
+    now: float,
+    extra: Item | None = None,
+) -> bool:
+    """Put ``key`` into ``table`` unless a record that has not expired (at ``now``) holds it.
+
+    True if written. An expired record (``expires_at <= now``) counts as absent, since TTL
+    deletes lazily. Raises botocore's exceptions (callers translate them).
+    """
+    item = _expiring_item(key_attribute, key, expires_at)
+    if extra:
+        item.update(extra)
+    try:
+        client.put_item(
+            TableName=table,
+            Item=item,
+            ConditionExpression="attribute_not_exists(#k) OR expires_at <= :now",
+            ExpressionAttributeNames={"#k": key_attribute},
+            ExpressionAttributeValues={":now": _number(now)},
+        )
+    except Exception as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _translated(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Let no botocore exception past the adapter: they become ``StoreUnavailable``."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            if is_botocore_error(exc):
+                raise StoreUnavailable(f"state store (DynamoDB) error: {exc}") from exc
+            raise
+
+    return wrapper
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Why one write of a (possibly single-item) transaction was refused."""
+
+    code: str  # "ConditionalCheckFailed", "TransactionConflict", "None", ...
+    item: Item | None  # the item as it was, when the condition failed and it existed
+
+
+_sequence_lock = threading.Lock()
+_last_sequence = 0
+
+
+def _next_sequence() -> int:
+    """Nanoseconds since the epoch, strictly increasing within this process."""
+    global _last_sequence  # noqa: PLW0603 - one counter per process, by design
+    with _sequence_lock:
+        _last_sequence = max(_last_sequence + 1, time.time_ns())
+        return _last_sequence
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+class DynamoRunStore:
+    """:class:`~valine.ports.RunStore` on DynamoDB tables (layout in the module docstring).
+
+    Safe to share between threads (botocore clients are), and any number of processes or
+    Lambda instances may use the same tables: every guarantee is a DynamoDB condition.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        runs_table: str,
+        deliveries_table: str,
+        audit_table: str,
+    ) -> None:
+        self._client = client
+        self.runs_table = runs_table
+        self.deliveries_table = deliveries_table
+        self.audit_table = audit_table
+
+    @classmethod
+    def from_url(cls, url: str, endpoint_url: str | None = None) -> DynamoRunStore:
+        """A store on the tables of a ``dynamodb://<prefix>`` URL (``{prefix}-runs``...)."""
+        scheme = "dynamodb://"
+        prefix = url[len(scheme) :] if url.startswith(scheme) else ""
+        if not prefix or "/" in prefix:
+            raise ValueError(f"not a dynamodb URL with a table prefix: {url!r}")
+        names = TableNames.from_prefix(prefix)
+        return cls(
+            dynamodb_client(endpoint_url),
+            runs_table=names.runs,
+            deliveries_table=names.deliveries,
+            audit_table=names.audit,
+        )
+
+    @property
+    def client(self) -> Any:
+        """The DynamoDB client this store uses."""
+        return self._client
+
+    def close(self) -> None:
+        """Close the client's connection pool."""
+        self._client.close()
+
+    # -- runs ---------------------------------------------------------------------------
+
+    @_translated
+    def create_run(self, run: Run) -> Run:
+        """Store a new run; returns it with ``version`` 1.
+
+        Raises ``RunConflict`` if ``run.run_id`` is taken, else ``ActiveRunExists`` if
+        ``run`` is active and its repository already has an active run.
+        """
+        _check_run_id(run.run_id)
+        stored = replace(run, version=1)
+        put_run = {
+            "Put": {
+                "TableName": self.runs_table,
+                "Item": _run_item(stored),
+                "ConditionExpression": "attribute_not_exists(run_id)",
+            }
+        }
+        writes = [put_run]
+        if run.active:
+            writes.append(self._take_lock(run))
+        for _ in range(TRANSACTION_TRIES):
+            refusals = self._write(writes)
+            if refusals is None:
+                return stored
+            if refusals[0].code == "ConditionalCheckFailed":
+                raise RunConflict(f"run id {run.run_id} is already taken")
+            if len(refusals) > 1 and refusals[1].code == "ConditionalCheckFailed":
+                holder = _holder(refusals[1].item)
+                if holder == run.run_id:  # the run's own lock: its id is taken after all
+                    raise RunConflict(f"run id {run.run_id} is already taken")
+                if holder is not None:
+                    raise ActiveRunExists(run.repo, holder)
+            _pause()  # a conflicting transaction was in flight, or the lock just went
+        raise RunConflict(f"run {run.run_id} could not be created: concurrent writes")
+
+    @_translated
+    def get_run(self, run_id: str) -> Run:
+        """The stored run (a strongly consistent read); raises ``NotFound``."""
+        if run_id.startswith(LOCK_PREFIX):
+            raise NotFound(f"no run {run_id}")
+        item = self._client.get_item(
+            TableName=self.runs_table,
+            Key={"run_id": _s(run_id)},
+            ConsistentRead=True,
+            ProjectionExpression="doc, version",
+        ).get("Item")
+        if item is None:
+            raise NotFound(f"no run {run_id}")
+        return _decode_run(item)
+
+    @_translated
+    def save_run(self, run: Run) -> Run:
+        """Replace the stored run if its version is still ``run.version``.
+
+        Returns the run with ``version + 1``. Raises ``RunConflict`` when the stored
+        version differs, ``NotFound`` when there is no such run, and ``ActiveRunExists``
+        when ``run`` is active but another run of its repository already is. A run that
+        leaves the active states releases its repository's lock in the same transaction.
+
+        The first attempt assumes the stored run is active in ``run.repo`` (the usual
+        case: one conditional write, or one transaction when the run finishes); if the
+        condition shows otherwise, the write is redone for what is actually stored.
+        """
+        _check_run_id(run.run_id)
+        stored = replace(run, version=run.version + 1)
+        item = _run_item(stored)
+        new_lock = run.repo if run.active else None
+        prior_lock: str | None = run.repo  # the guess; corrected from the refusal
+        for _ in range(TRANSACTION_TRIES):
+            writes = self._save_writes(run, item, prior_lock, new_lock)
+            refusals = self._write(writes)
+            if refusals is None:
+                return stored
+            first = refusals[0]
+            if first.code == "ConditionalCheckFailed":
+                if first.item is None:
+                    raise NotFound(f"no run {run.run_id}")
+                version = int(first.item["version"]["N"])
+                if version != run.version:
+                    raise RunConflict(
+                        f"run {run.run_id} is at version {version}, not {run.version}: "
+                        "it changed since it was read"
+                    )
+                active = first.item.get("active_repo")
+                prior_lock = None if active is None else active["S"]
+                continue
+            for write, refusal in zip(writes[1:], refusals[1:], strict=True):
+                if refusal.code != "ConditionalCheckFailed":
+                    continue
+                if "Delete" in write:
+                    raise StoreUnavailable(
+                        f"the lock of {prior_lock} is not held by run {run.run_id} although "
+                        f"the run is active: the runs table is inconsistent"
+                    )
+                holder = _holder(refusal.item)
+                if holder is not None:
+                    raise ActiveRunExists(run.repo, holder)
+            _pause()
+        raise RunConflict(f"run {run.run_id} could not be saved: concurrent writes")
+
+    @_translated
+    def active_run(self, repo: str) -> Run | None:
+        """The repository's one active run, if any: its lock, then the run it names.
+
+        Both reads are strongly consistent ``GetItem`` calls on the table's key.
+        """
+        lock = self._client.get_item(
+            TableName=self.runs_table,
+            Key={"run_id": _s(lock_key(repo))},
+            ConsistentRead=True,
+        ).get("Item")
+        holder = _holder(lock)
+        if holder is None:
+            return None
+        try:
+            run = self.get_run(holder)
+        except NotFound:
+            return None
+        # The run may have finished between the two reads: then the lock is gone too.
+        return run if run.active else None
+
+    @_translated
+    def recent_runs(self, repo: str | None = None, limit: int = 10) -> Sequence[Run]:
+        """Up to ``limit`` runs, newest ``created_at`` first (ties: higher ``run_id`` first).
+
+        Optionally only those of ``repo``. A keys-only index Query, then a consistent
+        ``BatchGetItem`` of those runs: the cost depends on ``limit``, not on how many
+        runs are stored. The runs returned are their current versions; which runs are
+        listed follows the index, which DynamoDB updates a moment after a write (GSIs are
+        eventually consistent). A ``limit`` below 1 gives no runs.
+        """
+        if limit < 1:
+            return []
+        if repo is None:
+            query = {
+                "IndexName": "by_time",
+                "KeyConditionExpression": "kind = :k",
+                "ExpressionAttributeValues": {":k": _s(RUN_KIND)},
+            }
+        else:
+            query = {
+                "IndexName": "by_repo",
+                "KeyConditionExpression": "repo = :r",
+                "ExpressionAttributeValues": {":r": _s(repo)},
+            }
+        keys = [item["run_id"]["S"] for item in self._query(self.runs_table, query, limit)]
+        runs = self._batch_get(keys)
+        return [runs[run_id] for run_id in keys if run_id in runs]
+
+    # -- deliveries ---------------------------------------------------------------------
+
+    @_translated
+    def record_delivery(self, delivery_id: str, expires_at: float, now: float) -> bool:
+        """Mark a delivery as processed: True the first time, False while a record lives.
+
+        One conditional put. A record that expired (``expires_at <= now``) but that TTL has
+        not deleted yet counts as absent: it is replaced and this returns True.
+        """
+        return claim_key(
+            self._client,
+            self.deliveries_table,
+            "delivery_id",
+            delivery_id,
+            expires_at=expires_at,
+            now=now,
+        )
+
+    def purge_expired(self, now: float) -> int:
+        """Delete nothing and return 0: DynamoDB's TTL deletes expired delivery records.
+
+        Deleting them here would need a Scan of the table. An expired record that TTL has
+        not removed yet already counts as absent for :meth:`record_delivery`.
+        """
+        return 0
+
+    # -- audit --------------------------------------------------------------------------
+
+    @_translated
+    def append_audit(self, entry: AuditEntry) -> None:
+        """Add one entry: to the ``all`` partition and, if it names a run, to the run's."""
+        sk = f"{sortable(entry.at)}#{_next_sequence():020d}#{uuid.uuid4().hex[:8]}"
+        item: Item = {
+            "sk": _s(sk),
+            "at": _number(entry.at),
+            "actor": _s(entry.actor),
+            "action": _s(entry.action),
+            "outcome": _s(entry.outcome),
+        }
+        if entry.run_id is not None:
+            item["run_id"] = _s(entry.run_id)
+        if entry.detail is not None:
+            item["detail"] = _s(entry.detail)
+        partitions = [AUDIT_ALL]
+        if entry.run_id is not None:
+            partitions.append(f"run#{entry.run_id}")
+        writes = [
+            {"Put": {"TableName": self.audit_table, "Item": {**item, "pk": _s(pk)}}}
+            for pk in partitions
+        ]
+        for _ in range(TRANSACTION_TRIES):
+            if self._write(writes) is None:
+                return
+            _pause()
+        raise StoreUnavailable("audit entry could not be written: concurrent transactions")
+
+    @_translated
+    def audit_trail(self, run_id: str | None = None, limit: int = 50) -> Sequence[AuditEntry]:
+        """Up to ``limit`` audit entries, newest first, optionally of one run (a Query).
+
+        Entries with the same ``at`` come newest-appended first. A ``limit`` below 1 gives
+        no entries.
+        """
+        if limit < 1:
+            return []
+        pk = AUDIT_ALL if run_id is None else f"run#{run_id}"
+        query = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": _s(pk)},
+        }
+        return [
+            AuditEntry(
+                at=float(item["at"]["N"]),
+                actor=item["actor"]["S"],
+                action=item["action"]["S"],
+                outcome=item["outcome"]["S"],
+                run_id=item["run_id"]["S"] if "run_id" in item else None,
+                detail=item["detail"]["S"] if "detail" in item else None,
+            )
+            for item in self._query(self.audit_table, query, limit)
+        ]
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _take_lock(self, run: Run) -> dict[str, Any]:
+        """The transaction write that takes ``run.repo``'s lock for ``run`` if it is free."""
+        return {
+            "Put": {
+                "TableName": self.runs_table,
+                "Item": {"run_id": _s(lock_key(run.repo)), "holder": _s(run.run_id)},
+                "ConditionExpression": "attribute_not_exists(run_id)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def _save_writes(
+        self, run: Run, item: Item, prior_lock: str | None, new_lock: str | None
+    ) -> list[dict[str, Any]]:
+        """The writes that save ``item`` over the stored run at ``run.version``.
+
+        ``prior_lock`` is the repository whose lock the stored run holds (None if it is
+        not active), and ``new_lock`` the one ``run`` must hold; the run's condition
+        checks ``prior_lock`` as well as the version.
+        """
+        values: Item = {":v": {"N": str(run.version)}}
+        if prior_lock is None:
+            condition = "version = :v AND attribute_not_exists(active_repo)"
+        else:
+            condition = "version = :v AND active_repo = :prior"
+            values[":prior"] = _s(prior_lock)
+        writes: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.runs_table,
+                    "Item": item,
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeValues": values,
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+        ]
+        if prior_lock != new_lock:
+            if prior_lock is not None:
+                writes.append(
+                    {
+                        "Delete": {
+                            "TableName": self.runs_table,
+                            "Key": {"run_id": _s(lock_key(prior_lock))},
+                            "ConditionExpression": "holder = :me",
+                            "ExpressionAttributeValues": {":me": _s(run.run_id)},
+                        }
+                    }
+                )
+            if new_lock is not None:
+                writes.append(self._take_lock(run))
+        return writes
+
+    def _write(self, writes: list[dict[str, Any]]) -> list[_Refusal] | None:
+        """Perform ``writes`` atomically; None if done, else why each was refused.
+
+        One write is a plain conditional put (half the cost of a transaction); several
+        are one ``TransactWriteItems``. The refusals are in the order of ``writes``.
+        """
+        if len(writes) == 1 and "Put" in writes[0]:
+            put = dict(writes[0]["Put"])
+            put.setdefault("ReturnValuesOnConditionCheckFailure", "ALL_OLD")
+            try:
+                self._client.put_item(**put)
+            except Exception as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                response = getattr(exc, "response", {})
+                return [_Refusal("ConditionalCheckFailed", response.get("Item"))]
+            return None
+        try:
+            self._client.transact_write_items(TransactItems=writes)
+        except Exception as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = getattr(exc, "response", {}).get("CancellationReasons")
+            if not reasons or len(reasons) != len(writes):
+                raise StoreUnavailable(f"transaction cancelled without reasons: {exc}") from exc
+            return [_Refusal(str(r.get("Code", "None")), r.get("Item")) for r in reasons]
+        return None
+
+    def _query(self, table: str, query: dict[str, Any], limit: int) -> list[Item]:
+        """Up to ``limit`` items of a descending Query, following pages if needed."""
+        items: list[Item] = []
+        start: Item | None = None
+        while len(items) < limit:
+            page_args = {
+                "TableName": table,
+                "ScanIndexForward": False,
+                "Limit": limit - len(items),
+                **query,
+            }
+            if start is not None:
+                page_args["ExclusiveStartKey"] = start
+            page = self._client.query(**page_args)
+            items.extend(page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if start is None:
+                break
+        return items[:limit]
+
+    def _batch_get(self, run_ids: list[str]) -> dict[str, Run]:
+        """The runs of ``run_ids`` (strongly consistent), by id; missing ones are left out."""
+        runs: dict[str, Run] = {}
+        for start in range(0, len(run_ids), _BATCH_GET_MAX):
+            request: dict[str, Any] = {
+                self.runs_table: {
+                    "Keys": [
+                        {"run_id": _s(rid)} for rid in run_ids[start : start + _BATCH_GET_MAX]
+                    ],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "run_id, doc, version",
+                }
+            }
+            for attempt in range(8):
+                answer = self._client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self.runs_table, []):
+                    runs[item["run_id"]["S"]] = _decode_run(item)
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt) * random.random())  # noqa: S311
+            else:
+                raise StoreUnavailable("DynamoDB kept leaving keys of a BatchGetItem unprocessed")
+        return runs
+
+
+def _holder(lock: Item | None) -> str | None:
+    """The run id a lock item names, if there is a lock."""
+    if not lock or "holder" not in lock:
+        return None
+    return str(lock["holder"]["S"])
+
+
+def _check_run_id(run_id: str) -> None:
+    if run_id.startswith(LOCK_PREFIX):
+        raise ValueError(f"run ids must not start with {LOCK_PREFIX!r}: {run_id!r}")
+
+
+def _pause() -> None:
+    """A short random pause before a write that met a concurrent transaction is redone."""
+    time.sleep(random.uniform(0.005, 0.05))  # noqa: S311 - jitter, not security
