@@ -12,6 +12,12 @@ Two parts, both on this machine, both bounded, all traffic on loopback:
    signed GitHub deliveries at it, then a closed loop of signed Discord PINGs over
    keep-alive connections; the server's RSS is read before and after the load.
 
+3. **Cold start** (DESIGN §9): fresh processes, each timed from launch to exit, median of
+   at least 15 runs: the floor (interpreter + ``nacl.signing`` + one verify), the Lambda
+   Discord handler (import ``valine.runtime.lambda_handlers`` and answer one signed PING
+   API Gateway event) and the local app (build it via ``Services`` and answer one PING
+   in-process), each printed as a ratio to the floor.
+
 ``--probot`` also runs ``../shared/bench/webhooks/run_probot.sh`` against the running
 server (installs Probot from npm into /tmp/probotbench the first time) and prints the
 ratio line it reports: the only fair comparison with Probot is one from the same run.
@@ -43,7 +49,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -64,6 +70,9 @@ REQUEST_TIMEOUT_S = 10.0
 PROBOT_TIMEOUT_S = 900.0
 MAX_DURATION_S = 120.0
 MAX_CALLS = 1_000_000
+COLD_TIMEOUT_S = 30.0
+#: DESIGN §9: a PING's Lambda cold start is at most this many times the floor.
+COLD_TARGET = 1.7
 
 #: The row labels of the table, in order (the smoke test looks for each one).
 ROW_LABELS = (
@@ -297,6 +306,151 @@ def profile_webhook(workdir: Path, calls: int) -> str:
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
     return out.getvalue()
+
+
+# --------------------------------------------------------------------------- cold start
+
+#: The floor: a fresh interpreter that imports PyNaCl and verifies one signature.
+COLD_FLOOR = """\
+import os, sys
+from nacl.signing import VerifyKey
+VerifyKey(bytes.fromhex(os.environ["BENCH_KEY"])).verify(
+    os.environ["BENCH_TIMESTAMP"].encode() + sys.stdin.buffer.read(),
+    bytes.fromhex(os.environ["BENCH_SIGNATURE"]),
+)
+"""
+#: The Lambda Discord function: import the handler, answer one API Gateway event.
+COLD_LAMBDA = """\
+import json, sys
+from valine.runtime.lambda_handlers import discord_handler
+result = discord_handler(json.load(sys.stdin), None)
+sys.exit(0 if result["statusCode"] == 200 and json.loads(result["body"]) == {"type": 1} else 1)
+"""
+#: The local server's app, built as `valine serve` builds it, answering in-process.
+COLD_LOCAL = """\
+import json, os, sys
+from valine.http import Request
+from valine.runtime.config import Settings
+from valine.runtime.wiring import Services
+app = Services(Settings.from_env(os.environ)).app()
+headers = {"x-signature-ed25519": os.environ["BENCH_SIGNATURE"],
+           "x-signature-timestamp": os.environ["BENCH_TIMESTAMP"],
+           "content-type": "application/json"}
+response = app.handle(Request("POST", "/discord", headers, sys.stdin.buffer.read()))
+sys.exit(0 if response.status == 200 and json.loads(response.body) == {"type": 1} else 1)
+"""
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """Whole-process wall times (launch to exit) of one cold-start variant, in ms."""
+
+    label: str
+    runs: int
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    failures: int
+    ratio: float = 1.0
+
+
+def api_gateway_event(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event of a ``POST /discord`` (mixed-case names)."""
+    sent = {"-".join(p.capitalize() for p in k.split("-")): v for k, v in headers.items()}
+    return {
+        "resource": "/discord",
+        "path": "/discord",
+        "httpMethod": "POST",
+        "headers": sent,
+        "multiValueHeaders": {k: [v] for k, v in sent.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {"stage": "bench", "path": "/bench/discord", "httpMethod": "POST"},
+        "body": body.decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def time_process(code: str, stdin: bytes, env: dict[str, str], cwd: Path) -> tuple[float, bool]:
+    """Wall time (ms) of ``python -c code`` from launch to exit, and whether it exited 0."""
+    t0 = time.perf_counter_ns()
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=stdin,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        timeout=COLD_TIMEOUT_S,
+        check=False,
+    )
+    return (time.perf_counter_ns() - t0) / 1e6, done.returncode == 0
+
+
+def bench_cold_start(workdir: Path, runs: int) -> list[ColdStart]:
+    """Median whole-process times of the floor, the Lambda PING and the local app PING.
+
+    The three variants run interleaved (floor, Lambda, local, floor, ...) after one
+    unmeasured round (which also writes any stale ``.pyc``, so no measured run compiles),
+    so drift in the machine's load affects them alike. Every process
+    gets the same minimal environment; the Lambda one is configured as on AWS (DynamoDB
+    store, a secret ARN) with every AWS endpoint on a closed loopback port, so a PING
+    that tried to reach AWS would fail instead of leaving the machine.
+    """
+    from nacl.signing import SigningKey
+
+    key = SigningKey.generate()
+    body = discord_body(1)
+    headers = discord_signed(key, body)
+    base = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "BENCH_KEY": key.verify_key.encode().hex(),
+        "BENCH_SIGNATURE": headers["x-signature-ed25519"],
+        "BENCH_TIMESTAMP": headers["x-signature-timestamp"],
+        "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
+        "VALINE_LOG_LEVEL": "WARNING",
+    }
+    aws = {
+        **base,
+        "VALINE_STORE": "dynamodb://valine-orchestrator-bench",
+        "VALINE_SECRETS_ARN": "arn:aws:secretsmanager:us-west-2:123456789012:secret:bench",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-west-2",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    }
+    local = {**base, "VALINE_STORE": f"sqlite:///{workdir}/cold.db"}
+    event = json.dumps(api_gateway_event(body, headers)).encode()
+    variants = (
+        ("floor: python + nacl.signing + 1 verify", COLD_FLOOR, body, base),
+        ("lambda discord_handler: import + PING", COLD_LAMBDA, event, aws),
+        ("local app via Services: import + PING", COLD_LOCAL, body, local),
+    )
+    times: list[list[float]] = [[] for _ in variants]
+    failures = [0 for _ in variants]
+    for round_ in range(runs + 1):
+        for i, (_, code, stdin, env) in enumerate(variants):
+            elapsed, ok = time_process(code, stdin, env, workdir)
+            if round_ == 0:
+                continue  # warms the page cache; not measured
+            times[i].append(elapsed)
+            failures[i] += 0 if ok else 1
+    results = []
+    for (label, *_), series, failed in zip(variants, times, failures, strict=True):
+        series.sort()
+        results.append(
+            ColdStart(
+                label=label,
+                runs=len(series),
+                median_ms=nearest_rank(series, 0.5),
+                min_ms=series[0],
+                max_ms=series[-1],
+                failures=failed,
+            )
+        )
+    floor = results[0].median_ms
+    return [replace(r, ratio=r.median_ms / floor if floor else 0.0) for r in results]
 
 
 # --------------------------------------------------------------------------- the server
@@ -686,7 +840,11 @@ def _fmt_us(us: float) -> str:
 
 
 def table(
-    info: dict[str, Any], in_process: list[Latency], server: dict[str, Any], args: Any
+    info: dict[str, Any],
+    in_process: list[Latency],
+    server: dict[str, Any],
+    args: Any,
+    cold: Sequence[ColdStart] = (),
 ) -> str:
     """The whole run as one readable text table."""
     lines = [
@@ -717,6 +875,19 @@ def table(
         f"{server['log_lines_during_load']} log lines at WARNING+ during the load "
         "(loadgen's bad-signature preflight makes 1)"
     )
+    if cold:
+        lines += [
+            "",
+            f"cold start: fresh process, launch to exit, median of {cold[0].runs} runs each "
+            f"(target: lambda PING <= {COLD_TARGET:g}x floor)",
+        ]
+        for c in cold:
+            lines.append(
+                f"  {c.label:<42} {c.median_ms:>7.1f} ms  {c.ratio:>5.2f}x floor  "
+                f"(min {c.min_ms:.1f}, max {c.max_ms:.1f}"
+                + (f", {c.failures} FAILED" if c.failures else "")
+                + ")"
+            )
     compare = server.get("probot")
     if compare:
         lines += ["", f"run_probot.sh (exit {compare['returncode']}):"]
@@ -733,7 +904,7 @@ def table(
 
 def to_json(value: Any) -> Any:
     """``value`` with dataclasses turned into dicts, for ``--json``."""
-    if isinstance(value, Latency):
+    if isinstance(value, Latency | ColdStart):
         return asdict(value)
     if isinstance(value, dict):
         return {k: to_json(v) for k, v in value.items()}
@@ -767,14 +938,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="print a cProfile of the in-process webhook path"
     )
+    parser.add_argument(
+        "--cold-runs", type=int, default=21, help="fresh processes per cold-start variant (21)"
+    )
     args = parser.parse_args(argv)
     if not 0 < args.duration <= MAX_DURATION_S:
         parser.error(f"--duration must be in (0, {MAX_DURATION_S:g}]")
     if not 1 <= args.calls <= MAX_CALLS:
         parser.error(f"--calls must be in [1, {MAX_CALLS}]")
+    if not 15 <= args.cold_runs <= 1000:
+        parser.error("--cold-runs must be in [15, 1000] (DESIGN §9 asks for a median of >= 15)")
     if args.quick:
         args.duration = min(args.duration, 1.0)
         args.calls = min(args.calls, 200)
+        args.cold_runs = 15
     return args
 
 
@@ -785,21 +962,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup_s = 0.5 if args.quick else 1.0
     info = machine()
     with scratch_dir() as workdir:
+        # First, while the machine is idle: fresh processes are sensitive to load.
+        print(f"[bench] cold start: {args.cold_runs} runs per variant ...", file=sys.stderr)
+        cold = bench_cold_start(workdir, args.cold_runs)
         print(f"[bench] in-process: {args.calls} calls per series ...", file=sys.stderr)
         in_process = bench_in_process(workdir, args.calls, warmup_calls)
         print(f"[bench] server: {args.duration:g} s per load ...", file=sys.stderr)
         server = bench_server(workdir, args.duration, warmup_s, args.probot)
         profile = profile_webhook(workdir, args.calls) if args.profile else None
-    print(table(info, in_process, server, args))
+    print(table(info, in_process, server, args, cold))
     if profile:
         print("\ncProfile of the in-process github issues webhook path (by tottime):")
         print(profile)
     if args.json:
         document = {
             "machine": info,
-            "options": {"duration_s": args.duration, "calls": args.calls, "quick": args.quick},
+            "options": {
+                "duration_s": args.duration,
+                "calls": args.calls,
+                "quick": args.quick,
+                "cold_runs": args.cold_runs,
+            },
             "in_process": in_process,
             "server": server,
+            "cold_start": cold,
         }
         Path(args.json).write_text(json.dumps(to_json(document), indent=2) + "\n")
     failed = [
@@ -807,6 +993,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for r in [*in_process, server["github_webhooks"], server["discord_ping"]]
         if r.errors or not r.n
     ]
+    failed += [c.label for c in cold if c.failures]
     if failed:
         print(f"bench: errors or no responses in: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -92,10 +92,16 @@ def test_buttons_drive_the_same_use_cases(world: World) -> None:
     answers.append(world.command("help"))
     assert_discord_valid(answers)
 
-    plan_message = world.discord.original(world.tokens["plan"])
-    assert plan_message is not None
+    plan_message = wait_for(
+        "the plan message to show the shipped run",
+        lambda: (
+            m
+            if (m := world.discord.original(world.tokens["plan"]))
+            and m["embeds"][0]["color"] == 0x9B59B6
+            else None
+        ),
+    )  # shipped purple
     embed = plan_message["embeds"][0]
-    assert embed["color"] == 0x9B59B6  # shipped
     assert "▰▰▰▰▰▰▰▰▰▰ 2/2" in embed["description"]
     assert f"/{REPO}/pull/" in embed["description"]  # PR links
     assert "<t:" in embed["description"]  # Discord timestamps

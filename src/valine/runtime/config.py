@@ -42,6 +42,14 @@ class Settings:
     workers: str = "2"
     notify_window: str = "3"
     log_level: str = "INFO"
+    # The AWS runtime (VALINE_STORE=dynamodb://...): explicit table names (default
+    # ``<prefix>-runs`` ...) and the SQS queues. The SAM template sets every one.
+    runs_table: str | None = None
+    deliveries_table: str | None = None
+    audit_table: str | None = None
+    dedupe_table: str | None = None
+    queue_url: str | None = None
+    dead_letter_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -122,6 +130,12 @@ ENV_NAMES: Mapping[str, str] = {
     "workers": "VALINE_WORKERS",
     "notify_window": "VALINE_NOTIFY_WINDOW",
     "log_level": "VALINE_LOG_LEVEL",
+    "runs_table": "VALINE_RUNS_TABLE",
+    "deliveries_table": "VALINE_DELIVERIES_TABLE",
+    "audit_table": "VALINE_AUDIT_TABLE",
+    "dedupe_table": "VALINE_DEDUPE_TABLE",
+    "queue_url": "VALINE_QUEUE_URL",
+    "dead_letter_url": "VALINE_DEAD_LETTER_URL",
 }
 _ATTRS: Mapping[str, str] = {env: attr for attr, env in ENV_NAMES.items()}
 #: Settings whose values must never be logged.

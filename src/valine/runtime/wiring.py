@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -26,8 +27,11 @@ from valine.runtime.config import Settings
 if TYPE_CHECKING:
     from valine.service import Orchestrator
     from valine.store.db import Database
+    from valine.store.dynamodb import TableNames
 
 log = logging.getLogger("valine.runtime")
+#: Guards the building of AWS clients (one session and one client per service).
+_AWS_LOCK = threading.Lock()
 
 #: Which settings each command needs before it can do anything.
 _COMMAND_NEEDS = {
@@ -52,26 +56,110 @@ class Services:
 
         url = self.settings.store_url
         if not url.startswith("sqlite:///"):
-            raise ConfigurationError(f"VALINE_STORE={url}: only sqlite:/// stores exist so far")
+            raise ConfigurationError(f"VALINE_STORE={url}: only a sqlite:/// store has a file")
         return Database(path_from_url(url))
 
     @cached_property
     def store(self) -> RunStore:
-        """The run store named by ``VALINE_STORE``."""
+        """The run store named by ``VALINE_STORE``: SQLite, or DynamoDB (``dynamodb://``)."""
+        if self.uses_dynamodb:
+            from valine.store.dynamodb import DynamoRunStore
+
+            names = self.aws_table_names
+            return DynamoRunStore(
+                self.aws_client("dynamodb"),
+                runs_table=names.runs,
+                deliveries_table=names.deliveries,
+                audit_table=names.audit,
+            )
         from valine.store.sqlite import SqliteRunStore
 
         return SqliteRunStore(self.database)
 
     @cached_property
     def queue(self) -> JobQueue:
-        """The job queue: the durable SQLite queue beside a SQLite store."""
+        """The job queue: the durable SQLite queue beside a SQLite store, SQS beside DynamoDB.
+
+        On AWS the queue is ``VALINE_QUEUE_URL`` (dead letters: ``VALINE_DEAD_LETTER_URL``)
+        and its dedupe keys live in the DynamoDB table ``VALINE_DEDUPE_TABLE``.
+        """
+        if self.uses_dynamodb:
+            from valine.queue.sqs import DynamoDedupe, SqsJobQueue
+
+            s = self.settings
+            for name, value in (
+                ("VALINE_QUEUE_URL", s.queue_url),
+                ("VALINE_DEAD_LETTER_URL", s.dead_letter_url),
+            ):
+                if not value:
+                    raise ConfigurationError(
+                        f"{name} is not set: a dynamodb:// store works with SQS queues"
+                    )
+            assert s.queue_url and s.dead_letter_url  # for the type checker
+            dedupe = DynamoDedupe(self.aws_client("dynamodb"), self.aws_table_names.dedupe)
+            return SqsJobQueue(
+                self.aws_client("sqs"),
+                s.queue_url,
+                dead_letter_url=s.dead_letter_url,
+                dedupe=dedupe,
+            )
         from valine.queue.sqlite import SqliteJobQueue
 
         return SqliteJobQueue(self.database)
 
     def queue_description(self) -> str:
         """Which queue is in use, for /healthz."""
+        if self.uses_dynamodb:
+            return f"sqs {self.settings.queue_url} (dedupe: {self.aws_table_names.dedupe})"
         return f"sqlite-queue {self.settings.store_url}"
+
+    @property
+    def uses_dynamodb(self) -> bool:
+        """True when ``VALINE_STORE`` is ``dynamodb://<table-prefix>`` (the AWS runtime)."""
+        return self.settings.store_url.startswith("dynamodb://")
+
+    @cached_property
+    def aws_table_names(self) -> TableNames:
+        """The DynamoDB tables: ``<prefix>-runs`` ..., each overridable by its variable."""
+        from valine.store.dynamodb import TableNames
+
+        prefix = self.settings.store_url.removeprefix("dynamodb://").strip("/")
+        if not prefix:
+            raise ConfigurationError("VALINE_STORE=dynamodb://<table-prefix> needs a prefix")
+        default = TableNames.from_prefix(prefix)
+        s = self.settings
+        return TableNames(
+            runs=s.runs_table or default.runs,
+            deliveries=s.deliveries_table or default.deliveries,
+            audit=s.audit_table or default.audit,
+            dedupe=s.dedupe_table or default.dedupe,
+        )
+
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client of ``service``, one per process, built on first use.
+
+        Every client comes from one boto3 session, so the second and later clients reuse
+        the loaded endpoint and model data. Endpoints follow boto3's usual resolution
+        (``AWS_ENDPOINT_URL_<SERVICE>``: the tests point them at loopback).
+        """
+        with _AWS_LOCK:
+            client = self._aws_clients.get(service)
+            if client is None:
+                from valine.store.dynamodb import client_config
+
+                client = self._aws_session.client(service, config=client_config())
+                self._aws_clients[service] = client
+            return client
+
+    @cached_property
+    def _aws_session(self) -> Any:
+        import boto3
+
+        return boto3.session.Session()
+
+    @cached_property
+    def _aws_clients(self) -> dict[str, Any]:
+        return {}
 
     def app(self) -> App:
         """The HTTP app with every endpoint of DESIGN §7."""

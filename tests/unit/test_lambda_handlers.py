@@ -1,0 +1,548 @@
+"""The Lambda handlers, driven with events shaped like the real ones, on local AWS stand-ins.
+
+State lives in DynamoDB Local (AWS's own implementation), jobs in moto's SQS server and the
+secret in moto's Secrets Manager: every client is pointed at loopback with
+``AWS_ENDPOINT_URL_<SERVICE>`` and dummy credentials (``tests/aws_local.py``). The events
+are API Gateway REST (v1) proxy events and SQS events as AWS documents them, including
+``multiValueHeaders``, mixed-case header names and base64 bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nacl.signing import SigningKey
+
+from aws_local import (  # noqa: F401 - aws_test_environment: a session fixture, registered here
+    REGION,
+    SERVICES,
+    aws_test_environment,
+    client,
+    unique_prefix,
+)
+from helpers import discord_headers, github_headers, interaction
+from valine.core.models import Run, Task
+from valine.core.states import RunState, TaskState
+from valine.http import Response
+from valine.runtime import lambda_handlers
+from valine.runtime.lambda_handlers import LambdaRuntime, proxy_response, request_from_event
+from valine.store.dynamodb import TableNames, create_tables, delete_tables
+from valine.testing.github_standin import GitHubStandIn
+
+ROOT = Path(__file__).resolve().parents[2]
+REPO = "octo/widgets"
+APPLICATION_ID = "1100000000000000000"
+
+
+# --------------------------------------------------------------------------- events
+
+
+def api_event(
+    path: str, body: bytes, headers: dict[str, str], *, base64_body: bool = False
+) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event, as Lambda receives it for ``POST path``.
+
+    Header names keep the case the client sent (API Gateway passes them as received);
+    ``headers`` holds the last value of each, ``multiValueHeaders`` every value.
+    """
+    sent = {
+        "Host": "abc123.execute-api.us-west-2.amazonaws.com",
+        "User-Agent": "Discord-Interactions/1.0 (+https://discord.com)",
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Forwarded-Proto": "https",
+        **{_mixed_case(k): v for k, v in headers.items()},
+    }
+    text = base64.b64encode(body).decode() if base64_body else body.decode()
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": "POST",
+        "headers": sent,
+        "multiValueHeaders": {k: [v] for k, v in sent.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourceId": "a1b2c3",
+            "resourcePath": path,
+            "httpMethod": "POST",
+            "extendedRequestId": "Xyz=",
+            "requestTime": "25/Nov/2026:16:00:00 +0000",
+            "path": f"/test{path}",
+            "accountId": "123456789012",
+            "protocol": "HTTP/1.1",
+            "stage": "test",
+            "domainPrefix": "abc123",
+            "requestTimeEpoch": 1795622400000,
+            "requestId": str(uuid.uuid4()),
+            "identity": {"sourceIp": "203.0.113.7", "userAgent": sent["User-Agent"]},
+            "domainName": "abc123.execute-api.us-west-2.amazonaws.com",
+            "apiId": "abc123",
+        },
+        "body": text,
+        "isBase64Encoded": base64_body,
+    }
+
+
+def _mixed_case(name: str) -> str:
+    """``x-signature-ed25519`` -> ``X-Signature-Ed25519`` (as clients often send them)."""
+    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+@dataclass
+class Context:
+    """The parts of Lambda's context object the handlers read."""
+
+    aws_request_id: str = "req-1"
+    function_name: str = "valine-orchestrator-test"
+
+
+def sqs_event(queue_url: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Lambda SQS event of ``messages`` received from moto (``AttributeNames=All``)."""
+    name = queue_url.rsplit("/", 1)[1]
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"],
+                    "SentTimestamp": m["Attributes"]["SentTimestamp"],
+                    "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+                    "ApproximateFirstReceiveTimestamp": m["Attributes"].get(
+                        "ApproximateFirstReceiveTimestamp", m["Attributes"]["SentTimestamp"]
+                    ),
+                },
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:{name}",
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+# --------------------------------------------------------------------------- the deployment
+
+
+@dataclass
+class Deployment:
+    """One test's AWS resources (on the local stand-ins) and its Lambda container."""
+
+    runtime: LambdaRuntime
+    key: SigningKey
+    webhook_secret: str
+    names: TableNames
+    queue_url: str
+    dead_letter_url: str
+    secret_id: str
+    sqs: Any
+    secretsmanager: Any
+    github: GitHubStandIn
+
+    def receive(self, url: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+        """Messages waiting in the queue (received, so invisible for 30 s)."""
+        return list(
+            self.sqs.receive_message(
+                QueueUrl=url or self.queue_url,
+                MaxNumberOfMessages=limit,
+                WaitTimeSeconds=0,
+                VisibilityTimeout=30,
+                MessageSystemAttributeNames=["All"],
+            ).get("Messages", [])
+        )
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+    """Tables, queues and a secret like the template's, and the environment it sets."""
+    dynamodb_local = SERVICES.dynamodb_endpoint()
+    moto_sqs = SERVICES.sqs_endpoint()  # moto's server: SQS and Secrets Manager
+    prefix = unique_prefix()
+    dynamodb = client("dynamodb", dynamodb_local)
+    create_tables(dynamodb, prefix)
+    names = TableNames.from_prefix(prefix)
+    sqs = client("sqs", moto_sqs)
+    dead_letter_url = sqs.create_queue(QueueName=f"{prefix}-dlq")["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName=f"{prefix}-jobs")["QueueUrl"]
+    secretsmanager = client("secretsmanager", moto_sqs)
+    github = GitHubStandIn().start()
+    github.add_repo(REPO)
+    key = SigningKey.generate()
+    webhook_secret = "whsec-" + uuid.uuid4().hex
+    secret_id = secretsmanager.create_secret(
+        Name=f"{prefix}/secret",
+        SecretString=json.dumps(
+            {
+                "DISCORD_BOT_TOKEN": "bot-" + uuid.uuid4().hex,
+                "GITHUB_TOKEN": github.token,
+                "GITHUB_WEBHOOK_SECRET": webhook_secret,
+                "GITHUB_APP_PRIVATE_KEY": "",
+            }
+        ),
+    )["ARN"]
+    config = tmp_path / "valine.toml"
+    config.write_text('[permissions.plan]\nusers = ["42"]\n')
+    environ = {
+        # What the template sets (names from a different prefix: the explicit ones win).
+        "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
+        "DISCORD_APPLICATION_ID": APPLICATION_ID,
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_APP_ID": "",
+        "GITHUB_APP_INSTALLATION_ID": "",
+        "VALINE_SECRETS_ARN": secret_id,
+        "VALINE_SECRETS_TTL": "0",  # every invocation re-reads it: rotation is testable
+        "VALINE_LOG_LEVEL": "INFO",
+        "VALINE_STORE": "dynamodb://valine-orchestrator-not-this-prefix",
+        "VALINE_RUNS_TABLE": names.runs,
+        "VALINE_DELIVERIES_TABLE": names.deliveries,
+        "VALINE_AUDIT_TABLE": names.audit,
+        "VALINE_DEDUPE_TABLE": names.dedupe,
+        "VALINE_QUEUE_URL": queue_url,
+        "VALINE_DEAD_LETTER_URL": dead_letter_url,
+        # What only the tests set: loopback endpoints, the stand-in, the rules file.
+        "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_local,
+        "AWS_ENDPOINT_URL_SQS": moto_sqs,
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_sqs,
+        # Any other service would go to a closed loopback port, never to AWS.
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "GITHUB_API_URL": github.url,
+        "VALINE_CONFIG": str(config),
+    }
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    runtime = LambdaRuntime(configure_logs=False)
+    monkeypatch.setattr(lambda_handlers, "_runtime", runtime)
+    try:
+        yield Deployment(
+            runtime,
+            key,
+            webhook_secret,
+            names,
+            queue_url,
+            dead_letter_url,
+            secret_id,
+            sqs,
+            secretsmanager,
+            github,
+        )
+    finally:
+        github.stop()
+        for url in (queue_url, dead_letter_url):
+            sqs.delete_queue(QueueUrl=url)
+        secretsmanager.delete_secret(SecretId=secret_id, ForceDeleteWithoutRecovery=True)
+        delete_tables(dynamodb, prefix)
+        for aws in (dynamodb, sqs, secretsmanager):
+            aws.close()
+
+
+def answer(result: dict[str, Any]) -> tuple[int, Any]:
+    """(status, decoded JSON body) of a proxy result, checking its shape."""
+    assert set(result) == {"statusCode", "headers", "body", "isBase64Encoded"}
+    assert result["isBase64Encoded"] is False
+    assert result["headers"]["content-type"] == "application/json"
+    return result["statusCode"], json.loads(result["body"])
+
+
+def discord_event(key: SigningKey, body: bytes, *, base64_body: bool = False) -> dict[str, Any]:
+    return api_event("/discord", body, discord_headers(key, body), base64_body=base64_body)
+
+
+# --------------------------------------------------------------------------- Discord
+
+
+def test_signed_ping_gets_pong_without_touching_aws(deployment: Deployment) -> None:
+    body = interaction(kind=1)
+    result = lambda_handlers.discord_handler(discord_event(deployment.key, body), Context())
+    assert answer(result) == (200, {"type": 1})
+    services = deployment.runtime.services
+    assert services._aws_clients == {}, "a PING must build no AWS client"
+    assert "store" not in vars(services) and "queue" not in vars(services)
+
+
+def test_base64_body_is_decoded_before_verification(deployment: Deployment) -> None:
+    body = interaction(kind=1)
+    event = discord_event(deployment.key, body, base64_body=True)
+    assert answer(lambda_handlers.discord_handler(event, Context())) == (200, {"type": 1})
+
+
+def test_wrong_signature_gets_401(deployment: Deployment) -> None:
+    body = interaction(kind=1)
+    event = api_event("/discord", body, discord_headers(SigningKey.generate(), body))
+    status, document = answer(lambda_handlers.discord_handler(event, Context()))
+    assert status == 401
+    assert "signature" in document["error"]
+
+
+def test_body_marked_base64_but_not_is_400(deployment: Deployment) -> None:
+    event = discord_event(deployment.key, interaction(kind=1))
+    event["isBase64Encoded"] = True
+    event["body"] = "%%% not base64 %%%"
+    assert answer(lambda_handlers.discord_handler(event, Context()))[0] == 400
+
+
+def test_plan_is_deferred_and_enqueued(deployment: Deployment) -> None:
+    body = interaction(name="plan")
+    result = lambda_handlers.discord_handler(discord_event(deployment.key, body), Context())
+    assert answer(result) == (200, {"type": 5})
+    messages = deployment.receive()
+    assert [json.loads(m["Body"])["kind"] for m in messages] == ["plan"]
+    job = json.loads(messages[0]["Body"])["payload"]
+    assert job["interaction"]["id"] == json.loads(body)["id"]
+    audit = deployment.runtime.services.store.audit_trail()
+    assert [(e.action, e.outcome) for e in audit] == [("plan", "accepted")]
+
+
+# --------------------------------------------------------------------------- GitHub
+
+
+def test_webhook_accepted_then_duplicate_and_processed_once(
+    deployment: Deployment, webhook_examples: dict[str, list[dict[str, Any]]]
+) -> None:
+    payload = dict(webhook_examples["issues"][0])
+    body = json.dumps(payload).encode()
+    headers = github_headers(body, "issues", "delivery-1", secret=deployment.webhook_secret)
+    event = api_event("/github/webhook", body, headers)
+    status, document = answer(lambda_handlers.github_handler(event, Context()))
+    assert (status, document["status"]) == (202, "accepted")
+    status, document = answer(lambda_handlers.github_handler(event, Context()))
+    assert (status, document["status"]) == (200, "duplicate")
+
+    messages = deployment.receive()
+    assert len(messages) == 1, "the duplicate must not be enqueued"
+    job = json.loads(messages[0]["Body"])
+    assert (job["kind"], job["payload"]["delivery_id"]) == ("github_event", "delivery-1")
+    result = lambda_handlers.worker_handler(sqs_event(deployment.queue_url, messages), Context())
+    assert result == {"batchItemFailures": []}
+    store = deployment.runtime.services.store
+    # The worker recorded the delivery as processed: recording it again is refused.
+    assert not store.record_delivery("delivery-1", 2e9, 1e9)
+
+
+def test_webhook_with_the_wrong_secret_gets_401(deployment: Deployment) -> None:
+    body = b'{"zen": "Keep it logically awesome."}'
+    headers = github_headers(body, "ping", secret="not-the-secret")
+    event = api_event("/github/webhook", body, headers)
+    assert answer(lambda_handlers.github_handler(event, Context()))[0] == 401
+
+
+def test_a_rotated_webhook_secret_is_used_without_a_redeploy(deployment: Deployment) -> None:
+    body = b'{"zen": "Design for failure."}'
+
+    def ping(secret: str) -> int:
+        headers = github_headers(body, "ping", secret=secret)
+        event = api_event("/github/webhook", body, headers)
+        return answer(lambda_handlers.github_handler(event, Context()))[0]
+
+    assert ping(deployment.webhook_secret) == 200
+    rotated = "whsec-rotated-" + uuid.uuid4().hex
+    secret = json.loads(
+        deployment.secretsmanager.get_secret_value(SecretId=deployment.secret_id)["SecretString"]
+    )
+    secret["GITHUB_WEBHOOK_SECRET"] = rotated
+    deployment.secretsmanager.put_secret_value(
+        SecretId=deployment.secret_id, SecretString=json.dumps(secret)
+    )
+    assert ping(rotated) == 200  # VALINE_SECRETS_TTL=0: read again on this invocation
+    assert ping(deployment.webhook_secret) == 401
+
+
+def test_an_unreadable_secret_gives_503(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        lambda_handlers,
+        "_runtime",
+        LambdaRuntime({**os.environ, "VALINE_SECRETS_ARN": "no-such-secret"}, configure_logs=False),
+    )
+    body = b'{"zen": "Half measures are as bad as nothing at all."}'
+    headers = github_headers(body, "ping", secret=deployment.webhook_secret)
+    event = api_event("/github/webhook", body, headers)
+    assert answer(lambda_handlers.github_handler(event, Context()))[0] == 503
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def test_worker_reports_exactly_the_failed_record(deployment: Deployment) -> None:
+    queue = deployment.runtime.services.queue
+    other_repo = json.dumps({"action": "opened", "repository": {"full_name": "someone/else"}})
+    for n in range(2):
+        queue.enqueue(
+            "github_event", {"event": "issues", "delivery_id": f"d{n}", "body": other_repo}
+        )
+    queue.enqueue("no_such_kind", {"x": 1})
+    messages = deployment.receive()
+    assert len(messages) == 3
+    failing = next(m for m in messages if json.loads(m["Body"])["kind"] == "no_such_kind")
+    result = lambda_handlers.worker_handler(sqs_event(deployment.queue_url, messages), Context())
+    assert result == {"batchItemFailures": [{"itemIdentifier": failing["MessageId"]}]}
+    assert deployment.receive(deployment.dead_letter_url) == []
+
+
+def test_worker_dead_letters_on_the_last_attempt(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = deployment.runtime.services
+    told: list[tuple[str, dict[str, Any], str]] = []
+    monkeypatch.setattr(services.orchestrator, "on_dead_letter", lambda *args: told.append(args))
+    services.queue.enqueue("no_such_kind", {"n": 7})
+    messages = deployment.receive()
+    event = sqs_event(deployment.queue_url, messages)
+    max_attempts = services.queue.max_attempts  # type: ignore[attr-defined]
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = str(max_attempts)
+    result = lambda_handlers.worker_handler(event, Context())
+    assert result == {"batchItemFailures": [{"itemIdentifier": messages[0]["MessageId"]}]}
+    assert [(kind, payload) for kind, payload, _ in told] == [("no_such_kind", {"n": 7})]
+    assert "no handler" in told[0][2]
+    dead = deployment.receive(deployment.dead_letter_url)
+    assert len(dead) == 1
+    assert "no handler" in json.loads(dead[0]["Body"])["error"]
+
+
+def test_an_unreadable_message_fails_alone(deployment: Deployment) -> None:
+    deployment.sqs.send_message(QueueUrl=deployment.queue_url, MessageBody="not a job")
+    messages = deployment.receive()
+    result = lambda_handlers.worker_handler(sqs_event(deployment.queue_url, messages), Context())
+    assert result == {"batchItemFailures": [{"itemIdentifier": messages[0]["MessageId"]}]}
+
+
+# --------------------------------------------------------------------------- reconcile
+
+
+def test_reconcile_finds_a_merge_whose_webhook_was_lost(deployment: Deployment) -> None:
+    github = deployment.github
+    number = github.add_issue(REPO, "Fix the gauge", ["in-progress"])
+    pr, sha = github.open_pull(REPO, f"valine/r1/{number}", f"Fixes #{number}")
+    store = deployment.runtime.services.store
+    task = Task(
+        issue_number=number,
+        title="Fix the gauge",
+        state=TaskState.CHECKS_PASSED,
+        pr_number=pr,
+        head_sha=sha,
+        checks_sha=sha,
+    )
+    run = store.create_run(
+        Run(run_id="r1", repo=REPO, created_at=1.0, state=RunState.EXECUTING, tasks=(task,))
+    )
+    pushed = github.push(REPO, pr)  # a push whose pull_request.synchronize was lost
+    result = lambda_handlers.reconcile_handler({"source": "aws.events"}, Context())
+    assert result == {"pulls_read": 1}
+    moved = store.get_run(run.run_id).tasks[0]
+    assert (moved.state, moved.head_sha, moved.checks_sha) == (
+        TaskState.CHECKS_PENDING,
+        pushed,
+        None,
+    )
+    # Nothing changed since: a second reconcile reads the PR and writes nothing.
+    version = store.get_run(run.run_id).version
+    assert lambda_handlers.reconcile_handler({}, Context()) == {"pulls_read": 1}
+    assert store.get_run(run.run_id).version == version
+
+
+# --------------------------------------------------------------------------- adapters
+
+
+def test_request_from_event_joins_repeated_headers_and_lowercases_names() -> None:
+    event = api_event("/github/webhook", b"{}", {"content-type": "application/json"})
+    event["multiValueHeaders"]["X-Forwarded-For"] = ["203.0.113.7", "198.51.100.2"]
+    event["headers"]["X-Forwarded-For"] = "198.51.100.2"
+    request = request_from_event(event)
+    assert request.method == "POST"
+    assert request.path == "/github/webhook"
+    assert request.header("x-forwarded-for") == "203.0.113.7, 198.51.100.2"
+    assert request.header("X-FORWARDED-FOR") == request.headers["x-forwarded-for"]
+    assert all(name == name.lower() for name in request.headers)
+    assert request.body == b"{}"
+
+
+def test_request_from_event_without_multi_value_headers() -> None:
+    event = api_event("/discord", "é".encode(), {"content-type": "text/plain"})
+    event["multiValueHeaders"] = None
+    request = request_from_event(event)
+    assert request.header("content-type") == "text/plain"
+    assert request.body == "é".encode()
+
+
+def test_a_greedy_resource_routes_by_path() -> None:
+    event = api_event("/discord", b"", {})
+    event["resource"] = "/{proxy+}"
+    assert request_from_event(event).path == "/discord"
+
+
+def test_proxy_response_shape() -> None:
+    result = proxy_response(Response(202, b'{"ok":true}'))
+    assert result == {
+        "statusCode": 202,
+        "headers": {"content-type": "application/json"},
+        "body": '{"ok":true}',
+        "isBase64Encoded": False,
+    }
+
+
+# --------------------------------------------------------------------------- cold start
+
+
+def test_importing_the_handlers_loads_no_aws_or_http_client() -> None:
+    code = (
+        "import sys, valine.runtime.lambda_handlers\n"
+        "print(sorted(m for m in ('boto3', 'botocore', 'httpx', 'uvicorn', 'gidgethub')"
+        " if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_ping_loads_no_aws_or_http_client(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    body = interaction(kind=1)
+    event = api_event("/discord", body, discord_headers(key, body))
+    code = (
+        "import json, sys\n"
+        "from valine.runtime.lambda_handlers import discord_handler\n"
+        "result = discord_handler(json.loads(sys.stdin.read()), None)\n"
+        "loaded = [m for m in ('boto3', 'botocore', 'httpx', 'uvicorn', 'gidgethub', 'sqlite3')"
+        " if m in sys.modules]\n"
+        "print(json.dumps({'status': result['statusCode'], 'body': result['body'],"
+        " 'loaded': loaded}))"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
+        "VALINE_STORE": "dynamodb://valine-orchestrator-test",
+        "VALINE_SECRETS_ARN": "arn:aws:secretsmanager:us-west-2:123456789012:secret:unused",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing listens: a call would fail
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(event),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert (report["status"], json.loads(report["body"])) == (200, {"type": 1})
+    assert report["loaded"] == []

@@ -1,0 +1,146 @@
+"""``Orchestrator.reconcile``: the periodic re-read that recovers from lost webhooks.
+
+Table-driven over what GitHub says about a task's pull request, on the SQLite adapters
+and a fake GitHub that only answers ``get_pull`` (the one call reconcile makes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from valine.core.errors import GitHubUnavailable, NotFound
+from valine.core.models import PullRequest, Run, Task
+from valine.core.policy import Policy
+from valine.core.states import RunState, TaskState
+from valine.queue.sqlite import SqliteJobQueue
+from valine.service import Orchestrator
+from valine.store.db import Database
+from valine.store.sqlite import SqliteRunStore
+
+REPO = "octo/widgets"
+HEAD, NEW_HEAD = "a" * 40, "b" * 40
+
+
+class FakeGitHub:
+    """Answers ``get_pull`` from a dict (or raises what it holds); counts the calls."""
+
+    def __init__(self, pulls: dict[int, PullRequest | Exception]) -> None:
+        self.pulls = pulls
+        self.calls: list[int] = []
+
+    def get_pull(self, repo: str, number: int) -> PullRequest:
+        assert repo == REPO
+        self.calls.append(number)
+        answer = self.pulls[number]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"reconcile must not call GitHub.{name}")
+
+
+class Clock:
+    def now(self) -> float:
+        return 1_800_000_000.0
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[tuple[SqliteRunStore, SqliteJobQueue]]:
+    db = Database(tmp_path / "valine.db")
+    yield SqliteRunStore(db), SqliteJobQueue(db)
+    db.close()
+
+
+def orchestrator(parts: tuple[SqliteRunStore, SqliteJobQueue], github: FakeGitHub) -> Orchestrator:
+    store, queue = parts
+    return Orchestrator(
+        repo=REPO,
+        policy=Policy(),
+        store=store,
+        queue=queue,
+        github=lambda: github,  # type: ignore[arg-type, return-value]
+        discord=lambda: pytest.fail("reconcile must not call Discord"),
+        clock=Clock(),
+        entropy=lambda: "abcdef",
+        notify_window=0,
+    )
+
+
+def pull(state: str = "open", head: str = HEAD, merged: bool = False) -> PullRequest:
+    return PullRequest(
+        number=5, head_sha=head, head_ref="valine/r1/1", state=state, merged=merged, body=""
+    )
+
+
+def stored_run(store: SqliteRunStore, task_state: TaskState, pr: int | None = 5) -> Run:
+    task = Task(
+        issue_number=1,
+        title="Fix the gauge",
+        state=task_state,
+        pr_number=pr,
+        head_sha=HEAD if pr else None,
+        checks_sha=HEAD if task_state is TaskState.CHECKS_PASSED else None,
+    )
+    return store.create_run(
+        Run(run_id="r1", repo=REPO, created_at=1.0, state=RunState.EXECUTING, tasks=(task,))
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "github_says", "after", "head"),
+    [
+        (TaskState.CHECKS_PASSED, pull("closed", merged=True), TaskState.MERGED, HEAD),
+        (TaskState.CHECKS_PENDING, pull("closed"), TaskState.DISPATCHED, None),
+        (TaskState.CHECKS_PASSED, pull(head=NEW_HEAD), TaskState.CHECKS_PENDING, NEW_HEAD),
+        (TaskState.CHECKS_FAILED, pull(head=NEW_HEAD), TaskState.CHECKS_PENDING, NEW_HEAD),
+        (TaskState.PR_OPEN, pull(), TaskState.PR_OPEN, HEAD),
+    ],
+)
+def test_reconcile_applies_what_a_lost_webhook_would_have(
+    parts: tuple[SqliteRunStore, SqliteJobQueue],
+    before: TaskState,
+    github_says: PullRequest,
+    after: TaskState,
+    head: str | None,
+) -> None:
+    store, _ = parts
+    run = stored_run(store, before)
+    github = FakeGitHub({5: github_says})
+    assert orchestrator(parts, github).reconcile() == 1
+    assert github.calls == [5]
+    task = store.get_run(run.run_id).tasks[0]
+    assert (task.state, task.head_sha) == (after, head)
+    if after is before:
+        assert store.get_run(run.run_id).version == run.version, "nothing changed: no write"
+
+
+def test_only_tasks_with_an_open_pull_request_are_read(
+    parts: tuple[SqliteRunStore, SqliteJobQueue],
+) -> None:
+    store, _ = parts
+    stored_run(store, TaskState.DISPATCHED, pr=None)
+    github = FakeGitHub({})
+    assert orchestrator(parts, github).reconcile() == 0
+    assert github.calls == []
+
+
+def test_no_active_run_means_no_request(parts: tuple[SqliteRunStore, SqliteJobQueue]) -> None:
+    github = FakeGitHub({})
+    assert orchestrator(parts, github).reconcile() == 0
+    assert github.calls == []
+
+
+@pytest.mark.parametrize("error", [NotFound("gone"), GitHubUnavailable("502 after retries")])
+def test_a_pull_request_that_cannot_be_read_is_skipped(
+    parts: tuple[SqliteRunStore, SqliteJobQueue], error: Exception
+) -> None:
+    store, _ = parts
+    run = stored_run(store, TaskState.CHECKS_PASSED)
+    github = FakeGitHub({5: error})
+    assert orchestrator(parts, github).reconcile() == 0
+    assert store.get_run(run.run_id).version == run.version

@@ -1,0 +1,317 @@
+"""template.yaml (AWS SAM): lint-clean, and consistent with the code it deploys.
+
+Nothing here talks to AWS: cfn-lint runs offline, and the rest reads the template and
+compares it with the code (handlers, settings, table layouts, names of DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from valine.queue.sqs import SqsJobQueue
+from valine.runtime.config import ENV_NAMES, SECRET_SETTINGS
+from valine.runtime.secrets import SECRET_KEYS, SECRETS_ARN_ENV, SECRETS_TTL_ENV
+from valine.store.dynamodb import table_definitions, time_to_live_definitions
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+BIN = Path(sys.executable).parent
+PREFIX = "valine-orchestrator"
+STAGE = "test"
+
+#: Every environment variable the code reads on AWS.
+CODE_READS = {*ENV_NAMES.values(), SECRETS_ARN_ENV, SECRETS_TTL_ENV}
+#: What the functions need on AWS: the non-secret settings, where the secret is, and
+#: where the tables and queues are.
+REQUIRED_ON_AWS = {
+    "DISCORD_PUBLIC_KEY",
+    "DISCORD_APPLICATION_ID",
+    "GITHUB_REPOSITORY",
+    "VALINE_STORE",
+    SECRETS_ARN_ENV,
+    "VALINE_RUNS_TABLE",
+    "VALINE_DELIVERIES_TABLE",
+    "VALINE_AUDIT_TABLE",
+    "VALINE_DEDUPE_TABLE",
+    "VALINE_QUEUE_URL",
+    "VALINE_DEAD_LETTER_URL",
+}
+#: The template's table resource for each table of table_definitions(), by name suffix.
+TABLES = {
+    "runs": "RunsTable",
+    "deliveries": "DeliveriesTable",
+    "audit": "AuditTable",
+    "dedupe": "DedupeTable",
+}
+FUNCTIONS = {
+    "DiscordFunction": "valine-orchestrator-discord-${Stage}",
+    "GitHubFunction": "valine-orchestrator-github-${Stage}",
+    "WorkerFunction": "valine-orchestrator-worker-${Stage}",
+    "ReconcileFunction": "valine-orchestrator-reconcile-${Stage}",
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    """template.yaml as plain data (CloudFormation's short tags become ``Fn::`` keys)."""
+    from cfnlint.decode import cfn_yaml
+
+    return json.loads(json.dumps(cfn_yaml.load(str(TEMPLATE))))
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def environment(template: dict[str, Any], function: str) -> dict[str, Any]:
+    """The environment a function gets: the globals, then its own variables."""
+    merged = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    own = template["Resources"][function]["Properties"].get("Environment", {})
+    merged.update(own.get("Variables", {}))
+    return merged
+
+
+def test_cfn_lint_is_clean() -> None:
+    done = subprocess.run(
+        [str(BIN / "cfn-lint"), str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_handler_the_template_names_exists(template: dict[str, Any]) -> None:
+    functions = resources(template, "AWS::Serverless::Function")
+    assert set(functions) == set(FUNCTIONS)
+    for name, function in functions.items():
+        module_name, _, attribute = function["Properties"]["Handler"].rpartition(".")
+        handler = getattr(importlib.import_module(module_name), attribute, None)
+        assert callable(handler), f"{name}: {function['Properties']['Handler']} is not callable"
+    assert template["Globals"]["Function"]["CodeUri"] == "src/"
+    assert (ROOT / "src" / "valine" / "runtime" / "lambda_handlers.py").is_file()
+
+
+def test_environment_is_what_the_code_reads(template: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        env = environment(template, function)
+        unknown = set(env) - CODE_READS
+        assert not unknown, f"{function} sets variables no code reads: {sorted(unknown)}"
+        missing = REQUIRED_ON_AWS - set(env)
+        assert not missing, f"{function} lacks {sorted(missing)}"
+        assert env["VALINE_STORE"] == {"Fn::Sub": "dynamodb://valine-orchestrator-${Stage}"}
+        assert env[SECRETS_ARN_ENV] == {"Ref": "Secrets"}
+
+
+def test_no_secret_is_in_an_environment_variable(template: dict[str, Any]) -> None:
+    secret_env = {ENV_NAMES[name] for name in SECRET_SETTINGS}
+    assert secret_env == SECRET_KEYS
+    no_echo = {n for n, p in template["Parameters"].items() if p.get("NoEcho")}
+    assert no_echo == {
+        "DiscordBotToken",
+        "GitHubToken",
+        "GitHubWebhookSecret",
+        "GitHubAppPrivateKey",
+    }
+    for function in FUNCTIONS:
+        env = environment(template, function)
+        assert not secret_env & set(env), f"{function} has a secret in its environment"
+        mentioned = json.dumps(env)
+        for parameter in no_echo:
+            assert parameter not in mentioned, f"{function}'s environment uses {parameter}"
+    # The secret holds exactly the secret settings, each from its NoEcho parameter.
+    text = template["Resources"]["Secrets"]["Properties"]["SecretString"]["Fn::Sub"]
+    document = json.loads(text)
+    assert set(document) == SECRET_KEYS
+    assert {v.strip("${}") for v in document.values()} == no_echo
+
+
+def _sub(value: Any) -> str:
+    """The ``Fn::Sub`` string of a template value, with ``${Stage}`` filled in."""
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    assert isinstance(text, str)
+    return text.replace("${Stage}", STAGE)
+
+
+def test_tables_mirror_table_definitions(template: dict[str, Any]) -> None:
+    tables = resources(template, "AWS::DynamoDB::Table")
+    assert set(tables) == set(TABLES.values())
+    ttl_by_table = {
+        d["TableName"]: d["TimeToLiveSpecification"] for d in time_to_live_definitions(PREFIX)
+    }
+
+    def canonical(items: list[dict[str, Any]] | None) -> list[str]:
+        return sorted(json.dumps(i, sort_keys=True) for i in items or [])
+
+    for definition in table_definitions(PREFIX):
+        suffix = definition["TableName"].removeprefix(f"{PREFIX}-")
+        resource = tables[TABLES[suffix]]["Properties"]
+        assert _sub(resource["TableName"]) == f"{PREFIX}-{suffix}-{STAGE}"  # DESIGN §4
+        assert resource["BillingMode"] == definition["BillingMode"] == "PAY_PER_REQUEST"
+        assert resource["KeySchema"] == definition["KeySchema"]
+        for key in ("AttributeDefinitions", "GlobalSecondaryIndexes"):
+            assert canonical(resource.get(key)) == canonical(definition.get(key)), (
+                f"{suffix}: {key} differs from table_definitions()"
+            )
+        assert resource["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert resource.get("TimeToLiveSpecification") == ttl_by_table.get(
+            definition["TableName"]
+        ), f"{suffix}: TTL differs from time_to_live_definitions()"
+
+
+def test_names_follow_the_design(template: dict[str, Any]) -> None:
+    for logical, name in FUNCTIONS.items():
+        assert template["Resources"][logical]["Properties"]["FunctionName"] == {"Fn::Sub": name}
+    api = template["Resources"]["Api"]["Properties"]
+    assert api["Name"] == {"Fn::Sub": "valine-orchestrator-api-${Stage}"}
+    assert api["StageName"] == {"Ref": "Stage"}
+    outputs = template["Outputs"]
+    assert {"DiscordWebhookUrl", "GitHubWebhookUrl", "RunStateTableName"} <= set(outputs)
+    assert outputs["RunStateTableName"]["Value"] == {"Ref": "RunsTable"}
+    assert _sub(outputs["DiscordWebhookUrl"]["Value"]).endswith(f"/{STAGE}/discord")
+    assert _sub(outputs["GitHubWebhookUrl"]["Value"]).endswith(f"/{STAGE}/github/webhook")
+    routes = {
+        (e["Properties"]["Path"], e["Properties"]["Method"])
+        for f in FUNCTIONS
+        for e in template["Resources"][f]["Properties"].get("Events", {}).values()
+        if e["Type"] == "Api"
+    }
+    assert routes == {("/discord", "post"), ("/github/webhook", "post")}  # DESIGN §7
+
+
+def test_runtime_memory_and_architecture(template: dict[str, Any]) -> None:
+    globals_ = template["Globals"]["Function"]
+    assert globals_["Runtime"] == "python3.11"
+    assert globals_["Architectures"] in (["arm64"], ["x86_64"])
+    for logical in FUNCTIONS:
+        properties = template["Resources"][logical]["Properties"]
+        assert 128 <= properties["MemorySize"] <= 10240
+        assert "LogGroup" in properties["LoggingConfig"]
+    for group in resources(template, "AWS::Logs::LogGroup").values():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_queue_retries_and_partial_batch_failures(template: dict[str, Any]) -> None:
+    queue = template["Resources"]["JobQueue"]["Properties"]
+    worker = template["Resources"]["WorkerFunction"]["Properties"]
+    max_attempts = inspect.signature(SqsJobQueue).parameters["max_attempts"].default
+    # retry() dead-letters (with the error, and the dead-letter hook) on the last attempt;
+    # SQS's redrive is the back stop for workers that died.
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == max_attempts + 1
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["DeadLetterQueue", "Arn"]
+    }
+    assert queue["VisibilityTimeout"] >= 6 * worker["Timeout"]
+    mapping = template["Resources"]["WorkerQueueMapping"]["Properties"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["FunctionName"] == {"Ref": "WorkerFunction"}
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["JobQueue", "Arn"]}
+    schedule = template["Resources"]["ReconcileFunction"]["Properties"]["Events"]
+    assert [e["Properties"]["Schedule"] for e in schedule.values()] == ["rate(5 minutes)"]
+
+
+def _statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    policies = template["Resources"][function]["Properties"]["Policies"]
+    return [s for p in policies for s in p["Statement"]]
+
+
+def _referenced(value: Any) -> set[str]:
+    """The logical ids a statement's resources refer to (Ref, GetAtt, ${X.Arn})."""
+    text = json.dumps(value)
+    return (
+        set(re.findall(r'"Ref": "(\w+)"', text))
+        | set(re.findall(r'"Fn::GetAtt": \["(\w+)"', text))
+        | set(re.findall(r"\$\{(\w+)\.Arn\}", text))
+    )
+
+
+def test_least_privilege(template: dict[str, Any]) -> None:
+    allowed = {
+        "DiscordFunction": {"RunsTable", "AuditTable", "DedupeTable", "JobQueue", "Secrets"},
+        "GitHubFunction": {"DedupeTable", "JobQueue", "Secrets"},
+        "WorkerFunction": {
+            "RunsTable",
+            "DeliveriesTable",
+            "AuditTable",
+            "DedupeTable",
+            "JobQueue",
+            "DeadLetterQueue",
+            "Secrets",
+        },
+        "ReconcileFunction": {"RunsTable", "DedupeTable", "JobQueue", "Secrets"},
+    }
+    for function, expected in allowed.items():
+        statements = _statements(template, function)
+        touched: set[str] = set()
+        for statement in statements:
+            assert statement["Effect"] == "Allow"
+            assert "*" not in json.dumps(statement["Resource"]).replace("/index/*", "")
+            assert all(":*" not in action for action in statement["Action"])
+            touched |= _referenced(statement["Resource"])
+        assert touched == expected, function
+        secret_actions = {
+            a for s in statements if _referenced(s["Resource"]) == {"Secrets"} for a in s["Action"]
+        }
+        assert secret_actions == {"secretsmanager:GetSecretValue"}
+
+
+def test_alarms_cover_every_function_the_dlq_and_discord_latency(
+    template: dict[str, Any],
+) -> None:
+    alarms = [a["Properties"] for a in resources(template, "AWS::CloudWatch::Alarm").values()]
+
+    def watched(metric: str) -> set[str]:
+        return {
+            d["Value"]["Ref"]
+            for a in alarms
+            if a["MetricName"] == metric
+            for d in a["Dimensions"]
+            if d["Name"] == "FunctionName"
+        }
+
+    assert watched("Errors") == set(FUNCTIONS)
+    assert watched("Throttles") == set(FUNCTIONS)
+    (duration,) = [a for a in alarms if a["MetricName"] == "Duration"]
+    assert duration["ExtendedStatistic"] == "p99"
+    assert duration["Threshold"] == 2500
+    assert duration["Dimensions"][0]["Value"] == {"Ref": "DiscordFunction"}
+    (dlq,) = [a for a in alarms if a["Namespace"] == "AWS/SQS"]
+    assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert dlq["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
+    assert (dlq["ComparisonOperator"], dlq["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert resources(template, "AWS::CloudWatch::Dashboard")
+
+
+def test_lambda_requirements_are_generated_from_the_pins() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "lambda_requirements.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    pinned = (ROOT / "src" / "requirements.txt").read_text()
+    assert "pynacl==" in pinned
+    for absent in ("boto3", "uvicorn", "uvloop", "httptools", "python-dotenv"):
+        assert f"\n{absent}==" not in pinned, f"{absent} must not be in the Lambda package"
+
+
+def test_samconfig_example_has_placeholders_only() -> None:
+    text = (ROOT / "samconfig.toml.example").read_text()
+    assert 'region = "us-west-2"' in text
+    assert "samconfig.toml" in (ROOT / ".gitignore").read_text().split()
+    for line in text.splitlines():
+        if "=" in line and ("Token=" in line or "Secret=" in line or "Key=" in line):
+            assert "<" in line, f"not a placeholder: {line}"
