@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from valine.http import Request, Response, error_response
 
@@ -18,8 +18,7 @@ log = logging.getLogger("valine.app")
 Handler = Callable[[Request], Response]
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(NamedTuple):
     """One path: the method it takes, its handler and the largest body it accepts."""
 
     method: str

@@ -1,4 +1,4 @@
-"""Framework-free HTTP request and response values.
+"""Framework-free HTTP request and response values (NamedTuples: light to import).
 
 The local server (ASGI) and the Lambda handlers (API Gateway events) both turn their
 input into a :class:`Request` and call the same :class:`valine.app.App`, as Chalice's
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 JSON_HEADERS: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """An HTTP request; header names are lower-case (HTTP names are case-insensitive)."""
 
     method: str
@@ -29,8 +27,7 @@ class Request:
         return self.headers.get(name.lower())
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):
     """An HTTP response."""
 
     status: int

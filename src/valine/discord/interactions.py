@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from valine.core.commands import Command, CommandError, parse_command
 from valine.discord.verify import InteractionVerifier
 from valine.http import Request, Response, error_response, json_response, parse_json_object
 from valine.logs import log_context
+
+if TYPE_CHECKING:
+    from valine.core.commands import Command
 
 log = logging.getLogger("valine.discord")
 
@@ -35,8 +37,7 @@ EPHEMERAL = 1 << 6
 MAX_CHOICES = 25
 
 
-@dataclass(frozen=True, slots=True)
-class Interaction:
+class Interaction(NamedTuple):
     """The parts of a Discord interaction the product uses."""
 
     id: str
@@ -48,7 +49,7 @@ class Interaction:
     roles: tuple[str, ...] = ()
     channel_id: str | None = None
     guild_id: str | None = None
-    data: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = MappingProxyType({})
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> Interaction:
@@ -124,6 +125,8 @@ class DiscordEndpoint:
             return self._autocomplete(interaction)
         if interaction.type != APPLICATION_COMMAND:
             return ephemeral("This kind of interaction is not supported.")
+        from valine.core.commands import CommandError, parse_command
+
         try:
             command = parse_command(interaction.data)
         except CommandError as exc:

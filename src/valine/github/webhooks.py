@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from valine.github.verify import verify_signature
 from valine.http import Request, Response, error_response, json_response, parse_json_object
 from valine.logs import log_context
-from valine.ports import JobQueue
+
+if TYPE_CHECKING:
+    from valine.ports import JobQueue
 
 log = logging.getLogger("valine.github")
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from valine.discord.interactions import Interaction
 
 #: Cached members built from secret settings: dropped when the secret changes.
-_SECRET_DEPENDENTS = ("github", "discord")
+_SECRET_DEPENDENTS = ("github", "discord", "github_endpoint")
 
 
 class AwsServices(Services):

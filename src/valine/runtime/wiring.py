@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import threading
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from valine.app import App, Route
-from valine.core.commands import Command
 from valine.core.errors import ConfigurationError
-from valine.core.policy import Policy, policy_from_mapping
-from valine.discord.interactions import DiscordEndpoint, Interaction, ephemeral
-from valine.github.webhooks import GitHubWebhookEndpoint
+from valine.discord.interactions import DiscordEndpoint, ephemeral
 from valine.http import Request, Response, json_response
-from valine.ports import Discord, GitHub, JobQueue, RunStore
 from valine.runtime.config import Settings
 
 if TYPE_CHECKING:
+    from valine.core.commands import Command
+    from valine.core.policy import Policy
+    from valine.discord.interactions import Interaction
+    from valine.github.webhooks import GitHubWebhookEndpoint
+    from valine.ports import Discord, GitHub, JobQueue, RunStore
     from valine.service import Orchestrator
     from valine.store.db import Database
     from valine.store.dynamodb import TableNames
@@ -167,14 +167,20 @@ class Services:
         return App(
             {
                 "/discord": Route("POST", self.discord_endpoint(), int(s.discord_max_body)),
-                "/github/webhook": Route(
-                    "POST",
-                    GitHubWebhookEndpoint(s.github_webhook_secret, lambda: self.queue),
-                    int(s.github_max_body),
-                ),
+                "/github/webhook": Route("POST", self._github_webhook, int(s.github_max_body)),
                 "/healthz": Route("GET", self.healthz),
             }
         )
+
+    def _github_webhook(self, request: Request) -> Response:
+        return self.github_endpoint(request)
+
+    @cached_property
+    def github_endpoint(self) -> GitHubWebhookEndpoint:
+        """``POST /github/webhook``, built on its first request (a PING never needs it)."""
+        from valine.github.webhooks import GitHubWebhookEndpoint
+
+        return GitHubWebhookEndpoint(self.settings.github_webhook_secret, lambda: self.queue)
 
     def discord_endpoint(self) -> DiscordEndpoint:
         """``POST /discord``, verifying with ``DISCORD_PUBLIC_KEY`` when it is set."""
@@ -188,6 +194,8 @@ class Services:
     @cached_property
     def policy(self) -> Policy:
         """The workflow rules from ``VALINE_CONFIG`` or ``./valine.toml`` (defaults if absent)."""
+        from valine.core.policy import Policy, policy_from_mapping
+
         path = self.settings.config_path or "valine.toml"
         if not os.path.exists(path):
             if self.settings.config_path:
@@ -299,6 +307,8 @@ class SystemClock:
 
 
 def _entropy() -> str:
+    import secrets
+
     alphabet = "abcdefghijkmnpqrstuvwxyz23456789"  # no look-alikes (l/1, o/0)
     return "".join(secrets.choice(alphabet) for _ in range(6))
 
