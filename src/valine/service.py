@@ -16,7 +16,6 @@ the version read) -> enqueue or perform the actions. Two kinds of entry point:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -737,8 +736,7 @@ class Orchestrator:
 
     def run_github_event_job(self, job: dict[str, Any]) -> None:
         """Move tasks on from one webhook delivery; zero GitHub requests."""
-        event, delivery_id = job["event"], job["delivery_id"]
-        payload = json.loads(job["body"])
+        event, delivery_id, payload = job["event"], job["delivery_id"], job["payload"]
         with log_context(delivery_id=delivery_id):
             repo = ((payload.get("repository") or {}).get("full_name")) or ""
             if repo.lower() == self.repo.lower():

@@ -10,7 +10,7 @@ from helpers import check_suite_event, issue_event, pr_event
 from valine.core.models import Run, Task
 from valine.core.policy import Labels
 from valine.core.states import RunState, TaskState
-from valine.core.tracking import apply_changes, changes_for, linked_issue, settle
+from valine.core.tracking import apply_changes, changes_for, essentials, linked_issue, settle
 
 REPO = "octo/widgets"
 RUN_ID = "r20261125-abc123"
@@ -24,6 +24,8 @@ def run_with(*tasks: Task, state: RunState = R.EXECUTING) -> Run:
 
 def step(run: Run, event: str, payload: dict[str, Any]) -> Run:
     changes = changes_for(event, payload, run, Labels())
+    # What the webhook endpoint stores (the essentials) must mean exactly the same.
+    assert changes_for(event, essentials(event, payload), run, Labels()) == changes
     return settle(apply_changes(run, changes, 1.0), 1.0, fail_run_on_task_failure=False)
 
 
@@ -236,3 +238,16 @@ def test_failed_task_fails_the_run_only_when_the_policy_says_so() -> None:
 def test_a_run_of_only_skipped_tasks_is_not_ready_to_ship() -> None:
     run = run_with(Task(12, "a", T.SKIPPED))
     assert settle(run, 1.0, fail_run_on_task_failure=False).state is R.EXECUTING
+
+
+def test_essentials_of_every_real_example_are_small_and_keep_the_shape(
+    webhook_examples: dict[str, Any],
+) -> None:
+    import json
+
+    for event in ("pull_request", "check_suite", "issues", "issue_comment"):
+        for example in webhook_examples[event]:
+            slim = essentials(event, example)
+            assert len(json.dumps(slim)) < max(2048, len(json.dumps(example)) // 4)
+            assert slim["repository"]["full_name"] == example["repository"]["full_name"]
+            assert slim["action"] == example["action"]

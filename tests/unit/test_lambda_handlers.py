@@ -380,10 +380,10 @@ def test_an_unreadable_secret_gives_503(
 
 def test_worker_reports_exactly_the_failed_record(deployment: Deployment) -> None:
     queue = deployment.runtime.services.queue
-    other_repo = json.dumps({"action": "opened", "repository": {"full_name": "someone/else"}})
+    other_repo = {"action": "opened", "repository": {"full_name": "someone/else"}}
     for n in range(2):
         queue.enqueue(
-            "github_event", {"event": "issues", "delivery_id": f"d{n}", "body": other_repo}
+            "github_event", {"event": "issues", "delivery_id": f"d{n}", "payload": other_repo}
         )
     queue.enqueue("no_such_kind", {"x": 1})
     messages = deployment.receive()

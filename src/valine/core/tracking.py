@@ -42,6 +42,58 @@ class Change:
     fields: Mapping[str, Any] = field(default_factory=dict)
 
 
+def essentials(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a delivery that tracking reads, in the payload's own shape.
+
+    A webhook body is often 10-25 KB; the few fields below are what :func:`changes_for`
+    uses. Keeping only them is what the webhook endpoint stores, so a delivery costs a
+    few hundred bytes in the queue, and the worker decodes no more than it needs.
+    """
+    slim: dict[str, Any] = {
+        "action": payload.get("action"),
+        "repository": {"full_name": _get(payload, "repository", "full_name")},
+        "sender": {"login": _get(payload, "sender", "login")},
+    }
+    if event == "pull_request":
+        pull = payload.get("pull_request") or {}
+        slim["number"] = payload.get("number")
+        slim["pull_request"] = {
+            "number": pull.get("number"),
+            "body": pull.get("body"),
+            "merged": pull.get("merged"),
+            "head": {"ref": _get(pull, "head", "ref"), "sha": _get(pull, "head", "sha")},
+        }
+    elif event == "check_suite":
+        suite = payload.get("check_suite") or {}
+        slim["check_suite"] = {
+            "head_sha": suite.get("head_sha"),
+            "conclusion": suite.get("conclusion"),
+            "pull_requests": [
+                {"number": p.get("number")}
+                for p in suite.get("pull_requests") or ()
+                if isinstance(p, Mapping)
+            ],
+        }
+    elif event == "issues":
+        issue = payload.get("issue") or {}
+        slim["issue"] = {
+            "number": issue.get("number"),
+            "labels": [
+                {"name": label.get("name")}
+                for label in issue.get("labels") or ()
+                if isinstance(label, Mapping)
+            ],
+        }
+        if payload.get("label"):
+            slim["label"] = {"name": _get(payload, "label", "name")}
+    return slim
+
+
+def _get(document: Mapping[str, Any], key: str, field_name: str) -> Any:
+    inner = document.get(key)
+    return inner.get(field_name) if isinstance(inner, Mapping) else None
+
+
 def linked_issue(pull: Mapping[str, Any], run: Run) -> int | None:
     """The run's issue this pull request works on, or None."""
     tasks = {t.issue_number for t in run.tasks}

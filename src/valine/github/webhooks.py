@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from valine.core.tracking import essentials
 from valine.github.verify import verify_signature
 from valine.http import Request, Response, error_response, json_response, parse_json_object
 from valine.logs import log_context
@@ -49,17 +50,15 @@ class GitHubWebhookEndpoint:
         if payload is None:
             return error_response(400, "body is not a JSON object")
         with log_context(delivery_id=delivery_id):
-            return self._accept(event, delivery_id, payload, request.body)
+            return self._accept(event, delivery_id, payload)
 
-    def _accept(
-        self, event: str, delivery_id: str, payload: dict[str, object], body: bytes
-    ) -> Response:
+    def _accept(self, event: str, delivery_id: str, payload: dict[str, Any]) -> Response:
         if event == "ping":
             return json_response(200, {"status": "pong"})
         if event not in HANDLED_EVENTS:
             return json_response(202, {"status": "ignored", "event": event})
-        # The verified body as received: re-encoding the parsed payload would cost more.
-        job = {"event": event, "delivery_id": delivery_id, "body": body.decode()}
+        # Only what tracking reads: a few hundred bytes instead of the whole body.
+        job = {"event": event, "delivery_id": delivery_id, "payload": essentials(event, payload)}
         if not self._queue().enqueue(JOB_KIND, job, dedupe_key=f"github:{delivery_id}"):
             log.info("duplicate delivery of %s", event)
             return json_response(200, {"status": "duplicate", "delivery": delivery_id})
