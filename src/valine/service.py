@@ -61,8 +61,8 @@ EPHEMERAL = 1 << 6
 TOKEN_LIFETIME = 14 * 60
 #: At most one edit of a run's message per this many seconds (the last state always shown).
 NOTIFY_WINDOW = 3.0
-#: How long a processed delivery id is remembered.
-DELIVERY_TTL = 7 * 24 * 3600
+#: How many ids of the deliveries that changed a run the run remembers.
+APPLIED = 64
 SAVE_ATTEMPTS = 8
 
 # Job kinds.
@@ -740,11 +740,15 @@ class Orchestrator:
         with log_context(delivery_id=delivery_id):
             repo = ((payload.get("repository") or {}).get("full_name")) or ""
             if repo.lower() == self.repo.lower():
-                self._apply_event(event, payload)
-            now = self.clock.now()
-            self.store.record_delivery(delivery_id, now + DELIVERY_TTL, now)
+                self._apply_event(event, payload, delivery_id)
 
-    def _apply_event(self, event: str, payload: dict[str, Any]) -> None:
+    def _apply_event(self, event: str, payload: dict[str, Any], delivery_id: str = "") -> None:
+        """Apply one delivery to the active run, at most once.
+
+        A job can run twice (at-least-once queues); applying an old ``synchronize`` again
+        after newer events would undo them. So the ids of the deliveries that changed the
+        run are kept in the run itself and written in the same conditional save.
+        """
         run = self.store.active_run(self.repo)
         if run is None:
             return
@@ -752,9 +756,15 @@ class Orchestrator:
         fail_run = self.policy.on_task_failure == "fail_run"
 
         def decide(current: Run) -> Run | None:
+            if delivery_id and delivery_id in current.applied:
+                return None
             changes = tracking.changes_for(event, payload, current, self.policy.labels)
             updated = tracking.settle(tracking.apply_changes(current, changes, now), now, fail_run)
-            return None if _same(updated, current) else updated
+            if _same(updated, current):
+                return None
+            if delivery_id:
+                updated = replace(updated, applied=(*current.applied, delivery_id)[-APPLIED:])
+            return updated
 
         saved = self._update(run.run_id, decide)
         if (

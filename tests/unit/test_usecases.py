@@ -266,3 +266,35 @@ def test_plan_while_github_is_down_says_it_is_retrying(harness: Harness) -> None
     original = harness.discord.original("tok")
     assert original is not None
     assert "GitHub is not answering" in original["content"]
+
+
+def test_a_delivery_job_that_runs_again_later_changes_nothing(harness: Harness) -> None:
+    from valine.testing import payloads
+
+    run_id = planned(harness)
+    store = harness.orchestrator.store
+    run = store.get_run(run_id)
+    task = replace(
+        run.tasks[0],
+        state=TaskState.CHECKS_PASSED,
+        pr_number=9,
+        head_sha="a" * 40,
+        checks_sha="a" * 40,
+    )
+    store.save_run(replace(run, state=RunState.EXECUTING, tasks=(task,)))
+    push = {
+        "event": "pull_request",
+        "delivery_id": "d-push",
+        "payload": payloads.pull_request(REPO, "synchronize", 9, "b" * 40),
+    }
+    green = {
+        "event": "check_suite",
+        "delivery_id": "d-green",
+        "payload": payloads.check_suite(REPO, "b" * 40, "success", 9),
+    }
+    harness.orchestrator.run_github_event_job(push)
+    harness.orchestrator.run_github_event_job(green)
+    assert harness.run(run_id).tasks[0].state is TaskState.CHECKS_PASSED
+    harness.orchestrator.run_github_event_job(push)  # at-least-once: the push job again
+    after = harness.run(run_id).tasks[0]
+    assert (after.state, after.checks_sha) == (TaskState.CHECKS_PASSED, "b" * 40)

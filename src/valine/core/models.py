@@ -117,6 +117,8 @@ class Run:
     #: GitHub node ids the batched GraphQL changes need: "repository", "label:<name>",
     #: "user:<login>". Read once when the run is planned.
     github_ids: dict[str, str] = field(default_factory=dict)
+    #: Ids of the latest webhook deliveries that changed this run (idempotency).
+    applied: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -152,6 +154,7 @@ class Run:
             "reason": self.reason,
             "discord": dict(self.discord),
             "github_ids": dict(self.github_ids),
+            "applied": list(self.applied),
         }
 
     @classmethod
@@ -172,6 +175,7 @@ class Run:
             reason=data.get("reason"),
             discord=dict(data.get("discord") or {}),
             github_ids=dict(data.get("github_ids") or {}),
+            applied=tuple(data.get("applied") or ()),
         )
 
 
