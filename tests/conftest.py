@@ -11,6 +11,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from helpers import EXAMPLES_INDEX, WEBHOOK_SECRET, Service, start_service, stop_service
+from world import World, start_world, stop_world
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +49,15 @@ def service(tmp_path: Path, public_key_hex: str) -> Iterator[Service]:
         yield running
     finally:
         stop_service(running)
+
+
+@pytest.fixture
+def world(
+    tmp_path: Path, signing_key: SigningKey, webhook_examples: dict[str, list[dict[str, Any]]]
+) -> Iterator[World]:
+    """GitHub and Discord stand-ins with ``valine serve`` wired to them."""
+    running = start_world(tmp_path, signing_key, webhook_examples)
+    try:
+        yield running
+    finally:
+        stop_world(running)

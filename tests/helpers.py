@@ -18,6 +18,8 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
+from valine.testing import payloads
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_INDEX = (
     ROOT / ".cache/material/node_modules/@octokit/webhooks-examples/api.github.com/index.json"
@@ -50,24 +52,12 @@ def github_headers(
 
 
 def interaction(kind: int = 2, name: str | None = None, **options: Any) -> bytes:
-    """The body of a Discord interaction; ``kind`` 1 is PING, 2 an application command."""
-    document: dict[str, Any] = {
-        "id": str(uuid.uuid4().int)[:18],
-        "application_id": "1100000000000000000",
-        "type": kind,
-        "token": "interaction-token-" + uuid.uuid4().hex,
-        "version": 1,
-        "member": {"user": {"id": "42", "username": "ada"}, "roles": ["7"]},
-        "channel_id": "3",
-        "guild_id": "4",
-    }
-    if name is not None:
-        document["data"] = {
-            "id": "5",
-            "name": name,
-            "type": 1,
-            "options": [{"name": k, "type": 3, "value": v} for k, v in options.items()],
-        }
+    """The body of a Discord interaction from user 42 with role 7 (1 PING, 2 command)."""
+    document = payloads.interaction(
+        kind, name, {k: str(v) for k, v in options.items()}, roles=("7",)
+    )
+    if kind == 3:
+        del document["data"]  # a bare component interaction; tests add their own data
     return json.dumps(document).encode()
 
 

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from nacl.signing import SigningKey
 
@@ -28,11 +26,11 @@ from helpers import (
     start_service,
     stop_service,
 )
+from valine.testing import wait_for
 from valine.testing.discord_standin import DiscordStandIn
 from valine.testing.github_standin import GitHubStandIn
 
 REPO = "octo/widgets"
-_T = TypeVar("_T")
 
 DEFAULT_CONFIG = """
 [executor]
@@ -55,17 +53,6 @@ users = ["42"]
 [permissions.cancel]
 users = ["42"]
 """
-
-
-def wait_for(what: str, probe: Callable[[], _T | None], timeout: float = 20.0) -> _T:
-    """Poll ``probe`` until it returns something truthy (bounded by ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

@@ -9,16 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from nacl.signing import SigningKey
 
 from discord_schema import validate_each
 from helpers import discord_headers, interaction
-from world import REPO, World, start_world, stop_world, wait_for
+from world import REPO, World, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -30,17 +27,6 @@ SCHEMAS = {
     7: "UpdateMessageInteractionCallbackRequestSchema",
     8: "ApplicationCommandAutocompleteCallbackRequestSchema",
 }
-
-
-@pytest.fixture
-def world(
-    tmp_path: Path, signing_key: SigningKey, webhook_examples: dict[str, Any]
-) -> Iterator[World]:
-    running = start_world(tmp_path, signing_key, webhook_examples)
-    try:
-        yield running
-    finally:
-        stop_world(running)
 
 
 def assert_discord_valid(answers: list[dict[str, Any]]) -> None:

@@ -8,27 +8,13 @@ from @octokit/webhooks-examples) and assert what the stand-ins received and what
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from nacl.signing import SigningKey
 
-from world import REPO, World, start_world, stop_world, wait_for
+from world import REPO, World, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def world(
-    tmp_path: Path, signing_key: SigningKey, webhook_examples: dict[str, Any]
-) -> Iterator[World]:
-    running = start_world(tmp_path, signing_key, webhook_examples)
-    try:
-        yield running
-    finally:
-        stop_world(running)
 
 
 def ready_issues(world: World, count: int) -> list[int]:

@@ -18,11 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from valine.testing import payloads
+from valine.testing import payloads, wait_for
 
 REPO = "acme/rocket"
 CONFIG = """[executor]
@@ -52,9 +51,11 @@ def main() -> int:
     ):
         github.add_repo(REPO)
         demo = Demo(Path(workdir), github, discord, SigningKey.generate())
-        demo.start_service()
         try:
+            demo.start_service()
             demo.play()
+        except TimeoutError as exc:
+            raise SystemExit(f"demo: {exc}") from None
         finally:
             demo.stop_service()
     return 0
@@ -104,7 +105,7 @@ class Demo:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        _wait("the service to start", lambda: self._get("/healthz") == 200, 20)
+        wait_for("the service to start", lambda: self._get("/healthz") == 200, 20)
 
     def stop_service(self) -> None:
         """Stop the service process (SIGTERM, then SIGKILL after 10 s)."""
@@ -128,12 +129,12 @@ class Demo:
         _say(f"GitHub: {REPO} has {len(issues)} issues labelled ready (and one blocked).")
 
         token = self._command("plan")
-        plan = _wait("the plan", lambda: _with_embed(self.discord.original(token)), 20)
+        plan = wait_for("the plan", lambda: _with_embed(self.discord.original(token)), 20)
         run_id = plan["embeds"][0]["title"].split()[1]
         _show("Discord, after /plan (the deferred answer becomes the plan)", plan)
 
         self._command("approve", run_id=run_id, expect_public=True)
-        _wait("the dispatches", lambda: len(self.github.dispatches(REPO)) == len(issues), 20)
+        wait_for("the dispatches", lambda: len(self.github.dispatches(REPO)) == len(issues), 20)
         _say(
             "GitHub: "
             + "; ".join(f"#{n} labels={self.github.issue(REPO, n).labels}" for n in issues)
@@ -163,11 +164,13 @@ class Demo:
         self._deliver("pull_request", payloads.pull_request(REPO, "synchronize", first_pr, fixed))
         self._deliver("check_suite", payloads.check_suite(REPO, fixed, "success", first_pr))
         _say(f"The agent pushed a fix to PR #{first_pr}; CI is green.")
-        ready = _wait("ready to ship", lambda: _followup(self.discord, token, "Ready to ship"), 20)
+        ready = wait_for(
+            "ready to ship", lambda: _followup(self.discord, token, "Ready to ship"), 20
+        )
         _show("Discord, a follow-up", ready)
 
         self._command("ship", run_id=run_id, expect_public=True)
-        summary = _wait("the summary", lambda: _followup(self.discord, token, "Shipped"), 20)
+        summary = wait_for("the summary", lambda: _followup(self.discord, token, "Shipped"), 20)
         _show("Discord, after /ship", summary)
         _show("Discord, the plan message at the end", self.discord.original(token))
         _say(
@@ -268,16 +271,6 @@ def _followup(discord: Any, token: str, needle: str) -> dict[str, Any] | None:
         if needle in text:
             return dict(message)
     return None
-
-
-def _wait(what: str, probe: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise SystemExit(f"demo: timed out waiting for {what}")
 
 
 def _free_port() -> int:
