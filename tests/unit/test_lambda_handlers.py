@@ -328,9 +328,9 @@ def test_webhook_accepted_then_duplicate_and_processed_once(
     assert (job["kind"], job["payload"]["delivery_id"]) == ("github_event", "delivery-1")
     result = lambda_handlers.worker_handler(sqs_event(deployment.queue_url, messages), Context())
     assert result == {"batchItemFailures": []}
-    store = deployment.runtime.services.store
-    # The worker recorded the delivery as processed: recording it again is refused.
-    assert not store.record_delivery("delivery-1", 2e9, 1e9)
+    # The delivery id stays claimed: no later copy of it can be enqueued again.
+    queue = deployment.runtime.services.queue
+    assert not queue.enqueue("github_event", {}, dedupe_key="github:delivery-1")
 
 
 def test_webhook_with_the_wrong_secret_gets_401(deployment: Deployment) -> None:
