@@ -142,3 +142,18 @@ def test_serve_refuses_a_malformed_workflow_file(tmp_path: Path) -> None:
     result = valine(tmp_path, "serve", "--port", "9")
     assert result.returncode == 2
     assert "valine.toml: merge.method" in result.stderr
+
+
+def test_demo_plays_the_whole_workflow(tmp_path: Path) -> None:
+    result = valine(tmp_path, "demo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for step in (
+        "after /plan",
+        "the plan message edited in place",
+        "Ready to ship",
+        "Shipped **3** pull request(s)",
+        "/status (only you can see this)",
+    ):
+        assert step in out
+    assert "labels=['P1', 'shipped']" in out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -179,6 +180,8 @@ class Demo:
         )
         status = self._interact(payloads.interaction(2, "status", {"run_id": run_id}))
         _show("Discord, /status " + run_id + " (only you can see this)", status["data"])
+        overview = self._interact(payloads.interaction(2, "status"))
+        _show("Discord, /status (only you can see this)", overview["data"])
         _say(f"GitHub requests the service made in all: {len(self.github.requests)}")
 
     # -- HTTP ------------------------------------------------------------------------------
@@ -231,8 +234,15 @@ class Demo:
 # -- printing ------------------------------------------------------------------------------
 
 
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]+\)")
+
+
 def as_text(message: dict[str, Any] | None) -> str:
-    """A Discord message as plain text: content, embeds and buttons."""
+    """A Discord message as plain text, as a person reads it: links show their text."""
+    return _LINK.sub(r"\1", _as_text(message))
+
+
+def _as_text(message: dict[str, Any] | None) -> str:
     if not message:
         return "(no message)"
     lines = [message["content"]] if message.get("content") else []
