@@ -38,7 +38,7 @@ class AuditEntry:
 
 
 class RunStore(Protocol):
-    """Durable state: runs (with their tasks), processed deliveries, and the audit trail.
+    """Durable state: runs (with their tasks) and the audit trail.
 
     Writes are optimistic: :meth:`save_run` succeeds only if the stored version still is
     the one the caller read, and raises :class:`~valine.core.errors.RunConflict` if not.
@@ -71,18 +71,6 @@ class RunStore(Protocol):
 
     def recent_runs(self, repo: str | None = None, limit: int = 10) -> Sequence[Run]:
         """Runs by most recent creation first, optionally of one repository. Uses an index."""
-        ...
-
-    def record_delivery(self, delivery_id: str, expires_at: float, now: float) -> bool:
-        """Mark a delivery as processed until ``expires_at``.
-
-        True the first time; False while an unexpired record exists (an expired one,
-        ``expires_at <= now``, counts as absent and is replaced).
-        """
-        ...
-
-    def purge_expired(self, now: float) -> int:
-        """Delete delivery records that have expired (``expires_at <= now``); how many."""
         ...
 
     def append_audit(self, entry: AuditEntry) -> None:

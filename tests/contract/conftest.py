@@ -11,8 +11,7 @@ process (``python -c`` imports ``opener`` and calls it with ``url``), which the
 cross-process race test needs.
 
 The ``dynamodb`` factory runs the suite against DynamoDB Local (see ``tests/aws_local.py``;
-``make aws-local`` installs it). DynamoDB deletes expired deliveries with TTL, so its
-handle says ``purges_expired=False``.
+``make aws-local`` installs it).
 """
 
 from __future__ import annotations
@@ -46,9 +45,6 @@ class StoreHandle:
     close: Callable[[], None]
     #: Extra environment for a child process (endpoints, fake credentials, ...).
     env: dict[str, str] = field(default_factory=dict)
-    #: False if ``purge_expired`` deletes nothing because the backend expires records by
-    #: itself (DynamoDB's TTL); expired records still count as absent.
-    purges_expired: bool = True
 
 
 StoreFactory = Callable[[Path], StoreHandle]
@@ -86,7 +82,6 @@ def _dynamodb_factory(tmp_path: Path) -> StoreHandle:
     store = DynamoRunStore(
         dynamodb,
         runs_table=names.runs,
-        deliveries_table=names.deliveries,
         audit_table=names.audit,
     )
 
@@ -100,7 +95,6 @@ def _dynamodb_factory(tmp_path: Path) -> StoreHandle:
         opener="valine.store.dynamodb:DynamoRunStore.from_url",
         close=close,
         env=child_environment(endpoint),
-        purges_expired=False,
     )
 
 

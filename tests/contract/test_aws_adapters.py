@@ -49,7 +49,6 @@ def dynamo(dynamodb_local: str) -> Iterator[DynamoRunStore]:
     store = DynamoRunStore(
         dynamodb,
         runs_table=names.runs,
-        deliveries_table=names.deliveries,
         audit_table=names.audit,
     )
     yield store
@@ -77,7 +76,6 @@ def test_table_definitions_name_every_table_and_index() -> None:
     assert sorted(definitions) == [
         "valine-orchestrator-x-audit",
         "valine-orchestrator-x-dedupe",
-        "valine-orchestrator-x-deliveries",
         "valine-orchestrator-x-runs",
     ]
     assert all(d["BillingMode"] == "PAY_PER_REQUEST" for d in definitions.values())
@@ -88,14 +86,16 @@ def test_table_definitions_name_every_table_and_index() -> None:
     assert sorted(indexes) == ["by_repo", "by_time"]
     assert all(i["Projection"] == {"ProjectionType": "KEYS_ONLY"} for i in indexes.values())
     ttl = {d["TableName"]: d["TimeToLiveSpecification"] for d in time_to_live_definitions("p")}
-    assert ttl == {
-        "p-deliveries": {"AttributeName": "ttl", "Enabled": True},
-        "p-dedupe": {"AttributeName": "ttl", "Enabled": True},
-    }
+    assert ttl == {"p-dedupe": {"AttributeName": "ttl", "Enabled": True}}
+
+
+def _dedupe_table(store: DynamoRunStore) -> str:
+    """The dedupe table created beside ``store``'s tables (same prefix)."""
+    return TableNames.from_prefix(store.runs_table.removesuffix("-runs")).dedupe
 
 
 def test_create_tables_enables_ttl(dynamo: DynamoRunStore) -> None:
-    description = dynamo.client.describe_time_to_live(TableName=dynamo.deliveries_table)
+    description = dynamo.client.describe_time_to_live(TableName=_dedupe_table(dynamo))
     assert description["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
     assert description["TimeToLiveDescription"]["AttributeName"] == "ttl"
 
@@ -106,13 +106,18 @@ def test_sortable_keys_order_like_the_numbers() -> None:
     assert all(len(sortable(v)) == 16 for v in values)
 
 
-def test_a_delivery_record_carries_a_whole_second_ttl(dynamo: DynamoRunStore) -> None:
-    assert dynamo.record_delivery("d-1", expires_at=T0 + 10, now=T0) is True
-    item = dynamo.client.get_item(
-        TableName=dynamo.deliveries_table, Key={"delivery_id": {"S": "d-1"}}
-    )["Item"]
+def test_a_dedupe_claim_carries_a_whole_second_ttl(dynamo: DynamoRunStore) -> None:
+    table = _dedupe_table(dynamo)
+    dedupe = DynamoDedupe(dynamo.client, table)
+    token = dedupe.claim("d-1", expires_at=T0 + 10, now=T0)
+    assert token is not None
+    item = dynamo.client.get_item(TableName=table, Key={"dedupe_key": {"S": "d-1"}})["Item"]
     assert float(item["expires_at"]["N"]) == T0 + 10
     assert item["ttl"]["N"] == str(int(T0) + 11)  # rounded up: never deleted early
+    assert item["claim"]["S"] == token
+    assert dedupe.claim("d-1", expires_at=T0 + 3600, now=T0 + 9) is None
+    # Expired (expires_at <= now) but not yet deleted by TTL: counts as absent.
+    assert dedupe.claim("d-1", expires_at=T0 + 3600, now=T0 + 10) is not None
 
 
 # -- DynamoDB: locks and ids ----------------------------------------------------------------
@@ -142,7 +147,6 @@ def test_from_url_reads_the_prefix(dynamodb_local: str) -> None:
     store = DynamoRunStore.from_url("dynamodb://valine-orchestrator-dev", dynamodb_local)
     try:
         assert store.runs_table == "valine-orchestrator-dev-runs"
-        assert store.deliveries_table == "valine-orchestrator-dev-deliveries"
         assert store.audit_table == "valine-orchestrator-dev-audit"
     finally:
         store.close()
@@ -166,11 +170,11 @@ def test_an_unreachable_endpoint_is_store_unavailable() -> None:
         aws_secret_access_key="testing",
         config=Config(connect_timeout=0.5, read_timeout=0.5, retries={"max_attempts": 1}),
     )
-    store = DynamoRunStore(dead, runs_table="a-runs", deliveries_table="a-d", audit_table="a-a")
+    store = DynamoRunStore(dead, runs_table="a-runs", audit_table="a-a")
     with pytest.raises(StoreUnavailable):
         store.get_run("r1")
     with pytest.raises(StoreUnavailable):
-        store.record_delivery("d", T0 + 1, T0)
+        store.append_audit(AuditEntry(at=T0, actor="u1", action="plan", outcome="ok"))
     dead.close()
 
 

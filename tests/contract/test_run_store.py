@@ -280,42 +280,6 @@ def test_recent_runs_return_current_versions(run_store: RunStore) -> None:
     assert list(run_store.recent_runs(REPO)) == [v2]
 
 
-# -- deliveries -----------------------------------------------------------------------------
-
-
-def test_record_delivery_is_true_once(run_store: RunStore) -> None:
-    assert run_store.record_delivery("d-1", expires_at=T0 + 3600, now=T0) is True
-    assert run_store.record_delivery("d-1", expires_at=T0 + 3600, now=T0) is False
-    assert run_store.record_delivery("d-1", expires_at=T0 + 7200, now=T0 + 60) is False
-    assert run_store.record_delivery("d-2", expires_at=T0 + 3600, now=T0) is True
-
-
-def test_an_expired_record_counts_as_absent_even_before_it_is_purged(run_store: RunStore) -> None:
-    assert run_store.record_delivery("d-1", expires_at=T0 + 10, now=T0) is True
-    assert run_store.record_delivery("d-1", expires_at=T0 + 3600, now=T0 + 9) is False
-    assert run_store.record_delivery("d-1", expires_at=T0 + 3600, now=T0 + 10) is True
-    assert run_store.record_delivery("d-1", expires_at=T0 + 7200, now=T0 + 11) is False
-
-
-def test_purge_expired_removes_only_expired_records(store_handle: Any) -> None:
-    run_store: RunStore = store_handle.store
-    run_store.record_delivery("old", expires_at=T0 - 10, now=T0 - 20)
-    run_store.record_delivery("boundary", expires_at=T0, now=T0 - 20)
-    run_store.record_delivery("fresh", expires_at=T0 + 10, now=T0 - 20)
-    if not store_handle.purges_expired:
-        # The backend deletes expired records by itself (DynamoDB's TTL): purging deletes
-        # nothing, and what matters is that expired records already count as absent.
-        assert run_store.purge_expired(T0) == 0
-        assert run_store.record_delivery("fresh", expires_at=T0 + 3600, now=T0) is False
-        assert run_store.record_delivery("boundary", expires_at=T0 + 3600, now=T0) is True
-        assert run_store.record_delivery("old", expires_at=T0 + 3600, now=T0) is True
-        return
-    assert run_store.purge_expired(T0) == 2  # expired means expires_at <= now
-    assert run_store.purge_expired(T0) == 0
-    assert run_store.record_delivery("fresh", expires_at=T0 + 3600, now=T0) is False
-    assert run_store.purge_expired(T0 + 10) == 1
-
-
 # -- audit ----------------------------------------------------------------------------------
 
 

@@ -209,7 +209,6 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Depl
         "VALINE_LOG_LEVEL": "INFO",
         "VALINE_STORE": "dynamodb://valine-orchestrator-not-this-prefix",
         "VALINE_RUNS_TABLE": names.runs,
-        "VALINE_DELIVERIES_TABLE": names.deliveries,
         "VALINE_AUDIT_TABLE": names.audit,
         "VALINE_DEDUPE_TABLE": names.dedupe,
         "VALINE_QUEUE_URL": queue_url,

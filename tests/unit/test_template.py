@@ -39,7 +39,6 @@ REQUIRED_ON_AWS = {
     "VALINE_STORE",
     SECRETS_ARN_ENV,
     "VALINE_RUNS_TABLE",
-    "VALINE_DELIVERIES_TABLE",
     "VALINE_AUDIT_TABLE",
     "VALINE_DEDUPE_TABLE",
     "VALINE_QUEUE_URL",
@@ -48,7 +47,6 @@ REQUIRED_ON_AWS = {
 #: The template's table resource for each table of table_definitions(), by name suffix.
 TABLES = {
     "runs": "RunsTable",
-    "deliveries": "DeliveriesTable",
     "audit": "AuditTable",
     "dedupe": "DedupeTable",
 }
@@ -242,7 +240,6 @@ def test_least_privilege(template: dict[str, Any]) -> None:
         "GitHubFunction": {"DedupeTable", "JobQueue", "Secrets"},
         "WorkerFunction": {
             "RunsTable",
-            "DeliveriesTable",
             "AuditTable",
             "DedupeTable",
             "JobQueue",

@@ -48,7 +48,6 @@ class Settings(NamedTuple):
     # The AWS runtime (VALINE_STORE=dynamodb://...): explicit table names (default
     # ``<prefix>-runs`` ...) and the SQS queues. The SAM template sets every one.
     runs_table: str | None = None
-    deliveries_table: str | None = None
     audit_table: str | None = None
     dedupe_table: str | None = None
     queue_url: str | None = None
@@ -134,7 +133,6 @@ ENV_NAMES: Mapping[str, str] = {
     "notify_window": "VALINE_NOTIFY_WINDOW",
     "log_level": "VALINE_LOG_LEVEL",
     "runs_table": "VALINE_RUNS_TABLE",
-    "deliveries_table": "VALINE_DELIVERIES_TABLE",
     "audit_table": "VALINE_AUDIT_TABLE",
     "dedupe_table": "VALINE_DEDUPE_TABLE",
     "queue_url": "VALINE_QUEUE_URL",

@@ -69,7 +69,6 @@ class Services:
             return DynamoRunStore(
                 self.aws_client("dynamodb"),
                 runs_table=names.runs,
-                deliveries_table=names.deliveries,
                 audit_table=names.audit,
             )
         from valine.store.sqlite import SqliteRunStore
@@ -130,7 +129,6 @@ class Services:
         s = self.settings
         return TableNames(
             runs=s.runs_table or default.runs,
-            deliveries=s.deliveries_table or default.deliveries,
             audit=s.audit_table or default.audit,
             dedupe=s.dedupe_table or default.dedupe,
         )

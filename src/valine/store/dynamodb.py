@@ -1,4 +1,4 @@
-"""The AWS :class:`~valine.ports.RunStore`: runs, deliveries and the audit trail in DynamoDB.
+"""The AWS :class:`~valine.ports.RunStore`: runs and the audit trail in DynamoDB.
 
 Written against boto3's low-level client (``boto3.client("dynamodb")``), which is imported
 only when a client is built, so importing this module costs nothing on a path that never
@@ -10,8 +10,8 @@ Table layout
 :func:`table_definitions` returns the ``CreateTable`` arguments of every table and
 :func:`time_to_live_definitions` the ``UpdateTimeToLive`` ones; the SAM template mirrors
 both. Every table is on-demand (``PAY_PER_REQUEST``). Names are ``{prefix}-runs``,
-``{prefix}-deliveries``, ``{prefix}-audit`` and ``{prefix}-dedupe`` (the last is the job
-queue's, see :mod:`valine.queue.sqs`); the constructor also takes explicit names.
+``{prefix}-audit`` and ``{prefix}-dedupe`` (the last is the job queue's, see
+:mod:`valine.queue.sqs`); the constructor also takes explicit names.
 
 ``{prefix}-runs`` — key ``run_id`` (S). Two kinds of item:
 
@@ -36,11 +36,6 @@ queue's, see :mod:`valine.queue.sqs`); the constructor also takes explicit names
   reads the runs themselves with a strongly consistent ``BatchGetItem``, so the versions
   it returns are current, and the large ``doc`` is not copied into two indexes.
 
-``{prefix}-deliveries`` — key ``delivery_id`` (S); ``expires_at`` (N, exact) and ``ttl``
-(N, whole seconds, ``ceil(expires_at)``), the table's TTL attribute. TTL is documented
-for whole epoch seconds, hence the separate attribute; the conditions use the exact
-``expires_at``.
-
 ``{prefix}-audit`` — key ``pk`` (S) + ``sk`` (S). Each entry is written to partition
 ``all`` and, when it names a run, to ``run#<run_id>`` too, in one transaction, so both
 ``audit_trail()`` and ``audit_trail(run_id)`` are Queries (newest first,
@@ -48,9 +43,13 @@ for whole epoch seconds, hence the separate attribute; the conditions use the ex
 time order, then the order of appending (a per-process monotonic nanosecond counter).
 The ``all`` partition takes every entry; audit writes are a handful per command.
 
-``{prefix}-dedupe`` — key ``dedupe_key`` (S); ``expires_at``, ``ttl`` and ``claim`` (a
-token, so that a failed enqueue releases only its own claim). Used by
-:class:`valine.queue.sqs.DynamoDedupe`.
+``{prefix}-dedupe`` — key ``dedupe_key`` (S); ``expires_at`` (N, exact), ``ttl`` (N, whole
+seconds, ``ceil(expires_at)``), the table's TTL attribute, and ``claim`` (a token, so that
+a failed enqueue releases only its own claim). TTL is documented for whole epoch seconds,
+hence the separate attribute; the conditions use the exact ``expires_at``. Written by
+:func:`claim_key`, one conditional put (``attribute_not_exists OR expires_at <= :now``):
+DynamoDB deletes expired items lazily (typically within two days), so an expired record
+still present counts as absent. Used by :class:`valine.queue.sqs.DynamoDedupe`.
 
 Guarantees
 ==========
@@ -69,10 +68,6 @@ Guarantees
   never shows as active, which a GSI (eventually consistent only) could not promise.
   ``recent_runs`` and ``audit_trail`` are Queries whose cost depends on ``limit``, not on
   how many runs are stored (DESIGN §9). The module never scans a table.
-* **Deliveries.** ``record_delivery`` is one conditional put, ``attribute_not_exists OR
-  expires_at <= :now``: DynamoDB deletes expired items lazily (typically within two days),
-  so an expired record still present counts as absent. :meth:`DynamoRunStore.purge_expired`
-  deletes nothing: TTL does it, without a Scan.
 * **Domain errors only.** Every botocore exception becomes ``StoreUnavailable`` (after
   botocore's own retries, ``standard`` mode), unless it means ``RunConflict``,
   ``ActiveRunExists`` or ``NotFound``.
@@ -144,14 +139,13 @@ class TableNames:
     """The names of the tables of one deployment."""
 
     runs: str
-    deliveries: str
     audit: str
     dedupe: str
 
     @classmethod
     def from_prefix(cls, prefix: str) -> TableNames:
-        """``{prefix}-runs``, ``{prefix}-deliveries``, ``{prefix}-audit``, ``{prefix}-dedupe``."""
-        return cls(f"{prefix}-runs", f"{prefix}-deliveries", f"{prefix}-audit", f"{prefix}-dedupe")
+        """``{prefix}-runs``, ``{prefix}-audit``, ``{prefix}-dedupe``."""
+        return cls(f"{prefix}-runs", f"{prefix}-audit", f"{prefix}-dedupe")
 
 
 def _string_attributes(*names: str) -> list[dict[str, str]]:
@@ -203,20 +197,17 @@ def table_definitions(prefix: str) -> list[dict[str, Any]]:
             {"AttributeName": "sk", "KeyType": "RANGE"},
         ],
     }
-    return [
-        runs,
-        _expiring_table(names.deliveries, "delivery_id"),
-        audit,
-        _expiring_table(names.dedupe, "dedupe_key"),
-    ]
+    return [runs, audit, _expiring_table(names.dedupe, "dedupe_key")]
 
 
 def time_to_live_definitions(prefix: str) -> list[dict[str, Any]]:
-    """``UpdateTimeToLive`` arguments: the ``ttl`` attribute of deliveries and dedupe keys."""
+    """``UpdateTimeToLive`` arguments: the ``ttl`` attribute of the dedupe keys."""
     names = TableNames.from_prefix(prefix)
     return [
-        {"TableName": table, "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True}}
-        for table in (names.deliveries, names.dedupe)
+        {
+            "TableName": names.dedupe,
+            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
+        }
     ]
 
 
@@ -420,12 +411,10 @@ class DynamoRunStore:
         client: Any,
         *,
         runs_table: str,
-        deliveries_table: str,
         audit_table: str,
     ) -> None:
         self._client = client
         self.runs_table = runs_table
-        self.deliveries_table = deliveries_table
         self.audit_table = audit_table
 
     @classmethod
@@ -439,7 +428,6 @@ class DynamoRunStore:
         return cls(
             dynamodb_client(endpoint_url),
             runs_table=names.runs,
-            deliveries_table=names.deliveries,
             audit_table=names.audit,
         )
 
@@ -601,32 +589,6 @@ class DynamoRunStore:
         keys = [item["run_id"]["S"] for item in self._query(self.runs_table, query, limit)]
         runs = self._batch_get(keys)
         return [runs[run_id] for run_id in keys if run_id in runs]
-
-    # -- deliveries ---------------------------------------------------------------------
-
-    @_translated
-    def record_delivery(self, delivery_id: str, expires_at: float, now: float) -> bool:
-        """Mark a delivery as processed: True the first time, False while a record lives.
-
-        One conditional put. A record that expired (``expires_at <= now``) but that TTL has
-        not deleted yet counts as absent: it is replaced and this returns True.
-        """
-        return claim_key(
-            self._client,
-            self.deliveries_table,
-            "delivery_id",
-            delivery_id,
-            expires_at=expires_at,
-            now=now,
-        )
-
-    def purge_expired(self, now: float) -> int:
-        """Delete nothing and return 0: DynamoDB's TTL deletes expired delivery records.
-
-        Deleting them here would need a Scan of the table. An expired record that TTL has
-        not removed yet already counts as absent for :meth:`record_delivery`.
-        """
-        return 0
 
     # -- audit --------------------------------------------------------------------------
 

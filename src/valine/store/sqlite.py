@@ -1,4 +1,4 @@
-"""The embedded :class:`~valine.ports.RunStore`: runs, deliveries and audit in one SQLite file.
+"""The embedded :class:`~valine.ports.RunStore`: runs and audit in one SQLite file.
 
 Each run is one JSON document (``Run.to_dict()``, tasks included) in ``store_runs.doc``,
 beside the few columns the queries need: ``repo``, ``state``, ``active``, ``version``,
@@ -51,13 +51,6 @@ CREATE INDEX IF NOT EXISTS store_runs_repo_created
     ON store_runs (repo, created_at, run_id);
 CREATE INDEX IF NOT EXISTS store_runs_created
     ON store_runs (created_at, run_id);
-
-CREATE TABLE IF NOT EXISTS store_deliveries (
-    delivery_id TEXT PRIMARY KEY,
-    expires_at  REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS store_deliveries_expires
-    ON store_deliveries (expires_at);
 
 CREATE TABLE IF NOT EXISTS store_audit (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -284,31 +277,6 @@ class SqliteRunStore:
         if row is None:
             raise exc
         raise ActiveRunExists(repo, row[0]) from None
-
-    # -- deliveries ---------------------------------------------------------------------
-
-    @_translated
-    def record_delivery(self, delivery_id: str, expires_at: float, now: float) -> bool:
-        """Mark a delivery as processed: True the first time, False while a record lives.
-
-        A record that expired (``expires_at <= now``) but was not purged yet counts as
-        absent: it is replaced and this returns True.
-        """
-        with self._db.write() as conn:
-            cursor = conn.execute(
-                "INSERT INTO store_deliveries (delivery_id, expires_at) VALUES (?, ?)"
-                " ON CONFLICT (delivery_id) DO UPDATE SET expires_at = excluded.expires_at"
-                " WHERE store_deliveries.expires_at <= ?",
-                (delivery_id, expires_at, now),
-            )
-            return cursor.rowcount == 1
-
-    @_translated
-    def purge_expired(self, now: float) -> int:
-        """Delete delivery records that have expired (``expires_at <= now``); how many."""
-        with self._db.write() as conn:
-            cursor = conn.execute("DELETE FROM store_deliveries WHERE expires_at <= ?", (now,))
-            return cursor.rowcount
 
     # -- audit --------------------------------------------------------------------------
 
