@@ -82,6 +82,7 @@ ROW_LABELS = (
     "server github webhooks (loadgen)",
     "server discord PING",
     "server RSS idle / after / peak",
+    "in-process discord /plan deferred",
 )
 
 
@@ -235,10 +236,16 @@ def bench_in_process(workdir: Path, calls: int, warmup: int) -> list[Latency]:
 
     key = SigningKey.generate()
     secret = secrets.token_hex(20)
+    rules = workdir / "valine.toml"
+    rules.write_text('[permissions.plan]\nusers = ["42"]\n')
     settings = Settings.from_env(
         {
             "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
             "GITHUB_WEBHOOK_SECRET": secret,
+            # Never called: /status reads the store, /plan only defers and enqueues.
+            "GITHUB_REPOSITORY": "bench/repo",
+            "GITHUB_TOKEN": "bench-token-never-sent",
+            "VALINE_CONFIG": str(rules),
             "VALINE_STORE": f"sqlite:///{workdir}/inprocess.db",
             "VALINE_LOG_LEVEL": "WARNING",
         }
@@ -263,7 +270,8 @@ def bench_in_process(workdir: Path, calls: int, warmup: int) -> list[Latency]:
     ]
     series = (
         (ROW_LABELS[0], discord_requests(1, None), 200, ""),
-        (ROW_LABELS[1], discord_requests(2, "status"), 200, ""),
+        (ROW_LABELS[1], discord_requests(2, "status"), 200, "store read, embed"),
+        (ROW_LABELS[6], discord_requests(2, "plan"), 200, "store read + queue write, type 5"),
         (ROW_LABELS[2], github, 202, f"{len(issues):,} B body, dedupe + job row"),
     )
     results = []
