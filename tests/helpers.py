@@ -222,3 +222,22 @@ def issue_event(
         payload["label"] = {"id": 99, "name": label, "color": "ededed", "default": False}
     payload["sender"]["login"] = sender
     return payload
+
+
+def rsa_key_pair() -> tuple[str, str]:
+    """A fresh (private, public) PEM pair, as a GitHub App's key (generated per test run)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public

@@ -18,14 +18,12 @@ from functools import cache
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from jsonschema import FormatChecker, ValidationError
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from helpers import ROOT
+from helpers import ROOT, rsa_key_pair
 from valine.core.errors import NotFound
 from valine.github.client import AppAuth, GitHubClient, TokenAuth
 from valine.ports import HeadMoved, MergeQueueRequired
@@ -140,25 +138,10 @@ def check_exchange(spec: OpenAPI, exchange: RecordedRequest) -> None:
     spec.validate(f"{response_pointer}/content/application~1json/schema", exchange.response)
 
 
-def _app_key() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
 @pytest.fixture(scope="module")
 def scenario() -> Iterator[list[RecordedRequest]]:
     """Every exchange of a scripted plan → approve → execute → ship, and its failures."""
-    private, public = _app_key()
+    private, public = rsa_key_pair()
     with GitHubStandIn(app_id="7", app_public_key_pem=public, installation_id=9) as standin:
         blocked = standin.add_issue(REPO, "blocked", ["ready", "blocked"], assignees=["ada"])
         task = standin.add_issue(

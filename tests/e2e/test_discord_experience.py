@@ -35,6 +35,19 @@ def assert_discord_valid(answers: list[dict[str, Any]]) -> None:
     assert not problems, problems
 
 
+def valine_audit(world: World, run_id: str) -> str:
+    """What `valine audit --run RUN_ID` prints, run as an operator would, in its own process."""
+    return subprocess.run(
+        [sys.executable, "-m", "valine.runtime.cli", "audit", "--run", run_id],
+        cwd=world.service.workdir,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env={"VALINE_STORE": "sqlite:///.valine/valine.db", "PATH": "/usr/bin:/bin"},
+    ).stdout
+
+
 def autocomplete(world: World, command: str, typed: str, user: str = "42") -> dict[str, Any]:
     document = json.loads(interaction(kind=4, name=command, run_id=typed))
     document["data"]["options"][0]["focused"] = True
@@ -131,29 +144,13 @@ def test_unauthorised_users_are_refused_audited_and_change_nothing(world: World)
     assert world.github_requests() == before
     assert_discord_valid(refusals)
 
-    audit = subprocess.run(
-        [sys.executable, "-m", "valine.runtime.cli", "audit", "--run", run_id],
-        cwd=world.service.workdir,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-        env={"VALINE_STORE": "sqlite:///.valine/valine.db", "PATH": "/usr/bin:/bin"},
-    ).stdout
+    audit = valine_audit(world, run_id)
     assert audit.count("refused: not permitted") == 5
     assert "user 666" in audit
 
     allowed = world.command("approve", run_id=run_id)
     assert "approved by <@42>" in allowed["data"]["content"]
-    audit = subprocess.run(
-        [sys.executable, "-m", "valine.runtime.cli", "audit", "--run", run_id],
-        cwd=world.service.workdir,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-        env={"VALINE_STORE": "sqlite:///.valine/valine.db", "PATH": "/usr/bin:/bin"},
-    ).stdout
+    audit = valine_audit(world, run_id)
     assert "approve  " in audit
     assert " ok" in audit
 

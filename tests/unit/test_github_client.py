@@ -13,10 +13,8 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from helpers import free_port
+from helpers import free_port, rsa_key_pair
 from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound
 from valine.github.client import AppAuth, GitHubClient, TokenAuth, client_from_settings
 from valine.ports import GitHubError, HeadMoved, MergeQueueRequired, NotMergeable
@@ -64,26 +62,10 @@ def client(standin: GitHubStandIn, make_client: ClientFactory) -> GitHubClient:
     return make_client(TokenAuth(standin.token), standin.url)
 
 
-def _rsa_pem() -> tuple[str, str]:
-    """A fresh (private, public) PEM pair for a GitHub App."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
 @pytest.fixture(scope="module")
 def app_keys() -> tuple[str, str]:
     """One RSA key pair for the module's App tests (generation takes ~50 ms)."""
-    return _rsa_pem()
+    return rsa_key_pair()
 
 
 # -- list_ready_issues ----------------------------------------------------------------------
@@ -624,7 +606,7 @@ def test_app_jwt_signed_with_another_key_is_refused(
     app_keys: tuple[str, str], make_client: ClientFactory
 ) -> None:
     _, public = app_keys
-    other_private, _ = _rsa_pem()
+    other_private, _ = rsa_key_pair()
     with GitHubStandIn(app_public_key_pem=public) as standin:
         standin.add_repo(REPO)
         client = make_client(AppAuth("1", other_private, "1"), standin.url)
