@@ -75,6 +75,10 @@ PLAN, START, DISPATCH, NOTIFY, SHIP, CANCEL, GITHUB_EVENT = (
     "cancel_run",
     WEBHOOK_JOB,
 )
+RECONCILE = "reconcile"
+#: How often the local runtime re-reads the active run's open pull requests (EventBridge
+#: does it on AWS).
+RECONCILE_EVERY = 300.0
 
 
 def ephemeral(content: str) -> dict[str, Any]:
@@ -157,6 +161,7 @@ class Orchestrator:
             NOTIFY: self.run_notify_job,
             SHIP: self.run_ship_job,
             CANCEL: self.run_cancel_job,
+            RECONCILE: self.run_reconcile_job,
             GITHUB_EVENT: self.run_github_event_job,
         }
 
@@ -790,6 +795,10 @@ class Orchestrator:
             )
             self.notify(saved)
 
+    def run_reconcile_job(self, job: dict[str, Any]) -> None:
+        """The periodic reconcile, as a job (the local runtime schedules it every few minutes)."""
+        self.reconcile()
+
     def reconcile(self) -> int:
         """Re-read the active run's open pull requests: what a lost webhook would have said.
 
@@ -1072,8 +1081,24 @@ class Orchestrator:
                 int(job["issue"]),
                 f"could not hand the task to the executor: {error}",
             )
+        elif kind == START:
+            self._abort_start(str(job["run_id"]), error)
         elif kind == SHIP:
             self._abort_ship(str(job["run_id"]), error)
+
+    def _abort_start(self, run_id: str, error: str) -> None:
+        now = self.clock.now()
+        reason = f"could not start the run: {error}. Its issues may be half relabelled."
+        saved = self._update(
+            run_id,
+            lambda r: (
+                apply_run_event(r, RunEvent.FAIL, now, reason=reason, finished_at=now)
+                if r.state in (RunState.APPROVED, RunState.EXECUTING)
+                else None
+            ),
+        )
+        if saved is not None:
+            self.notify(saved)
 
     def _abort_ship(self, run_id: str, error: str) -> None:
         now = self.clock.now()

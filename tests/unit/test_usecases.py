@@ -298,3 +298,12 @@ def test_a_delivery_job_that_runs_again_later_changes_nothing(harness: Harness) 
     harness.orchestrator.run_github_event_job(push)  # at-least-once: the push job again
     after = harness.run(run_id).tasks[0]
     assert (after.state, after.checks_sha) == (TaskState.CHECKS_PASSED, "b" * 40)
+
+
+def test_a_start_job_that_dies_fails_the_run_and_says_why(harness: Harness) -> None:
+    run_id = planned(harness)
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.orchestrator.on_dead_letter("start_run", {"run_id": run_id}, "GitHub down")
+    run = harness.run(run_id)
+    assert run.state is RunState.FAILED
+    assert "GitHub down" in str(run.reason)

@@ -275,3 +275,17 @@ def test_worker_thread_survives_queue_errors(
             assert pool.stop(timeout=DEADLINE)
     assert flaky.failures == 1
     assert any("could not take" in r.getMessage() for r in caplog.records)
+
+
+def test_periodic_jobs_enqueue_once_per_period(tmp_path: Path) -> None:
+    from valine.queue.worker import PeriodicJobs
+
+    now = [1_000.0]
+    queue = SqliteJobQueue(Database(tmp_path / "p.db"), clock=lambda: now[0])
+    periodic = PeriodicJobs(queue, {"reconcile": 300.0}, clock=lambda: now[0])
+    assert periodic.tick() == ["reconcile"]
+    now[0] += 100  # same period: nothing new, even from another process on the file
+    assert PeriodicJobs(queue, {"reconcile": 300.0}, clock=lambda: now[0]).tick() == []
+    now[0] += 300  # the next period
+    assert periodic.tick() == ["reconcile"]
+    assert queue.depth() == 2

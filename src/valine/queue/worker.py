@@ -154,3 +154,56 @@ class WorkerPool:
                 worked = False
             if not worked:
                 self._stop.wait(self.poll_interval)
+
+
+class PeriodicJobs:
+    """Enqueues a job of each configured kind once per period (the local EventBridge).
+
+    The dedupe key names the period, so several processes on one queue (or a restart
+    within a period) still enqueue each periodic job once.
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        every: Mapping[str, float],
+        *,
+        clock: Callable[[], float] = time.time,
+        check_interval: float = 5.0,
+    ) -> None:
+        self.queue = queue
+        self.every = dict(every)
+        self._clock = clock
+        self._check_interval = check_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> list[str]:
+        """Enqueue every job whose period has begun since it last was; the kinds enqueued."""
+        now = self._clock()
+        added = []
+        for kind, period in self.every.items():
+            key = f"periodic:{kind}:{int(now // period)}"
+            if self.queue.enqueue(kind, {"scheduled_at": now}, dedupe_key=key):
+                added.append(kind)
+        return added
+
+    def start(self) -> None:
+        """Tick in a daemon thread every ``check_interval`` seconds until :meth:`stop`."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="valine-periodic", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop ticking."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("could not enqueue the periodic jobs")
+            self._stop.wait(self._check_interval)
