@@ -503,6 +503,16 @@ def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
         conn.close()
 
 
+def time_to_drain(port: int, limit_s: float = 120.0) -> float | None:
+    """Seconds until the job queue is empty (the workers caught up), or None past the limit."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit_s:
+        if queue_depth(port) == 0:
+            return time.monotonic() - start
+        time.sleep(0.1)
+    return None
+
+
 def queue_depth(port: int) -> int | None:
     """The job queue depth ``/healthz`` reports (jobs not yet processed), or None."""
     try:
@@ -776,6 +786,7 @@ def bench_server(workdir: Path, duration: float, warmup: float, probot: bool) ->
         pings, client_cpu = bench_discord_pings(server.port, key, duration, warmup)
         rss_after = proc_status_kb(server.pid, "VmRSS")
         depth = queue_depth(server.port)
+        drained_s = time_to_drain(server.port)
         warnings = log_lines(server.log_path) - lines_before
         rss_peak = proc_status_kb(server.pid, "VmHWM")
         compare = run_probot_compare(server.port, server.pid, secret, duration) if probot else None
@@ -806,12 +817,17 @@ def bench_server(workdir: Path, duration: float, warmup: float, probot: bool) ->
         "workers": Settings().workers,
         "rss_kb": {"idle": rss_idle, "after": rss_after, "peak": rss_peak},
         "queue_depth_after": depth,
+        "drained_s": drained_s,
         "log_lines_during_load": warnings,
         "probot": compare,
     }
 
 
 # --------------------------------------------------------------------------- report
+
+
+def _drained(seconds: float | None) -> str:
+    return "not within 120 s" if seconds is None else f"{seconds:.1f} s later"
 
 
 def _version(package: str) -> str:
@@ -879,7 +895,8 @@ def table(
         f"{rss['after'] / 1024:>7.1f} MB {rss['peak'] / 1024:>7.1f} MB"
     )
     lines.append(
-        f"{'server after load':<34} {'':>3} {'':>8} queue depth {server['queue_depth_after']}, "
+        f"{'server after load':<34} {'':>3} {'':>8} queue depth {server['queue_depth_after']} "
+        f"(ingest goes first; the workers caught up {_drained(server['drained_s'])}), "
         f"{server['log_lines_during_load']} log lines at WARNING+ during the load "
         "(loadgen's bad-signature preflight makes 1)"
     )

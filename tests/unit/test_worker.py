@@ -289,3 +289,29 @@ def test_periodic_jobs_enqueue_once_per_period(tmp_path: Path) -> None:
     now[0] += 300  # the next period
     assert periodic.tick() == ["reconcile"]
     assert queue.depth() == 2
+
+
+def test_workers_let_requests_go_first(queue: SqliteJobQueue) -> None:
+    done: list[dict[str, Any]] = []
+    busy = threading.Event()
+    busy.set()  # a request is being answered the whole time
+    pool = WorkerPool(
+        queue,
+        {"sync": done.append},
+        threads=1,
+        poll_interval=0.01,
+        busy=busy.is_set,
+        yield_interval=30.0,
+    )
+    for n in range(3):
+        queue.enqueue("sync", {"n": n})
+    pool.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert len(done) == 1  # one job, then it yields to the requests
+    finally:
+        assert pool.stop(timeout=5)  # stop() wakes it at once: nothing waits 30 s
+    assert queue.depth() == 2  # the rest is still queued, durably

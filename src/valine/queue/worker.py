@@ -46,6 +46,8 @@ class WorkerPool:
         visibility_timeout: float = 60.0,
         poll_interval: float = 0.2,
         on_dead_letter: DeadLetterHook | None = None,
+        busy: Callable[[], bool] | None = None,
+        yield_interval: float = 0.02,
     ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
@@ -55,6 +57,8 @@ class WorkerPool:
         self.visibility_timeout = visibility_timeout
         self.poll_interval = poll_interval
         self.on_dead_letter = on_dead_letter
+        self.busy = busy
+        self.yield_interval = yield_interval
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -154,6 +158,11 @@ class WorkerPool:
                 worked = False
             if not worked:
                 self._stop.wait(self.poll_interval)
+            elif self.busy is not None and self.busy():
+                # Requests are waiting for an answer (GitHub allows 10 s, Discord 3 s) and
+                # share this process's interpreter: let them go first. Jobs are durable,
+                # so a backlog only waits; each thread still runs one job per interval.
+                self._stop.wait(self.yield_interval)
 
 
 class PeriodicJobs:

@@ -80,7 +80,7 @@ def _settings() -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     from valine import logs
     from valine.queue.worker import WorkerPool
-    from valine.runtime.server import serve
+    from valine.runtime.server import AsgiAdapter, serve
     from valine.runtime.wiring import Services
 
     settings = _settings()
@@ -88,12 +88,13 @@ def _serve(args: argparse.Namespace) -> int:
     services = Services(settings)
     services.policy  # a malformed valine.toml stops start-up, naming the key  # noqa: B018
     services.store  # opens (and if needed creates) the state store now, not on first use  # noqa: B018
-    app = services.app()
+    adapter = AsgiAdapter(services.app())
     pool = WorkerPool(
         services.queue,
         services.job_handlers(),
         threads=int(settings.workers),
         on_dead_letter=services.orchestrator.on_dead_letter,
+        busy=adapter.busy,
     )
     missing = settings.missing()
     log.info(
@@ -112,7 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
     pool.start()
     periodic.start()
     try:
-        serve(app, args.host, args.port)
+        serve(adapter, args.host, args.port)
     finally:
         periodic.stop()
         pool.stop(timeout=10)

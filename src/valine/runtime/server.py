@@ -32,6 +32,12 @@ class AsgiAdapter:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        #: Requests being answered now. The worker pool reads it to let ingest go first.
+        self.in_flight = 0
+
+    def busy(self) -> bool:
+        """True while a request is being answered."""
+        return self.in_flight > 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope (HTTP; lifespan is acknowledged)."""
@@ -40,6 +46,13 @@ class AsgiAdapter:
             return
         if scope["type"] != "http":
             return
+        self.in_flight += 1
+        try:
+            await self._serve_http(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
         limit = self.app.max_body(scope["path"])
         try:
@@ -93,12 +106,12 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def serve(app: App, host: str, port: int) -> None:
-    """Serve ``app`` on ``host:port`` until SIGINT/SIGTERM (uvicorn handles both)."""
+def serve(adapter: AsgiAdapter, host: str, port: int) -> None:
+    """Serve ``adapter`` on ``host:port`` until SIGINT/SIGTERM (uvicorn handles both)."""
     import uvicorn
 
     config = uvicorn.Config(
-        AsgiAdapter(app),
+        adapter,
         host=host,
         port=port,
         log_config=None,
