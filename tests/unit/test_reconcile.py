@@ -17,9 +17,9 @@ from valine.core.models import PullRequest, Run, Task
 from valine.core.policy import Policy
 from valine.core.states import RunState, TaskState
 from valine.queue.sqlite import SqliteJobQueue
-from valine.service import Orchestrator
 from valine.store.db import Database
 from valine.store.sqlite import SqliteRunStore
+from valine.usecases import Orchestrator
 
 REPO = "octo/widgets"
 HEAD, NEW_HEAD = "a" * 40, "b" * 40

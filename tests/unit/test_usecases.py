@@ -18,11 +18,11 @@ from valine.discord.client import DiscordClient
 from valine.github.client import GitHubClient, TokenAuth
 from valine.queue.sqlite import SqliteJobQueue
 from valine.queue.worker import WorkerPool
-from valine.service import CLAIM, CLAIM_TIMEOUT, Actor, DispatchInProgress, Orchestrator
 from valine.store.db import Database
 from valine.store.sqlite import SqliteRunStore
 from valine.testing.discord_standin import DiscordStandIn
 from valine.testing.github_standin import GitHubStandIn
+from valine.usecases import CLAIM, CLAIM_TIMEOUT, Actor, DispatchInProgress, Orchestrator
 
 REPO = "octo/widgets"
 

@@ -107,7 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
     if missing:
         log.warning("missing settings (the affected commands will say so): %s", ", ".join(missing))
     from valine.queue.worker import PeriodicJobs
-    from valine.service import RECONCILE, RECONCILE_EVERY
+    from valine.usecases import RECONCILE, RECONCILE_EVERY
 
     periodic = PeriodicJobs(services.queue, {RECONCILE: RECONCILE_EVERY})
     pool.start()

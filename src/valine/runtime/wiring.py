@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from valine.discord.interactions import Interaction
     from valine.github.webhooks import GitHubWebhookEndpoint
     from valine.ports import Discord, GitHub, JobQueue, RunStore
-    from valine.service import Orchestrator
     from valine.store.db import Database
     from valine.store.dynamodb import TableNames
+    from valine.usecases import Orchestrator
 
 log = logging.getLogger("valine.runtime")
 #: Guards the building of AWS clients (one session and one client per service).
@@ -214,7 +214,7 @@ class Services:
     @cached_property
     def orchestrator(self) -> Orchestrator:
         """The use cases, over this process's adapters."""
-        from valine.service import Orchestrator
+        from valine.usecases import Orchestrator
 
         return Orchestrator(
             repo=self.settings.github_repository or "",

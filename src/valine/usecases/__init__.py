@@ -1,0 +1,99 @@
+"""The use cases: plan, approve, execute, track, ship, cancel, status.
+
+Each one follows the same line: load -> let the core decide -> save (conditionally on
+the version read) -> enqueue or perform the actions. Two kinds of entry point:
+
+* **Interaction handlers** (``answer_command``, ``press_button``) run inside Discord's
+  3-second window: they read and write the store and enqueue jobs, and never call
+  GitHub. What needs GitHub is a job.
+* **Job handlers** (``job_handlers()``) run on the worker pool, at least once each. Every
+  one is idempotent: a side effect on GitHub is recorded on its task (``steps_done``) in
+  the same conditional write that moves the task on, and a step already recorded is
+  never performed again. The workflow dispatch -- the one effect that must not happen
+  twice -- is *claimed* in a conditional write before it is sent, so two copies of a job
+  racing each other cannot both send it.
+
+One module per concern, combined here into :class:`Orchestrator`:
+
+* ``base`` -- job kinds, limits, ``Actor``, and ``UseCaseBase`` (the ports, the
+  conditional save and the helpers several concerns share);
+* ``interactions`` -- slash commands, buttons, authorisation, ``/status``;
+* ``planning`` -- the plan job; ``execution`` -- start, relabel, dispatch;
+* ``tracking`` -- webhook deliveries and the reconcile;
+* ``shipping`` -- the ship and cancel jobs; ``notifications`` -- the run's message;
+* ``failures`` -- jobs that failed for good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from valine.usecases.base import (
+    CANCEL,
+    CLAIM,
+    CLAIM_TIMEOUT,
+    DISPATCH,
+    GITHUB_EVENT,
+    NOTIFY,
+    PLAN,
+    RECONCILE,
+    RECONCILE_EVERY,
+    SHIP,
+    START,
+    Actor,
+    DispatchInProgress,
+    UseCaseBase,
+    ephemeral,
+)
+from valine.usecases.execution import ExecutionMixin
+from valine.usecases.failures import FailuresMixin
+from valine.usecases.interactions import InteractionsMixin
+from valine.usecases.notifications import NotificationsMixin
+from valine.usecases.planning import PlanningMixin
+from valine.usecases.shipping import ShippingMixin
+from valine.usecases.tracking import TrackingMixin
+
+__all__ = [
+    "CANCEL",
+    "CLAIM",
+    "CLAIM_TIMEOUT",
+    "DISPATCH",
+    "GITHUB_EVENT",
+    "NOTIFY",
+    "PLAN",
+    "RECONCILE",
+    "RECONCILE_EVERY",
+    "SHIP",
+    "START",
+    "Actor",
+    "DispatchInProgress",
+    "Orchestrator",
+    "UseCaseBase",
+    "ephemeral",
+]
+
+
+class Orchestrator(
+    InteractionsMixin,
+    PlanningMixin,
+    ExecutionMixin,
+    TrackingMixin,
+    ShippingMixin,
+    NotificationsMixin,
+    FailuresMixin,
+):
+    """The product's use cases over the ports."""
+
+    def job_handlers(self) -> dict[str, Callable[[dict[str, Any]], None]]:
+        """Every background job this orchestrator runs, by kind."""
+        return {
+            PLAN: self.run_plan_job,
+            START: self.run_start_job,
+            DISPATCH: self.run_dispatch_job,
+            NOTIFY: self.run_notify_job,
+            SHIP: self.run_ship_job,
+            CANCEL: self.run_cancel_job,
+            RECONCILE: self.run_reconcile_job,
+            GITHUB_EVENT: self.run_github_event_job,
+        }

@@ -1,0 +1,219 @@
+"""What every use case shares: job kinds, limits, the actor, and the base class.
+
+``UseCaseBase`` holds the ports and the helpers more than one concern uses: the
+conditional save (``_update``), recording a step or a failure on a task, the label
+ids, and the coalesced notification of a run's message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from valine.core import tracking
+from valine.core.errors import RunConflict
+from valine.core.models import Run, Task, apply_task_event
+from valine.core.policy import Policy
+from valine.core.states import TASK_TERMINAL, TaskEvent, TaskState
+from valine.github.webhooks import JOB_KIND as WEBHOOK_JOB
+from valine.ports import Clock, Discord, GitHub, JobQueue, RunStore
+
+log = logging.getLogger("valine.usecases")
+
+#: Interaction callback types.
+CHANNEL_MESSAGE, DEFERRED, UPDATE_MESSAGE = 4, 5, 7
+EPHEMERAL = 1 << 6
+#: Discord interaction tokens live 15 minutes; stop using one a little before.
+TOKEN_LIFETIME = 14 * 60
+#: At most one edit of a run's message per this many seconds (the last state always shown).
+NOTIFY_WINDOW = 3.0
+#: How many ids of the deliveries that changed a run the run remembers.
+APPLIED = 64
+SAVE_ATTEMPTS = 8
+
+# Job kinds.
+PLAN, START, DISPATCH, NOTIFY, SHIP, CANCEL, GITHUB_EVENT = (
+    "plan",
+    "start_run",
+    "dispatch_task",
+    "notify",
+    "ship_run",
+    "cancel_run",
+    WEBHOOK_JOB,
+)
+RECONCILE = "reconcile"
+#: How often the local runtime re-reads the active run's open pull requests (EventBridge
+#: does it on AWS).
+RECONCILE_EVERY = 300.0
+
+
+def ephemeral(content: str) -> dict[str, Any]:
+    """An interaction answer only the invoking user sees."""
+    return {
+        "type": CHANNEL_MESSAGE,
+        "data": {"content": content, "flags": EPHEMERAL, "allowed_mentions": {"parse": []}},
+    }
+
+
+def _public(content: str) -> dict[str, Any]:
+    return {
+        "type": CHANNEL_MESSAGE,
+        "data": {"content": content, "allowed_mentions": {"parse": []}},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asked, as Discord tells us."""
+
+    user_id: str
+    name: str
+    roles: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, interaction: Mapping[str, Any]) -> Actor:
+        """The actor of an interaction's fields."""
+        return cls(
+            str(interaction["user_id"]),
+            str(interaction.get("user_name", "")),
+            tuple(str(r) for r in interaction.get("roles") or ()),
+        )
+
+
+class DispatchInProgress(Exception):
+    """Another attempt holds a fresh claim on a dispatch: try again later."""
+
+
+#: Prefix of the step that claims a workflow dispatch (followed by the claim's time).
+CLAIM = "dispatch-claimed:"
+#: After this many seconds a claim whose attempt never confirmed is considered dead.
+CLAIM_TIMEOUT = 120.0
+
+
+def _with_task(run: Run, task: Task) -> Run:
+    tasks = tuple(task if t.issue_number == task.issue_number else t for t in run.tasks)
+    return replace(run, tasks=tasks)
+
+
+class UseCaseBase:
+    """The ports every use case works over, and the helpers several of them share."""
+
+    def __init__(
+        self,
+        *,
+        repo: str,
+        policy: Policy,
+        store: RunStore,
+        queue: JobQueue,
+        github: Callable[[], GitHub],
+        discord: Callable[[], Discord],
+        clock: Clock,
+        entropy: Callable[[], str],
+        web_url: str = "https://github.com",
+        notify_window: float = NOTIFY_WINDOW,
+    ) -> None:
+        self.repo = repo
+        self.policy = policy
+        self.store = store
+        self.queue = queue
+        self._github = github
+        self._discord = discord
+        self.clock = clock
+        self._entropy = entropy
+        self.web_url = web_url
+        self.notify_window = notify_window
+
+    @property
+    def github(self) -> GitHub:
+        """The GitHub port, built on first use."""
+        return self._github()
+
+    @property
+    def discord(self) -> Discord:
+        """The Discord port, built on first use."""
+        return self._discord()
+
+    def notify(self, run: Run) -> None:
+        """Schedule an edit of the run's message, coalesced to one per NOTIFY_WINDOW."""
+        now = self.clock.now()
+        if self.notify_window <= 0:
+            self.queue.enqueue(NOTIFY, {"run_id": run.run_id})
+            return
+        window = int(now // self.notify_window)
+        delay = (window + 1) * self.notify_window - now
+        self.queue.enqueue(
+            NOTIFY,
+            {"run_id": run.run_id},
+            dedupe_key=f"{NOTIFY}:{run.run_id}:{self.notify_window}:{window}",
+            delay=delay,
+        )
+
+    def _update(self, run_id: str, decide: Callable[[Run], Run | None]) -> Run | None:
+        """Load, decide, save conditionally; on a lost race, reload and decide again."""
+        for _ in range(SAVE_ATTEMPTS):
+            run = self.store.get_run(run_id)
+            updated = decide(run)
+            if updated is None:
+                return None
+            try:
+                return self.store.save_run(replace(updated, updated_at=self.clock.now()))
+            except RunConflict:
+                continue
+        raise RunConflict(f"run {run_id} kept changing; gave up after {SAVE_ATTEMPTS} tries")
+
+    def _mark_step(
+        self, run_id: str, number: int, step: str, event: TaskEvent | None = None, **fields: Any
+    ) -> None:
+        now = self.clock.now()
+
+        def mark(run: Run) -> Run | None:
+            task = run.task(number)
+            if step in task.steps_done:
+                return None
+            run = _with_task(run, replace(task, steps_done=(*task.steps_done, step), **fields))
+            if event is not None and run.task(number).state is TaskState.PENDING:
+                run = apply_task_event(run, number, event, now)
+            return run
+
+        saved = self._update(run_id, mark)
+        if saved is not None and event is not None:
+            self.notify(saved)
+
+    def _fail_task(self, run_id: str, number: int, reason: str) -> None:
+        now = self.clock.now()
+        fail_run = self.policy.on_task_failure == "fail_run"
+
+        def fail(run: Run) -> Run | None:
+            if run.task(number).state in TASK_TERMINAL:
+                return None
+            run = apply_task_event(run, number, TaskEvent.FAIL, now, reason=reason)
+            return tracking.settle(run, now, fail_run)
+
+        log.error("task #%d of run %s failed: %s", number, run_id, reason)
+        saved = self._update(run_id, fail)
+        if saved is not None:
+            self.notify(saved)
+
+    def _label_ids(self, run_id: str, names: list[str]) -> dict[str, str]:
+        """Node ids of ``names``, creating the labels the repository lacks (once)."""
+        run = self.store.get_run(run_id)
+        missing = [n for n in names if f"label:{n}" not in run.github_ids]
+        if missing:
+            created = self.github.create_labels(run.github_ids["repository"], missing)
+            log.info("created label(s) %s in %s", ", ".join(missing), self.repo)
+            run = (
+                self._update(
+                    run_id,
+                    lambda r: replace(
+                        r,
+                        github_ids={
+                            **r.github_ids,
+                            **{f"label:{n}": i for n, i in created.items()},
+                        },
+                    ),
+                )
+                or run
+            )
+        return {n: run.github_ids[f"label:{n}"] for n in names}

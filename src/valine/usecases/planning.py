@@ -1,0 +1,106 @@
+"""The plan job: read the ready issues, store a planned run, answer the deferred /plan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from valine.core import render
+from valine.core.errors import ActiveRunExists, GitHubUnavailable, NotFound, RunConflict
+from valine.core.models import Run, new_run_id
+from valine.core.planner import plan_tasks
+from valine.ports import GitHubError
+from valine.usecases.base import UseCaseBase, log
+
+
+class PlanningMixin(UseCaseBase):
+    """``/plan`` in the background: the one use case that creates a run."""
+
+    def run_plan_job(self, job: dict[str, Any]) -> None:
+        """Read the ready issues, store a planned run, and turn the deferred answer into it."""
+        interaction = job["interaction"]
+        discord_ref = {
+            "application_id": str(interaction["application_id"]),
+            "token": str(interaction["token"]),
+            "interaction_id": str(interaction["id"]),
+            "channel_id": str(interaction.get("channel_id") or ""),
+            "token_at": str(job.get("received_at") or self.clock.now()),
+        }
+        active = self.store.active_run(self.repo)
+        if active is None:
+            try:
+                active = self._create_planned_run(discord_ref, job.get("actor"))
+            except GitHubUnavailable as exc:
+                self._edit_original(
+                    discord_ref,
+                    {"content": (f"⏳ GitHub is not answering ({exc}); retrying in a moment…")},
+                )
+                raise
+            except (GitHubError, NotFound) as exc:
+                self._edit_original(
+                    discord_ref,
+                    {
+                        "content": (
+                            f"❌ Could not read the issues of `{self.repo}`: {exc}. Check "
+                            "GITHUB_REPOSITORY and that the token can read the repository's issues."
+                        )
+                    },
+                )
+                return
+        if active is None:
+            self._edit_original(
+                discord_ref,
+                {
+                    "content": f"No open issues labelled `{self.policy.labels.ready}` in "
+                    f"`{self.repo}` (without a blocking label): nothing to plan."
+                },
+            )
+            return
+        message = render.run_message(active, self.web_url)
+        if active.discord.get("interaction_id") != discord_ref["interaction_id"]:
+            message["content"] = f"Run `{active.run_id}` is already active."
+        self._edit_original(discord_ref, message)
+
+    def _create_planned_run(self, discord_ref: dict[str, str], actor: str | None) -> Run | None:
+        issues = self.github.list_ready_issues(self.repo, self.policy.labels.ready)
+        tasks = plan_tasks(issues, self.policy.labels, self.policy.planner)
+        if not tasks:
+            return None
+        github_ids = self._read_github_ids()
+        now = self.clock.now()
+        for _ in range(3):  # a run id has 6 random characters a day: a clash is rare
+            run = Run(
+                run_id=new_run_id(now, self._entropy()),
+                repo=self.repo,
+                created_at=now,
+                updated_at=now,
+                tasks=tasks,
+                created_by=actor,
+                discord=discord_ref,
+                github_ids=github_ids,
+            )
+            try:
+                created = self.store.create_run(run)
+            except ActiveRunExists:
+                return self.store.active_run(self.repo)
+            except RunConflict:
+                continue
+            log.info("planned run %s with %d task(s)", created.run_id, len(tasks))
+            return created
+        raise RunConflict("could not find a free run id in 3 tries")
+
+    def _edit_original(self, ref: Mapping[str, str], message: dict[str, Any]) -> None:
+        self.discord.edit_original(ref["application_id"], ref["token"], message)
+
+    def _read_github_ids(self) -> dict[str, str]:
+        """Node ids of the repository, the workflow's labels and the assignee (1 request)."""
+        labels = self.policy.labels
+        executor = self.policy.executor
+        logins = [executor.assignee] if executor.kind == "assign" and executor.assignee else []
+        found = self.github.repository_ids(
+            self.repo, [labels.ready, labels.in_progress, labels.shipped], logins
+        )
+        ids = {"repository": found.repository}
+        ids.update({f"label:{name}": node for name, node in found.labels.items()})
+        ids.update({f"user:{login}": node for login, node in found.users.items()})
+        return ids

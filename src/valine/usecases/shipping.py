@@ -1,0 +1,174 @@
+"""Ending a run on GitHub: the ship job (merge, merge queue, close the issues, finish)
+and the cancel job (issues back to ready)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from valine.core.models import Run, Task, apply_run_event, apply_task_event
+from valine.core.states import RunEvent, RunState, TaskEvent, TaskState
+from valine.logs import log_context
+from valine.ports import GitHubError, HeadMoved, IssueUpdate, MergeQueueRequired
+from valine.usecases.base import UseCaseBase, _with_task, log
+
+
+class ShippingMixin(UseCaseBase):
+    """Merge the green pull requests and close their issues; or release a cancelled run."""
+
+    def run_ship_job(self, job: dict[str, Any]) -> None:
+        """Merge every green PR at the SHA its checks passed on, then close the issues."""
+        run_id = str(job["run_id"])
+        with log_context(run_id=run_id):
+            run = self.store.get_run(run_id)
+            if run.state is not RunState.SHIPPING:
+                return
+            for task in run.tasks:
+                if task.state is TaskState.CHECKS_PASSED and "queued" not in task.steps_done:
+                    self._merge(run_id, task)
+            run = self.store.get_run(run_id)
+            merged = [
+                t
+                for t in run.tasks
+                if t.state is TaskState.MERGED and "shipped" not in t.steps_done
+            ]
+            if merged:
+                self._close_shipped_issues(run_id, merged)
+            self._finish_ship(run_id)
+
+    def _merge(self, run_id: str, task: Task) -> None:
+        now = self.clock.now()
+        assert task.pr_number is not None
+        sha = str(task.checks_sha)
+        try:
+            self.github.merge_pull(self.repo, task.pr_number, sha, self.policy.merge_method)
+        except HeadMoved:
+            reason = (
+                f"PR #{task.pr_number} head moved since its checks passed; "
+                "not merged (the new push re-runs the checks)"
+            )
+        except MergeQueueRequired:
+            self._enqueue(run_id, task, sha)
+            return
+        except GitHubError as exc:
+            reason = f"PR #{task.pr_number} not merged: {exc.message}"
+        else:
+            self._update(
+                run_id,
+                lambda r: (
+                    apply_task_event(r, task.issue_number, TaskEvent.MERGED, now, reason=None)
+                    if r.task(task.issue_number).state is not TaskState.MERGED
+                    else None
+                ),
+            )
+            return
+        log.warning("ship of run %s: %s", run_id, reason)
+        self._update(
+            run_id, lambda r: _with_task(r, replace(r.task(task.issue_number), reason=reason))
+        )
+
+    def _enqueue(self, run_id: str, task: Task, sha: str) -> None:
+        """The branch requires a merge queue: queue the PR; its merge webhook finishes it."""
+        assert task.pr_number is not None
+        try:
+            self.github.enqueue_pull(self.repo, task.pr_number, sha)
+        except GitHubError as exc:
+            reason = f"PR #{task.pr_number} could not join the merge queue: {exc.message}"
+            self._update(
+                run_id, lambda r: _with_task(r, replace(r.task(task.issue_number), reason=reason))
+            )
+            return
+        self._mark_step(
+            run_id,
+            task.issue_number,
+            "queued",
+            reason=f"PR #{task.pr_number} is in the merge queue",
+        )
+
+    def _close_shipped_issues(self, run_id: str, merged: list[Task]) -> None:
+        """Relabel ``shipped`` and close every merged task's issue in one request."""
+        labels = self.policy.labels
+        ids = self._label_ids(run_id, [labels.in_progress, labels.shipped])
+        self.github.update_issues(
+            [
+                IssueUpdate(
+                    t.node_id,
+                    remove_labels=(ids[labels.in_progress],),
+                    add_labels=(ids[labels.shipped],),
+                    close=True,
+                )
+                for t in merged
+            ]
+        )
+        numbers = {t.issue_number for t in merged}
+
+        def mark(run: Run) -> Run:
+            for task in run.tasks:
+                if task.issue_number in numbers and "shipped" not in task.steps_done:
+                    kept = tuple(
+                        n for n in task.labels if n not in (labels.in_progress, labels.ready)
+                    )
+                    run = _with_task(
+                        run,
+                        replace(
+                            task,
+                            labels=(*kept, labels.shipped),
+                            steps_done=(*task.steps_done, "shipped"),
+                        ),
+                    )
+            return run
+
+        self._update(run_id, mark)
+
+    def _finish_ship(self, run_id: str) -> None:
+        now = self.clock.now()
+
+        def finish(run: Run) -> Run | None:
+            if run.state is not RunState.SHIPPING:
+                return None
+            left = [t for t in run.tasks if t.state not in (TaskState.MERGED, TaskState.SKIPPED)]
+            if any("queued" in t.steps_done and t.state is TaskState.CHECKS_PASSED for t in left):
+                return None  # the merge queue has the last word; its webhooks finish the run
+            if not left:
+                return apply_run_event(run, RunEvent.SHIPPED, now, finished_at=now, reason=None)
+            reasons = "; ".join(f"#{t.issue_number}: {t.reason or t.state.value}" for t in left)
+            return apply_run_event(
+                run,
+                RunEvent.SHIP_FAILED,
+                now,
+                reason=f"{len(left)} task(s) not shipped — {reasons}. "
+                "`/ship` again retries only these.",
+            )
+
+        saved = self._update(run_id, finish)
+        if saved is not None:
+            self.notify(saved)
+
+    def run_cancel_job(self, job: dict[str, Any]) -> None:
+        """Put the cancelled run's issues back to ready, in one request."""
+        run_id = str(job["run_id"])
+        run = self.store.get_run(run_id)
+        labels = self.policy.labels
+        release = [
+            t
+            for t in run.tasks
+            if "labelled" in t.steps_done
+            and "released" not in t.steps_done
+            and t.state is not TaskState.MERGED
+        ]
+        if not release:
+            return
+        ids = self._label_ids(run_id, [labels.ready, labels.in_progress])
+        self.github.update_issues(
+            [
+                IssueUpdate(
+                    t.node_id,
+                    remove_labels=(ids[labels.in_progress],),
+                    add_labels=(ids[labels.ready],),
+                )
+                for t in release
+            ]
+        )
+        for task in release:
+            kept = tuple(n for n in task.labels if n != labels.in_progress)
+            self._mark_step(run_id, task.issue_number, "released", labels=(*kept, labels.ready))

@@ -1,0 +1,141 @@
+"""Tracking: webhook deliveries move tasks on; the reconcile re-reads what was lost."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from valine.core import tracking
+from valine.core.errors import GitHubUnavailable, NotFound
+from valine.core.models import PullRequest, Run
+from valine.core.states import TASK_TERMINAL, RunState, TaskState
+from valine.logs import log_context
+from valine.ports import GitHubError
+from valine.usecases.base import APPLIED, SHIP, UseCaseBase, log
+
+
+class TrackingMixin(UseCaseBase):
+    """Apply GitHub's news to the active run, each delivery at most once."""
+
+    def run_github_event_job(self, job: dict[str, Any]) -> None:
+        """Move tasks on from one webhook delivery; zero GitHub requests."""
+        event, delivery_id, payload = job["event"], job["delivery_id"], job["payload"]
+        with log_context(delivery_id=delivery_id):
+            repo = ((payload.get("repository") or {}).get("full_name")) or ""
+            if repo.lower() == self.repo.lower():
+                self._apply_event(event, payload, delivery_id)
+
+    def _apply_event(self, event: str, payload: dict[str, Any], delivery_id: str = "") -> None:
+        """Apply one delivery to the active run, at most once.
+
+        A job can run twice (at-least-once queues); applying an old ``synchronize`` again
+        after newer events would undo them. So the ids of the deliveries that changed the
+        run are kept in the run itself and written in the same conditional save.
+        """
+        run = self.store.active_run(self.repo)
+        if run is None:
+            return
+        now = self.clock.now()
+        fail_run = self.policy.on_task_failure == "fail_run"
+
+        def decide(current: Run) -> Run | None:
+            if delivery_id and delivery_id in current.applied:
+                return None
+            changes = tracking.changes_for(event, payload, current, self.policy.labels)
+            updated = tracking.settle(tracking.apply_changes(current, changes, now), now, fail_run)
+            if _same(updated, current):
+                return None
+            if delivery_id:
+                updated = replace(updated, applied=(*current.applied, delivery_id)[-APPLIED:])
+            return updated
+
+        saved = self._update(run.run_id, decide)
+        if (
+            saved is not None
+            and saved.state is RunState.SHIPPING
+            and any(
+                "queued" in t.steps_done
+                and t.state is TaskState.MERGED
+                and "shipped" not in t.steps_done
+                for t in saved.tasks
+            )
+        ):  # the merge queue merged a PR: close its issue, maybe finish the run
+            self.queue.enqueue(
+                SHIP, {"run_id": saved.run_id}, dedupe_key=f"{SHIP}:{saved.run_id}:{saved.version}"
+            )
+        if saved is not None:
+            log.info(
+                "%s.%s moved run %s (%s)",
+                event,
+                payload.get("action", ""),
+                saved.run_id,
+                saved.state.value,
+            )
+            self.notify(saved)
+
+    def run_reconcile_job(self, job: dict[str, Any]) -> None:
+        """The periodic reconcile, as a job (the local runtime schedules it every few minutes)."""
+        self.reconcile()
+
+    def reconcile(self) -> int:
+        """Re-read the active run's open pull requests: what a lost webhook would have said.
+
+        For every task with a linked pull request and no final state, one ``get_pull``
+        (GitHub economy: one request per open PR per reconcile). A PR that was merged,
+        closed, or pushed to since the run last heard of it is fed through the same
+        tracking as the ``pull_request`` delivery that would have reported it, so a lost
+        webhook never strands a run. Check results are not re-read (the GitHub port has
+        no call for them). Returns how many pull requests were read.
+        """
+        run = self.store.active_run(self.repo)
+        if run is None:
+            return 0
+        read = 0
+        with log_context(run_id=run.run_id):
+            for task in run.tasks:
+                if task.pr_number is None or task.state in TASK_TERMINAL:
+                    continue
+                try:
+                    pull = self.github.get_pull(self.repo, task.pr_number)
+                except (GitHubError, GitHubUnavailable, NotFound) as exc:
+                    log.warning("reconcile could not read PR #%d: %s", task.pr_number, exc)
+                    continue
+                read += 1
+                payload = _lost_pull_request_event(self.repo, pull, task.head_sha)
+                if payload is not None:
+                    log.info("reconcile: PR #%d %s", pull.number, payload["action"])
+                    self._apply_event("pull_request", payload)
+        return read
+
+
+def _same(a: Run, b: Run) -> bool:
+    return a.state is b.state and a.tasks == b.tasks
+
+
+def _lost_pull_request_event(
+    repo: str, pull: PullRequest, known_head: str | None
+) -> dict[str, Any] | None:
+    """The ``pull_request`` delivery that would report ``pull``'s change, or None.
+
+    Closed (merged or not) gives ``closed``; an open PR whose head is no longer
+    ``known_head`` gives ``synchronize``; anything else has nothing to report.
+    """
+    if pull.state == "closed":
+        action = "closed"
+    elif known_head is not None and pull.head_sha != known_head:
+        action = "synchronize"
+    else:
+        return None
+    return {
+        "action": action,
+        "number": pull.number,
+        "pull_request": {
+            "number": pull.number,
+            "state": pull.state,
+            "merged": pull.merged,
+            "body": pull.body,
+            "html_url": pull.url,
+            "head": {"sha": pull.head_sha, "ref": pull.head_ref},
+        },
+        "repository": {"full_name": repo},
+    }
