@@ -11,15 +11,14 @@ silently drops them, which would let a misspelt field through).
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from helpers import run_node
 
 ROOT = Path(__file__).resolve().parents[1]
 MATERIAL = ROOT / ".cache/material/node_modules"
@@ -60,28 +59,12 @@ def validate_each(items: Sequence[tuple[str, Any]], *, strict: bool = True) -> l
     """Check each ``(schema_name, document)`` pair, all in one ``node`` run."""
     if not items:
         return []
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not on PATH: it is needed to run Discord's zod schemas")
     if not SPEC.exists() or not (MATERIAL / "zod").exists():
         pytest.fail(f"Discord schemas missing at {SPEC}: run `make material` (make test does it)")
     request = [
         {"schema": schema, "document": document, "strict": strict} for schema, document in items
     ]
-    try:
-        completed = subprocess.run(
-            [node, str(SCRIPT), str(SPEC)],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{SCRIPT.name} did not answer within {TIMEOUT} s")
-    if completed.returncode != 0:
-        pytest.fail(f"{SCRIPT.name} failed ({completed.returncode}):\n{completed.stderr}")
-    answers = json.loads(completed.stdout)
+    answers = run_node(SCRIPT, [str(SPEC)], request, "Discord's zod schemas", TIMEOUT)
     results = []
     for (schema, _), answer in zip(items, answers, strict=True):
         if "error" in answer:

@@ -14,14 +14,14 @@ GitHub would (unknown input fields, missing required ones, wrong scalar types).
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from helpers import run_node
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / ".cache/material/node_modules/@octokit/graphql-schema"
@@ -46,25 +46,11 @@ def validate(items: Sequence[GraphQLItem]) -> list[list[str]]:
     """GitHub's validation errors of each item, in order (``[]`` means valid), one node run."""
     if not items:
         return []
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not on PATH: it is needed to run GitHub's GraphQL validation")
     _require_material()
     request = [item if isinstance(item, str) else dict(item) for item in items]
-    try:
-        completed = subprocess.run(
-            [node, str(SCRIPT), str(PACKAGE / "index.js")],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{SCRIPT.name} did not answer within {TIMEOUT} s")
-    if completed.returncode != 0:
-        pytest.fail(f"{SCRIPT.name} failed ({completed.returncode}):\n{completed.stderr}")
-    answers = json.loads(completed.stdout)
+    answers = run_node(
+        SCRIPT, [str(PACKAGE / "index.js")], request, "GitHub's GraphQL validation", TIMEOUT
+    )
     if not isinstance(answers, list) or len(answers) != len(items):
         pytest.fail(f"{SCRIPT.name} answered {len(answers)} results for {len(items)} items")
     return [[str(message) for message in answer] for answer in answers]

@@ -241,3 +241,31 @@ def rsa_key_pair() -> tuple[str, str]:
         .decode()
     )
     return private, public
+
+
+def run_node(script: Path, args: list[str], request: Any, what: str, timeout: float = 60) -> Any:
+    """Run a Node script of the test material with ``request`` as JSON on stdin; its JSON.
+
+    ``what`` names what it needs, for the failure message when ``node`` is missing.
+    """
+    import shutil
+
+    import pytest
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail(f"node is not on PATH: it is needed to run {what}")
+    try:
+        completed = subprocess.run(
+            [node, str(script), *args],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{script.name} did not answer within {timeout} s")
+    if completed.returncode != 0:
+        pytest.fail(f"{script.name} failed ({completed.returncode}):\n{completed.stderr}")
+    return json.loads(completed.stdout)
