@@ -30,6 +30,57 @@ def _extra(job: Job) -> dict[str, Any]:
     return {"job_id": job.job_id, "job_kind": job.kind, "job_attempts": job.attempts}
 
 
+def run_job(
+    queue: JobQueue, job: Job, handler: Handler | None, on_dead_letter: DeadLetterHook | None
+) -> bool:
+    """Run one leased job; True if it succeeded (the caller acknowledges it).
+
+    A handler that raises (or a kind no handler takes) has the job handed to the queue's
+    ``retry``: it runs again after a backoff, or, after its last attempt, is
+    dead-lettered and ``on_dead_letter`` tells the people waiting. The local worker pool
+    and the AWS worker Lambda both run jobs through here. Payloads are never logged:
+    they may hold user content.
+    """
+    extra = _extra(job)
+    try:
+        if handler is None:
+            raise LookupError(f"no handler for job kind {job.kind!r}")
+        handler(job.payload)
+    except Exception as exc:
+        log.warning(
+            "job %s (%s) failed on attempt %d: %r",
+            job.job_id,
+            job.kind,
+            job.attempts,
+            exc,
+            exc_info=True,
+            extra=extra,
+        )
+        if not queue.retry(job, repr(exc)):
+            _dead_lettered(job, repr(exc), on_dead_letter)
+        return False
+    log.debug("job %s (%s) done", job.job_id, job.kind, extra=extra)
+    return True
+
+
+def _dead_lettered(job: Job, error: str, on_dead_letter: DeadLetterHook | None) -> None:
+    extra = _extra(job)
+    log.error(
+        "job %s (%s) dead-lettered after %d attempts: %s",
+        job.job_id,
+        job.kind,
+        job.attempts,
+        error,
+        extra=extra,
+    )
+    if on_dead_letter is None:
+        return
+    try:
+        on_dead_letter(job.kind, job.payload, error)
+    except Exception:
+        log.exception("dead-letter hook failed for job %s", job.job_id, extra=extra)
+
+
 class WorkerPool:
     """A pool of daemon threads, each leasing and running one job at a time.
 
@@ -98,54 +149,13 @@ class WorkerPool:
         return any(t.is_alive() for t in self._threads)
 
     def run_one(self) -> bool:
-        """Lease one due job and run it; returns False if no job was due.
-
-        The job is acked if its handler returns, retried with ``repr`` of the exception
-        if it raises, and retried (so eventually dead-lettered) if no handler takes its
-        kind. Payloads are never logged: they may hold user content.
-        """
+        """Lease one due job and run it (see :func:`run_job`); False if no job was due."""
         job = self.queue.lease(self.visibility_timeout)
         if job is None:
             return False
-        handler = self.handlers.get(job.kind)
-        if handler is None:
-            log.error("no handler for job %s of kind %r", job.job_id, job.kind, extra=_extra(job))
-            self._retry(job, f"no handler for job kind {job.kind!r}")
-            return True
-        try:
-            handler(job.payload)
-        except Exception as exc:
-            log.warning(
-                "job %s (%s) failed on attempt %d: %r",
-                job.job_id,
-                job.kind,
-                job.attempts,
-                exc,
-                exc_info=True,
-                extra=_extra(job),
-            )
-            self._retry(job, repr(exc))
-            return True
-        self.queue.ack(job)
-        log.debug("job %s (%s) done", job.job_id, job.kind, extra=_extra(job))
+        if run_job(self.queue, job, self.handlers.get(job.kind), self.on_dead_letter):
+            self.queue.ack(job)
         return True
-
-    def _retry(self, job: Job, error: str) -> None:
-        if self.queue.retry(job, error):
-            return
-        log.error(
-            "job %s (%s) dead-lettered after %d attempts: %s",
-            job.job_id,
-            job.kind,
-            job.attempts,
-            error,
-            extra=_extra(job),
-        )
-        if self.on_dead_letter is not None:
-            try:
-                self.on_dead_letter(job.kind, job.payload, error)
-            except Exception:
-                log.exception("dead-letter hook failed for job %s", job.job_id, extra=_extra(job))
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -209,39 +209,19 @@ class LambdaRuntime:
         return {"batchItemFailures": failures}
 
     def _run_job(self, job: Job, handler: Any) -> bool:
-        """Run one job; False (after retry or dead-lettering) if its handler failed."""
-        extra = {"job_id": job.job_id, "job_kind": job.kind, "job_attempts": job.attempts}
+        """Run one job through the local pool's :func:`~valine.queue.worker.run_job`.
+
+        If even the retry cannot be recorded, the message stays in flight: SQS delivers
+        it again after the visibility timeout, and its redrive policy dead-letters it.
+        """
+        from valine.queue.worker import run_job
+
+        services = self.services
         try:
-            if handler is None:
-                raise LookupError(f"no handler for job kind {job.kind!r}")
-            handler(job.payload)
-        except Exception as exc:
-            error = repr(exc)
-            log.warning(
-                "job %s (%s) failed on attempt %d: %s",
-                job.job_id,
-                job.kind,
-                job.attempts,
-                error,
-                exc_info=True,
-                extra=extra,
-            )
-            services = self.services
-            try:
-                retried = services.queue.retry(job, error)
-            except Exception:
-                # The message stays in flight: SQS delivers it again after the visibility
-                # timeout, and its redrive policy dead-letters it in the end.
-                log.exception("could not reschedule job %s", job.job_id, extra=extra)
-                return False
-            if not retried:
-                log.error("job %s dead-lettered: %s", job.job_id, error, extra=extra)
-                try:
-                    services.orchestrator.on_dead_letter(job.kind, job.payload, error)
-                except Exception:
-                    log.exception("dead-letter hook failed for job %s", job.job_id, extra=extra)
+            return run_job(services.queue, job, handler, services.orchestrator.on_dead_letter)
+        except Exception:
+            log.exception("could not reschedule job %s", job.job_id)
             return False
-        return True
 
     def reconcile(self, event: Event, context: Any) -> dict[str, Any]:
         """Re-read the active run's open pull requests and track what changed."""
