@@ -181,22 +181,6 @@ class GitHub(Protocol):
         """
         ...
 
-    def update_issue(
-        self,
-        repo: str,
-        number: int,
-        *,
-        labels: Sequence[str] | None = None,
-        state: str | None = None,
-        assignees: Sequence[str] | None = None,
-    ) -> Issue:
-        """``PATCH`` the issue: replace its labels / assignees, or open / close it."""
-        ...
-
-    def comment(self, repo: str, number: int, body: str) -> None:
-        """Add a comment to an issue or pull request."""
-        ...
-
     def dispatch_workflow(
         self, repo: str, workflow: str, ref: str, inputs: Mapping[str, str]
     ) -> None:
@@ -212,11 +196,13 @@ class GitHub(Protocol):
         """
         ...
 
-    def create_labels(self, repository_id: str, names: Sequence[str]) -> Mapping[str, str]:
+    def create_labels(
+        self, repo: str, repository_id: str, names: Sequence[str]
+    ) -> Mapping[str, str]:
         """Create labels (one GraphQL mutation); their node ids by name."""
         ...
 
-    def update_issues(self, updates: Sequence[IssueUpdate]) -> None:
+    def update_issues(self, repo: str, updates: Sequence[IssueUpdate]) -> None:
         """Apply every update in one GraphQL mutation, in order."""
         ...
 

@@ -85,9 +85,10 @@ def scenario() -> Iterator[list[tuple[dict[str, Any], Any]]]:
         standin.require_merge_queue(QUEUED)
         with GitHubClient(TokenAuth(standin.token), api_url=standin.url) as client:
             ids = client.repository_ids(REPO, ["ready", "backend", "missing"], ["ada", "grace"])
-            created = client.create_labels(ids.repository, ["in-progress", "blocked"])
+            created = client.create_labels(REPO, ids.repository, ["in-progress", "blocked"])
             issues = {i.number: i for i in client.list_ready_issues(REPO, "ready")}
             client.update_issues(
+                REPO,
                 [
                     IssueUpdate(
                         issues[task].node_id,
@@ -98,7 +99,7 @@ def scenario() -> Iterator[list[tuple[dict[str, Any], Any]]]:
                         close=True,
                     ),
                     IssueUpdate(issues[other].node_id, add_labels=(created["blocked"],)),
-                ]
+                ],
             )
             client.repository_ids(REPO, [])  # no labels, no users
             client.enqueue_pull(QUEUED, pr, sha)
@@ -214,13 +215,14 @@ def test_repository_ids_of_labels_and_users(standin: GitHubStandIn, client: GitH
     standin.set_labels(REPO, 2, [])  # a label once used stays in the repository
     created = standin.add_label(REPO, "in-progress")
     grace = standin.add_user("grace")
-    rest = client.update_issue(REPO, number)  # GET: the REST view of the same things
+    [rest] = client.list_ready_issues(REPO, "ready")  # GET: the REST view of the same things
+    [rest_issue] = standin.requests[-1].response
     before = client.request_count
 
     ids = client.repository_ids(REPO, ["ready", "gone", "in-progress", "never"], ["ada", "grace"])
 
     assert client.request_count == before + 1
-    rest_issue = standin.requests[-2].response
+    assert rest.number == number
     assert ids.labels == {
         "ready": rest_issue["labels"][0]["node_id"],  # names match case-insensitively
         "gone": standin.labels(REPO)["gone"],
@@ -280,7 +282,7 @@ def test_create_labels_in_one_mutation(standin: GitHubStandIn, client: GitHubCli
     repository = client.repository_ids(REPO, []).repository
     before = client.request_count
 
-    created = client.create_labels(repository, ["in-progress", "blocked"])
+    created = client.create_labels(REPO, repository, ["in-progress", "blocked"])
 
     assert client.request_count == before + 1
     assert created == {
@@ -289,7 +291,7 @@ def test_create_labels_in_one_mutation(standin: GitHubStandIn, client: GitHubCli
     }
     assert client.repository_ids(REPO, ["blocked"]).labels == {"blocked": created["blocked"]}
     with pytest.raises(GitHubError, match="Name has already been taken"):
-        client.create_labels(repository, ["Blocked"])
+        client.create_labels(REPO, repository, ["Blocked"])
 
 
 def test_update_issues_applies_every_field_in_order(
@@ -299,11 +301,12 @@ def test_update_issues_applies_every_field_in_order(
     other = standin.add_issue(REPO, "other", ["ready"])
     standin.add_user("grace")
     ids = client.repository_ids(REPO, ["ready", "backend"], ["grace"])
-    created = client.create_labels(ids.repository, ["in-progress"])
+    created = client.create_labels(REPO, ids.repository, ["in-progress"])
     node = {i.number: i.node_id for i in client.list_ready_issues(REPO, "ready")}
     before = client.request_count
 
     client.update_issues(
+        REPO,
         [
             IssueUpdate(
                 node[task],
@@ -316,7 +319,7 @@ def test_update_issues_applies_every_field_in_order(
             ),
             IssueUpdate(node[other], remove_labels=(ids.labels["ready"],)),
             IssueUpdate(node[other], add_labels=(ids.labels["ready"],), comment="second"),
-        ]
+        ],
     )
 
     assert client.request_count == before + 1
@@ -332,8 +335,12 @@ def test_update_issues_applies_every_field_in_order(
     assert standin.issue(REPO, other).labels == ["ready"]
     assert standin.comments(REPO, other) == ["second"]
     # the REST view agrees: GET /issues and GET /issues/{n}
-    rest = client.update_issue(REPO, task)
-    assert (rest.labels, rest.assignees) == (("ready", "in-progress"), ("ada", "grace"))
+    rest = httpx.get(
+        f"{standin.url}/repos/{REPO}/issues/{task}",
+        headers={"authorization": f"token {standin.token}"},
+    ).json()
+    assert [label["name"] for label in rest["labels"]] == ["ready", "in-progress"]
+    assert [user["login"] for user in rest["assignees"]] == ["ada", "grace"]
     assert [i.number for i in client.list_ready_issues(REPO, "ready")] == [other]
     listed = httpx.get(
         f"{standin.url}/repos/{REPO}/issues",
@@ -357,7 +364,7 @@ def test_update_issues_with_a_pull_request_node_id(
     client.get_pull(REPO, pr)
     node_id = standin.requests[-1].response["node_id"]  # GET /pulls/{n}: the PR's own id
 
-    client.update_issues([IssueUpdate(node_id, comment="from the orchestrator")])
+    client.update_issues(REPO, [IssueUpdate(node_id, comment="from the orchestrator")])
 
     assert standin.comments(REPO, pr) == ["from the orchestrator"]
 
@@ -371,11 +378,12 @@ def test_an_unknown_node_id_fails_the_field_and_keeps_the_others(
 
     with pytest.raises(GitHubError) as failure:
         client.update_issues(
+            REPO,
             [
                 IssueUpdate(issue.node_id, comment="before"),
                 IssueUpdate("SV85OTk5OTk", add_labels=(ready,)),
                 IssueUpdate(issue.node_id, comment="after"),
-            ]
+            ],
         )
 
     assert "Could not resolve to a node with the global id of 'SV85OTk5OTk'" in str(failure.value)
@@ -404,7 +412,7 @@ def test_an_unknown_label_or_user_id_is_named_in_the_error(
     )
 
     with pytest.raises(GitHubError, match=f"global id of '{bogus}'"):
-        client.update_issues([update])
+        client.update_issues(REPO, [update])
 
     unchanged = standin.issue(REPO, number)
     assert (unchanged.labels, unchanged.assignees) == (["ready"], [])

@@ -17,7 +17,7 @@ import pytest
 from helpers import free_port, rsa_key_pair
 from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound
 from valine.github.client import AppAuth, GitHubClient, TokenAuth, client_from_settings
-from valine.ports import GitHubError, HeadMoved, MergeQueueRequired, NotMergeable
+from valine.ports import GitHubError, HeadMoved, IssueUpdate, MergeQueueRequired, NotMergeable
 from valine.runtime.config import Settings
 from valine.testing.github_standin import GitHubStandIn
 
@@ -188,65 +188,6 @@ def test_unknown_repository_is_not_found(client: GitHubClient) -> None:
 # -- writes -----------------------------------------------------------------------------
 
 
-def test_update_issue_patches_only_the_given_fields(
-    standin: GitHubStandIn, client: GitHubClient
-) -> None:
-    number = standin.add_issue(REPO, "task", ["ready", "p1"], assignees=["ada"])
-
-    issue = client.update_issue(REPO, number, labels=["in-progress", "p1"])
-
-    assert issue.labels == ("in-progress", "p1")
-    assert issue.assignees == ("ada",)
-    [log] = standin.requests
-    assert (log.method, log.body) == ("PATCH", {"labels": ["in-progress", "p1"]})
-    assert standin.issue(REPO, number).labels == ["in-progress", "p1"]
-
-
-def test_update_issue_closes_and_assigns(standin: GitHubStandIn, client: GitHubClient) -> None:
-    number = standin.add_issue(REPO, "task", ["ready"])
-
-    client.update_issue(REPO, number, state="closed", assignees=["agent[bot]"])
-
-    stored = standin.issue(REPO, number)
-    assert (stored.state, stored.assignees) == ("closed", ["agent[bot]"])
-    assert standin.requests[-1].body == {"state": "closed", "assignees": ["agent[bot]"]}
-
-
-def test_update_issue_without_fields_only_reads(
-    standin: GitHubStandIn, client: GitHubClient
-) -> None:
-    number = standin.add_issue(REPO, "task", ["ready"])
-
-    issue = client.update_issue(REPO, number)
-
-    assert issue.labels == ("ready",)
-    assert [r.method for r in standin.requests] == ["GET"]
-
-
-def test_update_missing_issue_is_not_found(client: GitHubClient) -> None:
-    with pytest.raises(NotFound):
-        client.update_issue(REPO, 999, labels=["x"])
-
-
-def test_invalid_update_is_a_github_error(standin: GitHubStandIn, client: GitHubClient) -> None:
-    number = standin.add_issue(REPO, "task")
-
-    with pytest.raises(GitHubError) as caught:
-        client.update_issue(REPO, number, state="finished")
-
-    assert caught.value.status == 422
-    assert len(standin.requests) == 1  # a 4xx is not retried
-
-
-def test_comment(standin: GitHubStandIn, client: GitHubClient) -> None:
-    number = standin.add_issue(REPO, "task", ["ready"])
-
-    client.comment(REPO, number, "Picked up by run r-1")
-
-    assert standin.comments(REPO, number) == ["Picked up by run r-1"]
-    assert standin.requests[-1].status == 201
-
-
 def test_dispatch_workflow(standin: GitHubStandIn, client: GitHubClient) -> None:
     client.dispatch_workflow(REPO, "agent.yml", "main", {"issue_number": "7", "run_id": "r-1"})
 
@@ -255,6 +196,17 @@ def test_dispatch_workflow(standin: GitHubStandIn, client: GitHubClient) -> None
     assert dispatch.ref == "main"
     assert dispatch.inputs == {"issue_number": "7", "run_id": "r-1"}
     assert standin.requests[-1].status == 204
+
+
+def test_invalid_request_is_a_github_error(standin: GitHubStandIn, client: GitHubClient) -> None:
+    too_many = {f"input_{i}": "x" for i in range(26)}  # GitHub takes at most 25 inputs
+
+    with pytest.raises(GitHubError) as caught:
+        client.dispatch_workflow(REPO, "agent.yml", "main", too_many)
+
+    assert caught.value.status == 422
+    assert len(standin.requests) == 1  # a 4xx is not retried
+    assert standin.dispatches(REPO) == []
 
 
 # -- pull requests ----------------------------------------------------------------------
@@ -406,14 +358,18 @@ def test_server_down_is_unavailable(make_client: ClientFactory, sleeps: list[flo
 def test_secondary_rate_limit_waits_retry_after(
     standin: GitHubStandIn, client: GitHubClient, sleeps: list[float]
 ) -> None:
-    number = standin.add_issue(REPO, "task")
+    number = standin.add_issue(REPO, "task", ["ready"])
+    [issue] = client.list_ready_issues(REPO, "ready")
     standin.rate_limit_next(retry_after=7)
 
-    client.comment(REPO, number, "hello")
+    client.update_issues(REPO, [IssueUpdate(issue.node_id, comment="hello")])
 
     assert sleeps == [7.0]
-    assert [r.status for r in standin.requests] == [403, 201]
-    assert standin.comments(REPO, number) == ["hello"]
+    assert [(r.path, r.status) for r in standin.requests[1:]] == [
+        ("/graphql", 403),
+        ("/graphql", 200),
+    ]
+    assert standin.comments(REPO, number) == ["hello"]  # applied once
 
 
 def test_primary_rate_limit_waits_until_reset(make_client: ClientFactory) -> None:
@@ -529,12 +485,13 @@ def test_app_token_is_bought_once_and_cached(
 ) -> None:
     private, public = app_keys
     with GitHubStandIn(app_id="4242", app_public_key_pem=public, installation_id=77) as standin:
-        number = standin.add_issue(REPO, "task", ["ready"])
+        standin.add_issue(REPO, "task", ["ready"])
+        number, _ = standin.open_pull(REPO, "fix")
         client = make_client(AppAuth("4242", private), standin.url)
 
         client.list_ready_issues(REPO, "ready")
-        client.comment(REPO, number, "one")
-        client.update_issue(REPO, number, labels=["in-progress"])
+        client.get_pull(REPO, number)
+        client.repository_ids(REPO, ["ready"])  # GraphQL: the same installation token
 
         paths = [(r.method, r.path, r.auth_scheme) for r in standin.requests]
 
@@ -542,8 +499,37 @@ def test_app_token_is_bought_once_and_cached(
         ("GET", f"/repos/{REPO}/installation", "bearer"),
         ("POST", "/app/installations/77/access_tokens", "bearer"),
     ]
-    assert [scheme for _, _, scheme in paths[2:]] == ["token"] * 3
+    assert paths[2:] == [
+        ("GET", f"/repos/{REPO}/issues", "token"),
+        ("GET", f"/repos/{REPO}/pulls/{number}", "token"),
+        ("POST", "/graphql", "token"),
+    ]
     assert client.request_count == 5
+
+
+def test_an_app_without_installation_id_can_change_issues_first(
+    app_keys: tuple[str, str], make_client: ClientFactory
+) -> None:
+    """A fresh App client's first call may be a GraphQL write: it finds the installation."""
+    private, public = app_keys
+    with GitHubStandIn(app_id="4242", app_public_key_pem=public, installation_id=77) as standin:
+        number = standin.add_issue(REPO, "task", ["ready"])
+        reader = make_client(TokenAuth(standin.token), standin.url)
+        node_id = reader.list_ready_issues(REPO, "ready")[0].node_id
+        standin.clear_requests()
+        client = make_client(AppAuth("4242", private), standin.url)
+
+        client.update_issues(REPO, [IssueUpdate(node_id, comment="picked up")])
+
+        paths = [(r.method, r.path) for r in standin.requests]
+        comments = standin.comments(REPO, number)
+
+    assert paths == [
+        ("GET", f"/repos/{REPO}/installation"),
+        ("POST", "/app/installations/77/access_tokens"),
+        ("POST", "/graphql"),
+    ]
+    assert comments == ["picked up"]
 
 
 def test_app_token_is_shared_by_concurrent_threads(
@@ -640,7 +626,8 @@ def test_tokens_never_reach_the_logs(
         for client in (pat_client, app_client):
             standin.fail_next(1, 502)
             client.list_ready_issues(REPO, "ready")
-            client.comment(REPO, number, "hi")
+            client.dispatch_workflow(REPO, "agent.yml", "main", {"issue_number": str(number)})
+            client.repository_ids(REPO, ["ready"])
             with pytest.raises(NotFound):
                 client.get_pull(REPO, 999)
         secrets = [standin.token] + [
@@ -649,6 +636,7 @@ def test_tokens_never_reach_the_logs(
 
     assert len(secrets) == 2
     assert "github GET /repos/octo/widgets/issues -> 200" in caplog.text
+    assert "github POST /graphql -> 200" in caplog.text
     for secret in secrets:
         assert secret not in caplog.text
     assert "bearer" not in caplog.text.lower()

@@ -144,9 +144,9 @@ def test_a_dispatch_job_that_runs_twice_dispatches_once(harness: Harness) -> Non
 
 def test_an_unconfirmed_dispatch_is_not_sent_again(harness: Harness) -> None:
     run_id = planned(harness)
-    harness.github.fail_next(1, status=502)  # the first request of the dispatch job's PATCH
+    harness.github.fail_next(1, status=502)  # the first GraphQL request after approval
     harness.orchestrator.approve(run_id, Actor("42", "ada"))
-    harness.drain()  # the PATCH is retried by the client; the dispatch goes through
+    harness.drain()  # the client retries it; the relabelling and the dispatch go through
     assert len(harness.github.dispatches(REPO)) == 1
 
     run_id2 = _fresh_run(harness)

@@ -217,35 +217,6 @@ class GitHubClient:
                 log.warning("issue list of %s cut at %d pages", repo, MAX_PAGES)
         return tuple(issues)
 
-    def update_issue(
-        self,
-        repo: str,
-        number: int,
-        *,
-        labels: Sequence[str] | None = None,
-        state: str | None = None,
-        assignees: Sequence[str] | None = None,
-    ) -> Issue:
-        """``PATCH`` only the given fields; with none given, read the issue instead."""
-        body: dict[str, Any] = {}
-        if labels is not None:
-            body["labels"] = list(labels)
-        if state is not None:
-            body["state"] = state
-        if assignees is not None:
-            body["assignees"] = list(assignees)
-        url = f"{self._repo_url(repo)}/issues/{int(number)}"
-        if body:
-            reply = self._request("PATCH", url, repo=repo, json=body)
-        else:
-            reply = self._request("GET", url, repo=repo)
-        return _shaped(_issue, reply.data)
-
-    def comment(self, repo: str, number: int, body: str) -> None:
-        """Add a comment to an issue or pull request."""
-        url = f"{self._repo_url(repo)}/issues/{int(number)}/comments"
-        self._request("POST", url, repo=repo, json={"body": body})
-
     def dispatch_workflow(
         self, repo: str, workflow: str, ref: str, inputs: Mapping[str, str]
     ) -> None:
@@ -299,7 +270,9 @@ class GitHubClient:
             },
         )
 
-    def create_labels(self, repository_id: str, names: Sequence[str]) -> Mapping[str, str]:
+    def create_labels(
+        self, repo: str, repository_id: str, names: Sequence[str]
+    ) -> Mapping[str, str]:
         """Create labels in one mutation; their node ids by name."""
         if not names:
             return {}
@@ -309,15 +282,16 @@ class GitHubClient:
             fields.append(f"c{i}: createLabel(input: $c{i}) {{ label {{ id name }} }}")
             variables[f"c{i}"] = {"repositoryId": repository_id, "name": label, "color": "ededed"}
         document = f"mutation({', '.join(declarations)}) {{ {' '.join(fields)} }}"
-        data = self.graphql(document, variables)
+        data = self.graphql(document, variables, repo=repo)
         return {label: str(data[f"c{i}"]["label"]["id"]) for i, label in enumerate(names)}
 
-    def update_issues(self, updates: Sequence[IssueUpdate]) -> None:
+    def update_issues(self, repo: str, updates: Sequence[IssueUpdate]) -> None:
         """Apply every update in one GraphQL mutation; fields run in order."""
         if not updates:
             return
         document, variables = _issue_mutation(updates)
-        self.graphql(document, variables)
+        # The repository picks the App installation whose token the mutation needs.
+        self.graphql(document, variables, repo=repo)
 
     def enqueue_pull(self, repo: str, number: int, sha: str) -> None:
         """Add the pull request to its merge queue (reads its node id first)."""
@@ -330,7 +304,7 @@ class GitHubClient:
             "mutation($q: EnqueuePullRequestInput!) { "
             "enqueuePullRequest(input: $q) { mergeQueueEntry { id } } }"
         )
-        self.graphql(document, {"q": {"pullRequestId": node_id, "expectedHeadOid": sha}})
+        self.graphql(document, {"q": {"pullRequestId": node_id, "expectedHeadOid": sha}}, repo=repo)
 
     def graphql(
         self,

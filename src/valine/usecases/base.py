@@ -201,7 +201,7 @@ class UseCaseBase:
         run = self.store.get_run(run_id)
         missing = [n for n in names if f"label:{n}" not in run.github_ids]
         if missing:
-            created = self.github.create_labels(run.github_ids["repository"], missing)
+            created = self.github.create_labels(self.repo, run.github_ids["repository"], missing)
             log.info("created label(s) %s in %s", ", ".join(missing), self.repo)
             run = (
                 self._update(

@@ -96,7 +96,7 @@ class ExecutionMixin(UseCaseBase):
             for t in todo
         ]
         try:
-            self.github.update_issues(updates)
+            self.github.update_issues(self.repo, updates)
         except GitHubError as exc:
             for task in todo:
                 self._fail_task(run.run_id, task.issue_number, f"relabelling failed: {exc}")

@@ -90,6 +90,7 @@ class ShippingMixin(UseCaseBase):
         labels = self.policy.labels
         ids = self._label_ids(run_id, [labels.in_progress, labels.shipped])
         self.github.update_issues(
+            self.repo,
             [
                 IssueUpdate(
                     t.node_id,
@@ -98,7 +99,7 @@ class ShippingMixin(UseCaseBase):
                     close=True,
                 )
                 for t in merged
-            ]
+            ],
         )
         numbers = {t.issue_number for t in merged}
 
@@ -160,6 +161,7 @@ class ShippingMixin(UseCaseBase):
             return
         ids = self._label_ids(run_id, [labels.ready, labels.in_progress])
         self.github.update_issues(
+            self.repo,
             [
                 IssueUpdate(
                     t.node_id,
@@ -167,7 +169,7 @@ class ShippingMixin(UseCaseBase):
                     add_labels=(ids[labels.ready],),
                 )
                 for t in release
-            ]
+            ],
         )
         for task in release:
             kept = tuple(n for n in task.labels if n != labels.in_progress)
