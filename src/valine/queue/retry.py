@@ -34,3 +34,16 @@ class RetryPolicy:
         exponent = min(max(attempts - 1, 0), 64)  # 2**64 * base already exceeds any cap
         ceiling = min(self.max_backoff, self.base_backoff * 2.0**exponent)
         return self.rng.uniform(ceiling / 2, ceiling)
+
+
+def queue_policy(
+    max_attempts: int,
+    base_backoff: float,
+    max_backoff: float,
+    rng: random.Random | None,
+    dedupe_ttl: float,
+) -> RetryPolicy:
+    """The retry policy of a queue adapter's constructor arguments (checks ``dedupe_ttl``)."""
+    if dedupe_ttl < 0:
+        raise ValueError("dedupe_ttl must not be negative")
+    return RetryPolicy(max_attempts, base_backoff, max_backoff, rng or random.Random())  # noqa: S311

@@ -31,7 +31,7 @@ from typing import Any
 
 from valine.core.errors import QueueUnavailable
 from valine.ports import Job
-from valine.queue.retry import RetryPolicy
+from valine.queue.retry import queue_policy
 from valine.store.db import Database, path_from_url
 
 log = logging.getLogger("valine.queue")
@@ -123,14 +123,7 @@ class SqliteJobQueue:
         rng: random.Random | None = None,
         dedupe_ttl: float = 7 * 24 * 3600,
     ) -> None:
-        if dedupe_ttl < 0:
-            raise ValueError("dedupe_ttl must not be negative")
-        self.retry_policy = RetryPolicy(
-            max_attempts,
-            base_backoff,
-            max_backoff,
-            rng if rng is not None else random.Random(),  # noqa: S311 (jitter only)
-        )
+        self.retry_policy = queue_policy(max_attempts, base_backoff, max_backoff, rng, dedupe_ttl)
         self.db = db
         self.max_attempts = max_attempts
         self.dedupe_ttl = dedupe_ttl

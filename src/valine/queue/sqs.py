@@ -79,7 +79,7 @@ from typing import Any, Protocol
 
 from valine.core.errors import QueueUnavailable
 from valine.ports import Job
-from valine.queue.retry import RetryPolicy
+from valine.queue.retry import queue_policy
 from valine.store.dynamodb import claim_key, client_config, error_code, is_botocore_error
 
 log = logging.getLogger("valine.queue")
@@ -221,14 +221,7 @@ class SqsJobQueue:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        if dedupe_ttl < 0:
-            raise ValueError("dedupe_ttl must not be negative")
-        self.retry_policy = RetryPolicy(
-            max_attempts,
-            base_backoff,
-            max_backoff,
-            rng if rng is not None else random.Random(),  # noqa: S311 (jitter only)
-        )
+        self.retry_policy = queue_policy(max_attempts, base_backoff, max_backoff, rng, dedupe_ttl)
         self._sqs = sqs_client
         self.queue_url = queue_url
         self.dead_letter_url = dead_letter_url
