@@ -39,17 +39,21 @@ def test_apply_task_event_touches_one_task() -> None:
         apply_task_event(run, 99, TaskEvent.DISPATCH, 3.0)
 
 
-def test_all_tasks_ready_needs_green_or_skipped_and_at_least_one_task() -> None:
-    assert not Run("r", "o/r", 0.0).all_tasks_ready
-    run = Run(
-        "r",
-        "o/r",
-        0.0,
-        tasks=(Task(1, "a", TaskState.CHECKS_PASSED), Task(2, "b", TaskState.SKIPPED)),
-    )
-    assert run.all_tasks_ready
-    run = apply_task_event(run, 1, TaskEvent.CHECKS_STARTED, 1.0)
-    assert not run.all_tasks_ready
+@pytest.mark.parametrize(
+    ("states", "ready", "nothing"),
+    [
+        ((), False, False),
+        ((TaskState.CHECKS_PASSED, TaskState.SKIPPED), True, False),
+        ((TaskState.MERGED, TaskState.CHECKS_PASSED), True, False),  # a person merged one
+        ((TaskState.CHECKS_PASSED, TaskState.FAILED), True, False),  # ship the rest
+        ((TaskState.CHECKS_PASSED, TaskState.CHECKS_PENDING), False, False),
+        ((TaskState.SKIPPED, TaskState.FAILED), False, True),
+        ((TaskState.SKIPPED,), False, True),
+    ],
+)
+def test_readiness(states: tuple[TaskState, ...], ready: bool, nothing: bool) -> None:
+    run = Run("r", "o/r", 0.0, tasks=tuple(Task(n, "t", s) for n, s in enumerate(states)))
+    assert (run.all_tasks_ready, run.nothing_to_ship) == (ready, nothing)
 
 
 def test_run_id_is_short_and_dated() -> None:

@@ -231,13 +231,27 @@ def test_duplicate_and_out_of_order_deliveries_are_harmless(
 
 def test_failed_task_fails_the_run_only_when_the_policy_says_so() -> None:
     run = run_with(Task(12, "a", T.FAILED), Task(13, "b", T.CHECKS_PASSED))
-    assert settle(run, 1.0, fail_run_on_task_failure=False).state is R.EXECUTING
+    # "continue": the run ships what it can; "fail_run": the run fails with the task.
+    assert settle(run, 1.0, fail_run_on_task_failure=False).state is R.READY_TO_SHIP
     assert settle(run, 1.0, fail_run_on_task_failure=True).state is R.FAILED
 
 
-def test_a_run_of_only_skipped_tasks_is_not_ready_to_ship() -> None:
-    run = run_with(Task(12, "a", T.SKIPPED))
-    assert settle(run, 1.0, fail_run_on_task_failure=False).state is R.EXECUTING
+def test_a_run_whose_every_task_left_fails_instead_of_waiting_forever() -> None:
+    run = run_with(Task(12, "a", T.SKIPPED), Task(13, "b", T.FAILED))
+    settled = settle(run, 1.0, fail_run_on_task_failure=False)
+    assert settled.state is R.FAILED
+    assert "nothing left to ship" in str(settled.reason)
+
+
+def test_a_pr_merged_by_a_person_counts_as_ready(webhook_examples: dict[str, Any]) -> None:
+    run = run_with(
+        Task(12, "a", T.CHECKS_PENDING, pr_number=40, head_sha=SHA),
+        Task(13, "b", T.CHECKS_PASSED, pr_number=41, head_sha=SHA, checks_sha=SHA),
+    )
+    run = step(
+        run, "pull_request", pr_event(webhook_examples, "closed", repo=REPO, number=40, merged=True)
+    )
+    assert (run.task(12).state, run.state) == (T.MERGED, R.READY_TO_SHIP)
 
 
 def test_essentials_of_every_real_example_are_small_and_keep_the_shape(

@@ -409,3 +409,31 @@ def test_a_branch_with_a_merge_queue_ships_through_the_queue(world: World) -> No
         issue = world.github.issue(REPO, number)
         assert issue.state == "closed"
         assert "shipped" in issue.labels
+
+
+def test_a_pr_merged_by_a_person_still_ships_with_the_run(world: World) -> None:
+    from helpers import pr_event
+
+    issues = ready_issues(world, 2)
+    run_id = world.plan()
+    approve_and_dispatch(world, run_id, 2)
+    by_hand, sha = world.open_pr(run_id, issues[0])
+    assert (
+        world.deliver(
+            "pull_request",
+            pr_event(
+                world.examples, "closed", repo=REPO, number=by_hand, head_sha=sha, merged=True
+            ),
+        )
+        == 202
+    )
+    pr, sha2 = world.open_pr(run_id, issues[1])
+    world.checks(pr, sha2, "success")
+    world.wait_state(run_id, "ready_to_ship")
+    world.command("ship", run_id=run_id)
+    world.wait_state(run_id, "shipped")
+    merges = [r.path for r in world.github.requests if r.path.endswith("/merge")]
+    assert merges == [f"/repos/{REPO}/pulls/{pr}/merge"]  # the other was merged already
+    for number in issues:
+        assert "shipped" in world.github.issue(REPO, number).labels
+        assert world.github.issue(REPO, number).state == "closed"

@@ -12,7 +12,8 @@ from typing import Any
 
 from valine.core.errors import NotFound
 from valine.core.states import (
-    TASK_READY,
+    TASK_SETTLED,
+    TASK_SHIPPABLE,
     RunEvent,
     RunState,
     TaskEvent,
@@ -127,8 +128,17 @@ class Run:
 
     @property
     def all_tasks_ready(self) -> bool:
-        """True when every task has green checks or was skipped (and there is a task)."""
-        return bool(self.tasks) and all(t.state in TASK_READY for t in self.tasks)
+        """True when no task waits for anything and at least one can ship."""
+        return all(t.state in TASK_SETTLED for t in self.tasks) and any(
+            t.state in TASK_SHIPPABLE for t in self.tasks
+        )
+
+    @property
+    def nothing_to_ship(self) -> bool:
+        """True when every task left the run (skipped or failed): there is nothing to ship."""
+        return bool(self.tasks) and all(
+            t.state in (TaskState.SKIPPED, TaskState.FAILED) for t in self.tasks
+        )
 
     def task(self, issue_number: int) -> Task:
         """The task of ``issue_number``; raises NotFound."""

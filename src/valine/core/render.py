@@ -143,6 +143,7 @@ def ship_summary(run: Run, web_url: str) -> dict[str, Any]:
     """The message posted when a run has shipped."""
     merged = [t for t in run.tasks if t.state is TaskState.MERGED]
     skipped = [t for t in run.tasks if t.state is TaskState.SKIPPED]
+    failed = [t for t in run.tasks if t.state is TaskState.FAILED]
     took = ""
     if run.approved_at and run.finished_at:
         minutes = max(0, round((run.finished_at - run.approved_at) / 60))
@@ -157,6 +158,8 @@ def ship_summary(run: Run, web_url: str) -> dict[str, Any]:
     ]
     if skipped:
         lines.append(f"⏭️ Skipped: {', '.join(f'#{t.issue_number}' for t in skipped)}")
+    if failed:
+        lines.append(f"❌ Not shipped (failed): {', '.join(f'#{t.issue_number}' for t in failed)}")
     embed = {
         "title": f"Run {run.run_id} shipped",
         "description": "\n".join(lines),

@@ -158,8 +158,11 @@ TASK_TRANSITIONS: Mapping[TaskState, Mapping[TaskEvent, TaskState]] = {
 
 RUN_TERMINAL: frozenset[RunState] = frozenset(s for s, row in RUN_TRANSITIONS.items() if not row)
 TASK_TERMINAL: frozenset[TaskState] = frozenset(s for s, row in TASK_TRANSITIONS.items() if not row)
-#: Task states that count as "ready" for shipping.
-TASK_READY: frozenset[TaskState] = frozenset({TaskState.CHECKS_PASSED, TaskState.SKIPPED})
+#: Task states a run can ship: green checks, or already merged (a person may merge).
+TASK_SHIPPABLE: frozenset[TaskState] = frozenset({TaskState.CHECKS_PASSED, TaskState.MERGED})
+#: Task states that wait for nothing more before shipping: shippable, or out of the run
+#: (skipped by a person; failed, when the policy lets the run go on without it).
+TASK_SETTLED: frozenset[TaskState] = TASK_SHIPPABLE | {TaskState.SKIPPED, TaskState.FAILED}
 
 
 def next_run_state(state: RunState, event: RunEvent) -> RunState:

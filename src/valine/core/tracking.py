@@ -243,8 +243,16 @@ def settle(run: Run, now: float, fail_run_on_task_failure: bool) -> Run:
             return apply_run_event(
                 run, RunEvent.FAIL, now, reason=f"task(s) {failed} failed", finished_at=now
             )
-        if run.all_tasks_ready and any(t.state is not TaskState.SKIPPED for t in run.tasks):
+        if run.all_tasks_ready:
             return apply_run_event(run, RunEvent.ALL_READY, now)
+        if run.nothing_to_ship:
+            return apply_run_event(
+                run,
+                RunEvent.FAIL,
+                now,
+                finished_at=now,
+                reason="nothing left to ship: every task was skipped or failed",
+            )
     if run.state is RunState.READY_TO_SHIP and not run.all_tasks_ready:
         return apply_run_event(run, RunEvent.NOT_READY, now)
     return run

@@ -127,7 +127,8 @@ class ShippingMixin(UseCaseBase):
         def finish(run: Run) -> Run | None:
             if run.state is not RunState.SHIPPING:
                 return None
-            left = [t for t in run.tasks if t.state not in (TaskState.MERGED, TaskState.SKIPPED)]
+            done = (TaskState.MERGED, TaskState.SKIPPED, TaskState.FAILED)
+            left = [t for t in run.tasks if t.state not in done]
             if any("queued" in t.steps_done and t.state is TaskState.CHECKS_PASSED for t in left):
                 return None  # the merge queue has the last word; its webhooks finish the run
             if not left:
