@@ -140,7 +140,7 @@ def check_exchange(spec: OpenAPI, exchange: RecordedRequest) -> None:
 
 @pytest.fixture(scope="module")
 def scenario() -> Iterator[list[RecordedRequest]]:
-    """Every exchange of a scripted plan → approve → execute → ship, and its failures."""
+    """Every exchange of a scripted plan → approve → execute → checks → ship, and failures."""
     private, public = rsa_key_pair()
     with GitHubStandIn(app_id="7", app_public_key_pem=public, installation_id=9) as standin:
         standin.add_issue(REPO, "blocked", ["ready", "blocked"], assignees=["ada"])
@@ -152,6 +152,10 @@ def scenario() -> Iterator[list[RecordedRequest]]:
         pr, sha = standin.open_pull(REPO, f"valine/r-1/{task}", f"Fixes #{task}", labels=["ready"])
         moved_pr, moved_sha = standin.open_pull(REPO, "other", "Refs #1")
         standin.push(REPO, moved_pr)
+        standin.report_checks(REPO, sha, "success", app="github-actions", check_runs=3)
+        standin.report_checks(REPO, sha, None, status="queued", check_runs=0, app="idle-app")
+        pending_sha = standin.push(REPO, moved_pr)
+        standin.report_checks(REPO, pending_sha, None, status="in_progress", app="ci")
         queued_repo = "octo/queued"
         queued_pr, queued_sha = standin.open_pull(queued_repo, "fix", "")
         standin.require_merge_queue(queued_repo)
@@ -166,6 +170,9 @@ def scenario() -> Iterator[list[RecordedRequest]]:
             # GitHub's schema in test_github_graphql.py), not through these REST exchanges
             client.dispatch_workflow(REPO, "agent.yml", "main", {"issue_number": str(task)})
             client.get_pull(REPO, pr)
+            assert client.check_conclusion(REPO, sha) == "success"
+            assert client.check_conclusion(REPO, sha) == "success"  # a 304
+            assert client.check_conclusion(REPO, pending_sha) is None
             client.merge_pull(REPO, pr, sha, "squash")
             with pytest.raises(HeadMoved):
                 client.merge_pull(REPO, moved_pr, moved_sha, "merge")
@@ -188,6 +195,8 @@ def test_scenario_covers_every_endpoint_the_client_uses(
         ("POST", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches", 204),
         ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", 200),
         ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", 404),
+        ("GET", "/repos/{owner}/{repo}/commits/{ref}/check-suites", 200),
+        ("GET", "/repos/{owner}/{repo}/commits/{ref}/check-suites", 304),
         ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge", 200),
         ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge", 405),
         ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge", 409),
@@ -246,4 +255,17 @@ def test_an_undeclared_status_fails(spec: OpenAPI, scenario: list[RecordedReques
     wrong = replace(token, status=200)
 
     with pytest.raises(AssertionError, match="undeclared status 200"):
+        check_exchange(spec, wrong)
+
+
+def test_a_check_suite_without_its_app_fails(
+    spec: OpenAPI, scenario: list[RecordedRequest]
+) -> None:
+    listing = next(r for r in scenario if r.path.endswith("/check-suites") and r.status == 200)
+    suites = [
+        {k: v for k, v in suite.items() if k != "app"} for suite in listing.response["check_suites"]
+    ]
+    wrong = replace(listing, response={**listing.response, "check_suites": suites})
+
+    with pytest.raises(ValidationError, match="'app' is a required property"):
         check_exchange(spec, wrong)

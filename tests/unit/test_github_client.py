@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -301,6 +302,198 @@ def test_merging_again_at_the_same_sha_returns_the_merge(
 def test_merge_of_missing_pull_is_not_found(client: GitHubClient) -> None:
     with pytest.raises(NotFound):
         client.merge_pull(REPO, 404, "0" * 40, "merge")
+
+
+# -- check suites -----------------------------------------------------------------------
+
+
+def test_checks_pass_when_every_suite_passed(standin: GitHubStandIn, client: GitHubClient) -> None:
+    _, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, "success", app="github-actions")
+    standin.report_checks(REPO, sha, "neutral", app="lint")
+    standin.report_checks(REPO, sha, "skipped", app="docs")
+
+    assert client.check_conclusion(REPO, sha) == "success"
+
+    [log] = standin.requests
+    assert (log.method, log.path) == ("GET", f"/repos/{REPO}/commits/{sha}/check-suites")
+    assert log.query == {"per_page": "100"}
+    assert log.response["total_count"] == 3
+    assert client.request_count == 1
+
+
+def test_a_failed_suite_wins_even_while_others_run(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    _, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, "success", app="lint")
+    standin.report_checks(REPO, sha, None, status="in_progress", app="slow-ci")
+    standin.report_checks(REPO, sha, "failure", app="ci")
+
+    assert client.check_conclusion(REPO, sha) == "failure"
+
+
+def test_the_first_failing_conclusion_is_reported(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    _, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, "success", app="lint")
+    standin.report_checks(REPO, sha, "timed_out", app="ci")
+    standin.report_checks(REPO, sha, "failure", app="e2e")
+
+    assert client.check_conclusion(REPO, sha) == "timed_out"
+
+
+@pytest.mark.parametrize("status", ["queued", "in_progress", "requested", "waiting", "pending"])
+def test_checks_are_undecided_while_a_suite_runs(
+    standin: GitHubStandIn, client: GitHubClient, status: str
+) -> None:
+    _, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, "success", app="lint")
+    standin.report_checks(REPO, sha, None, status=status, app="ci")
+
+    assert client.check_conclusion(REPO, sha) is None
+
+
+def test_checks_are_undecided_without_any_suite(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    _, sha = standin.open_pull(REPO, "fix")
+
+    assert client.check_conclusion(REPO, sha) is None
+    assert standin.requests[-1].response == {"total_count": 0, "check_suites": []}
+
+
+def test_a_queued_suite_without_check_runs_is_ignored(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    """An installed App that never runs anything leaves its suite queued forever."""
+    _, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, None, status="queued", check_runs=0, app="idle-app")
+    assert client.check_conclusion(REPO, sha) is None  # nothing counted yet
+
+    standin.report_checks(REPO, sha, "success", check_runs=4, app="ci")
+
+    assert client.check_conclusion(REPO, sha) == "success"
+
+
+def test_a_workflow_that_could_not_start_fails_without_check_runs(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    _, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, "success", app="lint")
+    standin.report_checks(REPO, sha, "startup_failure", check_runs=0, app="github-actions")
+
+    assert client.check_conclusion(REPO, sha) == "startup_failure"
+
+
+def test_a_stale_suite_without_check_runs_is_ignored(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    _, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, "stale", check_runs=0, app="idle-app")
+    standin.report_checks(REPO, sha, "success", app="ci")
+
+    assert client.check_conclusion(REPO, sha) == "success"
+
+
+def test_a_stale_suite_with_check_runs_fails(standin: GitHubStandIn, client: GitHubClient) -> None:
+    _, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, "stale", check_runs=2, app="ci")
+
+    assert client.check_conclusion(REPO, sha) == "stale"
+
+
+def test_checks_of_another_commit_do_not_count(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    number, tested = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, tested, "failure")
+    head = standin.push(REPO, number)
+
+    assert client.check_conclusion(REPO, head) is None
+    assert client.check_conclusion(REPO, tested) == "failure"
+
+
+def test_unchanged_checks_are_revalidated_with_etag_and_304(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    _, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, None, status="in_progress")
+    assert client.check_conclusion(REPO, sha) is None
+
+    assert client.check_conclusion(REPO, sha) is None  # nothing changed: a free 304
+    standin.report_checks(REPO, sha, "failure", app="other-ci")
+    assert client.check_conclusion(REPO, sha) == "failure"
+
+    assert [r.status for r in standin.requests] == [200, 304, 200]
+    assert standin.requests[1].headers["if-none-match"]
+    assert client.request_count == 3  # one request per call
+
+
+def test_more_than_a_hundred_suites_are_paginated(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    _, sha = standin.open_pull(REPO, "fix")
+    for i in range(100):
+        standin.report_checks(REPO, sha, "success", app=f"app-{i}")
+    standin.report_checks(REPO, sha, "failure", app="the-last-one")
+
+    assert client.check_conclusion(REPO, sha) == "failure"
+    assert [r.query.get("page") for r in standin.requests] == [None, "2"]
+
+
+def test_checks_cut_short_are_never_a_success(make_client: ClientFactory) -> None:
+    """Beyond MAX_PAGES pages an unread suite may have failed: undecided, not success."""
+    suite = {"status": "completed", "conclusion": "success", "latest_check_runs_count": 1}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        link = f'<{request.url.copy_merge_params({"page": "2"})}>; rel="next"'
+        body = {"total_count": 10_000, "check_suites": [suite]}
+        return httpx.Response(200, json=body, headers={"link": link, **_json_type()})
+
+    client = make_client(
+        TokenAuth("t"), "https://api.example", transport=httpx.MockTransport(handler)
+    )
+
+    assert client.check_conclusion(REPO, "a" * 40) is None
+    assert client.request_count == 50
+
+
+def test_checks_of_an_unknown_repository_are_not_found(client: GitHubClient) -> None:
+    with pytest.raises(NotFound):
+        client.check_conclusion("octo/nothing-here", "a" * 40)
+
+
+def test_checks_of_an_unknown_commit_are_a_github_error(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    with pytest.raises(GitHubError) as caught:
+        client.check_conclusion(REPO, "f" * 40)
+
+    assert caught.value.status == 422
+    assert "No commit found for SHA" in caught.value.message
+    assert len(standin.requests) == 1  # a 4xx is not retried
+
+
+def test_an_unexpected_check_suite_answer_is_a_github_error(make_client: ClientFactory) -> None:
+    answers: dict[str, Any] = {
+        "a" * 40: {"total_count": 1, "check_suites": [{"status": "completed"}]},
+        "b" * 40: [{"oops": True}],
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sha = request.url.path.split("/")[-2]
+        return httpx.Response(200, json=answers[sha], headers=_json_type())
+
+    client = make_client(
+        TokenAuth("t"), "https://api.example", transport=httpx.MockTransport(handler)
+    )
+
+    with pytest.raises(GitHubError, match="unexpected response shape"):
+        client.check_conclusion(REPO, "a" * 40)  # a suite without its required fields
+    with pytest.raises(GitHubError, match="no check_suites list"):
+        client.check_conclusion(REPO, "b" * 40)
 
 
 # -- retries and rate limits -------------------------------------------------------------
@@ -731,6 +924,66 @@ def test_standin_merge_closes_issues_named_by_closing_keywords(
 
     states = [standin.issue(REPO, n).state for n in (one, two, three, four)]
     assert states == ["closed", "closed", "closed", "open"]
+
+
+def test_standin_check_suites_are_shaped_like_githubs(standin: GitHubStandIn) -> None:
+    number, sha = standin.open_pull(REPO, "valine/r-1/3")
+    standin.report_checks(REPO, sha, "success", app="github-actions", check_runs=3)
+    standin.report_checks(REPO, sha, None, status="queued", check_runs=0, app="idle-app")
+    headers = {"authorization": f"token {standin.token}"}
+    url = f"{standin.url}/repos/{REPO}/commits/{sha}/check-suites"
+
+    body = httpx.get(url, headers=headers).json()
+    by_branch = httpx.get(
+        f"{standin.url}/repos/{REPO}/commits/heads/valine/r-1/3/check-suites", headers=headers
+    ).json()
+    actions_id = body["check_suites"][0]["app"]["id"]
+    filtered = httpx.get(url, params={"app_id": actions_id}, headers=headers).json()
+
+    assert body["total_count"] == 2
+    first, second = body["check_suites"]
+    assert (first["status"], first["conclusion"], first["latest_check_runs_count"]) == (
+        "completed",
+        "success",
+        3,
+    )
+    assert (second["status"], second["conclusion"]) == ("queued", None)
+    assert first["app"]["name"] == "GitHub Actions"
+    assert first["head_branch"] == "valine/r-1/3"
+    assert [pr["number"] for pr in first["pull_requests"]] == [number]
+    assert by_branch == body
+    assert [s["app"]["slug"] for s in filtered["check_suites"]] == ["github-actions"]
+    assert [s.app for s in standin.check_suites(REPO, sha)] == ["github-actions", "idle-app"]
+
+
+def test_standin_check_suites_of_an_unknown_commit_are_422(standin: GitHubStandIn) -> None:
+    headers = {"authorization": f"token {standin.token}"}
+
+    response = httpx.get(
+        f"{standin.url}/repos/{REPO}/commits/{'f' * 40}/check-suites", headers=headers
+    )
+
+    assert response.status_code == 422
+    assert response.json()["message"] == f"No commit found for SHA: {'f' * 40}"
+
+
+@pytest.mark.parametrize(
+    ("conclusion", "options"),
+    [
+        (None, {}),  # completed needs a conclusion
+        ("success", {"status": "queued"}),  # an unfinished suite has none
+        ("passed", {}),  # not one of GitHub's conclusions
+        (None, {"status": "running"}),  # not one of GitHub's statuses
+        ("success", {"check_runs": -1}),
+    ],
+)
+def test_standin_refuses_impossible_check_suites(
+    standin: GitHubStandIn, conclusion: str | None, options: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError):
+        standin.report_checks(REPO, "a" * 40, conclusion, **options)
+
+    assert standin.check_suites(REPO, "a" * 40) == []
 
 
 def test_standin_stop_ends_pooled_connections(standin: GitHubStandIn, client: GitHubClient) -> None:

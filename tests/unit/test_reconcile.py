@@ -1,7 +1,8 @@
 """``Orchestrator.reconcile``: the periodic re-read that recovers from lost webhooks.
 
-Table-driven over what GitHub says about a task's pull request, on the SQLite adapters
-and a fake GitHub that only answers ``get_pull`` (the one call reconcile makes).
+Table-driven over what GitHub says about a task's pull request and its checks, on the
+SQLite adapters and a fake GitHub that only answers ``get_pull`` and ``check_conclusion``
+(the two calls reconcile makes).
 """
 
 from __future__ import annotations
@@ -26,11 +27,20 @@ HEAD, NEW_HEAD = "a" * 40, "b" * 40
 
 
 class FakeGitHub:
-    """Answers ``get_pull`` from a dict (or raises what it holds); counts the calls."""
+    """Answers ``get_pull`` and ``check_conclusion`` from dicts; records the calls."""
 
-    def __init__(self, pulls: dict[int, PullRequest | Exception]) -> None:
+    def __init__(
+        self, pulls: dict[int, PullRequest | Exception], checks: dict[str, str | None] | None = None
+    ) -> None:
         self.pulls = pulls
+        self.checks = checks or {}
         self.calls: list[int] = []
+        self.check_calls: list[str] = []
+
+    def check_conclusion(self, repo: str, sha: str) -> str | None:
+        assert repo == REPO
+        self.check_calls.append(sha)
+        return self.checks.get(sha)
 
     def get_pull(self, repo: str, number: int) -> PullRequest:
         assert repo == REPO
@@ -144,3 +154,39 @@ def test_a_pull_request_that_cannot_be_read_is_skipped(
     github = FakeGitHub({5: error})
     assert orchestrator(parts, github).reconcile() == 0
     assert store.get_run(run.run_id).version == run.version
+
+
+@pytest.mark.parametrize(
+    ("before", "conclusion", "after"),
+    [
+        (TaskState.CHECKS_PENDING, "success", TaskState.CHECKS_PASSED),
+        (TaskState.PR_OPEN, "success", TaskState.CHECKS_PASSED),
+        (TaskState.CHECKS_PENDING, "failure", TaskState.CHECKS_FAILED),
+        (TaskState.CHECKS_PENDING, None, TaskState.CHECKS_PENDING),  # still running
+    ],
+)
+def test_reconcile_recovers_lost_check_results(
+    parts: tuple[SqliteRunStore, SqliteJobQueue],
+    before: TaskState,
+    conclusion: str | None,
+    after: TaskState,
+) -> None:
+    store, _ = parts
+    run = stored_run(store, before)
+    github = FakeGitHub({5: pull()}, {HEAD: conclusion})
+    orchestrator(parts, github).reconcile()
+    assert github.check_calls == [HEAD]
+    stored = store.get_run(run.run_id)
+    assert stored.tasks[0].state is after
+    if after is TaskState.CHECKS_PASSED:
+        assert stored.state is RunState.READY_TO_SHIP
+
+
+def test_checks_are_not_read_for_tasks_past_them(
+    parts: tuple[SqliteRunStore, SqliteJobQueue],
+) -> None:
+    store, _ = parts
+    stored_run(store, TaskState.CHECKS_PASSED)
+    github = FakeGitHub({5: pull()})
+    orchestrator(parts, github).reconcile()
+    assert github.check_calls == []  # green already: only a push or a merge is news

@@ -6,10 +6,11 @@ deciphering responses (errors, rate-limit headers, the ``Link: rel=next`` URL), 
 ``gidgethub.apps.get_jwt`` signs GitHub App JWTs.
 
 Economy (DESIGN §9): every method is one request except ``list_ready_issues`` beyond
-100 issues (one per page) and a GitHub App's token refresh (one request an hour). The
-issue list is fetched conditionally: the last ``ETag`` of each URL is sent back in
-``If-None-Match`` and a ``304`` (which GitHub does not count against the rate limit)
-returns the remembered result. :attr:`GitHubClient.request_count` counts every HTTP
+100 issues and ``check_conclusion`` beyond 100 check suites (one per page) and a GitHub
+App's token refresh (one request an hour). The issue list and the check suites are
+fetched conditionally: the last ``ETag`` of each URL is sent back in ``If-None-Match``
+and a ``304`` (which GitHub does not count against the rate limit) returns the
+remembered result. :attr:`GitHubClient.request_count` counts every HTTP
 request sent, 304s, retries and token requests included.
 
 Failures: network errors and 5xx are retried with exponential backoff and jitter;
@@ -59,7 +60,7 @@ ACCEPT = "application/vnd.github+json"
 API_VERSION = "2022-11-28"
 #: An installation token is replaced this long before GitHub says it expires.
 TOKEN_REFRESH_MARGIN = 5 * 60.0
-#: Pages followed at most by one ``list_ready_issues`` call (100 issues each).
+#: Pages followed at most by one list call (100 issues or check suites each).
 MAX_PAGES = 50
 #: Conditional-request cache entries kept (one per list URL and page).
 ETAG_CACHE_SIZE = 256
@@ -343,6 +344,30 @@ class GitHubClient:
         """One pull request (``NotFound`` if there is none)."""
         reply = self._request("GET", f"{self._repo_url(repo)}/pulls/{int(number)}", repo=repo)
         return _shaped(_pull, reply.data)
+
+    def check_conclusion(self, repo: str, sha: str) -> str | None:
+        """The combined result of the check suites on ``sha`` (see the port).
+
+        Fetched conditionally, like the issue list: a reconcile that finds the checks
+        unchanged gets a ``304``, which costs no rate limit.
+        """
+        query = urlencode({"per_page": 100})
+        ref = quote(str(sha), safe="")
+        url: str | None = f"{self._repo_url(repo)}/commits/{ref}/check-suites?{query}"
+        suites: list[Any] = []
+        for _ in range(MAX_PAGES):
+            if url is None:
+                break
+            reply = self._request("GET", url, repo=repo, conditional=True)
+            page = reply.data.get("check_suites") if isinstance(reply.data, Mapping) else None
+            if not isinstance(page, list):
+                raise GitHubError(reply.status, "unexpected response: no check_suites list")
+            suites.extend(page)
+            url = reply.next_url
+        complete = url is None
+        if not complete:
+            log.warning("check suites of %s@%s cut at %d pages", repo, sha, MAX_PAGES)
+        return _shaped(lambda data: _combined_conclusion(data, complete=complete), suites)
 
     def merge_pull(self, repo: str, number: int, sha: str, method: str) -> MergeResult:
         """Merge only if the head is still ``sha`` (see the port for the errors).
@@ -717,6 +742,32 @@ def _issue_mutation(updates: Sequence[IssueUpdate]) -> tuple[str, dict[str, Any]
         if u.close:
             add("x", "CloseIssueInput", "closeIssue", {"issueId": u.node_id})
     return f"mutation({', '.join(declarations)}) {{ {' '.join(fields)} }}", variables
+
+
+#: Check-suite conclusions that let a pull request through (as the webhook tracking does).
+PASSING_CONCLUSIONS = frozenset({"success", "neutral", "skipped"})
+
+
+def _combined_conclusion(suites: Sequence[Any], *, complete: bool = True) -> str | None:
+    """One verdict for a commit's check suites (the rules of ``GitHub.check_conclusion``).
+
+    The first failing conclusion wins at once; ``"success"`` needs every counted suite
+    completed and passing, at least one of them, and the whole list read (``complete``).
+    A suite without check runs counts only once completed, and never when ``stale``.
+    """
+    counted = running = 0
+    for suite in suites:
+        status, conclusion = suite["status"], suite["conclusion"]
+        if int(suite["latest_check_runs_count"]) == 0 and (
+            status != "completed" or conclusion == "stale"
+        ):
+            continue  # an App that never ran anything on this commit
+        counted += 1
+        if status != "completed" or conclusion is None:
+            running += 1
+        elif conclusion not in PASSING_CONCLUSIONS:
+            return str(conclusion)
+    return "success" if counted and not running and complete else None
 
 
 def _issue(data: Any) -> Issue:

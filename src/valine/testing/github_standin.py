@@ -19,6 +19,13 @@ Behaviour copied from GitHub:
   App JWT (signature checked when ``app_public_key_pem`` is given; that check uses
   PyJWT, a dependency of the package, imported only then).
 
+* Check suites (:meth:`report_checks`, one suite a call, like one CI App each) are
+  listed by ``GET /repos/{o}/{r}/commits/{ref}/check-suites`` (``app_id``,
+  ``per_page``, ``page``), oldest first, with the ``total_count`` of the whole list.
+  ``ref`` is a commit the stand-in knows (a pull request's head or base, a merge
+  commit, a SHA given to :meth:`report_checks`) or a pull request's branch name
+  (``heads/`` optional); anything else is ``422 No commit found for SHA: <ref>``.
+
 Stricter than GitHub on purpose: a workflow dispatch without ``inputs`` is refused
 (``422``); the workflow executor always sends them.
 
@@ -49,9 +56,9 @@ GitHub's is not documented.
 
 Tests change the world as a person or CI would (:meth:`add_issue`, :meth:`open_pull`,
 :meth:`push`, :meth:`close_issue`, :meth:`require_merge_queue`, :meth:`add_label`,
-:meth:`add_user`, :meth:`land_merge_queue`), inject faults (:meth:`fail_next`,
-:meth:`rate_limit_next`, :meth:`primary_rate_limit_next`), and read the state and the
-:attr:`requests` log. Everything is guarded by one lock.
+:meth:`add_user`, :meth:`land_merge_queue`, :meth:`report_checks`), inject faults
+(:meth:`fail_next`, :meth:`rate_limit_next`, :meth:`primary_rate_limit_next`), and read
+the state and the :attr:`requests` log. Everything is guarded by one lock.
 """
 
 from __future__ import annotations
@@ -90,6 +97,24 @@ NOT_ENQUEUEABLE_MESSAGE = "Pull request is not in a state to be added to the mer
 NO_MERGE_QUEUE_MESSAGE = "Merge queue is not enabled for this pull request's base branch"
 _REPO_PREFIX = r"/repos/(?P<owner>[A-Za-z0-9_.-]+)/(?P<name>[A-Za-z0-9_.-]+)"
 _MERGE_METHODS = frozenset({"merge", "squash", "rebase"})
+#: A check suite's ``status`` and ``conclusion`` values, as GitHub's description lists them.
+CHECK_SUITE_STATUSES = frozenset(
+    {"queued", "in_progress", "completed", "waiting", "requested", "pending"}
+)
+CHECK_SUITE_CONCLUSIONS = frozenset(
+    {
+        "success",
+        "failure",
+        "neutral",
+        "cancelled",
+        "skipped",
+        "timed_out",
+        "action_required",
+        "startup_failure",
+        "stale",
+    }
+)
+_APP_NAMES = {"github-actions": "GitHub Actions"}
 
 Json = Any
 Answer = tuple[int, Json, dict[str, str]]
@@ -166,6 +191,21 @@ class StandInPull:
     merge_commit_sha: str | None = None
 
 
+@dataclass
+class StandInCheckSuite:
+    """One App's check suite on a commit (what :meth:`GitHubStandIn.report_checks` adds)."""
+
+    id: int
+    head_sha: str
+    head_branch: str | None
+    app: str
+    status: str
+    conclusion: str | None
+    check_runs: int
+    created_at: str
+    updated_at: str
+
+
 @dataclass(frozen=True)
 class Dispatch:
     """One accepted ``workflow_dispatch``."""
@@ -208,6 +248,10 @@ class _Repo:
     #: Labels by lower-cased name (GitHub matches label names case-insensitively).
     labels: dict[str, StandInLabel] = field(default_factory=dict)
     queue: list[StandInQueueEntry] = field(default_factory=list)
+    #: Every commit SHA the repository has (heads, bases, merges, checked commits).
+    commits: set[str] = field(default_factory=set)
+    #: Check suites by head SHA, oldest first.
+    check_suites: dict[str, list[StandInCheckSuite]] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
@@ -287,8 +331,10 @@ def _error(status: int, message: str, **extra: Any) -> Answer:
     return status, body, {}
 
 
-def _validation_failed(message: str, field_name: str, code: str = "invalid") -> Answer:
-    error = {"resource": "Issue", "field": field_name, "code": code}
+def _validation_failed(
+    message: str, field_name: str, code: str = "invalid", *, resource: str = "Issue"
+) -> Answer:
+    error = {"resource": resource, "field": field_name, "code": code}
     return _error(422, message, errors=[error])
 
 
@@ -434,6 +480,7 @@ class GitHubStandIn:
                 base_sha=self._sha(),
             )
             r.pulls[issue.number] = pull
+            r.commits.update((pull.head_sha, pull.base_sha))
             return pull.number, pull.head_sha
 
     def push(self, repo: str, pr_number: int) -> str:
@@ -441,6 +488,7 @@ class GitHubStandIn:
         with self._lock:
             pull = self._pull(repo, pr_number)
             pull.head_sha = self._sha()
+            self._repo(repo).commits.add(pull.head_sha)
             self._issue(repo, pr_number).updated_at = self._now()
             return pull.head_sha
 
@@ -502,6 +550,51 @@ class GitHubStandIn:
             entries = self._live_queue(r)
             r.queue.clear()
             return [(entry.number, self._complete_merge(r, entry.number)) for entry in entries]
+
+    def report_checks(
+        self,
+        repo: str,
+        sha: str,
+        conclusion: str | None,
+        *,
+        status: str = "completed",
+        check_runs: int = 1,
+        app: str = "ci",
+    ) -> None:
+        """Add a check suite of App ``app`` on commit ``sha``, as a CI App would.
+
+        Every call adds one suite, as several CI Apps (or several GitHub Actions
+        workflows) each have their own. A completed suite needs a ``conclusion``; any
+        other ``status`` (``queued``, ``in_progress`` ...) must have None.
+        ``check_runs=0`` is the suite GitHub creates for an installed App that never
+        runs anything. The suite's ``head_branch`` and ``pull_requests`` are those of
+        the open pull request whose head is ``sha``, if any. Sends no webhook.
+        """
+        if status not in CHECK_SUITE_STATUSES:
+            raise ValueError(f"status must be one of {sorted(CHECK_SUITE_STATUSES)}")
+        if conclusion is not None and conclusion not in CHECK_SUITE_CONCLUSIONS:
+            raise ValueError(f"conclusion must be one of {sorted(CHECK_SUITE_CONCLUSIONS)}")
+        if (status == "completed") != (conclusion is not None):
+            raise ValueError("a completed suite has a conclusion, an unfinished one none")
+        if check_runs < 0:
+            raise ValueError("check_runs cannot be negative")
+        with self._lock:
+            r = self._repo(repo)
+            now = self._now()
+            head = self._open_pulls_at(r, sha)
+            suite = StandInCheckSuite(
+                id=self._new_id(),
+                head_sha=sha,
+                head_branch=head[0].head_ref if head else None,
+                app=app,
+                status=status,
+                conclusion=conclusion,
+                check_runs=check_runs,
+                created_at=now,
+                updated_at=now,
+            )
+            r.commits.add(sha)
+            r.check_suites.setdefault(sha, []).append(suite)
 
     # -- fault injection ----------------------------------------------------------------
 
@@ -565,6 +658,11 @@ class GitHubStandIn:
         """A copy of a pull request's branch and merge state."""
         with self._lock:
             return copy.deepcopy(self._pull(repo, number))
+
+    def check_suites(self, repo: str, sha: str) -> list[StandInCheckSuite]:
+        """Copies of the check suites on commit ``sha``, oldest first."""
+        with self._lock:
+            return copy.deepcopy(self._repo(repo).check_suites.get(sha, []))
 
     def dispatches(self, repo: str) -> list[Dispatch]:
         """Workflow dispatches accepted for ``repo``, oldest first."""
@@ -667,6 +765,15 @@ class GitHubStandIn:
         known = {login.lower(): login for login in seen if not login.endswith("[bot]")}
         return {**known, **self._users}
 
+    @staticmethod
+    def _open_pulls_at(r: _Repo, sha: str) -> list[StandInPull]:
+        """The open pull requests whose head is ``sha``, by number."""
+        return [
+            pull
+            for number, pull in sorted(r.pulls.items())
+            if pull.head_sha == sha and not pull.merged and r.issues[number].state == "open"
+        ]
+
     def _live_queue(self, r: _Repo) -> list[StandInQueueEntry]:
         """Queue entries still valid: open, unmerged, head unchanged since enqueued.
 
@@ -688,6 +795,7 @@ class GitHubStandIn:
         pull.merged_at = self._now()
         pull.merge_commit_sha = self._sha()
         pull.base_sha = pull.merge_commit_sha
+        r.commits.add(pull.merge_commit_sha)
         self._set_state(issue, "closed", None)
         for match in CLOSING_KEYWORDS.finditer(issue.body or ""):
             closed = r.issues.get(int(match.group(1)))
@@ -895,22 +1003,28 @@ class GitHubStandIn:
             and all(w in {label.lower() for label in i.labels} for w in wanted)
         ]
         matching.sort(key=sort_key, reverse=reverse)
-        last = max(1, -(-len(matching) // per_page))
         items = matching[(page - 1) * per_page : page * per_page]
-        headers: dict[str, str] = {}
+        headers = self._page_links(
+            f"/repos/{r.full_name}/issues", query, page, per_page, len(matching)
+        )
+        return 200, [self._issue_json(r, i) for i in items], headers
+
+    def _page_links(
+        self, path: str, query: Mapping[str, str], page: int, per_page: int, total: int
+    ) -> dict[str, str]:
+        """The ``Link`` header of page ``page`` of ``total`` items (none if one page)."""
+        last = max(1, -(-total // per_page))
         links = []
 
         def link(n: int, rel: str) -> str:
             q = {**query, "per_page": str(per_page), "page": str(n)}
-            return f'<{self.url}/repos/{r.full_name}/issues?{urlencode(q)}>; rel="{rel}"'
+            return f'<{self.url}{path}?{urlencode(q)}>; rel="{rel}"'
 
         if page > 1:
             links += [link(page - 1, "prev"), link(1, "first")]
         if page < last:
             links += [link(page + 1, "next"), link(last, "last")]
-        if links:
-            headers["link"] = ", ".join(links)
-        return 200, [self._issue_json(r, i) for i in items], headers
+        return {"link": ", ".join(links)} if links else {}
 
     def _get_issue(
         self, r: _Repo, params: dict[str, str], _query: Mapping[str, str], _body: Json
@@ -993,6 +1107,43 @@ class GitHubStandIn:
         if number not in r.pulls:
             return _error(404, "Not Found")
         return 200, self._pull_json(r, r.issues[number], r.pulls[number]), {}
+
+    def _list_check_suites(
+        self, r: _Repo, params: dict[str, str], query: Mapping[str, str], _body: Json
+    ) -> Answer:
+        ref = unquote(params["ref"])
+        sha = self._resolve_ref(r, ref)
+        if sha is None:
+            return _error(422, f"No commit found for SHA: {ref}")
+        try:
+            per_page = min(100, max(1, int(query.get("per_page", "30"))))
+            page = max(1, int(query.get("page", "1")))
+            app_id = int(query["app_id"]) if "app_id" in query else None
+        except ValueError:
+            return _validation_failed("Validation Failed", "per_page", resource="CheckSuite")
+        suites = [
+            suite
+            for suite in r.check_suites.get(sha, [])
+            if app_id is None or self._app_json(suite.app)["id"] == app_id
+        ]
+        items = suites[(page - 1) * per_page : page * per_page]
+        path = f"/repos/{r.full_name}/commits/{params['ref']}/check-suites"
+        answer = {
+            "total_count": len(suites),
+            "check_suites": [self._check_suite_json(r, suite) for suite in items],
+        }
+        return 200, answer, self._page_links(path, query, page, per_page, len(suites))
+
+    @staticmethod
+    def _resolve_ref(r: _Repo, ref: str) -> str | None:
+        """The commit ``ref`` names: a known SHA, or a pull request's branch."""
+        if ref in r.commits:
+            return ref
+        branch = ref.removeprefix("heads/")
+        for _, pull in sorted(r.pulls.items(), reverse=True):  # the newest branch wins
+            if pull.head_ref == branch:
+                return pull.head_sha
+        return None
 
     def _merge(
         self, r: _Repo, params: dict[str, str], _query: Mapping[str, str], body: Json
@@ -1610,6 +1761,71 @@ class GitHubStandIn:
             "additions": 1,
             "deletions": 0,
             "changed_files": 1,
+        }
+
+    def _app_json(self, slug: str) -> dict[str, Any]:
+        """A GitHub App (the ``integration`` of GitHub's description) named by its slug."""
+        app_id = _user_id(f"app/{slug}")
+        created = _iso(self._window_reset - 3600)
+        return {
+            "id": app_id,
+            "slug": slug,
+            "node_id": _node_id("A_", app_id),
+            "client_id": f"Iv1.{hashlib.sha256(slug.encode()).hexdigest()[:16]}",
+            "owner": self._user("github"),
+            "name": _APP_NAMES.get(slug, slug),
+            "description": None,
+            "external_url": f"{self.url}/apps/{slug}",
+            "html_url": f"{self.url}/apps/{slug}",
+            "created_at": created,
+            "updated_at": created,
+            "permissions": {"checks": "write", "contents": "read", "metadata": "read"},
+            "events": ["check_run", "check_suite", "pull_request", "push"],
+        }
+
+    def _pull_minimal_json(self, r: _Repo, pull: StandInPull) -> dict[str, Any]:
+        repo = {"id": r.id, "url": f"{self.url}/repos/{r.full_name}", "name": r.name}
+        return {
+            "id": pull.id,
+            "number": pull.number,
+            "url": f"{self.url}/repos/{r.full_name}/pulls/{pull.number}",
+            "head": {"ref": pull.head_ref, "sha": pull.head_sha, "repo": repo},
+            "base": {"ref": pull.base_ref, "sha": pull.base_sha, "repo": repo},
+        }
+
+    def _check_suite_json(self, r: _Repo, suite: StandInCheckSuite) -> dict[str, Any]:
+        api = f"{self.url}/repos/{r.full_name}/check-suites/{suite.id}"
+        author = {"name": "Octo Cat", "email": "octocat@users.noreply.github.com"}
+        tree = hashlib.sha1(suite.head_sha.encode(), usedforsecurity=False).hexdigest()
+        return {
+            "id": suite.id,
+            "node_id": _node_id("CS_", suite.id),
+            "head_branch": suite.head_branch,
+            "head_sha": suite.head_sha,
+            "status": suite.status,
+            "conclusion": suite.conclusion,
+            "url": api,
+            "before": "0" * 40,
+            "after": suite.head_sha,
+            "pull_requests": [
+                self._pull_minimal_json(r, pull) for pull in self._open_pulls_at(r, suite.head_sha)
+            ],
+            "app": self._app_json(suite.app),
+            "repository": self._repo_json(r),
+            "created_at": suite.created_at,
+            "updated_at": suite.updated_at,
+            "head_commit": {
+                "id": suite.head_sha,
+                "tree_id": tree,
+                "message": f"Commit {suite.head_sha[:7]}",
+                "timestamp": suite.created_at,
+                "author": author,
+                "committer": author,
+            },
+            "latest_check_runs_count": suite.check_runs,
+            "check_runs_url": f"{api}/check-runs",
+            "rerequestable": True,
+            "runs_rerequestable": True,
         }
 
     def _installation_json(self, owner: str) -> dict[str, Any]:
@@ -2270,6 +2486,12 @@ _ROUTES: Sequence[tuple[str, re.Pattern[str], bool, _Action]] = [
         GitHubStandIn._dispatch,
     ),
     ("GET", re.compile(_REPO_PREFIX + r"/pulls/(?P<number>\d+)"), False, GitHubStandIn._get_pull),
+    (
+        "GET",
+        re.compile(_REPO_PREFIX + r"/commits/(?P<ref>.+)/check-suites"),
+        False,
+        GitHubStandIn._list_check_suites,
+    ),
     (
         "PUT",
         re.compile(_REPO_PREFIX + r"/pulls/(?P<number>\d+)/merge"),

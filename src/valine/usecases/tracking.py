@@ -80,12 +80,13 @@ class TrackingMixin(UseCaseBase):
     def reconcile(self) -> int:
         """Re-read the active run's open pull requests: what a lost webhook would have said.
 
-        For every task with a linked pull request and no final state, one ``get_pull``
-        (GitHub economy: one request per open PR per reconcile). A PR that was merged,
-        closed, or pushed to since the run last heard of it is fed through the same
-        tracking as the ``pull_request`` delivery that would have reported it, so a lost
-        webhook never strands a run. Check results are not re-read (the GitHub port has
-        no call for them). Returns how many pull requests were read.
+        For every task with a linked pull request and no final state, one ``get_pull``;
+        for every one still waiting on its checks, one ``check_conclusion`` of its head
+        (GitHub economy: at most two requests per open PR per reconcile). A PR merged,
+        closed or pushed to, and checks that concluded, since the run last heard of them
+        are fed through the same tracking as the ``pull_request`` or ``check_suite``
+        delivery that would have reported them, so a lost webhook never strands a run.
+        Returns how many pull requests were read.
         """
         run = self.store.active_run(self.repo)
         if run is None:
@@ -105,7 +106,38 @@ class TrackingMixin(UseCaseBase):
                 if payload is not None:
                     log.info("reconcile: PR #%d %s", pull.number, payload["action"])
                     self._apply_event("pull_request", payload)
+            self._reconcile_checks(run.run_id)
         return read
+
+    def _reconcile_checks(self, run_id: str) -> None:
+        """Re-read the checks of every task still waiting on them (one request each)."""
+        for task in self.store.get_run(run_id).tasks:
+            if task.state not in _WAITING_ON_CHECKS or not task.head_sha or not task.pr_number:
+                continue
+            try:
+                conclusion = self.github.check_conclusion(self.repo, task.head_sha)
+            except (GitHubError, GitHubUnavailable, NotFound) as exc:
+                log.warning("reconcile could not read the checks of #%d: %s", task.pr_number, exc)
+                continue
+            if conclusion is None:
+                continue
+            log.info("reconcile: checks of PR #%d concluded %s", task.pr_number, conclusion)
+            self._apply_event(
+                "check_suite",
+                {
+                    "action": "completed",
+                    "repository": {"full_name": self.repo},
+                    "check_suite": {
+                        "head_sha": task.head_sha,
+                        "conclusion": conclusion,
+                        "pull_requests": [{"number": task.pr_number}],
+                    },
+                },
+            )
+
+
+#: Task states whose next news is a check result.
+_WAITING_ON_CHECKS = frozenset({TaskState.PR_OPEN, TaskState.CHECKS_PENDING})
 
 
 def _same(a: Run, b: Run) -> bool:
