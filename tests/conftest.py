@@ -8,10 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from nacl.signing import SigningKey
 
 from helpers import EXAMPLES_INDEX, WEBHOOK_SECRET, Service, start_service, stop_service
 from world import World, start_world, stop_world
+
+# Property-based tests: no per-example deadline (the machine is shared, and a slow example
+# is not a failure; speed lives in `make bench`); the example database stays out of the tree.
+settings.register_profile(
+    "valine",
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("valine")
 
 
 @pytest.fixture(scope="session")
