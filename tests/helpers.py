@@ -163,14 +163,27 @@ def pr_event(
     head_ref: str = "feature",
     head_sha: str = "a" * 40,
     merged: bool = False,
+    author: str | None = None,
+    author_association: str = "MEMBER",
+    user_type: str = "User",
+    head_repo: str | None = None,
 ) -> dict[str, Any]:
-    """A ``pull_request`` delivery for PR ``number`` of ``repo``, from a real example."""
+    """A ``pull_request`` delivery for PR ``number`` of ``repo``, from a real example.
+
+    By default from a member of the repository, with the head branch in ``repo``;
+    ``head_repo`` makes it a fork's.
+    """
     payload = _example(examples, "pull_request", action)
     _set_repo(payload, repo)
     pull = payload["pull_request"]
     payload["number"] = pull["number"] = number
     pull["body"] = body
     pull["head"]["ref"], pull["head"]["sha"] = head_ref, head_sha
+    pull["head"]["repo"]["full_name"] = head_repo or repo
+    pull["author_association"] = author_association
+    pull["user"]["type"] = user_type
+    if author is not None:
+        pull["user"]["login"] = author
     pull["merged"] = merged
     pull["state"] = "closed" if action == "closed" else "open"
     return payload

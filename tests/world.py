@@ -122,11 +122,29 @@ class World:
         headers = github_headers(body, event, delivery or str(uuid.uuid4()))
         return self.service.request("POST", "/github/webhook", body, headers)[0]
 
-    def open_pr(self, run_id: str, issue: int, *, link: str = "keyword") -> tuple[int, str]:
-        """Open a PR for ``issue`` on the stand-in and deliver ``pull_request.opened``."""
-        body = f"Fixes #{issue}" if link == "keyword" else "An unrelated change"
+    def open_pr(
+        self,
+        run_id: str,
+        issue: int,
+        *,
+        link: str = "keyword",
+        body: str | None = None,
+        author: str = "octocat",
+        association: str = "MEMBER",
+        user_type: str = "User",
+        head_repo: str | None = None,
+    ) -> tuple[int, str]:
+        """Open a PR for ``issue`` on the stand-in and deliver ``pull_request.opened``.
+
+        By default a member's, from a branch of the repository; ``head_repo`` makes it
+        a fork's, ``association`` says what GitHub says of the author.
+        """
+        if body is None:
+            body = f"Fixes #{issue}" if link == "keyword" else "An unrelated change"
         ref = f"valine/{run_id}/{issue}" if link == "branch" else f"fix-{issue}"
-        number, sha = self.github.open_pull(REPO, ref, body)
+        number, sha = self.github.open_pull(
+            REPO, ref, body, author=author, head_repo=head_repo, author_association=association
+        )
         assert (
             self.deliver(
                 "pull_request",
@@ -138,14 +156,24 @@ class World:
                     body=body,
                     head_ref=ref,
                     head_sha=sha,
+                    author=author,
+                    author_association=association,
+                    user_type=user_type,
+                    head_repo=head_repo,
                 ),
             )
             == 202
         )
         return number, sha
 
-    def checks(self, pr: int, sha: str, conclusion: str) -> None:
-        """Deliver a completed check suite for ``sha`` of PR ``pr``."""
+    def checks(self, pr: int, sha: str, conclusion: str, *, app: str = "ci") -> None:
+        """A check suite of App ``app`` concludes on ``sha`` (the stand-in records it)
+        and its ``check_suite.completed`` is delivered."""
+        self.github.report_checks(REPO, sha, conclusion, app=app)
+        self.deliver_suite(pr, sha, conclusion)
+
+    def deliver_suite(self, pr: int, sha: str, conclusion: str) -> None:
+        """Deliver ``check_suite.completed`` for ``sha`` of PR ``pr`` (nothing recorded)."""
         assert (
             self.deliver(
                 "check_suite",

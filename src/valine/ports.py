@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from valine.core.checks import CheckPicture
 from valine.core.errors import ValineError
 from valine.core.models import Issue, PullRequest, Run
 
@@ -214,24 +215,14 @@ class GitHub(Protocol):
         """One pull request (``NotFound`` if there is none)."""
         ...
 
-    def check_conclusion(self, repo: str, sha: str) -> str | None:
-        """The combined result of the check suites on ``sha`` (one request).
+    def pull_checks(self, repo: str, numbers: Sequence[int]) -> Sequence[CheckPicture]:
+        """Every check on the current head of each pull request in ``numbers`` (one request).
 
-        ``"failure"`` (or whichever failing conclusion comes first: ``"timed_out"``,
-        ``"cancelled"``, ``"action_required"``, ``"stale"`` ...) as soon as any completed
-        suite failed, even while others still run; ``"success"`` once every suite has
-        completed and passed (``success``, ``neutral`` or ``skipped``); None while any
-        suite is still queued or running, or when there is none.
-
-        Suites without a single check run (``latest_check_runs_count == 0``) are
-        ignored until they complete: GitHub creates one for every installed App that
-        listens to pushes, and an App that never runs anything leaves it ``queued``
-        forever. Once completed, such a suite counts like any other (a workflow that
-        cannot start concludes ``startup_failure`` or ``failure`` with no check run),
-        except ``stale``, GitHub's verdict on a suite nobody ever ran. Up to 100
-        suites are one request (pagination is followed beyond); an unchanged answer is
-        revalidated with its ETag. ``NotFound`` for an unknown repository; a commit
-        GitHub does not know is a :class:`GitHubError` (422).
+        One GraphQL query for all of them (up to 25 a request; more are further
+        requests): each pull request's head commit, every check run of every
+        check suite (the latest run of each name) and every commit status. A pull
+        request that does not exist is left out; ``NotFound`` for an unknown repository.
+        Judged by :func:`valine.core.checks.verdict`, the one rule for green.
         """
         ...
 

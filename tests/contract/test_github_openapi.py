@@ -17,6 +17,7 @@ from dataclasses import replace
 from functools import cache
 from typing import Any
 
+import httpx
 import pytest
 from jsonschema import FormatChecker, ValidationError
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
@@ -156,6 +157,15 @@ def scenario() -> Iterator[list[RecordedRequest]]:
         standin.report_checks(REPO, sha, None, status="queued", check_runs=0, app="idle-app")
         pending_sha = standin.push(REPO, moved_pr)
         standin.report_checks(REPO, pending_sha, None, status="in_progress", app="ci")
+        fork_pr, _ = standin.open_pull(
+            REPO,
+            "drive-by",
+            f"Fixes #{task}",
+            author="stranger",
+            head_repo="stranger/widgets",
+            author_association="NONE",
+        )
+        bot_pr, _ = standin.open_pull(REPO, "agent", f"Fixes #{task}", author="agent[bot]")
         queued_repo = "octo/queued"
         queued_pr, queued_sha = standin.open_pull(queued_repo, "fix", "")
         standin.require_merge_queue(queued_repo)
@@ -170,9 +180,18 @@ def scenario() -> Iterator[list[RecordedRequest]]:
             # GitHub's schema in test_github_graphql.py), not through these REST exchanges
             client.dispatch_workflow(REPO, "agent.yml", "main", {"issue_number": str(task)})
             client.get_pull(REPO, pr)
-            assert client.check_conclusion(REPO, sha) == "success"
-            assert client.check_conclusion(REPO, sha) == "success"  # a 304
-            assert client.check_conclusion(REPO, pending_sha) is None
+            fork = client.get_pull(REPO, fork_pr)
+            client.get_pull(REPO, bot_pr)
+            # The client reads checks over GraphQL (test_github_graphql.py); the stand-in's
+            # REST check suites are still checked against the description, read directly.
+            suites_url = f"{standin.url}/repos/{REPO}/commits/{sha}/check-suites"
+            auth = {"authorization": f"token {standin.token}"}
+            etag = httpx.get(suites_url, headers=auth).headers["etag"]
+            assert httpx.get(suites_url, headers={**auth, "if-none-match": etag}).status_code == 304
+            httpx.get(
+                f"{standin.url}/repos/{REPO}/commits/{pending_sha}/check-suites", headers=auth
+            )
+            assert fork.number == fork_pr
             client.merge_pull(REPO, pr, sha, "squash")
             with pytest.raises(HeadMoved):
                 client.merge_pull(REPO, moved_pr, moved_sha, "merge")

@@ -16,8 +16,15 @@ import httpx
 import pytest
 
 from helpers import free_port, rsa_key_pair
+from valine.core.checks import Outcome, Verdict, verdict
 from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound
-from valine.github.client import AppAuth, GitHubClient, TokenAuth, client_from_settings
+from valine.github.client import (
+    PULLS_PER_QUERY,
+    AppAuth,
+    GitHubClient,
+    TokenAuth,
+    client_from_settings,
+)
 from valine.ports import GitHubError, HeadMoved, IssueUpdate, MergeQueueRequired, NotMergeable
 from valine.runtime.config import Settings
 from valine.testing.github_standin import GitHubStandIn
@@ -307,193 +314,192 @@ def test_merge_of_missing_pull_is_not_found(client: GitHubClient) -> None:
 # -- check suites -----------------------------------------------------------------------
 
 
-def test_checks_pass_when_every_suite_passed(standin: GitHubStandIn, client: GitHubClient) -> None:
-    _, sha = standin.open_pull(REPO, "fix")
-    standin.report_checks(REPO, sha, "success", app="github-actions")
-    standin.report_checks(REPO, sha, "neutral", app="lint")
-    standin.report_checks(REPO, sha, "skipped", app="docs")
-
-    assert client.check_conclusion(REPO, sha) == "success"
-
-    [log] = standin.requests
-    assert (log.method, log.path) == ("GET", f"/repos/{REPO}/commits/{sha}/check-suites")
-    assert log.query == {"per_page": "100"}
-    assert log.response["total_count"] == 3
-    assert client.request_count == 1
+def _verdict(client: GitHubClient, number: int, required: list[str] | None = None) -> Verdict:
+    (picture,) = client.pull_checks(REPO, [number])
+    return verdict(picture, required)
 
 
-def test_a_failed_suite_wins_even_while_others_run(
+def test_checks_pass_when_every_run_of_every_suite_passed(
     standin: GitHubStandIn, client: GitHubClient
 ) -> None:
-    _, sha = standin.open_pull(REPO, "fix")
-    standin.report_checks(REPO, sha, "success", app="lint")
-    standin.report_checks(REPO, sha, None, status="in_progress", app="slow-ci")
-    standin.report_checks(REPO, sha, "failure", app="ci")
+    number, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, "success", app="github-actions", names=["test", "lint"])
+    standin.report_checks(REPO, sha, "neutral", app="codecov")
+    standin.report_checks(REPO, sha, "skipped", app="deploy")
+    standin.set_status(REPO, sha, "jenkins", "success")
 
-    assert client.check_conclusion(REPO, sha) == "failure"
+    assert _verdict(client, number) == Verdict(Outcome.PASSED)
+    assert len(standin.requests) == 1  # one GraphQL query
 
 
-def test_the_first_failing_conclusion_is_reported(
+def test_one_suite_still_running_keeps_the_checks_pending(
     standin: GitHubStandIn, client: GitHubClient
 ) -> None:
-    _, sha = standin.open_pull(REPO, "fix")
-    standin.report_checks(REPO, sha, "success", app="lint")
-    standin.report_checks(REPO, sha, "timed_out", app="ci")
-    standin.report_checks(REPO, sha, "failure", app="e2e")
-
-    assert client.check_conclusion(REPO, sha) == "timed_out"
-
-
-@pytest.mark.parametrize("status", ["queued", "in_progress", "requested", "waiting", "pending"])
-def test_checks_are_undecided_while_a_suite_runs(
-    standin: GitHubStandIn, client: GitHubClient, status: str
-) -> None:
-    _, sha = standin.open_pull(REPO, "fix")
-    standin.report_checks(REPO, sha, "success", app="lint")
-    standin.report_checks(REPO, sha, None, status=status, app="ci")
-
-    assert client.check_conclusion(REPO, sha) is None
-
-
-def test_checks_are_undecided_without_any_suite(
-    standin: GitHubStandIn, client: GitHubClient
-) -> None:
-    _, sha = standin.open_pull(REPO, "fix")
-
-    assert client.check_conclusion(REPO, sha) is None
-    assert standin.requests[-1].response == {"total_count": 0, "check_suites": []}
-
-
-def test_a_queued_suite_without_check_runs_is_ignored(
-    standin: GitHubStandIn, client: GitHubClient
-) -> None:
-    """An installed App that never runs anything leaves its suite queued forever."""
-    _, sha = standin.open_pull(REPO, "fix")
-    standin.report_checks(REPO, sha, None, status="queued", check_runs=0, app="idle-app")
-    assert client.check_conclusion(REPO, sha) is None  # nothing counted yet
-
-    standin.report_checks(REPO, sha, "success", check_runs=4, app="ci")
-
-    assert client.check_conclusion(REPO, sha) == "success"
-
-
-def test_a_workflow_that_could_not_start_fails_without_check_runs(
-    standin: GitHubStandIn, client: GitHubClient
-) -> None:
-    _, sha = standin.open_pull(REPO, "fix")
-    standin.report_checks(REPO, sha, "success", app="lint")
-    standin.report_checks(REPO, sha, "startup_failure", check_runs=0, app="github-actions")
-
-    assert client.check_conclusion(REPO, sha) == "startup_failure"
-
-
-def test_a_stale_suite_without_check_runs_is_ignored(
-    standin: GitHubStandIn, client: GitHubClient
-) -> None:
-    _, sha = standin.open_pull(REPO, "fix")
-    standin.report_checks(REPO, sha, "stale", check_runs=0, app="idle-app")
+    number, sha = standin.open_pull(REPO, "fix")
     standin.report_checks(REPO, sha, "success", app="ci")
+    suite = standin.report_checks(REPO, sha, None, status="in_progress", app="e2e", names=["e2e"])
 
-    assert client.check_conclusion(REPO, sha) == "success"
-
-
-def test_a_stale_suite_with_check_runs_fails(standin: GitHubStandIn, client: GitHubClient) -> None:
-    _, sha = standin.open_pull(REPO, "fix")
-    standin.report_checks(REPO, sha, "stale", check_runs=2, app="ci")
-
-    assert client.check_conclusion(REPO, sha) == "stale"
+    assert _verdict(client, number) == Verdict(
+        Outcome.PENDING, "waiting for check run `e2e` (in_progress)"
+    )
+    standin.complete_checks(REPO, suite, "success")
+    assert _verdict(client, number) == Verdict(Outcome.PASSED)
 
 
-def test_checks_of_another_commit_do_not_count(
+def test_a_failing_check_run_is_named_with_its_link_even_while_others_run(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    number, sha = standin.open_pull(REPO, "fix")
+    suite = standin.report_checks(REPO, sha, None, status="in_progress", names=["test", "lint"])
+    standin.report_checks(REPO, sha, None, status="queued", app="slow")
+    standin.complete_checks(REPO, suite, "success", runs={"lint": "timed_out"})
+    (picture,) = client.pull_checks(REPO, [number])
+    lint = next(c for c in picture.checks if c.name == "lint")
+
+    assert verdict(picture) == Verdict(Outcome.FAILED, f"check run `lint` timed_out: {lint.url}")
+    assert lint.url.startswith(standin.url)
+
+
+@pytest.mark.parametrize("state", ["failure", "error"])
+def test_a_failing_commit_status_fails_green_suites(
+    standin: GitHubStandIn, client: GitHubClient, state: str
+) -> None:
+    number, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, "success")
+    standin.set_status(REPO, sha, "ci/jenkins", "pending")
+    standin.set_status(REPO, sha, "ci/jenkins", state, "https://jenkins.example/job/7")
+
+    assert _verdict(client, number) == Verdict(
+        Outcome.FAILED, f"status `ci/jenkins` {state}: https://jenkins.example/job/7"
+    )
+
+
+def test_a_pending_commit_status_keeps_the_checks_pending(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    number, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, "success")
+    standin.set_status(REPO, sha, "ci/jenkins", "pending")
+
+    assert _verdict(client, number).outcome is Outcome.PENDING
+
+
+def test_required_checks_ignore_the_others_and_wait_for_missing_ones(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    number, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, "success", names=["test"])
+    standin.report_checks(REPO, sha, "failure", app="flaky", names=["benchmarks"])
+
+    assert _verdict(client, number, ["test"]) == Verdict(Outcome.PASSED)
+    assert _verdict(client, number, ["test", "lint"]) == Verdict(
+        Outcome.PENDING, "required check `lint` has not reported"
+    )
+    standin.set_status(REPO, sha, "lint", "success")  # a status context counts by name too
+    assert _verdict(client, number, ["test", "lint"]) == Verdict(Outcome.PASSED)
+    assert _verdict(client, number).outcome is Outcome.FAILED  # unset: every check counts
+
+
+def test_suites_without_check_runs_count_only_when_they_fail_to_start(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    number, sha = standin.open_pull(REPO, "fix")
+    standin.report_checks(REPO, sha, None, status="queued", check_runs=0, app="idle-app")
+    standin.report_checks(REPO, sha, "stale", check_runs=0, app="stale-app")
+    assert _verdict(client, number) == Verdict(Outcome.PENDING, "no check has reported yet")
+    standin.report_checks(REPO, sha, "success", app="ci")
+    assert _verdict(client, number) == Verdict(Outcome.PASSED)
+    standin.report_checks(REPO, sha, "startup_failure", check_runs=0, app="github-actions")
+    assert _verdict(client, number) == Verdict(
+        Outcome.FAILED, "check suite `GitHub Actions` startup_failure"
+    )
+
+
+def test_checks_are_read_on_the_current_head_only(
     standin: GitHubStandIn, client: GitHubClient
 ) -> None:
     number, tested = standin.open_pull(REPO, "fix")
-    standin.report_checks(REPO, tested, "failure")
+    standin.report_checks(REPO, tested, "success")
     head = standin.push(REPO, number)
 
-    assert client.check_conclusion(REPO, head) is None
-    assert client.check_conclusion(REPO, tested) == "failure"
+    (picture,) = client.pull_checks(REPO, [number])
+    assert (picture.head_sha, picture.checks) == (head, ())
 
 
-def test_unchanged_checks_are_revalidated_with_etag_and_304(
+def test_several_pull_requests_in_one_query_and_a_missing_one_left_out(
     standin: GitHubStandIn, client: GitHubClient
 ) -> None:
-    _, sha = standin.open_pull(REPO, "fix")
-    standin.report_checks(REPO, sha, None, status="in_progress")
-    assert client.check_conclusion(REPO, sha) is None
+    pulls = [standin.open_pull(REPO, f"fix-{i}") for i in range(3)]
+    for number, sha in pulls:
+        standin.report_checks(REPO, sha, "success" if number % 2 else "failure")
 
-    assert client.check_conclusion(REPO, sha) is None  # nothing changed: a free 304
-    standin.report_checks(REPO, sha, "failure", app="other-ci")
-    assert client.check_conclusion(REPO, sha) == "failure"
+    pictures = client.pull_checks(REPO, [n for n, _ in pulls] + [9999])
 
-    assert [r.status for r in standin.requests] == [200, 304, 200]
-    assert standin.requests[1].headers["if-none-match"]
-    assert client.request_count == 3  # one request per call
+    assert [p.pr_number for p in pictures] == [n for n, _ in pulls]
+    assert [p.head_sha for p in pictures] == [sha for _, sha in pulls]
+    assert len(standin.requests) == 1
 
 
-def test_more_than_a_hundred_suites_are_paginated(
+def test_more_pull_requests_than_one_query_holds_take_more_queries(
     standin: GitHubStandIn, client: GitHubClient
 ) -> None:
-    _, sha = standin.open_pull(REPO, "fix")
-    for i in range(100):
-        standin.report_checks(REPO, sha, "success", app=f"app-{i}")
-    standin.report_checks(REPO, sha, "failure", app="the-last-one")
+    numbers = [standin.open_pull(REPO, f"fix-{i}")[0] for i in range(PULLS_PER_QUERY + 1)]
 
-    assert client.check_conclusion(REPO, sha) == "failure"
-    assert [r.query.get("page") for r in standin.requests] == [None, "2"]
-
-
-def test_checks_cut_short_are_never_a_success(make_client: ClientFactory) -> None:
-    """Beyond MAX_PAGES pages an unread suite may have failed: undecided, not success."""
-    suite = {"status": "completed", "conclusion": "success", "latest_check_runs_count": 1}
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        link = f'<{request.url.copy_merge_params({"page": "2"})}>; rel="next"'
-        body = {"total_count": 10_000, "check_suites": [suite]}
-        return httpx.Response(200, json=body, headers={"link": link, **_json_type()})
-
-    client = make_client(
-        TokenAuth("t"), "https://api.example", transport=httpx.MockTransport(handler)
-    )
-
-    assert client.check_conclusion(REPO, "a" * 40) is None
-    assert client.request_count == 50
+    assert len(client.pull_checks(REPO, numbers)) == PULLS_PER_QUERY + 1
+    assert len(standin.requests) == 2
 
 
 def test_checks_of_an_unknown_repository_are_not_found(client: GitHubClient) -> None:
     with pytest.raises(NotFound):
-        client.check_conclusion("octo/nothing-here", "a" * 40)
+        client.pull_checks("octo/nothing-here", [1])
 
 
-def test_checks_of_an_unknown_commit_are_a_github_error(
-    standin: GitHubStandIn, client: GitHubClient
-) -> None:
-    with pytest.raises(GitHubError) as caught:
-        client.check_conclusion(REPO, "f" * 40)
-
-    assert caught.value.status == 422
-    assert "No commit found for SHA" in caught.value.message
-    assert len(standin.requests) == 1  # a 4xx is not retried
-
-
-def test_an_unexpected_check_suite_answer_is_a_github_error(make_client: ClientFactory) -> None:
-    answers: dict[str, Any] = {
-        "a" * 40: {"total_count": 1, "check_suites": [{"status": "completed"}]},
-        "b" * 40: [{"oops": True}],
+def test_a_list_cut_short_is_never_green(make_client: ClientFactory) -> None:
+    runs = {"pageInfo": {"hasNextPage": True}, "nodes": [_run("test", "SUCCESS")]}
+    suite = {
+        "status": "COMPLETED",
+        "conclusion": "SUCCESS",
+        "app": {"name": "ci"},
+        "checkRuns": runs,
     }
+    client = _answering(make_client, _pull_node([suite]))
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        sha = request.url.path.split("/")[-2]
-        return httpx.Response(200, json=answers[sha], headers=_json_type())
+    (picture,) = client.pull_checks(REPO, [1])
 
-    client = make_client(
-        TokenAuth("t"), "https://api.example", transport=httpx.MockTransport(handler)
-    )
+    assert not picture.complete
+    assert verdict(picture).outcome is Outcome.PENDING
+
+
+def test_an_unexpected_checks_answer_is_a_github_error(make_client: ClientFactory) -> None:
+    client = _answering(make_client, {"number": 1, "commits": {"nodes": []}})
 
     with pytest.raises(GitHubError, match="unexpected response shape"):
-        client.check_conclusion(REPO, "a" * 40)  # a suite without its required fields
-    with pytest.raises(GitHubError, match="no check_suites list"):
-        client.check_conclusion(REPO, "b" * 40)
+        client.pull_checks(REPO, [1])
+
+
+def _run(name: str, conclusion: str | None) -> dict[str, Any]:
+    status = "COMPLETED" if conclusion else "IN_PROGRESS"
+    return {"name": name, "status": status, "conclusion": conclusion, "detailsUrl": None}
+
+
+def _pull_node(suites: list[dict[str, Any]]) -> dict[str, Any]:
+    commit = {
+        "oid": "a" * 40,
+        "checkSuites": {"pageInfo": {"hasNextPage": False}, "nodes": suites},
+        "status": None,
+    }
+    return {"number": 1, "commits": {"nodes": [{"commit": commit}]}}
+
+
+def _answering(make_client: ClientFactory, node: dict[str, Any]) -> GitHubClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"data": {"repository": {"p0": node}}}, headers=_json_type()
+        )
+
+    return make_client(
+        TokenAuth("t"), "https://api.example", transport=httpx.MockTransport(handler)
+    )
 
 
 # -- retries and rate limits -------------------------------------------------------------

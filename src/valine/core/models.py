@@ -65,6 +65,8 @@ class Task:
     checks_sha: str | None = None
     reason: str | None = None
     steps_done: tuple[str, ...] = ()
+    #: Pull requests that named this task and were ignored, and why (newest last).
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary of this task."""
@@ -79,6 +81,7 @@ class Task:
             "checks_sha": self.checks_sha,
             "reason": self.reason,
             "steps_done": list(self.steps_done),
+            "notes": list(self.notes),
         }
 
     @classmethod
@@ -95,6 +98,7 @@ class Task:
             checks_sha=data.get("checks_sha"),
             reason=data.get("reason"),
             steps_done=tuple(data.get("steps_done", ())),
+            notes=tuple(data.get("notes") or ()),
         )
 
 

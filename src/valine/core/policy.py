@@ -18,6 +18,10 @@ Every field has a default, so a team can start with no file at all::
     workflow = "agent.yml"    # kind = "workflow": the workflow file (or id) to dispatch
     ref = "main"              # kind = "workflow": the branch it runs on
     assignee = "agent-login"  # kind = "assign": who gets the issue
+    pr_authors = ["a-login"]  # more logins whose pull requests may claim tasks
+
+    [checks]
+    required = ["test", "lint"]   # only these checks count (default: every check counts)
 
     [merge]
     method = "squash"         # "merge", "squash" or "rebase"
@@ -72,6 +76,14 @@ class Executor:
     workflow: str | None = None
     ref: str = "main"
     assignee: str | None = None
+    #: Logins whose pull requests may claim tasks besides collaborators and bots.
+    pr_authors: tuple[str, ...] = ()
+
+    @property
+    def trusted_logins(self) -> frozenset[str]:
+        """Lower-case logins trusted as pull request authors (assignee and pr_authors)."""
+        logins = (*self.pr_authors, *((self.assignee,) if isinstance(self.assignee, str) else ()))
+        return frozenset(login.lower() for login in logins)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +96,8 @@ class Policy:
     merge_method: str = "squash"
     on_task_failure: str = "continue"
     permissions: Permissions = field(default_factory=Permissions)
+    #: ``[checks] required``: the only check names that count; None: every check counts.
+    required_checks: tuple[str, ...] | None = None
 
 
 def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
@@ -108,10 +122,12 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
             workflow=executor.get("workflow"),
             ref=_str(executor, "executor.ref", "main"),
             assignee=executor.get("assignee"),
+            pr_authors=_strs(executor, "executor.pr_authors", ()),
         ),
         merge_method=_str(_section(data, "merge"), "merge.method", "squash"),
         on_task_failure=_str(_section(data, "policy"), "policy.on_task_failure", "continue"),
         permissions=permissions_from_mapping(_section(data, "permissions")),
+        required_checks=_required_checks(_section(data, "checks")),
     )
     _check(policy)
     return policy
@@ -134,6 +150,15 @@ def _check(policy: Policy) -> None:
     unknown = set(policy.planner.order) - set(ORDER_KEYS)
     if unknown:
         raise ConfigurationError(f"planner.order: unknown key(s) {', '.join(sorted(unknown))}")
+
+
+def _required_checks(section: Mapping[str, Any]) -> tuple[str, ...] | None:
+    if "required" not in section:
+        return None
+    names = _strs(section, "checks.required", ())
+    if not names or not all(names):
+        raise ConfigurationError("checks.required must list at least one check name")
+    return names
 
 
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:

@@ -56,7 +56,9 @@ def _task_line(task: Task, repo: str, web_url: str) -> str:
     if task.pr_number:
         line += f" · [PR #{task.pr_number}]({web_url}/{repo}/pull/{task.pr_number})"
     if task.reason and task.state is not TaskState.MERGED:
-        line += f"\n  ↳ {_clip(task.reason, 120)}"
+        line += f"\n  ↳ {_clip(task.reason, 240)}"
+    if task.notes:
+        line += f"\n  ⚠️ {_clip(task.notes[-1], 160)}"
     return line
 
 

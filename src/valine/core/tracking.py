@@ -5,9 +5,17 @@ order or exactly-once delivery, so the mapping is written to be harmless when re
 or late: an event that no longer fits the task's state is dropped by
 :func:`apply_changes` (the state table refuses it) instead of failing the delivery.
 
-Pull requests are linked to tasks, in order, by GitHub's closing keywords in the PR body
-(``Fixes #12``), by a branch named ``valine/<run_id>/<issue>``, or by a body that
-mentions the run id and ``#<issue>`` of one of the run's tasks.
+Every field is type-checked before use (:func:`read`): a payload whose fields have the
+wrong type is :class:`Malformed`, naming the first bad field, and changes nothing.
+
+A pull request claims one of the run's tasks, in order, by a branch named
+``valine/<run_id>/<issue>``, by GitHub's closing keywords in its body (``Fixes #12``),
+or by a body that mentions the run id and ``#<issue>``; and only when it is trusted
+(:func:`distrust`). Matching is linear in the body's length.
+
+Check results are not taken from the event: a check event names the pull requests whose
+whole picture must be re-read (:func:`check_targets`), and :func:`check_changes` turns
+the pictures into task changes with the one rule of :mod:`valine.core.checks`.
 """
 
 from __future__ import annotations
@@ -17,204 +25,475 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from valine.core.checks import CheckPicture, Outcome, verdict
 from valine.core.errors import IllegalTransition
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
 from valine.core.policy import Labels
 from valine.core.states import TASK_TERMINAL, RunEvent, RunState, TaskEvent, TaskState
 
+# Possessive quantifiers (Python 3.11): no run of whitespace, word characters or digits
+# is ever scanned twice, so matching is linear in the body (the old ``\s*:?\s+``
+# backtracked quadratically on whitespace runs).
 _CLOSING = re.compile(
-    r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+(?:([\w.-]+/[\w.-]+))?#(\d+)\b",
+    r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)(?:\s++|\s*+:\s++)"
+    r"(?:([\w.-]++/[\w.-]++))?#(\d++)\b",
     re.IGNORECASE,
 )
-_MENTION = re.compile(r"#(\d+)\b")
-_PASSING = frozenset({"success", "neutral", "skipped"})
+_MENTION = re.compile(r"#(\d++)\b")
+#: Longest issue number read from a body (GitHub's are far below; bounds ``int()``).
+_MAX_DIGITS = 12
+#: ``author_association`` values whose pull requests are trusted.
+TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+#: Notes kept per task about ignored pull requests.
+MAX_NOTES = 5
 _WITH_PR = frozenset(
     {TaskState.PR_OPEN, TaskState.CHECKS_PENDING, TaskState.CHECKS_PASSED, TaskState.CHECKS_FAILED}
 )
+#: Events whose news is "the checks of a commit changed": re-read the whole picture.
+CHECK_EVENTS = frozenset({"check_suite", "status"})
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One thing that happened to one task: an event (or None) and fields to update."""
+    """One thing that happened to one task: an event (or None) and fields to update.
+
+    ``note`` is set when a pull request was ignored: the audit trail records it.
+    """
 
     issue_number: int
     event: TaskEvent | None
     fields: Mapping[str, Any] = field(default_factory=dict)
+    note: str | None = None
 
 
-def essentials(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a delivery that tracking reads, in the payload's own shape.
+# -- typed reading of a payload ------------------------------------------------------
+
+
+class Malformed(ValueError):
+    """A payload field has the wrong type; ``field`` is its dotted path."""
+
+    def __init__(self, path: str, expected: str) -> None:
+        super().__init__(f"{path}: expected {expected}")
+        self.field = path
+        self.expected = expected
+
+
+@dataclass(frozen=True, slots=True)
+class PullEvent:
+    """The fields of a ``pull_request`` delivery tracking uses."""
+
+    action: str
+    number: int
+    body: str
+    merged: bool
+    head_ref: str
+    head_sha: str
+    head_repo: str | None
+    author: str | None
+    author_type: str | None
+    association: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckEvent:
+    """A ``check_suite`` or ``status`` delivery: which commit, which pull requests."""
+
+    action: str
+    sha: str
+    pull_numbers: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IssueEvent:
+    """The fields of an ``issues`` delivery tracking uses."""
+
+    action: str
+    number: int
+    labels: tuple[str, ...]
+    label: str | None
+    sender: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A delivery read and type-checked: its repository and what tracking needs."""
+
+    event: str
+    repo: str
+    detail: PullEvent | CheckEvent | IssueEvent | None
+
+
+def _obj(document: Mapping[str, Any], key: str, path: str, *, optional: bool = False) -> Any:
+    value = document.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, Mapping):
+        raise Malformed(path, "an object")
+    return value
+
+
+def _str(document: Mapping[str, Any], key: str, path: str, *, optional: bool = False) -> Any:
+    value = document.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise Malformed(path, "a string")
+    return value
+
+
+def _int(document: Mapping[str, Any], key: str, path: str, *, optional: bool = False) -> Any:
+    value = document.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**53:
+        raise Malformed(path, "a positive integer")
+    return value
+
+
+def _bool(document: Mapping[str, Any], key: str, path: str) -> bool:
+    value = document.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise Malformed(path, "a boolean")
+    return value
+
+
+def _list(document: Mapping[str, Any], key: str, path: str) -> list[Any]:
+    value = document.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Malformed(path, "a list")
+    return value
+
+
+def read(event: str, payload: Any) -> Delivery:
+    """The typed fields of one delivery; raises :class:`Malformed` naming the bad field."""
+    if not isinstance(payload, Mapping):
+        raise Malformed("(body)", "an object")
+    repo = _str(_obj(payload, "repository", "repository"), "full_name", "repository.full_name")
+    detail: PullEvent | CheckEvent | IssueEvent | None = None
+    if event == "pull_request":
+        detail = _read_pull(payload)
+    elif event == "check_suite":
+        detail = _read_suite(payload)
+    elif event == "status":
+        detail = CheckEvent("", _str(payload, "sha", "sha"), ())
+    elif event == "issues":
+        detail = _read_issue(payload)
+    return Delivery(event, repo, detail)
+
+
+def _read_pull(payload: Mapping[str, Any]) -> PullEvent:
+    action = _str(payload, "action", "action")
+    pull = _obj(payload, "pull_request", "pull_request")
+    head = _obj(pull, "head", "pull_request.head")
+    head_repo = _obj(head, "repo", "pull_request.head.repo", optional=True)
+    user = _obj(pull, "user", "pull_request.user", optional=True) or {}
+    return PullEvent(
+        action=action,
+        number=_int(pull, "number", "pull_request.number"),
+        body=_str(pull, "body", "pull_request.body", optional=True) or "",
+        merged=_bool(pull, "merged", "pull_request.merged"),
+        head_ref=_str(head, "ref", "pull_request.head.ref"),
+        head_sha=_str(head, "sha", "pull_request.head.sha"),
+        head_repo=None
+        if head_repo is None
+        else _str(head_repo, "full_name", "pull_request.head.repo.full_name"),
+        author=_str(user, "login", "pull_request.user.login", optional=True),
+        author_type=_str(user, "type", "pull_request.user.type", optional=True),
+        association=_str(
+            pull, "author_association", "pull_request.author_association", optional=True
+        ),
+    )
+
+
+def _read_suite(payload: Mapping[str, Any]) -> CheckEvent:
+    action = _str(payload, "action", "action")
+    suite = _obj(payload, "check_suite", "check_suite")
+    numbers = []
+    for i, pull in enumerate(_list(suite, "pull_requests", "check_suite.pull_requests")):
+        path = f"check_suite.pull_requests[{i}]"
+        if not isinstance(pull, Mapping):
+            raise Malformed(path, "an object")
+        numbers.append(_int(pull, "number", f"{path}.number"))
+    return CheckEvent(action, _str(suite, "head_sha", "check_suite.head_sha"), tuple(numbers))
+
+
+def _read_issue(payload: Mapping[str, Any]) -> IssueEvent:
+    action = _str(payload, "action", "action")
+    issue = _obj(payload, "issue", "issue")
+    labels = []
+    for i, label in enumerate(_list(issue, "labels", "issue.labels")):
+        if not isinstance(label, Mapping):
+            raise Malformed(f"issue.labels[{i}]", "an object")
+        labels.append(_str(label, "name", f"issue.labels[{i}].name"))
+    label_obj = _obj(payload, "label", "label", optional=True)
+    sender = _obj(payload, "sender", "sender", optional=True) or {}
+    return IssueEvent(
+        action=action,
+        number=_int(issue, "number", "issue.number"),
+        labels=tuple(labels),
+        label=None if label_obj is None else _str(label_obj, "name", "label.name"),
+        sender=_str(sender, "login", "sender.login", optional=True),
+    )
+
+
+def essentials(event: str, payload: Any) -> dict[str, Any]:
+    """The part of a delivery that tracking reads, in the payload's own shape; never raises.
 
     A webhook body is often 10-25 KB; the few fields below are what :func:`changes_for`
     uses. Keeping only them is what the webhook endpoint stores, so a delivery costs a
-    few hundred bytes in the queue, and the worker decodes no more than it needs.
+    few hundred bytes in the queue, and the worker decodes no more than it needs. A
+    payload with a field of the wrong type gives ``{"malformed": "<field>: expected
+    ..."}`` (and its repository when that much is readable), which tracking ignores.
     """
-    slim: dict[str, Any] = {
-        "action": payload.get("action"),
-        "repository": {"full_name": _get(payload, "repository", "full_name")},
-        "sender": {"login": _get(payload, "sender", "login")},
-    }
-    if event == "pull_request":
-        pull = payload.get("pull_request") or {}
-        slim["number"] = payload.get("number")
+    try:
+        delivery = read(event, payload)
+    except Malformed as bad:
+        return {"malformed": str(bad), "repository": {"full_name": _safe_repo(payload)}}
+    slim: dict[str, Any] = {"repository": {"full_name": delivery.repo}}
+    detail = delivery.detail
+    if isinstance(detail, PullEvent):
+        slim["action"] = detail.action
         slim["pull_request"] = {
-            "number": pull.get("number"),
-            "body": pull.get("body"),
-            "merged": pull.get("merged"),
-            "head": {"ref": _get(pull, "head", "ref"), "sha": _get(pull, "head", "sha")},
+            "number": detail.number,
+            "body": detail.body,
+            "merged": detail.merged,
+            "author_association": detail.association,
+            "user": {"login": detail.author, "type": detail.author_type},
+            "head": {
+                "ref": detail.head_ref,
+                "sha": detail.head_sha,
+                "repo": None if detail.head_repo is None else {"full_name": detail.head_repo},
+            },
         }
-    elif event == "check_suite":
-        suite = payload.get("check_suite") or {}
+    elif isinstance(detail, CheckEvent) and event == "status":
+        slim["sha"] = detail.sha
+    elif isinstance(detail, CheckEvent):
+        slim["action"] = detail.action
         slim["check_suite"] = {
-            "head_sha": suite.get("head_sha"),
-            "conclusion": suite.get("conclusion"),
-            "pull_requests": [
-                {"number": p.get("number")}
-                for p in suite.get("pull_requests") or ()
-                if isinstance(p, Mapping)
-            ],
+            "head_sha": detail.sha,
+            "pull_requests": [{"number": n} for n in detail.pull_numbers],
         }
-    elif event == "issues":
-        issue = payload.get("issue") or {}
-        slim["issue"] = {
-            "number": issue.get("number"),
-            "labels": [
-                {"name": label.get("name")}
-                for label in issue.get("labels") or ()
-                if isinstance(label, Mapping)
-            ],
-        }
-        if payload.get("label"):
-            slim["label"] = {"name": _get(payload, "label", "name")}
+    elif isinstance(detail, IssueEvent):
+        slim["action"] = detail.action
+        slim["sender"] = {"login": detail.sender}
+        slim["issue"] = {"number": detail.number, "labels": [{"name": n} for n in detail.labels]}
+        if detail.label is not None:
+            slim["label"] = {"name": detail.label}
+    elif isinstance(payload.get("action"), str):
+        slim["action"] = payload["action"]
     return slim
 
 
-def _get(document: Mapping[str, Any], key: str, field_name: str) -> Any:
-    inner = document.get(key)
-    return inner.get(field_name) if isinstance(inner, Mapping) else None
+def _safe_repo(payload: Any) -> str | None:
+    repo = payload.get("repository") if isinstance(payload, Mapping) else None
+    name = repo.get("full_name") if isinstance(repo, Mapping) else None
+    return name if isinstance(name, str) else None
 
 
-def linked_issue(pull: Mapping[str, Any], run: Run) -> int | None:
-    """The run's issue this pull request works on, or None."""
-    tasks = {t.issue_number for t in run.tasks}
-    body = pull.get("body") or ""
-    for repo, number in _CLOSING.findall(body):
-        if int(number) in tasks and (not repo or repo.lower() == run.repo.lower()):
-            return int(number)
-    ref = ((pull.get("head") or {}).get("ref")) or ""
-    prefix = f"valine/{run.run_id}/"
-    if ref.startswith(prefix) and ref[len(prefix) :].isdigit():
-        number = int(ref[len(prefix) :])
-        if number in tasks:
-            return number
-    if run.run_id in body:
-        for number in _MENTION.findall(body):
-            if int(number) in tasks:
-                return int(number)
+def malformed(event: str, payload: Any) -> str | None:
+    """Why ``payload`` cannot be used (the bad field), or None when it can."""
+    if isinstance(payload, Mapping) and isinstance(payload.get("malformed"), str):
+        return str(payload["malformed"])
+    try:
+        read(event, payload)
+    except Malformed as bad:
+        return str(bad)
     return None
 
 
-def changes_for(event: str, payload: Mapping[str, Any], run: Run, labels: Labels) -> list[Change]:
-    """The task changes one webhook delivery means for ``run`` (often none)."""
-    if event == "pull_request":
-        return _pull_request(payload, run)
-    if event == "check_suite":
-        return _check_suite(payload, run)
-    if event == "issues":
-        return _issues(payload, run, labels)
-    return []  # issue_comment and others: routed, nothing to do yet
+# -- which task a pull request claims, and whether it may -------------------------------
+
+
+def linked_issue(pull: Mapping[str, Any], run: Run) -> int | None:
+    """The run's issue this pull request (``body`` and ``head.ref``) works on, or None."""
+    body = pull.get("body")
+    head = pull.get("head")
+    ref = head.get("ref") if isinstance(head, Mapping) else None
+    return claimed_issue(
+        body if isinstance(body, str) else "", ref if isinstance(ref, str) else "", run
+    )
+
+
+def claimed_issue(body: str, ref: str, run: Run) -> int | None:
+    """The run's issue a pull request claims: branch first, then keyword, then mention.
+
+    Linear in ``len(body)``: one pass of :data:`_CLOSING` and at most one of
+    :data:`_MENTION`, neither of which backtracks over a run of characters.
+    """
+    tasks = {t.issue_number for t in run.tasks}
+    prefix = f"valine/{run.run_id}/"
+    rest = ref[len(prefix) :] if ref.startswith(prefix) else ""
+    if rest.isascii() and rest.isdigit() and len(rest) <= _MAX_DIGITS and int(rest) in tasks:
+        return int(rest)
+    for match in _CLOSING.finditer(body):
+        repo, digits = match.group(1), match.group(2)
+        if len(digits) > _MAX_DIGITS or int(digits) not in tasks:
+            continue
+        if not repo or repo.lower() == run.repo.lower():
+            return int(digits)
+    if run.run_id in body:
+        for match in _MENTION.finditer(body):
+            digits = match.group(1)
+            if len(digits) <= _MAX_DIGITS and int(digits) in tasks:
+                return int(digits)
+    return None
+
+
+def distrust(pull: PullEvent, repo: str, trusted_logins: frozenset[str]) -> str | None:
+    """Why ``pull`` may not claim a task, or None when it may.
+
+    Trusted: a head branch in ``repo`` itself (never a fork), and an author who is an
+    ``OWNER``, ``MEMBER`` or ``COLLABORATOR``, a bot account, or one of
+    ``trusted_logins`` (lower-case: the ``assign`` executor's assignee and
+    ``[executor] pr_authors``).
+    """
+    if pull.head_repo is None:
+        return "its head repository is gone"
+    if pull.head_repo.lower() != repo.lower():
+        return "from a fork"
+    if pull.association in TRUSTED_ASSOCIATIONS or pull.author_type == "Bot":
+        return None
+    if pull.author is not None and pull.author.lower() in trusted_logins:
+        return None
+    association = (pull.association or "unknown").lower().replace("_", " ")
+    return f"author is {association}, not a collaborator"
+
+
+# -- deliveries -> changes -----------------------------------------------------------------
+
+
+def changes_for(
+    event: str,
+    payload: Any,
+    run: Run,
+    labels: Labels,
+    trusted_logins: frozenset[str] = frozenset(),
+) -> list[Change]:
+    """The task changes one webhook delivery means for ``run`` (often none); never raises.
+
+    A malformed payload means none. Check events mean none here: their news is read
+    whole by the caller (:func:`check_targets`, :func:`check_changes`).
+    """
+    try:
+        delivery = read(event, payload)
+    except Malformed:
+        return []
+    detail = delivery.detail
+    if isinstance(detail, PullEvent):
+        return _pull_request(detail, run, trusted_logins)
+    if isinstance(detail, IssueEvent):
+        return _issues(detail, run, labels)
+    return []  # check events, issue_comment and others: nothing to do from the payload
+
+
+def check_targets(event: str, payload: Any, run: Run) -> tuple[int, ...]:
+    """The pull requests of ``run`` whose checks a check event may have changed.
+
+    A ``check_suite`` names its pull requests (of the suite's head); a ``status`` names
+    only its commit, matched to the tasks whose head it is. Empty for anything else, a
+    malformed payload, or checks of commits no task is on.
+    """
+    if event not in CHECK_EVENTS:
+        return ()
+    try:
+        detail = read(event, payload).detail
+    except Malformed:
+        return ()
+    if not isinstance(detail, CheckEvent):
+        return ()
+    if event == "check_suite" and detail.action != "completed":
+        return ()
+    numbers = []
+    for task in run.tasks:
+        if task.state not in _WITH_PR or task.pr_number is None or task.head_sha != detail.sha:
+            continue
+        if event == "status" or task.pr_number in detail.pull_numbers:
+            numbers.append(task.pr_number)
+    return tuple(numbers)
+
+
+def check_changes(
+    run: Run, pictures: Sequence[CheckPicture], required: Sequence[str] | None = None
+) -> list[Change]:
+    """What fresh pictures of pull requests' checks mean for their tasks.
+
+    A picture is of the pull request's current head: a head the task did not know yet
+    (a push whose webhook was lost) becomes the task's head. Passed records the SHA the
+    checks passed on (ship merges exactly that); failed and pending say why.
+    """
+    changes = []
+    for picture in pictures:
+        task = _task_by_pr(run, picture.pr_number)
+        if task is None or task.state not in _WITH_PR:
+            continue
+        result = verdict(picture, required)
+        fields: dict[str, Any] = {"head_sha": picture.head_sha, "reason": result.reason}
+        if result.outcome is Outcome.PASSED:
+            event, fields["checks_sha"] = TaskEvent.CHECKS_PASSED, picture.head_sha
+        elif result.outcome is Outcome.FAILED:
+            event, fields["checks_sha"] = TaskEvent.CHECKS_FAILED, picture.head_sha
+        else:
+            event, fields["checks_sha"] = TaskEvent.CHECKS_STARTED, None
+        changes.append(Change(task.issue_number, event, fields))
+    return changes
 
 
 def _task_by_pr(run: Run, number: int) -> Task | None:
     return next((t for t in run.tasks if t.pr_number == number), None)
 
 
-def _pull_request(payload: Mapping[str, Any], run: Run) -> list[Change]:
-    pull = payload.get("pull_request") or {}
-    number = int(pull.get("number") or payload.get("number") or 0)
-    task = _task_by_pr(run, number)
-    if payload.get("action") in ("opened", "reopened", "ready_for_review", "edited"):
-        return _pr_opened(pull, number, run) if task is None else []
-    return [] if task is None else _pr_updated(payload, pull, task)
+def _pull_request(pull: PullEvent, run: Run, trusted_logins: frozenset[str]) -> list[Change]:
+    task = _task_by_pr(run, pull.number)
+    if pull.action in ("opened", "reopened", "ready_for_review", "edited"):
+        return _pr_opened(pull, run, trusted_logins) if task is None else []
+    return [] if task is None else _pr_updated(pull, task)
 
 
-def _pr_opened(pull: Mapping[str, Any], number: int, run: Run) -> list[Change]:
-    issue = linked_issue(pull, run)
+def _pr_opened(pull: PullEvent, run: Run, trusted_logins: frozenset[str]) -> list[Change]:
+    issue = claimed_issue(pull.body, pull.head_ref, run)
     if issue is None:
         return []
-    head_sha = (pull.get("head") or {}).get("sha")
-    fields = {"pr_number": number, "head_sha": head_sha, "checks_sha": None}
+    why = distrust(pull, run.repo, trusted_logins)
+    if why is not None:
+        task = run.task(issue)
+        note = f"PR #{pull.number} by {pull.author or 'someone'} ignored: {why}"
+        if note in task.notes or task.state in TASK_TERMINAL:
+            return []
+        return [Change(issue, None, {"notes": (*task.notes, note)[-MAX_NOTES:]}, note=note)]
+    fields = {"pr_number": pull.number, "head_sha": pull.head_sha, "checks_sha": None}
     return [Change(issue, TaskEvent.PR_OPENED, fields)]
 
 
-def _pr_updated(payload: Mapping[str, Any], pull: Mapping[str, Any], task: Task) -> list[Change]:
-    action = payload.get("action")
-    if action == "synchronize":
-        head_sha = (pull.get("head") or {}).get("sha")
-        fields = {"head_sha": head_sha, "checks_sha": None}
+def _pr_updated(pull: PullEvent, task: Task) -> list[Change]:
+    if pull.action == "synchronize":
+        fields = {"head_sha": pull.head_sha, "checks_sha": None, "reason": None}
         return [Change(task.issue_number, TaskEvent.CHECKS_STARTED, fields)]
-    if action != "closed":
+    if pull.action != "closed":
         return []
-    if pull.get("merged"):
+    if pull.merged:
         return [Change(task.issue_number, TaskEvent.MERGED, {"reason": None})]
     reason = f"PR #{task.pr_number} was closed without merging"
     fields = {"pr_number": None, "head_sha": None, "checks_sha": None, "reason": reason}
     return [Change(task.issue_number, TaskEvent.PR_CLOSED, fields)]
 
 
-def _check_suite(payload: Mapping[str, Any], run: Run) -> list[Change]:
-    suite = payload.get("check_suite") or {}
-    sha = str(suite.get("head_sha") or "")
-    action = payload.get("action")
-    changes = []
-    for pull in suite.get("pull_requests") or ():
-        task = _task_by_pr(run, int(pull.get("number") or 0))
-        if task is None or task.state not in _WITH_PR or sha != task.head_sha:
-            continue  # not ours, or checks of a head that has moved on
-        if action in ("requested", "rerequested"):
-            changes.append(
-                Change(task.issue_number, TaskEvent.CHECKS_STARTED, {"checks_sha": None})
-            )
-        elif action == "completed":
-            changes.extend(_conclusion(task, sha, suite.get("conclusion")))
-    return changes
-
-
-def _conclusion(task: Task, sha: str, conclusion: str | None) -> list[Change]:
-    if conclusion in _PASSING:
-        if task.state is TaskState.CHECKS_FAILED and task.checks_sha == sha:
-            return []  # another suite already failed on this very commit
-        return [
-            Change(task.issue_number, TaskEvent.CHECKS_PASSED, {"checks_sha": sha, "reason": None})
-        ]
-    if conclusion is None:
-        return []
-    return [
-        Change(
-            task.issue_number,
-            TaskEvent.CHECKS_FAILED,
-            {"checks_sha": sha, "reason": f"checks concluded {conclusion}"},
-        )
-    ]
-
-
-def _issues(payload: Mapping[str, Any], run: Run, labels: Labels) -> list[Change]:
-    issue = payload.get("issue") or {}
-    number = int(issue.get("number") or 0)
-    task = next((t for t in run.tasks if t.issue_number == number), None)
+def _issues(issue: IssueEvent, run: Run, labels: Labels) -> list[Change]:
+    task = next((t for t in run.tasks if t.issue_number == issue.number), None)
     if task is None:
         return []
-    current_labels = tuple(str(label.get("name")) for label in issue.get("labels") or ())
-    changes = [Change(number, None, {"labels": current_labels})]
+    changes = [Change(issue.number, None, {"labels": issue.labels})]
     if task.state in TASK_TERMINAL or run.state in (RunState.SHIPPING, RunState.SHIPPED):
         return changes  # our own ship closes and relabels issues: not a person's doing
-    who = (payload.get("sender") or {}).get("login", "someone")
-    action = payload.get("action")
-    if action == "closed":
-        changes.append(Change(number, TaskEvent.SKIP, {"reason": f"issue closed by {who}"}))
-    elif action == "unlabeled" and (payload.get("label") or {}).get("name") == labels.in_progress:
+    who = issue.sender or "someone"
+    if issue.action == "closed":
+        changes.append(Change(issue.number, TaskEvent.SKIP, {"reason": f"issue closed by {who}"}))
+    elif issue.action == "unlabeled" and issue.label == labels.in_progress:
         reason = f"{labels.in_progress} label removed by {who}"
-        changes.append(Change(number, TaskEvent.SKIP, {"reason": reason}))
+        changes.append(Change(issue.number, TaskEvent.SKIP, {"reason": reason}))
     return changes
 
 

@@ -5,10 +5,10 @@ Synchronous (the workers are threads) on one pooled :class:`httpx.Client` per
 deciphering responses (errors, rate-limit headers, the ``Link: rel=next`` URL), and
 ``gidgethub.apps.get_jwt`` signs GitHub App JWTs.
 
-Economy (DESIGN §9): every method is one request except ``list_ready_issues`` beyond
-100 issues and ``check_conclusion`` beyond 100 check suites (one per page) and a GitHub
-App's token refresh (one request an hour). The issue list and the check suites are
-fetched conditionally: the last ``ETag`` of each URL is sent back in ``If-None-Match``
+Economy: every method is one request except ``list_ready_issues`` beyond 100 issues,
+``pull_checks`` beyond 25 pull requests (one GraphQL query each 25) and a GitHub
+App's token refresh (one request an hour). The issue list is fetched conditionally:
+the last ``ETag`` of each URL is sent back in ``If-None-Match``
 and a ``304`` (which GitHub does not count against the rate limit) returns the
 remembered result. :attr:`GitHubClient.request_count` counts every HTTP
 request sent, 304s, retries and token requests included.
@@ -24,6 +24,7 @@ never logged: a request is logged as method, path, status and ``x-github-request
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import random
 import re
@@ -39,6 +40,7 @@ import httpx
 from gidgethub import HTTPException as GidgetHubHTTPException
 from gidgethub import sansio
 
+from valine.core.checks import Check, CheckKind, CheckPicture
 from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound
 from valine.core.models import Issue, PullRequest
 from valine.ports import (
@@ -345,29 +347,28 @@ class GitHubClient:
         reply = self._request("GET", f"{self._repo_url(repo)}/pulls/{int(number)}", repo=repo)
         return _shaped(_pull, reply.data)
 
-    def check_conclusion(self, repo: str, sha: str) -> str | None:
-        """The combined result of the check suites on ``sha`` (see the port).
+    def pull_checks(self, repo: str, numbers: Sequence[int]) -> Sequence[CheckPicture]:
+        """Every check on the head of each pull request (see the port): one GraphQL query.
 
-        Fetched conditionally, like the issue list: a reconcile that finds the checks
-        unchanged gets a ``304``, which costs no rate limit.
+        The query asks, per pull request, for its head commit's check suites (each
+        with its latest check runs) and commit statuses, 100 of each; a list cut
+        there makes the picture incomplete, which is never green.
         """
-        query = urlencode({"per_page": 100})
-        ref = quote(str(sha), safe="")
-        url: str | None = f"{self._repo_url(repo)}/commits/{ref}/check-suites?{query}"
-        suites: list[Any] = []
-        for _ in range(MAX_PAGES):
-            if url is None:
-                break
-            reply = self._request("GET", url, repo=repo, conditional=True)
-            page = reply.data.get("check_suites") if isinstance(reply.data, Mapping) else None
-            if not isinstance(page, list):
-                raise GitHubError(reply.status, "unexpected response: no check_suites list")
-            suites.extend(page)
-            url = reply.next_url
-        complete = url is None
-        if not complete:
-            log.warning("check suites of %s@%s cut at %d pages", repo, sha, MAX_PAGES)
-        return _shaped(lambda data: _combined_conclusion(data, complete=complete), suites)
+        owner, name = self._repo_url(repo).rsplit("/", 2)[-2:]
+        wanted = list(dict.fromkeys(int(n) for n in numbers))
+        pictures: list[CheckPicture] = []
+        for start in range(0, len(wanted), PULLS_PER_QUERY):
+            chunk = wanted[start : start + PULLS_PER_QUERY]
+            document, variables = _checks_query(owner, name, chunk)
+            data = self.graphql(document, variables, repo=repo, not_found_ok=True)
+            repository = data.get("repository")
+            if not isinstance(repository, Mapping):
+                raise NotFound(f"repository {repo} not found")
+            for i, number in enumerate(chunk):
+                node = repository.get(f"p{i}")
+                if node is not None:
+                    pictures.append(_shaped(functools.partial(_picture, number), node))
+        return pictures
 
     def merge_pull(self, repo: str, number: int, sha: str, method: str) -> MergeResult:
         """Merge only if the head is still ``sha`` (see the port for the errors).
@@ -699,7 +700,7 @@ def _shaped(mapper: Callable[[Any], _T], data: Any) -> _T:
     """``mapper(data)``, an unexpected shape reported as a GitHubError."""
     try:
         return mapper(data)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise GitHubError(200, f"unexpected response shape: {exc!r}") from None
 
 
@@ -744,30 +745,78 @@ def _issue_mutation(updates: Sequence[IssueUpdate]) -> tuple[str, dict[str, Any]
     return f"mutation({', '.join(declarations)}) {{ {' '.join(fields)} }}", variables
 
 
-#: Check-suite conclusions that let a pull request through (as the webhook tracking does).
-PASSING_CONCLUSIONS = frozenset({"success", "neutral", "skipped"})
+#: Pull requests read by one ``pull_checks`` query (each asks for up to 100 suites of
+#: 100 check runs: 10,000 nodes, well inside GitHub's 500,000 per query).
+PULLS_PER_QUERY = 25
+_PULL_CHECKS = (
+    "number commits(last: 1) { nodes { commit { oid "
+    "checkSuites(first: 100) { pageInfo { hasNextPage } nodes { status conclusion "
+    "app { name } checkRuns(first: 100, filterBy: $latest) { pageInfo { hasNextPage } "
+    "nodes { name status conclusion detailsUrl } } } } "
+    "status { contexts { context state targetUrl } } } } }"
+)
 
 
-def _combined_conclusion(suites: Sequence[Any], *, complete: bool = True) -> str | None:
-    """One verdict for a commit's check suites (the rules of ``GitHub.check_conclusion``).
+def _checks_query(owner: str, name: str, numbers: Sequence[int]) -> tuple[str, dict[str, Any]]:
+    """The ``pull_checks`` query of ``numbers`` (aliases ``p0``, ``p1`` ...)."""
+    declarations = ["$owner: String!", "$name: String!", "$latest: CheckRunFilter"]
+    fields = []
+    variables: dict[str, Any] = {"owner": owner, "name": name, "latest": {"checkType": "LATEST"}}
+    for i, number in enumerate(numbers):
+        declarations.append(f"$p{i}: Int!")
+        fields.append(f"p{i}: pullRequest(number: $p{i}) {{ {_PULL_CHECKS} }}")
+        variables[f"p{i}"] = number
+    document = (
+        f"query({', '.join(declarations)}) {{ repository(owner: $owner, name: $name) "
+        f"{{ {' '.join(fields)} }} }}"
+    )
+    return document, variables
 
-    The first failing conclusion wins at once; ``"success"`` needs every counted suite
-    completed and passing, at least one of them, and the whole list read (``complete``).
-    A suite without check runs counts only once completed, and never when ``stale``.
-    """
-    counted = running = 0
-    for suite in suites:
-        status, conclusion = suite["status"], suite["conclusion"]
-        if int(suite["latest_check_runs_count"]) == 0 and (
-            status != "completed" or conclusion == "stale"
-        ):
-            continue  # an App that never ran anything on this commit
-        counted += 1
-        if status != "completed" or conclusion is None:
-            running += 1
-        elif conclusion not in PASSING_CONCLUSIONS:
-            return str(conclusion)
-    return "success" if counted and not running and complete else None
+
+def _picture(number: int, pull: Any) -> CheckPicture:
+    """A :class:`CheckPicture` from one ``pullRequest`` node of the query."""
+    commit = pull["commits"]["nodes"][0]["commit"]
+    checks: list[Check] = []
+    suites = commit.get("checkSuites") or {"nodes": [], "pageInfo": {"hasNextPage": False}}
+    complete = not suites["pageInfo"]["hasNextPage"]
+    for suite in suites["nodes"] or ():
+        runs = suite.get("checkRuns") or {"nodes": [], "pageInfo": {"hasNextPage": False}}
+        complete = complete and not runs["pageInfo"]["hasNextPage"]
+        for run in runs["nodes"] or ():
+            checks.append(
+                Check(
+                    str(run["name"]),
+                    CheckKind.CHECK_RUN,
+                    str(run["status"]).lower(),
+                    _lower(run.get("conclusion")),
+                    str(run.get("detailsUrl") or ""),
+                )
+            )
+        if not runs["nodes"]:
+            app = (suite.get("app") or {}).get("name") or "an App"
+            checks.append(
+                Check(
+                    str(app),
+                    CheckKind.SUITE,
+                    str(suite["status"]).lower(),
+                    _lower(suite.get("conclusion")),
+                )
+            )
+    for status in (commit.get("status") or {}).get("contexts") or ():
+        checks.append(
+            Check(
+                str(status["context"]),
+                CheckKind.STATUS,
+                str(status["state"]).lower(),
+                None,
+                str(status.get("targetUrl") or ""),
+            )
+        )
+    return CheckPicture(number, str(commit["oid"]), tuple(checks), complete)
+
+
+def _lower(value: Any) -> str | None:
+    return None if value is None else str(value).lower()
 
 
 def _issue(data: Any) -> Issue:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("valine.github")
 
 #: The events the workflow uses; others are acknowledged and ignored.
-HANDLED_EVENTS = frozenset({"pull_request", "check_suite", "issues", "issue_comment"})
+HANDLED_EVENTS = frozenset({"pull_request", "check_suite", "status", "issues", "issue_comment"})
 #: Job kind of a verified, deduplicated delivery waiting to be processed.
 JOB_KIND = "github_event"
 

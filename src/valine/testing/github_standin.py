@@ -115,6 +115,57 @@ CHECK_SUITE_CONCLUSIONS = frozenset(
     }
 )
 _APP_NAMES = {"github-actions": "GitHub Actions"}
+#: A commit status's ``state`` values.
+COMMIT_STATUS_STATES = frozenset({"error", "failure", "pending", "success"})
+
+
+def _combined(contexts: Sequence[Mapping[str, Any]]) -> str:
+    """GitHub's combined state of commit statuses: any error/failure, else pending, else success."""
+    states = {c["state"] for c in contexts}
+    if states & {"ERROR", "FAILURE"}:
+        return "FAILURE" if "FAILURE" in states else "ERROR"
+    return "PENDING" if "PENDING" in states else "SUCCESS"
+
+
+def _filter_runs(runs: Sequence[Any], filter_by: Mapping[str, Any] | None) -> list[Any]:
+    """Check runs kept by a ``CheckRunFilter`` (every run is its name's latest here)."""
+    kept = list(runs)
+    if not filter_by:
+        return kept
+    if filter_by.get("checkName") is not None:
+        kept = [r for r in kept if r["name"] == filter_by["checkName"]]
+    statuses = filter_by.get("statuses") or (
+        [filter_by["status"]] if filter_by.get("status") else []
+    )
+    if statuses:
+        kept = [r for r in kept if r["status"] in statuses]
+    if filter_by.get("conclusions"):
+        kept = [r for r in kept if r["conclusion"] in filter_by["conclusions"]]
+    return kept
+
+
+def _connection(items: Sequence[Any], arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """A GraphQL connection of ``items`` cut by ``first`` / ``last`` (no cursors served)."""
+    first, last = arguments.get("first"), arguments.get("last")
+    if first is None and last is None:
+        raise _FieldError(
+            "MISSING_PAGINATION_BOUNDARIES",
+            "You must provide a `first` or `last` value to properly paginate.",
+        )
+    chosen = list(items)
+    if first is not None:
+        chosen = chosen[: int(first)]
+    if last is not None:
+        chosen = chosen[-int(last) :] if int(last) else []
+    return {
+        "nodes": chosen,
+        "totalCount": len(items),
+        "pageInfo": {
+            "hasNextPage": len(chosen) < len(items) and first is not None,
+            "endCursor": None,
+        },
+    }
+
 
 Json = Any
 Answer = tuple[int, Json, dict[str, str]]
@@ -189,6 +240,10 @@ class StandInPull:
     merged: bool = False
     merged_at: str | None = None
     merge_commit_sha: str | None = None
+    #: ``owner/name`` of the fork the head branch lives in; None: this repository.
+    head_repo: str | None = None
+    #: The author's ``author_association``; None: ``OWNER`` for the owner, else ``MEMBER``.
+    author_association: str | None = None
 
 
 @dataclass
@@ -204,6 +259,28 @@ class StandInCheckSuite:
     check_runs: int
     created_at: str
     updated_at: str
+    runs: list[StandInCheckRun] = field(default_factory=list)
+
+
+@dataclass
+class StandInCheckRun:
+    """One check run of a suite (a job of a workflow, one check of a CI App)."""
+
+    id: int
+    name: str
+    status: str
+    conclusion: str | None
+    details_url: str
+
+
+@dataclass
+class StandInStatus:
+    """One commit status (``POST /repos/{o}/{r}/statuses/{sha}``): the latest per context wins."""
+
+    context: str
+    state: str
+    target_url: str | None
+    created_at: str
 
 
 @dataclass(frozen=True)
@@ -252,6 +329,8 @@ class _Repo:
     commits: set[str] = field(default_factory=set)
     #: Check suites by head SHA, oldest first.
     check_suites: dict[str, list[StandInCheckSuite]] = field(default_factory=dict)
+    #: Commit statuses by SHA, oldest first.
+    statuses: dict[str, list[StandInStatus]] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
@@ -465,8 +544,16 @@ class GitHubStandIn:
         labels: Iterable[str] = (),
         base_ref: str | None = None,
         author: str = "octocat",
+        head_repo: str | None = None,
+        author_association: str | None = None,
     ) -> tuple[int, str]:
-        """Open a pull request from ``head_ref``; returns ``(number, head_sha)``."""
+        """Open a pull request from ``head_ref``; returns ``(number, head_sha)``.
+
+        ``head_repo`` is the fork (``owner/name``) the branch lives in (default: this
+        repository); ``author_association`` what GitHub says of the author (default
+        ``OWNER`` for the repository's owner, else ``MEMBER``); a login ending in
+        ``[bot]`` is a bot account (``user.type == "Bot"``).
+        """
         with self._lock:
             r = self._repo(repo)
             title = title or f"Changes from {head_ref}"
@@ -478,6 +565,8 @@ class GitHubStandIn:
                 head_sha=self._sha(),
                 base_ref=base_ref or r.default_branch,
                 base_sha=self._sha(),
+                head_repo=head_repo,
+                author_association=author_association,
             )
             r.pulls[issue.number] = pull
             r.commits.update((pull.head_sha, pull.base_sha))
@@ -560,7 +649,8 @@ class GitHubStandIn:
         status: str = "completed",
         check_runs: int = 1,
         app: str = "ci",
-    ) -> None:
+        names: Sequence[str] | None = None,
+    ) -> int:
         """Add a check suite of App ``app`` on commit ``sha``, as a CI App would.
 
         Every call adds one suite, as several CI Apps (or several GitHub Actions
@@ -568,8 +658,13 @@ class GitHubStandIn:
         other ``status`` (``queued``, ``in_progress`` ...) must have None.
         ``check_runs=0`` is the suite GitHub creates for an installed App that never
         runs anything. The suite's ``head_branch`` and ``pull_requests`` are those of
-        the open pull request whose head is ``sha``, if any. Sends no webhook.
+        the open pull request whose head is ``sha``, if any. Its check runs share the
+        suite's status and conclusion and are named ``names`` (default ``app`` for one
+        run, ``app/1``, ``app/2`` ... for more). Sends no webhook; returns the suite id
+        (for :meth:`complete_checks`).
         """
+        if names is not None:
+            check_runs = len(names)
         if status not in CHECK_SUITE_STATUSES:
             raise ValueError(f"status must be one of {sorted(CHECK_SUITE_STATUSES)}")
         if conclusion is not None and conclusion not in CHECK_SUITE_CONCLUSIONS:
@@ -593,8 +688,129 @@ class GitHubStandIn:
                 created_at=now,
                 updated_at=now,
             )
+            if names is None:
+                names = [app] if check_runs == 1 else [f"{app}/{i + 1}" for i in range(check_runs)]
+            for name in names:
+                run_id = self._new_id()
+                url = f"{self.url}/{r.full_name}/runs/{run_id}"
+                suite.runs.append(StandInCheckRun(run_id, name, status, conclusion, url))
             r.commits.add(sha)
             r.check_suites.setdefault(sha, []).append(suite)
+            return suite.id
+
+    # -- checks and commit statuses (several suites per commit, runs per suite) ----------
+
+    def complete_checks(
+        self, repo: str, suite_id: int, conclusion: str, *, runs: Mapping[str, str] | None = None
+    ) -> None:
+        """Complete suite ``suite_id`` and its check runs with ``conclusion``.
+
+        ``runs`` gives some runs (by name) their own conclusion; the suite's conclusion
+        is then the worst one, as GitHub rolls it up. Sends no webhook.
+        """
+        if conclusion not in CHECK_SUITE_CONCLUSIONS:
+            raise ValueError(f"conclusion must be one of {sorted(CHECK_SUITE_CONCLUSIONS)}")
+        with self._lock:
+            suite = next(
+                s
+                for suites in self._repo(repo).check_suites.values()
+                for s in suites
+                if s.id == suite_id
+            )
+            for run in suite.runs:
+                run.status = "completed"
+                run.conclusion = (runs or {}).get(run.name, conclusion)
+            failing = [
+                r.conclusion
+                for r in suite.runs
+                if r.conclusion not in ("success", "neutral", "skipped")
+            ]
+            suite.status, suite.conclusion = "completed", failing[0] if failing else conclusion
+            suite.updated_at = self._now()
+
+    def set_status(
+        self, repo: str, sha: str, context: str, state: str, target_url: str | None = None
+    ) -> None:
+        """Create a commit status on ``sha`` (``error``, ``failure``, ``pending``, ``success``).
+
+        As on GitHub, the latest status of each context is the one that counts.
+        """
+        if state not in COMMIT_STATUS_STATES:
+            raise ValueError(f"state must be one of {sorted(COMMIT_STATUS_STATES)}")
+        with self._lock:
+            r = self._repo(repo)
+            r.commits.add(sha)
+            url = target_url or f"{self.url}/ci/{context}/{sha[:7]}"
+            r.statuses.setdefault(sha, []).append(StandInStatus(context, state, url, self._now()))
+
+    def _gql_checks_field(self, field_name: str, source: Any, arguments: Mapping[str, Any]) -> Any:
+        """``Repository.pullRequest`` and the connections below it (commits, checks)."""
+        if field_name == "pullRequest":
+            return self._gql_pull_request(source["_repo"], int(arguments["number"]))
+        items = source[f"_{field_name}"]
+        if field_name == "checkRuns":
+            items = _filter_runs(items, arguments.get("filterBy"))
+        return _connection(items, arguments)
+
+    def _latest_statuses(self, r: _Repo, sha: str) -> list[StandInStatus]:
+        """The latest status of each context on ``sha``, in order of first appearance."""
+        latest: dict[str, StandInStatus] = {}
+        for status in r.statuses.get(sha, []):
+            latest[status.context] = status
+        return list(latest.values())
+
+    def _gql_pull_request(self, r: _Repo, number: int) -> dict[str, Any] | None:
+        """The GraphQL ``PullRequest`` of ``number``, its head commit's checks included."""
+        pull = r.pulls.get(number)
+        if pull is None:
+            raise _FieldError(
+                "NOT_FOUND", f"Could not resolve to a PullRequest with the number of {number}."
+            )
+        issue = r.issues[number]
+        suites = [
+            {
+                "status": suite.status.upper(),
+                "conclusion": suite.conclusion.upper() if suite.conclusion else None,
+                "app": {"name": _APP_NAMES.get(suite.app, suite.app), "slug": suite.app},
+                "url": f"{self.url}/{r.full_name}/commit/{suite.head_sha}/checks",
+                "_checkRuns": [
+                    {
+                        "name": run.name,
+                        "status": run.status.upper(),
+                        "conclusion": run.conclusion.upper() if run.conclusion else None,
+                        "detailsUrl": run.details_url,
+                        "url": run.details_url,
+                    }
+                    for run in suite.runs
+                ],
+            }
+            for suite in r.check_suites.get(pull.head_sha, [])
+        ]
+        contexts = [
+            {"context": s.context, "state": s.state.upper(), "targetUrl": s.target_url}
+            for s in self._latest_statuses(r, pull.head_sha)
+        ]
+        commit = {
+            "oid": pull.head_sha,
+            "_checkSuites": suites,
+            "status": None
+            if not contexts
+            else {"state": _combined(contexts), "contexts": contexts},
+        }
+        return {
+            "number": number,
+            "headRefOid": pull.head_sha,
+            "headRefName": pull.head_ref,
+            "isCrossRepository": pull.head_repo is not None,
+            "authorAssociation": self._association(r, issue, pull),
+            "_commits": [{"commit": commit}],
+        }
+
+    @staticmethod
+    def _association(r: _Repo, issue: StandInIssue, pull: StandInPull) -> str:
+        if pull.author_association is not None:
+            return pull.author_association
+        return "OWNER" if issue.author == r.owner else "MEMBER"
 
     # -- fault injection ----------------------------------------------------------------
 
@@ -1242,7 +1458,7 @@ class GitHubStandIn:
         source: Any,
         selections: Sequence[_Selection],
         *,
-        path: list[str],
+        path: list[str | int],
         variables: Mapping[str, Any],
         errors: list[dict[str, Any]],
     ) -> dict[str, Any]:
@@ -1279,6 +1495,21 @@ class GitHubStandIn:
             target = _named_type(field_type)
             if value is None or target not in _GQL_OBJECTS:
                 result[key] = value
+            elif isinstance(value, list):
+                assert selection.selections is not None  # validated
+                result[key] = [
+                    None
+                    if item is None
+                    else self._gql_object(
+                        target,
+                        item,
+                        selection.selections,
+                        path=[*path, key, i],
+                        variables=variables,
+                        errors=errors,
+                    )
+                    for i, item in enumerate(value)
+                ]
             else:
                 assert selection.selections is not None  # validated
                 result[key] = self._gql_object(
@@ -1303,6 +1534,8 @@ class GitHubStandIn:
             mutation = _GQL_MUTATIONS[field_name]
             payload: dict[str, Any] = mutation(self, arguments["input"])
             return {"clientMutationId": arguments["input"].get("clientMutationId"), **payload}
+        if (type_name, field_name) in _GQL_CONNECTIONS or field_name == "pullRequest":
+            return self._gql_checks_field(field_name, source, arguments)
         if type_name == "Repository" and field_name == "label":
             label = source["_repo"].labels.get(str(arguments["name"]).lower())
             return None if label is None else self._gql_label(label)
@@ -1732,13 +1965,7 @@ class GitHubStandIn:
             "assignees": assignees,
             "requested_reviewers": [],
             "requested_teams": [],
-            "head": {
-                "label": f"{r.owner}:{pull.head_ref}",
-                "ref": pull.head_ref,
-                "sha": pull.head_sha,
-                "user": owner,
-                "repo": repo,
-            },
+            "head": self._pull_head_json(r, pull),
             "base": {
                 "label": f"{r.owner}:{pull.base_ref}",
                 "ref": pull.base_ref,
@@ -1747,7 +1974,7 @@ class GitHubStandIn:
                 "repo": repo,
             },
             "_links": {name: {"href": href} for name, href in links.items()},
-            "author_association": "OWNER" if issue.author == r.owner else "MEMBER",
+            "author_association": self._association(r, issue, pull),
             "auto_merge": None,
             "draft": False,
             "merged": pull.merged,
@@ -1761,6 +1988,17 @@ class GitHubStandIn:
             "additions": 1,
             "deletions": 0,
             "changed_files": 1,
+        }
+
+    def _pull_head_json(self, r: _Repo, pull: StandInPull) -> dict[str, Any]:
+        """A pull request's ``head``: a branch of this repository or of a fork."""
+        head = r if pull.head_repo is None else self._repo(pull.head_repo)
+        return {
+            "label": f"{head.owner}:{pull.head_ref}",
+            "ref": pull.head_ref,
+            "sha": pull.head_sha,
+            "user": self._user(head.owner),
+            "repo": self._repo_json(head),
         }
 
     def _app_json(self, slug: str) -> dict[str, Any]:
@@ -2145,6 +2383,15 @@ class _Parser:
 #: Input object types: field -> type, as in GitHub's schema (``@octokit/graphql-schema``'s
 #: ``schema.json``, which its ``validate`` uses; the contract tests compare the two).
 _GQL_INPUTS: dict[str, dict[str, str]] = {
+    "CheckRunFilter": {
+        "checkType": "CheckRunType",
+        "appId": "Int",
+        "checkName": "String",
+        "status": "CheckStatusState",
+        "statuses": "[CheckStatusState!]",
+        "conclusions": "[CheckConclusionState!]",
+    },
+    "CheckSuiteFilter": {"appId": "Int", "checkName": "String"},
     "AddLabelsToLabelableInput": {
         "clientMutationId": "String",
         "labelIds": "[ID!]!",
@@ -2181,6 +2428,30 @@ _GQL_INPUTS: dict[str, dict[str, str]] = {
     },
 }
 _GQL_ENUMS: dict[str, tuple[str, ...]] = {
+    "CheckRunType": ("ALL", "LATEST"),
+    "CheckStatusState": ("REQUESTED", "QUEUED", "IN_PROGRESS", "COMPLETED", "WAITING", "PENDING"),
+    "CheckConclusionState": (
+        "ACTION_REQUIRED",
+        "TIMED_OUT",
+        "CANCELLED",
+        "FAILURE",
+        "SUCCESS",
+        "NEUTRAL",
+        "SKIPPED",
+        "STARTUP_FAILURE",
+        "STALE",
+    ),
+    "StatusState": ("EXPECTED", "ERROR", "FAILURE", "PENDING", "SUCCESS"),
+    "CommentAuthorAssociation": (
+        "MEMBER",
+        "OWNER",
+        "MANNEQUIN",
+        "COLLABORATOR",
+        "CONTRIBUTOR",
+        "FIRST_TIME_CONTRIBUTOR",
+        "FIRST_TIMER",
+        "NONE",
+    ),
     "IssueClosedStateReason": ("COMPLETED", "NOT_PLANNED"),
     "MergeQueueEntryState": (
         "AWAITING_CHECKS",
@@ -2190,7 +2461,12 @@ _GQL_ENUMS: dict[str, tuple[str, ...]] = {
         "UNMERGEABLE",
     ),
 }
-_GQL_SCALARS = frozenset({"Boolean", "DateTime", "GitObjectID", "ID", "Int", "String"})
+_GQL_SCALARS = frozenset({"Boolean", "DateTime", "GitObjectID", "ID", "Int", "String", "URI"})
+_PAGE = {"after": "String", "before": "String", "first": "Int", "last": "Int"}
+#: Connection fields the stand-in cuts with ``first`` / ``last``.
+_GQL_CONNECTIONS = frozenset(
+    {("PullRequest", "commits"), ("Commit", "checkSuites"), ("CheckSuite", "checkRuns")}
+)
 _PAYLOAD: dict[str, tuple[str, dict[str, str]]] = {"clientMutationId": ("String", {})}
 #: Output object types: field -> (type, arguments). A subset of GitHub's schema.
 _GQL_OBJECTS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
@@ -2224,7 +2500,59 @@ _GQL_OBJECTS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
         "name": ("String!", {}),
         "nameWithOwner": ("String!", {}),
         "label": ("Label", {"name": "String!"}),
+        "pullRequest": ("PullRequest", {"number": "Int!"}),
     },
+    "PullRequest": {
+        "number": ("Int!", {}),
+        "headRefOid": ("GitObjectID!", {}),
+        "headRefName": ("String!", {}),
+        "isCrossRepository": ("Boolean!", {}),
+        "authorAssociation": ("CommentAuthorAssociation!", {}),
+        "commits": ("PullRequestCommitConnection!", _PAGE),
+    },
+    "PullRequestCommitConnection": {
+        "nodes": ("[PullRequestCommit]", {}),
+        "totalCount": ("Int!", {}),
+        "pageInfo": ("PageInfo!", {}),
+    },
+    "PullRequestCommit": {"commit": ("Commit!", {})},
+    "Commit": {
+        "oid": ("GitObjectID!", {}),
+        "checkSuites": ("CheckSuiteConnection", {**_PAGE, "filterBy": "CheckSuiteFilter"}),
+        "status": ("Status", {}),
+    },
+    "CheckSuiteConnection": {
+        "nodes": ("[CheckSuite]", {}),
+        "totalCount": ("Int!", {}),
+        "pageInfo": ("PageInfo!", {}),
+    },
+    "CheckSuite": {
+        "status": ("CheckStatusState!", {}),
+        "conclusion": ("CheckConclusionState", {}),
+        "app": ("App", {}),
+        "url": ("URI!", {}),
+        "checkRuns": ("CheckRunConnection", {**_PAGE, "filterBy": "CheckRunFilter"}),
+    },
+    "App": {"name": ("String!", {}), "slug": ("String!", {})},
+    "CheckRunConnection": {
+        "nodes": ("[CheckRun]", {}),
+        "totalCount": ("Int!", {}),
+        "pageInfo": ("PageInfo!", {}),
+    },
+    "CheckRun": {
+        "name": ("String!", {}),
+        "status": ("CheckStatusState!", {}),
+        "conclusion": ("CheckConclusionState", {}),
+        "detailsUrl": ("URI", {}),
+        "url": ("URI!", {}),
+    },
+    "Status": {"state": ("StatusState!", {}), "contexts": ("[StatusContext!]!", {})},
+    "StatusContext": {
+        "context": ("String!", {}),
+        "state": ("StatusState!", {}),
+        "targetUrl": ("URI", {}),
+    },
+    "PageInfo": {"hasNextPage": ("Boolean!", {}), "endCursor": ("String", {})},
     "Label": {
         "id": ("ID!", {}),
         "name": ("String!", {}),

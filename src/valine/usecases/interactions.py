@@ -14,7 +14,7 @@ from valine.core.authz import decide
 from valine.core.commands import Command
 from valine.core.errors import NotFound, RunConflict
 from valine.core.models import Run, apply_run_event
-from valine.core.states import RunEvent, RunState, TaskState
+from valine.core.states import TASK_SETTLED, RunEvent, RunState, TaskState
 from valine.ports import AuditEntry
 from valine.usecases.base import (
     CANCEL,
@@ -292,4 +292,16 @@ def _wrong_state(run: Run, action: str, allowed: tuple[RunState, ...]) -> str:
             f"Run `{run.run_id}` was already approved by <@{run.approved_by}> "
             f"and is `{run.state.value}`."
         )
+    if action == "ship" and run.state is RunState.EXECUTING:
+        hint += _not_green(run)
     return f"Run `{run.run_id}` is `{run.state.value}`.{hint}"
+
+
+def _not_green(run: Run) -> str:
+    """Which tasks keep a run from shipping, and why (the check that is not green)."""
+    waiting = [t for t in run.tasks if t.state not in TASK_SETTLED]
+    lines = [
+        f"\n• #{t.issue_number}: `{t.state.value}`" + (f" — {t.reason}" if t.reason else "")
+        for t in waiting[:10]
+    ]
+    return " Not green yet:" + "".join(lines) if lines else ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from valine.core import tracking
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
 from valine.core.states import RunEvent, RunState, TaskEvent, TaskState
 from valine.logs import log_context
@@ -23,6 +24,7 @@ class ShippingMixin(UseCaseBase):
             run = self.store.get_run(run_id)
             if run.state is not RunState.SHIPPING:
                 return
+            run = self._recheck(run)
             for task in run.tasks:
                 if task.state is TaskState.CHECKS_PASSED and "queued" not in task.steps_done:
                     self._merge(run_id, task)
@@ -35,6 +37,38 @@ class ShippingMixin(UseCaseBase):
             if merged:
                 self._close_shipped_issues(run_id, merged)
             self._finish_ship(run_id)
+
+    def _recheck(self, run: Run) -> Run:
+        """Re-read the checks of every PR about to be merged (one query), by the one rule.
+
+        A PR whose checks are no longer green (a check re-run and failed, a suite or a
+        status added since) moves back to ``checks_failed`` or ``checks_pending`` with
+        the check named in its reason, and is not merged; the run ends ``ship_failed``
+        saying so.
+        """
+        numbers = [
+            t.pr_number
+            for t in run.tasks
+            if t.state is TaskState.CHECKS_PASSED
+            and "queued" not in t.steps_done
+            and t.pr_number is not None
+        ]
+        if not numbers:
+            return run
+        pictures = self.github.pull_checks(self.repo, numbers)
+        now = self.clock.now()
+        required = self.policy.required_checks
+
+        def decide(current: Run) -> Run | None:
+            changes = tracking.check_changes(current, pictures, required)
+            updated = tracking.apply_changes(current, changes, now)
+            return None if updated.tasks == current.tasks else updated
+
+        saved = self._update(run.run_id, decide)
+        if saved is not None:
+            log.info("ship of run %s: checks re-read, not every PR is still green", run.run_id)
+            return saved
+        return run
 
     def _merge(self, run_id: str, task: Task) -> None:
         now = self.clock.now()

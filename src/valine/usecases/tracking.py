@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from valine.core import tracking
+from valine.core.checks import CheckPicture
 from valine.core.errors import GitHubUnavailable, NotFound
 from valine.core.models import PullRequest, Run
 from valine.core.states import TASK_TERMINAL, RunState, TaskState
 from valine.logs import log_context
-from valine.ports import GitHubError
+from valine.ports import AuditEntry, GitHubError
 from valine.usecases.base import APPLIED, SHIP, UseCaseBase, log
 
 
@@ -18,60 +20,119 @@ class TrackingMixin(UseCaseBase):
     """Apply GitHub's news to the active run, each delivery at most once."""
 
     def run_github_event_job(self, job: dict[str, Any]) -> None:
-        """Move tasks on from one webhook delivery; zero GitHub requests."""
+        """Move tasks on from one webhook delivery.
+
+        Pull request and issue events cost no GitHub request. A check event (a
+        ``check_suite`` completed, a ``status``) costs one: the whole picture of the
+        pull requests it concerns is read in one query, and judged by the one rule.
+        A malformed payload is logged (naming the field) and ignored: retrying
+        cannot make it well-formed.
+        """
         event, delivery_id, payload = job["event"], job["delivery_id"], job["payload"]
         with log_context(delivery_id=delivery_id):
-            repo = ((payload.get("repository") or {}).get("full_name")) or ""
-            if repo.lower() == self.repo.lower():
+            problem = tracking.malformed(event, payload)
+            if problem is not None:
+                log.warning("ignored malformed %s delivery: %s", event, problem)
+                return
+            repo = payload["repository"]["full_name"]
+            if repo.lower() != self.repo.lower():
+                return
+            if event in tracking.CHECK_EVENTS:
+                self._apply_check_event(event, payload, delivery_id)
+            else:
                 self._apply_event(event, payload, delivery_id)
 
+    def _apply_check_event(self, event: str, payload: dict[str, Any], delivery_id: str) -> None:
+        """Re-read the checks of the pull requests a check event concerns (one query)."""
+        run = self.store.active_run(self.repo)
+        if run is None:
+            return
+        numbers = tracking.check_targets(event, payload, run)
+        if not numbers:
+            return  # checks of a commit no task is on: nothing to read
+        pictures = self.github.pull_checks(self.repo, numbers)
+        self._apply_pictures(run.run_id, pictures, delivery_id, label=event)
+
+    def _apply_pictures(
+        self, run_id: str, pictures: Sequence[CheckPicture], delivery_id: str = "", label: str = ""
+    ) -> Run | None:
+        """Apply fresh check pictures to the run (webhook, reconcile and ship share it)."""
+        required = self.policy.required_checks
+
+        def changes(current: Run) -> list[tracking.Change]:
+            return tracking.check_changes(current, pictures, required)
+
+        return self._save_changes(run_id, changes, delivery_id, label or "checks")
+
     def _apply_event(self, event: str, payload: dict[str, Any], delivery_id: str = "") -> None:
-        """Apply one delivery to the active run, at most once.
+        """Apply one pull request or issue delivery to the active run, at most once."""
+        run = self.store.active_run(self.repo)
+        if run is None:
+            return
+        trusted = self.policy.executor.trusted_logins
+
+        def changes(current: Run) -> list[tracking.Change]:
+            return tracking.changes_for(event, payload, current, self.policy.labels, trusted)
+
+        action = payload.get("action", "")
+        self._save_changes(run.run_id, changes, delivery_id, f"{event}.{action}")
+
+    def _save_changes(
+        self,
+        run_id: str,
+        changes_of: Callable[[Run], list[tracking.Change]],
+        delivery_id: str,
+        label: str,
+    ) -> Run | None:
+        """Decide and save a run's changes, at most once per delivery; then follow up.
 
         A job can run twice (at-least-once queues); applying an old ``synchronize`` again
         after newer events would undo them. So the ids of the deliveries that changed the
         run are kept in the run itself and written in the same conditional save.
         """
-        run = self.store.active_run(self.repo)
-        if run is None:
-            return
         now = self.clock.now()
         fail_run = self.policy.on_task_failure == "fail_run"
+        notes: list[str] = []
 
         def decide(current: Run) -> Run | None:
+            notes.clear()
             if delivery_id and delivery_id in current.applied:
                 return None
-            changes = tracking.changes_for(event, payload, current, self.policy.labels)
+            changes = changes_of(current)
             updated = tracking.settle(tracking.apply_changes(current, changes, now), now, fail_run)
             if _same(updated, current):
                 return None
+            notes.extend(c.note for c in changes if c.note)
             if delivery_id:
                 updated = replace(updated, applied=(*current.applied, delivery_id)[-APPLIED:])
             return updated
 
-        saved = self._update(run.run_id, decide)
-        if (
-            saved is not None
-            and saved.state is RunState.SHIPPING
-            and any(
-                "queued" in t.steps_done
-                and t.state is TaskState.MERGED
-                and "shipped" not in t.steps_done
-                for t in saved.tasks
+        saved = self._update(run_id, decide)
+        if saved is None:
+            return None
+        for note in notes:
+            log.warning("%s", note)
+            self.store.append_audit(
+                AuditEntry(
+                    at=now,
+                    actor="github",
+                    action="link_pr",
+                    outcome=f"refused: {note}",
+                    run_id=run_id,
+                )
             )
+        if saved.state is RunState.SHIPPING and any(
+            "queued" in t.steps_done
+            and t.state is TaskState.MERGED
+            and "shipped" not in t.steps_done
+            for t in saved.tasks
         ):  # the merge queue merged a PR: close its issue, maybe finish the run
             self.queue.enqueue(
                 SHIP, {"run_id": saved.run_id}, dedupe_key=f"{SHIP}:{saved.run_id}:{saved.version}"
             )
-        if saved is not None:
-            log.info(
-                "%s.%s moved run %s (%s)",
-                event,
-                payload.get("action", ""),
-                saved.run_id,
-                saved.state.value,
-            )
-            self.notify(saved)
+        log.info("%s moved run %s (%s)", label, saved.run_id, saved.state.value)
+        self.notify(saved)
+        return saved
 
     def run_reconcile_job(self, job: dict[str, Any]) -> None:
         """The periodic reconcile, as a job (the local runtime schedules it every few minutes)."""
@@ -81,11 +142,11 @@ class TrackingMixin(UseCaseBase):
         """Re-read the active run's open pull requests: what a lost webhook would have said.
 
         For every task with a linked pull request and no final state, one ``get_pull``;
-        for every one still waiting on its checks, one ``check_conclusion`` of its head
-        (GitHub economy: at most two requests per open PR per reconcile). A PR merged,
-        closed or pushed to, and checks that concluded, since the run last heard of them
-        are fed through the same tracking as the ``pull_request`` or ``check_suite``
-        delivery that would have reported them, so a lost webhook never strands a run.
+        then one ``pull_checks`` query for all of them (GitHub economy: N + 1 requests
+        per reconcile for N open pull requests). A PR merged, closed or pushed to since
+        the run last heard of it is fed through the same tracking as the
+        ``pull_request`` delivery that would have reported it, and the checks through
+        the same rule as a check event, so a lost webhook never strands a run.
         Returns how many pull requests were read.
         """
         run = self.store.active_run(self.repo)
@@ -110,34 +171,26 @@ class TrackingMixin(UseCaseBase):
         return read
 
     def _reconcile_checks(self, run_id: str) -> None:
-        """Re-read the checks of every task still waiting on them (one request each)."""
-        for task in self.store.get_run(run_id).tasks:
-            if task.state not in _WAITING_ON_CHECKS or not task.head_sha or not task.pr_number:
-                continue
-            try:
-                conclusion = self.github.check_conclusion(self.repo, task.head_sha)
-            except (GitHubError, GitHubUnavailable, NotFound) as exc:
-                log.warning("reconcile could not read the checks of #%d: %s", task.pr_number, exc)
-                continue
-            if conclusion is None:
-                continue
-            log.info("reconcile: checks of PR #%d concluded %s", task.pr_number, conclusion)
-            self._apply_event(
-                "check_suite",
-                {
-                    "action": "completed",
-                    "repository": {"full_name": self.repo},
-                    "check_suite": {
-                        "head_sha": task.head_sha,
-                        "conclusion": conclusion,
-                        "pull_requests": [{"number": task.pr_number}],
-                    },
-                },
-            )
+        """Re-read the checks of every task with an open pull request (one query)."""
+        numbers = [
+            t.pr_number
+            for t in self.store.get_run(run_id).tasks
+            if t.state in _WITH_PR and t.pr_number is not None
+        ]
+        if not numbers:
+            return
+        try:
+            pictures = self.github.pull_checks(self.repo, numbers)
+        except (GitHubError, GitHubUnavailable, NotFound) as exc:
+            log.warning("reconcile could not read the checks: %s", exc)
+            return
+        self._apply_pictures(run_id, pictures, label="reconcile")
 
 
-#: Task states whose next news is a check result.
-_WAITING_ON_CHECKS = frozenset({TaskState.PR_OPEN, TaskState.CHECKS_PENDING})
+#: Task states with a linked, open pull request.
+_WITH_PR = frozenset(
+    {TaskState.PR_OPEN, TaskState.CHECKS_PENDING, TaskState.CHECKS_PASSED, TaskState.CHECKS_FAILED}
+)
 
 
 def _same(a: Run, b: Run) -> bool:
