@@ -7,10 +7,19 @@ from typing import Any
 import pytest
 
 from helpers import check_suite_event, issue_event, pr_event
+from valine.core.checks import Check, CheckKind, CheckPicture
 from valine.core.models import Run, Task
 from valine.core.policy import Labels
 from valine.core.states import RunState, TaskState
-from valine.core.tracking import apply_changes, changes_for, essentials, linked_issue, settle
+from valine.core.tracking import (
+    apply_changes,
+    changes_for,
+    check_changes,
+    check_targets,
+    essentials,
+    linked_issue,
+    settle,
+)
 
 REPO = "octo/widgets"
 RUN_ID = "r20261125-abc123"
@@ -48,6 +57,26 @@ def test_pr_linking(body: str, ref: str, expected: int | None) -> None:
     assert linked_issue({"body": body, "head": {"ref": ref}}, run) == expected
 
 
+def picture(number: int, sha: str, *checks: tuple[str, str, str | None]) -> CheckPicture:
+    """A picture of PR ``number`` at ``sha``: ``(name, status, conclusion)`` check runs."""
+    return CheckPicture(
+        number,
+        sha,
+        tuple(Check(n, CheckKind.CHECK_RUN, st, c, f"https://ci/{n}") for n, st, c in checks),
+    )
+
+
+def on_checks(
+    run: Run, event: str, payload: dict[str, Any], pictures: dict[int, CheckPicture]
+) -> Run:
+    """A check event: the PRs it names are re-read (``pictures``) and judged."""
+    targets = check_targets(event, payload, run)
+    assert check_targets(event, essentials(event, payload), run) == targets
+    assert changes_for(event, payload, run, Labels()) == []  # nothing from the payload itself
+    read = [pictures[n] for n in targets if n in pictures]
+    return settle(apply_changes(run, check_changes(run, read), 1.0), 1.0, False)
+
+
 def test_happy_path_to_ready_to_ship(webhook_examples: dict[str, Any]) -> None:
     run = run_with(Task(12, "a", T.DISPATCHED), Task(13, "b", T.SKIPPED))
     run = step(
@@ -60,23 +89,51 @@ def test_happy_path_to_ready_to_ship(webhook_examples: dict[str, Any]) -> None:
         40,
         SHA,
     )
-    run = step(
-        run,
-        "check_suite",
-        check_suite_event(
-            webhook_examples, "requested", repo=REPO, head_sha=SHA, conclusion=None, pulls=[40]
-        ),
+    done = check_suite_event(
+        webhook_examples, "completed", repo=REPO, head_sha=SHA, conclusion="success", pulls=[40]
     )
-    assert run.task(12).state is T.CHECKS_PENDING
-    run = step(
-        run,
-        "check_suite",
-        check_suite_event(
-            webhook_examples, "completed", repo=REPO, head_sha=SHA, conclusion="success", pulls=[40]
-        ),
+    # One suite done, another still running on the same head: pending, named.
+    half = picture(40, SHA, ("test", "completed", "success"), ("e2e", "in_progress", None))
+    run = on_checks(run, "check_suite", done, {40: half})
+    assert (run.task(12).state, run.task(12).reason, run.state) == (
+        T.CHECKS_PENDING,
+        "waiting for check run `e2e` (in_progress)",
+        R.EXECUTING,
     )
-    assert (run.task(12).state, run.task(12).checks_sha) == (T.CHECKS_PASSED, SHA)
+    green = picture(40, SHA, ("test", "completed", "success"), ("e2e", "completed", "skipped"))
+    run = on_checks(run, "check_suite", done, {40: green})
+    assert (run.task(12).state, run.task(12).checks_sha, run.task(12).reason) == (
+        T.CHECKS_PASSED,
+        SHA,
+        None,
+    )
     assert run.state is R.READY_TO_SHIP
+
+
+def test_requested_suites_are_not_read(webhook_examples: dict[str, Any]) -> None:
+    run = run_with(Task(12, "a", T.PR_OPEN, pr_number=40, head_sha=SHA))
+    requested = check_suite_event(
+        webhook_examples, "requested", repo=REPO, head_sha=SHA, conclusion=None, pulls=[40]
+    )
+    assert check_targets("check_suite", requested, run) == ()
+
+
+def test_a_status_event_reads_the_prs_whose_head_it_is(webhook_examples: dict[str, Any]) -> None:
+    run = run_with(
+        Task(12, "a", T.CHECKS_PASSED, pr_number=40, head_sha=SHA, checks_sha=SHA),
+        Task(13, "b", T.CHECKS_PENDING, pr_number=41, head_sha=NEW_SHA),
+    )
+    status = {**webhook_examples["status"][0], "sha": SHA}
+    status["repository"] = {**status["repository"], "full_name": REPO}
+    assert check_targets("status", status, run) == (40,)
+    red = CheckPicture(
+        40, SHA, (Check("ci/jenkins", CheckKind.STATUS, "failure", None, "https://j/1"),)
+    )
+    run = on_checks(run, "status", status, {40: red})
+    assert (run.task(12).state, run.task(12).reason) == (
+        T.CHECKS_FAILED,
+        "status `ci/jenkins` failure: https://j/1",
+    )
 
 
 def test_red_checks_then_a_fixing_push(webhook_examples: dict[str, Any]) -> None:
@@ -84,39 +141,35 @@ def test_red_checks_then_a_fixing_push(webhook_examples: dict[str, Any]) -> None
     red = check_suite_event(
         webhook_examples, "completed", repo=REPO, head_sha=SHA, conclusion="failure", pulls=[40]
     )
-    run = step(run, "check_suite", red)
+    failing = picture(40, SHA, ("lint", "completed", "failure"), ("test", "completed", "success"))
+    run = on_checks(run, "check_suite", red, {40: failing})
     assert (run.task(12).state, run.task(12).reason) == (
         T.CHECKS_FAILED,
-        "checks concluded failure",
+        "check run `lint` failure: https://ci/lint",
     )
-    # A success of another suite on the same red commit does not turn it green.
-    run = step(
-        run, "check_suite", {**red, "check_suite": {**red["check_suite"], "conclusion": "success"}}
-    )
-    assert run.task(12).state is T.CHECKS_FAILED
     run = step(
         run,
         "pull_request",
         pr_event(webhook_examples, "synchronize", repo=REPO, number=40, head_sha=NEW_SHA),
     )
     assert (run.task(12).state, run.task(12).head_sha) == (T.CHECKS_PENDING, NEW_SHA)
-    # Late result for the old head: ignored.
-    run = step(run, "check_suite", red)
-    assert run.task(12).state is T.CHECKS_PENDING
-    run = step(
-        run,
-        "check_suite",
-        check_suite_event(
-            webhook_examples,
-            "completed",
-            repo=REPO,
-            head_sha=NEW_SHA,
-            conclusion="success",
-            pulls=[40],
-        ),
+    # A late suite of the old head names a commit no task is on: nothing is read.
+    assert check_targets("check_suite", red, run) == ()
+    fixed = check_suite_event(
+        webhook_examples, "completed", repo=REPO, head_sha=NEW_SHA, conclusion="success", pulls=[40]
+    )
+    run = on_checks(
+        run, "check_suite", fixed, {40: picture(40, NEW_SHA, ("lint", "completed", "success"))}
     )
     assert run.task(12).state is T.CHECKS_PASSED
     assert run.state is R.READY_TO_SHIP
+
+
+def test_a_picture_of_a_newer_head_moves_the_task_to_it() -> None:
+    run = run_with(Task(12, "a", T.CHECKS_PASSED, pr_number=40, head_sha=SHA, checks_sha=SHA))
+    changes = check_changes(run, [picture(40, NEW_SHA, ("ci", "queued", None))])
+    moved = apply_changes(run, changes, 1.0).task(12)
+    assert (moved.state, moved.head_sha, moved.checks_sha) == (T.CHECKS_PENDING, NEW_SHA, None)
 
 
 def test_push_after_ready_takes_the_run_back_to_executing(webhook_examples: dict[str, Any]) -> None:
@@ -259,9 +312,10 @@ def test_essentials_of_every_real_example_are_small_and_keep_the_shape(
 ) -> None:
     import json
 
-    for event in ("pull_request", "check_suite", "issues", "issue_comment"):
+    for event in ("pull_request", "check_suite", "issues", "issue_comment", "status"):
         for example in webhook_examples[event]:
             slim = essentials(event, example)
+            assert "malformed" not in slim, (event, slim)
             assert len(json.dumps(slim)) < max(2048, len(json.dumps(example)) // 4)
             assert slim["repository"]["full_name"] == example["repository"]["full_name"]
-            assert slim["action"] == example["action"]
+            assert slim.get("action") == example.get("action")

@@ -1,7 +1,7 @@
 """``Orchestrator.reconcile``: the periodic re-read that recovers from lost webhooks.
 
 Table-driven over what GitHub says about a task's pull request and its checks, on the
-SQLite adapters and a fake GitHub that only answers ``get_pull`` and ``check_conclusion``
+SQLite adapters and a fake GitHub that only answers ``get_pull`` and ``pull_checks``
 (the two calls reconcile makes).
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from valine.core.checks import Check, CheckKind, CheckPicture
 from valine.core.errors import GitHubUnavailable, NotFound
 from valine.core.models import PullRequest, Run, Task
 from valine.core.policy import Policy
@@ -27,20 +28,32 @@ HEAD, NEW_HEAD = "a" * 40, "b" * 40
 
 
 class FakeGitHub:
-    """Answers ``get_pull`` and ``check_conclusion`` from dicts; records the calls."""
+    """Answers ``get_pull`` and ``pull_checks`` from dicts; records the calls.
+
+    ``checks`` maps a head SHA to the conclusion of its one check run ("" while it
+    runs); a head without an entry has no check at all.
+    """
 
     def __init__(
-        self, pulls: dict[int, PullRequest | Exception], checks: dict[str, str | None] | None = None
+        self, pulls: dict[int, PullRequest | Exception], checks: dict[str, str] | None = None
     ) -> None:
         self.pulls = pulls
         self.checks = checks or {}
         self.calls: list[int] = []
-        self.check_calls: list[str] = []
+        self.check_calls: list[list[int]] = []
 
-    def check_conclusion(self, repo: str, sha: str) -> str | None:
+    def pull_checks(self, repo: str, numbers: list[int]) -> list[CheckPicture]:
         assert repo == REPO
-        self.check_calls.append(sha)
-        return self.checks.get(sha)
+        self.check_calls.append(list(numbers))
+        pictures = []
+        for number in numbers:
+            head = self.pulls[number]
+            if not isinstance(head, PullRequest):
+                continue  # GitHub could not answer for it either
+            conclusion = self.checks.get(head.head_sha)
+            checks = () if conclusion is None else (_run(conclusion),)
+            pictures.append(CheckPicture(number, head.head_sha, checks))
+        return pictures
 
     def get_pull(self, repo: str, number: int) -> PullRequest:
         assert repo == REPO
@@ -52,6 +65,11 @@ class FakeGitHub:
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"reconcile must not call GitHub.{name}")
+
+
+def _run(conclusion: str) -> Check:
+    status = "completed" if conclusion else "in_progress"
+    return Check("ci", CheckKind.CHECK_RUN, status, conclusion or None, "https://ci/1")
 
 
 class Clock:
@@ -108,7 +126,7 @@ def stored_run(store: SqliteRunStore, task_state: TaskState, pr: int | None = 5)
         (TaskState.CHECKS_PENDING, pull("closed"), TaskState.DISPATCHED, None),
         (TaskState.CHECKS_PASSED, pull(head=NEW_HEAD), TaskState.CHECKS_PENDING, NEW_HEAD),
         (TaskState.CHECKS_FAILED, pull(head=NEW_HEAD), TaskState.CHECKS_PENDING, NEW_HEAD),
-        (TaskState.PR_OPEN, pull(), TaskState.PR_OPEN, HEAD),
+        (TaskState.PR_OPEN, pull(), TaskState.CHECKS_PENDING, HEAD),  # no check yet
     ],
 )
 def test_reconcile_applies_what_a_lost_webhook_would_have(
@@ -162,31 +180,43 @@ def test_a_pull_request_that_cannot_be_read_is_skipped(
         (TaskState.CHECKS_PENDING, "success", TaskState.CHECKS_PASSED),
         (TaskState.PR_OPEN, "success", TaskState.CHECKS_PASSED),
         (TaskState.CHECKS_PENDING, "failure", TaskState.CHECKS_FAILED),
-        (TaskState.CHECKS_PENDING, None, TaskState.CHECKS_PENDING),  # still running
+        (TaskState.CHECKS_PENDING, "", TaskState.CHECKS_PENDING),  # still running
+        (TaskState.CHECKS_PASSED, "failure", TaskState.CHECKS_FAILED),  # a lost regression
+        (TaskState.CHECKS_FAILED, "success", TaskState.CHECKS_PASSED),  # a lost re-run
     ],
 )
 def test_reconcile_recovers_lost_check_results(
     parts: tuple[SqliteRunStore, SqliteJobQueue],
     before: TaskState,
-    conclusion: str | None,
+    conclusion: str,
     after: TaskState,
 ) -> None:
     store, _ = parts
     run = stored_run(store, before)
     github = FakeGitHub({5: pull()}, {HEAD: conclusion})
     orchestrator(parts, github).reconcile()
-    assert github.check_calls == [HEAD]
+    assert github.check_calls == [[5]]
     stored = store.get_run(run.run_id)
     assert stored.tasks[0].state is after
     if after is TaskState.CHECKS_PASSED:
         assert stored.state is RunState.READY_TO_SHIP
 
 
-def test_checks_are_not_read_for_tasks_past_them(
+def test_the_checks_of_every_open_pull_request_are_one_read(
     parts: tuple[SqliteRunStore, SqliteJobQueue],
 ) -> None:
     store, _ = parts
-    stored_run(store, TaskState.CHECKS_PASSED)
-    github = FakeGitHub({5: pull()})
+    tasks = tuple(
+        Task(n, f"t{n}", TaskState.CHECKS_PENDING, pr_number=n + 4, head_sha=HEAD)
+        for n in (1, 2, 3)
+    )
+    store.create_run(
+        Run(run_id="r1", repo=REPO, created_at=1.0, state=RunState.EXECUTING, tasks=tasks)
+    )
+    pulls: dict[int, PullRequest | Exception] = {
+        n + 4: PullRequest(n + 4, HEAD, f"b{n}", "open", False) for n in (1, 2, 3)
+    }
+    github = FakeGitHub(pulls, {HEAD: "success"})
     orchestrator(parts, github).reconcile()
-    assert github.check_calls == []  # green already: only a push or a merge is news
+    assert github.check_calls == [[5, 6, 7]]
+    assert store.get_run("r1").state is RunState.READY_TO_SHIP

@@ -224,6 +224,7 @@ def test_ship_job_run_twice_merges_once(harness: Harness) -> None:
     run = store.get_run(run_id)
     number = run.tasks[0].issue_number
     pr, sha = harness.github.open_pull(REPO, "fix", f"Fixes #{number}")
+    harness.github.report_checks(REPO, sha, "success")
     green = replace(
         run.tasks[0], state=TaskState.CHECKS_PASSED, pr_number=pr, head_sha=sha, checks_sha=sha
     )
@@ -274,30 +275,29 @@ def test_a_delivery_job_that_runs_again_later_changes_nothing(harness: Harness) 
     run_id = planned(harness)
     store = harness.orchestrator.store
     run = store.get_run(run_id)
+    pr, old = harness.github.open_pull(REPO, "fix", "")
     task = replace(
-        run.tasks[0],
-        state=TaskState.CHECKS_PASSED,
-        pr_number=9,
-        head_sha="a" * 40,
-        checks_sha="a" * 40,
+        run.tasks[0], state=TaskState.CHECKS_PASSED, pr_number=pr, head_sha=old, checks_sha=old
     )
     store.save_run(replace(run, state=RunState.EXECUTING, tasks=(task,)))
+    new = harness.github.push(REPO, pr)
+    harness.github.report_checks(REPO, new, "success")
     push = {
         "event": "pull_request",
         "delivery_id": "d-push",
-        "payload": payloads.pull_request(REPO, "synchronize", 9, "b" * 40),
+        "payload": payloads.pull_request(REPO, "synchronize", pr, new),
     }
     green = {
         "event": "check_suite",
         "delivery_id": "d-green",
-        "payload": payloads.check_suite(REPO, "b" * 40, "success", 9),
+        "payload": payloads.check_suite(REPO, new, "success", pr),
     }
     harness.orchestrator.run_github_event_job(push)
     harness.orchestrator.run_github_event_job(green)
     assert harness.run(run_id).tasks[0].state is TaskState.CHECKS_PASSED
     harness.orchestrator.run_github_event_job(push)  # at-least-once: the push job again
     after = harness.run(run_id).tasks[0]
-    assert (after.state, after.checks_sha) == (TaskState.CHECKS_PASSED, "b" * 40)
+    assert (after.state, after.checks_sha) == (TaskState.CHECKS_PASSED, new)
 
 
 def test_a_start_job_that_dies_fails_the_run_and_says_why(harness: Harness) -> None:

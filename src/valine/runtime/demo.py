@@ -145,7 +145,9 @@ class Demo:
 
         prs = {}
         for number in issues:
-            pr, sha = self.github.open_pull(REPO, f"valine/{run_id}/{number}", f"Fixes #{number}")
+            pr, sha = self.github.open_pull(
+                REPO, f"valine/{run_id}/{number}", f"Fixes #{number}", author="coding-agent[bot]"
+            )
             self._deliver(
                 "pull_request",
                 payloads.pull_request(REPO, "opened", pr, sha, f"Fixes #{number}"),
@@ -153,8 +155,10 @@ class Demo:
             prs[number] = (pr, sha)
         _say("Agents opened a pull request per issue; CI reports: one red, two green.")
         first_pr, first_sha = prs[issues[0]]
+        self.github.report_checks(REPO, first_sha, "failure", names=["test"])
         self._deliver("check_suite", payloads.check_suite(REPO, first_sha, "failure", first_pr))
         for number in issues[1:]:
+            self.github.report_checks(REPO, prs[number][1], "success", names=["test"])
             self._deliver(
                 "check_suite", payloads.check_suite(REPO, prs[number][1], "success", prs[number][0])
             )
@@ -163,6 +167,7 @@ class Demo:
 
         fixed = self.github.push(REPO, first_pr)
         self._deliver("pull_request", payloads.pull_request(REPO, "synchronize", first_pr, fixed))
+        self.github.report_checks(REPO, fixed, "success", names=["test"])
         self._deliver("check_suite", payloads.check_suite(REPO, fixed, "success", first_pr))
         _say(f"The agent pushed a fix to PR #{first_pr}; CI is green.")
         ready = wait_for(

@@ -97,13 +97,15 @@ def pull_request(
         "action": action,
         "number": number,
         "repository": repository(repo),
-        "sender": {"login": "coding-agent"},
+        "sender": {"login": "coding-agent[bot]"},
         "pull_request": {
             "number": number,
             "body": body,
             "state": "closed" if action == "closed" else "open",
             "merged": merged,
-            "head": {"ref": ref, "sha": sha},
+            "user": {"login": "coding-agent[bot]", "type": "Bot"},
+            "author_association": "NONE",
+            "head": {"ref": ref, "sha": sha, "repo": {"full_name": repo}},
         },
     }
 

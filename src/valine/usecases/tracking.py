@@ -56,7 +56,9 @@ class TrackingMixin(UseCaseBase):
     def _apply_pictures(
         self, run_id: str, pictures: Sequence[CheckPicture], delivery_id: str = "", label: str = ""
     ) -> Run | None:
-        """Apply fresh check pictures to the run (webhook, reconcile and ship share it)."""
+        """Apply fresh check pictures to the run (webhook and reconcile share it)."""
+        if not pictures:
+            return None
         required = self.policy.required_checks
 
         def changes(current: Run) -> list[tracking.Change]:
