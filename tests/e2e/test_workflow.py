@@ -73,7 +73,9 @@ def test_happy_path_plan_to_ship(world: World) -> None:
         world.checks(pr, sha, "success")
         shas[pr] = sha
     world.wait_state(run_id, "ready_to_ship")
-    assert world.github_requests() == before  # tracking webhooks made no GitHub request
+    # Pull request webhooks cost nothing; each check_suite.completed one read of the PR's
+    # whole picture (one GraphQL query).
+    assert world.github_requests() == before + 3
     wait_for(
         "the ready-to-ship announcement",
         lambda: any(
@@ -105,10 +107,11 @@ def test_happy_path_plan_to_ship(world: World) -> None:
             for m in world.discord.followups(world.tokens["plan"])
         ),
     )
-    # The whole run (DESIGN §9: at most 4N + 3): plan 2 (issues, node ids), approve 1 + N
-    # (one GraphQL relabel-and-comment, a dispatch each), ship N + 1 (merges, one
-    # GraphQL relabel-and-close) = 2N + 4.
-    assert world.github_requests() == 2 * 3 + 4
+    # The whole run (at most 4N + 3): plan 2 (issues, node ids), approve 1 + N (one
+    # GraphQL relabel-and-comment, a dispatch each), one checks read per check suite (N
+    # with one suite per PR), ship 1 + N + 1 (the re-check of every PR's checks in one
+    # query, the merges, one GraphQL relabel-and-close) = 3N + 5.
+    assert world.github_requests() == 3 * 3 + 5 <= 4 * 3 + 3
 
 
 def test_the_first_run_creates_the_labels_it_needs(world: World) -> None:
@@ -122,7 +125,7 @@ def test_the_first_run_creates_the_labels_it_needs(world: World) -> None:
     world.command("ship", run_id=run_id)
     world.wait_state(run_id, "shipped")
     assert "shipped" in world.github.issue(REPO, issues[0]).labels
-    assert world.github_requests() == 2 * 1 + 4 + 2  # + one createLabel each, once ever
+    assert world.github_requests() == 3 * 1 + 5 + 2  # + one createLabel each, once ever
 
 
 def to_ready_to_ship(world: World, count: int) -> tuple[str, list[int], dict[int, tuple[int, str]]]:
@@ -277,19 +280,36 @@ def test_duplicate_and_out_of_order_deliveries(world: World) -> None:
     green = check_suite_event(
         world.examples, "completed", repo=REPO, head_sha=sha, conclusion="success", pulls=[number]
     )
-    # The check result arrives before the PR is known: nothing to link it to yet.
+    world.github.report_checks(REPO, sha, "success")
+    # The check result arrives before the PR is known: the run remembers the commit,
+    # and linking the PR at it reads its checks then.
     assert world.deliver("check_suite", green, delivery="d-green") == 202
+    wait_for("the unclaimed commit remembered", lambda: _unclaimed(world, run_id) == [sha])
     assert world.deliver("pull_request", opened, delivery="d-open") == 202
     assert world.deliver("pull_request", opened, delivery="d-open") == 200  # duplicate
-    wait_for(
-        "PR linked",
-        lambda: (
-            "pr_open" in world.command("status", run_id=run_id)["data"]["embeds"][0]["description"]
-        ),
-    )
+    world.wait_state(run_id, "ready_to_ship")
     assert world.deliver("check_suite", green, delivery="d-green") == 200  # still a duplicate
     assert world.deliver("check_suite", green, delivery="d-green-redelivered") == 202
-    world.wait_state(run_id, "ready_to_ship")
+    world.command("ship", run_id=run_id)
+    world.wait_state(run_id, "shipped")
+
+
+def _unclaimed(world: World, run_id: str) -> list[str]:
+    """The commits whose checks concluded before a PR was linked, as the store has them."""
+    import json
+    import subprocess
+    import sys
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "valine.runtime.cli", "runs", "show", run_id],
+        cwd=world.service.workdir,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env={"VALINE_STORE": "sqlite:///.valine/valine.db", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    return list(json.loads(shown).get("unclaimed_checks", []))
 
 
 def test_two_approvals_at_the_same_moment_one_wins(world: World) -> None:

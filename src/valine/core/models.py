@@ -124,6 +124,9 @@ class Run:
     github_ids: dict[str, str] = field(default_factory=dict)
     #: Ids of the latest webhook deliveries that changed this run (idempotency).
     applied: tuple[str, ...] = ()
+    #: Head SHAs of recent check events no task's pull request was on yet: a PR linked
+    #: later with one of them as its head has its checks read then (events race).
+    unclaimed_checks: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -169,6 +172,7 @@ class Run:
             "discord": dict(self.discord),
             "github_ids": dict(self.github_ids),
             "applied": list(self.applied),
+            "unclaimed_checks": list(self.unclaimed_checks),
         }
 
     @classmethod
@@ -190,6 +194,7 @@ class Run:
             discord=dict(data.get("discord") or {}),
             github_ids=dict(data.get("github_ids") or {}),
             applied=tuple(data.get("applied") or ()),
+            unclaimed_checks=tuple(data.get("unclaimed_checks") or ()),
         )
 
 

@@ -416,6 +416,46 @@ def check_targets(event: str, payload: Any, run: Run) -> tuple[int, ...]:
     return tuple(numbers)
 
 
+def check_sha(event: str, payload: Any) -> str | None:
+    """The commit a completed check event is about, or None (not one, or malformed)."""
+    if event not in CHECK_EVENTS:
+        return None
+    try:
+        detail = read(event, payload).detail
+    except Malformed:
+        return None
+    if not isinstance(detail, CheckEvent):
+        return None
+    if event == "check_suite" and detail.action != "completed":
+        return None
+    return detail.sha
+
+
+#: Unclaimed check SHAs a run remembers.
+MAX_UNCLAIMED = 16
+
+
+def remember_unclaimed(run: Run, sha: str) -> Run | None:
+    """``run`` remembering that checks concluded on ``sha`` before any task's PR was on it.
+
+    None when there is nothing to remember: no task still waits for a pull request, or
+    ``sha`` is already remembered.
+    """
+    waiting = any(t.state in (TaskState.PENDING, TaskState.DISPATCHED) for t in run.tasks)
+    if not waiting or sha in run.unclaimed_checks:
+        return None
+    return replace(run, unclaimed_checks=(*run.unclaimed_checks, sha)[-MAX_UNCLAIMED:])
+
+
+def claimed_late(run: Run) -> tuple[int, ...]:
+    """Pull requests just linked whose head already had a check event (read them now)."""
+    return tuple(
+        t.pr_number
+        for t in run.tasks
+        if t.state is TaskState.PR_OPEN and t.pr_number and t.head_sha in run.unclaimed_checks
+    )
+
+
 def check_changes(
     run: Run, pictures: Sequence[CheckPicture], required: Sequence[str] | None = None
 ) -> list[Change]:
@@ -431,7 +471,10 @@ def check_changes(
         if task is None or task.state not in _WITH_PR:
             continue
         result = verdict(picture, required)
-        fields: dict[str, Any] = {"head_sha": picture.head_sha, "reason": result.reason}
+        reason = result.reason
+        if reason is not None and task.head_sha and picture.head_sha != task.head_sha:
+            reason = f"head moved to {picture.head_sha[:7]}; {reason}"
+        fields: dict[str, Any] = {"head_sha": picture.head_sha, "reason": reason}
         if result.outcome is Outcome.PASSED:
             event, fields["checks_sha"] = TaskEvent.CHECKS_PASSED, picture.head_sha
         elif result.outcome is Outcome.FAILED:

@@ -49,7 +49,16 @@ class TrackingMixin(UseCaseBase):
             return
         numbers = tracking.check_targets(event, payload, run)
         if not numbers:
-            return  # checks of a commit no task is on: nothing to read
+            # Checks of a commit no task is on (yet: the PR's own webhook may be running
+            # right now). Remember the commit; linking a PR at it reads its checks then.
+            sha = tracking.check_sha(event, payload)
+            if sha is None:
+                return
+            self._update(run.run_id, lambda r: tracking.remember_unclaimed(r, sha))
+            # The PR may have been linked between our read and our save: look again.
+            numbers = tracking.check_targets(event, payload, self.store.get_run(run.run_id))
+            if not numbers:
+                return
         pictures = self.github.pull_checks(self.repo, numbers)
         self._apply_pictures(run.run_id, pictures, delivery_id, label=event)
 
@@ -77,7 +86,12 @@ class TrackingMixin(UseCaseBase):
             return tracking.changes_for(event, payload, current, self.policy.labels, trusted)
 
         action = payload.get("action", "")
-        self._save_changes(run.run_id, changes, delivery_id, f"{event}.{action}")
+        saved = self._save_changes(run.run_id, changes, delivery_id, f"{event}.{action}")
+        late = tracking.claimed_late(saved) if saved is not None else ()
+        if saved is not None and late:
+            log.info("checks concluded before PR(s) %s were linked: reading them", late)
+            pictures = self.github.pull_checks(self.repo, late)
+            self._apply_pictures(saved.run_id, pictures, label="checks of a late link")
 
     def _save_changes(
         self,
