@@ -39,6 +39,7 @@ CLIENT_FIELDS = (
     "addComment(",
     "closeIssue(",
     "enqueuePullRequest(",
+    "pullRequest(",
 )
 
 
@@ -103,6 +104,14 @@ def scenario() -> Iterator[list[tuple[dict[str, Any], Any]]]:
             )
             client.repository_ids(REPO, [])  # no labels, no users
             client.enqueue_pull(QUEUED, pr, sha)
+            checked, head = standin.open_pull(REPO, "checked", "Fixes #1")
+            standin.report_checks(REPO, head, "success", app="github-actions", names=["a", "b"])
+            standin.report_checks(REPO, head, None, status="queued", check_runs=0, app="idle")
+            standin.set_status(REPO, head, "ci/jenkins", "pending")
+            pictures = client.pull_checks(REPO, [checked, 9999])
+            assert [(p.pr_number, p.head_sha, len(p.checks)) for p in pictures] == [
+                (checked, head, 4)
+            ]
         yield [(r.body, r.response) for r in standin.requests if r.path == "/graphql"]
 
 
@@ -115,7 +124,11 @@ def test_scenario_uses_every_kind_of_field(scenario: list[tuple[dict[str, Any], 
 def test_the_stand_in_answered_every_scenario_request_without_errors(
     scenario: list[tuple[dict[str, Any], Any]],
 ) -> None:
-    assert [answer.get("errors") for _, answer in scenario] == [None] * len(scenario)
+    # Except the pull request the checks query asks for on purpose that does not exist.
+    errors = [answer.get("errors") for _, answer in scenario]
+    missing = [e for e in errors if e and all(x.get("type") == "NOT_FOUND" for x in e)]
+    assert len(missing) == 1
+    assert [e for e in errors if e and e not in missing] == []
 
 
 def test_every_client_document_validates_against_githubs_schema(

@@ -307,3 +307,26 @@ def test_a_start_job_that_dies_fails_the_run_and_says_why(harness: Harness) -> N
     run = harness.run(run_id)
     assert run.state is RunState.FAILED
     assert "GitHub down" in str(run.reason)
+
+
+def test_a_malformed_delivery_is_ignored_with_one_log_line_and_no_retry(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    from valine.testing import payloads
+
+    run_id = planned(harness)
+    before = harness.run(run_id)
+    payload = payloads.pull_request(
+        REPO, "opened", 7, "a" * 40, f"Fixes #{before.tasks[0].issue_number}"
+    )
+    payload["pull_request"]["number"] = "7"  # a string where GitHub sends an integer
+    job = {"event": "pull_request", "delivery_id": "d-bad", "payload": payload}
+
+    with caplog.at_level("WARNING"):
+        harness.orchestrator.run_github_event_job(job)  # returns: the job is acked, not retried
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "ignored malformed pull_request delivery: pull_request.number: expected a positive integer"
+    ]
+    assert harness.run(run_id).version == before.version

@@ -1,0 +1,299 @@
+"""What tracking accepts: trusted pull requests only, bodies in linear time, typed fields.
+
+Property-based (Hypothesis): arbitrary JSON and mutated real @octokit/webhooks-examples
+payloads never raise in ``essentials``, ``changes_for`` or ``check_targets``, and a
+payload with a field of the wrong type changes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import pr_event
+from valine.core.checks import Check, CheckKind, CheckPicture, Outcome, verdict
+from valine.core.models import Run, Task
+from valine.core.policy import Labels, policy_from_mapping
+from valine.core.states import RunState, TaskState
+from valine.core.tracking import (
+    apply_changes,
+    changes_for,
+    check_targets,
+    claimed_issue,
+    essentials,
+    malformed,
+    read,
+)
+
+REPO = "octo/widgets"
+RUN_ID = "r20261125-abc123"
+SHA = "1" * 40
+T = TaskState
+EVENTS = ("pull_request", "check_suite", "status", "issues", "issue_comment")
+
+
+def a_run() -> Run:
+    return Run(
+        RUN_ID,
+        REPO,
+        0.0,
+        state=RunState.EXECUTING,
+        version=1,
+        tasks=(
+            Task(12, "a", T.DISPATCHED),
+            Task(13, "b", T.CHECKS_PENDING, pr_number=40, head_sha=SHA),
+        ),
+    )
+
+
+def opened(examples: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return pr_event(examples, "opened", repo=REPO, number=50, body="Fixes #12", **fields)
+
+
+# -- whose pull requests count ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "trusted"),
+    [
+        ({"author_association": "OWNER"}, True),
+        ({"author_association": "MEMBER"}, True),
+        ({"author_association": "COLLABORATOR"}, True),
+        ({"author_association": "NONE", "user_type": "Bot"}, True),
+        ({"author_association": "NONE", "author": "agent-login"}, True),  # [executor] login
+        ({"author_association": "CONTRIBUTOR"}, False),
+        ({"author_association": "FIRST_TIME_CONTRIBUTOR"}, False),
+        ({"author_association": "NONE"}, False),
+        ({"author_association": "OWNER", "head_repo": "stranger/widgets"}, False),  # a fork
+        ({"user_type": "Bot", "head_repo": "stranger/widgets"}, False),
+    ],
+)
+def test_only_a_trusted_pull_request_claims_a_task(
+    webhook_examples: dict[str, Any], fields: dict[str, Any], trusted: bool
+) -> None:
+    run = a_run()
+    changes = changes_for(
+        "pull_request",
+        opened(webhook_examples, **fields),
+        run,
+        Labels(),
+        frozenset({"agent-login"}),
+    )
+    after = apply_changes(run, changes, 1.0).task(12)
+    if trusted:
+        assert (after.state, after.pr_number, after.notes) == (T.PR_OPEN, 50, ())
+    else:
+        assert (after.state, after.pr_number) == (T.DISPATCHED, None)
+        assert len(after.notes) == 1 and after.notes[0].startswith("PR #50 by ")
+        assert [c.note for c in changes] == [after.notes[0]]  # what the audit trail gets
+
+
+def test_a_deleted_fork_is_not_trusted(webhook_examples: dict[str, Any]) -> None:
+    payload = opened(webhook_examples)
+    payload["pull_request"]["head"]["repo"] = None
+    (change,) = changes_for("pull_request", payload, a_run(), Labels())
+    assert change.note is not None and change.note.endswith("its head repository is gone")
+
+
+def test_an_ignored_pull_request_is_noted_once(webhook_examples: dict[str, Any]) -> None:
+    run = a_run()
+    payload = opened(webhook_examples, author_association="NONE")
+    run = apply_changes(run, changes_for("pull_request", payload, run, Labels()), 1.0)
+    assert changes_for("pull_request", payload, run, Labels()) == []  # an "edited" again
+
+
+def test_a_linked_open_pull_request_is_not_replaced(webhook_examples: dict[str, Any]) -> None:
+    run = a_run()
+    run = apply_changes(
+        run, changes_for("pull_request", opened(webhook_examples), run, Labels()), 1.0
+    )
+    other = pr_event(
+        webhook_examples, "opened", repo=REPO, number=51, head_ref=f"valine/{RUN_ID}/12"
+    )
+    run = apply_changes(run, changes_for("pull_request", other, run, Labels()), 1.0)
+    assert run.task(12).pr_number == 50
+
+
+def test_the_branch_name_wins_over_a_closing_keyword() -> None:
+    run = a_run()
+    assert claimed_issue("Fixes #13", f"valine/{RUN_ID}/12", run) == 12
+    assert claimed_issue("Fixes #13", "feature", run) == 13
+
+
+def test_pr_authors_and_the_assignee_are_trusted_logins() -> None:
+    policy = policy_from_mapping(
+        {"executor": {"kind": "assign", "assignee": "Agent", "pr_authors": ["Helper"]}}
+    )
+    assert policy.executor.trusted_logins == frozenset({"agent", "helper"})
+
+
+# -- linear-time bodies -------------------------------------------------------------------
+
+N = 65_536
+PATHOLOGICAL = {
+    "whitespace after a keyword": "fix" + " " * (N - 3),
+    "whitespace, then a colon": "fix" + " " * (N - 5) + ":x",
+    "mixed whitespace and colons": ("Fixes \t\n: " * N)[:N],
+    "repeated keywords": ("fix " * N)[:N],
+    "repeated keyword and hash": ("fixes #" * N)[:N],
+    "hash runs": "#" * N,
+    "digits without a boundary": "fix #" + "1" * (N - 6) + "x",
+    "a word run": "fix " + "a" * (N - 4),
+    "a repository-like run": "fix a/" + "b" * (N - 6),
+    "run id then many mentions": (RUN_ID + " " + "#1" * N)[:N],
+    "whitespace only": ("\t\n " * N)[:N],
+}
+
+
+@pytest.mark.parametrize("name", list(PATHOLOGICAL))
+def test_pathological_bodies_are_parsed_in_milliseconds(name: str) -> None:
+    body = PATHOLOGICAL[name]
+    assert len(body) == N
+    started = time.perf_counter()
+    claimed_issue(body, "feature", a_run())
+    # Generous (the issue asks for milliseconds; the old pattern took minutes).
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_link_after_a_pathological_prefix_is_still_found() -> None:
+    body = "fix" + " " * 60_000 + ":x " + "#" * 5_000 + " Fixes #12"
+    assert claimed_issue(body, "feature", a_run()) == 12
+
+
+# -- typed payloads -------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(event=st.sampled_from(EVENTS), payload=json_values)
+def test_arbitrary_json_never_raises_and_changes_nothing_when_malformed(
+    event: str, payload: Any
+) -> None:
+    run = a_run()
+    slim = essentials(event, payload)
+    changes = changes_for(event, payload, run, Labels())
+    check_targets(event, payload, run)
+    assert changes_for(event, slim, run, Labels()) == changes
+    if malformed(event, payload) is not None:
+        assert changes == []
+        assert "malformed" in slim
+
+
+def _paths(document: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(document, dict):
+        for key, value in document.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(document, list):
+        for i, value in enumerate(document[:3]):
+            found += _paths(value, (*prefix, i))
+    return found
+
+
+def _set(document: Any, path: tuple[Any, ...], value: Any) -> None:
+    for key in path[:-1]:
+        document = document[key]
+    document[path[-1]] = value
+
+
+WRONG_TYPES = st.sampled_from(["7", 7, True, [], {}, [1, 2], {"x": 1}, 1.5, -3, None])
+
+
+@st.composite
+def mutated_examples(draw: st.DrawFn, examples: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A real example re-aimed at the run, with one field set to a value of another type."""
+    event = draw(st.sampled_from(("pull_request", "check_suite", "issues", "status")))
+    payload = copy.deepcopy(draw(st.sampled_from(examples[event])))
+    payload["repository"]["full_name"] = REPO
+    if event == "pull_request":
+        payload["pull_request"]["body"] = "Fixes #12"
+        payload["pull_request"]["head"]["repo"] = {"full_name": REPO}
+    path = draw(st.sampled_from(_paths(payload)))
+    _set(payload, path, draw(WRONG_TYPES))
+    return event, payload
+
+
+@given(data=st.data())
+def test_mutated_real_examples_never_raise_and_malformed_ones_change_nothing(
+    webhook_examples: dict[str, Any], data: st.DataObject
+) -> None:
+    event, payload = data.draw(mutated_examples(webhook_examples))
+    run = a_run()
+    slim = essentials(event, payload)
+    changes = changes_for(event, payload, run, Labels())
+    targets = check_targets(event, payload, run)
+    problem = malformed(event, payload)
+    if problem is not None:
+        assert (changes, targets) == ([], ())
+        assert slim["malformed"] == problem
+    else:
+        read(event, payload)  # well-typed: reading it is fine
+        assert changes_for(event, slim, run, Labels()) == changes
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("pull_request", "number"), "50", "pull_request.number"),
+        (("pull_request", "number"), True, "pull_request.number"),
+        (("pull_request", "head"), ["x"], "pull_request.head"),
+        (("pull_request", "body"), 12, "pull_request.body"),
+        (("pull_request", "user"), "octocat", "pull_request.user"),
+        (("repository",), [], "repository"),
+    ],
+)
+def test_a_wrong_type_is_named(
+    webhook_examples: dict[str, Any], path: tuple[str, ...], value: Any, field: str
+) -> None:
+    payload = opened(webhook_examples)
+    _set(payload, path, value)
+    assert str(malformed("pull_request", payload)).startswith(f"{field}: expected")
+    assert changes_for("pull_request", payload, a_run(), Labels()) == []
+
+
+# -- the rule for green ------------------------------------------------------------------
+
+checks = st.builds(
+    Check,
+    name=st.sampled_from(["test", "lint", "e2e"]),
+    kind=st.sampled_from(list(CheckKind)),
+    status=st.sampled_from(["completed", "in_progress", "queued", "success", "pending", "failure"]),
+    conclusion=st.sampled_from([None, "success", "failure", "neutral", "skipped", "cancelled"]),
+)
+
+
+@given(st.lists(checks, max_size=6), st.none() | st.lists(st.sampled_from(["test", "lint"])))
+def test_passed_means_every_counted_check_passed(
+    found: list[Check], required: list[str] | None
+) -> None:
+    result = verdict(CheckPicture(1, SHA, tuple(found)), required)
+    counted = [c for c in found if required is None or c.name in required]
+    passing = [
+        (c.kind is CheckKind.STATUS and c.status == "success")
+        or (
+            c.kind is not CheckKind.STATUS
+            and c.status == "completed"
+            and c.conclusion in {"success", "neutral", "skipped"}
+        )
+        for c in counted
+        if not (
+            c.kind is CheckKind.SUITE
+            and (c.status != "completed" or c.conclusion in {None, "success", "neutral", "skipped"})
+        )
+    ]
+    if result.outcome is Outcome.PASSED:
+        assert passing and all(passing)
+        assert required is None or {c.name for c in counted} >= set(required)
+    else:
+        assert result.reason
