@@ -65,6 +65,12 @@ class Task:
     checks_sha: str | None = None
     reason: str | None = None
     steps_done: tuple[str, ...] = ()
+    #: When the task entered its current state (None in runs stored before it was kept).
+    since: float | None = None
+    #: How many times the task was handed to its executor.
+    dispatches: int = 0
+    #: How many times it was retried (``/retry``, the Retry button, ``on_stale``).
+    retries: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary of this task."""
@@ -79,6 +85,9 @@ class Task:
             "checks_sha": self.checks_sha,
             "reason": self.reason,
             "steps_done": list(self.steps_done),
+            "since": self.since,
+            "dispatches": self.dispatches,
+            "retries": self.retries,
         }
 
     @classmethod
@@ -95,6 +104,9 @@ class Task:
             checks_sha=data.get("checks_sha"),
             reason=data.get("reason"),
             steps_done=tuple(data.get("steps_done", ())),
+            since=data.get("since"),
+            dispatches=int(data.get("dispatches") or 0),
+            retries=int(data.get("retries") or 0),
         )
 
 
@@ -120,6 +132,9 @@ class Run:
     github_ids: dict[str, str] = field(default_factory=dict)
     #: Ids of the latest webhook deliveries that changed this run (idempotency).
     applied: tuple[str, ...] = ()
+    #: Who asked to cancel while the run was shipping; the cancel takes effect when the
+    #: ship attempt ends.
+    cancel_requested_by: str | None = None
 
     @property
     def active(self) -> bool:
@@ -165,6 +180,7 @@ class Run:
             "discord": dict(self.discord),
             "github_ids": dict(self.github_ids),
             "applied": list(self.applied),
+            "cancel_requested_by": self.cancel_requested_by,
         }
 
     @classmethod
@@ -186,6 +202,7 @@ class Run:
             discord=dict(data.get("discord") or {}),
             github_ids=dict(data.get("github_ids") or {}),
             applied=tuple(data.get("applied") or ()),
+            cancel_requested_by=data.get("cancel_requested_by"),
         )
 
 
@@ -200,9 +217,41 @@ def apply_task_event(
 ) -> Run:
     """``run`` after ``event`` happened to the task of ``issue_number``; may raise."""
     current = run.task(issue_number)
-    updated = replace(current, state=next_task_state(current.state, event), **changes)
+    state = next_task_state(current.state, event)
+    if state is not current.state:
+        changes.setdefault("since", now)
+    if event is TaskEvent.DISPATCH:
+        changes.setdefault("dispatches", current.dispatches + 1)
+    updated = replace(current, state=state, **changes)
     tasks = tuple(updated if t.issue_number == issue_number else t for t in run.tasks)
     return replace(run, tasks=tasks, updated_at=now)
+
+
+#: Steps of one hand-over to the executor, forgotten when a task is retried.
+_DISPATCH_STEPS = ("dispatched", "dispatch-claimed:")
+
+
+def retry_task(run: Run, issue_number: int, now: float, reason: str) -> Run:
+    """``run`` with the failed or stale task of ``issue_number`` back to ``pending``.
+
+    Its pull request link and its dispatch steps are forgotten, so the executor is
+    handed the task again; the relabel and the comment (done once) are kept. Raises
+    IllegalTransition for a task that is neither failed nor stale.
+    """
+    task = run.task(issue_number)
+    steps = tuple(s for s in task.steps_done if not s.startswith(_DISPATCH_STEPS))
+    return apply_task_event(
+        run,
+        issue_number,
+        TaskEvent.RETRY,
+        now,
+        steps_done=steps,
+        pr_number=None,
+        head_sha=None,
+        checks_sha=None,
+        reason=reason,
+        retries=task.retries + 1,
+    )
 
 
 def new_run_id(now: float, entropy: str) -> str:

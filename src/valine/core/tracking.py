@@ -27,9 +27,19 @@ _CLOSING = re.compile(
     re.IGNORECASE,
 )
 _MENTION = re.compile(r"#(\d+)\b")
+#: The branch GitHub tests a merge group on: ``gh-readonly-queue/<base>/pr-<number>-<sha>``.
+_MERGE_GROUP_REF = re.compile(r"^(?:refs/heads/)?gh-readonly-queue/.+/pr-(\d+)-[0-9a-f]{7,40}$")
+#: The step of a task whose pull request left the merge queue during this ship attempt.
+DEQUEUED = "dequeued"
 _PASSING = frozenset({"success", "neutral", "skipped"})
 _WITH_PR = frozenset(
-    {TaskState.PR_OPEN, TaskState.CHECKS_PENDING, TaskState.CHECKS_PASSED, TaskState.CHECKS_FAILED}
+    {
+        TaskState.PR_OPEN,
+        TaskState.CHECKS_PENDING,
+        TaskState.CHECKS_PASSED,
+        TaskState.CHECKS_FAILED,
+        TaskState.STALE,
+    }
 )
 
 
@@ -57,6 +67,8 @@ def essentials(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     if event == "pull_request":
         pull = payload.get("pull_request") or {}
         slim["number"] = payload.get("number")
+        if payload.get("reason"):
+            slim["reason"] = payload.get("reason")  # "dequeued": why it left the queue
         slim["pull_request"] = {
             "number": pull.get("number"),
             "body": pull.get("body"),
@@ -67,6 +79,7 @@ def essentials(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         suite = payload.get("check_suite") or {}
         slim["check_suite"] = {
             "head_sha": suite.get("head_sha"),
+            "head_branch": suite.get("head_branch"),
             "conclusion": suite.get("conclusion"),
             "pull_requests": [
                 {"number": p.get("number")}
@@ -135,7 +148,30 @@ def _pull_request(payload: Mapping[str, Any], run: Run) -> list[Change]:
     task = _task_by_pr(run, number)
     if payload.get("action") in ("opened", "reopened", "ready_for_review", "edited"):
         return _pr_opened(pull, number, run) if task is None else []
+    if payload.get("action") == "dequeued":
+        return [] if task is None else dequeued(task, str(payload.get("reason") or "no reason"))
     return [] if task is None else _pr_updated(payload, pull, task)
+
+
+def dequeued(task: Task, why: str) -> list[Change]:
+    """The task's pull request left the merge queue unmerged: it waits for a new attempt."""
+    if "queued" not in task.steps_done or task.state is TaskState.MERGED:
+        return []  # not queued by this ship attempt (or already merged): nothing to undo
+    steps = (*(s for s in task.steps_done if s != "queued"), DEQUEUED)
+    reason = f"PR #{task.pr_number} left the merge queue: {why}"
+    return [Change(task.issue_number, None, {"steps_done": steps, "reason": reason})]
+
+
+def _merge_group_failed(suite: Mapping[str, Any], run: Run) -> list[Change]:
+    """A failing check suite of a merge group: its pull request is leaving the queue."""
+    match = _MERGE_GROUP_REF.match(str(suite.get("head_branch") or ""))
+    conclusion = suite.get("conclusion")
+    if match is None or conclusion is None or conclusion in _PASSING:
+        return []
+    task = _task_by_pr(run, int(match.group(1)))
+    if task is None:
+        return []
+    return dequeued(task, f"merge group checks concluded {conclusion}")
 
 
 def _pr_opened(pull: Mapping[str, Any], number: int, run: Run) -> list[Change]:
@@ -164,6 +200,10 @@ def _pr_updated(payload: Mapping[str, Any], pull: Mapping[str, Any], task: Task)
 
 def _check_suite(payload: Mapping[str, Any], run: Run) -> list[Change]:
     suite = payload.get("check_suite") or {}
+    if payload.get("action") == "completed" and _MERGE_GROUP_REF.match(
+        str(suite.get("head_branch") or "")
+    ):
+        return _merge_group_failed(suite, run)
     sha = str(suite.get("head_sha") or "")
     action = payload.get("action")
     changes = []
