@@ -551,6 +551,17 @@ class GitHubStandIn:
         with self._lock:
             return [entry.number for entry in self._live_queue(self._repo(repo))]
 
+    def eject_from_merge_queue(self, repo: str, number: int) -> bool:
+        """Remove pull request ``number`` from the merge queue unmerged, as GitHub does
+        when the merge group's checks fail, it conflicts, or a person removes it (GitHub
+        then sends ``pull_request`` ``dequeued`` with a ``reason``; the tests deliver it).
+        True if it was queued."""
+        with self._lock:
+            r = self._repo(repo)
+            before = len(r.queue)
+            r.queue[:] = [entry for entry in r.queue if entry.number != number]
+            return len(r.queue) < before
+
     def land_merge_queue(self, repo: str) -> list[tuple[int, str]]:
         """Merge every queued pull request, as GitHub does once the queue's checks pass.
 
