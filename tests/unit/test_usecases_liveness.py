@@ -140,6 +140,19 @@ def test_cancel_while_shipping_takes_effect_when_the_attempt_ends(h: Harness) ->
     assert "in-progress" not in labels(h, task.issue_number)
 
 
+def test_a_cancel_asked_while_shipping_survives_a_ship_job_that_dies(h: Harness) -> None:
+    h.github.require_merge_queue(REPO)
+    run = green(h, executing(h))
+    h.orchestrator.ship(run.run_id, ADA)
+    h.orchestrator.cancel(run.run_id, ADA)
+    h.orchestrator.on_dead_letter("ship_run", {"run_id": run.run_id}, "GitHub down")
+    h.drain()
+    done = h.run(run.run_id)
+    assert done.state is RunState.CANCELLED
+    assert "GitHub down" in str(done.reason)
+    assert "ready" in labels(h, run.tasks[0].issue_number)
+
+
 def test_every_cancellable_state_ends_and_releases_the_lock(h: Harness) -> None:
     run_id = planned(h)
     h.orchestrator.cancel(run_id, ADA)
