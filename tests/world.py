@@ -217,8 +217,9 @@ def start_world(
     key: SigningKey,
     examples: dict[str, list[dict[str, Any]]],
     config: str = DEFAULT_CONFIG,
+    env: dict[str, str] | None = None,
 ) -> World:
-    """Start both stand-ins and ``valine serve`` wired to them."""
+    """Start both stand-ins and ``valine serve`` wired to them (``env``: extra settings)."""
     github = GitHubStandIn().start()
     github.add_repo(REPO)
     discord = DiscordStandIn().start()
@@ -236,6 +237,7 @@ def start_world(
                 "GITHUB_REPOSITORY": REPO,
                 "GITHUB_API_URL": github.url,
                 "VALINE_NOTIFY_WINDOW": "0.2",
+                **(env or {}),
             },
         )
     except BaseException:

@@ -154,7 +154,11 @@ def test_the_standin_answers_with_discords_response_shapes(standin: DiscordStand
         client.edit_original(standin.application_id, token, plan_message())
         client.followup(standin.application_id, token, {"content": "f", "flags": EPHEMERAL})
         client.create_message(CHANNEL, plan_message())
+        client.create_message(
+            CHANNEL, {**plan_message(), "nonce": "valine-r1-ready", "enforce_nonce": True}
+        )
         commands = client.register_commands(registration_payload())
+    assert any(m.get("nonce") == "valine-r1-ready" for m in standin.messages())
     assert_valid(validate("MessageResponseSchema", standin.messages()))
     assert_valid(validate("ApplicationCommandResponseSchema", commands))
 

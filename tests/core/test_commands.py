@@ -29,7 +29,7 @@ def _data(name: str, **options: Any) -> dict[str, Any]:
 
 def test_registration_payload_lists_the_seed_commands() -> None:
     payload = {c["name"]: c for c in registration_payload()}
-    assert set(payload) == {"plan", "approve", "status", "ship", "cancel", "help"}
+    assert set(payload) == {"plan", "approve", "status", "ship", "cancel", "retry", "help"}
     for name, required in (("approve", True), ("ship", True), ("cancel", True), ("status", False)):
         (option,) = payload[name]["options"]
         assert option == {

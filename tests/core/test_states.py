@@ -28,17 +28,19 @@ EXPECTED_RUN = {
     (R.PLANNED, RE.APPROVE): R.APPROVED,
     (R.PLANNED, RE.CANCEL): R.CANCELLED,
     (R.APPROVED, RE.START): R.EXECUTING,
-    (R.APPROVED, RE.CANCEL): R.CANCELLED,
+    (R.APPROVED, RE.CANCEL): R.CANCELLING,
     (R.APPROVED, RE.FAIL): R.FAILED,
     (R.EXECUTING, RE.ALL_READY): R.READY_TO_SHIP,
-    (R.EXECUTING, RE.CANCEL): R.CANCELLED,
+    (R.EXECUTING, RE.CANCEL): R.CANCELLING,
     (R.EXECUTING, RE.FAIL): R.FAILED,
     (R.READY_TO_SHIP, RE.SHIP): R.SHIPPING,
     (R.READY_TO_SHIP, RE.NOT_READY): R.EXECUTING,
-    (R.READY_TO_SHIP, RE.CANCEL): R.CANCELLED,
+    (R.READY_TO_SHIP, RE.CANCEL): R.CANCELLING,
     (R.SHIPPING, RE.SHIPPED): R.SHIPPED,
     (R.SHIPPING, RE.SHIP_FAILED): R.SHIP_FAILED,
     (R.SHIP_FAILED, RE.SHIP): R.SHIPPING,
+    (R.SHIP_FAILED, RE.CANCEL): R.CANCELLING,
+    (R.CANCELLING, RE.RELEASED): R.CANCELLED,
 }
 
 _WITH_PR = (T.PR_OPEN, T.CHECKS_PENDING, T.CHECKS_PASSED, T.CHECKS_FAILED)
@@ -50,6 +52,20 @@ EXPECTED_TASK = {
     (T.DISPATCHED, TE.PR_OPENED): T.PR_OPEN,
     (T.DISPATCHED, TE.FAIL): T.FAILED,
     (T.DISPATCHED, TE.SKIP): T.SKIPPED,
+    (T.DISPATCHED, TE.STALE): T.STALE,
+    (T.PR_OPEN, TE.STALE): T.STALE,
+    (T.CHECKS_PENDING, TE.STALE): T.STALE,
+    # a stale task still takes the news it waited for, or fails, or is retried
+    (T.STALE, TE.PR_OPENED): T.PR_OPEN,
+    (T.STALE, TE.FAIL): T.FAILED,
+    (T.STALE, TE.SKIP): T.SKIPPED,
+    (T.STALE, TE.RETRY): T.PENDING,
+    (T.STALE, TE.PR_CLOSED): T.DISPATCHED,
+    (T.STALE, TE.CHECKS_STARTED): T.CHECKS_PENDING,
+    (T.STALE, TE.CHECKS_PASSED): T.CHECKS_PASSED,
+    (T.STALE, TE.CHECKS_FAILED): T.CHECKS_FAILED,
+    (T.STALE, TE.MERGED): T.MERGED,
+    (T.FAILED, TE.RETRY): T.PENDING,
     **{(s, TE.PR_CLOSED): T.DISPATCHED for s in _WITH_PR},
     **{(s, TE.CHECKS_STARTED): T.CHECKS_PENDING for s in _WITH_PR},
     **{(s, TE.CHECKS_PASSED): T.CHECKS_PASSED for s in _WITH_PR},
@@ -88,10 +104,32 @@ def test_terminal_states() -> None:
     assert run_is_active(R.SHIP_FAILED)
 
 
-def test_cancel_is_refused_once_shipping_started() -> None:
-    for state in (R.SHIPPING, R.SHIP_FAILED, R.SHIPPED):
-        with pytest.raises(IllegalTransition):
-            next_run_state(state, RE.CANCEL)
+def test_every_non_terminal_run_state_has_a_way_out() -> None:
+    """From every active state some sequence of events reaches a terminal state."""
+    for start in RunState:
+        seen, frontier = {start}, [start]
+        while frontier:
+            state = frontier.pop()
+            for (source, _), target in EXPECTED_RUN.items():
+                if source == state and target not in seen:
+                    seen.add(target)
+                    frontier.append(target)
+        assert seen & RUN_TERMINAL, f"{start} can never end"
+
+
+def test_cancel_reaches_cancelled_from_every_state_but_shipping() -> None:
+    """A cancel of a shipping run waits for the attempt: ship_failed, then cancel."""
+    for state in RunState:
+        if state in RUN_TERMINAL or state is R.CANCELLING:
+            continue
+        if state is R.SHIPPING:
+            with pytest.raises(IllegalTransition):
+                next_run_state(state, RE.CANCEL)
+            after = next_run_state(next_run_state(state, RE.SHIP_FAILED), RE.CANCEL)
+        else:
+            after = next_run_state(state, RE.CANCEL)
+        if after is not R.CANCELLED:
+            assert next_run_state(after, RE.RELEASED) is R.CANCELLED
 
 
 def test_every_state_is_reachable_from_the_initial_state() -> None:

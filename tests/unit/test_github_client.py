@@ -572,12 +572,17 @@ def test_secondary_rate_limit_waits_retry_after(
 
 
 def test_primary_rate_limit_waits_until_reset(make_client: ClientFactory) -> None:
-    now = 1_900_000_000.0
+    now = [1_900_000_000.0]
     waits: list[float] = []
-    with GitHubStandIn(clock=lambda: now) as standin:
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    with GitHubStandIn(clock=lambda: now[0]) as standin:
         standin.add_repo(REPO)
         client = make_client(
-            TokenAuth(standin.token), standin.url, clock=lambda: now, sleep=waits.append
+            TokenAuth(standin.token), standin.url, clock=lambda: now[0], sleep=sleep
         )
         standin.primary_rate_limit_next(reset_in=20)
 

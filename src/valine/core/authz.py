@@ -29,7 +29,16 @@ _VERBS = {
     "approve": "approve runs",
     "ship": "ship runs",
     "cancel": "cancel runs",
+    "retry": "retry tasks",
 }
+#: Actions authorised by another action's grant: retrying a task hands it to the
+#: executor again, which is what approving does, so the approvers may.
+GRANTED_AS: Mapping[str, str] = {"retry": "approve"}
+
+
+def grant_name(action: str) -> str:
+    """The ``[permissions]`` entry that authorises ``action``."""
+    return GRANTED_AS.get(action, action)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +82,14 @@ def decide(
     planned_by: str | None = None,
 ) -> Decision:
     """May ``user_id`` (with ``roles``) do ``action``? ``planned_by``: who planned the run."""
-    if action not in GUARDED_ACTIONS:
+    if grant_name(action) not in GUARDED_ACTIONS:
         return Decision(True)
-    grant = permissions.grant(action)
+    grant = permissions.grant(grant_name(action))
     if grant.empty:
         return Decision(
             False,
             f"Nobody may {_VERBS[action]} yet: add Discord role or user "
-            f"ids to `[permissions.{action}]` in valine.toml.",
+            f"ids to `[permissions.{grant_name(action)}]` in valine.toml.",
         )
     if user_id not in grant.users and not grant.roles.intersection(roles):
         return Decision(False, f"You may not {_VERBS[action]}. {who_may(grant)}")

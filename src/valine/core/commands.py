@@ -80,6 +80,19 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "ship", "Merge the run's green pull requests and close its issues", (_run_id(True),)
     ),
     CommandSpec("cancel", "Cancel a run and put its issues back to ready", (_run_id(True),)),
+    CommandSpec(
+        "retry",
+        "Hand a failed or stale task to its executor again",
+        (
+            _run_id(True),
+            OptionSpec(
+                "issue",
+                "The task's issue number (a failed or stale task of the run)",
+                required=True,
+                autocomplete=True,
+            ),
+        ),
+    ),
     CommandSpec("help", "What each command does and who may use it"),
 )
 

@@ -67,6 +67,12 @@ class Task:
     steps_done: tuple[str, ...] = ()
     #: Pull requests that named this task and were ignored, and why (newest last).
     notes: tuple[str, ...] = ()
+    #: When the task entered its current state (None in runs stored before it was kept).
+    since: float | None = None
+    #: How many times the task was handed to its executor.
+    dispatches: int = 0
+    #: How many times it was retried (``/retry``, the Retry button, ``on_stale``).
+    retries: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary of this task."""
@@ -82,6 +88,9 @@ class Task:
             "reason": self.reason,
             "steps_done": list(self.steps_done),
             "notes": list(self.notes),
+            "since": self.since,
+            "dispatches": self.dispatches,
+            "retries": self.retries,
         }
 
     @classmethod
@@ -99,6 +108,9 @@ class Task:
             reason=data.get("reason"),
             steps_done=tuple(data.get("steps_done", ())),
             notes=tuple(data.get("notes") or ()),
+            since=data.get("since"),
+            dispatches=int(data.get("dispatches") or 0),
+            retries=int(data.get("retries") or 0),
         )
 
 
@@ -127,6 +139,9 @@ class Run:
     #: Head SHAs of recent check events no task's pull request was on yet: a PR linked
     #: later with one of them as its head has its checks read then (events race).
     unclaimed_checks: tuple[str, ...] = ()
+    #: Who asked to cancel while the run was shipping; the cancel takes effect when the
+    #: ship attempt ends.
+    cancel_requested_by: str | None = None
 
     @property
     def active(self) -> bool:
@@ -173,6 +188,7 @@ class Run:
             "github_ids": dict(self.github_ids),
             "applied": list(self.applied),
             "unclaimed_checks": list(self.unclaimed_checks),
+            "cancel_requested_by": self.cancel_requested_by,
         }
 
     @classmethod
@@ -195,6 +211,7 @@ class Run:
             github_ids=dict(data.get("github_ids") or {}),
             applied=tuple(data.get("applied") or ()),
             unclaimed_checks=tuple(data.get("unclaimed_checks") or ()),
+            cancel_requested_by=data.get("cancel_requested_by"),
         )
 
 
@@ -209,9 +226,41 @@ def apply_task_event(
 ) -> Run:
     """``run`` after ``event`` happened to the task of ``issue_number``; may raise."""
     current = run.task(issue_number)
-    updated = replace(current, state=next_task_state(current.state, event), **changes)
+    state = next_task_state(current.state, event)
+    if state is not current.state:
+        changes.setdefault("since", now)
+    if event is TaskEvent.DISPATCH:
+        changes.setdefault("dispatches", current.dispatches + 1)
+    updated = replace(current, state=state, **changes)
     tasks = tuple(updated if t.issue_number == issue_number else t for t in run.tasks)
     return replace(run, tasks=tasks, updated_at=now)
+
+
+#: Steps of one hand-over to the executor, forgotten when a task is retried.
+_DISPATCH_STEPS = ("dispatched", "dispatch-claimed:")
+
+
+def retry_task(run: Run, issue_number: int, now: float, reason: str) -> Run:
+    """``run`` with the failed or stale task of ``issue_number`` back to ``pending``.
+
+    Its pull request link and its dispatch steps are forgotten, so the executor is
+    handed the task again; the relabel and the comment (done once) are kept. Raises
+    IllegalTransition for a task that is neither failed nor stale.
+    """
+    task = run.task(issue_number)
+    steps = tuple(s for s in task.steps_done if not s.startswith(_DISPATCH_STEPS))
+    return apply_task_event(
+        run,
+        issue_number,
+        TaskEvent.RETRY,
+        now,
+        steps_done=steps,
+        pr_number=None,
+        head_sha=None,
+        checks_sha=None,
+        reason=reason,
+        retries=task.retries + 1,
+    )
 
 
 def new_run_id(now: float, entropy: str) -> str:

@@ -18,9 +18,11 @@ Every field has a default, so a team can start with no file at all::
     workflow = "agent.yml"    # kind = "workflow": the workflow file (or id) to dispatch
     ref = "main"              # kind = "workflow": the branch it runs on
     assignee = "agent-login"  # kind = "assign": who gets the issue
+    pr_timeout = 3600         # seconds a handed-over task may go without a pull request
     pr_authors = ["a-login"]  # more logins whose pull requests may claim tasks
 
     [checks]
+    timeout = 3600            # seconds a pull request's checks may take to conclude
     required = ["test", "lint"]   # only these checks count (default: every check counts)
 
     [merge]
@@ -28,6 +30,8 @@ Every field has a default, so a team can start with no file at all::
 
     [policy]
     on_task_failure = "continue"   # or "fail_run"
+    on_stale = "notify"            # "notify", "redispatch" or "fail"
+    max_dispatches = 2             # hand-overs of one task in all, the first included
 
     [permissions]                  # deny by default: see valine.core.authz
     prevent_self_approval = false
@@ -47,6 +51,9 @@ EXECUTOR_KINDS = ("workflow", "assign", "label")
 MERGE_METHODS = ("merge", "squash", "rebase")
 ORDER_KEYS = ("priority", "milestone", "age")
 FAILURE_POLICIES = ("continue", "fail_run")
+STALE_POLICIES = ("notify", "redispatch", "fail")
+#: Shortest timeout accepted: the reconcile that notices stale work runs every 5 minutes.
+MIN_TIMEOUT = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +85,27 @@ class Executor:
     assignee: str | None = None
     #: Logins whose pull requests may claim tasks besides collaborators and bots.
     pr_authors: tuple[str, ...] = ()
+    #: Seconds a handed-over task may go without a pull request before it is stale.
+    pr_timeout: int = 3600
 
     @property
     def trusted_logins(self) -> frozenset[str]:
         """Lower-case logins trusted as pull request authors (assignee and pr_authors)."""
         logins = (*self.pr_authors, *((self.assignee,) if isinstance(self.assignee, str) else ()))
         return frozenset(login.lower() for login in logins)
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """What happens to work that stops moving."""
+
+    #: Seconds a pull request's checks may take to conclude before its task is stale.
+    checks_timeout: int = 3600
+    #: "notify" (say so, keep waiting), "redispatch" (hand a task without a pull
+    #: request to its executor again) or "fail" (the task fails).
+    on_stale: str = "notify"
+    #: Hand-overs of one task in all, the first included, that ``redispatch`` may reach.
+    max_dispatches: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +120,7 @@ class Policy:
     permissions: Permissions = field(default_factory=Permissions)
     #: ``[checks] required``: the only check names that count; None: every check counts.
     required_checks: tuple[str, ...] | None = None
+    liveness: Liveness = field(default_factory=Liveness)
 
 
 def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
@@ -123,11 +146,17 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
             ref=_str(executor, "executor.ref", "main"),
             assignee=executor.get("assignee"),
             pr_authors=_strs(executor, "executor.pr_authors", ()),
+            pr_timeout=_int(executor, "executor.pr_timeout", 3600),
         ),
         merge_method=_str(_section(data, "merge"), "merge.method", "squash"),
         on_task_failure=_str(_section(data, "policy"), "policy.on_task_failure", "continue"),
         permissions=permissions_from_mapping(_section(data, "permissions")),
         required_checks=_required_checks(_section(data, "checks")),
+        liveness=Liveness(
+            checks_timeout=_int(_section(data, "checks"), "checks.timeout", 3600),
+            on_stale=_str(_section(data, "policy"), "policy.on_stale", "notify"),
+            max_dispatches=_int(_section(data, "policy"), "policy.max_dispatches", 2),
+        ),
     )
     _check(policy)
     return policy
@@ -145,6 +174,7 @@ def _check(policy: Policy) -> None:
         raise ConfigurationError(f"merge.method must be one of {', '.join(MERGE_METHODS)}")
     if policy.on_task_failure not in FAILURE_POLICIES:
         raise ConfigurationError("policy.on_task_failure must be continue or fail_run")
+    _check_liveness(policy)
     if not 1 <= policy.planner.max_tasks <= 100:
         raise ConfigurationError("planner.max_tasks must be between 1 and 100")
     unknown = set(policy.planner.order) - set(ORDER_KEYS)
@@ -159,6 +189,18 @@ def _required_checks(section: Mapping[str, Any]) -> tuple[str, ...] | None:
     if not names or not all(names):
         raise ConfigurationError("checks.required must list at least one check name")
     return names
+
+
+def _check_liveness(policy: Policy) -> None:
+    live = policy.liveness
+    if policy.executor.pr_timeout < MIN_TIMEOUT:
+        raise ConfigurationError(f"executor.pr_timeout must be at least {MIN_TIMEOUT} seconds")
+    if live.checks_timeout < MIN_TIMEOUT:
+        raise ConfigurationError(f"checks.timeout must be at least {MIN_TIMEOUT} seconds")
+    if live.on_stale not in STALE_POLICIES:
+        raise ConfigurationError(f"policy.on_stale must be one of {', '.join(STALE_POLICIES)}")
+    if not 1 <= live.max_dispatches <= 10:
+        raise ConfigurationError("policy.max_dispatches must be between 1 and 10")
 
 
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:

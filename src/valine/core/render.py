@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from valine.core.authz import GUARDED_ACTIONS, Permissions, who_may
+from valine.core.authz import GUARDED_ACTIONS, Permissions, grant_name, who_may
 from valine.core.commands import COMMANDS
 from valine.core.models import Run, Task
-from valine.core.states import RunState, TaskState
+from valine.core.states import CANCELLABLE, TASK_RETRYABLE, RunState, TaskState
 
 RUN_COLOURS = {
     RunState.PLANNED: 0x5865F2,
@@ -23,6 +23,7 @@ RUN_COLOURS = {
     RunState.SHIPPING: 0xF1C40F,
     RunState.SHIPPED: 0x9B59B6,
     RunState.SHIP_FAILED: 0xE67E22,
+    RunState.CANCELLING: 0x95A5A6,
     RunState.CANCELLED: 0x95A5A6,
     RunState.FAILED: 0xE74C3C,
 }
@@ -36,6 +37,7 @@ TASK_ICONS = {
     TaskState.MERGED: "🟣",
     TaskState.SKIPPED: "⏭️",
     TaskState.FAILED: "❌",
+    TaskState.STALE: "⌛",
 }
 _DONE = frozenset({TaskState.CHECKS_PASSED, TaskState.MERGED, TaskState.SKIPPED})
 BUTTON_PRIMARY, BUTTON_SUCCESS, BUTTON_DANGER = 1, 3, 4
@@ -93,16 +95,60 @@ def run_buttons(run: Run) -> list[dict[str, Any]]:
     buttons: list[dict[str, Any]] = []
     if run.state is RunState.PLANNED:
         buttons.append(_button("Approve", "approve", run, BUTTON_SUCCESS))
-    if run.state in (RunState.READY_TO_SHIP, RunState.SHIP_FAILED):
+    if run.state is RunState.READY_TO_SHIP:
         buttons.append(_button("Ship", "ship", run, BUTTON_PRIMARY))
-    if run.state in (
-        RunState.PLANNED,
-        RunState.APPROVED,
-        RunState.EXECUTING,
-        RunState.READY_TO_SHIP,
-    ):
+    if run.state is RunState.SHIP_FAILED:
+        buttons.append(_button("Retry ship", "ship", run, BUTTON_PRIMARY))
+    if run.state in CANCELLABLE and run.state is not RunState.SHIPPING:
         buttons.append(_button("Cancel", "cancel", run, BUTTON_DANGER))
-    return [{"type": 1, "components": buttons}] if buttons else []
+    rows = [{"type": 1, "components": buttons}] if buttons else []
+    retry = [
+        {
+            "type": 2,
+            "style": BUTTON_PRIMARY,
+            "label": f"Retry #{t.issue_number}",
+            "custom_id": f"retry:{run.run_id}:{t.issue_number}",
+        }
+        for t in retryable(run)
+    ]
+    return rows + ([{"type": 1, "components": retry[:5]}] if retry else [])
+
+
+def retryable(run: Run) -> list[Task]:
+    """The tasks ``/retry`` accepts now: failed or stale, in a run still executing."""
+    if run.state not in (RunState.EXECUTING, RunState.READY_TO_SHIP):
+        return []
+    return [t for t in run.tasks if t.state in TASK_RETRYABLE]
+
+
+def ship_failed_message(run: Run) -> dict[str, Any]:
+    """The announcement of a ship that did not complete, with Retry ship and Cancel."""
+    return {
+        "content": f"⚠️ Run `{run.run_id}` did not ship completely: {run.reason}",
+        "components": [
+            {
+                "type": 1,
+                "components": [
+                    _button("Retry ship", "ship", run, BUTTON_PRIMARY),
+                    _button("Cancel", "cancel", run, BUTTON_DANGER),
+                ],
+            }
+        ],
+        "allowed_mentions": {"parse": []},
+    }
+
+
+def cancel_outcome(run: Run) -> str:
+    """What a cancel leaves: the pull requests that stay shipped and the issues set back."""
+    shipped = [t for t in run.tasks if t.state is TaskState.MERGED]
+    back = [t for t in run.tasks if t.state not in (TaskState.MERGED, TaskState.SKIPPED)]
+    parts = []
+    if shipped:
+        merged = ", ".join(f"PR #{t.pr_number} (#{t.issue_number})" for t in shipped)
+        parts.append(f"shipped and kept: {merged}")
+    if back:
+        parts.append("back to ready: " + ", ".join(f"#{t.issue_number}" for t in back))
+    return "; ".join(parts) or "nothing was started"
 
 
 def _button(label: str, action: str, run: Run, style: int) -> dict[str, Any]:
@@ -176,8 +222,8 @@ def help_message(
     """``/help``: the commands, who may use each, and the configuration in short."""
     lines = []
     for command in COMMANDS:
-        if command.name in GUARDED_ACTIONS:
-            who = who_may(permissions.grant(command.name))
+        if grant_name(command.name) in GUARDED_ACTIONS:
+            who = who_may(permissions.grant(grant_name(command.name)))
         else:
             who = "Everyone."
         lines.append(f"`/{command.name}` — {command.description}. {who}")

@@ -13,7 +13,9 @@ that was never approved, merging a task whose checks are red) is refused in one 
 Run life cycle::
 
     planned -> approved -> executing -> ready_to_ship -> shipping -> shipped
-       `---------`-----------`-------------`--> cancelled         `-> ship_failed -> shipping
+       |          `-----------`-------------`----------------`-> ship_failed -> shipping
+       |                      every non-terminal state but shipping: cancel
+       `-> cancelled <-- released -- cancelling <-----------------'
 
 * ``approve`` moves a planned run to ``approved``; ``start`` (every task handed to its
   executor) moves it to ``executing``.
@@ -21,17 +23,31 @@ Run life cycle::
   takes a ready run back to ``executing`` when a task regresses (a new push re-runs checks).
 * ``ship`` starts merging; ``shipped`` or ``ship_failed`` is the outcome. A failed ship can
   be retried (``ship`` again) and then merges only what is left.
-* ``cancel`` is allowed from every non-terminal state before shipping; ``fail`` when a
-  task failed and the repository's policy says the run fails with it.
+* ``cancel`` is the way out of every non-terminal state. A planned run has nothing on
+  GitHub yet and goes straight to ``cancelled``; any later run goes to ``cancelling``,
+  which still holds the repository's lock while the cancel job puts the issues back to
+  ``ready``, and ``released`` then ends it. A run that is ``shipping`` is not cancelled
+  mid-merge: the cancel is recorded on the run (``cancel_requested_by``) and the ship
+  attempt, when it ends, fires ``ship_failed`` then ``cancel`` (or ``shipped`` if
+  everything merged). Merged pull requests and their issues stay shipped.
+* ``fail`` when a task failed and the repository's policy says the run fails with it,
+  or when nothing is left to ship (every task skipped or failed).
 
 Task life cycle: ``pending -> dispatched -> pr_open -> checks_pending -> checks_passed |
-checks_failed -> merged``, plus ``skipped`` (a person closed or unlabelled the issue) and
-``failed`` (the executor could not be reached after retries). Webhooks can arrive out of
+checks_failed -> merged``, plus ``skipped`` (a person closed or unlabelled the issue),
+``failed`` (the executor could not be reached after retries) and ``stale`` (``stale``: no
+pull request within ``[executor] pr_timeout`` of the dispatch, or checks that did not
+conclude within ``[checks] timeout``). A stale task still accepts the news it was
+waiting for (a late pull request or check result); ``retry`` (``/retry``, the Retry
+button, or ``[policy] on_stale = "redispatch"``) takes a failed or stale task back to
+``pending`` to be handed to its executor again. Webhooks can arrive out of
 order and GitHub may skip intermediate signals, so the table also accepts the shortcuts
 that really happen (checks concluding without a "requested" signal, a PR opened before
 the dispatch job recorded its success).
 
-The terminal states (``RUN_TERMINAL``, ``TASK_TERMINAL``) have no outgoing events. The
+The terminal run states (``RUN_TERMINAL``) have no outgoing events. The terminal task
+states (``TASK_TERMINAL``: merged, skipped, failed) are those no news from GitHub moves
+on; only a person's ``retry`` brings a failed task back. The
 state diagram in ``docs/state-machine.md`` is generated from these tables by
 :func:`mermaid_diagram`; a test fails when the committed copy is stale.
 """
@@ -55,6 +71,7 @@ class RunState(StrEnum):
     SHIPPING = "shipping"
     SHIPPED = "shipped"
     SHIP_FAILED = "ship_failed"
+    CANCELLING = "cancelling"
     CANCELLED = "cancelled"
     FAILED = "failed"
 
@@ -70,6 +87,7 @@ class RunEvent(StrEnum):
     SHIPPED = "shipped"
     SHIP_FAILED = "ship_failed"
     CANCEL = "cancel"
+    RELEASED = "released"
     FAIL = "fail"
 
 
@@ -85,6 +103,7 @@ class TaskState(StrEnum):
     MERGED = "merged"
     SKIPPED = "skipped"
     FAILED = "failed"
+    STALE = "stale"
 
 
 class TaskEvent(StrEnum):
@@ -99,25 +118,28 @@ class TaskEvent(StrEnum):
     MERGED = "merged"
     SKIP = "skip"
     FAIL = "fail"
+    STALE = "stale"
+    RETRY = "retry"
 
 
 _R, _RE = RunState, RunEvent
 
 RUN_TRANSITIONS: Mapping[RunState, Mapping[RunEvent, RunState]] = {
     _R.PLANNED: {_RE.APPROVE: _R.APPROVED, _RE.CANCEL: _R.CANCELLED},
-    _R.APPROVED: {_RE.START: _R.EXECUTING, _RE.CANCEL: _R.CANCELLED, _RE.FAIL: _R.FAILED},
+    _R.APPROVED: {_RE.START: _R.EXECUTING, _RE.CANCEL: _R.CANCELLING, _RE.FAIL: _R.FAILED},
     _R.EXECUTING: {
         _RE.ALL_READY: _R.READY_TO_SHIP,
-        _RE.CANCEL: _R.CANCELLED,
+        _RE.CANCEL: _R.CANCELLING,
         _RE.FAIL: _R.FAILED,
     },
     _R.READY_TO_SHIP: {
         _RE.SHIP: _R.SHIPPING,
         _RE.NOT_READY: _R.EXECUTING,
-        _RE.CANCEL: _R.CANCELLED,
+        _RE.CANCEL: _R.CANCELLING,
     },
     _R.SHIPPING: {_RE.SHIPPED: _R.SHIPPED, _RE.SHIP_FAILED: _R.SHIP_FAILED},
-    _R.SHIP_FAILED: {_RE.SHIP: _R.SHIPPING},
+    _R.SHIP_FAILED: {_RE.SHIP: _R.SHIPPING, _RE.CANCEL: _R.CANCELLING},
+    _R.CANCELLING: {_RE.RELEASED: _R.CANCELLED},
     _R.SHIPPED: {},
     _R.CANCELLED: {},
     _R.FAILED: {},
@@ -128,14 +150,18 @@ _WITH_PR = (_T.PR_OPEN, _T.CHECKS_PENDING, _T.CHECKS_PASSED, _T.CHECKS_FAILED)
 
 
 def _task_row(state: TaskState) -> dict[TaskEvent, TaskState]:
-    """The legal events of one non-terminal task state."""
+    """The legal events of one task state that still waits for something."""
     row: dict[TaskEvent, TaskState] = {_TE.SKIP: _T.SKIPPED}
-    if state in (_T.PENDING, _T.DISPATCHED):
+    if state in (_T.PENDING, _T.DISPATCHED, _T.STALE):
         row[_TE.PR_OPENED] = _T.PR_OPEN
         row[_TE.FAIL] = _T.FAILED
     if state is _T.PENDING:
         row[_TE.DISPATCH] = _T.DISPATCHED
-    if state in _WITH_PR:
+    if state in (_T.DISPATCHED, _T.PR_OPEN, _T.CHECKS_PENDING):
+        row[_TE.STALE] = _T.STALE  # no PR within pr_timeout, or checks past their timeout
+    if state is _T.STALE:
+        row[_TE.RETRY] = _T.PENDING  # hand it to the executor again
+    if state in (*_WITH_PR, _T.STALE):
         row[_TE.PR_CLOSED] = _T.DISPATCHED  # closed unmerged: wait for another PR
         row[_TE.CHECKS_STARTED] = _T.CHECKS_PENDING  # includes a new push after red or green
         row[_TE.CHECKS_PASSED] = _T.CHECKS_PASSED
@@ -151,13 +177,24 @@ TASK_TRANSITIONS: Mapping[TaskState, Mapping[TaskEvent, TaskState]] = {
     _T.CHECKS_PENDING: _task_row(_T.CHECKS_PENDING),
     _T.CHECKS_PASSED: _task_row(_T.CHECKS_PASSED),
     _T.CHECKS_FAILED: _task_row(_T.CHECKS_FAILED),
+    _T.STALE: _task_row(_T.STALE),
     _T.MERGED: {},
     _T.SKIPPED: {},
-    _T.FAILED: {},
+    _T.FAILED: {_TE.RETRY: _T.PENDING},  # only a person's retry brings it back
 }
 
 RUN_TERMINAL: frozenset[RunState] = frozenset(s for s, row in RUN_TRANSITIONS.items() if not row)
-TASK_TERMINAL: frozenset[TaskState] = frozenset(s for s, row in TASK_TRANSITIONS.items() if not row)
+#: Task states no news from GitHub moves on (a failed task only comes back by ``retry``).
+TASK_TERMINAL: frozenset[TaskState] = frozenset(
+    {TaskState.MERGED, TaskState.SKIPPED, TaskState.FAILED}
+)
+#: Run states ``/cancel`` accepts: every non-terminal one but ``cancelling`` (a shipping
+#: run is cancelled when its ship attempt ends).
+CANCELLABLE: frozenset[RunState] = frozenset(
+    s for s in RunState if s not in RUN_TERMINAL and s is not RunState.CANCELLING
+)
+#: Task states a person may retry (``/retry``, the Retry button).
+TASK_RETRYABLE: frozenset[TaskState] = frozenset({TaskState.FAILED, TaskState.STALE})
 #: Task states a run can ship: green checks, or already merged (a person may merge).
 TASK_SHIPPABLE: frozenset[TaskState] = frozenset({TaskState.CHECKS_PASSED, TaskState.MERGED})
 #: Task states that wait for nothing more before shipping: shippable, or out of the run
@@ -190,13 +227,15 @@ _S = TypeVar("_S", bound=StrEnum)
 _E = TypeVar("_E", bound=StrEnum)
 
 
-def _mermaid(title: str, table: Mapping[_S, Mapping[_E, _S]], initial: _S) -> list[str]:
+def _mermaid(
+    title: str, table: Mapping[_S, Mapping[_E, _S]], initial: _S, terminal: frozenset[_S]
+) -> list[str]:
     """Mermaid lines of one state table."""
     lines = [f"### {title}", "", "```mermaid", "stateDiagram-v2", f"    [*] --> {initial}"]
     for state, row in table.items():
         for event, target in row.items():
             lines.append(f"    {state} --> {target}: {event}")
-        if not row:
+        if state in terminal:
             lines.append(f"    {state} --> [*]")
     lines += ["```", ""]
     return lines
@@ -210,6 +249,6 @@ def mermaid_diagram() -> str:
         "Generated from `src/valine/core/states.py` by `make diagram`; do not edit by hand.",
         "",
     ]
-    lines += _mermaid("Run", RUN_TRANSITIONS, RunState.PLANNED)
-    lines += _mermaid("Task", TASK_TRANSITIONS, TaskState.PENDING)
+    lines += _mermaid("Run", RUN_TRANSITIONS, RunState.PLANNED, RUN_TERMINAL)
+    lines += _mermaid("Task", TASK_TRANSITIONS, TaskState.PENDING, TASK_TERMINAL)
     return "\n".join(lines)

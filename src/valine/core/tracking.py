@@ -46,8 +46,19 @@ _MAX_DIGITS = 12
 TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 #: Notes kept per task about ignored pull requests.
 MAX_NOTES = 5
+#: The branch GitHub tests a merge group on: ``gh-readonly-queue/<base>/pr-<number>-<sha>``.
+_MERGE_GROUP_REF = re.compile(r"^(?:refs/heads/)?gh-readonly-queue/.+/pr-(\d+)-[0-9a-f]{7,40}$")
+#: The step of a task whose pull request left the merge queue during this ship attempt.
+DEQUEUED = "dequeued"
+_PASSING = frozenset({"success", "neutral", "skipped"})
 _WITH_PR = frozenset(
-    {TaskState.PR_OPEN, TaskState.CHECKS_PENDING, TaskState.CHECKS_PASSED, TaskState.CHECKS_FAILED}
+    {
+        TaskState.PR_OPEN,
+        TaskState.CHECKS_PENDING,
+        TaskState.CHECKS_PASSED,
+        TaskState.CHECKS_FAILED,
+        TaskState.STALE,
+    }
 )
 #: Events whose news is "the checks of a commit changed": re-read the whole picture.
 CHECK_EVENTS = frozenset({"check_suite", "status"})
@@ -92,15 +103,23 @@ class PullEvent:
     author: str | None
     author_type: str | None
     association: str | None
+    #: Why a ``dequeued`` pull request left the merge queue.
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CheckEvent:
-    """A ``check_suite`` or ``status`` delivery: which commit, which pull requests."""
+    """A ``check_suite`` or ``status`` delivery: which commit, which pull requests.
+
+    ``head_branch`` and ``conclusion`` are a suite's (a merge group's suite is judged
+    from its payload: its commit is no pull request's head).
+    """
 
     action: str
     sha: str
     pull_numbers: tuple[int, ...]
+    head_branch: str | None = None
+    conclusion: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +225,7 @@ def _read_pull(payload: Mapping[str, Any]) -> PullEvent:
         association=_str(
             pull, "author_association", "pull_request.author_association", optional=True
         ),
+        reason=_str(payload, "reason", "reason", optional=True),
     )
 
 
@@ -218,7 +238,13 @@ def _read_suite(payload: Mapping[str, Any]) -> CheckEvent:
         if not isinstance(pull, Mapping):
             raise Malformed(path, "an object")
         numbers.append(_int(pull, "number", f"{path}.number"))
-    return CheckEvent(action, _str(suite, "head_sha", "check_suite.head_sha"), tuple(numbers))
+    return CheckEvent(
+        action,
+        _str(suite, "head_sha", "check_suite.head_sha"),
+        tuple(numbers),
+        head_branch=_str(suite, "head_branch", "check_suite.head_branch", optional=True),
+        conclusion=_str(suite, "conclusion", "check_suite.conclusion", optional=True),
+    )
 
 
 def _read_issue(payload: Mapping[str, Any]) -> IssueEvent:
@@ -257,6 +283,8 @@ def essentials(event: str, payload: Any) -> dict[str, Any]:
     detail = delivery.detail
     if isinstance(detail, PullEvent):
         slim["action"] = detail.action
+        if detail.reason is not None:
+            slim["reason"] = detail.reason  # "dequeued": why it left the queue
         slim["pull_request"] = {
             "number": detail.number,
             "body": detail.body,
@@ -275,6 +303,8 @@ def essentials(event: str, payload: Any) -> dict[str, Any]:
         slim["action"] = detail.action
         slim["check_suite"] = {
             "head_sha": detail.sha,
+            "head_branch": detail.head_branch,
+            "conclusion": detail.conclusion,
             "pull_requests": [{"number": n} for n in detail.pull_numbers],
         }
     elif isinstance(detail, IssueEvent):
@@ -387,7 +417,9 @@ def changes_for(
         return _pull_request(detail, run, trusted_logins)
     if isinstance(detail, IssueEvent):
         return _issues(detail, run, labels)
-    return []  # check events, issue_comment and others: nothing to do from the payload
+    if isinstance(detail, CheckEvent) and event == "check_suite":
+        return _merge_group_failed(detail, run)
+    return []  # other check events, issue_comment and others: nothing from the payload
 
 
 def check_targets(event: str, payload: Any, run: Run) -> tuple[int, ...]:
@@ -405,8 +437,10 @@ def check_targets(event: str, payload: Any, run: Run) -> tuple[int, ...]:
         return ()
     if not isinstance(detail, CheckEvent):
         return ()
-    if event == "check_suite" and detail.action != "completed":
-        return ()
+    if event == "check_suite" and (
+        detail.action != "completed" or _MERGE_GROUP_REF.match(detail.head_branch or "")
+    ):
+        return ()  # a merge group's suite is judged from its payload (changes_for)
     numbers = []
     for task in run.tasks:
         if task.state not in _WITH_PR or task.pr_number is None or task.head_sha != detail.sha:
@@ -414,6 +448,17 @@ def check_targets(event: str, payload: Any, run: Run) -> tuple[int, ...]:
         if event == "status" or task.pr_number in detail.pull_numbers:
             numbers.append(task.pr_number)
     return tuple(numbers)
+
+
+def merge_group_suite(event: str, payload: Any) -> bool:
+    """True for a ``check_suite`` of a merge group (judged from its payload alone)."""
+    if event != "check_suite":
+        return False
+    try:
+        detail = read(event, payload).detail
+    except Malformed:
+        return False
+    return isinstance(detail, CheckEvent) and bool(_MERGE_GROUP_REF.match(detail.head_branch or ""))
 
 
 def check_sha(event: str, payload: Any) -> str | None:
@@ -441,7 +486,9 @@ def remember_unclaimed(run: Run, sha: str) -> Run | None:
     None when there is nothing to remember: no task still waits for a pull request, or
     ``sha`` is already remembered.
     """
-    waiting = any(t.state in (TaskState.PENDING, TaskState.DISPATCHED) for t in run.tasks)
+    waiting = any(
+        t.state in (TaskState.PENDING, TaskState.DISPATCHED, TaskState.STALE) for t in run.tasks
+    )
     if not waiting or sha in run.unclaimed_checks:
         return None
     return replace(run, unclaimed_checks=(*run.unclaimed_checks, sha)[-MAX_UNCLAIMED:])
@@ -493,7 +540,31 @@ def _pull_request(pull: PullEvent, run: Run, trusted_logins: frozenset[str]) -> 
     task = _task_by_pr(run, pull.number)
     if pull.action in ("opened", "reopened", "ready_for_review", "edited"):
         return _pr_opened(pull, run, trusted_logins) if task is None else []
+    if pull.action == "dequeued":
+        return [] if task is None else dequeued(task, pull.reason or "no reason")
     return [] if task is None else _pr_updated(pull, task)
+
+
+def dequeued(task: Task, why: str) -> list[Change]:
+    """The task's pull request left the merge queue unmerged: it waits for a new attempt."""
+    if "queued" not in task.steps_done or task.state is TaskState.MERGED:
+        return []  # not queued by this ship attempt (or already merged): nothing to undo
+    steps = (*(s for s in task.steps_done if s != "queued"), DEQUEUED)
+    reason = f"PR #{task.pr_number} left the merge queue: {why}"
+    return [Change(task.issue_number, None, {"steps_done": steps, "reason": reason})]
+
+
+def _merge_group_failed(suite: CheckEvent, run: Run) -> list[Change]:
+    """A failing check suite of a merge group: its pull request is leaving the queue."""
+    match = _MERGE_GROUP_REF.match(suite.head_branch or "")
+    if suite.action != "completed" or match is None:
+        return []
+    if suite.conclusion is None or suite.conclusion in _PASSING:
+        return []
+    task = _task_by_pr(run, int(match.group(1)))
+    if task is None:
+        return []
+    return dequeued(task, f"merge group checks concluded {suite.conclusion}")
 
 
 def _pr_opened(pull: PullEvent, run: Run, trusted_logins: frozenset[str]) -> list[Change]:

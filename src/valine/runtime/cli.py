@@ -107,9 +107,10 @@ def _serve(args: argparse.Namespace) -> int:
     if missing:
         log.warning("missing settings (the affected commands will say so): %s", ", ".join(missing))
     from valine.queue.worker import PeriodicJobs
-    from valine.usecases import RECONCILE, RECONCILE_EVERY
+    from valine.usecases import RECONCILE
 
-    periodic = PeriodicJobs(services.queue, {RECONCILE: RECONCILE_EVERY})
+    every = float(settings.reconcile_every)
+    periodic = PeriodicJobs(services.queue, {RECONCILE: every}, check_interval=min(5.0, every))
     pool.start()
     periodic.start()
     try:

@@ -44,7 +44,13 @@ class Settings(NamedTuple):
     github_max_body: str = str(25 << 20)
     workers: str = "2"
     notify_window: str = "3"
+    reconcile_every: str = "300"
     log_level: str = "INFO"
+    # Test-only (the end-to-end tests set them; never set them in production): a file
+    # holding seconds added to the use cases' clock, and job kinds whose first enqueue
+    # after a save is lost, to prove the reconcile carries the run on.
+    test_clock_file: str | None = None
+    test_lose_enqueue: str | None = None
     # The AWS runtime (VALINE_STORE=dynamodb://...): explicit table names (default
     # ``<prefix>-runs`` ...) and the SQS queues. The SAM template sets every one.
     runs_table: str | None = None
@@ -87,11 +93,8 @@ class Settings(NamedTuple):
             value = getattr(self, _attr(name))
             if value and not _DIGITS.fullmatch(value):
                 raise ConfigurationError(f"{name} must be a number")
-        try:
-            if float(self.notify_window) < 0:
-                raise ValueError
-        except ValueError:
-            raise ConfigurationError("VALINE_NOTIFY_WINDOW must be seconds (>= 0)") from None
+        _seconds("VALINE_NOTIFY_WINDOW", self.notify_window, allow_zero=True)
+        _seconds("VALINE_RECONCILE_EVERY", self.reconcile_every, allow_zero=False)
 
     def missing(self) -> list[str]:
         """Names of the settings the full workflow needs that are not set."""
@@ -131,6 +134,9 @@ ENV_NAMES: Mapping[str, str] = {
     "github_max_body": "VALINE_GITHUB_MAX_BODY",
     "workers": "VALINE_WORKERS",
     "notify_window": "VALINE_NOTIFY_WINDOW",
+    "reconcile_every": "VALINE_RECONCILE_EVERY",
+    "test_clock_file": "VALINE_TEST_CLOCK_FILE",
+    "test_lose_enqueue": "VALINE_TEST_LOSE_ENQUEUE",
     "log_level": "VALINE_LOG_LEVEL",
     "runs_table": "VALINE_RUNS_TABLE",
     "audit_table": "VALINE_AUDIT_TABLE",
@@ -147,6 +153,17 @@ SECRET_SETTINGS = frozenset(
 
 def _attr(env_name: str) -> str:
     return _ATTRS[env_name]
+
+
+def _seconds(name: str, value: str, *, allow_zero: bool) -> None:
+    """Raise ConfigurationError unless ``value`` is a number of seconds (> 0, or >= 0)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if number < 0 or (number == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigurationError(f"{name} must be seconds ({bound})")
 
 
 def load_dotenv_into(environ: dict[str, str], path: str = ".env") -> None:

@@ -9,9 +9,18 @@ Discord's (snowflake ids, ``channel_id``, ``content``, ``embeds``, ``components`
 ``timestamp``, ``author`` ...). Errors use Discord's JSON ``{"message", "code"}``:
 404/10008 *Unknown Message*, 401/50027 *Invalid Webhook Token* for tokens marked with
 :meth:`DiscordStandIn.expire_token`, 401/0 without the right ``Authorization: Bot``
-header on channel and application routes. Faults are injected with
-:meth:`~DiscordStandIn.rate_limit_next`, :meth:`~DiscordStandIn.fail_next` and
-:meth:`~DiscordStandIn.bucket_empty_next`.
+header on channel and application routes.
+
+Channel messages honour ``nonce`` with ``enforce_nonce`` as Discord documents it: when
+``enforce_nonce`` is true and a message with the same nonce was created by the same
+author in the last few minutes (:attr:`DiscordStandIn.nonce_window`, 5 minutes), that
+message is returned and no new one is created. Without ``enforce_nonce`` the nonce is only
+echoed back.
+
+Faults are injected through :attr:`DiscordStandIn.faults` (a
+:class:`valine.testing.faults.FaultPlan`) or the short-hands
+:meth:`~DiscordStandIn.rate_limit_next`, :meth:`~DiscordStandIn.fail_next`,
+:meth:`~DiscordStandIn.apply_then_fail_next` and :meth:`~DiscordStandIn.bucket_empty_next`.
 
 Every request is recorded (:attr:`DiscordStandIn.requests`) with its route template;
 the ``Authorization`` header is never recorded, only its scheme.
@@ -28,13 +37,15 @@ import secrets
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from valine.testing import faults as fault_kit
+from valine.testing.faults import Fault, FaultPlan, FaultRequest, Match, Phase
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 DEFAULT_APPLICATION_ID = "1100000000000000000"
@@ -98,14 +109,6 @@ class RecordedRequest:
 
 
 @dataclass(frozen=True)
-class _Fault:
-    kind: str  # "rate_limit", "fail" or "bucket_empty"
-    status: int = 0
-    seconds: float = 0.0
-    is_global: bool = False
-
-
-@dataclass(frozen=True)
 class _Incoming:
     method: str
     route: str
@@ -120,12 +123,17 @@ class _Answer:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: The injected fault that shaped this answer (its delay and DROP apply when sending).
+    fault: Fault | None = None
 
 
 class _DiscordError(Exception):
     def __init__(self, status: int, message: str, code: int, **extra: Any) -> None:
         super().__init__(message)
         self.answer = _Answer(status, {"message": message, "code": code, **extra})
+
+
+_INJECTED_FAILURE = {"message": "upstream failure (injected)", "code": 0}
 
 
 def _unknown_message() -> _DiscordError:
@@ -159,7 +167,12 @@ class DiscordStandIn:
         self._followups: dict[str, list[str]] = {}
         self._expired: set[str] = set()
         self._commands: dict[str | None, list[dict[str, Any]]] = {}
-        self._faults: deque[_Fault] = deque()
+        #: Injected faults (see :mod:`valine.testing.faults`); the short-hands add to it.
+        self.faults = FaultPlan()
+        #: Seconds a channel message's nonce is remembered for ``enforce_nonce``.
+        self.nonce_window = 300.0
+        #: (author id, nonce) -> (message id, created at, monotonic seconds).
+        self._nonces: dict[tuple[str, str], tuple[str, float]] = {}
         self._last_snowflake = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -232,18 +245,26 @@ class DiscordStandIn:
 
     def rate_limit_next(self, retry_after: float = 0.05, global_: bool = False) -> None:
         """Answer the next request with 429 and Discord's rate-limit body and headers."""
-        with self._lock:
-            self._faults.append(_Fault("rate_limit", 429, retry_after, global_))
+        self.faults.add(fault_kit.discord_rate_limited(retry_after, is_global=global_))
 
     def fail_next(self, n: int = 1, status: int = 502) -> None:
         """Answer the next ``n`` requests with ``status`` (a server error by default)."""
-        with self._lock:
-            self._faults.extend(_Fault("fail", status) for _ in range(n))
+        self.faults.add(fault_kit.server_error(status, body=_INJECTED_FAILURE), n)
+
+    def apply_then_fail_next(
+        self, status: int = 502, *, match: Match | None = None, count: int = 1
+    ) -> None:
+        """Serve (and apply) the next matching request, then answer ``status`` instead."""
+        fault = fault_kit.server_error(
+            status, phase=Phase.AFTER, match=match or fault_kit.ANY, body=_INJECTED_FAILURE
+        )
+        self.faults.add(fault, count)
 
     def bucket_empty_next(self, reset_after: float = 0.05) -> None:
         """Serve the next request, saying ``X-RateLimit-Remaining: 0`` for ``reset_after``."""
-        with self._lock:
-            self._faults.append(_Fault("bucket_empty", 0, reset_after))
+        headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": f"{reset_after:g}"}
+        headers["X-RateLimit-Reset"] = "now+" + f"{reset_after:g}"
+        self.faults.add(Fault(Phase.AFTER, None, None, headers, 0.0, fault_kit.ANY, "bucket-empty"))
 
     def clear_requests(self) -> None:
         """Forget the recorded requests (state and messages stay)."""
@@ -322,7 +343,7 @@ class DiscordStandIn:
             if answer is None and match is not None:
                 route, params = match
                 answer = self._dispatch(
-                    _Incoming(method, route, params, query, document, authorization)
+                    _Incoming(method, route, params, query, document, authorization), path
                 )
             elif answer is None:
                 known = path and any(regex.match(path) for _, _, regex in _MATCHERS)
@@ -354,20 +375,19 @@ class DiscordStandIn:
                 return template, {k: unquote(v) for k, v in found.groupdict().items()}
         return None
 
-    def _dispatch(self, req: _Incoming) -> _Answer:
-        bucket_reset = None
-        if self._faults:
-            fault = self._faults.popleft()
-            if fault.kind == "rate_limit":
-                return _rate_limited(fault)
-            if fault.kind == "fail":
-                return _Answer(fault.status, {"message": "upstream failure (injected)", "code": 0})
-            bucket_reset = fault.seconds
+    def _dispatch(self, req: _Incoming, path: str) -> _Answer:
+        fault = self.faults.take(FaultRequest(req.method, path, req.document))
+        if fault is not None and fault.phase is Phase.INSTEAD:
+            status, body, headers = fault.answer((500, None, {}))
+            return _Answer(status, body, headers, fault)
         try:
             answer = self._serve(req)
         except _DiscordError as error:
             answer = error.answer
-        answer.headers.update(_bucket_headers(req.route, bucket_reset))
+        answer.headers.update(_bucket_headers(req.route, None))
+        if fault is not None:
+            status, body, headers = fault.answer((answer.status, answer.body, answer.headers))
+            answer = _Answer(status, body, _resolve_reset(headers), fault)
         return answer
 
     def _serve(self, req: _Incoming) -> _Answer:
@@ -419,8 +439,16 @@ class DiscordStandIn:
         if not channel_id.isdigit():
             raise _DiscordError(404, "Unknown Channel", 10003)
         if method == "POST":
-            message = self._new_message(channel_id, _message_body(document, creating=True))
+            body = _message_body(document, creating=True)
+            nonce = _nonce(body)
+            earlier = self._enforced_nonce_message(nonce) if body.get("enforce_nonce") else None
+            if earlier is not None:
+                return _Answer(200, copy.deepcopy(earlier))
+            message = self._new_message(channel_id, body)
             self._message_source[message["id"]] = ("channel", channel_id)
+            if nonce is not None:
+                message["nonce"] = body["nonce"]
+                self._nonces[(self.bot_user_id, nonce)] = (message["id"], time.monotonic())
             return _Answer(200, copy.deepcopy(message))
         message_id = params["message_id"]
         source = self._message_source.get(message_id)
@@ -429,6 +457,15 @@ class DiscordStandIn:
         if source[0] != "channel" and method == "PATCH":
             raise _DiscordError(403, "Cannot edit a message authored by another user", 50005)
         return self._serve_message(method, message_id, document)
+
+    def _enforced_nonce_message(self, nonce: str | None) -> dict[str, Any] | None:
+        """The bot's message created with ``nonce`` within :attr:`nonce_window`, if any."""
+        if nonce is None:
+            return None
+        found = self._nonces.get((self.bot_user_id, nonce))
+        if found is None or time.monotonic() - found[1] > self.nonce_window:
+            return None
+        return self._messages.get(found[0])
 
     def _serve_message(self, method: str, message_id: str, document: Any) -> _Answer:
         message = self._messages[message_id]
@@ -565,6 +602,18 @@ def _message_body(document: Any, *, creating: bool) -> dict[str, Any]:
     return document
 
 
+def _nonce(body: dict[str, Any]) -> str | None:
+    """The message's nonce as a key (Discord takes an integer or up to 25 characters)."""
+    nonce = body.get("nonce")
+    if nonce is None:
+        return None
+    if isinstance(nonce, bool) or not isinstance(nonce, (int, str)):
+        raise _DiscordError(400, "Invalid Form Body", 50035)
+    if isinstance(nonce, str) and len(nonce) > 25:
+        raise _DiscordError(400, "Invalid Form Body", 50035)
+    return str(nonce)
+
+
 def _number_components(component: dict[str, Any], ids: Iterator[int]) -> dict[str, Any]:
     shaped = {**component, "id": component.get("id") or next(ids)}
     if isinstance(component.get("components"), list):
@@ -576,29 +625,12 @@ def _timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _rate_limited(fault: _Fault) -> _Answer:
-    headers = {
-        "Retry-After": f"{fault.seconds:g}",
-        "X-RateLimit-Scope": "global" if fault.is_global else "user",
-    }
-    if fault.is_global:
-        headers["X-RateLimit-Global"] = "true"
-    else:
-        headers.update(
-            {
-                "X-RateLimit-Limit": "5",
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset-After": f"{fault.seconds:g}",
-                "X-RateLimit-Bucket": "standin",
-            }
-        )
-    body = {
-        "message": "You are being rate limited.",
-        "code": 0,
-        "retry_after": fault.seconds,
-        "global": fault.is_global,
-    }
-    return _Answer(429, body, headers)
+def _resolve_reset(headers: dict[str, str]) -> dict[str, str]:
+    """Turn a fault's relative ``X-RateLimit-Reset: now+S`` into epoch seconds."""
+    reset = headers.get("X-RateLimit-Reset", "")
+    if reset.startswith("now+"):
+        headers = {**headers, "X-RateLimit-Reset": f"{time.time() + float(reset[4:]):.3f}"}
+    return headers
 
 
 def _bucket_headers(route: str, reset_after: float | None) -> dict[str, str]:
@@ -643,6 +675,13 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
         answer = self.server.standin._handle(self.command, self.path, headers, raw)
+        if answer.fault is not None and answer.fault.delay > 0:
+            time.sleep(answer.fault.delay)
+        if answer.fault is not None and answer.fault.phase is Phase.DROP:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         payload = b"" if answer.body is None else json.dumps(answer.body).encode()
         self.send_response(answer.status)
         for name, value in answer.headers.items():

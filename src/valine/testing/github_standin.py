@@ -57,8 +57,13 @@ GitHub's is not documented.
 Tests change the world as a person or CI would (:meth:`add_issue`, :meth:`open_pull`,
 :meth:`push`, :meth:`close_issue`, :meth:`require_merge_queue`, :meth:`add_label`,
 :meth:`add_user`, :meth:`land_merge_queue`, :meth:`report_checks`), inject faults
-(:meth:`fail_next`, :meth:`rate_limit_next`, :meth:`primary_rate_limit_next`), and read
-the state and the :attr:`requests` log. Everything is guarded by one lock.
+through :attr:`GitHubStandIn.faults` (a :class:`valine.testing.faults.FaultPlan`) or its
+short-hands (:meth:`fail_next`, :meth:`rate_limit_next`, :meth:`primary_rate_limit_next`,
+:meth:`graphql_rate_limit_next`, :meth:`apply_then_fail_next`, :meth:`apply_then_drop_next`),
+and read the state and the :attr:`requests` log (each with its arrival time by the
+stand-in's clock and the fault that answered it). A spent primary limit (REST 403 or
+GraphQL ``RATE_LIMITED``) stays spent until its reset, as on GitHub: every request of that
+resource before then gets the same answer. Everything is guarded by one lock.
 """
 
 from __future__ import annotations
@@ -81,6 +86,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+from valine.testing import faults as fault_kit
+from valine.testing.faults import FaultPlan, FaultRequest, Match, Phase
+
 DOCS_URL = "https://docs.github.com/rest"
 #: GitHub's closing keywords: ``close[sd]?``, ``fix(e[sd])?``, ``resolve[sd]?`` + ``#N``.
 CLOSING_KEYWORDS = re.compile(
@@ -89,9 +97,7 @@ CLOSING_KEYWORDS = re.compile(
 MERGE_QUEUE_MESSAGE = "Changes must be made through the merge queue"
 NOT_MERGEABLE_MESSAGE = "Pull Request is not mergeable"
 HEAD_MOVED_MESSAGE = "Head branch was modified. Review and try the merge again."
-SECONDARY_LIMIT_MESSAGE = (
-    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
-)
+SECONDARY_LIMIT_MESSAGE = fault_kit.SECONDARY_LIMIT_MESSAGE
 GRAPHQL_DOCS_URL = "https://docs.github.com/graphql"
 NOT_ENQUEUEABLE_MESSAGE = "Pull request is not in a state to be added to the merge queue"
 NO_MERGE_QUEUE_MESSAGE = "Merge queue is not enabled for this pull request's base branch"
@@ -308,6 +314,10 @@ class RecordedRequest:
     auth_scheme: str
     status: int
     response: Json
+    #: When it arrived, by the stand-in's clock (epoch seconds).
+    at: float = 0.0
+    #: The name of the injected fault that answered it, if any.
+    fault: str | None = None
 
 
 @dataclass
@@ -446,7 +456,10 @@ class GitHubStandIn:
         self._repos: dict[str, _Repo] = {}
         self._installation_tokens: dict[str, float] = {}
         self._requests: list[RecordedRequest] = []
-        self._faults: list[Answer] = []
+        #: Injected faults (see :mod:`valine.testing.faults`); the short-hands below add to it.
+        self.faults = FaultPlan()
+        #: Per resource (``core``, ``graphql``): the reset of a spent primary limit.
+        self._limited_until: dict[str, float] = {}
         self._used: dict[str, int] = {}
         self._users: dict[str, str] = {}
         self._window_reset = clock() + 3600
@@ -626,6 +639,17 @@ class GitHubStandIn:
         """Numbers of the pull requests in ``repo``'s merge queue, in queue order."""
         with self._lock:
             return [entry.number for entry in self._live_queue(self._repo(repo))]
+
+    def eject_from_merge_queue(self, repo: str, number: int) -> bool:
+        """Remove pull request ``number`` from the merge queue unmerged, as GitHub does
+        when the merge group's checks fail, it conflicts, or a person removes it (GitHub
+        then sends ``pull_request`` ``dequeued`` with a ``reason``; the tests deliver it).
+        True if it was queued."""
+        with self._lock:
+            r = self._repo(repo)
+            before = len(r.queue)
+            r.queue[:] = [entry for entry in r.queue if entry.number != number]
+            return len(r.queue) < before
 
     def land_merge_queue(self, repo: str) -> list[tuple[int, str]]:
         """Merge every queued pull request, as GitHub does once the queue's checks pass.
@@ -815,31 +839,40 @@ class GitHubStandIn:
     # -- fault injection ----------------------------------------------------------------
 
     def fail_next(self, n: int = 1, status: int = 502) -> None:
-        """Answer the next ``n`` requests (any endpoint) with ``status``."""
-        with self._lock:
-            for _ in range(n):
-                self._faults.append(_error(status, "Server Error" if status >= 500 else "Error"))
+        """Answer the next ``n`` requests (any endpoint) with ``status``, changing nothing."""
+        self.faults.add(fault_kit.server_error(status), n)
 
     def rate_limit_next(self, retry_after: int = 1, count: int = 1) -> None:
         """Answer the next ``count`` requests 403 "secondary rate limit" + ``Retry-After``."""
-        with self._lock:
-            for _ in range(count):
-                status, body, headers = _error(403, SECONDARY_LIMIT_MESSAGE)
-                headers["retry-after"] = str(int(retry_after))
-                self._faults.append((status, body, headers))
+        self.faults.add(fault_kit.github_secondary_limit(retry_after), count)
 
     def primary_rate_limit_next(self, reset_in: float = 30.0) -> None:
-        """Answer the next request 403 with ``x-ratelimit-remaining: 0``.
+        """Spend the REST (``core``) budget: 403 with ``x-ratelimit-remaining: 0``.
 
         ``x-ratelimit-reset`` says the limit lifts ``reset_in`` seconds from now (by the
-        stand-in's clock).
+        stand-in's clock); as on GitHub, every ``core`` request before then gets the same
+        403 (recorded, so a test can count requests sent too early).
         """
-        with self._lock:
-            status, body, _ = _error(403, "API rate limit exceeded for user ID 1.")
-            reset = str(int(self._clock() + reset_in))
-            self._faults.append(
-                (status, body, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset})
-            )
+        self.faults.add(fault_kit.github_primary_limit(self._clock() + reset_in))
+
+    def graphql_rate_limit_next(
+        self, reset_in: float = 30.0, *, match: Match | None = None
+    ) -> None:
+        """Spend the GraphQL budget: the next ``POST /graphql`` (matching ``match``) gets
+        **HTTP 200** with ``errors[].type == "RATE_LIMITED"``, and so does every GraphQL
+        request until the reset ``reset_in`` seconds from now."""
+        self.faults.add(fault_kit.graphql_rate_limited(self._clock() + reset_in, match=match))
+
+    def apply_then_fail_next(
+        self, status: int = 502, *, match: Match | None = None, count: int = 1
+    ) -> None:
+        """Serve (and apply) the next matching request, then answer ``status`` instead."""
+        fault = fault_kit.server_error(status, phase=Phase.AFTER, match=match or fault_kit.ANY)
+        self.faults.add(fault, count)
+
+    def apply_then_drop_next(self, *, match: Match | None = None, delay: float = 0.0) -> None:
+        """Serve (and apply) the next matching request, then close the connection unanswered."""
+        self.faults.add(fault_kit.dropped(delay=delay, match=match or fault_kit.ANY))
 
     # -- reading the state --------------------------------------------------------------
 
@@ -1038,16 +1071,26 @@ class GitHubStandIn:
         headers = {k.lower(): v for k, v in handler.headers.items()}
         authorization = headers.pop("authorization", "")
         body: Json = None
+        parse_error: Answer | None = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                parse_error = _error(400, "Problems parsing JSON")
+        # GraphQL has its own budget on GitHub (counted here as one point a request).
+        resource = "graphql" if split.path == "/graphql" else "core"
         with self._lock:
-            if raw:
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    answer: Answer = _error(400, "Problems parsing JSON")
-                else:
-                    answer = self._answer(handler.command, split.path, query, body, authorization)
+            fault = self.faults.take(FaultRequest(handler.command, split.path, body))
+            if fault is not None and fault.phase is Phase.INSTEAD:
+                answer = fault.answer(_error(500, "unused"))
             else:
-                answer = self._answer(handler.command, split.path, query, body, authorization)
+                answer = (
+                    parse_error
+                    or self._spent_limit_answer(resource)
+                    or self._answer(handler.command, split.path, query, body, authorization)
+                )
+                if fault is not None and fault.phase is Phase.AFTER:
+                    answer = fault.answer(answer)
             status, payload, extra = answer
             extra = {**extra}
             if handler.command == "GET" and status == 200:
@@ -1057,8 +1100,6 @@ class GitHubStandIn:
                     status, payload = 304, None
             if self._clock() >= self._window_reset:
                 self._used, self._window_reset = {}, self._clock() + 3600
-            # GraphQL has its own budget on GitHub (counted here as one point a request).
-            resource = "graphql" if split.path == "/graphql" else "core"
             if status != 304:  # GitHub does not count a 304 against the rate limit
                 self._used[resource] = self._used.get(resource, 0) + 1
             used = self._used.get(resource, 0)
@@ -1071,6 +1112,7 @@ class GitHubStandIn:
                 "x-ratelimit-resource": resource,
             }
             extra = {**rate, **extra}
+            self._note_spent_limit(resource, extra)
             self._requests.append(
                 RecordedRequest(
                     method=handler.command,
@@ -1081,9 +1123,41 @@ class GitHubStandIn:
                     auth_scheme=authorization.strip().partition(" ")[0].lower(),
                     status=status,
                     response=copy.deepcopy(payload),
+                    at=self._clock(),
+                    fault=fault.name if fault is not None else extra.pop("x-standin-fault", None),
                 )
             )
+            extra.pop("x-standin-fault", None)
+        if fault is not None and fault.delay > 0:
+            time.sleep(fault.delay)
+        if fault is not None and fault.phase is Phase.DROP:
+            handler.close_connection = True
+            with contextlib.suppress(OSError):
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            return
         self._write(handler, status, payload, extra)
+
+    def _spent_limit_answer(self, resource: str) -> Answer | None:
+        """GitHub's answer while ``resource``'s primary limit is spent, else None."""
+        until = self._limited_until.get(resource)
+        if until is None or self._clock() >= until:
+            return None
+        spent = (
+            fault_kit.graphql_rate_limited(until)
+            if resource == "graphql"
+            else fault_kit.github_primary_limit(until)
+        )
+        status, body, headers = spent.answer(_error(500, "unused"))
+        return status, body, {**headers, "x-standin-fault": spent.name}
+
+    def _note_spent_limit(self, resource: str, headers: Mapping[str, str]) -> None:
+        """Remember an injected ``remaining: 0`` so later requests before the reset get it too."""
+        if headers.get("x-ratelimit-remaining") != "0":
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            until = float(headers["x-ratelimit-reset"])
+            if until > self._clock() and until < self._window_reset:
+                self._limited_until[resource] = until
 
     @staticmethod
     def _write(handler: _Handler, status: int, payload: Json, headers: Mapping[str, str]) -> None:
@@ -1106,8 +1180,6 @@ class GitHubStandIn:
     def _answer(
         self, method: str, path: str, query: Mapping[str, str], body: Json, authorization: str
     ) -> Answer:
-        if self._faults:
-            return self._faults.pop(0)
         scheme, _, credential = authorization.strip().partition(" ")
         route = _route(method, path)
         needs_jwt = route is not None and route[0]

@@ -86,10 +86,20 @@ class DispatchInProgress(Exception):
     """Another attempt holds a fresh claim on a dispatch: try again later."""
 
 
+#: Prefix of the step that records when a pull request joined the merge queue.
+QUEUED_AT = "queued-at:"
+#: Prefix of the step that claims the relabelling of an issue (followed by the time).
+LABEL_CLAIM = "labelling:"
 #: Prefix of the step that claims a workflow dispatch (followed by the claim's time).
 CLAIM = "dispatch-claimed:"
 #: After this many seconds a claim whose attempt never confirmed is considered dead.
 CLAIM_TIMEOUT = 120.0
+
+
+def dispatch_key(run_id: str, task: Task) -> str:
+    """The dedupe key of a task's dispatch job: one per hand-over (the first, each retry)."""
+    key = f"{DISPATCH}:{run_id}:{task.issue_number}"
+    return key if not task.retries else f"{key}:retry{task.retries}"
 
 
 def _with_task(run: Run, task: Task) -> Run:

@@ -9,18 +9,22 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from valine.core import tracking
 from valine.core.errors import GitHubUnavailable
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
 from valine.core.states import TASK_TERMINAL, RunEvent, RunState, TaskEvent, TaskState
 from valine.logs import log_context
 from valine.ports import GitHubError, IssueUpdate
 from valine.usecases.base import (
+    CANCEL,
     CLAIM,
     CLAIM_TIMEOUT,
     DISPATCH,
+    LABEL_CLAIM,
     DispatchInProgress,
     UseCaseBase,
     _with_task,
+    dispatch_key,
     log,
 )
 
@@ -35,38 +39,84 @@ class ExecutionMixin(UseCaseBase):
 
     def run_start_job(self, job: dict[str, Any]) -> None:
         """approved -> executing: relabel and comment every issue in one GraphQL request,
-        then hand each task to the executor (a workflow dispatch job per task)."""
+        then hand each task to the executor (a workflow dispatch job per task).
+
+        The relabelling is claimed on the run first, in a write that only succeeds while
+        the run is approved or executing: a cancel that won the race finds nothing to
+        wait for, and a cancel that lost it waits for the claim (see ``run_cancel_job``),
+        so no issue is left ``in-progress`` without ``ready``.
+        """
         run_id = str(job["run_id"])
         with log_context(run_id=run_id):
-            run = self.store.get_run(run_id)
-            if run.state not in (RunState.APPROVED, RunState.EXECUTING):
-                return  # cancelled meanwhile
-            todo = [
-                t
-                for t in run.tasks
-                if t.state not in TASK_TERMINAL and "labelled" not in t.steps_done
-            ]
+            todo = self._claim_labelling(run_id)
+            if todo is None:
+                return  # cancelled or failed meanwhile
             if todo:
-                self._label_and_comment(run, todo)
+                self._label_and_comment(self.store.get_run(run_id), todo)
             now = self.clock.now()
+            fail_run = self.policy.on_task_failure == "fail_run"
             saved = self._update(
                 run_id,
                 lambda r: (
-                    apply_run_event(r, RunEvent.START, now)
+                    tracking.settle(apply_run_event(r, RunEvent.START, now), now, fail_run)
                     if r.state is RunState.APPROVED
                     else None
                 ),
             )
-            if self.policy.executor.kind == "workflow":
-                for task in self.store.get_run(run_id).tasks:
-                    if task.state is TaskState.PENDING:
-                        self.queue.enqueue(
-                            DISPATCH,
-                            {"run_id": run_id, "issue": task.issue_number},
-                            dedupe_key=f"{DISPATCH}:{run_id}:{task.issue_number}",
-                        )
+            run = self.store.get_run(run_id)
+            if run.state is RunState.CANCELLING:
+                self.queue.enqueue(
+                    CANCEL, {"run_id": run_id}, dedupe_key=f"{CANCEL}:{run_id}:{run.version}"
+                )
+            elif run.state is RunState.EXECUTING:
+                self._enqueue_dispatches(run)
             if saved is not None:
                 self.notify(saved)
+
+    def _claim_labelling(self, run_id: str) -> list[Task] | None:
+        """Claim the relabelling of every task that still needs it; None if the run moved on.
+
+        Raises ``DispatchInProgress`` while another attempt holds a fresh claim.
+        """
+        now = self.clock.now()
+        claimed: list[int] = []
+        busy: list[int] = []
+
+        def claim(run: Run) -> Run | None:
+            claimed.clear()
+            busy.clear()
+            if run.state not in (RunState.APPROVED, RunState.EXECUTING):
+                return None
+            for task in run.tasks:
+                if task.state in TASK_TERMINAL or "labelled" in task.steps_done:
+                    continue
+                earlier = [s for s in task.steps_done if s.startswith(LABEL_CLAIM)]
+                if any(now - float(s[len(LABEL_CLAIM) :]) < CLAIM_TIMEOUT for s in earlier):
+                    busy.append(task.issue_number)
+                    continue
+                steps = tuple(s for s in task.steps_done if s not in earlier)
+                run = _with_task(run, replace(task, steps_done=(*steps, f"{LABEL_CLAIM}{now}")))
+                claimed.append(task.issue_number)
+            return run
+
+        saved = self._update(run_id, claim)
+        if saved is None:
+            return None
+        if busy:
+            raise DispatchInProgress(f"{busy}: another attempt is relabelling; retry later")
+        return [t for t in saved.tasks if t.issue_number in claimed]
+
+    def _enqueue_dispatches(self, run: Run) -> None:
+        """One dispatch job per pending task (workflow executors; once per retry)."""
+        if self.policy.executor.kind != "workflow":
+            return
+        for task in run.tasks:
+            if task.state is TaskState.PENDING:
+                self.queue.enqueue(
+                    DISPATCH,
+                    {"run_id": run.run_id, "issue": task.issue_number},
+                    dedupe_key=dispatch_key(run.run_id, task),
+                )
 
     def _label_and_comment(self, run: Run, todo: list[Task]) -> None:
         labels = self.policy.labels
@@ -135,10 +185,23 @@ class ExecutionMixin(UseCaseBase):
             task = run.task(number)
             if task.state in TASK_TERMINAL or "dispatched" in task.steps_done:
                 return
+            if self.policy.executor.kind != "workflow":
+                self._hand_over_again(run, task)
+                return
             try:
                 self._dispatch_workflow_once(run_id, number)
             except GitHubError as exc:
                 self._fail_task(run_id, number, f"workflow dispatch failed: {exc}")
+
+    def _hand_over_again(self, run: Run, task: Task) -> None:
+        """A retried task of a label or assign executor: relabel if needed, else re-mark."""
+        if task.state is not TaskState.PENDING:
+            return
+        if "labelled" not in task.steps_done:
+            self._label_and_comment(run, [task])
+            return
+        step = f"handed-over:{task.retries}"
+        self._mark_step(run.run_id, task.issue_number, step, event=TaskEvent.DISPATCH)
 
     def _dispatch_workflow_once(self, run_id: str, number: int) -> None:
         """Send the workflow dispatch at most once, even if this job runs twice.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from valine.core.models import apply_run_event
+from valine.core.models import Run, apply_run_event
 from valine.core.states import RunEvent, RunState
-from valine.usecases.base import DISPATCH, PLAN, SHIP, START, UseCaseBase
+from valine.usecases.base import CANCEL, DISPATCH, PLAN, SHIP, START, UseCaseBase
 
 
 class FailuresMixin(UseCaseBase):
@@ -52,19 +52,26 @@ class FailuresMixin(UseCaseBase):
             self.notify(saved)
 
     def _abort_ship(self, run_id: str, error: str) -> None:
+        """The ship job failed for good: ship_failed, or cancelling if a cancel was asked."""
         now = self.clock.now()
-        saved = self._update(
-            run_id,
-            lambda r: (
-                apply_run_event(
-                    r,
-                    RunEvent.SHIP_FAILED,
-                    now,
-                    reason=f"shipping stopped: {error}. `/ship` again retries what is left.",
-                )
-                if r.state is RunState.SHIPPING
-                else None
-            ),
-        )
-        if saved is not None:
-            self.notify(saved)
+
+        def abort(run: Run) -> Run | None:
+            if run.state is not RunState.SHIPPING:
+                return None
+            reason = f"shipping stopped: {error}. `/ship` again retries what is left."
+            run = apply_run_event(run, RunEvent.SHIP_FAILED, now, reason=reason)
+            if run.cancel_requested_by is None:
+                return run
+            who = f"<@{run.cancel_requested_by}>"
+            return apply_run_event(
+                run, RunEvent.CANCEL, now, reason=f"cancelled by {who} while shipping ({error})"
+            )
+
+        saved = self._update(run_id, abort)
+        if saved is None:
+            return
+        if saved.state is RunState.CANCELLING:
+            self.queue.enqueue(
+                CANCEL, {"run_id": run_id}, dedupe_key=f"{CANCEL}:{run_id}:{saved.version}"
+            )
+        self.notify(saved)

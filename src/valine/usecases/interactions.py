@@ -7,19 +7,22 @@ refusals, the ship confirmation, ``/status`` and the run id autocomplete live he
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from valine.core import render
+from valine.core import render, tracking
 from valine.core.authz import decide
 from valine.core.commands import Command
-from valine.core.errors import NotFound, RunConflict
-from valine.core.models import Run, apply_run_event
-from valine.core.states import TASK_SETTLED, RunEvent, RunState, TaskState
+from valine.core.errors import NotFound, QueueUnavailable, RunConflict
+from valine.core.models import Run, Task, apply_run_event, retry_task
+from valine.core.states import CANCELLABLE, TASK_SETTLED, RunEvent, RunState, TaskState
+from valine.core.tracking import DEQUEUED
 from valine.ports import AuditEntry
 from valine.usecases.base import (
     CANCEL,
     CHANNEL_MESSAGE,
     DEFERRED,
+    DISPATCH,
     EPHEMERAL,
     PLAN,
     SHIP,
@@ -27,7 +30,9 @@ from valine.usecases.base import (
     Actor,
     UseCaseBase,
     _public,
+    dispatch_key,
     ephemeral,
+    log,
 )
 
 
@@ -52,6 +57,8 @@ class InteractionsMixin(UseCaseBase):
                     self.policy.permissions,
                 ),
             }
+        if command.name == "retry":
+            return self.retry(run_id, str(command.options.get("issue", "")), actor)
         action = {"approve": self.approve, "ship": self.ship, "cancel": self.cancel}
         return action[command.name](run_id, actor)
 
@@ -62,6 +69,9 @@ class InteractionsMixin(UseCaseBase):
         Confirm button (``ship-confirm:run_id``) ships.
         """
         action, _, run_id = custom_id.partition(":")
+        if action == "retry":
+            run_id, _, issue = run_id.partition(":")
+            return self.retry(run_id, issue, Actor.of(interaction))
         handlers = {
             "approve": self.approve,
             "ship": self.confirm_ship,
@@ -170,7 +180,8 @@ class InteractionsMixin(UseCaseBase):
         now = self.clock.now()
 
         def decide(run: Run) -> Run:
-            return apply_run_event(run, RunEvent.SHIP, now, reason=None)
+            run = apply_run_event(run, RunEvent.SHIP, now, reason=None)
+            return replace(run, tasks=tuple(_forget_dequeue(t) for t in run.tasks))
 
         return self._transition_from_discord(
             run_id,
@@ -183,28 +194,95 @@ class InteractionsMixin(UseCaseBase):
         )
 
     def cancel(self, run_id: str, actor: Actor) -> dict[str, Any]:
-        """``/cancel``: the run ends and its issues go back to ready (in a job)."""
+        """``/cancel``: end the run in any non-terminal state; issues back to ready (a job).
+
+        A planned run ends at once. A later one becomes ``cancelling`` (it keeps the
+        repository's lock) until the cancel job has put its issues back to ready. A
+        shipping run records the request; the ship attempt, when it ends, cancels it.
+        """
         now = self.clock.now()
+        who = f"<@{actor.user_id}>"
 
         def decide(run: Run) -> Run:
-            return apply_run_event(
-                run,
-                RunEvent.CANCEL,
-                now,
-                finished_at=now,
-                reason=f"cancelled by <@{actor.user_id}>",
-            )
+            if run.state is RunState.SHIPPING:
+                return replace(run, cancel_requested_by=actor.user_id)
+            if run.state is RunState.PLANNED:
+                return apply_run_event(
+                    run, RunEvent.CANCEL, now, finished_at=now, reason=f"cancelled by {who}"
+                )
+            return apply_run_event(run, RunEvent.CANCEL, now, reason=f"cancelled by {who}")
 
-        allowed = (RunState.PLANNED, RunState.APPROVED, RunState.EXECUTING, RunState.READY_TO_SHIP)
+        def announcement(saved: Run) -> str:
+            if saved.state is RunState.SHIPPING:
+                return (
+                    f"🛑 {who} asked to cancel run `{run_id}`; it is merging now, so the "
+                    "cancel takes effect when the merges in flight end."
+                )
+            return f"🛑 Run `{run_id}` cancelled by {who}: {render.cancel_outcome(saved)}."
+
         return self._transition_from_discord(
             run_id,
             actor,
             action="cancel",
-            allowed=allowed,
+            allowed=tuple(s for s in RunState if s in CANCELLABLE),
             decide=decide,
             job_kind=CANCEL,
-            announcement="🛑 Run `{id}` cancelled by <@{user}>; its issues go back to ready.",
+            announcement=announcement,
         )
+
+    def retry(self, run_id: str, issue: str, actor: Actor) -> dict[str, Any]:
+        """``/retry`` and the Retry button: hand one failed or stale task over again.
+
+        Authorised like approve and audited. The task goes back to ``pending`` in one
+        conditional write and one dispatch job is enqueued under a key of this retry,
+        so a retry re-dispatches exactly once, however often it is pressed: a second
+        press finds the task no longer failed or stale.
+        """
+        number = _issue_number(issue)
+        try:
+            run = self.store.get_run(run_id)
+        except NotFound:
+            self._audit(actor, "retry", "refused: no such run", run_id)
+            return ephemeral(f"There is no run `{run_id}`. `/status` lists the recent runs.")
+        refusal = self._refusal(actor, "retry", run)
+        if refusal is not None:
+            return refusal
+        task = next((t for t in run.tasks if t.issue_number == number), None)
+        if task is None or task not in render.retryable(run):
+            self._audit(
+                actor, "retry", f"refused: #{issue.strip().lstrip('#')} is not retryable", run_id
+            )
+            return ephemeral(_not_retryable(run, issue, task))
+        now = self.clock.now()
+        fail_run = self.policy.on_task_failure == "fail_run"
+        reason = f"retried by <@{actor.user_id}>"
+        assert number is not None
+        try:
+            saved = self.store.save_run(
+                tracking.settle(retry_task(run, number, now, reason), now, fail_run)
+            )
+        except RunConflict:
+            self._audit(actor, "retry", "refused: lost a race", run_id)
+            return ephemeral(f"Run `{run_id}` changed at the same moment; try again.")
+        self._audit(actor, "retry", f"ok: #{number}", run_id)
+        self._enqueue_after_save(
+            DISPATCH,
+            {"run_id": run_id, "issue": number},
+            dispatch_key(run_id, saved.task(number)),
+        )
+        self.notify(saved)
+        return _public(f"🔁 <@{actor.user_id}> retried #{number} of run `{run_id}`.")
+
+    def _enqueue_after_save(self, kind: str, payload: dict[str, Any], key: str) -> None:
+        """Enqueue the job that carries a just-saved state on.
+
+        If the queue does not answer, the state is saved all the same and the
+        reconcile re-enqueues the job within a few minutes (``_carry_on``).
+        """
+        try:
+            self.queue.enqueue(kind, payload, dedupe_key=key)
+        except QueueUnavailable as exc:
+            log.error("enqueue of %s after a save failed (the reconcile retries): %s", kind, exc)
 
     def _transition_from_discord(
         self,
@@ -215,7 +293,7 @@ class InteractionsMixin(UseCaseBase):
         allowed: RunState | tuple[RunState, ...],
         decide: Callable[[Run], Run],
         job_kind: str,
-        announcement: str,
+        announcement: str | Callable[[Run], str],
     ) -> dict[str, Any]:
         allowed_states = allowed if isinstance(allowed, tuple) else (allowed,)
         try:
@@ -239,10 +317,12 @@ class InteractionsMixin(UseCaseBase):
                 f"now {current.state.value}. {_wrong_state(current, action, ())}"
             )
         self._audit(actor, action, "ok", run_id)
-        self.queue.enqueue(
-            job_kind, {"run_id": run_id}, dedupe_key=f"{job_kind}:{run_id}:{saved.version}"
+        self._enqueue_after_save(
+            job_kind, {"run_id": run_id}, f"{job_kind}:{run_id}:{saved.version}"
         )
         self.notify(saved)
+        if callable(announcement):
+            return _public(announcement(saved))
         shippable = [t for t in saved.tasks if t.state is not TaskState.SKIPPED]
         text = announcement.format(id=run_id, user=actor.user_id, n=len(shippable))
         return _public(text)
@@ -261,6 +341,15 @@ class InteractionsMixin(UseCaseBase):
         active = self.store.active_run(self.repo)
         recent = self.store.recent_runs(self.repo, limit=5)
         return {"type": CHANNEL_MESSAGE, "data": render.status_list_message(active, recent)}
+
+    def retry_choices(self, run_id: str, typed: str) -> list[str]:
+        """Issue numbers of the run's failed and stale tasks matching what was typed."""
+        try:
+            run = self.store.get_run(run_id.strip())
+        except NotFound:
+            return []
+        typed = typed.strip().lstrip("#")
+        return [str(t.issue_number) for t in render.retryable(run) if typed in str(t.issue_number)]
 
     def run_id_choices(self, typed: str, limit: int = 25) -> list[str]:
         """Run ids matching what the user typed: the active run first, then the newest."""
@@ -282,6 +371,28 @@ class InteractionsMixin(UseCaseBase):
                 run_id=run_id,
             )
         )
+
+
+def _issue_number(text: str) -> int | None:
+    digits = text.strip().lstrip("#")
+    return int(digits) if digits.isdigit() and len(digits) < 10 else None
+
+
+def _not_retryable(run: Run, issue: str, task: Task | None) -> str:
+    if task is None:
+        return f"Run `{run.run_id}` has no task for issue `{issue}`."
+    if run.state not in (RunState.EXECUTING, RunState.READY_TO_SHIP):
+        return f"Run `{run.run_id}` is `{run.state.value}`: its tasks can no longer be retried."
+    return (
+        f"#{task.issue_number} is `{task.state.value}`; only a failed or stale task can be retried."
+    )
+
+
+def _forget_dequeue(task: Task) -> Task:
+    """A task whose merge-queue ejection no longer holds it back (a new ship attempt)."""
+    if DEQUEUED not in task.steps_done:
+        return task
+    return replace(task, steps_done=tuple(s for s in task.steps_done if s != DEQUEUED))
 
 
 def _wrong_state(run: Run, action: str, allowed: tuple[RunState, ...]) -> str:

@@ -60,7 +60,7 @@ class NotificationsMixin(UseCaseBase):
                 "components": render.run_buttons(run),
             }
         else:
-            message = {"content": f"⚠️ Run `{run.run_id}` did not ship completely: {run.reason}"}
+            message = render.ship_failed_message(run)
         if self._token_fresh(run):
             self.discord.followup(run.discord["application_id"], run.discord["token"], message)
         elif run.discord.get("channel_id"):

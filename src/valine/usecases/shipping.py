@@ -6,12 +6,21 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from valine.core import tracking
+from valine.core import render, tracking
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
-from valine.core.states import RunEvent, RunState, TaskEvent, TaskState
+from valine.core.states import TASK_TERMINAL, RunEvent, RunState, TaskEvent, TaskState
+from valine.core.tracking import DEQUEUED
 from valine.logs import log_context
 from valine.ports import GitHubError, HeadMoved, IssueUpdate, MergeQueueRequired
-from valine.usecases.base import UseCaseBase, _with_task, log
+from valine.usecases.base import (
+    CANCEL,
+    CLAIM_TIMEOUT,
+    LABEL_CLAIM,
+    QUEUED_AT,
+    UseCaseBase,
+    _with_task,
+    log,
+)
 
 
 class ShippingMixin(UseCaseBase):
@@ -26,7 +35,9 @@ class ShippingMixin(UseCaseBase):
                 return
             run = self._recheck(run)
             for task in run.tasks:
-                if task.state is TaskState.CHECKS_PASSED and "queued" not in task.steps_done:
+                if task.state is TaskState.CHECKS_PASSED and not (
+                    {"queued", DEQUEUED} & set(task.steps_done)
+                ):
                     self._merge(run_id, task)
             run = self.store.get_run(run_id)
             merged = [
@@ -112,12 +123,17 @@ class ShippingMixin(UseCaseBase):
                 run_id, lambda r: _with_task(r, replace(r.task(task.issue_number), reason=reason))
             )
             return
-        self._mark_step(
-            run_id,
-            task.issue_number,
-            "queued",
-            reason=f"PR #{task.pr_number} is in the merge queue",
-        )
+        now = self.clock.now()
+        reason = f"PR #{task.pr_number} is in the merge queue"
+
+        def mark(run: Run) -> Run | None:
+            current = run.task(task.issue_number)
+            if "queued" in current.steps_done:
+                return None
+            steps = (*current.steps_done, "queued", f"{QUEUED_AT}{now}")
+            return _with_task(run, replace(current, steps_done=steps, reason=reason))
+
+        self._update(run_id, mark)
 
     def _close_shipped_issues(self, run_id: str, merged: list[Task]) -> None:
         """Relabel ``shipped`` and close every merged task's issue in one request."""
@@ -156,6 +172,7 @@ class ShippingMixin(UseCaseBase):
         self._update(run_id, mark)
 
     def _finish_ship(self, run_id: str) -> None:
+        """End the ship attempt: shipped, or ship_failed (then cancelling if asked)."""
         now = self.clock.now()
 
         def finish(run: Run) -> Run | None:
@@ -168,33 +185,86 @@ class ShippingMixin(UseCaseBase):
             if not left:
                 return apply_run_event(run, RunEvent.SHIPPED, now, finished_at=now, reason=None)
             reasons = "; ".join(f"#{t.issue_number}: {t.reason or t.state.value}" for t in left)
-            return apply_run_event(
+            run = apply_run_event(
                 run,
                 RunEvent.SHIP_FAILED,
                 now,
                 reason=f"{len(left)} task(s) not shipped — {reasons}. "
                 "`/ship` again retries only these.",
             )
+            if run.cancel_requested_by is None:
+                return run
+            return apply_run_event(
+                run,
+                RunEvent.CANCEL,
+                now,
+                reason=f"cancelled by <@{run.cancel_requested_by}> while shipping",
+            )
 
         saved = self._update(run_id, finish)
-        if saved is not None:
-            self.notify(saved)
+        if saved is None:
+            return
+        if saved.state is RunState.CANCELLING:
+            self.queue.enqueue(
+                CANCEL, {"run_id": run_id}, dedupe_key=f"{CANCEL}:{run_id}:{saved.version}"
+            )
+        self.notify(saved)
 
     def run_cancel_job(self, job: dict[str, Any]) -> None:
-        """Put the cancelled run's issues back to ready, in one request."""
+        """End a cancelling run: merged issues stay shipped, the others go back to ready.
+
+        If the start job is relabelling issues right now (a fresh claim), the cancel
+        waits for it (the job comes back after the claim's timeout) so no issue is left
+        ``in-progress`` without ``ready``. Then one request relabels every issue the run
+        touched, and ``released`` ends the run and frees the repository's lock.
+        """
         run_id = str(job["run_id"])
-        run = self.store.get_run(run_id)
+        with log_context(run_id=run_id):
+            run = self.store.get_run(run_id)
+            if run.state is not RunState.CANCELLING:
+                return
+            now = self.clock.now()
+            busy = [
+                t
+                for t in run.tasks
+                if t.state not in TASK_TERMINAL and _labelling_since(t) > now - CLAIM_TIMEOUT
+            ]
+            if busy:
+                self.queue.enqueue(
+                    CANCEL,
+                    {"run_id": run_id},
+                    dedupe_key=f"{CANCEL}:{run_id}:{run.version}:wait",
+                    delay=CLAIM_TIMEOUT,
+                )
+                return
+            unshipped = [
+                t
+                for t in run.tasks
+                if t.state is TaskState.MERGED and "shipped" not in t.steps_done
+            ]
+            if unshipped:
+                self._close_shipped_issues(run_id, unshipped)
+            try:
+                self._release(self.store.get_run(run_id))
+            except GitHubError as exc:  # refused for good: end the run all the same
+                log.error("run %s: issues could not be put back to ready: %s", run_id, exc)
+                self._end_cancel(run_id, f"issues not relabelled ({exc.message})")
+                return
+            self._end_cancel(run_id)
+
+    def _release(self, run: Run) -> None:
+        """Put every issue the run relabelled (and did not ship) back to ready, once."""
         labels = self.policy.labels
         release = [
             t
             for t in run.tasks
-            if "labelled" in t.steps_done
+            if ("labelled" in t.steps_done or _labelling_since(t) > 0)
             and "released" not in t.steps_done
             and t.state is not TaskState.MERGED
         ]
         if not release:
             return
-        ids = self._label_ids(run_id, [labels.ready, labels.in_progress])
+        ids = self._label_ids(run.run_id, [labels.ready, labels.in_progress])
         self.github.update_issues(
             self.repo,
             [
@@ -207,5 +277,29 @@ class ShippingMixin(UseCaseBase):
             ],
         )
         for task in release:
-            kept = tuple(n for n in task.labels if n != labels.in_progress)
-            self._mark_step(run_id, task.issue_number, "released", labels=(*kept, labels.ready))
+            kept = tuple(n for n in task.labels if n not in (labels.in_progress, labels.ready))
+            self._mark_step(run.run_id, task.issue_number, "released", labels=(*kept, labels.ready))
+
+    def _end_cancel(self, run_id: str, problem: str | None = None) -> None:
+        now = self.clock.now()
+
+        def end(run: Run) -> Run | None:
+            if run.state is not RunState.CANCELLING:
+                return None
+            reason = f"{run.reason or 'cancelled'}: {render.cancel_outcome(run)}"
+            if problem:
+                reason += f" — {problem}; relabel them by hand"
+            return apply_run_event(run, RunEvent.RELEASED, now, finished_at=now, reason=reason)
+
+        saved = self._update(run_id, end)
+        if saved is not None:
+            log.info("run %s cancelled; lock released", run_id)
+            self.notify(saved)
+
+
+def _labelling_since(task: Task) -> float:
+    """When the start job claimed this task's relabelling (0: never, or it finished)."""
+    if "labelled" in task.steps_done:
+        return 0.0
+    claims = [float(s[len(LABEL_CLAIM) :]) for s in task.steps_done if s.startswith(LABEL_CLAIM)]
+    return max(claims, default=0.0)

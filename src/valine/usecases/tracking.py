@@ -6,14 +6,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from valine.core import tracking
+from valine.core import liveness, tracking
 from valine.core.checks import CheckPicture
 from valine.core.errors import GitHubUnavailable, NotFound
-from valine.core.models import PullRequest, Run
+from valine.core.models import PullRequest, Run, Task
 from valine.core.states import TASK_TERMINAL, RunState, TaskState
+from valine.core.tracking import DEQUEUED
 from valine.logs import log_context
 from valine.ports import AuditEntry, GitHubError
-from valine.usecases.base import APPLIED, SHIP, UseCaseBase, log
+from valine.usecases.base import (
+    APPLIED,
+    CANCEL,
+    DISPATCH,
+    QUEUED_AT,
+    SHIP,
+    START,
+    UseCaseBase,
+    dispatch_key,
+    log,
+)
 
 
 class TrackingMixin(UseCaseBase):
@@ -37,7 +48,7 @@ class TrackingMixin(UseCaseBase):
             repo = payload["repository"]["full_name"]
             if repo.lower() != self.repo.lower():
                 return
-            if event in tracking.CHECK_EVENTS:
+            if event in tracking.CHECK_EVENTS and not tracking.merge_group_suite(event, payload):
                 self._apply_check_event(event, payload, delivery_id)
             else:
                 self._apply_event(event, payload, delivery_id)
@@ -137,12 +148,8 @@ class TrackingMixin(UseCaseBase):
                     run_id=run_id,
                 )
             )
-        if saved.state is RunState.SHIPPING and any(
-            "queued" in t.steps_done
-            and t.state is TaskState.MERGED
-            and "shipped" not in t.steps_done
-            for t in saved.tasks
-        ):  # the merge queue merged a PR: close its issue, maybe finish the run
+        if saved.state is RunState.SHIPPING and _queue_moved(saved):
+            # the merge queue merged a PR (close its issue) or ejected one: maybe finish
             self.queue.enqueue(
                 SHIP, {"run_id": saved.run_id}, dedupe_key=f"{SHIP}:{saved.run_id}:{saved.version}"
             )
@@ -170,6 +177,7 @@ class TrackingMixin(UseCaseBase):
             return 0
         read = 0
         with log_context(run_id=run.run_id):
+            self._carry_on(run)
             for task in run.tasks:
                 if task.pr_number is None or task.state in TASK_TERMINAL:
                     continue
@@ -184,7 +192,74 @@ class TrackingMixin(UseCaseBase):
                     log.info("reconcile: PR #%d %s", pull.number, payload["action"])
                     self._apply_event("pull_request", payload)
             self._reconcile_checks(run.run_id)
+            self._expire(run.run_id)  # after the late news: a result that came counts
         return read
+
+    def _carry_on(self, run: Run) -> None:
+        """Re-enqueue the job of a run that has waited on its own job for STALL_AFTER.
+
+        A state is saved before its job is enqueued; if the enqueue was lost (a crash,
+        a queue outage) the saved state still says which job carries the run on:
+        ``approved`` the start job, ``shipping`` the ship job, ``cancelling`` the cancel
+        job, and a pending task of an executing run its dispatch job. Every job is
+        idempotent, so a second copy does nothing. One copy per STALL_AFTER period.
+        """
+        now = self.clock.now()
+        period = int(now // STALL_AFTER)
+        kind = _CARRIED_BY.get(run.state)
+        if kind is not None and now - run.updated_at >= STALL_AFTER:
+            added = self.queue.enqueue(
+                kind,
+                {"run_id": run.run_id},
+                dedupe_key=f"{kind}:{run.run_id}:{run.version}:carry-on:{period}",
+            )
+            if added:
+                log.warning("reconcile: run %s waited on its %s job; re-enqueued", run.run_id, kind)
+        if run.state is not RunState.EXECUTING:
+            return
+        for task in run.tasks:
+            waited = now - (task.since or run.updated_at)
+            if task.state is TaskState.PENDING and waited >= STALL_AFTER:
+                self.queue.enqueue(
+                    DISPATCH,
+                    {"run_id": run.run_id, "issue": task.issue_number},
+                    dedupe_key=f"{dispatch_key(run.run_id, task)}:carry-on:{period}",
+                )
+
+    def _expire(self, run_id: str) -> None:
+        """Mark overdue tasks stale and apply ``[policy] on_stale``; queue re-dispatches."""
+        now = self.clock.now()
+        fail_run = self.policy.on_task_failure == "fail_run"
+        again: list[int] = []
+
+        def decide(run: Run) -> Run | None:
+            again.clear()
+            if run.state is RunState.SHIPPING:
+                return _queue_timeouts(run, now, self.policy.liveness.checks_timeout)
+            if run.state is not RunState.EXECUTING:
+                return None
+            expired, redo = liveness.expire(run, now, self.policy)
+            if _same(expired, run):
+                return None
+            again.extend(redo)
+            return tracking.settle(expired, now, fail_run)
+
+        saved = self._update(run_id, decide)
+        if saved is None:
+            return
+        stale = [t.issue_number for t in saved.tasks if t.state is TaskState.STALE]
+        log.warning("run %s: stale task(s) %s, re-dispatching %s", run_id, stale, again)
+        for number in again:
+            self.queue.enqueue(
+                DISPATCH,
+                {"run_id": run_id, "issue": number},
+                dedupe_key=dispatch_key(run_id, saved.task(number)),
+            )
+        if saved.state is RunState.SHIPPING:
+            self.queue.enqueue(
+                SHIP, {"run_id": run_id}, dedupe_key=f"{SHIP}:{run_id}:{saved.version}"
+            )
+        self.notify(saved)
 
     def _reconcile_checks(self, run_id: str) -> None:
         """Re-read the checks of every task with an open pull request (one query)."""
@@ -205,8 +280,53 @@ class TrackingMixin(UseCaseBase):
 
 #: Task states with a linked, open pull request.
 _WITH_PR = frozenset(
-    {TaskState.PR_OPEN, TaskState.CHECKS_PENDING, TaskState.CHECKS_PASSED, TaskState.CHECKS_FAILED}
+    {
+        TaskState.PR_OPEN,
+        TaskState.CHECKS_PENDING,
+        TaskState.CHECKS_PASSED,
+        TaskState.CHECKS_FAILED,
+        TaskState.STALE,
+    }
 )
+#: Runs that wait on their own job, and the job that carries each on.
+_CARRIED_BY = {RunState.APPROVED: START, RunState.SHIPPING: SHIP, RunState.CANCELLING: CANCEL}
+#: How long a run may wait on its own job before the reconcile enqueues it again.
+STALL_AFTER = 180.0
+
+
+def _queue_moved(run: Run) -> bool:
+    """True when the merge queue merged one of the run's PRs or ejected one."""
+    return any(
+        ("queued" in t.steps_done and t.state is TaskState.MERGED and "shipped" not in t.steps_done)
+        or (DEQUEUED in t.steps_done and t.state is TaskState.CHECKS_PASSED)
+        for t in run.tasks
+    )
+
+
+def _queue_timeouts(run: Run, now: float, timeout: float) -> Run | None:
+    """Treat a pull request that sat in the merge queue past ``timeout`` as ejected.
+
+    GitHub tells of an ejection only by the ``dequeued`` webhook; if that is lost the
+    run would wait forever, so after the checks timeout the task leaves the queue.
+    """
+    changes = []
+    for task in run.tasks:
+        queued_at = _queued_at(task)
+        if (
+            queued_at is not None
+            and now - queued_at >= timeout
+            and task.state is TaskState.CHECKS_PASSED
+        ):
+            why = f"not merged {round((now - queued_at) / 60)} min after it joined the queue"
+            changes += tracking.dequeued(task, why)
+    return tracking.apply_changes(run, changes, now) if changes else None
+
+
+def _queued_at(task: Task) -> float | None:
+    if "queued" not in task.steps_done:
+        return None
+    times = [float(s[len(QUEUED_AT) :]) for s in task.steps_done if s.startswith(QUEUED_AT)]
+    return max(times, default=None)
 
 
 def _same(a: Run, b: Run) -> bool:

@@ -1,0 +1,525 @@
+"""Every run reaches an end: cancel from anywhere, merge-queue ejections, stale work,
+retries, and jobs whose enqueue was lost. The use cases over the SQLite adapters and the
+GitHub and Discord stand-ins (the harness of test_usecases)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from test_usecases import REPO, Harness, harness, planned  # noqa: F401  (fixture)
+
+from valine.core.liveness import expire
+from valine.core.models import Run
+from valine.core.policy import Liveness, Policy
+from valine.core.states import RunState, TaskState
+from valine.core.tracking import DEQUEUED
+from valine.ports import GitHubError
+from valine.runtime.wiring import LossyQueue
+from valine.testing import payloads
+from valine.usecases import CLAIM_TIMEOUT, Actor
+from valine.usecases.tracking import STALL_AFTER
+
+ADA = Actor("42", "ada")
+
+
+@pytest.fixture
+def h(harness: Harness) -> Harness:  # noqa: F811  (the fixture of test_usecases)
+    return harness
+
+
+def executing(h: Harness, issues: int = 1) -> Run:
+    """A run approved and started: every task handed to the workflow."""
+    run_id = planned(h, issues)
+    h.orchestrator.approve(run_id, ADA)
+    h.drain()
+    run = h.run(run_id)
+    assert run.state is RunState.EXECUTING
+    assert all(t.state is TaskState.DISPATCHED for t in run.tasks)
+    return run
+
+
+def green(h: Harness, run: Run, count: int | None = None) -> Run:
+    """The first ``count`` (default all) tasks with an open PR whose checks passed."""
+    tasks = list(run.tasks[count:]) if count is not None else []
+    for task in reversed(run.tasks[:count]):
+        pr, sha = h.github.open_pull(
+            REPO, f"fix-{task.issue_number}", f"Fixes #{task.issue_number}"
+        )
+        tasks.insert(
+            0,
+            replace(
+                task, state=TaskState.CHECKS_PASSED, pr_number=pr, head_sha=sha, checks_sha=sha
+            ),
+        )
+    ready = all(t.state is TaskState.CHECKS_PASSED for t in tasks)
+    state = RunState.READY_TO_SHIP if ready else RunState.EXECUTING
+    return h.orchestrator.store.save_run(replace(run, state=state, tasks=tuple(tasks)))
+
+
+def labels(h: Harness, number: int) -> set[str]:
+    return set(h.github.issue(REPO, number).labels)
+
+
+def deliver(h: Harness, event: str, payload: dict[str, Any]) -> None:
+    h.orchestrator.run_github_event_job(
+        {"event": event, "delivery_id": f"d-{h.clock.t}-{event}", "payload": payload}
+    )
+
+
+# -- a way out of every state ----------------------------------------------------------
+
+
+def ship_failed(h: Harness) -> Run:
+    """Two green tasks; the second's head moves before the merge, so the ship fails."""
+    run = green(h, executing(h, issues=2))
+    h.github.push(REPO, int(run.tasks[1].pr_number or 0))  # the merge is refused: 409
+    h.orchestrator.ship(run.run_id, ADA)
+    h.drain()
+    run = h.run(run.run_id)
+    assert run.state is RunState.SHIP_FAILED
+    assert [t.state for t in run.tasks] == [TaskState.MERGED, TaskState.CHECKS_PASSED]
+    return run
+
+
+def test_cancel_from_ship_failed_keeps_what_shipped_and_releases_the_rest(h: Harness) -> None:
+    run = ship_failed(h)
+    shipped, left = run.tasks
+    answer = h.orchestrator.cancel(run.run_id, ADA)
+    content = answer["data"]["content"]
+    assert f"PR #{shipped.pr_number} (#{shipped.issue_number})" in content
+    assert f"back to ready: #{left.issue_number}" in content
+    assert h.run(run.run_id).state is RunState.CANCELLING
+    assert h.orchestrator.store.active_run(REPO) is not None, "the lock is held until released"
+    h.drain()
+    done = h.run(run.run_id)
+    assert done.state is RunState.CANCELLED
+    assert h.orchestrator.store.active_run(REPO) is None
+    assert "shipped" in labels(h, shipped.issue_number)
+    assert h.github.issue(REPO, shipped.issue_number).state == "closed"
+    assert labels(h, left.issue_number) >= {"ready"}
+    assert "in-progress" not in labels(h, left.issue_number)
+    assert h.github.issue(REPO, left.issue_number).state == "open"
+    assert "back to ready" in str(done.reason)
+
+
+def test_the_failed_ship_message_offers_retry_ship_and_cancel(h: Harness) -> None:
+    run = ship_failed(h)
+    posted = [r.json for r in h.discord.requests if r.method == "POST" and r.json]
+    failed = [m for m in posted if "did not ship completely" in str(m.get("content"))]
+    assert failed, posted
+    buttons = [b["custom_id"] for row in failed[-1]["components"] for b in row["components"]]
+    assert buttons == [f"ship:{run.run_id}", f"cancel:{run.run_id}"]
+
+
+def test_cancel_while_shipping_takes_effect_when_the_attempt_ends(h: Harness) -> None:
+    h.github.require_merge_queue(REPO)
+    run = green(h, executing(h))
+    h.orchestrator.ship(run.run_id, ADA)
+    h.drain()
+    assert h.github.merge_queue(REPO) == [run.tasks[0].pr_number]
+    answer = h.orchestrator.cancel(run.run_id, ADA)
+    assert "takes effect when the merges in flight end" in answer["data"]["content"]
+    assert h.run(run.run_id).state is RunState.SHIPPING
+    h.drain()
+    assert h.run(run.run_id).state is RunState.SHIPPING, "the queued merge is still in flight"
+    task = h.run(run.run_id).tasks[0]
+    deliver(
+        h,
+        "pull_request",
+        {
+            **payloads.pull_request(REPO, "dequeued", int(task.pr_number or 0), str(task.head_sha)),
+            "reason": "MERGE_CONFLICT",
+        },
+    )
+    h.drain()
+    done = h.run(run.run_id)
+    assert done.state is RunState.CANCELLED
+    assert labels(h, task.issue_number) >= {"ready"}
+    assert "in-progress" not in labels(h, task.issue_number)
+
+
+def test_a_cancel_asked_while_shipping_survives_a_ship_job_that_dies(h: Harness) -> None:
+    h.github.require_merge_queue(REPO)
+    run = green(h, executing(h))
+    h.orchestrator.ship(run.run_id, ADA)
+    h.orchestrator.cancel(run.run_id, ADA)
+    h.orchestrator.on_dead_letter("ship_run", {"run_id": run.run_id}, "GitHub down")
+    h.drain()
+    done = h.run(run.run_id)
+    assert done.state is RunState.CANCELLED
+    assert "GitHub down" in str(done.reason)
+    assert "ready" in labels(h, run.tasks[0].issue_number)
+
+
+def test_every_cancellable_state_ends_and_releases_the_lock(h: Harness) -> None:
+    run_id = planned(h)
+    h.orchestrator.cancel(run_id, ADA)
+    assert h.run(run_id).state is RunState.CANCELLED  # nothing on GitHub yet
+    run = executing(h)
+    h.orchestrator.cancel(run.run_id, ADA)
+    h.drain()
+    assert h.run(run.run_id).state is RunState.CANCELLED
+    assert h.orchestrator.store.active_run(REPO) is None
+    refused = h.orchestrator.cancel(run.run_id, ADA)
+    assert "is `cancelled`" in refused["data"]["content"]
+
+
+class Interleaved:
+    """The real client, except that ``update_issues`` first runs ``before`` once."""
+
+    def __init__(self, client: Any, before: Any) -> None:
+        self._client = client
+        self.before = before
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def update_issues(self, *args: Any) -> None:
+        before, self.before = self.before, None
+        if before is not None:
+            before()
+        self._client.update_issues(*args)
+
+
+@pytest.mark.parametrize("cancel_job_runs_mid_way", [False, True])
+def test_cancel_racing_the_start_job_leaves_every_issue_ready(
+    h: Harness, cancel_job_runs_mid_way: bool
+) -> None:
+    run_id = planned(h, issues=2)
+    h.orchestrator.approve(run_id, ADA)
+
+    def cancel_now() -> None:  # while the start job relabels: its claim is fresh
+        h.orchestrator.cancel(run_id, ADA)
+        if cancel_job_runs_mid_way:
+            h.orchestrator.run_cancel_job({"run_id": run_id})
+            assert h.run(run_id).state is RunState.CANCELLING, "it waits for the relabel"
+
+    h.client["github"] = Interleaved(h.client["github"], cancel_now)
+    h.drain()
+    h.clock.t += CLAIM_TIMEOUT + 1
+    h.drain()
+    run = h.run(run_id)
+    assert run.state is RunState.CANCELLED
+    for task in run.tasks:
+        assert "ready" in labels(h, task.issue_number)
+        assert "in-progress" not in labels(h, task.issue_number)
+    assert h.github.dispatches(REPO) == [], "a cancelled run dispatches nothing"
+
+
+class RefusingUpdates:
+    """The real client, except that relabelling is refused (422)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def update_issues(self, *args: Any) -> None:
+        raise GitHubError(422, "Could not resolve to a node")
+
+
+def test_a_run_whose_every_task_fails_while_starting_ends(h: Harness) -> None:
+    run_id = planned(h, issues=2)
+    h.client["github"] = RefusingUpdates(h.client["github"])
+    h.orchestrator.approve(run_id, ADA)
+    h.drain()
+    run = h.run(run_id)
+    assert run.state is RunState.FAILED
+    assert all(t.state is TaskState.FAILED for t in run.tasks)
+    assert h.orchestrator.store.active_run(REPO) is None
+
+
+def test_a_cancel_whose_relabel_is_refused_for_good_still_ends_the_run(h: Harness) -> None:
+    run = executing(h)
+    h.client["github"] = RefusingUpdates(h.client["github"])
+    h.orchestrator.cancel(run.run_id, ADA)
+    h.drain()
+    done = h.run(run.run_id)
+    assert done.state is RunState.CANCELLED
+    assert "relabel them by hand" in str(done.reason)
+    assert h.orchestrator.store.active_run(REPO) is None
+
+
+# -- merge queues ------------------------------------------------------------------------
+
+
+def queued(h: Harness) -> Run:
+    h.github.require_merge_queue(REPO)
+    run = green(h, executing(h))
+    h.orchestrator.ship(run.run_id, ADA)
+    h.drain()
+    run = h.run(run.run_id)
+    assert run.state is RunState.SHIPPING
+    assert "queued" in run.tasks[0].steps_done
+    return run
+
+
+def enqueues(h: Harness) -> int:
+    return sum(1 for r in h.github.requests if "enqueuePullRequest" in str(r.body))
+
+
+def test_a_dequeued_pull_request_fails_the_ship_and_retry_queues_it_again(h: Harness) -> None:
+    run = queued(h)
+    task = run.tasks[0]
+    h.github.eject_from_merge_queue(REPO, int(task.pr_number or 0))
+    payload = payloads.pull_request(REPO, "dequeued", int(task.pr_number or 0), str(task.head_sha))
+    deliver(h, "pull_request", {**payload, "reason": "CI_FAILURE"})
+    h.drain()
+    failed = h.run(run.run_id)
+    assert failed.state is RunState.SHIP_FAILED
+    assert "left the merge queue: CI_FAILURE" in str(failed.tasks[0].reason)
+    assert DEQUEUED in failed.tasks[0].steps_done
+    assert enqueues(h) == 1
+    h.orchestrator.ship(run.run_id, ADA)  # Retry ship
+    h.drain()
+    assert enqueues(h) == 2
+    assert h.github.merge_queue(REPO) == [task.pr_number]
+    h.github.land_merge_queue(REPO)
+    deliver(
+        h,
+        "pull_request",
+        payloads.pull_request(
+            REPO, "closed", int(task.pr_number or 0), str(task.head_sha), merged=True
+        ),
+    )
+    h.drain()
+    assert h.run(run.run_id).state is RunState.SHIPPED
+
+
+def test_a_failing_merge_group_check_suite_ejects_the_pull_request(h: Harness) -> None:
+    run = queued(h)
+    task = run.tasks[0]
+    suite = payloads.check_suite(REPO, "c" * 40, "failure", 0)
+    suite["check_suite"]["pull_requests"] = []
+    suite["check_suite"]["head_branch"] = f"gh-readonly-queue/main/pr-{task.pr_number}-{'d' * 40}"
+    deliver(h, "check_suite", suite)
+    h.drain()
+    failed = h.run(run.run_id)
+    assert failed.state is RunState.SHIP_FAILED
+    assert "merge group checks concluded failure" in str(failed.tasks[0].reason)
+
+
+def test_a_lost_dequeue_webhook_ends_the_ship_after_the_checks_timeout(h: Harness) -> None:
+    run = queued(h)
+    h.github.eject_from_merge_queue(REPO, int(run.tasks[0].pr_number or 0))
+    h.orchestrator.reconcile()
+    assert h.run(run.run_id).state is RunState.SHIPPING
+    h.clock.t += h.orchestrator.policy.liveness.checks_timeout
+    h.orchestrator.reconcile()
+    h.drain()
+    failed = h.run(run.run_id)
+    assert failed.state is RunState.SHIP_FAILED
+    assert "not merged" in str(failed.tasks[0].reason)
+
+
+# -- stale work ----------------------------------------------------------------------
+
+
+def with_liveness(h: Harness, **changes: Any) -> None:
+    policy = h.orchestrator.policy
+    h.orchestrator.policy = replace(policy, liveness=replace(policy.liveness, **changes))
+
+
+def test_a_task_without_a_pull_request_goes_stale_and_is_reported(h: Harness) -> None:
+    run = executing(h)
+    h.clock.t += h.orchestrator.policy.executor.pr_timeout - 10
+    h.orchestrator.reconcile()
+    assert h.run(run.run_id).tasks[0].state is TaskState.DISPATCHED
+    h.clock.t += 10
+    h.orchestrator.reconcile()
+    h.drain()
+    task = h.run(run.run_id).tasks[0]
+    assert task.state is TaskState.STALE
+    assert "no pull request 60 min after the hand-over" in str(task.reason)
+    edits = [r.json for r in h.discord.requests if r.method == "PATCH" and r.json]
+    assert "stale" in str(edits[-1]["embeds"][0]["description"])
+    assert len(h.github.dispatches(REPO)) == 1, "notify re-dispatches nothing"
+    # a late pull request still counts
+    pr, sha = h.github.open_pull(REPO, "late", f"Fixes #{task.issue_number}")
+    deliver(
+        h,
+        "pull_request",
+        payloads.pull_request(REPO, "opened", pr, sha, f"Fixes #{task.issue_number}"),
+    )
+    assert h.run(run.run_id).tasks[0].state is TaskState.PR_OPEN
+
+
+def test_redispatch_hands_a_stale_task_over_at_most_max_dispatches_times(h: Harness) -> None:
+    with_liveness(h, on_stale="redispatch", max_dispatches=2)
+    run = executing(h)
+    timeout = h.orchestrator.policy.executor.pr_timeout
+    h.clock.t += timeout
+    h.orchestrator.reconcile()
+    h.drain()
+    assert len(h.github.dispatches(REPO)) == 2
+    task = h.run(run.run_id).tasks[0]
+    assert (task.state, task.dispatches) == (TaskState.DISPATCHED, 2)
+    h.clock.t += timeout
+    h.orchestrator.reconcile()
+    h.drain()
+    assert len(h.github.dispatches(REPO)) == 2, "max_dispatches reached"
+    done = h.run(run.run_id)
+    assert done.tasks[0].state is TaskState.FAILED
+    assert "gave up after 2 hand-over(s)" in str(done.tasks[0].reason)
+    assert done.state is RunState.FAILED, "nothing left to wait for: the run ends"
+    assert h.orchestrator.store.active_run(REPO) is None
+
+
+def test_on_stale_fail_fails_the_task_and_the_rest_of_the_run_goes_on(h: Harness) -> None:
+    with_liveness(h, on_stale="fail")
+    run = green(h, executing(h, issues=2), count=1)
+    first, second = run.tasks
+    waiting = replace(second, state=TaskState.DISPATCHED, pr_number=None, since=h.clock.t)
+    run = h.orchestrator.store.save_run(
+        replace(run, state=RunState.EXECUTING, tasks=(first, waiting))
+    )
+    h.clock.t += h.orchestrator.policy.executor.pr_timeout
+    h.orchestrator.reconcile()
+    after = h.run(run.run_id)
+    assert after.tasks[1].state is TaskState.FAILED
+    assert after.state is RunState.READY_TO_SHIP
+
+
+def test_checks_that_never_conclude_make_the_task_stale(h: Harness) -> None:
+    run = executing(h)
+    task = run.tasks[0]
+    pr, sha = h.github.open_pull(REPO, "fix", f"Fixes #{task.issue_number}")
+    deliver(
+        h,
+        "pull_request",
+        payloads.pull_request(REPO, "opened", pr, sha, f"Fixes #{task.issue_number}"),
+    )
+    h.clock.t += h.orchestrator.policy.liveness.checks_timeout
+    h.orchestrator.reconcile()
+    stale = h.run(run.run_id).tasks[0]
+    assert stale.state is TaskState.STALE
+    assert f"checks of PR #{pr} did not conclude" in str(stale.reason)
+    deliver(h, "check_suite", payloads.check_suite(REPO, sha, "success", pr))
+    assert h.run(run.run_id).tasks[0].state is TaskState.CHECKS_PASSED
+
+
+def test_expiry_only_counts_time_in_the_current_state() -> None:
+    from valine.core.models import Task
+
+    now = 10_000.0
+    run = Run(
+        run_id="r1",
+        repo=REPO,
+        created_at=0.0,
+        state=RunState.EXECUTING,
+        tasks=(
+            Task(1, "a", state=TaskState.DISPATCHED, since=now - 3600),
+            Task(2, "b", state=TaskState.DISPATCHED, since=now - 3599),
+            Task(3, "c", state=TaskState.DISPATCHED, since=None),  # stored before `since`
+        ),
+    )
+    after, again = expire(run, now, Policy())
+    assert [t.state for t in after.tasks] == [
+        TaskState.STALE,
+        TaskState.DISPATCHED,
+        TaskState.DISPATCHED,
+    ]
+    assert again == []
+
+
+# -- retry -----------------------------------------------------------------------------
+
+
+def failed_task(h: Harness) -> Run:
+    run = executing(h)
+    h.orchestrator._fail_task(run.run_id, run.tasks[0].issue_number, "workflow dispatch failed")
+    return h.run(run.run_id)
+
+
+def test_retry_re_dispatches_exactly_once_per_retry(h: Harness) -> None:
+    run = failed_task(h)
+    assert run.state is RunState.FAILED  # the only task failed: nothing left to wait for
+    run = green(h, executing(h, issues=2), count=1)
+    h.orchestrator._fail_task(run.run_id, run.tasks[1].issue_number, "workflow dispatch failed")
+    assert h.run(run.run_id).state is RunState.READY_TO_SHIP
+    number = run.tasks[1].issue_number
+    before = len(h.github.dispatches(REPO))
+    first = h.orchestrator.retry(run.run_id, str(number), ADA)
+    second = h.orchestrator.retry(run.run_id, f"#{number}", ADA)
+    assert "retried" in first["data"]["content"]
+    assert "only a failed or stale task" in second["data"]["content"]
+    h.orchestrator.press_button(
+        {"user_id": "42", "user_name": "ada", "roles": []}, f"retry:{run.run_id}:{number}"
+    )
+    h.drain()
+    assert len(h.github.dispatches(REPO)) == before + 1
+    assert h.run(run.run_id).task(number).state is TaskState.DISPATCHED
+    assert h.run(run.run_id).state is RunState.EXECUTING, "ready_to_ship went back"
+    outcomes = [
+        e.outcome for e in h.orchestrator.store.audit_trail(run.run_id) if e.action == "retry"
+    ]
+    assert sorted(outcomes) == sorted(
+        [
+            f"ok: #{number}",
+            f"refused: #{number} is not retryable",
+            f"refused: #{number} is not retryable",
+        ]
+    )
+
+
+def test_retry_is_authorised_like_approve(h: Harness) -> None:
+    run = green(h, executing(h, issues=2), count=1)
+    h.orchestrator._fail_task(run.run_id, run.tasks[1].issue_number, "boom")
+    answer = h.orchestrator.retry(run.run_id, str(run.tasks[1].issue_number), Actor("7", "eve"))
+    assert answer["data"]["content"].startswith("⛔ You may not retry tasks.")
+    assert h.run(run.run_id).tasks[1].state is TaskState.FAILED
+
+
+def test_retry_autocompletes_the_failed_and_stale_tasks(h: Harness) -> None:
+    run = green(h, executing(h, issues=3), count=2)
+    h.orchestrator._fail_task(run.run_id, run.tasks[2].issue_number, "boom")
+    assert h.orchestrator.retry_choices(run.run_id, "") == [str(run.tasks[2].issue_number)]
+    assert h.orchestrator.retry_choices("nope", "") == []
+
+
+# -- no state without its job ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["approve", "ship", "cancel"])
+def test_a_lost_enqueue_after_a_save_is_carried_on_by_the_reconcile(
+    h: Harness, action: str
+) -> None:
+    kind = {"approve": "start_run", "ship": "ship_run", "cancel": "cancel_run"}[action]
+    run_id = planned(h) if action == "approve" else green(h, executing(h)).run_id
+    real = h.orchestrator.queue
+    h.orchestrator.queue = LossyQueue(real, {kind})  # type: ignore[assignment]
+    getattr(h.orchestrator, action)(run_id, ADA)
+    h.drain()
+    waiting = h.run(run_id).state
+    assert waiting in (RunState.APPROVED, RunState.SHIPPING, RunState.CANCELLING)
+    h.orchestrator.reconcile()
+    h.drain()
+    assert h.run(run_id).state is waiting, "not before STALL_AFTER"
+    h.clock.t += STALL_AFTER
+    h.orchestrator.reconcile()
+    h.drain()
+    expected = {
+        "approve": RunState.EXECUTING,
+        "ship": RunState.SHIPPED,
+        "cancel": RunState.CANCELLED,
+    }
+    assert h.run(run_id).state is expected[action]
+
+
+def test_a_policy_with_bad_liveness_keys_names_them() -> None:
+    from valine.core.errors import ConfigurationError
+    from valine.core.policy import policy_from_mapping
+
+    assert policy_from_mapping({}).liveness == Liveness()
+    assert policy_from_mapping({}).executor.pr_timeout == 3600
+    for data, key in [
+        ({"executor": {"pr_timeout": 5}}, "executor.pr_timeout"),
+        ({"checks": {"timeout": "soon"}}, "checks.timeout"),
+        ({"policy": {"on_stale": "panic"}}, "policy.on_stale"),
+        ({"policy": {"max_dispatches": 0}}, "policy.max_dispatches"),
+    ]:
+        with pytest.raises(ConfigurationError, match=key):
+            policy_from_mapping(data)
