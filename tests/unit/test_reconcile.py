@@ -126,7 +126,7 @@ def stored_run(store: SqliteRunStore, task_state: TaskState, pr: int | None = 5)
         (TaskState.CHECKS_PENDING, pull("closed"), TaskState.DISPATCHED, None),
         (TaskState.CHECKS_PASSED, pull(head=NEW_HEAD), TaskState.CHECKS_PENDING, NEW_HEAD),
         (TaskState.CHECKS_FAILED, pull(head=NEW_HEAD), TaskState.CHECKS_PENDING, NEW_HEAD),
-        (TaskState.PR_OPEN, pull(), TaskState.CHECKS_PENDING, HEAD),  # no check yet
+        (TaskState.PR_OPEN, pull(), TaskState.PR_OPEN, HEAD),  # no check yet: no write
     ],
 )
 def test_reconcile_applies_what_a_lost_webhook_would_have(

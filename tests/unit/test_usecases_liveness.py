@@ -47,6 +47,7 @@ def green(h: Harness, run: Run, count: int | None = None) -> Run:
         pr, sha = h.github.open_pull(
             REPO, f"fix-{task.issue_number}", f"Fixes #{task.issue_number}"
         )
+        h.github.report_checks(REPO, sha, "success")
         tasks.insert(
             0,
             replace(
@@ -79,7 +80,9 @@ def ship_failed(h: Harness) -> Run:
     h.drain()
     run = h.run(run.run_id)
     assert run.state is RunState.SHIP_FAILED
-    assert [t.state for t in run.tasks] == [TaskState.MERGED, TaskState.CHECKS_PASSED]
+    # The ship-time re-check saw the new head (no check on it yet): not merged.
+    assert [t.state for t in run.tasks] == [TaskState.MERGED, TaskState.CHECKS_PENDING]
+    assert "head moved to" in str(run.tasks[1].reason)
     return run
 
 
@@ -397,6 +400,7 @@ def test_checks_that_never_conclude_make_the_task_stale(h: Harness) -> None:
     stale = h.run(run.run_id).tasks[0]
     assert stale.state is TaskState.STALE
     assert f"checks of PR #{pr} did not conclude" in str(stale.reason)
+    h.github.report_checks(REPO, sha, "success")
     deliver(h, "check_suite", payloads.check_suite(REPO, sha, "success", pr))
     assert h.run(run.run_id).tasks[0].state is TaskState.CHECKS_PASSED
 

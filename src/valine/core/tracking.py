@@ -526,6 +526,13 @@ def check_changes(
             event, fields["checks_sha"] = TaskEvent.CHECKS_PASSED, picture.head_sha
         elif result.outcome is Outcome.FAILED:
             event, fields["checks_sha"] = TaskEvent.CHECKS_FAILED, picture.head_sha
+        elif picture.head_sha == task.head_sha and (
+            task.state is TaskState.STALE
+            or (task.state is TaskState.PR_OPEN and not picture.checks)
+        ):
+            # Still waiting, as the task already says (no check yet; or stale): keep
+            # its state, reason and the time it entered it (liveness counts from it).
+            continue
         else:
             event, fields["checks_sha"] = TaskEvent.CHECKS_STARTED, None
         changes.append(Change(task.issue_number, event, fields))

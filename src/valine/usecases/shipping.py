@@ -61,7 +61,7 @@ class ShippingMixin(UseCaseBase):
             t.pr_number
             for t in run.tasks
             if t.state is TaskState.CHECKS_PASSED
-            and "queued" not in t.steps_done
+            and not ({"queued", DEQUEUED} & set(t.steps_done))
             and t.pr_number is not None
         ]
         if not numbers:
@@ -71,7 +71,12 @@ class ShippingMixin(UseCaseBase):
         required = self.policy.required_checks
 
         def decide(current: Run) -> Run | None:
-            changes = tracking.check_changes(current, pictures, required)
+            changes = [  # only regressions: a PR still green keeps what it says
+                c
+                for c in tracking.check_changes(current, pictures, required)
+                if c.event is not TaskEvent.CHECKS_PASSED
+                or c.fields.get("checks_sha") != current.task(c.issue_number).checks_sha
+            ]
             updated = tracking.apply_changes(current, changes, now)
             return None if updated.tasks == current.tasks else updated
 
