@@ -471,6 +471,12 @@ def test_retry_is_authorised_like_approve(h: Harness) -> None:
     answer = h.orchestrator.retry(run.run_id, str(run.tasks[1].issue_number), Actor("7", "eve"))
     assert answer["data"]["content"].startswith("⛔ You may not retry tasks.")
     assert h.run(run.run_id).tasks[1].state is TaskState.FAILED
+    from valine.core.render import help_message
+
+    policy = h.orchestrator.policy
+    shown = help_message(REPO, "workflow", "ready", policy.permissions)["embeds"][0]
+    retry_line = next(line for line in shown["description"].splitlines() if "/retry" in line)
+    assert retry_line.endswith("Allowed: <@42>."), "/help names the approvers for /retry"
 
 
 def test_retry_autocompletes_the_failed_and_stale_tasks(h: Harness) -> None:

@@ -5,6 +5,10 @@ order or exactly-once delivery, so the mapping is written to be harmless when re
 or late: an event that no longer fits the task's state is dropped by
 :func:`apply_changes` (the state table refuses it) instead of failing the delivery.
 
+A pull request that leaves the merge queue unmerged (``pull_request`` ``dequeued``, or a
+failing check suite of its merge group) is marked ``dequeued`` with the reason, which
+ends the ship attempt (:func:`dequeued`).
+
 Pull requests are linked to tasks, in order, by GitHub's closing keywords in the PR body
 (``Fixes #12``), by a branch named ``valine/<run_id>/<issue>``, or by a body that
 mentions the run id and ``#<issue>`` of one of the run's tasks.
