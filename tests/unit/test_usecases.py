@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -300,10 +301,20 @@ def test_a_delivery_job_that_runs_again_later_changes_nothing(harness: Harness) 
     assert (after.state, after.checks_sha) == (TaskState.CHECKS_PASSED, "b" * 40)
 
 
-def test_a_start_job_that_dies_fails_the_run_and_says_why(harness: Harness) -> None:
+def test_a_start_job_that_dies_fails_the_run_and_says_why(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     run_id = planned(harness)
     harness.orchestrator.approve(run_id, Actor("42", "ada"))
-    harness.orchestrator.on_dead_letter("start_run", {"run_id": run_id}, "GitHub down")
+    sentinel = "SENTINEL-arn:aws:iam::123456789012:role/x"
+    harness.orchestrator.on_dead_letter("start_run", {"run_id": run_id}, sentinel)
     run = harness.run(run_id)
     assert run.state is RunState.FAILED
-    assert "GitHub down" in str(run.reason)
+    # What happened, in the user's terms, and the id to find the detail in the log.
+    assert "could not start the run" in str(run.reason)
+    assert sentinel not in str(run.reason)
+    ref = re.search(r"ref ([0-9a-f]{8})", str(run.reason))
+    assert ref, run.reason
+    assert any(
+        ref.group(1) in r.getMessage() and sentinel in r.getMessage() for r in caplog.records
+    )
