@@ -13,7 +13,7 @@ import pytest
 from valine.core.authz import GUARDED_ACTIONS, Grant, Permissions
 from valine.core.errors import GitHubUnavailable
 from valine.core.models import Run
-from valine.core.policy import Executor, Policy
+from valine.core.policy import DiscordScope, Executor, Policy
 from valine.core.states import RunState, TaskState
 from valine.discord.client import DiscordClient
 from valine.github.client import GitHubClient, TokenAuth
@@ -90,6 +90,7 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
         policy=Policy(
             executor=Executor(kind="workflow", workflow="agent.yml"),
             permissions=Permissions({a: Grant(users=frozenset({"42"})) for a in GUARDED_ACTIONS}),
+            discord=DiscordScope(guild_ids=("4",)),
         ),
         store=SqliteRunStore(db),
         queue=queue,

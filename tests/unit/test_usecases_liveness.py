@@ -447,7 +447,8 @@ def test_retry_re_dispatches_exactly_once_per_retry(h: Harness) -> None:
     assert "retried" in first["data"]["content"]
     assert "only a failed or stale task" in second["data"]["content"]
     h.orchestrator.press_button(
-        {"user_id": "42", "user_name": "ada", "roles": []}, f"retry:{run.run_id}:{number}"
+        {"user_id": "42", "user_name": "ada", "roles": [], "guild_id": "4"},
+        f"retry:{run.run_id}:{number}",
     )
     h.drain()
     assert len(h.github.dispatches(REPO)) == before + 1
