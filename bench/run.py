@@ -191,6 +191,15 @@ def first_issues_example() -> bytes:
     return json.dumps(examples["issues"][0], separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def unique_bodies(body: bytes, count: int) -> list[bytes]:
+    """``count`` copies of a JSON object body, each made distinct by one more key.
+
+    The webhook endpoint dedupes by the body's SHA-256, so a benchmark that resent one
+    body would time duplicates after the first call.
+    """
+    return [body[:-1] + b',"bench_seq":%d}' % n for n in range(count)]
+
+
 # --------------------------------------------------------------------------- in-process
 
 
@@ -265,8 +274,8 @@ def bench_in_process(workdir: Path, calls: int, warmup: int) -> list[Latency]:
 
     issues = first_issues_example()
     github = [
-        Request("POST", "/github/webhook", github_signed(secret, issues, "issues", str(u)), issues)
-        for u in (uuid.uuid4() for _ in range(total))
+        Request("POST", "/github/webhook", github_signed(secret, b, "issues", str(uuid.uuid4())), b)
+        for b in unique_bodies(issues, total)
     ]
     series = (
         (ROW_LABELS[0], discord_requests(1, None), 200, ""),
@@ -300,8 +309,8 @@ def profile_webhook(workdir: Path, calls: int) -> str:
     app = services.app()
     issues = first_issues_example()
     requests = [
-        Request("POST", "/github/webhook", github_signed(secret, issues, "issues", str(u)), issues)
-        for u in (uuid.uuid4() for _ in range(calls + 50))
+        Request("POST", "/github/webhook", github_signed(secret, b, "issues", str(uuid.uuid4())), b)
+        for b in unique_bodies(issues, calls + 50)
     ]
     for request in requests[:50]:
         app.handle(request)

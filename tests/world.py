@@ -32,7 +32,13 @@ from valine.testing.github_standin import GitHubStandIn
 
 REPO = "octo/widgets"
 
-DEFAULT_CONFIG = """
+#: The Discord server every interaction of tests.helpers.interaction comes from.
+GUILD = "4"
+
+DEFAULT_CONFIG = f"""
+[discord]
+guild_ids = ["{GUILD}"]
+
 [executor]
 kind = "workflow"
 workflow = "agent.yml"

@@ -37,14 +37,22 @@ class App:
         route = self.routes.get(path)
         return route.max_body if route else 0
 
+    def refusal(self, method: str, path: str) -> Response | None:
+        """404 for an unknown path, 405 for a wrong method -- decided before any body."""
+        route = self.routes.get(path)
+        if route is None:
+            return error_response(404, "no such path")
+        if method != route.method:
+            allow = (("allow", route.method),)
+            return error_response(405, f"this path takes {route.method}", allow)
+        return None
+
     def handle(self, request: Request) -> Response:
         """The response to ``request``; unexpected errors become a logged 500."""
-        route = self.routes.get(request.path)
-        if route is None:
-            return error_response(404, f"no such path: {request.path}")
-        if request.method != route.method:
-            allow = (("allow", route.method),)
-            return error_response(405, f"{request.path} takes {route.method}", allow)
+        refusal = self.refusal(request.method, request.path)
+        if refusal is not None:
+            return refusal
+        route = self.routes[request.path]
         if len(request.body) > route.max_body:
             return error_response(413, f"body larger than {route.max_body} bytes")
         try:

@@ -93,6 +93,8 @@ class Job:
     attempts: int
     lease_token: str = field(repr=False)
     last_error: str | None = None
+    #: The key the job was enqueued with (released if the job is dead-lettered).
+    dedupe_key: str | None = field(default=None, repr=False)
 
 
 class JobQueue(Protocol):
@@ -100,7 +102,8 @@ class JobQueue(Protocol):
 
     A leased job is invisible to other workers until its visibility timeout passes; a
     worker that dies without acking lets the job run again after that. Handlers must be
-    idempotent. After ``max_attempts`` failed attempts a job is dead-lettered.
+    idempotent. After ``max_attempts`` failed attempts a job is dead-lettered, and its
+    dedupe key is released: the work was not done, so enqueueing it again is allowed.
     """
 
     def enqueue(
@@ -135,6 +138,14 @@ class JobQueue(Protocol):
 
     def depth(self) -> int:
         """How many jobs are waiting or leased (not done, not dead)."""
+        ...
+
+    def claim(self, key: str, ttl: float, limit: int = 1) -> bool:
+        """Count one use of ``key``, with no job; False once ``limit`` uses are counted.
+
+        The count starts at the first use and lasts ``ttl`` seconds, then starts again.
+        ``limit=1`` remembers a key (a replay is refused); a larger one is a rate limit.
+        """
         ...
 
 

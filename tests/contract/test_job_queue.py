@@ -485,12 +485,53 @@ def test_dedupe_key_outlives_the_acked_job(harness: QueueHarness) -> None:
     assert q.depth() == 0
 
 
-def test_dedupe_key_outlives_the_dead_job(make_queue: Callable[..., QueueHarness]) -> None:
+def test_a_dead_job_releases_its_dedupe_key(make_queue: Callable[..., QueueHarness]) -> None:
+    """Its work was not done: the same work (GitHub's Redeliver) may be enqueued again."""
+    q = make_queue(max_attempts=1).queue
+    q.enqueue("webhook", {"n": 1}, dedupe_key="d")
+    q.enqueue("webhook", {"n": 2}, dedupe_key="other")
+    first = lease_or_fail(q)
+    assert q.retry(first, "boom") is False
+    dead_key = "d" if first.payload == {"n": 1} else "other"
+    live_key = "other" if dead_key == "d" else "d"
+    assert q.enqueue("webhook", {"n": 3}, dedupe_key=dead_key) is True
+    assert q.enqueue("webhook", {"n": 4}, dedupe_key=live_key) is False  # still pending
+    assert q.depth() == 2
+
+
+def test_a_done_job_keeps_its_dedupe_key(make_queue: Callable[..., QueueHarness]) -> None:
     q = make_queue(max_attempts=1).queue
     q.enqueue("webhook", {}, dedupe_key="d")
-    assert q.retry(lease_or_fail(q), "boom") is False
+    q.ack(lease_or_fail(q))
     assert q.enqueue("webhook", {}, dedupe_key="d") is False
-    assert q.depth() == 0
+
+
+def test_claim_remembers_a_key_until_it_expires(make_queue: Callable[..., QueueHarness]) -> None:
+    h = make_queue()
+    q = h.queue
+    assert q.claim("seen:1", 100.0) is True
+    assert q.claim("seen:1", 100.0) is False
+    assert q.claim("seen:2", 100.0) is True
+    h.advance(101)
+    assert q.claim("seen:1", 100.0) is True
+    assert q.depth() == 0  # a claim is no job
+
+
+def test_claim_counts_up_to_its_limit_per_window(make_queue: Callable[..., QueueHarness]) -> None:
+    h = make_queue()
+    q = h.queue
+    assert [q.claim("rate:42", 60.0, 3) for _ in range(5)] == [True, True, True, False, False]
+    assert q.claim("rate:43", 60.0, 3) is True  # another user has their own count
+    h.advance(30)
+    assert q.claim("rate:42", 60.0, 3) is False  # the window started at the first use
+    h.advance(31)
+    assert [q.claim("rate:42", 60.0, 3) for _ in range(4)] == [True, True, True, False]
+
+
+def test_claims_and_dedupe_keys_are_apart(make_queue: Callable[..., QueueHarness]) -> None:
+    q = make_queue().queue
+    assert q.claim("k", 100.0) is True
+    assert q.enqueue("webhook", {}, dedupe_key="k") is True
 
 
 def test_dedupe_key_expires(make_queue: Callable[..., QueueHarness]) -> None:

@@ -59,8 +59,7 @@ def test_simulate_talks_to_a_running_service_with_its_own_key(tmp_path: Path) ->
         )
         assert "GITHUB_REPOSITORY" in status.stdout
 
-        hook = valine(
-            tmp_path,
+        delivery = [
             "simulate",
             "--url",
             url,
@@ -72,15 +71,15 @@ def test_simulate_talks_to_a_running_service_with_its_own_key(tmp_path: Path) ->
             "7",
             "--body",
             "Fixes #3",
-            "--delivery",
-            "sim-1",
-        )
+        ]
+        hook = valine(tmp_path, *delivery, "--delivery", "sim-1")
         assert hook.returncode == 0, hook.stdout
         assert '"accepted"' in hook.stdout
-        again = valine(
-            tmp_path, "simulate", "--url", url, "github", "pull_request", "--delivery", "sim-1"
-        )
+        # A redelivery (same id, same body), and the same body under another id.
+        again = valine(tmp_path, *delivery, "--delivery", "sim-1")
         assert '"duplicate"' in again.stdout
+        other_id = valine(tmp_path, *delivery, "--delivery", "sim-2")
+        assert '"duplicate"' in other_id.stdout
     finally:
         stop_service(service)
 
@@ -124,6 +123,11 @@ def test_register_commands_dry_run_prints_the_schema(tmp_path: Path) -> None:
         "type": 3,
         "required": True,
         "autocomplete": True,
+        "max_length": 32,
+    }
+    # Offered in servers only, to a server install: never in DMs.
+    assert {(tuple(c["contexts"]), tuple(c["integration_types"])) for c in payload.values()} == {
+        ((0,), (0,))
     }
     assert payload["status"]["options"][0]["required"] is False
 

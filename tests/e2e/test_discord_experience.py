@@ -145,7 +145,9 @@ def test_unauthorised_users_are_refused_audited_and_change_nothing(world: World)
     assert_discord_valid(refusals)
 
     audit = valine_audit(world, run_id)
-    assert audit.count("refused: not permitted") == 5
+    # One entry per user, action and outcome: the buttons repeat /approve and /cancel, so
+    # they are coalesced (logged only) and nobody can flood the trail by retrying.
+    assert audit.count("refused: not permitted") == 3
     assert "user 666" in audit
 
     allowed = world.command("approve", run_id=run_id)

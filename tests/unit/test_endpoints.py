@@ -135,6 +135,65 @@ def test_each_delivery_is_accepted_once(
     assert services.queue.depth() == 1
 
 
+def test_the_same_body_under_another_delivery_id_is_a_duplicate(
+    app: App, services: Services, webhook_examples: dict[str, Any]
+) -> None:
+    body = json.dumps(webhook_examples["issues"][0]).encode()
+    first = post(app, "/github/webhook", body, github_headers(body, "issues", "delivery-1"))
+    replay = post(app, "/github/webhook", body, github_headers(body, "issues", "delivery-2"))
+    assert (first.status, replay.status, doc(replay)["status"]) == (202, 200, "duplicate")
+    assert services.queue.depth() == 1
+
+
+def test_a_redelivery_of_a_dead_lettered_delivery_is_processed(
+    tmp_path: Path, public_key_hex: str, webhook_examples: dict[str, Any]
+) -> None:
+    from valine.queue.sqlite import SqliteJobQueue
+
+    services = Services(
+        Settings.from_env(
+            {
+                "DISCORD_PUBLIC_KEY": public_key_hex,
+                "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "VALINE_STORE": f"sqlite:///{tmp_path}/valine.db",
+            }
+        )
+    )
+    queue = SqliteJobQueue(services.database, max_attempts=1)
+    services.__dict__["queue"] = queue  # one attempt, so the first failure dead-letters
+    app = services.app()
+    body = json.dumps(webhook_examples["issues"][0]).encode()
+    headers = github_headers(body, "issues", "delivery-1")
+    assert post(app, "/github/webhook", body, headers).status == 202
+    job = queue.lease(30.0)
+    assert job is not None
+    assert queue.retry(job, "the worker failed") is False  # dead-lettered
+    # GitHub's Redeliver: the same delivery id and body, processed again, once.
+    again = post(app, "/github/webhook", body, headers)
+    assert (again.status, doc(again)["status"]) == (202, "accepted")
+    assert doc(post(app, "/github/webhook", body, headers))["status"] == "duplicate"
+    assert queue.depth() == 1
+
+
+def test_a_store_error_reaches_discord_as_a_ref_only(
+    app: App, services: Services, signing_key: SigningKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    sentinel = "SENTINEL arn:aws:dynamodb:us-west-2:123456789012:table/x"
+
+    class Broken:
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError(sentinel)
+
+    services.__dict__["orchestrator"] = Broken()
+    body = interaction(name="help")
+    response = post(app, "/discord", body, discord_headers(signing_key, body))
+    assert response.status == 200
+    content = doc(response)["data"]["content"]
+    assert sentinel not in response.body.decode()
+    ref = content.split("(ref ")[1].split(")")[0]
+    assert any(ref in r.getMessage() and r.exc_info for r in caplog.records)
+
+
 def test_every_real_payload_of_the_handled_events_is_accepted(
     app: App, services: Services, webhook_examples: dict[str, Any]
 ) -> None:

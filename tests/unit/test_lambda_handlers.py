@@ -33,6 +33,7 @@ from aws_local import (  # noqa: F401 - aws_test_environment: a session fixture,
 from helpers import discord_headers, github_headers, interaction
 from valine.core.models import Run, Task
 from valine.core.states import RunState, TaskState
+from valine.github.webhooks import dedupe_key
 from valine.http import Response
 from valine.runtime import lambda_handlers
 from valine.runtime.lambda_handlers import LambdaRuntime, proxy_response, request_from_event
@@ -196,7 +197,7 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Depl
         ),
     )["ARN"]
     config = tmp_path / "valine.toml"
-    config.write_text('[permissions.plan]\nusers = ["42"]\n')
+    config.write_text('[discord]\nguild_ids = ["4"]\n\n[permissions.plan]\nusers = ["42"]\n')
     environ = {
         # What the template sets (names from a different prefix: the explicit ones win).
         "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
@@ -327,9 +328,9 @@ def test_webhook_accepted_then_duplicate_and_processed_once(
     assert (job["kind"], job["payload"]["delivery_id"]) == ("github_event", "delivery-1")
     result = lambda_handlers.worker_handler(sqs_event(deployment.queue_url, messages), Context())
     assert result == {"batchItemFailures": []}
-    # The delivery id stays claimed: no later copy of it can be enqueued again.
+    # The delivery's body stays claimed: no later copy of it can be enqueued again.
     queue = deployment.runtime.services.queue
-    assert not queue.enqueue("github_event", {}, dedupe_key="github:delivery-1")
+    assert not queue.enqueue("github_event", {}, dedupe_key=dedupe_key(body))
 
 
 def test_webhook_with_the_wrong_secret_gets_401(deployment: Deployment) -> None:

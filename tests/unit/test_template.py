@@ -129,10 +129,55 @@ def test_no_secret_is_in_an_environment_variable(template: dict[str, Any]) -> No
         for parameter in no_echo:
             assert parameter not in mentioned, f"{function}'s environment uses {parameter}"
     # The secret holds exactly the secret settings, each from its NoEcho parameter.
-    text = template["Resources"]["Secrets"]["Properties"]["SecretString"]["Fn::Sub"]
-    document = json.loads(text)
-    assert set(document) == SECRET_KEYS
-    assert {v.strip("${}") for v in document.values()} == no_echo
+    mapping = template["Resources"]["Secrets"]["Properties"]["SecretString"]["Fn::ToJsonString"]
+    assert set(mapping) == SECRET_KEYS
+    assert {v["Ref"] for v in mapping.values()} == no_echo
+
+
+def _to_json_string(value: Any, parameters: dict[str, str]) -> str:
+    """What CloudFormation's ``Fn::ToJsonString`` (AWS::LanguageExtensions) makes of a
+    mapping of ``Ref``s: the JSON serialisation of the resolved values."""
+    assert isinstance(value, dict) and "Fn::ToJsonString" in value, "not built by ToJsonString"
+    resolved = {key: parameters[ref["Ref"]] for key, ref in value["Fn::ToJsonString"].items()}
+    return json.dumps(resolved, separators=(",", ":"))
+
+
+def test_the_secret_survives_any_character(template: dict[str, Any]) -> None:
+    assert "AWS::LanguageExtensions" in template["Transform"]  # gives Fn::ToJsonString
+    pem = '-----BEGIN PRIVATE KEY-----\nMIIE\\x"y\n-----END PRIVATE KEY-----\n'
+    parameters = {
+        "DiscordBotToken": 'tok"en\\with\nnewline',
+        "GitHubToken": "ghp_\\",
+        "GitHubWebhookSecret": 's3cr3t\t\\"\u2028' + "x" * 16,
+        "GitHubAppPrivateKey": pem,
+    }
+    secret = template["Resources"]["Secrets"]["Properties"]["SecretString"]
+    document = json.loads(_to_json_string(secret, parameters))
+    assert document["GITHUB_APP_PRIVATE_KEY"] == pem
+    assert document["DISCORD_BOT_TOKEN"] == parameters["DiscordBotToken"]
+    assert document["GITHUB_WEBHOOK_SECRET"] == parameters["GitHubWebhookSecret"]
+    # No parameter forbids a character the JSON can now carry.
+    for name in parameters:
+        assert "AllowedPattern" not in template["Parameters"][name], name
+
+
+def test_waf_is_optional_and_rate_limits_both_paths_per_ip(template: dict[str, Any]) -> None:
+    assert template["Parameters"]["EnableWaf"]["Default"] == "false"
+    acl = template["Resources"]["WebAcl"]
+    association = template["Resources"]["WebAclAssociation"]
+    assert acl["Condition"] == association["Condition"] == "UseWaf"
+    assert template["Conditions"]["UseWaf"] == {"Fn::Equals": [{"Ref": "EnableWaf"}, "true"]}
+    (rule,) = acl["Properties"]["Rules"]
+    statement = rule["Statement"]["RateBasedStatement"]
+    assert (statement["AggregateKeyType"], rule["Action"]) == ("IP", {"Block": {}})
+    paths = {
+        s["ByteMatchStatement"]["SearchString"]
+        for s in statement["ScopeDownStatement"]["OrStatement"]["Statements"]
+    }
+    assert paths == {"/discord", "/github/webhook"}
+    assert (
+        "restapis/${Api}/stages/${Api.Stage}" in association["Properties"]["ResourceArn"]["Fn::Sub"]
+    )
 
 
 def _sub(value: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from valine.core.authz import GUARDED_ACTIONS, Grant, Permissions
 from valine.core.errors import GitHubUnavailable
 from valine.core.models import Run
-from valine.core.policy import Executor, Policy
+from valine.core.policy import DiscordScope, Executor, Policy
 from valine.core.states import RunState, TaskState
 from valine.discord.client import DiscordClient
 from valine.github.client import GitHubClient, TokenAuth
@@ -89,6 +90,7 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
         policy=Policy(
             executor=Executor(kind="workflow", workflow="agent.yml"),
             permissions=Permissions({a: Grant(users=frozenset({"42"})) for a in GUARDED_ACTIONS}),
+            discord=DiscordScope(guild_ids=("4",)),
         ),
         store=SqliteRunStore(db),
         queue=queue,
@@ -300,13 +302,23 @@ def test_a_delivery_job_that_runs_again_later_changes_nothing(harness: Harness) 
     assert (after.state, after.checks_sha) == (TaskState.CHECKS_PASSED, new)
 
 
-def test_a_start_job_that_dies_fails_the_run_and_says_why(harness: Harness) -> None:
+def test_a_start_job_that_dies_fails_the_run_and_says_why(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     run_id = planned(harness)
     harness.orchestrator.approve(run_id, Actor("42", "ada"))
-    harness.orchestrator.on_dead_letter("start_run", {"run_id": run_id}, "GitHub down")
+    sentinel = "SENTINEL-arn:aws:iam::123456789012:role/x"
+    harness.orchestrator.on_dead_letter("start_run", {"run_id": run_id}, sentinel)
     run = harness.run(run_id)
     assert run.state is RunState.FAILED
-    assert "GitHub down" in str(run.reason)
+    # What happened, in the user's terms, and the id to find the detail in the log.
+    assert "could not start the run" in str(run.reason)
+    assert sentinel not in str(run.reason)
+    ref = re.search(r"ref ([0-9a-f]{8})", str(run.reason))
+    assert ref, run.reason
+    assert any(
+        ref.group(1) in r.getMessage() and sentinel in r.getMessage() for r in caplog.records
+    )
 
 
 def test_a_malformed_delivery_is_ignored_with_one_log_line_and_no_retry(

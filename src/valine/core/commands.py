@@ -19,6 +19,13 @@ OPTION_STRING = 3
 OPTION_INTEGER = 4
 #: Discord application command type for slash commands.
 CHAT_INPUT = 1
+#: Interaction context GUILD and installation context GUILD_INSTALL: the commands are
+#: offered in servers only (never in DMs or group DMs) and only by installing the bot
+#: to a server.
+GUILD_CONTEXTS = (0,)
+GUILD_INSTALL = (0,)
+#: The longest string option value the service reads (a run id is 16 characters).
+MAX_VALUE = 100
 
 _PYTHON_TYPES: Mapping[int, type] = {OPTION_STRING: str, OPTION_INTEGER: int}
 
@@ -40,6 +47,7 @@ class OptionSpec:
     type: int = OPTION_STRING
     required: bool = False
     autocomplete: bool = False
+    max_length: int = MAX_VALUE
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,7 @@ def _run_id(required: bool) -> OptionSpec:
         "The run, as shown in the plan (for example r20261125-k3f9qa)",
         required=required,
         autocomplete=True,
+        max_length=32,
     )
 
 
@@ -99,13 +108,20 @@ COMMANDS: tuple[CommandSpec, ...] = (
 COMMANDS_BY_NAME: Mapping[str, CommandSpec] = {c.name: c for c in COMMANDS}
 
 
-def registration_payload() -> list[dict[str, Any]]:
-    """The JSON body of a bulk overwrite (``PUT /applications/{id}/commands``)."""
-    return [
-        {
+def registration_payload(default_member_permissions: str | None = None) -> list[dict[str, Any]]:
+    """The JSON body of a bulk overwrite (``PUT /applications/{id}/commands``).
+
+    Every command is for guild contexts only; ``default_member_permissions`` (a
+    permission bit set as digits, ``"0"``: administrators only) is sent when given.
+    """
+    commands: list[dict[str, Any]] = []
+    for spec in COMMANDS:
+        command: dict[str, Any] = {
             "name": spec.name,
             "type": CHAT_INPUT,
             "description": spec.description,
+            "contexts": list(GUILD_CONTEXTS),
+            "integration_types": list(GUILD_INSTALL),
             "options": [
                 {
                     "name": o.name,
@@ -113,12 +129,15 @@ def registration_payload() -> list[dict[str, Any]]:
                     "type": o.type,
                     "required": o.required,
                     "autocomplete": o.autocomplete,
+                    **({"max_length": o.max_length} if o.type == OPTION_STRING else {}),
                 }
                 for o in spec.options
             ],
         }
-        for spec in COMMANDS
-    ]
+        if default_member_permissions is not None:
+            command["default_member_permissions"] = default_member_permissions
+        commands.append(command)
+    return commands
 
 
 def parse_command(data: Mapping[str, Any]) -> Command:
@@ -131,7 +150,8 @@ def parse_command(data: Mapping[str, Any]) -> Command:
     name = data.get("name")
     spec = COMMANDS_BY_NAME.get(name) if isinstance(name, str) else None
     if spec is None:
-        raise UnknownCommand(f"Unknown command `/{name}`. Try `/help` for the commands.")
+        shown = str(name)[:32].replace("`", "")
+        raise UnknownCommand(f"Unknown command `/{shown}`. Try `/help` for the commands.")
     given = _option_values(spec, data.get("options") or [])
     for option in spec.options:
         if option.required and option.name not in given:
@@ -147,11 +167,16 @@ def _option_values(spec: CommandSpec, raw: Any) -> dict[str, Any]:
     for item in raw:
         option = allowed.get(str(item.get("name"))) if isinstance(item, dict) else None
         if option is None:
-            raise CommandError(f"`/{spec.name}` has no option {item!r}.")
+            name = str(item.get("name"))[:32] if isinstance(item, dict) else "?"
+            raise CommandError(f"`/{spec.name}` has no option `{name.replace('`', '')}`.")
         value = item.get("value")
         expected = _PYTHON_TYPES[option.type]
         if not isinstance(value, expected) or isinstance(value, bool):
             raise CommandError(f"`/{spec.name}`: `{option.name}` must be a {expected.__name__}.")
+        if isinstance(value, str) and len(value) > option.max_length:
+            raise CommandError(
+                f"`/{spec.name}`: `{option.name}` is longer than {option.max_length} characters."
+            )
         values[option.name] = value.strip() if isinstance(value, str) else value
     return values
 
@@ -160,6 +185,9 @@ def _comparable(command: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a command we set, with Discord's defaults filled in."""
     return {
         "description": command.get("description", ""),
+        "contexts": command.get("contexts"),
+        "integration_types": command.get("integration_types"),
+        "default_member_permissions": command.get("default_member_permissions"),
         "options": [
             {
                 "name": o.get("name"),
@@ -167,6 +195,7 @@ def _comparable(command: Mapping[str, Any]) -> dict[str, Any]:
                 "type": o.get("type"),
                 "required": bool(o.get("required", False)),
                 "autocomplete": bool(o.get("autocomplete", False)),
+                "max_length": o.get("max_length"),
             }
             for o in command.get("options") or []
         ],

@@ -33,6 +33,12 @@ Every field has a default, so a team can start with no file at all::
     on_stale = "notify"            # "notify", "redispatch" or "fail"
     max_dispatches = 2             # hand-overs of one task in all, the first included
 
+    [discord]                      # deny by default: nothing answers without guild_ids
+    guild_ids = ["<discord server id>"]
+    channel_ids = []               # optional: only these channels
+    default_member_permissions = "0"   # optional: who sees the commands (a bit set)
+    rate_limit = 10                # guarded commands per user per minute
+
     [permissions]                  # deny by default: see valine.core.authz
     prevent_self_approval = false
     approve = { roles = ["<discord role id>"], users = ["<discord user id>"] }
@@ -109,6 +115,34 @@ class Liveness:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscordScope:
+    """Where the bot answers: the team's servers (and channels), and how often."""
+
+    guild_ids: tuple[str, ...] = ()
+    channel_ids: tuple[str, ...] = ()
+    #: Registered as the commands' ``default_member_permissions`` (None: Discord's default).
+    default_member_permissions: str | None = None
+    #: Guarded commands and buttons per user per minute.
+    rate_limit: int = 10
+
+    def refusal(self, guild_id: str | None, channel_id: str | None) -> str | None:
+        """None if an interaction from ``guild_id``/``channel_id`` is in scope; else why not."""
+        if not self.guild_ids:
+            return (
+                "Valine is not set up for any Discord server yet: add "
+                '`[discord] guild_ids = ["<your server id>"]` to valine.toml.'
+            )
+        served = ", ".join(self.guild_ids)
+        if guild_id not in self.guild_ids:
+            where = "in direct messages" if not guild_id else "in this server"
+            return f"Valine does not answer {where}: it serves only the Discord server {served}."
+        if self.channel_ids and channel_id not in self.channel_ids:
+            channels = ", ".join(f"<#{c}>" for c in self.channel_ids)
+            return f"Valine answers only in {channels}."
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Everything ``valine.toml`` configures."""
 
@@ -121,6 +155,7 @@ class Policy:
     #: ``[checks] required``: the only check names that count; None: every check counts.
     required_checks: tuple[str, ...] | None = None
     liveness: Liveness = field(default_factory=Liveness)
+    discord: DiscordScope = field(default_factory=DiscordScope)
 
 
 def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
@@ -157,6 +192,7 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
             on_stale=_str(_section(data, "policy"), "policy.on_stale", "notify"),
             max_dispatches=_int(_section(data, "policy"), "policy.max_dispatches", 2),
         ),
+        discord=_discord(_section(data, "discord")),
     )
     _check(policy)
     return policy
@@ -201,6 +237,39 @@ def _check_liveness(policy: Policy) -> None:
         raise ConfigurationError(f"policy.on_stale must be one of {', '.join(STALE_POLICIES)}")
     if not 1 <= live.max_dispatches <= 10:
         raise ConfigurationError("policy.max_dispatches must be between 1 and 10")
+
+
+def _discord(section: Mapping[str, Any]) -> DiscordScope:
+    unknown = set(section) - {
+        "guild_ids",
+        "channel_ids",
+        "default_member_permissions",
+        "rate_limit",
+    }
+    if unknown:
+        raise ConfigurationError(f"discord: unknown key(s) {', '.join(sorted(unknown))}")
+    permissions = section.get("default_member_permissions")
+    if permissions is not None and not (isinstance(permissions, str) and permissions.isdigit()):
+        raise ConfigurationError(
+            'discord.default_member_permissions must be a permission bit set as digits ("0")'
+        )
+    scope = DiscordScope(
+        guild_ids=_ids(section, "discord.guild_ids"),
+        channel_ids=_ids(section, "discord.channel_ids"),
+        default_member_permissions=permissions,
+        rate_limit=_int(section, "discord.rate_limit", 10),
+    )
+    if not 1 <= scope.rate_limit <= 1000:
+        raise ConfigurationError("discord.rate_limit must be between 1 and 1000")
+    return scope
+
+
+def _ids(section: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    values = _strs(section, key, ())
+    for value in values:
+        if not (value.isascii() and value.isdigit()):
+            raise ConfigurationError(f"{key}: {value!r} is not a Discord id (digits only)")
+    return values
 
 
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:

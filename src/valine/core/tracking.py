@@ -16,6 +16,10 @@ or by a body that mentions the run id and ``#<issue>``; and only when it is trus
 Check results are not taken from the event: a check event names the pull requests whose
 whole picture must be re-read (:func:`check_targets`), and :func:`check_changes` turns
 the pictures into task changes with the one rule of :mod:`valine.core.checks`.
+
+A pull request that leaves the merge queue unmerged (``pull_request`` ``dequeued``, or a
+failing check suite of its merge group) is marked ``dequeued`` with the reason, which
+ends the ship attempt (:func:`dequeued`).
 """
 
 from __future__ import annotations

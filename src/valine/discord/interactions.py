@@ -8,12 +8,26 @@ needs GitHub is handed to the job queue by the command handler.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import secrets
+import time
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from valine.core.shape import (
+    Arr,
+    Bool,
+    Int,
+    Obj,
+    Scalar,
+    ShapeError,
+    Snowflake,
+    Str,
+    check,
+    parse_object,
+)
 from valine.discord.verify import InteractionVerifier
-from valine.http import Request, Response, error_response, json_response, parse_json_object
+from valine.http import Request, Response, error_response, json_response
 from valine.logs import log_context
 
 if TYPE_CHECKING:
@@ -37,6 +51,43 @@ EPHEMERAL = 1 << 6
 MAX_CHOICES = 25
 
 
+#: The fields of an interaction the service reads (Discord API: Interaction Object).
+_USER = Obj({"id": Snowflake(), "username": Str(100, nullable=True)}, ("id",))
+_OPTION = Obj(
+    {
+        "name": Str(100),
+        "type": Int(1, 11),
+        "value": Scalar(nullable=True),
+        "focused": Bool(nullable=True),
+    },
+    ("name",),
+)
+INTERACTION_SHAPE = Obj(
+    {
+        "id": Snowflake(),
+        "type": Int(1, 5),
+        "token": Str(1_000, nullable=True),
+        "application_id": Snowflake(nullable=True),
+        "guild_id": Snowflake(nullable=True),
+        "channel_id": Snowflake(nullable=True),
+        "member": Obj({"user": _USER, "roles": Arr(Snowflake(), 1_000)}, nullable=True),
+        "user": Obj({"id": Snowflake(), "username": Str(100, nullable=True)}, nullable=True),
+        "data": Obj(
+            {
+                "name": Str(100),
+                "custom_id": Str(100),
+                "component_type": Int(1, 20, nullable=True),
+                "options": Arr(_OPTION, 25, nullable=True),
+            },
+            nullable=True,
+        ),
+    },
+    ("id", "type"),
+)
+#: How far (seconds) ``X-Signature-Timestamp`` may be from the server's clock.
+REPLAY_WINDOW = 300
+
+
 class Interaction(NamedTuple):
     """The parts of a Discord interaction the product uses."""
 
@@ -53,17 +104,25 @@ class Interaction(NamedTuple):
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> Interaction:
-        """The interaction of a decoded request body (``member`` in guilds, ``user`` in DMs)."""
+        """The interaction of a body that fits :data:`INTERACTION_SHAPE`.
+
+        ``member`` is sent in guilds, ``user`` in DMs. Raises ShapeError for a body that
+        does not fit the shape, or an interaction other than a PING without a user.
+        """
+        check(INTERACTION_SHAPE, payload)
         member = payload.get("member") or {}
         user = member.get("user") or payload.get("user") or {}
+        kind = payload["type"]
+        if kind != PING and not user:
+            raise ShapeError("member.user", "is required (or user, in a DM)")
         return cls(
-            id=str(payload.get("id", "")),
-            type=int(payload.get("type", 0)),
-            token=str(payload.get("token", "")),
-            application_id=str(payload.get("application_id", "")),
-            user_id=str(user.get("id", "")),
-            user_name=str(user.get("username", "")),
-            roles=tuple(str(r) for r in member.get("roles") or ()),
+            id=payload["id"],
+            type=kind,
+            token=payload.get("token") or "",
+            application_id=payload.get("application_id") or "",
+            user_id=user.get("id", ""),
+            user_name=user.get("username") or "",
+            roles=tuple(member.get("roles") or ()),
             channel_id=payload.get("channel_id"),
             guild_id=payload.get("guild_id"),
             data=payload.get("data") or {},
@@ -85,6 +144,10 @@ class InteractionHandlers(Protocol):
         """Suggestions for the focused option (at most 25 are sent)."""
         ...
 
+    def first_time(self, interaction: Interaction) -> bool:
+        """True the first time this interaction id is handled (False: a replay)."""
+        ...
+
 
 def ephemeral(content: str) -> dict[str, Any]:
     """An interaction callback with a message only the invoking user sees."""
@@ -94,12 +157,31 @@ def ephemeral(content: str) -> dict[str, Any]:
 class DiscordEndpoint:
     """``POST /discord``: the interactions endpoint."""
 
-    def __init__(self, verifier: InteractionVerifier | None, handlers: InteractionHandlers) -> None:
+    def __init__(
+        self,
+        verifier: InteractionVerifier | None,
+        handlers: InteractionHandlers,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._verifier = verifier
         self._handlers = handlers
+        self._clock = clock
 
     def __call__(self, request: Request) -> Response:
         """Answer one interaction request."""
+        refusal = self._unverified(request)
+        if refusal is not None:
+            return refusal
+        try:
+            interaction = Interaction.from_payload(parse_object(request.body))
+        except ShapeError as exc:
+            log.info("refused interaction body: %s", exc)
+            return error_response(400, str(exc))
+        with log_context(interaction_id=interaction.id):
+            return json_response(200, self._answer_once(interaction))
+
+    def _unverified(self, request: Request) -> Response | None:
+        """The 503/401 for a request that cannot be verified, is mis-signed or stale."""
         if self._verifier is None:
             return error_response(503, "DISCORD_PUBLIC_KEY is not set: cannot verify requests")
         signature = request.header("x-signature-ed25519")
@@ -107,12 +189,25 @@ class DiscordEndpoint:
         if not self._verifier.verify(signature, timestamp, request.body):
             log.warning("rejected interaction: bad signature")
             return error_response(401, "invalid request signature")
-        payload = parse_json_object(request.body)
-        if payload is None:
-            return error_response(400, "body is not a JSON object")
-        interaction = Interaction.from_payload(payload)
-        with log_context(interaction_id=interaction.id):
-            return json_response(200, self._answer(interaction))
+        assert timestamp is not None  # verify() refuses a missing one
+        if abs(self._clock() - int(timestamp)) > REPLAY_WINDOW:
+            log.warning("rejected interaction: timestamp %s outside the replay window", timestamp)
+            return error_response(401, "X-Signature-Timestamp is outside the 5-minute window")
+        return None
+
+    def _answer_once(self, interaction: Interaction) -> dict[str, Any]:
+        """The answer, unless the interaction id was handled before; never raises."""
+        try:
+            if interaction.type != PING and not self._handlers.first_time(interaction):
+                log.warning("replayed interaction %s not acted on", interaction.id)
+                return ephemeral("This request was already handled.")
+            return self._answer(interaction)
+        except Exception:
+            # Internal detail (exception text, API paths, ARNs) stays in the log; the user
+            # gets what happened and the id to find it there.
+            ref = secrets.token_hex(4)
+            log.exception("unhandled error answering the interaction [ref %s]", ref)
+            return ephemeral(f"⚠️ Valine could not do that just now (ref {ref}). Try again.")
 
     def _answer(self, interaction: Interaction) -> dict[str, Any]:
         if interaction.type == PING:
@@ -137,9 +232,9 @@ class DiscordEndpoint:
 
     def _autocomplete(self, interaction: Interaction) -> dict[str, Any]:
         options = interaction.data.get("options") or []
-        focused = next((o for o in options if isinstance(o, dict) and o.get("focused")), {})
+        focused: Mapping[str, Any] = next((o for o in options if o.get("focused")), {})
         values = self._handlers.autocomplete(
-            interaction, str(focused.get("name", "")), str(focused.get("value", ""))
+            interaction, str(focused.get("name", "")), str(focused.get("value", ""))[:100]
         )
         choices = [{"name": v, "value": v} for v in values[:MAX_CHOICES]]
         return {"type": AUTOCOMPLETE_RESULT, "data": {"choices": choices}}

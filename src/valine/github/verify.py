@@ -14,7 +14,14 @@ def signature_for(secret: bytes, body: bytes) -> str:
 
 
 def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
-    """True if ``header`` is the right signature of ``body``; compared in constant time."""
-    if not header or not header.startswith(_PREFIX):
+    """True if ``header`` is the right signature of ``body``; compared in constant time.
+
+    Whatever the header's bytes (non-ASCII, control characters), the answer is False,
+    never an exception: both sides are compared as bytes.
+    """
+    if not header:
         return False
-    return hmac.compare_digest(signature_for(secret, body), header.strip())
+    given = header.strip().encode("utf-8", "surrogatepass")
+    if not given.startswith(_PREFIX.encode()):
+        return False
+    return hmac.compare_digest(signature_for(secret, body).encode(), given)

@@ -1,20 +1,30 @@
 """The GitHub webhook endpoint: verify, dedupe, persist, answer.
 
 GitHub waits 10 seconds for an answer and never redelivers on its own, so a delivery is
-made durable before we answer: one queue write records the delivery id (dedupe) and the
-job that will process it, atomically. A manual redelivery keeps its ``X-GitHub-Delivery``
-and is answered ``200 duplicate`` without being processed again.
+made durable before we answer: one queue write records the delivery (dedupe) and the
+job that will process it, atomically. The dedupe key is the SHA-256 of the body, so a
+body already accepted -- a manual redelivery, which keeps its ``X-GitHub-Delivery``, or
+the same body under another delivery id -- is answered ``200 duplicate`` without being
+processed again. A delivery whose job was dead-lettered has its key released by the
+queue, so GitHub's *Redeliver* processes it again.
+
+The body is checked against a declared shape (:data:`EVENT_SHAPES`: the fields tracking
+reads) before any field is used; a body that does not fit is answered 400 naming the
+field.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from valine.core.shape import Arr, Bool, Int, Obj, Shape, ShapeError, Str, check, parse_object
 from valine.core.tracking import essentials
 from valine.github.verify import verify_signature
-from valine.http import Request, Response, error_response, json_response, parse_json_object
+from valine.http import Request, Response, error_response, json_response
 from valine.logs import log_context
 
 if TYPE_CHECKING:
@@ -26,6 +36,59 @@ log = logging.getLogger("valine.github")
 HANDLED_EVENTS = frozenset({"pull_request", "check_suite", "status", "issues", "issue_comment"})
 #: Job kind of a verified, deduplicated delivery waiting to be processed.
 JOB_KIND = "github_event"
+#: ``X-GitHub-Event`` (``pull_request``) and ``X-GitHub-Delivery`` (a GUID).
+_EVENT_NAME = re.compile(r"[a-z_]{1,64}")
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
+
+_TEXT = Str(nullable=True)
+_ENVELOPE: dict[str, Shape] = {
+    "action": Str(100, nullable=True),
+    "repository": Obj({"full_name": Str(300, nullable=True)}, nullable=True),
+    "sender": Obj({"login": Str(300, nullable=True)}, nullable=True),
+}
+_NAME = Obj({"name": Str(300, nullable=True)})
+#: The fields of each handled event that tracking reads (GitHub's webhook payloads).
+EVENT_SHAPES: dict[str, Obj] = {
+    "pull_request": Obj(
+        {
+            **_ENVELOPE,
+            "number": Int(nullable=True),
+            "pull_request": Obj(
+                {
+                    "number": Int(nullable=True),
+                    "body": Str(nullable=True),
+                    "merged": Bool(nullable=True),
+                    "head": Obj({"ref": _TEXT, "sha": _TEXT}, nullable=True),
+                },
+                nullable=True,
+            ),
+        }
+    ),
+    "check_suite": Obj(
+        {
+            **_ENVELOPE,
+            "check_suite": Obj(
+                {
+                    "head_sha": _TEXT,
+                    "conclusion": _TEXT,
+                    "pull_requests": Arr(Obj({"number": Int(nullable=True)}), nullable=True),
+                },
+                nullable=True,
+            ),
+        }
+    ),
+    "issues": Obj(
+        {
+            **_ENVELOPE,
+            "issue": Obj(
+                {"number": Int(nullable=True), "labels": Arr(_NAME, nullable=True)},
+                nullable=True,
+            ),
+            "label": Obj({"name": Str(300, nullable=True)}, nullable=True),
+        }
+    ),
+    "issue_comment": Obj(_ENVELOPE),
+}
 
 
 class GitHubWebhookEndpoint:
@@ -42,25 +105,38 @@ class GitHubWebhookEndpoint:
         if not verify_signature(self._secret, request.body, request.header("x-hub-signature-256")):
             log.warning("rejected delivery: bad signature")
             return error_response(401, "invalid X-Hub-Signature-256")
-        event = request.header("x-github-event")
-        delivery_id = request.header("x-github-delivery")
-        if not event or not delivery_id:
-            return error_response(400, "missing X-GitHub-Event or X-GitHub-Delivery header")
-        payload = parse_json_object(request.body)
-        if payload is None:
-            return error_response(400, "body is not a JSON object")
+        event = request.header("x-github-event") or ""
+        delivery_id = request.header("x-github-delivery") or ""
+        if not _EVENT_NAME.fullmatch(event):
+            return error_response(400, "X-GitHub-Event: missing, or not an event name")
+        if not _DELIVERY_ID.fullmatch(delivery_id):
+            return error_response(400, "X-GitHub-Delivery: missing, or not a delivery id")
         with log_context(delivery_id=delivery_id):
-            return self._accept(event, delivery_id, payload)
+            try:
+                payload = parse_object(request.body)
+                if event in EVENT_SHAPES:
+                    check(EVENT_SHAPES[event], payload)
+            except ShapeError as exc:
+                log.info("refused %s delivery: %s", event, exc)
+                return error_response(400, str(exc))
+            return self._accept(event, delivery_id, payload, request.body)
 
-    def _accept(self, event: str, delivery_id: str, payload: dict[str, Any]) -> Response:
+    def _accept(
+        self, event: str, delivery_id: str, payload: dict[str, Any], body: bytes
+    ) -> Response:
         if event == "ping":
             return json_response(200, {"status": "pong"})
         if event not in HANDLED_EVENTS:
             return json_response(202, {"status": "ignored", "event": event})
         # Only what tracking reads: a few hundred bytes instead of the whole body.
         job = {"event": event, "delivery_id": delivery_id, "payload": essentials(event, payload)}
-        if not self._queue().enqueue(JOB_KIND, job, dedupe_key=f"github:{delivery_id}"):
+        if not self._queue().enqueue(JOB_KIND, job, dedupe_key=dedupe_key(body)):
             log.info("duplicate delivery of %s", event)
             return json_response(200, {"status": "duplicate", "delivery": delivery_id})
-        log.info("accepted %s.%s", event, payload.get("action", ""))
+        log.info("accepted %s.%s", event, payload.get("action") or "")
         return json_response(202, {"status": "accepted", "delivery": delivery_id})
+
+
+def dedupe_key(body: bytes) -> str:
+    """The queue's dedupe key of a delivery: the SHA-256 of its body."""
+    return "github:" + hashlib.sha256(body).hexdigest()

@@ -8,9 +8,12 @@ job's, so a worker whose lease expired cannot finish or reschedule someone else'
 
 Dedupe keys live in their own table, ``queue_dedupe``, written in the same transaction as
 the job: one commit makes both the "seen" mark and the job durable, and the mark outlives
-the job being acked. Keys expire after ``dedupe_ttl`` seconds and are purged in bounded
-batches at most once a minute by :meth:`SqliteJobQueue.enqueue` (or on demand with
-:meth:`SqliteJobQueue.purge_expired`).
+the job being acked. A job that is dead-lettered releases its key (its work was not
+done), so the same work can be enqueued again -- GitHub's *Redeliver* of a delivery
+whose job died is processed. ``queue_claims`` counts uses of keys that have no job
+(:meth:`SqliteJobQueue.claim`: replayed interactions, rate limits). Keys expire after
+``dedupe_ttl`` seconds and are purged in bounded batches at most once a minute by
+:meth:`SqliteJobQueue.enqueue` (or on demand with :meth:`SqliteJobQueue.purge_expired`).
 
 Every table of the queue is prefixed ``queue_`` because the run store keeps its
 ``store_`` tables in the same database file.
@@ -54,7 +57,8 @@ CREATE TABLE IF NOT EXISTS queue_jobs (
     lease_token  TEXT,
     last_error   TEXT,
     enqueued_at  REAL    NOT NULL,
-    died_at      REAL
+    died_at      REAL,
+    dedupe_key   TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_jobs_due ON queue_jobs (state, available_at);
 CREATE INDEX IF NOT EXISTS queue_jobs_dead ON queue_jobs (state, died_at)
@@ -64,7 +68,15 @@ CREATE TABLE IF NOT EXISTS queue_dedupe (
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS queue_dedupe_expiry ON queue_dedupe (expires_at);
+CREATE TABLE IF NOT EXISTS queue_claims (
+    key        TEXT PRIMARY KEY,
+    uses       INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS queue_claims_expiry ON queue_claims (expires_at);
 """
+#: Added after the first release: a database made by it gets the column on open.
+_MIGRATIONS = ("ALTER TABLE queue_jobs ADD COLUMN dedupe_key TEXT",)
 
 # The oldest due job. ``queue_jobs_due`` ends (implicitly) with the rowid ``seq``, so the
 # ORDER BY is read straight off the index: no scan, no sort.
@@ -88,6 +100,15 @@ def _translated() -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise QueueUnavailable(f"job queue database error: {exc}") from exc
+
+
+def _migrate(db: Database) -> None:
+    for statement in _MIGRATIONS:
+        try:
+            db.executescript(statement)
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # another process migrated first
+                raise
 
 
 def _decode(payload: str) -> dict[str, Any]:
@@ -131,6 +152,9 @@ class SqliteJobQueue:
         self._last_purge: float | None = None
         with _translated():
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.connection().execute("PRAGMA table_info(queue_jobs)")}
+            if "dedupe_key" not in columns:
+                _migrate(db)
 
     @classmethod
     def from_url(cls, url: str, **kw: Any) -> SqliteJobQueue:
@@ -173,11 +197,29 @@ class SqliteJobQueue:
                 if not added:
                     return False
             conn.execute(
-                "INSERT INTO queue_jobs (job_id, kind, payload, available_at, enqueued_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (uuid.uuid4().hex, kind, body, now + max(0.0, delay), now),
+                "INSERT INTO queue_jobs "
+                "(job_id, kind, payload, available_at, enqueued_at, dedupe_key) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (uuid.uuid4().hex, kind, body, now + max(0.0, delay), now, dedupe_key),
             )
         return True
+
+    def claim(self, key: str, ttl: float, limit: int = 1) -> bool:
+        """Count one use of ``key`` (one upsert); False once ``limit`` uses are counted."""
+        now = self._clock()
+        with _translated(), self.db.write() as conn:
+            return bool(
+                conn.execute(
+                    "INSERT INTO queue_claims (key, uses, expires_at) VALUES (?, 1, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET "
+                    "uses = CASE WHEN queue_claims.expires_at <= ? THEN 1 "
+                    "ELSE queue_claims.uses + 1 END, "
+                    "expires_at = CASE WHEN queue_claims.expires_at <= ? "
+                    "THEN excluded.expires_at ELSE queue_claims.expires_at END "
+                    "WHERE queue_claims.expires_at <= ? OR queue_claims.uses < ?",
+                    (key, now + ttl, now, now, now, limit),
+                ).rowcount
+            )
 
     def lease(self, visibility_timeout: float) -> Job | None:
         """Take the oldest due job for ``visibility_timeout`` seconds, or None if none is due.
@@ -242,6 +284,7 @@ class SqliteJobQueue:
                     "lease_token = NULL WHERE job_id = ?",
                     (error, now, job.job_id),
                 )
+                self._release_dedupe(conn, job.job_id)
                 return False
             if row is not None:
                 conn.execute(
@@ -266,7 +309,7 @@ class SqliteJobQueue:
                 .fetchall()
             )
         return [
-            DeadLetter(job_id, kind, _decode(payload), attempts, "", last_error, died_at)
+            DeadLetter(job_id, kind, _decode(payload), attempts, "", last_error, died_at=died_at)
             for job_id, kind, payload, attempts, last_error, died_at in rows
         ]
 
@@ -303,11 +346,26 @@ class SqliteJobQueue:
 
     @staticmethod
     def _purge(conn: sqlite3.Connection, now: float, limit: int | None) -> int:
+        batch = -1 if limit is None else limit
+        conn.execute(
+            "DELETE FROM queue_claims WHERE key IN "
+            "(SELECT key FROM queue_claims WHERE expires_at <= ? LIMIT ?)",
+            (now, batch),
+        )
         return conn.execute(
             "DELETE FROM queue_dedupe WHERE key IN "
             "(SELECT key FROM queue_dedupe WHERE expires_at <= ? LIMIT ?)",
-            (now, -1 if limit is None else limit),
+            (now, batch),
         ).rowcount
+
+    @staticmethod
+    def _release_dedupe(conn: sqlite3.Connection, job_id: str) -> None:
+        """Forget the dedupe key of a job that died: its work was not done."""
+        conn.execute(
+            "DELETE FROM queue_dedupe WHERE key = "
+            "(SELECT dedupe_key FROM queue_jobs WHERE job_id = ?)",
+            (job_id,),
+        )
 
     @staticmethod
     def _bury_abandoned(conn: sqlite3.Connection, seq: int, now: float) -> None:
@@ -317,6 +375,7 @@ class SqliteJobQueue:
             "RETURNING job_id, kind, attempts",
             (now, "lease expired without ack or retry (worker died?)", seq),
         ).fetchall()
+        SqliteJobQueue._release_dedupe(conn, job_id)
         log.error(
             "job %s (%s) dead-lettered: %d leases expired without ack or retry",
             job_id,

@@ -43,7 +43,11 @@ How the port's semantics map onto SQS
   window:* a process that dies between the claim and the send leaves the key claimed with
   no job sent, so that job is lost until the key expires (``dedupe_ttl``); SQS and
   DynamoDB have no transaction spanning both. The SQLite queue writes both in one
-  transaction and has no such window.
+  transaction and has no such window. The key travels in the message body; a job that
+  :meth:`~SqsJobQueue.retry` dead-letters deletes it, so the same work may be enqueued
+  again (a message SQS's redrive policy moves keeps its key until it expires).
+  :meth:`SqsJobQueue.claim` counts uses of job-less keys in the same table
+  (``claim#<key>``: replayed interactions, rate limits).
 
 What SQS does not promise (and the SQLite queue does)
 =====================================================
@@ -148,7 +152,13 @@ def job_from_sqs_record(record: Mapping[str, Any]) -> Job:
         payload=body["payload"],
         attempts=int(attributes.get("ApproximateReceiveCount", 1)),
         lease_token=str(record["receiptHandle"]),
+        dedupe_key=_dedupe_key(body),
     )
+
+
+def _dedupe_key(body: Mapping[str, Any]) -> str | None:
+    key = body.get("dedupe_key")
+    return key if isinstance(key, str) else None
 
 
 class Dedupe(Protocol):
@@ -160,6 +170,14 @@ class Dedupe(Protocol):
 
     def release(self, key: str, token: str) -> None:
         """Forget ``key`` if the claim ``token`` still holds it."""
+        ...
+
+    def forget(self, key: str) -> None:
+        """Forget ``key`` whoever holds it (its job was dead-lettered)."""
+        ...
+
+    def count(self, key: str, limit: int, expires_at: float, now: float) -> bool:
+        """Count one use of ``key``; False once ``limit`` uses are counted before expiry."""
         ...
 
 
@@ -196,6 +214,53 @@ class DynamoDedupe:
         except Exception as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
+
+    def forget(self, key: str) -> None:
+        """Delete ``key`` (one unconditional delete)."""
+        self._client.delete_item(TableName=self.table, Key={"dedupe_key": {"S": key}})
+
+    def count(self, key: str, limit: int, expires_at: float, now: float) -> bool:
+        """One conditional update counts a use; a second one restarts an expired count."""
+        item_key = {"dedupe_key": {"S": "claim#" + key}}
+        values = {
+            ":one": {"N": "1"},
+            ":zero": {"N": "0"},
+            ":limit": {"N": str(limit)},
+            ":now": {"N": repr(now)},
+            ":exp": {"N": repr(expires_at)},
+            ":ttl": {"N": str(math.ceil(expires_at))},
+        }
+        try:
+            self._client.update_item(
+                TableName=self.table,
+                Key=item_key,
+                UpdateExpression="SET uses = if_not_exists(uses, :zero) + :one, "
+                "expires_at = if_not_exists(expires_at, :exp), #ttl = if_not_exists(#ttl, :ttl)",
+                ConditionExpression="attribute_not_exists(dedupe_key) OR "
+                "(expires_at > :now AND uses < :limit)",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues=values,
+            )
+            return True
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        try:
+            self._client.update_item(
+                TableName=self.table,
+                Key=item_key,
+                UpdateExpression="SET uses = :one, expires_at = :exp, #ttl = :ttl",
+                ConditionExpression="expires_at <= :now",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues={
+                    k: v for k, v in values.items() if k in (":one", ":now", ":exp", ":ttl")
+                },
+            )
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
 
 class SqsJobQueue:
@@ -246,11 +311,10 @@ class SqsJobQueue:
         ``payload`` must be JSON-serialisable (``TypeError`` if not, before anything is
         written). See the module docstring for the window between claim and send.
         """
-        body = json.dumps(
-            {"job_id": uuid.uuid4().hex, "kind": kind, "payload": payload},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+        message: dict[str, Any] = {"job_id": uuid.uuid4().hex, "kind": kind, "payload": payload}
+        if dedupe_key is not None:
+            message["dedupe_key"] = dedupe_key
+        body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
         token: str | None = None
         if dedupe_key is not None:
             now = self._clock()
@@ -360,6 +424,12 @@ class SqsJobQueue:
         dead.sort(key=lambda pair: pair[0], reverse=True)
         return [job for _, job in dead[:limit]]
 
+    def claim(self, key: str, ttl: float, limit: int = 1) -> bool:
+        """Count one use of ``key`` in the dedupe table; False once ``limit`` are counted."""
+        now = self._clock()
+        with _translated("count a claim"):
+            return self.dedupe.count(key, limit, now + ttl, now)
+
     def depth(self) -> int:
         """Jobs waiting, delayed or leased, by SQS's approximate counts."""
         names = [
@@ -390,6 +460,7 @@ class SqsJobQueue:
             payload=body["payload"],
             attempts=int(attributes.get("ApproximateReceiveCount", 1)),
             lease_token=str(message["ReceiptHandle"]),
+            dedupe_key=_dedupe_key(body),
         )
 
     def _dead_letter(self, job: Job, error: str, attempts: int) -> None:
@@ -406,6 +477,9 @@ class SqsJobQueue:
                 QueueUrl=self.dead_letter_url,
                 MessageBody=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
             )
+        if job.dedupe_key is not None:  # the work was not done: it may be enqueued again
+            with _translated("release a dead job's dedupe key"):
+                self.dedupe.forget(job.dedupe_key)
 
     def _bury_abandoned(self, job: Job) -> None:
         attempts = job.attempts - 1  # this receive was not handed to any worker

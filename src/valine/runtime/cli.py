@@ -48,7 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     runs_show.set_defaults(func=_runs_show)
 
     register = commands.add_parser("register-commands", help="the slash commands for Discord")
-    register.add_argument("--guild", help="register in one guild (instant) instead of globally")
+    register.add_argument(
+        "--guild",
+        help="only this guild (default: every [discord] guild_ids; globally without any)",
+    )
     register.add_argument("--dry-run", action="store_true", help="print the JSON, send nothing")
     register.set_defaults(func=_register_commands)
     audit = commands.add_parser("audit", help="who tried what, allowed or refused")
@@ -88,7 +91,11 @@ def _serve(args: argparse.Namespace) -> int:
     services = Services(settings)
     services.policy  # a malformed valine.toml stops start-up, naming the key  # noqa: B018
     services.store  # opens (and if needed creates) the state store now, not on first use  # noqa: B018
-    adapter = AsgiAdapter(services.app())
+    adapter = AsgiAdapter(
+        services.app(),
+        max_in_flight=int(settings.max_body_in_flight),
+        body_timeout=float(settings.body_timeout),
+    )
     pool = WorkerPool(
         services.queue,
         services.job_handlers(),
@@ -149,25 +156,28 @@ def _runs_show(args: argparse.Namespace) -> int:
 
 def _register_commands(args: argparse.Namespace) -> int:
     from valine.core.commands import command_changes, registration_payload
+    from valine.runtime.wiring import Services
 
-    payload = registration_payload()
+    settings = _settings()
+    scope = Services(settings).policy.discord
+    payload = registration_payload(scope.default_member_permissions)
     if args.dry_run:
         print(json.dumps(payload, indent=2))
         return 0
     from valine.discord.client import client_from_settings
 
-    client = client_from_settings(
-        _settings(), require=("DISCORD_APPLICATION_ID", "DISCORD_BOT_TOKEN")
-    )
-    where = f"guild {args.guild}" if args.guild else "globally"
-    changes = command_changes(client.get_commands(args.guild), payload)
-    if not changes:
-        print(f"commands registered {where} are up to date; nothing sent")
-        return 0
-    client.register_commands(payload, args.guild)
-    print(f"registered {len(payload)} commands {where}:")
-    for line in changes:
-        print(f"  {line}")
+    client = client_from_settings(settings, require=("DISCORD_APPLICATION_ID", "DISCORD_BOT_TOKEN"))
+    guilds: list[str | None] = [args.guild] if args.guild else list(scope.guild_ids) or [None]
+    for guild in guilds:
+        where = f"guild {guild}" if guild else "globally"
+        changes = command_changes(client.get_commands(guild), payload)
+        if not changes:
+            print(f"commands registered {where} are up to date; nothing sent")
+            continue
+        client.register_commands(payload, guild)
+        print(f"registered {len(payload)} commands {where}:")
+        for line in changes:
+            print(f"  {line}")
     return 0
 
 

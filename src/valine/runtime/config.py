@@ -42,6 +42,8 @@ class Settings(NamedTuple):
     config_path: str | None = None
     discord_max_body: str = str(1 << 20)
     github_max_body: str = str(25 << 20)
+    max_body_in_flight: str = str(64 << 20)
+    body_timeout: str = "10"
     workers: str = "2"
     notify_window: str = "3"
     reconcile_every: str = "300"
@@ -86,7 +88,12 @@ class Settings(NamedTuple):
             raise ConfigurationError(
                 "VALINE_STORE must be sqlite:///path/to.db or dynamodb://<table-prefix>"
             )
-        for name in ("VALINE_DISCORD_MAX_BODY", "VALINE_GITHUB_MAX_BODY", "VALINE_WORKERS"):
+        for name in (
+            "VALINE_DISCORD_MAX_BODY",
+            "VALINE_GITHUB_MAX_BODY",
+            "VALINE_MAX_BODY_IN_FLIGHT",
+            "VALINE_WORKERS",
+        ):
             if not _DIGITS.fullmatch(getattr(self, _attr(name))):
                 raise ConfigurationError(f"{name} must be a whole number")
         for name in ("DISCORD_APPLICATION_ID", "GITHUB_APP_ID", "GITHUB_APP_INSTALLATION_ID"):
@@ -95,6 +102,7 @@ class Settings(NamedTuple):
                 raise ConfigurationError(f"{name} must be a number")
         _seconds("VALINE_NOTIFY_WINDOW", self.notify_window, allow_zero=True)
         _seconds("VALINE_RECONCILE_EVERY", self.reconcile_every, allow_zero=False)
+        _seconds("VALINE_BODY_TIMEOUT", self.body_timeout, allow_zero=False)
 
     def missing(self) -> list[str]:
         """Names of the settings the full workflow needs that are not set."""
@@ -132,6 +140,8 @@ ENV_NAMES: Mapping[str, str] = {
     "config_path": "VALINE_CONFIG",
     "discord_max_body": "VALINE_DISCORD_MAX_BODY",
     "github_max_body": "VALINE_GITHUB_MAX_BODY",
+    "max_body_in_flight": "VALINE_MAX_BODY_IN_FLIGHT",
+    "body_timeout": "VALINE_BODY_TIMEOUT",
     "workers": "VALINE_WORKERS",
     "notify_window": "VALINE_NOTIFY_WINDOW",
     "reconcile_every": "VALINE_RECONCILE_EVERY",

@@ -30,6 +30,9 @@ kind = "workflow"
 workflow = "coding-agent.yml"
 ref = "main"
 
+[discord]
+guild_ids = ["4"]
+
 [permissions]
 plan = { users = ["42"] }
 approve = { users = ["42"] }

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("valine.runtime")
 #: Guards the building of AWS clients (one session and one client per service).
 _AWS_LOCK = threading.Lock()
+#: How long an interaction id is remembered: past it, its timestamp is out of the
+#: 5-minute replay window anyway.
+SEEN_TTL = 900.0
 
 #: Which settings each command needs before it can do anything.
 _COMMAND_NEEDS = {
@@ -274,8 +277,13 @@ class Services:
         return self.orchestrator.press_button(_interaction_fields(interaction), custom_id)
 
     def autocomplete(self, interaction: Interaction, focused: str, value: str) -> list[str]:
-        """Run ids for a ``run_id`` option, from stored state (no GitHub call)."""
+        """Run ids for a ``run_id`` option, from stored state (no GitHub call).
+
+        Nothing outside the served server (``[discord] guild_ids``).
+        """
         if not self.settings.github_repository:
+            return []
+        if not self.orchestrator.in_scope(_interaction_fields(interaction)):
             return []
         if focused == "issue":
             options = interaction.data.get("options") or []
@@ -286,6 +294,10 @@ class Services:
         if focused != "run_id":
             return []
         return self.orchestrator.run_id_choices(value)
+
+    def first_time(self, interaction: Interaction) -> bool:
+        """True the first time this interaction id is seen (remembered SEEN_TTL seconds)."""
+        return self.queue.claim(f"seen-interaction:{interaction.id}", SEEN_TTL)
 
     def healthz(self, request: Request) -> Response:
         """``GET /healthz``: which store and queue are in use, which settings are missing."""

@@ -572,13 +572,13 @@ class DiscordStandIn:
                 "id": previous.get(spec["name"]) or self._snowflake(),
                 "application_id": self.application_id,
                 "version": self._snowflake(),
-                "default_member_permissions": None,
+                "default_member_permissions": spec.get("default_member_permissions"),
                 "type": spec.get("type") or 1,
                 "name": spec["name"],
                 "description": spec.get("description") or "",
-                "dm_permission": True,
-                "contexts": None,
-                "integration_types": [0],
+                "dm_permission": 1 in (spec.get("contexts") or [1]),
+                "contexts": copy.deepcopy(spec.get("contexts")),
+                "integration_types": copy.deepcopy(spec.get("integration_types") or [0]),
                 "nsfw": False,
             }
             if spec.get("options"):

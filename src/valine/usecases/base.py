@@ -8,6 +8,7 @@ ids, and the coalesced notification of a run's message.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -47,6 +48,17 @@ RECONCILE = "reconcile"
 #: How often the local runtime re-reads the active run's open pull requests (EventBridge
 #: does it on AWS).
 RECONCILE_EVERY = 300.0
+
+
+def incident(what: str, detail: object) -> str:
+    """Log ``detail`` -- exception text, API paths, ARNs -- under a fresh short id; the id.
+
+    What reaches Discord is ``what`` in the user's terms and this id (``ref``), never the
+    detail: whoever runs the service finds it in the log by the id.
+    """
+    ref = secrets.token_hex(4)
+    log.error("%s [ref %s]: %s", what, ref, detail, extra={"ref": ref})
+    return ref
 
 
 def ephemeral(content: str) -> dict[str, Any]:

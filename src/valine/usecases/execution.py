@@ -25,6 +25,7 @@ from valine.usecases.base import (
     UseCaseBase,
     _with_task,
     dispatch_key,
+    incident,
     log,
 )
 
@@ -148,8 +149,9 @@ class ExecutionMixin(UseCaseBase):
         try:
             self.github.update_issues(self.repo, updates)
         except GitHubError as exc:
+            ref = incident("relabelling the run's issues failed", exc)
             for task in todo:
-                self._fail_task(run.run_id, task.issue_number, f"relabelling failed: {exc}")
+                self._fail_task(run.run_id, task.issue_number, f"relabelling failed (ref {ref})")
             return
         hand_over = executor.kind != "workflow"  # a label or an assignee is the hand-over
         now = self.clock.now()
@@ -191,7 +193,8 @@ class ExecutionMixin(UseCaseBase):
             try:
                 self._dispatch_workflow_once(run_id, number)
             except GitHubError as exc:
-                self._fail_task(run_id, number, f"workflow dispatch failed: {exc}")
+                ref = incident(f"workflow dispatch for #{number} failed", exc)
+                self._fail_task(run_id, number, f"workflow dispatch failed (ref {ref})")
 
     def _hand_over_again(self, run: Run, task: Task) -> None:
         """A retried task of a label or assign executor: relabel if needed, else re-mark."""
@@ -237,7 +240,9 @@ class ExecutionMixin(UseCaseBase):
                     number,
                     "dispatched",
                     event=TaskEvent.DISPATCH,
-                    reason=_UNCONFIRMED.format(error=exc),
+                    reason=_UNCONFIRMED.format(
+                        error=f"ref {incident('workflow dispatch unconfirmed', exc)}"
+                    ),
                 )
                 return
             self._update(

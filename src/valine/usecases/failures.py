@@ -6,14 +6,18 @@ from typing import Any
 
 from valine.core.models import Run, apply_run_event
 from valine.core.states import RunEvent, RunState
-from valine.usecases.base import CANCEL, DISPATCH, PLAN, SHIP, START, UseCaseBase
+from valine.usecases.base import CANCEL, DISPATCH, PLAN, SHIP, START, UseCaseBase, incident
 
 
 class FailuresMixin(UseCaseBase):
     """The dead-letter handler and the aborts it leads to."""
 
     def on_dead_letter(self, kind: str, job: dict[str, Any], error: str) -> None:
-        """A job failed for good: tell the people waiting, and record it on the run."""
+        """A job failed for good: tell the people waiting, and record it on the run.
+
+        ``error`` (exception text) goes only to the log, under the id the message shows.
+        """
+        error = f"ref {incident(f'{kind} job failed for good', error)}"
         if kind == PLAN:
             interaction = job["interaction"]
             self.discord.edit_original(

@@ -6,12 +6,13 @@ refusals, the ship confirmation, ``/status`` and the run id autocomplete live he
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from valine.core import render, tracking
-from valine.core.authz import decide
+from valine.core.authz import GRANTED_AS, GUARDED_ACTIONS, decide
 from valine.core.commands import Command
 from valine.core.errors import NotFound, QueueUnavailable, RunConflict
 from valine.core.models import Run, Task, apply_run_event, retry_task
@@ -35,6 +36,30 @@ from valine.usecases.base import (
     log,
 )
 
+#: What a run id looks like (``valine.core.models.new_run_id``): checked before any read.
+RUN_ID = re.compile(r"r[0-9]{8}-[a-z0-9]{6}")
+#: The guarded action of each button.
+_BUTTON_ACTIONS = {
+    "approve": "approve",
+    "ship": "ship",
+    "ship-confirm": "ship",
+    "cancel": "cancel",
+    "retry": "retry",
+}
+#: Refusals of one kind from one user are audited once per this many seconds.
+REFUSAL_COALESCE = 600.0
+
+
+def bad_run_id(run_id: str) -> str | None:
+    """None for a well-formed run id; else the message saying what one looks like."""
+    if RUN_ID.fullmatch(run_id):
+        return None
+    shown = run_id[:24].replace("`", "'") + ("…" if len(run_id) > 24 else "")
+    return (
+        f"`{shown}` is not a run id: they look like `r20261125-k3f9qa`. "
+        "`/status` lists the recent runs."
+    )
+
 
 class InteractionsMixin(UseCaseBase):
     """Slash commands and buttons: authorise, change the run, enqueue the job."""
@@ -42,7 +67,17 @@ class InteractionsMixin(UseCaseBase):
     def answer_command(self, interaction: Mapping[str, Any], command: Command) -> dict[str, Any]:
         """Answer a schema-checked slash command within Discord's 3 seconds."""
         actor = Actor.of(interaction)
+        gate = self._gate(interaction, actor, command.name)
+        if gate is not None:
+            return gate
         run_id = str(command.options.get("run_id", "")).strip()
+        if run_id and (problem := bad_run_id(run_id)):
+            return ephemeral(problem)
+        return self._run_command(interaction, actor, command, run_id)
+
+    def _run_command(
+        self, interaction: Mapping[str, Any], actor: Actor, command: Command, run_id: str
+    ) -> dict[str, Any]:
         if command.name == "plan":
             return self.request_plan(interaction, actor)
         if command.name == "status":
@@ -69,21 +104,56 @@ class InteractionsMixin(UseCaseBase):
         Confirm button (``ship-confirm:run_id``) ships.
         """
         action, _, run_id = custom_id.partition(":")
+        actor = Actor.of(interaction)
+        gate = self._gate(interaction, actor, _BUTTON_ACTIONS.get(action, "button"))
+        if gate is not None:
+            return gate
         if action == "retry":
             run_id, _, issue = run_id.partition(":")
-            return self.retry(run_id, issue, Actor.of(interaction))
+            if bad_run_id(run_id):
+                return ephemeral("This button is not one of Valine's (or is from an old version).")
+            return self.retry(run_id, issue, actor)
         handlers = {
             "approve": self.approve,
             "ship": self.confirm_ship,
             "ship-confirm": self.ship,
             "cancel": self.cancel,
         }
-        if action not in handlers or not run_id:
+        if action not in handlers or bad_run_id(run_id):
             return ephemeral("This button is not one of Valine's (or is from an old version).")
-        return handlers[action](run_id, Actor.of(interaction))
+        return handlers[action](run_id, actor)
 
-    def _refusal(self, actor: Actor, action: str, run: Run | None) -> dict[str, Any] | None:
-        """None if ``actor`` may do ``action``; else the audited, ephemeral refusal."""
+    def in_scope(self, interaction: Mapping[str, Any]) -> bool:
+        """True if the interaction comes from a served server (and channel)."""
+        scope = self.policy.discord
+        return scope.refusal(interaction.get("guild_id"), interaction.get("channel_id")) is None
+
+    def _gate(
+        self, interaction: Mapping[str, Any], actor: Actor, action: str
+    ) -> dict[str, Any] | None:
+        """The refusal of an interaction from outside the served server, or over the rate."""
+        scope = self.policy.discord
+        reason = scope.refusal(interaction.get("guild_id"), interaction.get("channel_id"))
+        if reason is not None:
+            where = interaction.get("guild_id") or "a direct message"
+            self._audit_refusal(actor, action, f"refused: outside the served server ({where})")
+            return ephemeral(f"⛔ {reason}")
+        guarded = action in GUARDED_ACTIONS or action in GRANTED_AS
+        if guarded and not self.queue.claim(f"rate:{actor.user_id}", 60.0, scope.rate_limit):
+            self._audit_refusal(actor, action, "refused: rate limited")
+            return ephemeral(
+                f"⏳ Slow down: at most {scope.rate_limit} commands a minute. "
+                "Try again in a minute."
+            )
+        return None
+
+    def _refusal(
+        self, actor: Actor, action: str, run: Run | None, run_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """None if ``actor`` may do ``action``; else the audited, ephemeral refusal.
+
+        ``run_id`` is the (well-formed) run asked for, when the run is not read yet.
+        """
         decision = decide(
             self.policy.permissions,
             action,
@@ -93,11 +163,27 @@ class InteractionsMixin(UseCaseBase):
         )
         if decision.allowed:
             return None
-        self._audit(actor, action, "refused: not permitted", run.run_id if run else None)
+        self._audit_refusal(actor, action, "refused: not permitted", run.run_id if run else run_id)
         return ephemeral(f"⛔ {decision.reason}")
+
+    def _audit_refusal(
+        self, actor: Actor, action: str, outcome: str, run_id: str | None = None
+    ) -> None:
+        """Audit a refusal once per user, action and outcome per REFUSAL_COALESCE seconds.
+
+        Repeats are only logged, so nobody can grow the audit trail by retrying.
+        """
+        key = f"refusal:{actor.user_id}:{action}:{outcome}"
+        if self.queue.claim(key, REFUSAL_COALESCE):
+            self._audit(actor, action, outcome, run_id)
+        else:
+            log.info("refusal of %s for %s coalesced: %s", action, actor.user_id, outcome)
 
     def confirm_ship(self, run_id: str, actor: Actor) -> dict[str, Any]:
         """The Ship button: check everything ``/ship`` checks, then ask for confirmation."""
+        refusal = self._refusal(actor, "ship", None, run_id)
+        if refusal is not None:
+            return refusal
         try:
             run = self.store.get_run(run_id)
         except NotFound:
@@ -239,6 +325,9 @@ class InteractionsMixin(UseCaseBase):
         press finds the task no longer failed or stale.
         """
         number = _issue_number(issue)
+        refusal = self._refusal(actor, "retry", None, run_id)  # before any read of the run
+        if refusal is not None:
+            return refusal
         try:
             run = self.store.get_run(run_id)
         except NotFound:
@@ -296,14 +385,9 @@ class InteractionsMixin(UseCaseBase):
         announcement: str | Callable[[Run], str],
     ) -> dict[str, Any]:
         allowed_states = allowed if isinstance(allowed, tuple) else (allowed,)
-        try:
-            run = self.store.get_run(run_id)
-        except NotFound:
-            self._audit(actor, action, "refused: no such run", run_id)
-            return ephemeral(f"There is no run `{run_id}`. `/status` lists the recent runs.")
-        refusal = self._refusal(actor, action, run)
-        if refusal is not None:
-            return refusal
+        run = self._permitted_run(actor, action, run_id)
+        if not isinstance(run, Run):
+            return run
         if run.state not in allowed_states:
             self._audit(actor, action, f"refused: run is {run.state.value}", run_id)
             return ephemeral(_wrong_state(run, action, allowed_states))
@@ -327,6 +411,22 @@ class InteractionsMixin(UseCaseBase):
         text = announcement.format(id=run_id, user=actor.user_id, n=len(shippable))
         return _public(text)
 
+    def _permitted_run(self, actor: Actor, action: str, run_id: str) -> Run | dict[str, Any]:
+        """The run, if ``actor`` may do ``action`` to it; else the refusal to answer.
+
+        Permission is checked before the run is read (and before a missing run is
+        audited), then again with the run (who planned it).
+        """
+        refusal = self._refusal(actor, action, None, run_id)
+        if refusal is not None:
+            return refusal
+        try:
+            run = self.store.get_run(run_id)
+        except NotFound:
+            self._audit(actor, action, "refused: no such run", run_id)
+            return ephemeral(f"There is no run `{run_id}`. `/status` lists the recent runs.")
+        return self._refusal(actor, action, run) or run
+
     def status(self, run_id: str | None) -> dict[str, Any]:
         """``/status``: one run in detail, or the active and recent runs (no GitHub call)."""
         if run_id:
@@ -344,6 +444,8 @@ class InteractionsMixin(UseCaseBase):
 
     def retry_choices(self, run_id: str, typed: str) -> list[str]:
         """Issue numbers of the run's failed and stale tasks matching what was typed."""
+        if bad_run_id(run_id.strip()):
+            return []
         try:
             run = self.store.get_run(run_id.strip())
         except NotFound:

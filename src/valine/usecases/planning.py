@@ -10,7 +10,7 @@ from valine.core.errors import ActiveRunExists, GitHubUnavailable, NotFound, Run
 from valine.core.models import Run, new_run_id
 from valine.core.planner import plan_tasks
 from valine.ports import GitHubError
-from valine.usecases.base import UseCaseBase, log
+from valine.usecases.base import UseCaseBase, incident, log
 
 
 class PlanningMixin(UseCaseBase):
@@ -33,7 +33,10 @@ class PlanningMixin(UseCaseBase):
             except GitHubUnavailable as exc:
                 self._edit_original(
                     discord_ref,
-                    {"content": (f"⏳ GitHub is not answering ({exc}); retrying in a moment…")},
+                    {
+                        "content": "⏳ GitHub is not answering; retrying in a moment… "
+                        f"(ref {incident('planning: GitHub unavailable', exc)})"
+                    },
                 )
                 raise
             except (GitHubError, NotFound) as exc:
@@ -41,8 +44,9 @@ class PlanningMixin(UseCaseBase):
                     discord_ref,
                     {
                         "content": (
-                            f"❌ Could not read the issues of `{self.repo}`: {exc}. Check "
-                            "GITHUB_REPOSITORY and that the token can read the repository's issues."
+                            f"❌ Could not read the issues of `{self.repo}`. Check "
+                            "GITHUB_REPOSITORY and that the token can read the repository's "
+                            f"issues (ref {incident('planning: issues unreadable', exc)})."
                         )
                     },
                 )

@@ -11,7 +11,13 @@ from valine.core.models import Run, Task, apply_run_event, apply_task_event
 from valine.core.states import TASK_TERMINAL, RunEvent, RunState, TaskEvent, TaskState
 from valine.core.tracking import DEQUEUED
 from valine.logs import log_context
-from valine.ports import GitHubError, HeadMoved, IssueUpdate, MergeQueueRequired
+from valine.ports import (
+    GitHubError,
+    HeadMoved,
+    IssueUpdate,
+    MergeQueueRequired,
+    NotMergeable,
+)
 from valine.usecases.base import (
     CANCEL,
     CLAIM_TIMEOUT,
@@ -19,6 +25,7 @@ from valine.usecases.base import (
     QUEUED_AT,
     UseCaseBase,
     _with_task,
+    incident,
     log,
 )
 
@@ -101,7 +108,7 @@ class ShippingMixin(UseCaseBase):
             self._enqueue(run_id, task, sha)
             return
         except GitHubError as exc:
-            reason = f"PR #{task.pr_number} not merged: {exc.message}"
+            reason = f"PR #{task.pr_number} not merged: {_merge_refusal(exc)}"
         else:
             self._update(
                 run_id,
@@ -123,7 +130,8 @@ class ShippingMixin(UseCaseBase):
         try:
             self.github.enqueue_pull(self.repo, task.pr_number, sha)
         except GitHubError as exc:
-            reason = f"PR #{task.pr_number} could not join the merge queue: {exc.message}"
+            ref = incident(f"PR #{task.pr_number} could not join the merge queue", exc)
+            reason = f"PR #{task.pr_number} could not join the merge queue (ref {ref})"
             self._update(
                 run_id, lambda r: _with_task(r, replace(r.task(task.issue_number), reason=reason))
             )
@@ -308,3 +316,13 @@ def _labelling_since(task: Task) -> float:
         return 0.0
     claims = [float(s[len(LABEL_CLAIM) :]) for s in task.steps_done if s.startswith(LABEL_CLAIM)]
     return max(claims, default=0.0)
+
+
+def _merge_refusal(exc: GitHubError) -> str:
+    """Why GitHub refused a merge, in the user's terms; GitHub's own text goes to the log."""
+    ref = incident("GitHub refused a merge", exc)
+    if isinstance(exc, HeadMoved):
+        return f"its head changed after the checks passed (ref {ref})"
+    if isinstance(exc, NotMergeable):
+        return f"GitHub refused the merge: conflicts or branch protection (ref {ref})"
+    return f"GitHub refused the merge (ref {ref})"

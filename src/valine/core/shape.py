@@ -1,0 +1,212 @@
+"""Declared shapes of the signed request bodies, checked before any field is used.
+
+A small typed layer instead of a validation library: it imports nothing beyond the
+standard library's ``json`` and ``re``, so the Discord PING's cold start does not pay for
+it (``python -X importtime -c "import valine.core.shape"``: about 1 ms, most of it
+``re``, which the service imports anyway).
+
+:func:`parse_object` turns a body into a JSON object or raises :class:`ShapeError`
+(not JSON, nested deeper than :data:`MAX_DEPTH`, a lone surrogate in a string, not an
+object). A shape (:class:`Obj`, :class:`Arr`, :class:`Str`, :class:`Int` ...) is a
+declaration of the fields a handler reads; ``shape.check(value, path)`` raises
+:class:`ShapeError` naming the first field that does not fit (``data.options[0].value:
+must be a string``). Fields a shape does not declare are allowed and never read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from valine.core.errors import ValineError
+
+#: Deepest nesting of objects and arrays a body may have (the platforms' bodies use < 10).
+MAX_DEPTH = 32
+#: How much of a field name a message quotes.
+_QUOTE = 60
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class ShapeError(ValineError):
+    """A body that does not fit its declared shape; ``field`` says where (``body``: all)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field or "body"
+        self.problem = problem
+        super().__init__(f"{self.field}: {problem}")
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """The JSON object ``body`` holds; raises :class:`ShapeError` for anything else."""
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise ShapeError("body", f"nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ShapeError("body", "not valid JSON (UTF-8)") from None
+    if not isinstance(document, dict):
+        raise ShapeError("body", "must be a JSON object")
+    _check_tree(document)
+    return document
+
+
+def _check_tree(document: dict[str, Any]) -> None:
+    """Depth and string checks of the whole document, iteratively (no recursion)."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ShapeError("body", f"nested deeper than {MAX_DEPTH} levels")
+        pairs = value.items() if isinstance(value, dict) else (("", v) for v in value)
+        for key, item in pairs:
+            if isinstance(item, dict | list):
+                stack.append((item, depth + 1))
+            elif _SURROGATE.search(key) or (isinstance(item, str) and _SURROGATE.search(item)):
+                raise ShapeError(_quote(key), "a lone surrogate in a string (not UTF-8)")
+
+
+def _quote(name: str) -> str:
+    safe = name.encode("utf-8", "replace").decode("utf-8")[:_QUOTE]
+    return json.dumps(safe)[1:-1]
+
+
+class Shape:
+    """A declared shape; ``nullable`` lets JSON ``null`` stand for an absent value."""
+
+    #: What a value of this shape must be, for messages.
+    expected = "a value"
+
+    def __init__(self, *, nullable: bool = False) -> None:
+        self.nullable = nullable
+
+    def check(self, value: Any, path: str) -> None:
+        """Raise :class:`ShapeError` at ``path`` if ``value`` does not fit."""
+        if value is None and self.nullable:
+            return
+        if not self._fits(value):
+            raise ShapeError(path, f"must be {self.expected}")
+        self._check_inside(value, path)
+
+    def _fits(self, value: Any) -> bool:
+        return True
+
+    def _check_inside(self, value: Any, path: str) -> None:
+        return None
+
+
+class Str(Shape):
+    """A string of at most ``max_length`` characters."""
+
+    def __init__(self, max_length: int = 100_000, *, nullable: bool = False) -> None:
+        super().__init__(nullable=nullable)
+        self.max_length = max_length
+        self.expected = f"a string of at most {max_length} characters"
+
+    def _fits(self, value: Any) -> bool:
+        return isinstance(value, str) and len(value) <= self.max_length
+
+
+class Snowflake(Str):
+    """A Discord id: a string of 1 to 20 digits."""
+
+    expected = "a Discord id (a string of digits)"
+
+    def __init__(self, *, nullable: bool = False) -> None:
+        super().__init__(20, nullable=nullable)
+        self.expected = "a Discord id (a string of digits)"
+
+    def _fits(self, value: Any) -> bool:
+        return (
+            isinstance(value, str) and 0 < len(value) <= 20 and value.isascii() and value.isdigit()
+        )
+
+
+class Int(Shape):
+    """A whole number (not a boolean) between ``low`` and ``high``."""
+
+    def __init__(self, low: int = 0, high: int = 2**53, *, nullable: bool = False) -> None:
+        super().__init__(nullable=nullable)
+        self.low, self.high = low, high
+        self.expected = f"a whole number from {low} to {high}"
+
+    def _fits(self, value: Any) -> bool:
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and self.low <= value <= self.high
+        )
+
+
+class Bool(Shape):
+    """``true`` or ``false``."""
+
+    expected = "true or false"
+
+    def _fits(self, value: Any) -> bool:
+        return isinstance(value, bool)
+
+
+class Scalar(Shape):
+    """A string (at most ``max_length`` characters), a number or a boolean."""
+
+    expected = "a string, a number or a boolean"
+
+    def __init__(self, max_length: int = 6_000, *, nullable: bool = False) -> None:
+        super().__init__(nullable=nullable)
+        self.max_length = max_length
+
+    def _fits(self, value: Any) -> bool:
+        if isinstance(value, str):
+            return len(value) <= self.max_length
+        return isinstance(value, int | float | bool)
+
+
+class Arr(Shape):
+    """A list of at most ``max_items`` values, each of shape ``item``."""
+
+    def __init__(self, item: Shape, max_items: int = 10_000, *, nullable: bool = False) -> None:
+        super().__init__(nullable=nullable)
+        self.item, self.max_items = item, max_items
+        self.expected = f"a list of at most {max_items} items"
+
+    def _fits(self, value: Any) -> bool:
+        return isinstance(value, list) and len(value) <= self.max_items
+
+    def _check_inside(self, value: Any, path: str) -> None:
+        for index, item in enumerate(value):
+            self.item.check(item, f"{path}[{index}]")
+
+
+class Obj(Shape):
+    """A JSON object; ``fields`` declares the keys read (``required`` must be present)."""
+
+    expected = "an object"
+
+    def __init__(
+        self,
+        fields: Mapping[str, Shape],
+        required: tuple[str, ...] = (),
+        *,
+        nullable: bool = False,
+    ) -> None:
+        super().__init__(nullable=nullable)
+        self.fields, self.required = fields, required
+
+    def _fits(self, value: Any) -> bool:
+        return isinstance(value, dict)
+
+    def _check_inside(self, value: Any, path: str) -> None:
+        prefix = f"{path}." if path else ""
+        for name in self.required:
+            if value.get(name) is None:
+                raise ShapeError(prefix + name, "is required")
+        for name, shape in self.fields.items():
+            if name in value:
+                shape.check(value[name], prefix + name)
+
+
+def check(shape: Shape, value: Any) -> None:
+    """Check a whole document against ``shape``; raises :class:`ShapeError`."""
+    shape.check(value, "")
