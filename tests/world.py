@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,25 +176,25 @@ class World:
     def checks(self, pr: int, sha: str, conclusion: str, *, app: str = "ci") -> None:
         """A check suite of App ``app`` concludes on ``sha`` (the stand-in records it)
         and its ``check_suite.completed`` is delivered."""
-        self.github.report_checks(REPO, sha, conclusion, app=app)
-        self.deliver_suite(pr, sha, conclusion)
+        suite = self.github.report_checks(REPO, sha, conclusion, app=app)
+        self.deliver_suite(pr, sha, conclusion, suite_id=suite)
 
-    def deliver_suite(self, pr: int, sha: str, conclusion: str) -> None:
-        """Deliver ``check_suite.completed`` for ``sha`` of PR ``pr`` (nothing recorded)."""
-        assert (
-            self.deliver(
-                "check_suite",
-                check_suite_event(
-                    self.examples,
-                    "completed",
-                    repo=REPO,
-                    head_sha=sha,
-                    conclusion=conclusion,
-                    pulls=[pr],
-                ),
-            )
-            == 202
+    def deliver_suite(
+        self, pr: int, sha: str, conclusion: str, *, suite_id: int | None = None
+    ) -> None:
+        """Deliver ``check_suite.completed`` for ``sha`` of PR ``pr`` (nothing recorded).
+
+        Like GitHub's, each delivery is its own body (the suite's id and time), so two
+        suites concluding are two events, not a replay of one.
+        """
+        payload = check_suite_event(
+            self.examples, "completed", repo=REPO, head_sha=sha, conclusion=conclusion, pulls=[pr]
         )
+        payload["check_suite"]["id"] = (
+            suite_id if suite_id is not None else uuid.uuid4().int % 10**9
+        )
+        payload["check_suite"]["updated_at"] = f"{time.time():.6f}"
+        assert self.deliver("check_suite", payload) == 202
 
     def push(self, pr: int) -> str:
         """Push to PR ``pr`` on the stand-in and deliver ``pull_request.synchronize``."""

@@ -257,6 +257,13 @@ def test_head_moved_before_ship_fails_then_retry_ships_the_rest(world: World) ->
         pr_event(world.examples, "synchronize", repo=REPO, number=moved_pr, head_sha=new_sha),
     )
     world.checks(moved_pr, new_sha, "success")
+    wait_for(  # as a person would: /ship again once the new head is green
+        "the new head green",
+        lambda: (
+            "`checks_pending`"
+            not in world.command("status", run_id=run_id)["data"]["embeds"][0]["description"]
+        ),
+    )
     merges_before = len([r for r in world.github.requests if r.path.endswith("/merge")])
     world.command("ship", run_id=run_id)
     world.wait_state(run_id, "shipped")

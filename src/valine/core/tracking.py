@@ -498,12 +498,16 @@ def remember_unclaimed(run: Run, sha: str) -> Run | None:
     return replace(run, unclaimed_checks=(*run.unclaimed_checks, sha)[-MAX_UNCLAIMED:])
 
 
-def claimed_late(run: Run) -> tuple[int, ...]:
-    """Pull requests just linked whose head already had a check event (read them now)."""
+def claimed_late(run: Run, before: Run) -> tuple[int, ...]:
+    """Pull requests linked since ``before`` whose head already had a check event."""
+    earlier = {t.issue_number: t.pr_number for t in before.tasks}
     return tuple(
         t.pr_number
         for t in run.tasks
-        if t.state is TaskState.PR_OPEN and t.pr_number and t.head_sha in run.unclaimed_checks
+        if t.state is TaskState.PR_OPEN
+        and t.pr_number
+        and earlier.get(t.issue_number) != t.pr_number
+        and t.head_sha in run.unclaimed_checks
     )
 
 
@@ -595,6 +599,8 @@ def _pr_opened(pull: PullEvent, run: Run, trusted_logins: frozenset[str]) -> lis
 
 def _pr_updated(pull: PullEvent, task: Task) -> list[Change]:
     if pull.action == "synchronize":
+        if pull.head_sha == task.head_sha:
+            return []  # a head already known (a checks read saw it first): no news
         fields = {"head_sha": pull.head_sha, "checks_sha": None, "reason": None}
         return [Change(task.issue_number, TaskEvent.CHECKS_STARTED, fields)]
     if pull.action != "closed":

@@ -65,9 +65,16 @@ class TrackingMixin(UseCaseBase):
             sha = tracking.check_sha(event, payload)
             if sha is None:
                 return
-            self._update(run.run_id, lambda r: tracking.remember_unclaimed(r, sha))
-            # The PR may have been linked between our read and our save: look again.
-            numbers = tracking.check_targets(event, payload, self.store.get_run(run.run_id))
+            linked: list[int] = []
+
+            def remember(current: Run) -> Run | None:
+                # The PR may have been linked since our read: then read it now, and
+                # do not remember (exactly one of this job and the linking job reads).
+                linked[:] = tracking.check_targets(event, payload, current)
+                return None if linked else tracking.remember_unclaimed(current, sha)
+
+            self._update(run.run_id, remember)
+            numbers = tuple(linked)
             if not numbers:
                 return
         pictures = self.github.pull_checks(self.repo, numbers)
@@ -98,7 +105,7 @@ class TrackingMixin(UseCaseBase):
 
         action = payload.get("action", "")
         saved = self._save_changes(run.run_id, changes, delivery_id, f"{event}.{action}")
-        late = tracking.claimed_late(saved) if saved is not None else ()
+        late = tracking.claimed_late(saved, run) if saved is not None else ()
         if saved is not None and late:
             log.info("checks concluded before PR(s) %s were linked: reading them", late)
             pictures = self.github.pull_checks(self.repo, late)
