@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from valine.core.authz import GUARDED_ACTIONS, Grant, Permissions
-from valine.core.errors import GitHubUnavailable
+from valine.core.errors import DiscordUnavailable, GitHubUnavailable
 from valine.core.models import Run
 from valine.core.policy import DiscordScope, Executor, Policy
 from valine.core.states import RunState, TaskState
@@ -22,6 +22,7 @@ from valine.queue.worker import WorkerPool
 from valine.store.db import Database
 from valine.store.sqlite import SqliteRunStore
 from valine.testing.discord_standin import DiscordStandIn
+from valine.testing.faults import Match
 from valine.testing.github_standin import GitHubStandIn
 from valine.usecases import CLAIM, CLAIM_TIMEOUT, Actor, DispatchInProgress, Orchestrator
 
@@ -319,3 +320,123 @@ def test_a_start_job_that_dies_fails_the_run_and_says_why(
     assert any(
         ref.group(1) in r.getMessage() and sentinel in r.getMessage() for r in caplog.records
     )
+
+
+# -- announcements: claimed before posted, exactly once ------------------------------------
+
+
+def _in_state(h: Harness, run_id: str, state: RunState, **fields: Any) -> Run:
+    """Put the stored run in ``state`` the way a transition would (counting the entry)."""
+    run = h.orchestrator.store.get_run(run_id)
+    entered = {**run.entered, state.value: run.entered.get(state.value, 0) + 1}
+    return h.orchestrator.store.save_run(replace(run, state=state, entered=entered, **fields))
+
+
+def _announcements(h: Harness, text: str) -> list[dict[str, Any]]:
+    messages = h.discord.followups("tok") + h.discord.channel_messages("3")
+    return [m for m in messages if text in (m.get("content") or "")]
+
+
+def test_an_announcement_is_posted_once_however_often_the_notify_job_runs(
+    harness: Harness,
+) -> None:
+    run_id = planned(harness)
+    _in_state(harness, run_id, RunState.READY_TO_SHIP)
+    for _ in range(5):
+        harness.orchestrator.run_notify_job({"run_id": run_id})
+        # a later webhook saves the run again (its version moves on)
+        run = harness.run(run_id)
+        harness.orchestrator.store.save_run(replace(run, reason=f"v{run.version}"))
+
+    assert len(_announcements(harness, "Ready to ship")) == 1
+    assert harness.run(run_id).announced == {"ready": "posted"}
+
+
+def test_ship_failed_is_announced_once_per_failed_attempt(harness: Harness) -> None:
+    run_id = planned(harness)
+    _in_state(harness, run_id, RunState.SHIP_FAILED, reason="#1 has a conflict")
+    for _ in range(3):
+        harness.orchestrator.run_notify_job({"run_id": run_id})
+        run = harness.run(run_id)
+        harness.orchestrator.store.save_run(replace(run, reason="#1 has a conflict"))
+    assert len(_announcements(harness, "did not ship completely")) == 1
+
+    _in_state(harness, run_id, RunState.SHIPPING)
+    _in_state(harness, run_id, RunState.SHIP_FAILED, reason="#1 still has a conflict")
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+
+    assert len(_announcements(harness, "did not ship completely")) == 2  # a second attempt
+    assert set(harness.run(run_id).announced) == {"ship_failed:1", "ship_failed:2"}
+
+
+def test_a_failed_run_is_announced(harness: Harness) -> None:
+    run_id = planned(harness)
+    _in_state(harness, run_id, RunState.FAILED, reason="could not start the run")
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+    assert len(_announcements(harness, "failed: could not start the run")) == 1
+
+
+def test_a_channel_announcement_applied_then_502_is_posted_once(harness: Harness) -> None:
+    run_id = planned(harness)
+    harness.clock.t += 15 * 60  # the interaction token has expired: channel messages now
+    _in_state(harness, run_id, RunState.SHIPPED)
+    harness.discord.apply_then_fail_next(502, match=Match(method="POST"))
+
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+
+    posts = [r for r in harness.discord.requests if r.method == "POST"]
+    assert [r.status for r in posts] == [502, 200]
+    assert posts[0].json["nonce"] == posts[1].json["nonce"]
+    assert posts[0].json["enforce_nonce"] is True
+    assert len(harness.discord.channel_messages("3")) == 1
+
+
+def test_a_claimed_channel_announcement_is_resent_with_its_nonce_after_a_crash(
+    harness: Harness,
+) -> None:
+    run_id = planned(harness)
+    harness.clock.t += 15 * 60
+    run = _in_state(harness, run_id, RunState.SHIPPED)
+    claim = "sending channel valine-crashed-nonce-0001"
+    run = harness.orchestrator.store.save_run(replace(run, announced={"shipped": claim}))
+    # the crashed attempt had reached Discord before it died
+    with DiscordClient(
+        harness.discord.url, harness.discord.application_id, harness.discord.bot_token
+    ) as client:
+        client.create_message(
+            "3",
+            {"content": "shipped", "nonce": claim.rsplit(maxsplit=1)[-1], "enforce_nonce": True},
+        )
+
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+
+    assert len(harness.discord.channel_messages("3")) == 1
+    assert harness.run(run_id).announced == {"shipped": "posted"}
+
+
+def test_a_followup_whose_answer_was_lost_is_not_posted_again(harness: Harness) -> None:
+    run_id = planned(harness)
+    _in_state(harness, run_id, RunState.READY_TO_SHIP)
+    harness.discord.apply_then_fail_next(502, match=Match(method="POST"))
+
+    with pytest.raises(DiscordUnavailable):
+        harness.orchestrator.run_notify_job({"run_id": run_id})
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+
+    assert len(_announcements(harness, "Ready to ship")) == 1
+
+
+def test_an_announcement_refused_before_it_left_is_claimed_again(harness: Harness) -> None:
+    run_id = planned(harness)
+    _in_state(harness, run_id, RunState.READY_TO_SHIP)
+    harness.discord.rate_limit_next(retry_after=3600)  # beyond the client's budget
+
+    with pytest.raises(DiscordUnavailable):
+        harness.orchestrator.run_notify_job({"run_id": run_id})
+    assert harness.run(run_id).announced == {}
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+
+    assert len(_announcements(harness, "Ready to ship")) == 1

@@ -55,7 +55,15 @@ class GitHubUnavailable(ValineError):
 
 
 class DiscordUnavailable(ValineError):
-    """Discord could not be reached or kept failing after retries."""
+    """Discord could not be reached or kept failing after retries.
+
+    ``request_sent`` is False only when Discord cannot have acted on the request (no
+    connection was made, or it answered 429), so sending it again cannot duplicate it.
+    """
+
+    def __init__(self, message: str, request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
 
 
 class ConfigurationError(ValineError):
