@@ -94,6 +94,9 @@ class Job:
     last_error: str | None = None
     #: The key the job was enqueued with (released if the job is dead-lettered).
     dedupe_key: str | None = field(default=None, repr=False)
+    #: Epoch seconds before which the job must not run (a released job that SQS, whose
+    #: delays stop at 15 minutes, handed out early); 0 when it may run at once.
+    not_before: float = 0.0
 
 
 class JobQueue(Protocol):
@@ -128,6 +131,21 @@ class JobQueue(Protocol):
         """The attempt failed: run it again after a backoff, or dead-letter it.
 
         Returns True if it will be retried, False if it was dead-lettered.
+        """
+        ...
+
+    def extend(self, job: Job, visibility_timeout: float) -> bool:
+        """Heartbeat: keep the leased ``job`` invisible for ``visibility_timeout`` more seconds.
+
+        False (nothing changed) if the lease is no longer ``job``'s.
+        """
+        ...
+
+    def release(self, job: Job, delay: float) -> bool:
+        """Put the job back, due after ``delay`` seconds, *without* spending an attempt.
+
+        For a job that must wait (a rate limit until its reset), not one that failed.
+        False (nothing changed) if the lease is no longer ``job``'s.
         """
         ...
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import random
 import re
 import threading
@@ -39,7 +40,7 @@ import httpx
 from gidgethub import HTTPException as GidgetHubHTTPException
 from gidgethub import sansio
 
-from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound
+from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound, RateLimited
 from valine.core.models import Issue, PullRequest
 from valine.ports import (
     GitHubError,
@@ -50,6 +51,7 @@ from valine.ports import (
     NotMergeable,
     RepositoryIds,
 )
+from valine.queue import budget
 from valine.runtime.config import Settings
 
 log = logging.getLogger("valine.github.client")
@@ -109,11 +111,15 @@ class _Reply:
 class _Failure(Exception):
     """An error answer, before it is mapped to a domain error."""
 
-    def __init__(self, status: int, message: str, headers: httpx.Headers) -> None:
+    def __init__(
+        self, status: int, message: str, headers: httpx.Headers, rate_limited: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        #: A rate limit whatever the status (GraphQL's are HTTP 200).
+        self.rate_limited = rate_limited
 
 
 class GitHubClient:
@@ -121,8 +127,11 @@ class GitHubClient:
 
     ``sleep``, ``clock`` and ``jitter`` are injectable so tests run without waiting;
     ``max_retry_wait`` bounds the total backoff of one call and ``rate_limit_cap`` the
-    total time one call may wait for a rate limit to lift (beyond it the call fails at
-    once with :class:`GitHubUnavailable` saying when the limit resets).
+    total time one call may wait for a rate limit to lift (beyond it the call raises
+    :class:`~valine.core.errors.RateLimited` with the reset, and the worker puts the job
+    back until then). A spent limit is remembered per resource (``core``, ``graphql``)
+    by the client, which the process's workers share: no request is sent before a known
+    reset.
     """
 
     def __init__(
@@ -130,11 +139,11 @@ class GitHubClient:
         auth: TokenAuth | AppAuth,
         *,
         api_url: str = DEFAULT_API_URL,
-        timeout: float = 10.0,
-        max_attempts: int = 4,
+        timeout: float = budget.GITHUB_TIMEOUT,
+        max_attempts: int = budget.GITHUB_ATTEMPTS,
         backoff_base: float = 0.5,
-        max_retry_wait: float = 30.0,
-        rate_limit_cap: float = 60.0,
+        max_retry_wait: float = budget.GITHUB_RETRY_WAIT,
+        rate_limit_cap: float = budget.RATE_LIMIT_BUDGET,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
@@ -165,6 +174,9 @@ class GitHubClient:
         self._count = 0
         self._count_lock = threading.Lock()
         self._rate_limit: sansio.RateLimit | None = None
+        #: Per resource (``core``, ``graphql``): no request before this epoch second.
+        self._blocked_until: dict[str, float] = {}
+        self._blocked_lock = threading.Lock()
         self._etags: OrderedDict[str, tuple[str, Any, str | None]] = OrderedDict()
         self._etag_lock = threading.Lock()
         self._token_lock = threading.Lock()
@@ -325,6 +337,10 @@ class GitHubClient:
             self._graphql_url,
             repo=repo,
             json={"query": document, "variables": dict(variables)},
+            # A mutation whose answer was lost (timeout, 5xx) may have been applied: it is
+            # not sent again blindly; GitHubUnavailable(request_sent=True) lets the caller
+            # read back what is there and send only what is missing.
+            retry_ambiguous=not _is_mutation(document),
         )
         body = reply.data if isinstance(reply.data, Mapping) else {}
         errors = [
@@ -462,12 +478,14 @@ class GitHubClient:
         retried only if ``retry_ambiguous``; one that cannot have (no connection) always.
         """
         path = urlsplit(url).path
+        resource = "graphql" if url == self._graphql_url else "core"
         backoff_waited = limit_waited = 0.0
         attempt = 0
         maybe_sent = False
         while True:
             attempt += 1
             last = attempt >= self._max_attempts
+            limit_waited += self._wait_until_unblocked(resource, limit_waited, method, path)
             try:
                 response = self._http.request(method, url, headers=headers, json=json)
             except httpx.TransportError as exc:
@@ -485,7 +503,9 @@ class GitHubClient:
                     return outcome
                 wait = self._rate_limit_wait(outcome)
                 if wait is not None:
-                    limit_waited += self._wait_for_limit(wait, limit_waited, last, method, path)
+                    self._block(resource, self._clock() + wait)
+                    if last:
+                        self._wait_for_limit(wait, math.inf, method, path)
                     continue
                 if outcome.status < 500:
                     raise outcome
@@ -519,6 +539,10 @@ class GitHubClient:
             return _Failure(status, f"undecodable answer ({status})", response.headers)
         if status not in _OK:
             return _Failure(status, f"unexpected status {status}", response.headers)
+        if _graphql_rate_limited(data):
+            # GitHub answers a spent GraphQL budget with HTTP 200 and errors[].type
+            # RATE_LIMITED (sometimes RATE_LIMIT): nothing in the document ran.
+            return _Failure(status, "GraphQL rate limit exceeded", response.headers, True)
         if rate_limit is not None:
             self._rate_limit = rate_limit
         return _Reply(status, data, next_url), response.headers.get("etag")
@@ -538,7 +562,7 @@ class GitHubClient:
 
     def _rate_limit_wait(self, failure: _Failure) -> float | None:
         """Seconds to wait if ``failure`` is a rate limit (GitHub's documented rules)."""
-        if failure.status not in (403, 429):
+        if failure.status not in (403, 429) and not failure.rate_limited:
             return None
         headers = failure.headers
         retry_after = headers.get("retry-after")
@@ -548,19 +572,33 @@ class GitHubClient:
         if limit is not None and limit.remaining == 0:
             reset = float(limit.reset_datetime.timestamp())
             return max(0.0, reset - self._clock()) + 1.0
-        if failure.status == 429 or "rate limit" in failure.message.lower():
+        if failure.rate_limited or failure.status == 429 or "rate limit" in failure.message.lower():
             return 60.0  # GitHub: "wait for at least one minute before retrying"
         return None
 
-    def _wait_for_limit(
-        self, wait: float, waited: float, last: bool, method: str, path: str
-    ) -> float:
-        """Sleep ``wait`` seconds for a rate limit to lift, or give up saying until when."""
-        if last or waited + wait > self._rate_limit_cap:
-            until = datetime.datetime.fromtimestamp(self._clock() + wait, datetime.UTC)
-            raise GitHubUnavailable(
+    def _block(self, resource: str, until: float) -> None:
+        """Remember that ``resource`` takes no request before ``until`` (epoch seconds)."""
+        with self._blocked_lock:
+            self._blocked_until[resource] = max(self._blocked_until.get(resource, 0.0), until)
+
+    def _wait_until_unblocked(self, resource: str, waited: float, method: str, path: str) -> float:
+        """Sleep until ``resource``'s known reset, within the budget; seconds slept."""
+        with self._blocked_lock:
+            until = self._blocked_until.get(resource, 0.0)
+        wait = until - self._clock()
+        if wait <= 0:
+            return 0.0
+        return self._wait_for_limit(wait, waited, method, path)
+
+    def _wait_for_limit(self, wait: float, waited: float, method: str, path: str) -> float:
+        """Sleep ``wait`` seconds for a rate limit to lift, or raise ``RateLimited``."""
+        if waited + wait > self._rate_limit_cap:
+            reset_at = self._clock() + wait
+            until = datetime.datetime.fromtimestamp(reset_at, datetime.UTC)
+            raise RateLimited(
                 f"{method} {path}: GitHub rate limit exceeded; it resets at "
-                f"{until:%Y-%m-%dT%H:%M:%SZ}"
+                f"{until:%Y-%m-%dT%H:%M:%SZ}",
+                reset_at,
             )
         log.warning("github %s %s rate limited: waiting %.0f s", method, path, wait)
         self._sleep(wait)
@@ -686,6 +724,21 @@ def client_from_settings(settings: Settings, **options: Any) -> GitHubClient:
 
 
 # -- mapping ------------------------------------------------------------------------------
+
+
+def _is_mutation(document: str) -> bool:
+    """True for a GraphQL mutation document (it changes something on GitHub)."""
+    return document.lstrip().startswith("mutation")
+
+
+def _graphql_rate_limited(data: Any) -> bool:
+    """True if a GraphQL answer reports a spent rate limit (``errors[].type``)."""
+    if not isinstance(data, Mapping):
+        return False
+    errors = data.get("errors")
+    return isinstance(errors, list) and any(
+        isinstance(e, Mapping) and e.get("type") in ("RATE_LIMITED", "RATE_LIMIT") for e in errors
+    )
 
 
 def _domain_error(failure: _Failure) -> Exception:

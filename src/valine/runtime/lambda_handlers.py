@@ -187,6 +187,7 @@ class LambdaRuntime:
         are deleted by Lambda itself.
         """
         from valine.logs import log_context
+        from valine.queue.budget import LONGEST_JOB
         from valine.queue.sqs import job_from_sqs_record
 
         services = self.services
@@ -204,6 +205,11 @@ class LambdaRuntime:
                     log.exception("unreadable SQS message %s", message_id)
                     failures.append({"itemIdentifier": message_id})
                     continue
+                if _seconds_left(context) < LONGEST_JOB:
+                    # Too little time left for the longest job: put it back for another
+                    # invocation, without spending an attempt.
+                    services.queue.release(job, 0.0)
+                    continue
                 if not self._run_job(job, handlers.get(job.kind)):
                     failures.append({"itemIdentifier": message_id})
         return {"batchItemFailures": failures}
@@ -214,14 +220,15 @@ class LambdaRuntime:
         If even the retry cannot be recorded, the message stays in flight: SQS delivers
         it again after the visibility timeout, and its redrive policy dead-letters it.
         """
-        from valine.queue.worker import run_job
+        from valine.queue.worker import Outcome, run_job
 
         services = self.services
         try:
-            return run_job(services.queue, job, handler, services.orchestrator.on_dead_letter)
+            outcome = run_job(services.queue, job, handler, services.orchestrator.on_dead_letter)
         except Exception:
             log.exception("could not reschedule job %s", job.job_id)
             return False
+        return outcome is not Outcome.FAILED  # a released job was sent again already
 
     def reconcile(self, event: Event, context: Any) -> dict[str, Any]:
         """Re-read the active run's open pull requests and track what changed."""
@@ -234,6 +241,12 @@ class LambdaRuntime:
                 log.warning("reconcile skipped: GITHUB_REPOSITORY is not set")
                 return {"pulls_read": 0}
             return {"pulls_read": services.orchestrator.reconcile()}
+
+
+def _seconds_left(context: Any) -> float:
+    """Seconds before Lambda stops this invocation (infinite without a Lambda context)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return float("inf") if remaining is None else remaining() / 1000.0
 
 
 def _request_id(context: Any) -> str:
