@@ -179,6 +179,15 @@ class IssueUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class IssueSnapshot:
+    """An issue as GitHub has it now: label names, assignee logins, comment bodies."""
+
+    labels: tuple[str, ...] = ()
+    assignees: tuple[str, ...] = ()
+    comments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class RepositoryIds:
     """GraphQL node ids of a repository and of the labels and users the workflow uses."""
 
@@ -231,8 +240,20 @@ class GitHub(Protocol):
         """Create labels (one GraphQL mutation); their node ids by name."""
         ...
 
-    def update_issues(self, repo: str, updates: Sequence[IssueUpdate]) -> None:
-        """Apply every update in one GraphQL mutation, in order."""
+    def update_issues(
+        self, repo: str, updates: Sequence[IssueUpdate], *, partial: bool = False
+    ) -> Mapping[str, str]:
+        """Apply every update in one GraphQL mutation, in order.
+
+        A mutation is never re-sent after an ambiguous failure (a timeout or 5xx raises
+        ``GitHubUnavailable`` with ``request_sent``): read the issues back and send only
+        what is missing. With ``partial``, changes GitHub refused one by one are returned
+        (error message by the node id of their issue) instead of raised.
+        """
+        ...
+
+    def read_issue(self, repo: str, number: int) -> IssueSnapshot:
+        """What an issue carries now: its labels, assignees and comments (the read-back)."""
         ...
 
     def enqueue_pull(self, repo: str, number: int, sha: str) -> None:

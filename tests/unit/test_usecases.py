@@ -22,7 +22,7 @@ from valine.queue.worker import WorkerPool
 from valine.store.db import Database
 from valine.store.sqlite import SqliteRunStore
 from valine.testing.discord_standin import DiscordStandIn
-from valine.testing.faults import Match
+from valine.testing.faults import Match, server_error
 from valine.testing.github_standin import GitHubStandIn
 from valine.usecases import CLAIM, CLAIM_TIMEOUT, Actor, DispatchInProgress, Orchestrator
 
@@ -440,3 +440,105 @@ def test_an_announcement_refused_before_it_left_is_claimed_again(harness: Harnes
     harness.orchestrator.run_notify_job({"run_id": run_id})
 
     assert len(_announcements(harness, "Ready to ship")) == 1
+
+
+# -- GitHub writes: never re-sent blindly, read back, per-task failures ----------------------
+
+START_MUTATION = Match(graphql="addComment")
+
+
+def _started(h: Harness, issues: int) -> tuple[str, list[int]]:
+    run_id = planned(h, issues)
+    numbers = [t.issue_number for t in h.run(run_id).tasks]
+    return run_id, numbers
+
+
+def _assert_started_once(h: Harness, run_id: str, numbers: list[int]) -> None:
+    for number in numbers:
+        comments = h.github.comments(REPO, number)
+        assert len(comments) == 1, f"#{number} has {len(comments)} comments"
+        assert f"<!-- valine:{run_id} -->" in comments[0]
+        labels = h.github.issue(REPO, number).labels
+        assert "in-progress" in labels and "ready" not in labels
+    assert all(t.state is TaskState.DISPATCHED for t in h.run(run_id).tasks)
+
+
+def test_a_mutation_applied_then_502_leaves_one_comment(harness: Harness) -> None:
+    run_id, numbers = _started(harness, 3)
+    harness.github.apply_then_fail_next(502, match=START_MUTATION)
+
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+
+    _assert_started_once(harness, run_id, numbers)
+    sent = [r for r in harness.github.requests if "addComment" in str(r.body)]
+    assert len(sent) == 1, "the mutation was sent again after the 502"
+
+
+def test_a_mutation_whose_answer_never_came_leaves_one_comment(harness: Harness) -> None:
+    run_id, numbers = _started(harness, 2)
+    harness.github.apply_then_drop_next(match=START_MUTATION)
+
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+
+    _assert_started_once(harness, run_id, numbers)
+
+
+def test_only_what_is_missing_is_sent_after_a_lost_answer(harness: Harness) -> None:
+    run_id, numbers = _started(harness, 2)
+    harness.github.faults.add(server_error(502, match=START_MUTATION))  # it never ran ...
+    harness.github.set_labels(REPO, numbers[0], ["in-progress"])  # ... but a person relabelled
+
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+
+    _assert_started_once(harness, run_id, numbers)
+    resent = [r for r in harness.github.requests if "addComment" in str(r.body)][-1]
+    assert resent.status == 200
+    variables = resent.body["variables"].values()
+    label_changes = [v for v in variables if "labelableId" in v]
+    assert len(label_changes) == 2  # #2's add and remove; #1 needs no label change
+
+
+def test_a_second_lost_answer_retries_the_job_which_reads_back_again(harness: Harness) -> None:
+    run_id, numbers = _started(harness, 2)
+    harness.github.apply_then_fail_next(502, match=START_MUTATION)
+    harness.github.apply_then_fail_next(502, match=Match(method="GET", path="/comments$"))
+
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+
+    _assert_started_once(harness, run_id, numbers)
+
+
+def test_one_refused_change_fails_only_its_task(harness: Harness) -> None:
+    run_id, numbers = _started(harness, 3)
+    store = harness.orchestrator.store
+    run = store.get_run(run_id)
+    gone = replace(run.tasks[1], node_id="I_doesnotexist")  # e.g. the issue was transferred
+    store.save_run(replace(run, tasks=(run.tasks[0], gone, run.tasks[2])))
+
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+
+    tasks = {t.issue_number: t for t in harness.run(run_id).tasks}
+    assert tasks[numbers[1]].state is TaskState.FAILED
+    assert "relabelling failed" in str(tasks[numbers[1]].reason)
+    for number in (numbers[0], numbers[2]):
+        assert tasks[number].state is TaskState.DISPATCHED
+        assert len(harness.github.comments(REPO, number)) == 1
+
+
+def test_a_label_a_person_created_after_the_plan_is_looked_up_and_used(
+    harness: Harness,
+) -> None:
+    run_id, numbers = _started(harness, 1)
+    made_by_hand = harness.github.add_label(REPO, "in-progress")
+
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+
+    assert harness.run(run_id).github_ids["label:in-progress"] == made_by_hand
+    assert not any("createLabel" in str(r.body) for r in harness.github.requests)
+    _assert_started_once(harness, run_id, numbers)

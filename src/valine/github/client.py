@@ -45,6 +45,7 @@ from valine.core.models import Issue, PullRequest
 from valine.ports import (
     GitHubError,
     HeadMoved,
+    IssueSnapshot,
     IssueUpdate,
     MergeQueueRequired,
     MergeResult,
@@ -298,13 +299,54 @@ class GitHubClient:
         data = self.graphql(document, variables, repo=repo)
         return {label: str(data[f"c{i}"]["label"]["id"]) for i, label in enumerate(names)}
 
-    def update_issues(self, repo: str, updates: Sequence[IssueUpdate]) -> None:
-        """Apply every update in one GraphQL mutation; fields run in order."""
+    def update_issues(
+        self, repo: str, updates: Sequence[IssueUpdate], *, partial: bool = False
+    ) -> Mapping[str, str]:
+        """Apply every update in one GraphQL mutation; fields run in order (see the port).
+
+        With ``partial``, the fields GitHub refused are returned as ``{node_id: error}``
+        (GitHub runs the other fields); without it any error raises ``GitHubError``.
+        """
         if not updates:
-            return
-        document, variables = _issue_mutation(updates)
+            return {}
+        document, variables, owners = _issue_mutation(updates)
         # The repository picks the App installation whose token the mutation needs.
-        self.graphql(document, variables, repo=repo)
+        data, errors = self._graphql_answer(document, variables, repo=repo)
+        failed: dict[str, str] = {}
+        unplaced = []
+        for error in errors:
+            path = error.get("path") if isinstance(error, Mapping) else None
+            node_id = owners.get(str(path[0])) if isinstance(path, list) and path else None
+            if node_id is None:
+                unplaced.append(error)
+            else:
+                failed[node_id] = "; ".join(filter(None, (failed.get(node_id), _message(error))))
+        if unplaced or (failed and not partial) or not isinstance(data, dict):
+            messages = "; ".join(_message(e) for e in errors) or "GraphQL answer without data"
+            raise GitHubError(200, f"GraphQL: {messages}")
+        return failed
+
+    def read_issue(self, repo: str, number: int) -> IssueSnapshot:
+        """An issue's labels and assignees and every comment's body (REST, paginated)."""
+        base = f"{self._repo_url(repo)}/issues/{int(number)}"
+        data = self._request("GET", base, repo=repo).data
+        if not isinstance(data, Mapping):
+            raise GitHubError(200, f"unexpected response: issue #{number} is not an object")
+        comments: list[str] = []
+        url: str | None = f"{base}/comments?per_page=100"
+        for _ in range(MAX_PAGES):
+            if url is None:
+                break
+            reply = self._request("GET", url, repo=repo)
+            if not isinstance(reply.data, list):
+                raise GitHubError(reply.status, "unexpected response: comments are not a list")
+            comments.extend(str(c.get("body") or "") for c in reply.data if isinstance(c, Mapping))
+            url = reply.next_url
+        return IssueSnapshot(
+            labels=tuple(str(label["name"]) for label in data.get("labels") or ()),
+            assignees=tuple(str(a["login"]) for a in data.get("assignees") or ()),
+            comments=tuple(comments),
+        )
 
     def enqueue_pull(self, repo: str, number: int, sha: str) -> None:
         """Add the pull request to its merge queue (reads its node id first)."""
@@ -332,6 +374,23 @@ class GitHubClient:
         With ``not_found_ok``, ``NOT_FOUND`` errors are left to the caller: the fields
         they concern are null in ``data``.
         """
+        data, all_errors = self._graphql_answer(document, variables, repo=repo)
+        errors = [
+            e
+            for e in all_errors
+            if not (not_found_ok and isinstance(e, Mapping) and e.get("type") == "NOT_FOUND")
+        ]
+        if errors:
+            messages = "; ".join(_message(e) for e in errors if e)
+            raise GitHubError(200, f"GraphQL: {messages}")
+        if not isinstance(data, dict):
+            raise GitHubError(200, "GraphQL answer without data")
+        return data
+
+    def _graphql_answer(
+        self, document: str, variables: Mapping[str, Any], *, repo: str | None
+    ) -> tuple[Any, list[Any]]:
+        """One GraphQL request: its ``data`` and its ``errors`` (a list, maybe empty)."""
         reply = self._request(
             "POST",
             self._graphql_url,
@@ -343,18 +402,8 @@ class GitHubClient:
             retry_ambiguous=not _is_mutation(document),
         )
         body = reply.data if isinstance(reply.data, Mapping) else {}
-        errors = [
-            e
-            for e in body.get("errors") or []
-            if not (not_found_ok and isinstance(e, Mapping) and e.get("type") == "NOT_FOUND")
-        ]
-        if errors:
-            messages = "; ".join(str(e.get("message", e)) for e in errors if e)
-            raise GitHubError(reply.status, f"GraphQL: {messages}")
-        data = body.get("data")
-        if not isinstance(data, dict):
-            raise GitHubError(reply.status, "GraphQL answer without data")
-        return data
+        errors = body.get("errors")
+        return body.get("data"), list(errors) if isinstance(errors, list) else []
 
     def get_pull(self, repo: str, number: int) -> PullRequest:
         """One pull request (``NotFound`` if there is none)."""
@@ -756,19 +805,30 @@ def _shaped(mapper: Callable[[Any], _T], data: Any) -> _T:
         raise GitHubError(200, f"unexpected response shape: {exc!r}") from None
 
 
-def _issue_mutation(updates: Sequence[IssueUpdate]) -> tuple[str, dict[str, Any]]:
-    """The mutation document and variables applying ``updates`` in order."""
+def _message(error: Any) -> str:
+    """The message of one GraphQL error entry."""
+    return str(error.get("message", error)) if isinstance(error, Mapping) else str(error)
+
+
+def _issue_mutation(
+    updates: Sequence[IssueUpdate],
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """The mutation document and variables applying ``updates`` in order, and the node id
+    of the issue each field (by its alias) changes."""
     declarations: list[str] = []
     fields: list[str] = []
     variables: dict[str, Any] = {}
+    owners: dict[str, str] = {}
 
     def add(kind: str, input_type: str, field_name: str, value: dict[str, Any]) -> None:
         name = f"{kind}{len(fields)}"
         declarations.append(f"${name}: {input_type}!")
         fields.append(f"{name}: {field_name}(input: ${name}) {{ clientMutationId }}")
         variables[name] = value
+        owners[name] = current
 
     for u in updates:
+        current = u.node_id
         if u.remove_labels:
             add(
                 "r",
@@ -794,7 +854,7 @@ def _issue_mutation(updates: Sequence[IssueUpdate]) -> tuple[str, dict[str, Any]
             add("c", "AddCommentInput", "addComment", {"subjectId": u.node_id, "body": u.comment})
         if u.close:
             add("x", "CloseIssueInput", "closeIssue", {"issueId": u.node_id})
-    return f"mutation({', '.join(declarations)}) {{ {' '.join(fields)} }}", variables
+    return f"mutation({', '.join(declarations)}) {{ {' '.join(fields)} }}", variables, owners
 
 
 #: Check-suite conclusions that let a pull request through (as the webhook tracking does).
