@@ -535,6 +535,14 @@ class SqsJobQueue:
             with _translated("release a dead job's dedupe key"):
                 self.dedupe.forget(job.dedupe_key)
 
+    def bury_abandoned(self, job: Job) -> None:
+        """Dead-letter a job received more than ``max_attempts`` times (its workers died).
+
+        The worker Lambda, which SQS feeds by itself, calls this and then the dead-letter
+        hook, so the people waiting are told (SQS's own redrive would tell no one).
+        """
+        self._bury_abandoned(job)
+
     def _bury_abandoned(self, job: Job) -> None:
         attempts = job.attempts - 1  # this receive was not handed to any worker
         self._dead_letter(job, _ABANDONED, attempts)

@@ -107,6 +107,11 @@ def run_job(
     return Outcome.DONE
 
 
+def dead_lettered(job: Job, error: str, on_dead_letter: DeadLetterHook | None) -> None:
+    """Log a job's death and tell the people waiting (``on_dead_letter``); never raises."""
+    _dead_lettered(job, error, on_dead_letter)
+
+
 def _dead_lettered(job: Job, error: str, on_dead_letter: DeadLetterHook | None) -> None:
     extra = _extra(job)
     log.error(

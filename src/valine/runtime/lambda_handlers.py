@@ -178,7 +178,11 @@ class LambdaRuntime:
         """Run an SQS batch; the records that failed go back in ``batchItemFailures``.
 
         Each record becomes the same :class:`~valine.ports.Job` the queue's ``lease``
-        gives, and runs through the same handlers as the local worker pool. A handler
+        gives, and runs through the same handlers as the local worker pool. A record
+        received more than ``max_attempts`` times (its workers died) is dead-lettered
+        here, with the dead-letter hook; a record is started only while the longest job
+        (``valine.queue.budget``) still fits in the invocation, the others are put back
+        without spending an attempt. A handler
         that raises has its job handed to the queue's ``retry``: the message becomes
         visible again after the queue's backoff, or -- once it has been received
         ``max_attempts`` times -- goes to the dead-letter queue with its error, and then
@@ -205,6 +209,11 @@ class LambdaRuntime:
                     log.exception("unreadable SQS message %s", message_id)
                     failures.append({"itemIdentifier": message_id})
                     continue
+                if job.attempts > getattr(services.queue, "max_attempts", job.attempts):
+                    # Its workers kept dying: dead-letter it here, with the hook, before
+                    # SQS's redrive would move it silently.
+                    self._bury(job)
+                    continue
                 if _seconds_left(context) < LONGEST_JOB:
                     # Too little time left for the longest job: put it back for another
                     # invocation, without spending an attempt.
@@ -213,6 +222,20 @@ class LambdaRuntime:
                 if not self._run_job(job, handlers.get(job.kind)):
                     failures.append({"itemIdentifier": message_id})
         return {"batchItemFailures": failures}
+
+    def _bury(self, job: Job) -> None:
+        """Dead-letter an abandoned job and run the dead-letter hook."""
+        from valine.queue.sqs import SqsJobQueue
+        from valine.queue.worker import dead_lettered
+
+        services = self.services
+        if isinstance(services.queue, SqsJobQueue):
+            services.queue.bury_abandoned(job)
+        dead_lettered(
+            job,
+            "its workers stopped before finishing it (timeout or crash)",
+            services.orchestrator.on_dead_letter,
+        )
 
     def _run_job(self, job: Job, handler: Any) -> bool:
         """Run one job through the local pool's :func:`~valine.queue.worker.run_job`.
