@@ -242,15 +242,14 @@ class UseCaseBase:
     def _find_or_create_labels(self, repository_id: str, names: list[str]) -> dict[str, str]:
         """Node ids of ``names``: labels that exist (a person made them since the plan, or
         another process did) are looked up and used; only the others are created."""
-        found = dict(self.github.repository_ids(self.repo, names).labels)
-        absent = [n for n in names if n not in found]
-        if absent:
-            try:
-                found.update(self.github.create_labels(self.repo, repository_id, absent))
-            except (GitHubError, GitHubUnavailable):
-                # Created meanwhile, or created by this request before its answer was lost.
-                found.update(self.github.repository_ids(self.repo, absent).labels)
-                if any(n not in found for n in absent):
-                    raise
-            log.info("created label(s) %s in %s", ", ".join(absent), self.repo)
-        return found
+        try:
+            created = dict(self.github.create_labels(self.repo, repository_id, names))
+            log.info("created label(s) %s in %s", ", ".join(names), self.repo)
+            return created
+        except (GitHubError, GitHubUnavailable):
+            # "Name has already been taken" (made by a person, or by this very request
+            # before its answer was lost): look the labels up and use them.
+            found = dict(self.github.repository_ids(self.repo, names).labels)
+            if any(n not in found for n in names):
+                raise
+            return found

@@ -54,7 +54,13 @@ class ExecutionMixin(UseCaseBase):
             if todo is None:
                 return  # cancelled or failed meanwhile
             if todo:
-                self._label_and_comment(self.store.get_run(run_id), todo)
+                try:
+                    self._label_and_comment(self.store.get_run(run_id), todo)
+                except Exception:
+                    # The job is retried (after a lost answer it reads back first): let
+                    # the retry claim again instead of waiting for this claim to expire.
+                    self._release_labelling(run_id, [t.issue_number for t in todo])
+                    raise
             now = self.clock.now()
             fail_run = self.policy.on_task_failure == "fail_run"
             saved = self._update(
@@ -107,6 +113,19 @@ class ExecutionMixin(UseCaseBase):
         if busy:
             raise DispatchInProgress(f"{busy}: another attempt is relabelling; retry later")
         return [t for t in saved.tasks if t.issue_number in claimed]
+
+    def _release_labelling(self, run_id: str, numbers: list[int]) -> None:
+        """Drop the relabelling claims of ``numbers`` that are not done yet."""
+        wanted = set(numbers)
+
+        def release(run: Run) -> Run:
+            for task in run.tasks:
+                if task.issue_number in wanted and "labelled" not in task.steps_done:
+                    steps = tuple(s for s in task.steps_done if not s.startswith(LABEL_CLAIM))
+                    run = _with_task(run, replace(task, steps_done=steps))
+            return run
+
+        self._update(run_id, release)
 
     def _enqueue_dispatches(self, run: Run) -> None:
         """One dispatch job per pending task (workflow executors; once per retry)."""
