@@ -918,3 +918,26 @@ def test_sqlite_second_process_view_sees_committed_jobs(
         assert other.execute("SELECT count(*) FROM queue_jobs").fetchone()[0] == 1
     finally:
         other.close()
+
+
+def test_a_queue_file_from_before_dedupe_release_is_migrated(tmp_path: Path) -> None:
+    """A database made before jobs kept their dedupe key gets the column, and works."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE queue_jobs (seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL UNIQUE, "
+            "kind TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'ready', "
+            "available_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, lease_token TEXT, "
+            "last_error TEXT, enqueued_at REAL NOT NULL, died_at REAL);"
+        )
+    db = Database(path)
+    try:
+        q = SqliteJobQueue(db, max_attempts=1)
+        SqliteJobQueue(db, max_attempts=1)  # opening again (another process) is harmless
+        assert q.enqueue("webhook", {}, dedupe_key="d") is True
+        job = q.lease(VT)
+        assert job is not None
+        assert q.retry(job, "boom") is False
+        assert q.enqueue("webhook", {}, dedupe_key="d") is True  # released with the dead job
+    finally:
+        db.close()
