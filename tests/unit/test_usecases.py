@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from valine.core.authz import GUARDED_ACTIONS, Grant, Permissions
 from valine.core.errors import DiscordUnavailable, GitHubUnavailable
@@ -543,3 +546,56 @@ def test_a_label_a_person_created_after_the_plan_is_looked_up_and_used(
     refused = [r for r in harness.github.requests if "createLabel" in str(r.body)]
     assert len(refused) == 1 and "already been taken" in str(refused[0].response)
     _assert_started_once(harness, run_id, numbers)
+
+
+# -- a property: whatever Discord does to the attempts, an announcement is never doubled ----
+
+_DISCORD_FAULTS = ("none", "refused_502", "applied_502", "rate_limited")
+
+
+def _inject(discord: DiscordStandIn, fault: str) -> None:
+    if fault == "refused_502":
+        discord.fail_next(1, 502)
+    elif fault == "applied_502":
+        discord.apply_then_fail_next(502, match=Match(method="POST"))
+    elif fault == "rate_limited":
+        discord.rate_limit_next(retry_after=3600)  # beyond the client's budget: not sent
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    faults=st.lists(st.sampled_from(_DISCORD_FAULTS), min_size=1, max_size=6),
+    channel=st.booleans(),
+)
+def test_an_announcement_is_never_posted_twice_whatever_discord_does(
+    harness: Harness, faults: list[str], channel: bool
+) -> None:
+    run_id = planned(harness)
+    if channel:
+        harness.clock.t += 15 * 60  # the token has expired: announced as a channel message
+    _in_state(harness, run_id, RunState.READY_TO_SHIP)
+    harness.discord.faults.clear()
+    harness.discord.clear_requests()
+    before = len(_announcements(harness, f"Run `{run_id}`"))
+    for fault in faults:
+        _inject(harness.discord, fault)
+        with contextlib.suppress(DiscordUnavailable):
+            harness.orchestrator.run_notify_job({"run_id": run_id})
+        harness.discord.faults.clear()
+    harness.orchestrator.run_notify_job({"run_id": run_id})  # a last, clean attempt
+    posted = len(_announcements(harness, f"Run `{run_id}`")) - before
+
+    assert posted <= 1
+    reached = [f for f in faults if f in ("none", "applied_502")]
+    first_sent = _first_sent(faults)
+    if channel or first_sent == len(faults) or (reached and faults.index(reached[0]) <= first_sent):
+        # a channel message converges on its nonce; a follow-up is posted if its first
+        # attempt that reached Discord was the one that created it
+        assert posted == 1, (faults, channel)
+    _in_state(harness, run_id, RunState.SHIPPED)  # frees the repository for the next example
+
+
+def _first_sent(faults: list[str]) -> int:
+    """The index of the first attempt that may have reached Discord (or past the end)."""
+    sent = [i for i, f in enumerate(faults) if f != "rate_limited"]
+    return sent[0] if sent else len(faults)
