@@ -70,6 +70,10 @@ def test_every_announcement_is_posted_once_over_redelivered_and_late_webhooks(
 ) -> None:
     issues = _ready(world, 2)
     run_id = world.plan()
+
+    def said(text: str) -> int:
+        return sum(text in _text(m) for m in world.discord.followups(world.tokens["plan"]))
+
     _dispatched(world, run_id, 2)
     prs = [world.open_pr(run_id, number) for number in issues]
     for pr, sha in prs:
@@ -79,6 +83,8 @@ def test_every_announcement_is_posted_once_over_redelivered_and_late_webhooks(
         for delivery in (f"d-{pr}", f"d-{pr}", f"late-{pr}"):  # redelivered, then a late copy
             world.deliver("check_suite", green, delivery=delivery)
     world.wait_state(run_id, "ready_to_ship")
+    # (a run shipped before its notify window passes never says "Ready to ship": wait)
+    wait_for("the ready announcement", lambda: said("Ready to ship"))
     world.command("ship", run_id=run_id)
     world.wait_state(run_id, "shipped")
     for pr, sha in prs:  # late webhooks after the run ended
@@ -86,9 +92,6 @@ def test_every_announcement_is_posted_once_over_redelivered_and_late_webhooks(
             world.examples, "completed", repo=REPO, head_sha=sha, conclusion="success", pulls=[pr]
         )
         world.deliver("check_suite", late)
-
-    def said(text: str) -> int:
-        return sum(text in _text(m) for m in world.discord.followups(world.tokens["plan"]))
 
     wait_for("the announcements", lambda: said("Shipped **") and said("Ready to ship"))
     time.sleep(1.0)  # five notify windows: a repeat would have been posted by now
