@@ -51,11 +51,26 @@ def github_headers(
     }
 
 
-def interaction(kind: int = 2, name: str | None = None, **options: Any) -> bytes:
-    """The body of a Discord interaction from user 42 with role 7 (1 PING, 2 command)."""
+#: The Discord server the interactions come from; tests/world.py's DEFAULT_CONFIG serves it.
+GUILD = "4"
+
+
+def interaction(
+    kind: int = 2, name: str | None = None, *, guild: str | None = GUILD, **options: Any
+) -> bytes:
+    """The body of a Discord interaction from user 42 with role 7 (1 PING, 2 command).
+
+    It comes from server ``guild`` (the one the test config serves); ``guild=None`` makes
+    it a DM (``user`` instead of ``member``, as Discord sends).
+    """
     document = payloads.interaction(
         kind, name, {k: str(v) for k, v in options.items()}, roles=("7",)
     )
+    if guild is None:
+        del document["guild_id"]
+        document["user"] = document.pop("member")["user"]
+    else:
+        document["guild_id"] = guild
     if kind == 3:
         del document["data"]  # a bare component interaction; tests add their own data
     return json.dumps(document).encode()

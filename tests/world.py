@@ -17,6 +17,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from helpers import (
+    GUILD,
     WEBHOOK_SECRET,
     Service,
     check_suite_event,
@@ -32,9 +33,6 @@ from valine.testing.discord_standin import DiscordStandIn
 from valine.testing.github_standin import GitHubStandIn
 
 REPO = "octo/widgets"
-
-#: The Discord server every interaction of tests.helpers.interaction comes from.
-GUILD = "4"
 
 DEFAULT_CONFIG = f"""
 [discord]

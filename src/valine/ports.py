@@ -95,6 +95,9 @@ class Job:
     last_error: str | None = None
     #: The key the job was enqueued with (released if the job is dead-lettered).
     dedupe_key: str | None = field(default=None, repr=False)
+    #: Epoch seconds before which the job must not run (a released job that SQS, whose
+    #: delays stop at 15 minutes, handed out early); 0 when it may run at once.
+    not_before: float = 0.0
 
 
 class JobQueue(Protocol):
@@ -132,6 +135,21 @@ class JobQueue(Protocol):
         """
         ...
 
+    def extend(self, job: Job, visibility_timeout: float) -> bool:
+        """Heartbeat: keep the leased ``job`` invisible for ``visibility_timeout`` more seconds.
+
+        False (nothing changed) if the lease is no longer ``job``'s.
+        """
+        ...
+
+    def release(self, job: Job, delay: float) -> bool:
+        """Put the job back, due after ``delay`` seconds, *without* spending an attempt.
+
+        For a job that must wait (a rate limit until its reset), not one that failed.
+        False (nothing changed) if the lease is no longer ``job``'s.
+        """
+        ...
+
     def dead_letters(self, limit: int = 50) -> Sequence[Job]:
         """Jobs that failed ``max_attempts`` times, newest first."""
         ...
@@ -159,6 +177,15 @@ class IssueUpdate:
     assignees: tuple[str, ...] = ()
     comment: str | None = None
     close: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IssueSnapshot:
+    """An issue as GitHub has it now: label names, assignee logins, comment bodies."""
+
+    labels: tuple[str, ...] = ()
+    assignees: tuple[str, ...] = ()
+    comments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +241,20 @@ class GitHub(Protocol):
         """Create labels (one GraphQL mutation); their node ids by name."""
         ...
 
-    def update_issues(self, repo: str, updates: Sequence[IssueUpdate]) -> None:
-        """Apply every update in one GraphQL mutation, in order."""
+    def update_issues(
+        self, repo: str, updates: Sequence[IssueUpdate], *, partial: bool = False
+    ) -> Mapping[str, str]:
+        """Apply every update in one GraphQL mutation, in order.
+
+        A mutation is never re-sent after an ambiguous failure (a timeout or 5xx raises
+        ``GitHubUnavailable`` with ``request_sent``): read the issues back and send only
+        what is missing. With ``partial``, changes GitHub refused one by one are returned
+        (error message by the node id of their issue) instead of raised.
+        """
+        ...
+
+    def read_issue(self, repo: str, number: int) -> IssueSnapshot:
+        """What an issue carries now: its labels, assignees and comments (the read-back)."""
         ...
 
     def enqueue_pull(self, repo: str, number: int, sha: str) -> None:

@@ -55,6 +55,8 @@ class QueueHarness:
     close: Callable[[], None]
     #: Contract promises the backend does not make: ``{promise: why}`` (see ``require``).
     lacks: dict[str, str] = field(default_factory=dict)
+    #: The adapter's clock (what ``advance`` moves).
+    now: Callable[[], float] = lambda: START
 
 
 def require(harness: QueueHarness, promise: str) -> None:
@@ -102,7 +104,7 @@ def sqlite_factory(tmp_path: Path, config: QueueConfig) -> QueueHarness:
         for db in databases:
             db.close()
 
-    return QueueHarness(open_queue(), clock.advance, open_queue, close)
+    return QueueHarness(open_queue(), clock.advance, open_queue, close, now=clock)
 
 
 def sqs_factory(tmp_path: Path, config: QueueConfig) -> QueueHarness:
@@ -120,7 +122,9 @@ def sqs_factory(tmp_path: Path, config: QueueConfig) -> QueueHarness:
             rng=random.Random(config.seed),
         )
 
-    return QueueHarness(open_queue(), queues.advance, open_queue, queues.close, SQS_LACKS)
+    return QueueHarness(
+        open_queue(), queues.advance, open_queue, queues.close, SQS_LACKS, queues.clock.now
+    )
 
 
 # ---- Adapters under contract: add the factory of every new JobQueue adapter here. ----
@@ -461,6 +465,90 @@ def test_ack_of_dead_job_is_ignored(make_queue: Callable[..., QueueHarness]) -> 
     assert q.retry(job, "boom") is False
     q.ack(job)
     assert len(q.dead_letters()) == 1
+
+
+# ---- heartbeat (extend) and release (a wait, not a failure) -----------------------------
+
+
+def test_extend_keeps_a_running_job_from_a_second_worker(harness: QueueHarness) -> None:
+    q = harness.queue
+    q.enqueue("long", {})
+    job = lease_or_fail(q)
+    for _ in range(5):  # five beats: the job runs for 4.5 leases
+        harness.advance(VT * 0.9)
+        assert q.extend(job, VT) is True
+        assert q.lease(VT) is None, "a second worker took a job whose lease was extended"
+    q.ack(job)
+    harness.advance(VT * 2)
+    assert q.lease(VT) is None
+    assert q.depth() == 0
+
+
+def test_a_job_whose_heartbeat_stops_is_leased_again(harness: QueueHarness) -> None:
+    q = harness.queue
+    q.enqueue("long", {})
+    job = lease_or_fail(q)
+    harness.advance(VT * 0.9)
+    q.extend(job, VT)
+    harness.advance(VT + 1)  # the worker died: no more beats
+    again = lease_or_fail(q)
+    assert again.job_id == job.job_id
+    assert again.attempts == 2
+
+
+def test_extend_of_a_lost_lease_is_refused(harness: QueueHarness) -> None:
+    require(harness, "stale_ack_ignored")
+    q = harness.queue
+    q.enqueue("k", {})
+    first = lease_or_fail(q)
+    harness.advance(VT + 1)
+    second = lease_or_fail(q)
+    assert q.extend(first, VT * 10) is False
+    harness.advance(VT + 1)
+    assert lease_or_fail(q).job_id == second.job_id, "the stale heartbeat changed nothing"
+
+
+def test_release_puts_the_job_back_without_spending_an_attempt(
+    make_queue: Callable[..., QueueHarness],
+) -> None:
+    h = make_queue(max_attempts=2)
+    q = h.queue
+    q.enqueue("limited", {"run_id": "r1"})
+    for _ in range(6):  # far more waits than attempts
+        job = lease_or_fail(q)
+        assert job.attempts == 1
+        assert job.payload == {"run_id": "r1"}
+        assert q.release(job, 60) is True
+        assert q.lease(VT) is None, "a released job is not due before its delay"
+        h.advance(61)
+    job = lease_or_fail(q)
+    assert job.attempts == 1
+    assert q.retry(job, "boom") is True  # the attempts are all still there
+    h.advance(10_000)
+    job = lease_or_fail(q)
+    assert job.attempts == 2
+    assert q.retry(job, "boom") is False
+    assert [d.job_id for d in q.dead_letters()] == [job.job_id]
+
+
+def test_a_released_job_does_not_run_before_its_delay(harness: QueueHarness) -> None:
+    q = harness.queue
+    q.enqueue("limited", {})
+    job = lease_or_fail(q)
+    due = harness.now() + 2000  # longer than SQS's 900 s delays
+    q.release(job, 2000)
+    harness.advance(1000)
+    early = q.lease(VT)
+    # Handed out early (SQS), it says when it may run, and the worker releases it again.
+    assert early is None or early.not_before >= due - 1
+    if early is not None:
+        assert early.attempts == 1
+        q.release(early, early.not_before - harness.now())
+    harness.advance(1001)
+    late = lease_or_fail(q)
+    assert late.job_id == job.job_id
+    assert late.not_before <= harness.now()
+    assert late.attempts == 1
 
 
 # ---- dedupe -----------------------------------------------------------------------------
@@ -830,3 +918,26 @@ def test_sqlite_second_process_view_sees_committed_jobs(
         assert other.execute("SELECT count(*) FROM queue_jobs").fetchone()[0] == 1
     finally:
         other.close()
+
+
+def test_a_queue_file_from_before_dedupe_release_is_migrated(tmp_path: Path) -> None:
+    """A database made before jobs kept their dedupe key gets the column, and works."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE queue_jobs (seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL UNIQUE, "
+            "kind TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'ready', "
+            "available_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, lease_token TEXT, "
+            "last_error TEXT, enqueued_at REAL NOT NULL, died_at REAL);"
+        )
+    db = Database(path)
+    try:
+        q = SqliteJobQueue(db, max_attempts=1)
+        SqliteJobQueue(db, max_attempts=1)  # opening again (another process) is harmless
+        assert q.enqueue("webhook", {}, dedupe_key="d") is True
+        job = q.lease(VT)
+        assert job is not None
+        assert q.retry(job, "boom") is False
+        assert q.enqueue("webhook", {}, dedupe_key="d") is True  # released with the dead job
+    finally:
+        db.close()

@@ -8,6 +8,7 @@ if the key was new. Every lease is recorded in ``lease_log`` so the test can see
 ``--mode`` decides where the handler stops to be killed:
 ``block-before-effect`` writes the marker file and blocks before the effect;
 ``block-after-effect`` commits the effect, writes the marker and blocks before the ack;
+``slow`` sleeps ``--slow-for`` seconds (longer than its lease) before the effect;
 ``normal`` completes. The process stops gracefully on SIGTERM (exit code 0).
 """
 
@@ -19,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ CREATE TABLE IF NOT EXISTS lease_log (
 );
 """
 
-MODES = ("block-before-effect", "block-after-effect", "normal")
+MODES = ("block-before-effect", "block-after-effect", "slow", "normal")
 
 
 class RecordingQueue(SqliteJobQueue):
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=MODES, required=True)
     parser.add_argument("--visibility-timeout", type=float, default=1.0)
     parser.add_argument("--poll-interval", type=float, default=0.05)
+    parser.add_argument("--slow-for", type=float, default=3.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
 
@@ -89,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "block-before-effect":
             args.marker.write_text("started")
             block_forever()
+        if args.mode == "slow":
+            args.marker.write_text("started")
+            time.sleep(args.slow_for)
         apply_effect(db, payload["key"])
         if args.mode == "block-after-effect":
             args.marker.write_text("effect committed")

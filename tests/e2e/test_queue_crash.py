@@ -132,3 +132,29 @@ def test_sigkilled_worker_job_completes_once(
         assert queue.enqueue("effect", {"key": "effect-of-job-1"}, dedupe_key="delivery-1") is False
     finally:
         queue.close()
+
+
+@pytest.mark.slow
+def test_a_job_sleeping_past_its_lease_runs_once_with_two_workers(tmp_path: Path) -> None:
+    db_path = tmp_path / "valine.db"
+    queue = SqliteJobQueue(Database(db_path))
+    try:
+        assert queue.enqueue("effect", {"key": "slow-job"})
+        # The job sleeps 3 s; its lease is 1 s: only the heartbeat keeps it from "idle".
+        with worker(tmp_path, "slow", "slow") as slow:
+            marker = tmp_path / "slow.marker"
+            assert wait_for(lambda: marker.exists() or slow.poll() is not None), output(
+                tmp_path, "slow"
+            )
+            with worker(tmp_path, "idle", "normal") as idle:
+                assert wait_for(lambda: queue.depth() == 0), output(tmp_path, "slow")
+                idle.terminate()
+                assert idle.wait(DEADLINE) == 0, output(tmp_path, "idle")
+            slow.terminate()
+            assert slow.wait(DEADLINE) == 0, output(tmp_path, "slow")
+        leases = query(db_path, "SELECT attempts, pid FROM lease_log ORDER BY rowid")
+        assert leases == [(1, slow.pid)], f"leased again while it ran: {leases}"
+        assert applied(db_path) == 1
+        assert list(queue.dead_letters()) == []
+    finally:
+        queue.close()

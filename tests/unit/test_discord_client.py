@@ -256,11 +256,51 @@ def test_5xx_is_retried_with_backoff_then_succeeds(
     client: DiscordClient, standin: DiscordStandIn, fake_time: FakeTime
 ) -> None:
     standin.fail_next(2, status=502)
-    message_id = client.create_message(CHANNEL, {"content": "after two 502s"})
+    message = {"content": "after two 502s", "nonce": "n-after-502s", "enforce_nonce": True}
+    message_id = client.create_message(CHANNEL, message)
 
     assert [r.status for r in standin.requests] == [502, 502, 200]
     assert fake_time.sleeps == [0.5, 1.0]
     assert standin.message(message_id) is not None
+
+
+def test_a_post_that_may_have_arrived_is_not_sent_blindly_again(
+    client: DiscordClient, standin: DiscordStandIn, fake_time: FakeTime
+) -> None:
+    token = "aW50ZXJhY3Rpb246" + "z" * 60
+    standin.apply_then_fail_next(502, count=2)
+
+    with pytest.raises(DiscordUnavailable, match="502") as plain:
+        client.create_message(CHANNEL, {"content": "no nonce"})
+    with pytest.raises(DiscordUnavailable, match="502") as followup:
+        client.followup(standin.application_id, token, {"content": "a follow-up"})
+
+    assert plain.value.request_sent and followup.value.request_sent
+    assert len(standin.requests) == 2  # one each: never re-sent
+    assert len(standin.channel_messages(CHANNEL)) == 1  # it did arrive, once
+    assert len(standin.followups(token)) == 1
+    assert fake_time.sleeps == []
+
+
+def test_a_nonce_message_applied_then_502_is_retried_into_the_same_message(
+    client: DiscordClient, standin: DiscordStandIn
+) -> None:
+    standin.apply_then_fail_next(502)
+    message = {"content": "shipped", "nonce": "valine-shipped-1", "enforce_nonce": True}
+
+    message_id = client.create_message(CHANNEL, message)
+
+    assert [r.status for r in standin.requests] == [502, 200]
+    assert [m["id"] for m in standin.channel_messages(CHANNEL)] == [message_id]
+
+
+def test_a_rate_limit_that_outlasts_the_budget_was_not_sent(
+    client: DiscordClient, standin: DiscordStandIn
+) -> None:
+    standin.rate_limit_next(retry_after=3600)
+    with pytest.raises(DiscordUnavailable) as caught:
+        client.create_message(CHANNEL, {"content": "later"})
+    assert caught.value.request_sent is False
 
 
 def test_5xx_that_persists_becomes_discord_unavailable(
@@ -414,6 +454,9 @@ def test_neither_the_bot_token_nor_interaction_tokens_are_logged(
         standin.rate_limit_next(0.01)
         client.edit_original(standin.application_id, tokens[0], PLAN_MESSAGE)
         standin.fail_next(1)
+        with pytest.raises(DiscordUnavailable) as refused:  # a follow-up is never re-sent
+            client.followup(standin.application_id, tokens[1], {"content": "f"})
+        errors.append(refused.value)
         client.followup(standin.application_id, tokens[1], {"content": "f"})
         client.create_message(CHANNEL, {"content": "c"})
         client.register_commands(registration_payload())

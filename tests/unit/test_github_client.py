@@ -17,7 +17,7 @@ import pytest
 
 from helpers import free_port, rsa_key_pair
 from valine.core.checks import Outcome, Verdict, verdict
-from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound
+from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound, RateLimited
 from valine.github.client import (
     PULLS_PER_QUERY,
     AppAuth,
@@ -563,7 +563,7 @@ def test_secondary_rate_limit_waits_retry_after(
 
     client.update_issues(REPO, [IssueUpdate(issue.node_id, comment="hello")])
 
-    assert sleeps == [7.0]
+    assert sleeps == [pytest.approx(7.0, abs=0.5)]
     assert [(r.path, r.status) for r in standin.requests[1:]] == [
         ("/graphql", 403),
         ("/graphql", 200),
@@ -584,11 +584,11 @@ def test_primary_rate_limit_waits_until_reset(make_client: ClientFactory) -> Non
         client = make_client(
             TokenAuth(standin.token), standin.url, clock=lambda: now[0], sleep=sleep
         )
-        standin.primary_rate_limit_next(reset_in=20)
+        standin.primary_rate_limit_next(reset_in=5)
 
         assert client.list_ready_issues(REPO, "ready") == ()
 
-    assert waits == [21.0]  # until x-ratelimit-reset, plus a second of margin
+    assert waits == [6.0]  # until x-ratelimit-reset, plus a second of margin
 
 
 def test_rate_limit_beyond_the_cap_fails_at_once(
@@ -1029,3 +1029,115 @@ def test_a_dispatch_that_could_not_connect_says_nothing_was_sent(
         client.dispatch_workflow(REPO, "agent.yml", "main", {"issue_number": "1"})
 
     assert not raised.value.request_sent
+
+
+# -- rate limits are waits: GraphQL RATE_LIMITED, shared state, RateLimited -----------------
+
+
+class MovingClock:
+    """Epoch seconds that move only when the client sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1_900_000_000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def moving() -> MovingClock:
+    """A clock the client's sleeps move."""
+    return MovingClock()
+
+
+@pytest.fixture
+def timed(moving: MovingClock) -> Iterator[tuple[GitHubStandIn, GitHubClient]]:
+    """A stand-in and a client on the same moving clock."""
+    with GitHubStandIn(clock=moving) as standin:
+        standin.add_repo(REPO)
+        with GitHubClient(
+            TokenAuth(standin.token),
+            api_url=standin.url,
+            sleep=moving.sleep,
+            clock=moving,
+            jitter=lambda: 0.5,
+        ) as client:
+            yield standin, client
+
+
+def test_graphql_rate_limited_is_a_short_wait_then_the_mutation_runs_once(
+    timed: tuple[GitHubStandIn, GitHubClient], moving: MovingClock
+) -> None:
+    standin, client = timed
+    number = standin.add_issue(REPO, "task", ["ready"])
+    [issue] = client.list_ready_issues(REPO, "ready")
+    standin.graphql_rate_limit_next(reset_in=5)
+    limited_at = moving.now
+
+    client.update_issues(REPO, [IssueUpdate(issue.node_id, comment="once")])
+
+    assert standin.comments(REPO, number) == ["once"]
+    graphql = [r for r in standin.requests if r.path == "/graphql"]
+    assert [r.fault for r in graphql] == ["graphql-rate-limited", None]
+    assert graphql[1].at >= limited_at + 5, "a request went out before the reset"
+    assert moving.sleeps == [6.0]
+
+
+def test_a_long_limit_raises_rate_limited_and_later_calls_send_nothing_before_the_reset(
+    timed: tuple[GitHubStandIn, GitHubClient], moving: MovingClock
+) -> None:
+    standin, client = timed
+    standin.add_issue(REPO, "task", ["ready"])
+    [issue] = client.list_ready_issues(REPO, "ready")
+    standin.graphql_rate_limit_next(reset_in=600)
+    reset = moving.now + 600
+
+    for _ in range(3):  # the first call meets the limit; the others know it already
+        with pytest.raises(RateLimited) as caught:
+            client.update_issues(REPO, [IssueUpdate(issue.node_id, comment="later")])
+        assert caught.value.request_sent is False
+        assert caught.value.reset_at == pytest.approx(reset + 1)
+
+    assert len([r for r in standin.requests if r.path == "/graphql"]) == 1
+    assert moving.sleeps == []
+    # REST has its own budget: it is not held back by the GraphQL limit.
+    assert client.list_ready_issues(REPO, "ready")
+
+
+def test_a_primary_limit_blocks_every_worker_of_the_process(
+    timed: tuple[GitHubStandIn, GitHubClient], moving: MovingClock
+) -> None:
+    standin, client = timed
+    standin.primary_rate_limit_next(reset_in=300)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            client.list_ready_issues(REPO, "ready")
+        except RateLimited as exc:
+            errors.append(exc)
+
+    with pytest.raises(RateLimited):
+        client.list_ready_issues(REPO, "ready")
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert len(errors) == 4
+    assert len(standin.requests) == 1, "a worker sent a request before the known reset"
+
+
+def test_rate_limit_spelled_rate_limit_is_recognised_too() -> None:
+    from valine.github.client import _graphql_rate_limited
+
+    assert _graphql_rate_limited({"errors": [{"type": "RATE_LIMIT", "message": "x"}]})
+    assert _graphql_rate_limited({"errors": [{"type": "RATE_LIMITED", "message": "x"}]})
+    assert not _graphql_rate_limited({"errors": [{"type": "NOT_FOUND", "message": "x"}]})
+    assert not _graphql_rate_limited({"data": {}})

@@ -414,6 +414,58 @@ def test_worker_dead_letters_on_the_last_attempt(
     assert "no handler" in json.loads(dead[0]["Body"])["error"]
 
 
+def test_a_job_whose_workers_kept_dying_reaches_the_dead_letter_hook(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = deployment.runtime.services
+    told: list[tuple[str, dict[str, Any], str]] = []
+    monkeypatch.setattr(services.orchestrator, "on_dead_letter", lambda *args: told.append(args))
+    services.queue.enqueue("dispatch", {"run_id": "r1", "issue": 3})
+    messages = deployment.receive()
+    event = sqs_event(deployment.queue_url, messages)
+    max_attempts = services.queue.max_attempts  # type: ignore[attr-defined]
+    # one receive more than the attempts: every earlier worker died mid-job
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = str(max_attempts + 1)
+
+    result = lambda_handlers.worker_handler(event, Context())
+
+    assert result == {"batchItemFailures": []}
+    assert [(kind, payload) for kind, payload, _ in told] == [
+        ("dispatch", {"run_id": "r1", "issue": 3})
+    ]
+    assert "workers stopped" in told[0][2]
+    (dead,) = deployment.receive(deployment.dead_letter_url)
+    assert json.loads(dead["Body"])["kind"] == "dispatch"
+
+
+@dataclass
+class ShortContext(Context):
+    """A Lambda context with little time left in the invocation."""
+
+    left_ms: int = 30_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        """What Lambda's context says."""
+        return self.left_ms
+
+
+def test_a_record_that_might_not_finish_in_time_is_put_back_without_an_attempt(
+    deployment: Deployment,
+) -> None:
+    services = deployment.runtime.services
+    services.queue.enqueue("no_such_kind", {"n": 1})
+    messages = deployment.receive()
+
+    result = lambda_handlers.worker_handler(
+        sqs_event(deployment.queue_url, messages), ShortContext()
+    )
+
+    assert result == {"batchItemFailures": []}  # not failed: put back as a new message
+    job = services.queue.lease(30)
+    assert job is not None and job.payload == {"n": 1}
+    assert job.attempts == 1, "the put-back cost an attempt"
+
+
 def test_an_unreadable_message_fails_alone(deployment: Deployment) -> None:
     deployment.sqs.send_message(QueueUrl=deployment.queue_url, MessageBody="not a job")
     messages = deployment.receive()

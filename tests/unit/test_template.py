@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from valine.core.policy import PlannerRules
 from valine.queue.sqs import SqsJobQueue
 from valine.runtime.config import ENV_NAMES, SECRET_SETTINGS
 from valine.runtime.secrets import SECRET_KEYS, SECRETS_ARN_ENV, SECRETS_TTL_ENV
@@ -257,11 +258,39 @@ def test_queue_retries_and_partial_batch_failures(template: dict[str, Any]) -> N
     }
     assert queue["VisibilityTimeout"] >= 6 * worker["Timeout"]
     mapping = template["Resources"]["WorkerQueueMapping"]["Properties"]
+    assert mapping["BatchSize"] >= 1
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["FunctionName"] == {"Ref": "WorkerFunction"}
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["JobQueue", "Arn"]}
     schedule = template["Resources"]["ReconcileFunction"]["Properties"]["Events"]
     assert [e["Properties"]["Schedule"] for e in schedule.values()] == ["rate(5 minutes)"]
+
+
+def test_the_worker_timeout_fits_the_longest_job(template: dict[str, Any]) -> None:
+    from valine.github.client import GitHubClient
+    from valine.queue import budget
+
+    worker = template["Resources"]["WorkerFunction"]["Properties"]
+    queue = template["Resources"]["JobQueue"]["Properties"]
+    client = inspect.signature(GitHubClient).parameters
+    # The budget is the clients' own defaults, not numbers of its own.
+    assert client["timeout"].default == budget.GITHUB_TIMEOUT
+    assert client["max_attempts"].default == budget.GITHUB_ATTEMPTS
+    assert client["max_retry_wait"].default == budget.GITHUB_RETRY_WAIT
+    assert client["rate_limit_cap"].default == budget.RATE_LIMIT_BUDGET
+    one_call = (
+        client["max_attempts"].default * client["timeout"].default
+        + client["max_retry_wait"].default
+        + client["rate_limit_cap"].default
+    )
+    assert budget.LONGEST_JOB == budget.MAX_CALLS_PER_JOB * one_call == 560
+    # The ship job of planner.max_tasks tasks: one merge each, the mutation, its read-back.
+    assert PlannerRules().max_tasks + 2 <= budget.MAX_CALLS_PER_JOB
+    assert worker["Timeout"] >= budget.LONGEST_JOB + budget.START_MARGIN
+    assert worker["Timeout"] <= 900  # Lambda's maximum
+    # No record of a batch becomes visible to another worker while the batch runs.
+    assert queue["VisibilityTimeout"] >= budget.VISIBILITY_FACTOR * worker["Timeout"]
+    assert queue["VisibilityTimeout"] <= 43_200  # SQS's maximum
 
 
 def _statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:

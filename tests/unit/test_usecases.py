@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -9,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from valine.core.authz import GUARDED_ACTIONS, Grant, Permissions
-from valine.core.errors import GitHubUnavailable
+from valine.core.errors import DiscordUnavailable, GitHubUnavailable
 from valine.core.models import Run
 from valine.core.policy import DiscordScope, Executor, Policy
 from valine.core.states import RunState, TaskState
@@ -22,6 +25,7 @@ from valine.queue.worker import WorkerPool
 from valine.store.db import Database
 from valine.store.sqlite import SqliteRunStore
 from valine.testing.discord_standin import DiscordStandIn
+from valine.testing.faults import Match, server_error
 from valine.testing.github_standin import GitHubStandIn
 from valine.usecases import CLAIM, CLAIM_TIMEOUT, Actor, DispatchInProgress, Orchestrator
 
@@ -342,3 +346,279 @@ def test_a_malformed_delivery_is_ignored_with_one_log_line_and_no_retry(
         "ignored malformed pull_request delivery: pull_request.number: expected a positive integer"
     ]
     assert harness.run(run_id).version == before.version
+
+
+# -- announcements: claimed before posted, exactly once ------------------------------------
+
+
+def _in_state(h: Harness, run_id: str, state: RunState, **fields: Any) -> Run:
+    """Put the stored run in ``state`` the way a transition would (counting the entry)."""
+    run = h.orchestrator.store.get_run(run_id)
+    entered = {**run.entered, state.value: run.entered.get(state.value, 0) + 1}
+    return h.orchestrator.store.save_run(replace(run, state=state, entered=entered, **fields))
+
+
+def _announcements(h: Harness, text: str) -> list[dict[str, Any]]:
+    messages = h.discord.followups("tok") + h.discord.channel_messages("3")
+    return [m for m in messages if text in (m.get("content") or "")]
+
+
+def test_an_announcement_is_posted_once_however_often_the_notify_job_runs(
+    harness: Harness,
+) -> None:
+    run_id = planned(harness)
+    _in_state(harness, run_id, RunState.READY_TO_SHIP)
+    for _ in range(5):
+        harness.orchestrator.run_notify_job({"run_id": run_id})
+        # a later webhook saves the run again (its version moves on)
+        run = harness.run(run_id)
+        harness.orchestrator.store.save_run(replace(run, reason=f"v{run.version}"))
+
+    assert len(_announcements(harness, "Ready to ship")) == 1
+    assert harness.run(run_id).announced == {"ready": "posted"}
+
+
+def test_ship_failed_is_announced_once_per_failed_attempt(harness: Harness) -> None:
+    run_id = planned(harness)
+    _in_state(harness, run_id, RunState.SHIP_FAILED, reason="#1 has a conflict")
+    for _ in range(3):
+        harness.orchestrator.run_notify_job({"run_id": run_id})
+        run = harness.run(run_id)
+        harness.orchestrator.store.save_run(replace(run, reason="#1 has a conflict"))
+    assert len(_announcements(harness, "did not ship completely")) == 1
+
+    _in_state(harness, run_id, RunState.SHIPPING)
+    _in_state(harness, run_id, RunState.SHIP_FAILED, reason="#1 still has a conflict")
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+
+    assert len(_announcements(harness, "did not ship completely")) == 2  # a second attempt
+    assert set(harness.run(run_id).announced) == {"ship_failed:1", "ship_failed:2"}
+
+
+def test_a_failed_run_is_announced(harness: Harness) -> None:
+    run_id = planned(harness)
+    _in_state(harness, run_id, RunState.FAILED, reason="could not start the run")
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+    assert len(_announcements(harness, "failed: could not start the run")) == 1
+
+
+def test_a_channel_announcement_applied_then_502_is_posted_once(harness: Harness) -> None:
+    run_id = planned(harness)
+    harness.clock.t += 15 * 60  # the interaction token has expired: channel messages now
+    _in_state(harness, run_id, RunState.SHIPPED)
+    harness.discord.apply_then_fail_next(502, match=Match(method="POST"))
+
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+
+    posts = [r for r in harness.discord.requests if r.method == "POST"]
+    assert [r.status for r in posts] == [502, 200]
+    assert posts[0].json["nonce"] == posts[1].json["nonce"]
+    assert posts[0].json["enforce_nonce"] is True
+    assert len(harness.discord.channel_messages("3")) == 1
+
+
+def test_a_claimed_channel_announcement_is_resent_with_its_nonce_after_a_crash(
+    harness: Harness,
+) -> None:
+    run_id = planned(harness)
+    harness.clock.t += 15 * 60
+    run = _in_state(harness, run_id, RunState.SHIPPED)
+    claim = "sending channel valine-crashed-nonce-0001"
+    run = harness.orchestrator.store.save_run(replace(run, announced={"shipped": claim}))
+    # the crashed attempt had reached Discord before it died
+    with DiscordClient(
+        harness.discord.url, harness.discord.application_id, harness.discord.bot_token
+    ) as client:
+        client.create_message(
+            "3",
+            {"content": "shipped", "nonce": claim.rsplit(maxsplit=1)[-1], "enforce_nonce": True},
+        )
+
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+
+    assert len(harness.discord.channel_messages("3")) == 1
+    assert harness.run(run_id).announced == {"shipped": "posted"}
+
+
+def test_a_followup_whose_answer_was_lost_is_not_posted_again(harness: Harness) -> None:
+    run_id = planned(harness)
+    _in_state(harness, run_id, RunState.READY_TO_SHIP)
+    harness.discord.apply_then_fail_next(502, match=Match(method="POST"))
+
+    with pytest.raises(DiscordUnavailable):
+        harness.orchestrator.run_notify_job({"run_id": run_id})
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+
+    assert len(_announcements(harness, "Ready to ship")) == 1
+
+
+def test_an_announcement_refused_before_it_left_is_claimed_again(harness: Harness) -> None:
+    run_id = planned(harness)
+    _in_state(harness, run_id, RunState.READY_TO_SHIP)
+    harness.discord.rate_limit_next(retry_after=3600)  # beyond the client's budget
+
+    with pytest.raises(DiscordUnavailable):
+        harness.orchestrator.run_notify_job({"run_id": run_id})
+    assert harness.run(run_id).announced == {}
+    harness.orchestrator.run_notify_job({"run_id": run_id})
+
+    assert len(_announcements(harness, "Ready to ship")) == 1
+
+
+# -- GitHub writes: never re-sent blindly, read back, per-task failures ----------------------
+
+START_MUTATION = Match(graphql="addComment")
+
+
+def _started(h: Harness, issues: int) -> tuple[str, list[int]]:
+    run_id = planned(h, issues)
+    numbers = [t.issue_number for t in h.run(run_id).tasks]
+    return run_id, numbers
+
+
+def _assert_started_once(h: Harness, run_id: str, numbers: list[int]) -> None:
+    for number in numbers:
+        comments = h.github.comments(REPO, number)
+        assert len(comments) == 1, f"#{number} has {len(comments)} comments"
+        assert f"<!-- valine:{run_id} -->" in comments[0]
+        labels = h.github.issue(REPO, number).labels
+        assert "in-progress" in labels and "ready" not in labels
+    assert all(t.state is TaskState.DISPATCHED for t in h.run(run_id).tasks)
+
+
+def test_a_mutation_applied_then_502_leaves_one_comment(harness: Harness) -> None:
+    run_id, numbers = _started(harness, 3)
+    harness.github.apply_then_fail_next(502, match=START_MUTATION)
+
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+
+    _assert_started_once(harness, run_id, numbers)
+    sent = [r for r in harness.github.requests if "addComment" in str(r.body)]
+    assert len(sent) == 1, "the mutation was sent again after the 502"
+
+
+def test_a_mutation_whose_answer_never_came_leaves_one_comment(harness: Harness) -> None:
+    run_id, numbers = _started(harness, 2)
+    harness.github.apply_then_drop_next(match=START_MUTATION)
+
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+
+    _assert_started_once(harness, run_id, numbers)
+
+
+def test_only_what_is_missing_is_sent_after_a_lost_answer(harness: Harness) -> None:
+    run_id, numbers = _started(harness, 2)
+    harness.github.faults.add(server_error(502, match=START_MUTATION))  # it never ran ...
+    harness.github.set_labels(REPO, numbers[0], ["in-progress"])  # ... but a person relabelled
+
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+
+    _assert_started_once(harness, run_id, numbers)
+    resent = [r for r in harness.github.requests if "addComment" in str(r.body)][-1]
+    assert resent.status == 200
+    variables = resent.body["variables"].values()
+    label_changes = [v for v in variables if "labelableId" in v]
+    assert len(label_changes) == 2  # #2's add and remove; #1 needs no label change
+
+
+def test_a_second_lost_answer_retries_the_job_which_reads_back_again(harness: Harness) -> None:
+    run_id, numbers = _started(harness, 2)
+    harness.github.apply_then_fail_next(502, match=START_MUTATION)
+    harness.github.apply_then_fail_next(502, match=Match(method="GET", path="/comments$"))
+
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+
+    _assert_started_once(harness, run_id, numbers)
+
+
+def test_one_refused_change_fails_only_its_task(harness: Harness) -> None:
+    run_id, numbers = _started(harness, 3)
+    store = harness.orchestrator.store
+    run = store.get_run(run_id)
+    gone = replace(run.tasks[1], node_id="I_doesnotexist")  # e.g. the issue was transferred
+    store.save_run(replace(run, tasks=(run.tasks[0], gone, run.tasks[2])))
+
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+
+    tasks = {t.issue_number: t for t in harness.run(run_id).tasks}
+    assert tasks[numbers[1]].state is TaskState.FAILED
+    assert "relabelling failed" in str(tasks[numbers[1]].reason)
+    for number in (numbers[0], numbers[2]):
+        assert tasks[number].state is TaskState.DISPATCHED
+        assert len(harness.github.comments(REPO, number)) == 1
+
+
+def test_a_label_a_person_created_after_the_plan_is_looked_up_and_used(
+    harness: Harness,
+) -> None:
+    run_id, numbers = _started(harness, 1)
+    made_by_hand = harness.github.add_label(REPO, "in-progress")
+
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+
+    assert harness.run(run_id).github_ids["label:in-progress"] == made_by_hand
+    refused = [r for r in harness.github.requests if "createLabel" in str(r.body)]
+    assert len(refused) == 1 and "already been taken" in str(refused[0].response)
+    _assert_started_once(harness, run_id, numbers)
+
+
+# -- a property: whatever Discord does to the attempts, an announcement is never doubled ----
+
+_DISCORD_FAULTS = ("none", "refused_502", "applied_502", "rate_limited")
+
+
+def _inject(discord: DiscordStandIn, fault: str) -> None:
+    if fault == "refused_502":
+        discord.fail_next(1, 502)
+    elif fault == "applied_502":
+        discord.apply_then_fail_next(502, match=Match(method="POST"))
+    elif fault == "rate_limited":
+        discord.rate_limit_next(retry_after=3600)  # beyond the client's budget: not sent
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    faults=st.lists(st.sampled_from(_DISCORD_FAULTS), min_size=1, max_size=6),
+    channel=st.booleans(),
+)
+def test_an_announcement_is_never_posted_twice_whatever_discord_does(
+    harness: Harness, faults: list[str], channel: bool
+) -> None:
+    run_id = planned(harness)
+    if channel:
+        harness.clock.t += 15 * 60  # the token has expired: announced as a channel message
+    _in_state(harness, run_id, RunState.READY_TO_SHIP)
+    harness.discord.faults.clear()
+    harness.discord.clear_requests()
+    before = len(_announcements(harness, f"Run `{run_id}`"))
+    for fault in faults:
+        _inject(harness.discord, fault)
+        with contextlib.suppress(DiscordUnavailable):
+            harness.orchestrator.run_notify_job({"run_id": run_id})
+        harness.discord.faults.clear()
+    harness.orchestrator.run_notify_job({"run_id": run_id})  # a last, clean attempt
+    posted = len(_announcements(harness, f"Run `{run_id}`")) - before
+
+    assert posted <= 1
+    reached = [f for f in faults if f in ("none", "applied_502")]
+    first_sent = _first_sent(faults)
+    if channel or first_sent == len(faults) or (reached and faults.index(reached[0]) <= first_sent):
+        # a channel message converges on its nonce; a follow-up is posted if its first
+        # attempt that reached Discord was the one that created it
+        assert posted == 1, (faults, channel)
+    _in_state(harness, run_id, RunState.SHIPPED)  # frees the repository for the next example
+
+
+def _first_sent(faults: list[str]) -> int:
+    """The index of the first attempt that may have reached Discord (or past the end)."""
+    sent = [i for i, f in enumerate(faults) if f != "rate_limited"]
+    return sent[0] if sent else len(faults)

@@ -180,11 +180,11 @@ class Interleaved:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    def update_issues(self, *args: Any) -> None:
+    def update_issues(self, *args: Any, **kwargs: Any) -> Any:
         before, self.before = self.before, None
         if before is not None:
             before()
-        self._client.update_issues(*args)
+        return self._client.update_issues(*args, **kwargs)
 
 
 @pytest.mark.parametrize("cancel_job_runs_mid_way", [False, True])
@@ -221,7 +221,7 @@ class RefusingUpdates:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    def update_issues(self, *args: Any) -> None:
+    def update_issues(self, *args: Any, **kwargs: Any) -> None:
         raise GitHubError(422, "Could not resolve to a node")
 
 

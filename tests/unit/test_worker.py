@@ -315,3 +315,75 @@ def test_workers_let_requests_go_first(queue: SqliteJobQueue) -> None:
     finally:
         assert pool.stop(timeout=5)  # stop() wakes it at once: nothing waits 30 s
     assert queue.depth() == 2  # the rest is still queued, durably
+
+
+# -- leases that hold, rate limits that wait ------------------------------------------------
+
+
+def test_a_job_running_past_its_lease_runs_once(queue: SqliteJobQueue) -> None:
+    runs: list[str] = []
+    started = threading.Event()
+
+    def slow(payload: dict[str, Any]) -> None:
+        runs.append(threading.current_thread().name)
+        started.set()
+        time.sleep(1.5)  # five leases of 0.3 s
+
+    pool = WorkerPool(queue, {"slow": slow}, threads=3, visibility_timeout=0.3, poll_interval=0.02)
+    queue.enqueue("slow", {})
+    pool.start()
+    try:
+        assert started.wait(DEADLINE)
+        assert wait_for(lambda: queue.depth() == 0)
+        time.sleep(0.5)  # a second worker, had it taken the job, would have started it
+    finally:
+        pool.stop()
+    assert len(runs) == 1, f"the job ran {len(runs)} times: {runs}"
+    assert queue.dead_letters() == []
+
+
+def test_the_heartbeat_extends_only_the_jobs_it_holds(fake_time_queue: SqliteJobQueue) -> None:
+    from valine.queue.worker import Heartbeat
+
+    clock = fake_time_queue._clock
+    assert isinstance(clock, FakeClock)
+    fake_time_queue.enqueue("a", {})
+    fake_time_queue.enqueue("b", {})
+    held, other = fake_time_queue.lease(10), fake_time_queue.lease(10)
+    assert held is not None and other is not None
+    beat = Heartbeat(fake_time_queue, 10)
+    with beat.holding(held):
+        clock.now += 9
+        assert beat.beat() == 1
+        clock.now += 9
+    assert beat.beat() == 0  # dropped when the block ended
+    leased = fake_time_queue.lease(10)
+    assert leased is not None and leased.job_id == other.job_id  # only the unheld lease ran out
+    assert fake_time_queue.lease(10) is None
+
+
+def test_a_rate_limited_job_waits_for_the_reset_without_spending_attempts(
+    fake_time_queue: SqliteJobQueue,
+) -> None:
+    from valine.core.errors import RateLimited
+    from valine.queue.worker import RESET_MARGIN
+
+    clock = fake_time_queue._clock
+    assert isinstance(clock, FakeClock)
+    calls: list[float] = []
+
+    def limited(payload: dict[str, Any]) -> None:
+        calls.append(clock.now)
+        if len(calls) <= 5:  # more waits than the queue's 3 attempts
+            raise RateLimited("GitHub rate limit exceeded", reset_at=clock.now + 100)
+
+    pool = WorkerPool(fake_time_queue, {"k": limited}, clock=clock)
+    fake_time_queue.enqueue("k", {})
+    for _ in range(5):
+        assert pool.run_one() is True
+        assert pool.run_one() is False, "due before the reset"
+        clock.now += 100 + RESET_MARGIN
+    assert pool.run_one() is True
+    assert len(calls) == 6
+    assert fake_time_queue.depth() == 0
+    assert fake_time_queue.dead_letters() == []

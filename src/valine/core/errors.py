@@ -54,8 +54,26 @@ class GitHubUnavailable(ValineError):
         self.request_sent = request_sent
 
 
+class RateLimited(GitHubUnavailable):
+    """GitHub's rate limit is spent until ``reset_at`` (epoch seconds), longer than a job
+    may wait. Nothing was sent: the job is put back until then, without spending an
+    attempt (a wait, not a failure)."""
+
+    def __init__(self, message: str, reset_at: float) -> None:
+        super().__init__(message, request_sent=False)
+        self.reset_at = reset_at
+
+
 class DiscordUnavailable(ValineError):
-    """Discord could not be reached or kept failing after retries."""
+    """Discord could not be reached or kept failing after retries.
+
+    ``request_sent`` is False only when Discord cannot have acted on the request (no
+    connection was made, or it answered 429), so sending it again cannot duplicate it.
+    """
+
+    def __init__(self, message: str, request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
 
 
 class ConfigurationError(ValineError):

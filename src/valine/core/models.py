@@ -142,6 +142,12 @@ class Run:
     #: Who asked to cancel while the run was shipping; the cancel takes effect when the
     #: ship attempt ends.
     cancel_requested_by: str | None = None
+    #: How many times the run entered each state (by state value): a new ship attempt
+    #: that fails again is a new ``ship_failed`` episode, with its own announcement.
+    entered: dict[str, int] = field(default_factory=dict)
+    #: Announcements by key (``ready``, ``shipped``, ``ship_failed:2`` ...): claimed
+    #: (``sending <via> <nonce>``) in a conditional save before posting, then ``posted``.
+    announced: dict[str, str] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -189,6 +195,8 @@ class Run:
             "applied": list(self.applied),
             "unclaimed_checks": list(self.unclaimed_checks),
             "cancel_requested_by": self.cancel_requested_by,
+            "entered": dict(self.entered),
+            "announced": dict(self.announced),
         }
 
     @classmethod
@@ -212,13 +220,18 @@ class Run:
             applied=tuple(data.get("applied") or ()),
             unclaimed_checks=tuple(data.get("unclaimed_checks") or ()),
             cancel_requested_by=data.get("cancel_requested_by"),
+            entered={str(k): int(v) for k, v in (data.get("entered") or {}).items()},
+            announced={str(k): str(v) for k, v in (data.get("announced") or {}).items()},
         )
 
 
 def apply_run_event(run: Run, event: RunEvent, now: float, **changes: Any) -> Run:
     """``run`` after ``event`` at ``now``, with optional field ``changes``; may raise."""
     new_state = next_run_state(run.state, event)
-    return replace(run, state=new_state, updated_at=now, **changes)
+    entered = run.entered
+    if new_state is not run.state:
+        entered = {**entered, new_state.value: entered.get(new_state.value, 0) + 1}
+    return replace(run, state=new_state, updated_at=now, entered=entered, **changes)
 
 
 def apply_task_event(

@@ -1,9 +1,9 @@
 """Declared shapes of the signed request bodies, checked before any field is used.
 
 A small typed layer instead of a validation library: it imports nothing beyond the
-standard library's ``json`` and ``re``, so the Discord PING's cold start does not pay for
-it (``python -X importtime -c "import valine.core.shape"``: about 1 ms, most of it
-``re``, which the service imports anyway).
+standard library's ``json``, ``re`` and ``typing``, which the service imports anyway, so
+the Discord PING's cold start pays about 1 ms for it (``python -X importtime``: median
+self time of 25 runs, 1.0-1.2 ms).
 
 :func:`parse_object` turns a body into a JSON object or raises :class:`ShapeError`
 (not JSON, nested deeper than :data:`MAX_DEPTH`, a lone surrogate in a string, not an

@@ -11,8 +11,10 @@ One pooled :class:`httpx.Client` per :class:`DiscordClient`, shared by worker th
   resource wait ``X-RateLimit-Reset-After`` first. Every wait counts against
   ``max_retry_wait``; a limit that would outlast it raises ``DiscordUnavailable`` at once.
 * 5xx and network errors: retried with exponential backoff, then ``DiscordUnavailable``.
-  A ``POST`` that may have reached Discord is retried on a network error only when it is
-  idempotent (a channel message with ``nonce`` and ``enforce_nonce``).
+  A ``POST`` that may have reached Discord (a 5xx, or a network error after connecting)
+  is never sent blindly again unless it is idempotent (a channel message with ``nonce``
+  and ``enforce_nonce``: Discord then returns the first message instead of creating a
+  second); ``DiscordUnavailable.request_sent`` says whether it may have arrived.
 * Other 4xx: :class:`~valine.ports.DiscordError` with Discord's JSON error ``code``.
 * Logs name the route template (``/webhooks/{application_id}/{token}``), never the URL:
   interaction tokens are in URLs. A filter on the ``httpx`` logger redacts them from the
@@ -264,12 +266,13 @@ class DiscordClient:
                 )
             except httpx.TransportError as exc:
                 reason = self._redact(f"{type(exc).__name__}: {exc}", call)
-                if not call.idempotent and not isinstance(exc, _NOT_SENT):
+                sent = not isinstance(exc, _NOT_SENT)
+                if not call.idempotent and sent:
                     log.warning(
                         "discord %s: %s; not retried, it may have arrived", call.route, reason
                     )
                     raise DiscordUnavailable(f"Discord {call.route}: {reason}") from None
-                waited += self._backoff(call, attempt, waited, reason)
+                waited += self._backoff(call, attempt, waited, reason, sent)
                 continue
             except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
                 reason = self._redact(f"{type(exc).__name__}: {exc}", call)
@@ -285,7 +288,8 @@ class DiscordClient:
                     )
                     raise DiscordUnavailable(
                         f"Discord {call.route}: rate limited for {retry_after:.2f}s "
-                        f"(global={is_global}) after {attempt} attempt(s)"
+                        f"(global={is_global}) after {attempt} attempt(s)",
+                        request_sent=False,
                     )
                 slept_until = self._block(call, retry_after, is_global)
                 log.warning(
@@ -298,7 +302,13 @@ class DiscordClient:
                 waited += retry_after
                 continue
             if status >= 500:
-                waited += self._backoff(call, attempt, waited, f"Discord answered {status}")
+                reason = f"Discord answered {status}"
+                if not call.idempotent:
+                    log.warning(
+                        "discord %s: %s; not retried, it may have arrived", call.route, reason
+                    )
+                    raise DiscordUnavailable(f"Discord {call.route}: {reason}")
+                waited += self._backoff(call, attempt, waited, reason, True)
                 continue
             if status >= 400:
                 error = _error(response)
@@ -313,14 +323,16 @@ class DiscordClient:
             log.debug("discord %s: %d", call.route, status)
             return response
 
-    def _backoff(self, call: _Call, attempt: int, waited: float, reason: str) -> float:
+    def _backoff(self, call: _Call, attempt: int, waited: float, reason: str, sent: bool) -> float:
         """Sleep before retrying a 5xx or network error, or raise when out of retries."""
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
         if attempt >= self.max_attempts or waited + delay > self.max_retry_wait:
             log.warning(
                 "discord %s: %s; giving up after %d attempt(s)", call.route, reason, attempt
             )
-            raise DiscordUnavailable(f"Discord {call.route}: {reason} after {attempt} attempt(s)")
+            raise DiscordUnavailable(
+                f"Discord {call.route}: {reason} after {attempt} attempt(s)", request_sent=sent
+            )
         log.info("discord %s: %s; retrying in %.2fs", call.route, reason, delay)
         self._sleep(delay)
         return delay

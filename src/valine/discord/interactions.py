@@ -8,7 +8,6 @@ needs GitHub is handed to the job queue by the command handler.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -205,6 +204,8 @@ class DiscordEndpoint:
         except Exception:
             # Internal detail (exception text, API paths, ARNs) stays in the log; the user
             # gets what happened and the id to find it there.
+            import secrets  # only here: it costs the PING's cold start a few ms
+
             ref = secrets.token_hex(4)
             log.exception("unhandled error answering the interaction [ref %s]", ref)
             return ephemeral(f"⚠️ Valine could not do that just now (ref {ref}). Try again.")

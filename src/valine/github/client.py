@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import math
 import random
 import re
 import threading
@@ -41,17 +42,19 @@ from gidgethub import HTTPException as GidgetHubHTTPException
 from gidgethub import sansio
 
 from valine.core.checks import Check, CheckKind, CheckPicture
-from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound
+from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound, RateLimited
 from valine.core.models import Issue, PullRequest
 from valine.ports import (
     GitHubError,
     HeadMoved,
+    IssueSnapshot,
     IssueUpdate,
     MergeQueueRequired,
     MergeResult,
     NotMergeable,
     RepositoryIds,
 )
+from valine.queue import budget
 from valine.runtime.config import Settings
 
 log = logging.getLogger("valine.github.client")
@@ -111,11 +114,15 @@ class _Reply:
 class _Failure(Exception):
     """An error answer, before it is mapped to a domain error."""
 
-    def __init__(self, status: int, message: str, headers: httpx.Headers) -> None:
+    def __init__(
+        self, status: int, message: str, headers: httpx.Headers, rate_limited: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        #: A rate limit whatever the status (GraphQL's are HTTP 200).
+        self.rate_limited = rate_limited
 
 
 class GitHubClient:
@@ -123,8 +130,11 @@ class GitHubClient:
 
     ``sleep``, ``clock`` and ``jitter`` are injectable so tests run without waiting;
     ``max_retry_wait`` bounds the total backoff of one call and ``rate_limit_cap`` the
-    total time one call may wait for a rate limit to lift (beyond it the call fails at
-    once with :class:`GitHubUnavailable` saying when the limit resets).
+    total time one call may wait for a rate limit to lift (beyond it the call raises
+    :class:`~valine.core.errors.RateLimited` with the reset, and the worker puts the job
+    back until then). A spent limit is remembered per resource (``core``, ``graphql``)
+    by the client, which the process's workers share: no request is sent before a known
+    reset.
     """
 
     def __init__(
@@ -132,11 +142,11 @@ class GitHubClient:
         auth: TokenAuth | AppAuth,
         *,
         api_url: str = DEFAULT_API_URL,
-        timeout: float = 10.0,
-        max_attempts: int = 4,
+        timeout: float = budget.GITHUB_TIMEOUT,
+        max_attempts: int = budget.GITHUB_ATTEMPTS,
         backoff_base: float = 0.5,
-        max_retry_wait: float = 30.0,
-        rate_limit_cap: float = 60.0,
+        max_retry_wait: float = budget.GITHUB_RETRY_WAIT,
+        rate_limit_cap: float = budget.RATE_LIMIT_BUDGET,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
@@ -167,6 +177,9 @@ class GitHubClient:
         self._count = 0
         self._count_lock = threading.Lock()
         self._rate_limit: sansio.RateLimit | None = None
+        #: Per resource (``core``, ``graphql``): no request before this epoch second.
+        self._blocked_until: dict[str, float] = {}
+        self._blocked_lock = threading.Lock()
         self._etags: OrderedDict[str, tuple[str, Any, str | None]] = OrderedDict()
         self._etag_lock = threading.Lock()
         self._token_lock = threading.Lock()
@@ -288,13 +301,54 @@ class GitHubClient:
         data = self.graphql(document, variables, repo=repo)
         return {label: str(data[f"c{i}"]["label"]["id"]) for i, label in enumerate(names)}
 
-    def update_issues(self, repo: str, updates: Sequence[IssueUpdate]) -> None:
-        """Apply every update in one GraphQL mutation; fields run in order."""
+    def update_issues(
+        self, repo: str, updates: Sequence[IssueUpdate], *, partial: bool = False
+    ) -> Mapping[str, str]:
+        """Apply every update in one GraphQL mutation; fields run in order (see the port).
+
+        With ``partial``, the fields GitHub refused are returned as ``{node_id: error}``
+        (GitHub runs the other fields); without it any error raises ``GitHubError``.
+        """
         if not updates:
-            return
-        document, variables = _issue_mutation(updates)
+            return {}
+        document, variables, owners = _issue_mutation(updates)
         # The repository picks the App installation whose token the mutation needs.
-        self.graphql(document, variables, repo=repo)
+        data, errors = self._graphql_answer(document, variables, repo=repo)
+        failed: dict[str, str] = {}
+        unplaced = []
+        for error in errors:
+            path = error.get("path") if isinstance(error, Mapping) else None
+            node_id = owners.get(str(path[0])) if isinstance(path, list) and path else None
+            if node_id is None:
+                unplaced.append(error)
+            else:
+                failed[node_id] = "; ".join(filter(None, (failed.get(node_id), _message(error))))
+        if unplaced or (failed and not partial) or not isinstance(data, dict):
+            messages = "; ".join(_message(e) for e in errors) or "GraphQL answer without data"
+            raise GitHubError(200, f"GraphQL: {messages}")
+        return failed
+
+    def read_issue(self, repo: str, number: int) -> IssueSnapshot:
+        """An issue's labels and assignees and every comment's body (REST, paginated)."""
+        base = f"{self._repo_url(repo)}/issues/{int(number)}"
+        data = self._request("GET", base, repo=repo).data
+        if not isinstance(data, Mapping):
+            raise GitHubError(200, f"unexpected response: issue #{number} is not an object")
+        comments: list[str] = []
+        url: str | None = f"{base}/comments?per_page=100"
+        for _ in range(MAX_PAGES):
+            if url is None:
+                break
+            reply = self._request("GET", url, repo=repo)
+            if not isinstance(reply.data, list):
+                raise GitHubError(reply.status, "unexpected response: comments are not a list")
+            comments.extend(str(c.get("body") or "") for c in reply.data if isinstance(c, Mapping))
+            url = reply.next_url
+        return IssueSnapshot(
+            labels=tuple(str(label["name"]) for label in data.get("labels") or ()),
+            assignees=tuple(str(a["login"]) for a in data.get("assignees") or ()),
+            comments=tuple(comments),
+        )
 
     def enqueue_pull(self, repo: str, number: int, sha: str) -> None:
         """Add the pull request to its merge queue (reads its node id first)."""
@@ -322,25 +376,36 @@ class GitHubClient:
         With ``not_found_ok``, ``NOT_FOUND`` errors are left to the caller: the fields
         they concern are null in ``data``.
         """
+        data, all_errors = self._graphql_answer(document, variables, repo=repo)
+        errors = [
+            e
+            for e in all_errors
+            if not (not_found_ok and isinstance(e, Mapping) and e.get("type") == "NOT_FOUND")
+        ]
+        if errors:
+            messages = "; ".join(_message(e) for e in errors if e)
+            raise GitHubError(200, f"GraphQL: {messages}")
+        if not isinstance(data, dict):
+            raise GitHubError(200, "GraphQL answer without data")
+        return data
+
+    def _graphql_answer(
+        self, document: str, variables: Mapping[str, Any], *, repo: str | None
+    ) -> tuple[Any, list[Any]]:
+        """One GraphQL request: its ``data`` and its ``errors`` (a list, maybe empty)."""
         reply = self._request(
             "POST",
             self._graphql_url,
             repo=repo,
             json={"query": document, "variables": dict(variables)},
+            # A mutation whose answer was lost (timeout, 5xx) may have been applied: it is
+            # not sent again blindly; GitHubUnavailable(request_sent=True) lets the caller
+            # read back what is there and send only what is missing.
+            retry_ambiguous=not _is_mutation(document),
         )
         body = reply.data if isinstance(reply.data, Mapping) else {}
-        errors = [
-            e
-            for e in body.get("errors") or []
-            if not (not_found_ok and isinstance(e, Mapping) and e.get("type") == "NOT_FOUND")
-        ]
-        if errors:
-            messages = "; ".join(str(e.get("message", e)) for e in errors if e)
-            raise GitHubError(reply.status, f"GraphQL: {messages}")
-        data = body.get("data")
-        if not isinstance(data, dict):
-            raise GitHubError(reply.status, "GraphQL answer without data")
-        return data
+        errors = body.get("errors")
+        return body.get("data"), list(errors) if isinstance(errors, list) else []
 
     def get_pull(self, repo: str, number: int) -> PullRequest:
         """One pull request (``NotFound`` if there is none)."""
@@ -463,12 +528,14 @@ class GitHubClient:
         retried only if ``retry_ambiguous``; one that cannot have (no connection) always.
         """
         path = urlsplit(url).path
+        resource = "graphql" if url == self._graphql_url else "core"
         backoff_waited = limit_waited = 0.0
         attempt = 0
         maybe_sent = False
         while True:
             attempt += 1
             last = attempt >= self._max_attempts
+            limit_waited += self._wait_until_unblocked(resource, limit_waited, method, path)
             try:
                 response = self._http.request(method, url, headers=headers, json=json)
             except httpx.TransportError as exc:
@@ -486,7 +553,9 @@ class GitHubClient:
                     return outcome
                 wait = self._rate_limit_wait(outcome)
                 if wait is not None:
-                    limit_waited += self._wait_for_limit(wait, limit_waited, last, method, path)
+                    self._block(resource, self._clock() + wait)
+                    if last:
+                        self._wait_for_limit(wait, math.inf, method, path)
                     continue
                 if outcome.status < 500:
                     raise outcome
@@ -520,6 +589,10 @@ class GitHubClient:
             return _Failure(status, f"undecodable answer ({status})", response.headers)
         if status not in _OK:
             return _Failure(status, f"unexpected status {status}", response.headers)
+        if _graphql_rate_limited(data):
+            # GitHub answers a spent GraphQL budget with HTTP 200 and errors[].type
+            # RATE_LIMITED (sometimes RATE_LIMIT): nothing in the document ran.
+            return _Failure(status, "GraphQL rate limit exceeded", response.headers, True)
         if rate_limit is not None:
             self._rate_limit = rate_limit
         return _Reply(status, data, next_url), response.headers.get("etag")
@@ -539,7 +612,7 @@ class GitHubClient:
 
     def _rate_limit_wait(self, failure: _Failure) -> float | None:
         """Seconds to wait if ``failure`` is a rate limit (GitHub's documented rules)."""
-        if failure.status not in (403, 429):
+        if failure.status not in (403, 429) and not failure.rate_limited:
             return None
         headers = failure.headers
         retry_after = headers.get("retry-after")
@@ -549,19 +622,33 @@ class GitHubClient:
         if limit is not None and limit.remaining == 0:
             reset = float(limit.reset_datetime.timestamp())
             return max(0.0, reset - self._clock()) + 1.0
-        if failure.status == 429 or "rate limit" in failure.message.lower():
+        if failure.rate_limited or failure.status == 429 or "rate limit" in failure.message.lower():
             return 60.0  # GitHub: "wait for at least one minute before retrying"
         return None
 
-    def _wait_for_limit(
-        self, wait: float, waited: float, last: bool, method: str, path: str
-    ) -> float:
-        """Sleep ``wait`` seconds for a rate limit to lift, or give up saying until when."""
-        if last or waited + wait > self._rate_limit_cap:
-            until = datetime.datetime.fromtimestamp(self._clock() + wait, datetime.UTC)
-            raise GitHubUnavailable(
+    def _block(self, resource: str, until: float) -> None:
+        """Remember that ``resource`` takes no request before ``until`` (epoch seconds)."""
+        with self._blocked_lock:
+            self._blocked_until[resource] = max(self._blocked_until.get(resource, 0.0), until)
+
+    def _wait_until_unblocked(self, resource: str, waited: float, method: str, path: str) -> float:
+        """Sleep until ``resource``'s known reset, within the budget; seconds slept."""
+        with self._blocked_lock:
+            until = self._blocked_until.get(resource, 0.0)
+        wait = until - self._clock()
+        if wait <= 0:
+            return 0.0
+        return self._wait_for_limit(wait, waited, method, path)
+
+    def _wait_for_limit(self, wait: float, waited: float, method: str, path: str) -> float:
+        """Sleep ``wait`` seconds for a rate limit to lift, or raise ``RateLimited``."""
+        if waited + wait > self._rate_limit_cap:
+            reset_at = self._clock() + wait
+            until = datetime.datetime.fromtimestamp(reset_at, datetime.UTC)
+            raise RateLimited(
                 f"{method} {path}: GitHub rate limit exceeded; it resets at "
-                f"{until:%Y-%m-%dT%H:%M:%SZ}"
+                f"{until:%Y-%m-%dT%H:%M:%SZ}",
+                reset_at,
             )
         log.warning("github %s %s rate limited: waiting %.0f s", method, path, wait)
         self._sleep(wait)
@@ -689,6 +776,21 @@ def client_from_settings(settings: Settings, **options: Any) -> GitHubClient:
 # -- mapping ------------------------------------------------------------------------------
 
 
+def _is_mutation(document: str) -> bool:
+    """True for a GraphQL mutation document (it changes something on GitHub)."""
+    return document.lstrip().startswith("mutation")
+
+
+def _graphql_rate_limited(data: Any) -> bool:
+    """True if a GraphQL answer reports a spent rate limit (``errors[].type``)."""
+    if not isinstance(data, Mapping):
+        return False
+    errors = data.get("errors")
+    return isinstance(errors, list) and any(
+        isinstance(e, Mapping) and e.get("type") in ("RATE_LIMITED", "RATE_LIMIT") for e in errors
+    )
+
+
 def _domain_error(failure: _Failure) -> Exception:
     """The domain error for an answer retrying cannot change (5xx never get here)."""
     if failure.status == 404:
@@ -704,19 +806,30 @@ def _shaped(mapper: Callable[[Any], _T], data: Any) -> _T:
         raise GitHubError(200, f"unexpected response shape: {exc!r}") from None
 
 
-def _issue_mutation(updates: Sequence[IssueUpdate]) -> tuple[str, dict[str, Any]]:
-    """The mutation document and variables applying ``updates`` in order."""
+def _message(error: Any) -> str:
+    """The message of one GraphQL error entry."""
+    return str(error.get("message", error)) if isinstance(error, Mapping) else str(error)
+
+
+def _issue_mutation(
+    updates: Sequence[IssueUpdate],
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """The mutation document and variables applying ``updates`` in order, and the node id
+    of the issue each field (by its alias) changes."""
     declarations: list[str] = []
     fields: list[str] = []
     variables: dict[str, Any] = {}
+    owners: dict[str, str] = {}
 
     def add(kind: str, input_type: str, field_name: str, value: dict[str, Any]) -> None:
         name = f"{kind}{len(fields)}"
         declarations.append(f"${name}: {input_type}!")
         fields.append(f"{name}: {field_name}(input: ${name}) {{ clientMutationId }}")
         variables[name] = value
+        owners[name] = current
 
     for u in updates:
+        current = u.node_id
         if u.remove_labels:
             add(
                 "r",
@@ -742,7 +855,7 @@ def _issue_mutation(updates: Sequence[IssueUpdate]) -> tuple[str, dict[str, Any]
             add("c", "AddCommentInput", "addComment", {"subjectId": u.node_id, "body": u.comment})
         if u.close:
             add("x", "CloseIssueInput", "closeIssue", {"issueId": u.node_id})
-    return f"mutation({', '.join(declarations)}) {{ {' '.join(fields)} }}", variables
+    return f"mutation({', '.join(declarations)}) {{ {' '.join(fields)} }}", variables, owners
 
 
 #: Pull requests read by one ``pull_checks`` query (each asks for up to 100 suites of

@@ -296,6 +296,38 @@ class SqliteJobQueue:
             self._stale(job, "retry")
         return True
 
+    def extend(self, job: Job, visibility_timeout: float) -> bool:
+        """Push the leased job's visibility ``visibility_timeout`` seconds past now.
+
+        False, and nothing changed, if ``job``'s lease is no longer the current one.
+        """
+        now = self._clock()
+        with _translated(), self.db.write() as conn:
+            extended = conn.execute(
+                "UPDATE queue_jobs SET available_at = ? "
+                "WHERE job_id = ? AND lease_token = ? AND state = 'ready'",
+                (now + max(0.0, visibility_timeout), job.job_id, job.lease_token),
+            ).rowcount
+        if not extended:
+            self._stale(job, "extend")
+        return bool(extended)
+
+    def release(self, job: Job, delay: float) -> bool:
+        """Make the job due after ``delay`` seconds and give back the attempt it was leased with.
+
+        False, and nothing changed, if ``job``'s lease is no longer the current one.
+        """
+        now = self._clock()
+        with _translated(), self.db.write() as conn:
+            released = conn.execute(
+                "UPDATE queue_jobs SET available_at = ?, attempts = max(0, attempts - 1), "
+                "lease_token = NULL WHERE job_id = ? AND lease_token = ? AND state = 'ready'",
+                (now + max(0.0, delay), job.job_id, job.lease_token),
+            ).rowcount
+        if not released:
+            self._stale(job, "release")
+        return bool(released)
+
     def dead_letters(self, limit: int = 50) -> Sequence[DeadLetter]:
         """Dead-lettered jobs, most recently dead first, with their last error."""
         with _translated():

@@ -30,6 +30,13 @@ How the port's semantics map onto SQS
   ``max_attempts`` the job is sent to the dead-letter queue with its error and deleted
   from the queue (sent first, so a crash in between duplicates the dead letter rather than
   losing the job).
+* **Release** (a wait, not a failure: a rate limit until its reset) cannot un-count a
+  receive, so the job is sent again as a new message whose body carries
+  ``prior_attempts`` (added to its own receive count) and ``not_before`` (the worker
+  releases a job handed out before it, again without spending an attempt), with
+  ``DelaySeconds`` up to 900; then the leased message is deleted.
+* **Heartbeat.** :meth:`SqsJobQueue.extend` changes the leased message's visibility, so
+  a job that runs longer than its lease is not received by a second worker.
 * **A worker that keeps dying** (no ack, no retry) makes ``ApproximateReceiveCount``
   grow past ``max_attempts``: :meth:`SqsJobQueue.lease` dead-letters such a message
   instead of handing it out, as the SQLite queue does. Under Lambda's event source
@@ -138,20 +145,15 @@ def _body_object(body: str) -> dict[str, Any]:
     return value
 
 
-def job_from_sqs_record(record: Mapping[str, Any]) -> Job:
-    """The :class:`Job` of one record of a Lambda SQS event (``event["Records"][i]``).
-
-    ``attempts`` is the record's ``ApproximateReceiveCount`` and the lease token its
-    receipt handle, exactly as :meth:`SqsJobQueue.lease` would give them.
-    """
-    body = _body_object(str(record["body"]))
-    attributes = record.get("attributes") or {}
+def _job_of(body: Mapping[str, Any], receive_count: Any, receipt_handle: str) -> Job:
+    """A job from its message body; attempts = those carried over + this message's receives."""
     return Job(
         job_id=str(body["job_id"]),
         kind=str(body["kind"]),
         payload=body["payload"],
-        attempts=int(attributes.get("ApproximateReceiveCount", 1)),
-        lease_token=str(record["receiptHandle"]),
+        attempts=int(body.get("prior_attempts") or 0) + int(receive_count),
+        lease_token=receipt_handle,
+        not_before=float(body.get("not_before") or 0.0),
         dedupe_key=_dedupe_key(body),
     )
 
@@ -159,6 +161,19 @@ def job_from_sqs_record(record: Mapping[str, Any]) -> Job:
 def _dedupe_key(body: Mapping[str, Any]) -> str | None:
     key = body.get("dedupe_key")
     return key if isinstance(key, str) else None
+
+
+def job_from_sqs_record(record: Mapping[str, Any]) -> Job:
+    """The :class:`Job` of one record of a Lambda SQS event (``event["Records"][i]``).
+
+    ``attempts`` is the record's ``ApproximateReceiveCount`` (plus the attempts a
+    released job carried over) and the lease token its receipt handle, exactly as
+    :meth:`SqsJobQueue.lease` would give them.
+    """
+    body = _body_object(str(record["body"]))
+    attributes = record.get("attributes") or {}
+    receives = attributes.get("ApproximateReceiveCount", 1)
+    return _job_of(body, receives, str(record["receiptHandle"]))
 
 
 class Dedupe(Protocol):
@@ -388,6 +403,51 @@ class SqsJobQueue:
             self._stale(job, "retry")
         return True
 
+    def extend(self, job: Job, visibility_timeout: float) -> bool:
+        """Heartbeat: make the message invisible for ``visibility_timeout`` (rounded up) more
+        seconds. False if SQS refuses the receipt handle (the lease is over)."""
+        timeout = min(MAX_VISIBILITY, max(0, math.ceil(visibility_timeout)))
+        try:
+            with _translated("extend a lease"):
+                self._sqs.change_message_visibility(
+                    QueueUrl=self.queue_url,
+                    ReceiptHandle=job.lease_token,
+                    VisibilityTimeout=timeout,
+                )
+        except QueueUnavailable as exc:
+            if not _is_stale_handle(exc.__cause__ or exc):
+                raise
+            self._stale(job, "extend")
+            return False
+        return True
+
+    def release(self, job: Job, delay: float) -> bool:
+        """Put the job back due after ``delay`` seconds without spending an attempt.
+
+        SQS counts every receive, so the job is sent again as a new message carrying the
+        attempts it had before this one (``prior_attempts``) and when it may run
+        (``not_before``; SQS delays stop at 900 s, so a job handed out earlier is
+        released again by the worker), then the leased message is deleted (sent first:
+        a crash in between runs the job twice, never loses it; jobs are idempotent).
+        """
+        body = {
+            "job_id": job.job_id,
+            "kind": job.kind,
+            "payload": job.payload,
+            "prior_attempts": max(0, job.attempts - 1),
+            "not_before": self._clock() + max(0.0, delay),
+        }
+        if job.dedupe_key is not None:
+            body["dedupe_key"] = job.dedupe_key
+        with _translated("release a job"):
+            self._sqs.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+                DelaySeconds=min(MAX_DELAY, max(0, math.ceil(delay))),
+            )
+        self._delete_quietly(job, "release")
+        return True
+
     def dead_letters(self, limit: int = 50) -> Sequence[Job]:
         """A peek at the dead-letter queue: at most 10 dead letters, most recently dead first.
 
@@ -454,14 +514,8 @@ class SqsJobQueue:
     def _job(self, message: Mapping[str, Any]) -> Job:
         body = _body_object(str(message["Body"]))
         attributes = message.get("Attributes") or {}
-        return Job(
-            job_id=str(body["job_id"]),
-            kind=str(body["kind"]),
-            payload=body["payload"],
-            attempts=int(attributes.get("ApproximateReceiveCount", 1)),
-            lease_token=str(message["ReceiptHandle"]),
-            dedupe_key=_dedupe_key(body),
-        )
+        receives = attributes.get("ApproximateReceiveCount", 1)
+        return _job_of(body, receives, str(message["ReceiptHandle"]))
 
     def _dead_letter(self, job: Job, error: str, attempts: int) -> None:
         body = {
@@ -480,6 +534,14 @@ class SqsJobQueue:
         if job.dedupe_key is not None:  # the work was not done: it may be enqueued again
             with _translated("release a dead job's dedupe key"):
                 self.dedupe.forget(job.dedupe_key)
+
+    def bury_abandoned(self, job: Job) -> None:
+        """Dead-letter a job received more than ``max_attempts`` times (its workers died).
+
+        The worker Lambda, which SQS feeds by itself, calls this and then the dead-letter
+        hook, so the people waiting are told (SQS's own redrive would tell no one).
+        """
+        self._bury_abandoned(job)
 
     def _bury_abandoned(self, job: Job) -> None:
         attempts = job.attempts - 1  # this receive was not handed to any worker

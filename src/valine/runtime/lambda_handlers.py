@@ -178,7 +178,11 @@ class LambdaRuntime:
         """Run an SQS batch; the records that failed go back in ``batchItemFailures``.
 
         Each record becomes the same :class:`~valine.ports.Job` the queue's ``lease``
-        gives, and runs through the same handlers as the local worker pool. A handler
+        gives, and runs through the same handlers as the local worker pool. A record
+        received more than ``max_attempts`` times (its workers died) is dead-lettered
+        here, with the dead-letter hook; a record is started only while the longest job
+        (``valine.queue.budget``) still fits in the invocation, the others are put back
+        without spending an attempt. A handler
         that raises has its job handed to the queue's ``retry``: the message becomes
         visible again after the queue's backoff, or -- once it has been received
         ``max_attempts`` times -- goes to the dead-letter queue with its error, and then
@@ -187,6 +191,7 @@ class LambdaRuntime:
         are deleted by Lambda itself.
         """
         from valine.logs import log_context
+        from valine.queue.budget import LONGEST_JOB
         from valine.queue.sqs import job_from_sqs_record
 
         services = self.services
@@ -204,9 +209,33 @@ class LambdaRuntime:
                     log.exception("unreadable SQS message %s", message_id)
                     failures.append({"itemIdentifier": message_id})
                     continue
+                if job.attempts > getattr(services.queue, "max_attempts", job.attempts):
+                    # Its workers kept dying: dead-letter it here, with the hook, before
+                    # SQS's redrive would move it silently.
+                    self._bury(job)
+                    continue
+                if _seconds_left(context) < LONGEST_JOB:
+                    # Too little time left for the longest job: put it back for another
+                    # invocation, without spending an attempt.
+                    services.queue.release(job, 0.0)
+                    continue
                 if not self._run_job(job, handlers.get(job.kind)):
                     failures.append({"itemIdentifier": message_id})
         return {"batchItemFailures": failures}
+
+    def _bury(self, job: Job) -> None:
+        """Dead-letter an abandoned job and run the dead-letter hook."""
+        from valine.queue.sqs import SqsJobQueue
+        from valine.queue.worker import dead_lettered
+
+        services = self.services
+        if isinstance(services.queue, SqsJobQueue):
+            services.queue.bury_abandoned(job)
+        dead_lettered(
+            job,
+            "its workers stopped before finishing it (timeout or crash)",
+            services.orchestrator.on_dead_letter,
+        )
 
     def _run_job(self, job: Job, handler: Any) -> bool:
         """Run one job through the local pool's :func:`~valine.queue.worker.run_job`.
@@ -214,14 +243,15 @@ class LambdaRuntime:
         If even the retry cannot be recorded, the message stays in flight: SQS delivers
         it again after the visibility timeout, and its redrive policy dead-letters it.
         """
-        from valine.queue.worker import run_job
+        from valine.queue.worker import Outcome, run_job
 
         services = self.services
         try:
-            return run_job(services.queue, job, handler, services.orchestrator.on_dead_letter)
+            outcome = run_job(services.queue, job, handler, services.orchestrator.on_dead_letter)
         except Exception:
             log.exception("could not reschedule job %s", job.job_id)
             return False
+        return outcome is not Outcome.FAILED  # a released job was sent again already
 
     def reconcile(self, event: Event, context: Any) -> dict[str, Any]:
         """Re-read the active run's open pull requests and track what changed."""
@@ -234,6 +264,12 @@ class LambdaRuntime:
                 log.warning("reconcile skipped: GITHUB_REPOSITORY is not set")
                 return {"pulls_read": 0}
             return {"pulls_read": services.orchestrator.reconcile()}
+
+
+def _seconds_left(context: Any) -> float:
+    """Seconds before Lambda stops this invocation (infinite without a Lambda context)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return float("inf") if remaining is None else remaining() / 1000.0
 
 
 def _request_id(context: Any) -> str:

@@ -14,12 +14,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from valine.core import tracking
-from valine.core.errors import RunConflict
+from valine.core.errors import GitHubUnavailable, RunConflict
 from valine.core.models import Run, Task, apply_task_event
 from valine.core.policy import Policy
 from valine.core.states import TASK_TERMINAL, TaskEvent, TaskState
 from valine.github.webhooks import JOB_KIND as WEBHOOK_JOB
-from valine.ports import Clock, Discord, GitHub, JobQueue, RunStore
+from valine.ports import Clock, Discord, GitHub, GitHubError, JobQueue, RunStore
 
 log = logging.getLogger("valine.usecases")
 
@@ -223,8 +223,7 @@ class UseCaseBase:
         run = self.store.get_run(run_id)
         missing = [n for n in names if f"label:{n}" not in run.github_ids]
         if missing:
-            created = self.github.create_labels(self.repo, run.github_ids["repository"], missing)
-            log.info("created label(s) %s in %s", ", ".join(missing), self.repo)
+            created = self._find_or_create_labels(run.github_ids["repository"], missing)
             run = (
                 self._update(
                     run_id,
@@ -239,3 +238,18 @@ class UseCaseBase:
                 or run
             )
         return {n: run.github_ids[f"label:{n}"] for n in names}
+
+    def _find_or_create_labels(self, repository_id: str, names: list[str]) -> dict[str, str]:
+        """Node ids of ``names``: labels that exist (a person made them since the plan, or
+        another process did) are looked up and used; only the others are created."""
+        try:
+            created = dict(self.github.create_labels(self.repo, repository_id, names))
+            log.info("created label(s) %s in %s", ", ".join(names), self.repo)
+            return created
+        except (GitHubError, GitHubUnavailable):
+            # "Name has already been taken" (made by a person, or by this very request
+            # before its answer was lost): look the labels up and use them.
+            found = dict(self.github.repository_ids(self.repo, names).labels)
+            if any(n not in found for n in names):
+                raise
+            return found

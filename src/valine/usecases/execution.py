@@ -6,6 +6,7 @@ conditional write (``CLAIM``) before it is sent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -53,7 +54,13 @@ class ExecutionMixin(UseCaseBase):
             if todo is None:
                 return  # cancelled or failed meanwhile
             if todo:
-                self._label_and_comment(self.store.get_run(run_id), todo)
+                try:
+                    self._label_and_comment(self.store.get_run(run_id), todo)
+                except Exception:
+                    # The job is retried (after a lost answer it reads back first): let
+                    # the retry claim again instead of waiting for this claim to expire.
+                    self._release_labelling(run_id, [t.issue_number for t in todo])
+                    raise
             now = self.clock.now()
             fail_run = self.policy.on_task_failure == "fail_run"
             saved = self._update(
@@ -107,6 +114,19 @@ class ExecutionMixin(UseCaseBase):
             raise DispatchInProgress(f"{busy}: another attempt is relabelling; retry later")
         return [t for t in saved.tasks if t.issue_number in claimed]
 
+    def _release_labelling(self, run_id: str, numbers: list[int]) -> None:
+        """Drop the relabelling claims of ``numbers`` that are not done yet."""
+        wanted = set(numbers)
+
+        def release(run: Run) -> Run:
+            for task in run.tasks:
+                if task.issue_number in wanted and "labelled" not in task.steps_done:
+                    steps = tuple(s for s in task.steps_done if not s.startswith(LABEL_CLAIM))
+                    run = _with_task(run, replace(task, steps_done=steps))
+            return run
+
+        self._update(run_id, release)
+
     def _enqueue_dispatches(self, run: Run) -> None:
         """One dispatch job per pending task (workflow executors; once per retry)."""
         if self.policy.executor.kind != "workflow":
@@ -136,8 +156,8 @@ class ExecutionMixin(UseCaseBase):
                 return
             assignees = (user,)
         comment = _dispatch_comment(run, executor.kind)
-        updates = [
-            IssueUpdate(
+        wanted = {
+            t.issue_number: IssueUpdate(
                 t.node_id,
                 add_labels=(ids[labels.in_progress],),
                 remove_labels=(ids[labels.ready],),
@@ -145,14 +165,23 @@ class ExecutionMixin(UseCaseBase):
                 comment=comment,
             )
             for t in todo
-        ]
+        }
+        # An earlier attempt may have applied some of it (its answer was lost): read back.
+        uncertain = [t.issue_number for t in todo if SENT in t.steps_done]
+        wanted.update(self._still_missing(run, {n: wanted[n] for n in uncertain}, ids))
+        self._mark_sent(run.run_id, [t.issue_number for t in todo if SENT not in t.steps_done])
         try:
-            self.github.update_issues(self.repo, updates)
+            failed = self._send_updates(run, wanted, ids)
         except GitHubError as exc:
             ref = incident("relabelling the run's issues failed", exc)
             for task in todo:
                 self._fail_task(run.run_id, task.issue_number, f"relabelling failed (ref {ref})")
             return
+        for task in todo:
+            if task.node_id in failed:
+                reason = f"relabelling failed: {failed[task.node_id]}"
+                self._fail_task(run.run_id, task.issue_number, reason)
+        todo = [t for t in todo if t.node_id not in failed]
         hand_over = executor.kind != "workflow"  # a label or an assignee is the hand-over
         now = self.clock.now()
         numbers = {t.issue_number for t in todo}
@@ -176,6 +205,68 @@ class ExecutionMixin(UseCaseBase):
             return current
 
         self._update(run.run_id, mark)
+
+    def _send_updates(
+        self, run: Run, wanted: dict[int, IssueUpdate], ids: dict[str, str]
+    ) -> Mapping[str, str]:
+        """Send the updates; after an ambiguous failure read back and send what is missing.
+
+        Returns GitHub's refusals by node id. A second ambiguous failure is raised: the
+        job is retried, and its next attempt reads back again.
+        """
+        pending = [u for u in wanted.values() if _changes(u)]
+        try:
+            return self.github.update_issues(self.repo, pending, partial=True)
+        except GitHubUnavailable as exc:
+            if not exc.request_sent:
+                raise
+            log.warning("relabelling of run %s unconfirmed (%s): reading back", run.run_id, exc)
+        missing = self._still_missing(run, wanted, ids)
+        return self.github.update_issues(
+            self.repo, [u for u in missing.values() if _changes(u)], partial=True
+        )
+
+    def _still_missing(
+        self, run: Run, updates: dict[int, IssueUpdate], ids: dict[str, str]
+    ) -> dict[int, IssueUpdate]:
+        """``updates`` reduced to what the issues, read back from GitHub, do not have yet."""
+        names = {node: name for name, node in ids.items()}
+        users = {
+            v: k.removeprefix("user:") for k, v in run.github_ids.items() if k.startswith("user:")
+        }
+        marker = comment_marker(run.run_id)
+        reduced = {}
+        for number, update in updates.items():
+            now = self.github.read_issue(self.repo, number)
+            present = {n.lower() for n in now.labels}
+            reduced[number] = replace(
+                update,
+                add_labels=tuple(
+                    i for i in update.add_labels if names.get(i, "").lower() not in present
+                ),
+                remove_labels=tuple(
+                    i for i in update.remove_labels if names.get(i, "").lower() in present
+                ),
+                assignees=tuple(a for a in update.assignees if users.get(a) not in now.assignees),
+                comment=None if any(marker in c for c in now.comments) else update.comment,
+            )
+        return reduced
+
+    def _mark_sent(self, run_id: str, numbers: list[int]) -> None:
+        """Record, before sending, that the relabelling of ``numbers`` may reach GitHub."""
+        if not numbers:
+            return
+        wanted = set(numbers)
+
+        def mark(current: Run) -> Run:
+            for task in current.tasks:
+                if task.issue_number in wanted and SENT not in task.steps_done:
+                    current = _with_task(
+                        current, replace(task, steps_done=(*task.steps_done, SENT))
+                    )
+            return current
+
+        self._update(run_id, mark)
 
     def run_dispatch_job(self, job: dict[str, Any]) -> None:
         """Dispatch the workflow for one task, at most once."""
@@ -275,10 +366,24 @@ class ExecutionMixin(UseCaseBase):
         )
 
 
+#: A task step: its relabelling and comment were sent (maybe applied, maybe not).
+SENT = "relabel_sent"
+
+
+def comment_marker(run_id: str) -> str:
+    """The hidden marker in the run's comment, by which a read-back finds it."""
+    return f"<!-- valine:{run_id} -->"
+
+
+def _changes(update: IssueUpdate) -> bool:
+    """True if ``update`` still changes something."""
+    return bool(update.add_labels or update.remove_labels or update.assignees or update.comment)
+
+
 def _dispatch_comment(run: Run, executor: str) -> str:
     how = {"workflow": "a workflow run", "assign": "the assignee", "label": "whoever picks it up"}
     return (
         f"🤖 Valine run `{run.run_id}` is working on this issue (handed to "
         f"{how.get(executor, executor)}). Link a pull request with `Fixes #<issue>` "
-        f"or a branch named `valine/{run.run_id}/<issue>`."
+        f"or a branch named `valine/{run.run_id}/<issue>`.\n\n{comment_marker(run.run_id)}"
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from typing import Any
 
 from valine.core import render
+from valine.core.errors import DiscordUnavailable
 from valine.core.models import Run
 from valine.core.states import RunState
 from valine.ports import DiscordError
@@ -44,25 +46,102 @@ class NotificationsMixin(UseCaseBase):
             self.discord.edit_message(ref["channel_id"], ref["message_id"], message)
 
     def _announce(self, run: Run) -> None:
-        milestones = {
-            RunState.READY_TO_SHIP: "announced_ready",
-            RunState.SHIPPED: "announced_shipped",
-            RunState.SHIP_FAILED: f"announced_failed_{run.version}",
-        }
-        key = milestones.get(run.state)
-        if key is None or run.discord.get(key):
+        """Post the run's milestone announcement exactly once (see :func:`announcement`).
+
+        The announcement is first *claimed* in a conditional save (``sending <via>
+        <nonce>``); only then is it posted, and afterwards marked ``posted``. A channel
+        message carries the claim's ``nonce`` with ``enforce_nonce``, so a later attempt
+        that finds the claim unconfirmed sends it again and Discord returns the first
+        message instead of making a second. An interaction follow-up has no nonce: a
+        follow-up whose answer was lost is not sent again (it may have arrived).
+        """
+        found = announcement(run, self.web_url)
+        if found is None:
             return
-        if run.state is RunState.SHIPPED:
-            message = render.ship_summary(run, self.web_url)
-        elif run.state is RunState.READY_TO_SHIP:
-            message = {
-                "content": f"✅ Run `{run.run_id}`: every task has green checks. Ready to ship.",
-                "components": render.run_buttons(run),
-            }
-        else:
-            message = render.ship_failed_message(run)
+        key, message = found
+        status = run.announced.get(key)
+        if status == POSTED:
+            return
+        if status is None:
+            status = self._claim(run, key)
+            if status is None:
+                return  # another attempt claimed it first and is posting it
+        elif status.startswith("sending followup"):
+            log.warning(
+                "announcement %s of run %s may have been posted; not resent", key, run.run_id
+            )
+            self._set_announced(run.run_id, key, POSTED)
+            return
+        via, nonce = _claim_parts(status)
+        try:
+            if via == "followup":
+                self.discord.followup(run.discord["application_id"], run.discord["token"], message)
+            elif via == "channel":
+                message = {**message, "nonce": nonce, "enforce_nonce": True}
+                self.discord.create_message(run.discord["channel_id"], message)
+        except DiscordUnavailable as exc:
+            if not exc.request_sent:
+                self._set_announced(run.run_id, key, None)  # never arrived: claim again
+            raise
+        self._set_announced(run.run_id, key, POSTED)
+
+    def _claim(self, run: Run, key: str) -> str | None:
+        """Claim announcement ``key`` in a conditional save; the claim, or None if taken."""
         if self._token_fresh(run):
-            self.discord.followup(run.discord["application_id"], run.discord["token"], message)
+            via = "followup"
         elif run.discord.get("channel_id"):
-            self.discord.create_message(run.discord["channel_id"], message)
-        self._update(run.run_id, lambda r: replace(r, discord={**r.discord, key: "1"}))
+            via = "channel"
+        else:
+            log.warning("run %s: nowhere to announce %s (no token, no channel)", run.run_id, key)
+            via = "nowhere"
+        nonce = hashlib.sha256(f"{run.run_id}:{key}:{self.clock.now()}".encode()).hexdigest()
+        claim = f"sending {via} {nonce[:NONCE_LENGTH]}"
+        saved = self._update(
+            run.run_id,
+            lambda r: (
+                None if key in r.announced else replace(r, announced={**r.announced, key: claim})
+            ),
+        )
+        return None if saved is None else claim
+
+    def _set_announced(self, run_id: str, key: str, status: str | None) -> None:
+        def mark(r: Run) -> Run:
+            announced = {k: v for k, v in r.announced.items() if k != key}
+            if status is not None:
+                announced[key] = status
+            return replace(r, announced=announced)
+
+        self._update(run_id, mark)
+
+
+#: What an announcement's status becomes once Discord confirmed it.
+POSTED = "posted"
+#: Discord takes a nonce of at most 25 characters.
+NONCE_LENGTH = 25
+
+
+def _claim_parts(claim: str) -> tuple[str, str]:
+    """``(via, nonce)`` of a ``sending <via> <nonce>`` claim."""
+    _, via, nonce = claim.split(" ", 2)
+    return via, nonce
+
+
+def announcement(run: Run, web_url: str) -> tuple[str, dict[str, Any]] | None:
+    """The milestone announcement the run's state calls for: ``(key, message)``, or None.
+
+    The key names the milestone once per run (``ready``, ``shipped``, ``failed``) or
+    once per episode (``ship_failed:<n>``: the n-th time the run entered ``ship_failed``).
+    """
+    if run.state is RunState.SHIPPED:
+        return "shipped", render.ship_summary(run, web_url)
+    if run.state is RunState.READY_TO_SHIP:
+        return "ready", {
+            "content": f"✅ Run `{run.run_id}`: every task has green checks. Ready to ship.",
+            "components": render.run_buttons(run),
+        }
+    if run.state is RunState.SHIP_FAILED:
+        episode = run.entered.get(RunState.SHIP_FAILED.value, 1)
+        return f"ship_failed:{episode}", render.ship_failed_message(run)
+    if run.state is RunState.FAILED:
+        return "failed", {"content": f"❌ Run `{run.run_id}` failed: {run.reason}"}
+    return None
