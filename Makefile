@@ -12,7 +12,7 @@ OPENAPI := $(MATERIAL)/api.github.com.json
 DYNAMODB := .cache/dynamodb
 DYNAMODB_STAMP := $(DYNAMODB)/.installed
 
-.PHONY: install material aws-local run test lint typecheck unit bench demo diagram clean
+.PHONY: install material aws-local run test lint typecheck unit bench demo diagram clean proving-ground
 
 install: $(INSTALLED)
 
@@ -48,8 +48,8 @@ run: install
 	$(BIN)/valine serve
 
 lint: install
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts proving
+	$(BIN)/ruff format --check src tests bench scripts proving
 
 typecheck: install
 	$(BIN)/mypy src
@@ -61,6 +61,11 @@ test: lint typecheck unit
 
 bench: install material
 	$(BIN)/python bench/run.py
+
+# docs/reliability.md: whole runs under duplicates, races, SIGKILLs and platform faults.
+# PROVING_QUICK=1 for small counts (make test runs it), PROVING_SEED=N for another draw.
+proving-ground: install material aws-local
+	$(BIN)/python proving/run.py
 
 demo: install
 	$(BIN)/valine demo

@@ -230,26 +230,27 @@ def start_world(
     discord = DiscordStandIn().start()
     (workdir / "valine.toml").write_text(config)
     try:
-        service = start_service(
-            workdir,
-            {
-                "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
-                "DISCORD_APPLICATION_ID": discord.application_id,
-                "DISCORD_BOT_TOKEN": discord.bot_token,
-                "DISCORD_API_URL": discord.url,
-                "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                "GITHUB_TOKEN": github.token,
-                "GITHUB_REPOSITORY": REPO,
-                "GITHUB_API_URL": github.url,
-                "VALINE_NOTIFY_WINDOW": "0.2",
-                **(env or {}),
-            },
-        )
+        service = start_service(workdir, {**world_env(github, discord, key), **(env or {})})
     except BaseException:
         github.stop()
         discord.stop()
         raise
     return World(github, discord, service, key, examples)
+
+
+def world_env(github: GitHubStandIn, discord: DiscordStandIn, key: SigningKey) -> dict[str, str]:
+    """The environment of a ``valine serve`` wired to these stand-ins and this key."""
+    return {
+        "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
+        "DISCORD_APPLICATION_ID": discord.application_id,
+        "DISCORD_BOT_TOKEN": discord.bot_token,
+        "DISCORD_API_URL": discord.url,
+        "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "GITHUB_TOKEN": github.token,
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_API_URL": github.url,
+        "VALINE_NOTIFY_WINDOW": "0.2",
+    }
 
 
 def stop_world(world: World) -> None:

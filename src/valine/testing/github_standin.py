@@ -206,6 +206,9 @@ class StandInIssue:
     milestone_title: str | None = None
     milestone_due_on: str | None = None
     comments: list[StandInComment] = field(default_factory=list)
+    #: The issue timeline's ``labeled``/``unlabeled`` events, oldest first, as
+    #: ``(event, label name)``; GitHub adds one only when the label set really changes.
+    label_events: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -614,7 +617,7 @@ class GitHubStandIn:
         """Replace an issue's labels as a person would."""
         with self._lock:
             issue = self._issue(repo, number)
-            issue.labels = self._use_labels(self._repo(repo), labels)
+            self._relabel(issue, self._use_labels(self._repo(repo), labels))
             issue.updated_at = self._now()
 
     def add_label(
@@ -993,6 +996,15 @@ class GitHubStandIn:
             label = r.labels[name.lower()] = StandInLabel(label_id, name, color)
         return label
 
+    @staticmethod
+    def _relabel(issue: StandInIssue, labels: list[str]) -> None:
+        """Replace the issue's labels, adding the timeline events of what changed."""
+        before = {name.lower() for name in issue.labels}
+        after = {name.lower() for name in labels}
+        issue.label_events += [("unlabeled", n) for n in issue.labels if n.lower() not in after]
+        issue.label_events += [("labeled", n) for n in labels if n.lower() not in before]
+        issue.labels = labels
+
     def _use_labels(self, r: _Repo, names: Iterable[str]) -> list[str]:
         """``names`` without duplicates, every one registered as a label of ``r``."""
         unique = list(dict.fromkeys(names))
@@ -1340,7 +1352,7 @@ class GitHubStandIn:
             issue.body = body["body"] or ""
         if body.get("labels") is not None:
             names = [x if isinstance(x, str) else x["name"] for x in body["labels"]]
-            issue.labels = self._use_labels(r, names)
+            self._relabel(issue, self._use_labels(r, names))
         if body.get("assignees") is not None:
             issue.assignees = list(dict.fromkeys(body["assignees"]))
         if "milestone" in body and body["milestone"] is None:
@@ -1691,6 +1703,7 @@ class GitHubStandIn:
         for label in labels:
             if label.name.lower() not in present:
                 issue.labels.append(label.name)
+                issue.label_events.append(("labeled", label.name))
                 present.add(label.name.lower())
         issue.updated_at = self._now()
         return {}
@@ -1698,7 +1711,8 @@ class GitHubStandIn:
     def _gql_remove_labels(self, data: Mapping[str, Any]) -> dict[str, Any]:
         r, issue = self._node_issue(data["labelableId"])
         removed = {self._node_label(r, node_id).name.lower() for node_id in data["labelIds"]}
-        issue.labels = [name for name in issue.labels if name.lower() not in removed]
+        kept = [name for name in issue.labels if name.lower() not in removed]
+        self._relabel(issue, kept)
         issue.updated_at = self._now()
         return {}
 
