@@ -63,7 +63,7 @@ bench: install material
 	$(BIN)/python bench/run.py
 
 # docs/reliability.md: whole runs under duplicates, races, SIGKILLs and platform faults.
-# PROVING_QUICK=1 for small counts (make test runs it), PROVING_SEED=N for another draw.
+# PROVING_QUICK=1 for small counts, PROVING_SEED=N for another draw.
 proving-ground: install material aws-local
 	$(BIN)/python proving/run.py
 

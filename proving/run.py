@@ -1,7 +1,7 @@
 """The reliability proving ground: whole runs under duplicates, races, crashes and faults.
 
     make proving-ground                      # the full counts (about ten minutes)
-    PROVING_QUICK=1 make proving-ground      # every scenario at small counts (make test)
+    PROVING_QUICK=1 make proving-ground      # small counts, fewer scenarios
     PROVING_SEED=7 make proving-ground       # another reproducible draw (default 1)
     PROVING_ONLY=crashes,abuse ...           # some scenarios only (names below)
 

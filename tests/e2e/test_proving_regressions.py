@@ -1,8 +1,7 @@
 """Defects the proving ground found (docs/reliability.md, "Failing today").
 
-Each test states the behaviour the product promises. Those still failing are marked
-``xfail(strict=True)``: they fail the suite the day the defect is fixed, so the mark
-goes and the proving ground's quick variant takes the invariant back.
+Each test states the behaviour the product promises, at the smallest scale that showed
+the defect.
 """
 
 from __future__ import annotations
@@ -15,11 +14,6 @@ from world import REPO, World, wait_for
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a check suite that concludes before its PR's event is only recovered by the "
-    "5-minute reconcile (proving ground scenario 1)",
-)
 def test_a_check_concluding_before_its_pull_request_event_is_not_lost(world: World) -> None:
     issue = world.github.add_issue(REPO, "Task", ["ready", "P1"])
     run_id = world.plan()
