@@ -70,7 +70,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
 }
 
 
-#: The quick variant (make test) runs the scenarios whose invariants hold today; the
+#: The quick variant runs the scenarios whose invariants held on an idle machine; the
 #: others fail now and run in the full variant only (docs/reliability.md lists why).
 QUICK = ("disorder", "races-sqlite", "crashes", "discord-faults", "abuse")
 

@@ -91,7 +91,7 @@ class Counts:
 
     @classmethod
     def quick(cls) -> Counts:
-        """Every scenario at a small count, for ``make test`` (well under 90 s)."""
+        """Small counts (about 80 s alone on two cores)."""
         return cls(
             6,
             40,
