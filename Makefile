@@ -12,7 +12,7 @@ OPENAPI := $(MATERIAL)/api.github.com.json
 DYNAMODB := .cache/dynamodb
 DYNAMODB_STAMP := $(DYNAMODB)/.installed
 
-.PHONY: install material aws-local run test lint typecheck unit bench demo diagram clean proving-ground
+.PHONY: install material aws-local run test lint typecheck unit bench demo diagram clean proving-ground proving-quick
 
 install: $(INSTALLED)
 
@@ -57,7 +57,12 @@ typecheck: install
 unit: install material aws-local
 	$(BIN)/pytest
 
-test: lint typecheck unit
+test: lint typecheck unit proving-quick
+
+# The reliability proving ground (docs/reliability.md): whole runs through `valine serve`
+# under duplicates, races, SIGKILLs and platform faults. make test runs the quick variant.
+proving-quick: install material aws-local
+	PROVING_QUICK=1 $(BIN)/python proving/run.py
 
 bench: install material
 	$(BIN)/python bench/run.py

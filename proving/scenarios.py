@@ -68,8 +68,6 @@ class Counts:
     kill_points: tuple[str, ...]
     #: Which GitHub faults scenario 4 draws from (see ``GITHUB_FAULTS``).
     github_kinds: tuple[str, ...]
-    #: Whether scenario 6 asserts "0 5xx" (failing today: asserted in the full run only).
-    assert_no_5xx: bool
 
     @classmethod
     def full(cls) -> Counts:
@@ -86,7 +84,6 @@ class Counts:
             True,
             ("github", "github", "discord", "timer"),
             tuple(GITHUB_FAULTS),
-            True,
         )
 
     @classmethod
@@ -104,7 +101,6 @@ class Counts:
             False,
             ("timer",),
             ("http-502", "secondary-limit"),
-            False,
         )
 
 
@@ -816,10 +812,7 @@ def abuse(ctx: Context) -> None:
         )
         ctx.table.figure(name, "RSS after start-up MiB", rss_start / 1024)
         ctx.table.figure(name, "RSS at the end MiB", rss_end / 1024)
-        if ctx.counts.assert_no_5xx:
-            ctx.table.check(name, "0 5xx", five == 0, statuses)
-        else:
-            ctx.table.figure(name, "5xx answers (known defect; asserted in the full run)", five)
+        ctx.table.check(name, "0 5xx", five == 0, statuses)
         ctx.table.check(name, "every request answered", statuses.get(0, 0) == 0, statuses.get(0))
         ctx.table.check(
             name,
