@@ -183,6 +183,9 @@ TASK_TRANSITIONS: Mapping[TaskState, Mapping[TaskEvent, TaskState]] = {
     _T.FAILED: {_TE.RETRY: _T.PENDING},  # only a person's retry brings it back
 }
 
+#: Task states with a linked pull request that is still open (stale ones included: a
+#: pull request whose checks never concluded is still the task's).
+TASK_WITH_PR: frozenset[TaskState] = frozenset((*_WITH_PR, TaskState.STALE))
 RUN_TERMINAL: frozenset[RunState] = frozenset(s for s, row in RUN_TRANSITIONS.items() if not row)
 #: Task states no news from GitHub moves on (a failed task only comes back by ``retry``).
 TASK_TERMINAL: frozenset[TaskState] = frozenset(

@@ -33,7 +33,7 @@ from valine.core.checks import CheckPicture, Outcome, verdict
 from valine.core.errors import IllegalTransition
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
 from valine.core.policy import Labels
-from valine.core.states import TASK_TERMINAL, RunEvent, RunState, TaskEvent, TaskState
+from valine.core.states import TASK_TERMINAL, TASK_WITH_PR, RunEvent, RunState, TaskEvent, TaskState
 
 # Possessive quantifiers (Python 3.11): no run of whitespace, word characters or digits
 # is ever scanned twice, so matching is linear in the body (the old ``\s*:?\s+``
@@ -55,15 +55,6 @@ _MERGE_GROUP_REF = re.compile(r"^(?:refs/heads/)?gh-readonly-queue/.+/pr-(\d+)-[
 #: The step of a task whose pull request left the merge queue during this ship attempt.
 DEQUEUED = "dequeued"
 _PASSING = frozenset({"success", "neutral", "skipped"})
-_WITH_PR = frozenset(
-    {
-        TaskState.PR_OPEN,
-        TaskState.CHECKS_PENDING,
-        TaskState.CHECKS_PASSED,
-        TaskState.CHECKS_FAILED,
-        TaskState.STALE,
-    }
-)
 #: Events whose news is "the checks of a commit changed": re-read the whole picture.
 CHECK_EVENTS = frozenset({"check_suite", "status"})
 
@@ -447,7 +438,7 @@ def check_targets(event: str, payload: Any, run: Run) -> tuple[int, ...]:
         return ()  # a merge group's suite is judged from its payload (changes_for)
     numbers = []
     for task in run.tasks:
-        if task.state not in _WITH_PR or task.pr_number is None or task.head_sha != detail.sha:
+        if task.state not in TASK_WITH_PR or task.pr_number is None or task.head_sha != detail.sha:
             continue
         if event == "status" or task.pr_number in detail.pull_numbers:
             numbers.append(task.pr_number)
@@ -523,7 +514,7 @@ def check_changes(
     changes = []
     for picture in pictures:
         task = _task_by_pr(run, picture.pr_number)
-        if task is None or task.state not in _WITH_PR:
+        if task is None or task.state not in TASK_WITH_PR:
             continue
         result = verdict(picture, required)
         reason = result.reason

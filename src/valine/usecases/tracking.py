@@ -10,7 +10,7 @@ from valine.core import liveness, tracking
 from valine.core.checks import CheckPicture
 from valine.core.errors import GitHubUnavailable, NotFound
 from valine.core.models import PullRequest, Run, Task
-from valine.core.states import TASK_TERMINAL, RunState, TaskState
+from valine.core.states import TASK_TERMINAL, TASK_WITH_PR, RunState, TaskState
 from valine.core.tracking import DEQUEUED
 from valine.logs import log_context
 from valine.ports import AuditEntry, GitHubError
@@ -273,7 +273,7 @@ class TrackingMixin(UseCaseBase):
         numbers = [
             t.pr_number
             for t in self.store.get_run(run_id).tasks
-            if t.state in _WITH_PR and t.pr_number is not None
+            if t.state in TASK_WITH_PR and t.pr_number is not None
         ]
         if not numbers:
             return
@@ -285,16 +285,6 @@ class TrackingMixin(UseCaseBase):
         self._apply_pictures(run_id, pictures, label="reconcile")
 
 
-#: Task states with a linked, open pull request.
-_WITH_PR = frozenset(
-    {
-        TaskState.PR_OPEN,
-        TaskState.CHECKS_PENDING,
-        TaskState.CHECKS_PASSED,
-        TaskState.CHECKS_FAILED,
-        TaskState.STALE,
-    }
-)
 #: Runs that wait on their own job, and the job that carries each on.
 _CARRIED_BY = {RunState.APPROVED: START, RunState.SHIPPING: SHIP, RunState.CANCELLING: CANCEL}
 #: How long a run may wait on its own job before the reconcile enqueues it again.
