@@ -622,3 +622,39 @@ def _first_sent(faults: list[str]) -> int:
     """The index of the first attempt that may have reached Discord (or past the end)."""
     sent = [i for i, f in enumerate(faults) if f != "rate_limited"]
     return sent[0] if sent else len(faults)
+
+
+def test_a_ship_press_racing_a_webhook_save_still_ships(harness: Harness) -> None:
+    """A check result saved between the press's read and its write is no lost race.
+
+    Found by the proving ground: 'refused: lost a race' left a ready run unshipped.
+    """
+    run_id = planned(harness)
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    harness.drain()
+    store = harness.orchestrator.store
+    run = store.get_run(run_id)
+    number = run.tasks[0].issue_number
+    pr, sha = harness.github.open_pull(REPO, "fix", f"Fixes #{number}")
+    harness.github.report_checks(REPO, sha, "success")
+    green = replace(
+        run.tasks[0], state=TaskState.CHECKS_PASSED, pr_number=pr, head_sha=sha, checks_sha=sha
+    )
+    store.save_run(replace(run, state=RunState.READY_TO_SHIP, tasks=(green,)))
+    real_save = store.save_run
+    raced: list[int] = []
+
+    def save_after_a_webhook(candidate: Run) -> Run:
+        if not raced:  # a webhook job saves the same run first (a delivery id recorded)
+            current = store.get_run(run_id)
+            raced.append(real_save(replace(current, applied=(*current.applied, "d1"))).version)
+        return real_save(candidate)
+
+    store.save_run = save_after_a_webhook  # type: ignore[method-assign]
+    answer = harness.orchestrator.ship(run_id, Actor("42", "ada"))
+    store.save_run = real_save  # type: ignore[method-assign]
+    assert raced, "the race was not staged"
+    assert "flags" not in answer["data"], answer  # public "shipping", not an ephemeral refusal
+    assert harness.run(run_id).state is RunState.SHIPPING
+    harness.drain()
+    assert harness.run(run_id).state is RunState.SHIPPED

@@ -26,6 +26,7 @@ from valine.usecases.base import (
     DISPATCH,
     EPHEMERAL,
     PLAN,
+    SAVE_ATTEMPTS,
     SHIP,
     START,
     Actor,
@@ -388,17 +389,24 @@ class InteractionsMixin(UseCaseBase):
         run = self._permitted_run(actor, action, run_id)
         if not isinstance(run, Run):
             return run
-        if run.state not in allowed_states:
-            self._audit(actor, action, f"refused: run is {run.state.value}", run_id)
-            return ephemeral(_wrong_state(run, action, allowed_states))
-        try:
-            saved = self.store.save_run(decide(run))
-        except RunConflict:
-            current = self.store.get_run(run_id)
+        # A webhook job may save the run between our read and our write (a check result
+        # arriving as Ship is pressed): reload and decide again, so only a real change of
+        # state -- another press that won -- refuses the press.
+        saved: Run | None = None
+        for _ in range(SAVE_ATTEMPTS):
+            if run.state not in allowed_states:
+                self._audit(actor, action, f"refused: run is {run.state.value}", run_id)
+                return ephemeral(_wrong_state(run, action, allowed_states))
+            try:
+                saved = self.store.save_run(decide(run))
+                break
+            except RunConflict:
+                run = self.store.get_run(run_id)
+        if saved is None:
             self._audit(actor, action, "refused: lost a race", run_id)
             return ephemeral(
-                f"Someone else changed run `{run_id}` at the same moment; it is "
-                f"now {current.state.value}. {_wrong_state(current, action, ())}"
+                f"Run `{run_id}` kept changing while you pressed; it is now "
+                f"{run.state.value}. Try again in a moment."
             )
         self._audit(actor, action, "ok", run_id)
         self._enqueue_after_save(
