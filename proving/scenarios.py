@@ -59,8 +59,8 @@ class Counts:
     github_fault_runs: int
     discord_fault_runs: int
     abuse_requests: int
-    #: Whether a check may conclude before its pull request's event (known defect: such
-    #: a run waits for the 5-minute reconcile; see docs/reliability.md).
+    #: Whether a check may conclude before its pull request's event (a defect found here
+    #: and fixed; the quick variant keeps the in-order case).
     checks_first: bool
     #: Whether the copies are shuffled at all (quick: duplicates, in order).
     shuffle: bool

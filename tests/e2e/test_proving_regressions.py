@@ -1,4 +1,4 @@
-"""Defects the proving ground found (docs/reliability.md, "Failing today").
+"""Defects the proving ground found (docs/reliability.md, "What the proving ground found").
 
 Each test states the behaviour the product promises, at the smallest scale that showed
 the defect.
