@@ -319,3 +319,24 @@ def test_essentials_of_every_real_example_are_small_and_keep_the_shape(
             assert len(json.dumps(slim)) < max(2048, len(json.dumps(example)) // 4)
             assert slim["repository"]["full_name"] == example["repository"]["full_name"]
             assert slim.get("action") == example.get("action")
+
+
+def test_checks_of_a_push_that_beat_its_synchronize_are_read_when_the_push_lands() -> None:
+    """A new head's check result processed before its ``synchronize`` is not lost.
+
+    Found by ``make demo`` (1 run in 3): the task waited for the 5-minute reconcile.
+    """
+    from dataclasses import replace
+
+    from valine.core.tracking import claimed_late, remember_unclaimed
+
+    green = Task(7, "t", TaskState.CHECKS_FAILED, pr_number=5, head_sha="old", checks_sha="old")
+    before = run_with(green)
+    remembered = remember_unclaimed(before, "new")
+    assert remembered is not None and "new" in remembered.unclaimed_checks
+    pushed = replace(
+        remembered,
+        tasks=(replace(green, state=TaskState.CHECKS_PENDING, head_sha="new", checks_sha=None),),
+    )
+    assert claimed_late(pushed, remembered) == (5,)
+    assert claimed_late(remembered, remembered) == ()

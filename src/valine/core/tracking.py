@@ -481,23 +481,23 @@ def remember_unclaimed(run: Run, sha: str) -> Run | None:
     None when there is nothing to remember: no task still waits for a pull request, or
     ``sha`` is already remembered.
     """
-    waiting = any(
-        t.state in (TaskState.PENDING, TaskState.DISPATCHED, TaskState.STALE) for t in run.tasks
-    )
+    # A task waiting for a PR, or one whose PR may get a new head (a push whose checks
+    # beat its ``synchronize``): any task still in play.
+    waiting = any(t.state not in TASK_TERMINAL for t in run.tasks)
     if not waiting or sha in run.unclaimed_checks:
         return None
     return replace(run, unclaimed_checks=(*run.unclaimed_checks, sha)[-MAX_UNCLAIMED:])
 
 
 def claimed_late(run: Run, before: Run) -> tuple[int, ...]:
-    """Pull requests linked since ``before`` whose head already had a check event."""
-    earlier = {t.issue_number: t.pr_number for t in before.tasks}
+    """Pull requests linked, or pushed to, since ``before`` whose head already had a check event."""
+    earlier = {t.issue_number: (t.pr_number, t.head_sha) for t in before.tasks}
     return tuple(
         t.pr_number
         for t in run.tasks
-        if t.state is TaskState.PR_OPEN
+        if t.state in (TaskState.PR_OPEN, TaskState.CHECKS_PENDING)
         and t.pr_number
-        and earlier.get(t.issue_number) != t.pr_number
+        and earlier.get(t.issue_number) != (t.pr_number, t.head_sha)
         and t.head_sha in run.unclaimed_checks
     )
 
