@@ -137,6 +137,23 @@ def planned(h: Harness, issues: int = 1) -> str:
     return run.run_id
 
 
+def ready_to_ship(h: Harness) -> str:
+    """A one-task run, approved, its PR green at its head and the run ready to ship."""
+    run_id = planned(h)
+    h.orchestrator.approve(run_id, Actor("42", "ada"))
+    h.drain()
+    store = h.orchestrator.store
+    run = store.get_run(run_id)
+    number = run.tasks[0].issue_number
+    pr, sha = h.github.open_pull(REPO, "fix", f"Fixes #{number}")
+    h.github.report_checks(REPO, sha, "success")
+    green = replace(
+        run.tasks[0], state=TaskState.CHECKS_PASSED, pr_number=pr, head_sha=sha, checks_sha=sha
+    )
+    store.save_run(replace(run, state=RunState.READY_TO_SHIP, tasks=(green,)))
+    return run_id
+
+
 def test_a_dispatch_job_that_runs_twice_dispatches_once(harness: Harness) -> None:
     run_id = planned(harness)
     harness.orchestrator.approve(run_id, Actor("42", "ada"))
@@ -223,18 +240,7 @@ def test_plan_dead_letter_tells_the_user(harness: Harness) -> None:
 
 
 def test_ship_job_run_twice_merges_once(harness: Harness) -> None:
-    run_id = planned(harness)
-    harness.orchestrator.approve(run_id, Actor("42", "ada"))
-    harness.drain()
-    store = harness.orchestrator.store
-    run = store.get_run(run_id)
-    number = run.tasks[0].issue_number
-    pr, sha = harness.github.open_pull(REPO, "fix", f"Fixes #{number}")
-    harness.github.report_checks(REPO, sha, "success")
-    green = replace(
-        run.tasks[0], state=TaskState.CHECKS_PASSED, pr_number=pr, head_sha=sha, checks_sha=sha
-    )
-    store.save_run(replace(run, state=RunState.READY_TO_SHIP, tasks=(green,)))
+    run_id = ready_to_ship(harness)
     harness.orchestrator.ship(run_id, Actor("42", "ada"))
     harness.orchestrator.run_ship_job({"run_id": run_id})
     harness.orchestrator.run_ship_job({"run_id": run_id})
@@ -629,18 +635,8 @@ def test_a_ship_press_racing_a_webhook_save_still_ships(harness: Harness) -> Non
 
     Found by the proving ground: 'refused: lost a race' left a ready run unshipped.
     """
-    run_id = planned(harness)
-    harness.orchestrator.approve(run_id, Actor("42", "ada"))
-    harness.drain()
+    run_id = ready_to_ship(harness)
     store = harness.orchestrator.store
-    run = store.get_run(run_id)
-    number = run.tasks[0].issue_number
-    pr, sha = harness.github.open_pull(REPO, "fix", f"Fixes #{number}")
-    harness.github.report_checks(REPO, sha, "success")
-    green = replace(
-        run.tasks[0], state=TaskState.CHECKS_PASSED, pr_number=pr, head_sha=sha, checks_sha=sha
-    )
-    store.save_run(replace(run, state=RunState.READY_TO_SHIP, tasks=(green,)))
     real_save = store.save_run
     raced: list[int] = []
 
