@@ -1,9 +1,11 @@
-"""Structured JSON logs with the request's correlation ids, and secret redaction.
+"""Logs with the request's correlation ids, and secret redaction.
 
 Handlers wrap their work in :func:`log_context` (interaction id, delivery id, run id);
-every record logged inside carries those ids. :func:`configure` installs a JSON formatter
+every record logged inside carries those ids. :func:`configure` installs a formatter --
+JSON lines (CloudWatch, files, pipes) or, on a terminal, one readable line per record --
 that also replaces every configured secret value with ``[redacted]`` as a last line of
-defence -- code should never log a secret in the first place.
+defence -- code should never log a secret in the first place. ``VALINE_LOG_FORMAT``
+(``json`` or ``text``) forces either.
 """
 
 from __future__ import annotations
@@ -69,15 +71,58 @@ class JsonFormatter(logging.Formatter):
         return text
 
 
+class TextFormatter(JsonFormatter):
+    """One readable line per record: ``12:00:01 WARNING valine.x message  key=value``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a line for a person at a terminal, secrets redacted."""
+        when = time.strftime("%H:%M:%S", time.localtime(record.created))
+        fields = {**_context.get()}
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                fields[key] = value
+        line = f"{when} {record.levelname:<7} {record.name} {record.getMessage()}"
+        if fields:
+            line += "  " + " ".join(f"{k}={_plain(v)}" for k, v in fields.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return self.redact(line)
+
+
+def _plain(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if text and " " not in text else json.dumps(text)
+
+
+#: Accepted values of ``VALINE_LOG_FORMAT`` ("auto": text on a terminal, else JSON).
+LOG_FORMATS = ("auto", "json", "text")
+
+
 def configure(
-    level: str = "INFO", secrets: Iterable[str] = (), stream: TextIO | None = None
+    level: str = "INFO",
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+    log_format: str = "auto",
 ) -> None:
-    """Send the ``valine`` and ``uvicorn`` loggers to ``stream`` as JSON lines."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter(secrets))
+    """Send the ``valine`` and ``uvicorn`` loggers to ``stream`` (default stderr).
+
+    ``log_format`` "json" or "text" forces a format; "auto" writes text when ``stream``
+    is a terminal and JSON lines otherwise (always on Lambda).
+    """
+    out = stream or sys.stderr
+    text = log_format == "text" or (log_format == "auto" and _is_terminal(out))
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(TextFormatter(secrets) if text else JsonFormatter(secrets))
     for name in ("valine", "uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level.upper())
         logger.propagate = False
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return False

@@ -46,11 +46,11 @@ Every field has a default, so a team can start with no file at all::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from valine.core.authz import Permissions, permissions_from_mapping
+from valine.core.authz import GUARDED_ACTIONS, Permissions, permissions_from_mapping
 from valine.core.errors import ConfigurationError
 
 EXECUTOR_KINDS = ("workflow", "assign", "label")
@@ -158,8 +158,68 @@ class Policy:
     discord: DiscordScope = field(default_factory=DiscordScope)
 
 
+#: Every section of ``valine.toml`` and its keys. A name not listed here is an error that
+#: names the closest known one: a mistyped ``[permission]`` silently ignored would leave
+#: every guarded action denied without a word. A key whose value is ``None`` holds a
+#: table of the keys listed in :data:`PERMISSION_GRANT_KEYS`.
+SCHEMA: Mapping[str, tuple[str, ...]] = {
+    "labels": ("ready", "in_progress", "shipped", "blocking"),
+    "planner": ("max_tasks", "priority_labels", "order"),
+    "executor": ("kind", "workflow", "ref", "assignee", "pr_timeout", "pr_authors"),
+    "checks": ("timeout", "required"),
+    "merge": ("method",),
+    "policy": ("on_task_failure", "on_stale", "max_dispatches"),
+    "discord": ("guild_ids", "channel_ids", "default_member_permissions", "rate_limit"),
+    "permissions": ("prevent_self_approval", *GUARDED_ACTIONS),
+}
+#: The keys of one action's table under ``[permissions]`` (``approve = { roles = [...] }``).
+PERMISSION_GRANT_KEYS = ("roles", "users")
+
+
+def unknown_names(data: Mapping[str, Any]) -> list[str]:
+    """One message per section or key of ``data`` that :data:`SCHEMA` does not know.
+
+    Each message names the closest known name when there is one
+    (``unknown section [permission]; did you mean [permissions]?``).
+    """
+    problems: list[str] = []
+    for name, section in data.items():
+        if name not in SCHEMA:
+            problems.append(f"unknown section [{name}]{_suggest(name, SCHEMA, '[{}]')}")
+            continue
+        if not isinstance(section, Mapping):
+            continue  # reported as "must be a table" by the section's reader
+        known = SCHEMA[name]
+        for key, value in section.items():
+            if key not in known:
+                problems.append(f"unknown key {name}.{key}{_suggest(key, known, name + '.{}')}")
+            elif name == "permissions" and key in GUARDED_ACTIONS and isinstance(value, Mapping):
+                for sub in value:
+                    if sub not in PERMISSION_GRANT_KEYS:
+                        where = f"permissions.{key}"
+                        hint = _suggest(sub, PERMISSION_GRANT_KEYS, where + ".{}")
+                        problems.append(f"unknown key {where}.{sub}{hint}")
+    return problems
+
+
+def _suggest(name: str, known: Iterable[str], shape: str) -> str:
+    """``; did you mean X?`` for the closest of ``known`` to ``name``, or nothing."""
+    from difflib import get_close_matches  # only on the error path: not on the cold start
+
+    close = get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
+    if not close:
+        return f" (known: {', '.join(shape.format(k) for k in known)})"
+    return f"; did you mean {shape.format(close[0])}?"
+
+
 def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
-    """The policy a parsed ``valine.toml`` describes; raises ConfigurationError naming the key."""
+    """The policy a parsed ``valine.toml`` describes; raises ConfigurationError naming the key.
+
+    Unknown sections and keys are refused (see :func:`unknown_names`), all of them at once.
+    """
+    problems = unknown_names(data)
+    if problems:
+        raise ConfigurationError(problems[0] if len(problems) == 1 else _listed(problems))
     labels = _section(data, "labels")
     planner = _section(data, "planner")
     executor = _section(data, "executor")
@@ -196,6 +256,10 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
     )
     _check(policy)
     return policy
+
+
+def _listed(problems: list[str]) -> str:
+    return f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
 
 
 def _check(policy: Policy) -> None:
@@ -298,3 +362,58 @@ def _strs(section: Mapping[str, Any], key: str, default: tuple[str, ...]) -> tup
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ConfigurationError(f"{key} must be a list of strings")
     return tuple(value)
+
+
+def policy_summary(policy: Policy) -> list[str]:
+    """The effective rules, one line each, defaults included (``valine config check``)."""
+    labels, planner, executor, live = (
+        policy.labels,
+        policy.planner,
+        policy.executor,
+        policy.liveness,
+    )
+    lines = [
+        f"labels: ready={labels.ready!r} in_progress={labels.in_progress!r} "
+        f"shipped={labels.shipped!r} blocking={list(labels.blocking)}",
+        f"planner: max_tasks={planner.max_tasks} priority_labels={list(planner.priority_labels)} "
+        f"order={list(planner.order)}",
+        f"executor: {_executor_line(executor)} pr_timeout={executor.pr_timeout}s "
+        f"pr_authors={list(executor.pr_authors)}",
+        f"checks: timeout={live.checks_timeout}s required="
+        + (str(list(policy.required_checks)) if policy.required_checks else "every check"),
+        f"merge: method={policy.merge_method}",
+        f"policy: on_task_failure={policy.on_task_failure} on_stale={live.on_stale} "
+        f"max_dispatches={live.max_dispatches}",
+        _discord_line(policy.discord),
+    ]
+    lines += _permission_lines(policy.permissions)
+    return lines
+
+
+def _executor_line(executor: Executor) -> str:
+    if executor.kind == "workflow":
+        return f"kind=workflow workflow={executor.workflow!r} ref={executor.ref!r}"
+    if executor.kind == "assign":
+        return f"kind=assign assignee={executor.assignee!r}"
+    return "kind=label"
+
+
+def _discord_line(scope: DiscordScope) -> str:
+    if not scope.guild_ids:
+        return "discord: no guild_ids: every command is refused until one is set"
+    channels = list(scope.channel_ids) if scope.channel_ids else "any"
+    return (
+        f"discord: guild_ids={list(scope.guild_ids)} channel_ids={channels} "
+        f"rate_limit={scope.rate_limit}/min"
+    )
+
+
+def _permission_lines(permissions: Permissions) -> list[str]:
+    lines = [f"permissions: prevent_self_approval={permissions.prevent_self_approval}"]
+    for action in GUARDED_ACTIONS:
+        grant = permissions.grant(action)
+        if grant.empty:
+            lines.append(f"  {action}: nobody (denied to everyone)")
+        else:
+            lines.append(f"  {action}: roles={sorted(grant.roles)} users={sorted(grant.users)}")
+    return lines

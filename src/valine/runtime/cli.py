@@ -59,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=50)
     audit.set_defaults(func=_audit)
 
+    config = commands.add_parser("config", help="the workflow rules file (valine.toml)")
+    config_commands = config.add_subparsers(required=True, metavar="ACTION")
+    check = config_commands.add_parser(
+        "check", help="validate a rules file and print the effective rules"
+    )
+    check.add_argument("file", nargs="?", help="default: VALINE_CONFIG, else ./valine.toml")
+    check.set_defaults(func=_config_check)
+
     from valine.runtime.simulate import add_parser as add_simulate
 
     add_simulate(commands)
@@ -87,7 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
     from valine.runtime.wiring import Services
 
     settings = _settings()
-    logs.configure(settings.log_level, settings.secret_values())
+    logs.configure(settings.log_level, settings.secret_values(), log_format=settings.log_format)
     services = Services(settings)
     services.policy  # a malformed valine.toml stops start-up, naming the key  # noqa: B018
     services.store  # opens (and if needed creates) the state store now, not on first use  # noqa: B018
@@ -178,6 +186,22 @@ def _register_commands(args: argparse.Namespace) -> int:
         print(f"registered {len(payload)} commands {where}:")
         for line in changes:
             print(f"  {line}")
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from valine.core.policy import policy_summary
+    from valine.runtime.config import read_policy
+
+    path = args.file or os.environ.get("VALINE_CONFIG") or None
+    policy = read_policy(path)
+    shown = path or "valine.toml"
+    if path is None and not os.path.exists(shown):
+        print("no valine.toml here: the defaults apply")
+    else:
+        print(f"{shown}: valid")
+    for line in policy_summary(policy):
+        print(line)
     return 0
 
 

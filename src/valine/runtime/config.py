@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from valine.core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from valine.core.policy import Policy
 
 DEFAULT_STORE = "sqlite:///.valine/valine.db"
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -48,6 +51,7 @@ class Settings(NamedTuple):
     notify_window: str = "3"
     reconcile_every: str = "300"
     log_level: str = "INFO"
+    log_format: str = "auto"
     # Test-only (the end-to-end tests set them; never set them in production): a file
     # holding seconds added to the use cases' clock, and job kinds whose first enqueue
     # after a save is lost, to prove the reconcile carries the run on.
@@ -100,6 +104,8 @@ class Settings(NamedTuple):
             value = getattr(self, _attr(name))
             if value and not _DIGITS.fullmatch(value):
                 raise ConfigurationError(f"{name} must be a number")
+        if self.log_format not in ("auto", "json", "text"):
+            raise ConfigurationError("VALINE_LOG_FORMAT must be auto, json or text")
         _seconds("VALINE_NOTIFY_WINDOW", self.notify_window, allow_zero=True)
         _seconds("VALINE_RECONCILE_EVERY", self.reconcile_every, allow_zero=False)
         _seconds("VALINE_BODY_TIMEOUT", self.body_timeout, allow_zero=False)
@@ -148,6 +154,7 @@ ENV_NAMES: Mapping[str, str] = {
     "test_clock_file": "VALINE_TEST_CLOCK_FILE",
     "test_lose_enqueue": "VALINE_TEST_LOSE_ENQUEUE",
     "log_level": "VALINE_LOG_LEVEL",
+    "log_format": "VALINE_LOG_FORMAT",
     "runs_table": "VALINE_RUNS_TABLE",
     "audit_table": "VALINE_AUDIT_TABLE",
     "dedupe_table": "VALINE_DEDUPE_TABLE",
@@ -185,3 +192,30 @@ def load_dotenv_into(environ: dict[str, str], path: str = ".env") -> None:
     for key, value in dotenv_values(path).items():
         if value is not None:
             environ.setdefault(key, value)
+
+
+def read_policy(config_path: str | None) -> Policy:
+    """The workflow rules of ``config_path`` (``VALINE_CONFIG``), else ``./valine.toml``.
+
+    Without ``config_path`` a missing ``valine.toml`` means the defaults; a named file
+    that does not exist, invalid TOML, an unknown section or key and a bad value are
+    ConfigurationErrors naming the file.
+    """
+    from valine.core.policy import Policy, policy_from_mapping
+
+    path = config_path or "valine.toml"
+    if not os.path.exists(path):
+        if config_path:
+            raise ConfigurationError(f"{path}: no such file")
+        return Policy()
+    import tomllib
+
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return policy_from_mapping(data)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{path}: {exc}") from exc

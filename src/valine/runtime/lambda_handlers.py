@@ -139,7 +139,7 @@ class LambdaRuntime:
     def _logging(settings: Settings) -> None:
         from valine import logs
 
-        logs.configure(settings.log_level, settings.secret_values())
+        logs.configure(settings.log_level, settings.secret_values(), log_format=settings.log_format)
 
     def app(self, *, with_secret: bool) -> App:
         """The shared app; ``with_secret`` merges the secret first (rebuilding on a change).

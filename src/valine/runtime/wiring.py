@@ -7,7 +7,6 @@ cold start of a PING must not open a database or build an AWS client.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from functools import cached_property
@@ -196,24 +195,9 @@ class Services:
     @cached_property
     def policy(self) -> Policy:
         """The workflow rules from ``VALINE_CONFIG`` or ``./valine.toml`` (defaults if absent)."""
-        from valine.core.policy import Policy, policy_from_mapping
+        from valine.runtime.config import read_policy
 
-        path = self.settings.config_path or "valine.toml"
-        if not os.path.exists(path):
-            if self.settings.config_path:
-                raise ConfigurationError(f"VALINE_CONFIG={path}: no such file")
-            return Policy()
-        import tomllib
-
-        try:
-            with open(path, "rb") as file:
-                data = tomllib.load(file)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"{path}: not valid TOML: {exc}") from exc
-        try:
-            return policy_from_mapping(data)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"{path}: {exc}") from exc
+        return read_policy(self.settings.config_path)
 
     @cached_property
     def orchestrator(self) -> Orchestrator:
