@@ -30,7 +30,7 @@ from helpers import (
 )
 from valine.testing import wait_for
 from valine.testing.discord_standin import DiscordStandIn
-from valine.testing.github_standin import GitHubStandIn
+from valine.testing.github import GitHubStandIn
 
 REPO = "octo/widgets"
 

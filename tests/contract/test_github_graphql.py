@@ -21,8 +21,8 @@ from github_graphql import github_schema, type_text, validate
 from valine.core.errors import NotFound
 from valine.github.client import GitHubClient, TokenAuth
 from valine.ports import GitHubError, IssueUpdate
-from valine.testing import github_standin
-from valine.testing.github_standin import GitHubStandIn
+from valine.testing.github import GitHubStandIn
+from valine.testing.github import graphql as standin_graphql
 
 REPO = "octo/widgets"
 QUEUED = "octo/queued"
@@ -193,11 +193,11 @@ def test_the_stand_ins_schema_subset_is_githubs() -> None:
     """Every input, output field, argument and enum the stand-in serves, typed as GitHub's."""
     types = {t["name"]: t for t in github_schema()["types"]}
     problems = []
-    for name, fields in github_standin._GQL_INPUTS.items():
+    for name, fields in standin_graphql._GQL_INPUTS.items():
         their_inputs = {f["name"]: type_text(f["type"]) for f in types[name]["inputFields"]}
         if their_inputs != fields:
             problems.append(f"input {name}: GitHub {their_inputs}, stand-in {fields}")
-    for name, object_fields in github_standin._GQL_OBJECTS.items():
+    for name, object_fields in standin_graphql._GQL_OBJECTS.items():
         theirs_fields = {f["name"]: f for f in types[name]["fields"]}
         for field_name, (field_type, arguments) in object_fields.items():
             theirs = theirs_fields.get(field_name)
@@ -210,12 +210,12 @@ def test_the_stand_ins_schema_subset_is_githubs() -> None:
                     f"{name}.{field_name}: GitHub {type_text(theirs['type'])} "
                     f"{their_arguments}, stand-in {field_type} {arguments}"
                 )
-    for name, values in github_standin._GQL_ENUMS.items():
+    for name, values in standin_graphql._GQL_ENUMS.items():
         theirs_values = sorted(v["name"] for v in types[name]["enumValues"])
         if theirs_values != sorted(values):
             problems.append(f"enum {name}: GitHub {theirs_values}, stand-in {sorted(values)}")
     scalars = {t["name"] for t in types.values() if t["kind"] == "SCALAR"}
-    assert scalars >= github_standin._GQL_SCALARS
+    assert scalars >= standin_graphql._GQL_SCALARS
     assert problems == []
 
 

@@ -28,7 +28,7 @@ from helpers import ROOT, rsa_key_pair
 from valine.core.errors import NotFound
 from valine.github.client import AppAuth, GitHubClient, TokenAuth
 from valine.ports import HeadMoved, MergeQueueRequired
-from valine.testing.github_standin import GitHubStandIn, RecordedRequest
+from valine.testing.github import GitHubStandIn, RecordedRequest
 
 SPEC_PATH = ROOT / ".cache/material/api.github.com.json"
 SPEC_URI = "urn:github:api.github.com.json"

@@ -11,7 +11,7 @@ import pytest
 from valine.testing import faults
 from valine.testing.discord_standin import DiscordStandIn
 from valine.testing.faults import FaultPlan, FaultRequest, Match, Phase
-from valine.testing.github_standin import GitHubStandIn
+from valine.testing.github import GitHubStandIn
 
 REPO = "octo/widgets"
 COMMENT = "mutation($c: AddCommentInput!) { c: addComment(input: $c) { clientMutationId } }"

@@ -27,7 +27,7 @@ from valine.github.client import (
 )
 from valine.ports import GitHubError, HeadMoved, IssueUpdate, MergeQueueRequired, NotMergeable
 from valine.runtime.config import Settings
-from valine.testing.github_standin import GitHubStandIn
+from valine.testing.github import GitHubStandIn
 
 REPO = "octo/widgets"
 ClientFactory = Callable[..., GitHubClient]

@@ -38,7 +38,7 @@ from valine.http import Response
 from valine.runtime import lambda_handlers
 from valine.runtime.lambda_handlers import LambdaRuntime, proxy_response, request_from_event
 from valine.store.dynamodb import TableNames, create_tables, delete_tables
-from valine.testing.github_standin import GitHubStandIn
+from valine.testing.github import GitHubStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO = "octo/widgets"

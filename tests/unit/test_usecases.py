@@ -26,7 +26,7 @@ from valine.store.db import Database
 from valine.store.sqlite import SqliteRunStore
 from valine.testing.discord_standin import DiscordStandIn
 from valine.testing.faults import Match, server_error
-from valine.testing.github_standin import GitHubStandIn
+from valine.testing.github import GitHubStandIn
 from valine.usecases import CLAIM, CLAIM_TIMEOUT, Actor, DispatchInProgress, Orchestrator
 
 REPO = "octo/widgets"

@@ -46,7 +46,7 @@ def main() -> int:
     from nacl.signing import SigningKey
 
     from valine.testing.discord_standin import DiscordStandIn
-    from valine.testing.github_standin import GitHubStandIn
+    from valine.testing.github import GitHubStandIn
 
     with (
         tempfile.TemporaryDirectory(prefix="valine-demo-") as workdir,
