@@ -50,6 +50,9 @@ run: install
 lint: install
 	$(BIN)/ruff check src tests bench scripts proving
 	$(BIN)/ruff format --check src tests bench scripts proving
+	@test -x $(BIN)/actionlint || { echo "actionlint is not installed (its wheels are Linux-only): install actionlint and put it in $(BIN)"; exit 1; }
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/actionlint -no-color
+	$(BIN)/cfn-lint deploy/github-oidc.yaml
 
 typecheck: install
 	$(BIN)/mypy src
