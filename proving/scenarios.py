@@ -951,7 +951,7 @@ def _mutate(rng: random.Random, document: Any, depth: int = 0) -> Any:
 def aws_environment(dynamodb: str, sqs: str, prefix: str) -> dict[str, str]:
     """``valine serve`` on DynamoDB Local tables and moto SQS queues named by ``prefix``."""
     from aws_local import CREDENTIALS, client
-    from valine.store.dynamodb import table_definitions
+    from valine.runtime.aws_tables import table_definitions
 
     ddb = client("dynamodb", dynamodb)
     for definition in table_definitions(prefix):

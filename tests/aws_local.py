@@ -64,7 +64,7 @@ def client(service: str, endpoint_url: str) -> Any:
     """A boto3 client of ``service`` on a local endpoint, with the dummy credentials."""
     import boto3
 
-    from valine.store.dynamodb import client_config
+    from valine.infra.aws import client_config
 
     if not endpoint_url.startswith("http://127.0.0.1:"):
         raise ValueError(f"tests only talk to loopback endpoints, not {endpoint_url}")
@@ -352,7 +352,8 @@ class SqsQueues:
 
     @classmethod
     def create(cls) -> SqsQueues:
-        from valine.store.dynamodb import TableNames, table_definitions
+        from valine.infra.aws import TableNames
+        from valine.queue.sqs import table_definitions
 
         sqs_endpoint = SERVICES.sqs_endpoint()
         dynamodb_endpoint = SERVICES.dynamodb_endpoint()

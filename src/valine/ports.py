@@ -83,6 +83,11 @@ class RunStore(Protocol):
         ...
 
 
+#: Job kind of a verified, deduplicated GitHub delivery waiting to be processed: the
+#: webhook endpoint enqueues it, the tracking use case handles it.
+GITHUB_EVENT_JOB = "github_event"
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """A unit of background work taken from a :class:`JobQueue`."""

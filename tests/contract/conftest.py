@@ -70,7 +70,9 @@ def _refuse_scan(**_: object) -> None:
 
 def _dynamodb_factory(tmp_path: Path) -> StoreHandle:
     """A DynamoRunStore on fresh tables (a new prefix) of the session's DynamoDB Local."""
-    from valine.store.dynamodb import DynamoRunStore, TableNames, create_tables, delete_tables
+    from valine.infra.aws import TableNames
+    from valine.runtime.aws_tables import create_tables, delete_tables
+    from valine.store.dynamodb import DynamoRunStore
 
     endpoint = SERVICES.dynamodb_endpoint()
     prefix = unique_prefix()

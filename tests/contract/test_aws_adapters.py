@@ -22,18 +22,16 @@ from aws_local import SERVICES, SqsQueues, client, free_port, unique_prefix
 from valine.core.errors import NotFound, QueueUnavailable, StoreUnavailable
 from valine.core.models import Run, apply_run_event
 from valine.core.states import RunEvent, RunState
+from valine.infra.aws import TableNames, sortable
 from valine.ports import AuditEntry
 from valine.queue.sqs import DynamoDedupe, SqsJobQueue, job_from_sqs_record
-from valine.store.dynamodb import (
-    DynamoRunStore,
-    TableNames,
+from valine.runtime.aws_tables import (
     create_tables,
     delete_tables,
-    lock_key,
-    sortable,
     table_definitions,
     time_to_live_definitions,
 )
+from valine.store.dynamodb import DynamoRunStore, lock_key
 
 REPO = "octo/app"
 T0 = 1_764_064_800.123456

@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 
+from valine.infra.sqlite import Database
 from valine.ports import Job, JobQueue
 from valine.queue.sqlite import QueueUnavailable, SqliteJobQueue
-from valine.store.db import Database
 
 START = 1_700_000_000.0
 VT = 30.0  # visibility timeout used by most tests

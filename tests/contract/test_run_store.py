@@ -23,8 +23,8 @@ import pytest
 from valine.core.errors import ActiveRunExists, NotFound, RunConflict
 from valine.core.models import Run, Task, apply_run_event
 from valine.core.states import RunEvent, RunState, TaskState
+from valine.infra.sqlite import Database
 from valine.ports import AuditEntry, RunStore
-from valine.store.db import Database
 from valine.store.sqlite import INDEXED_QUERIES, SqliteRunStore
 
 REPO = "octo/app"

@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from valine.infra.sqlite import Database
 from valine.ports import Job
 from valine.queue.sqlite import SqliteJobQueue
 from valine.queue.worker import WorkerPool
-from valine.store.db import Database
 
 EFFECTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, pid INTEGER NOT NULL);

@@ -35,7 +35,7 @@ def command(name: str, **options: str) -> dict[str, Any]:
 
 
 def audit_lines(world: World) -> list[str]:
-    from valine.store.db import Database
+    from valine.infra.sqlite import Database
     from valine.store.sqlite import SqliteRunStore
 
     db = Database(world.service.workdir / ".valine" / "valine.db")

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from valine.infra.sqlite import Database
 from valine.queue.sqlite import SqliteJobQueue
-from valine.store.db import Database
 
 SCRIPT = Path(__file__).with_name("queue_worker_script.py")
 DEADLINE = 20.0

@@ -17,8 +17,9 @@ import pytest
 from helpers import free_port
 from valine.core.commands import registration_payload
 from valine.core.errors import ConfigurationError, DiscordUnavailable
-from valine.discord.client import DEFAULT_MAX_ATTEMPTS, DiscordClient, client_from_settings
+from valine.discord.client import DEFAULT_MAX_ATTEMPTS, DiscordClient
 from valine.ports import DiscordError
+from valine.runtime.clients import discord_client
 from valine.runtime.config import Settings
 from valine.testing.discord_standin import DiscordStandIn
 
@@ -414,7 +415,7 @@ def test_client_from_settings_needs_the_bot_token_only_for_bot_routes(
     standin: DiscordStandIn,
 ) -> None:
     settings = Settings(discord_api_url=standin.url)
-    with client_from_settings(settings) as client:
+    with discord_client(settings) as client:
         tok = token()
         assert client.followup(standin.application_id, tok, {"content": "ok"})
         with pytest.raises(ConfigurationError, match="DISCORD_BOT_TOKEN"):
@@ -427,13 +428,13 @@ def test_client_from_settings_needs_the_bot_token_only_for_bot_routes(
 def test_client_from_settings_can_require_settings_up_front(standin: DiscordStandIn) -> None:
     settings = Settings(discord_api_url=standin.url, discord_application_id="1")
     with pytest.raises(ConfigurationError, match="DISCORD_BOT_TOKEN"):
-        client_from_settings(settings, require=("DISCORD_APPLICATION_ID", "DISCORD_BOT_TOKEN"))
+        discord_client(settings, require=("DISCORD_APPLICATION_ID", "DISCORD_BOT_TOKEN"))
     full = Settings(
         discord_api_url=standin.url,
         discord_application_id=standin.application_id,
         discord_bot_token=standin.bot_token,
     )
-    with client_from_settings(full, require=("DISCORD_BOT_TOKEN",)) as client:
+    with discord_client(full, require=("DISCORD_BOT_TOKEN",)) as client:
         assert client.get_commands() == []
 
 

@@ -23,9 +23,9 @@ from valine.github.client import (
     AppAuth,
     GitHubClient,
     TokenAuth,
-    client_from_settings,
 )
 from valine.ports import GitHubError, HeadMoved, IssueUpdate, MergeQueueRequired, NotMergeable
+from valine.runtime.clients import github_client
 from valine.runtime.config import Settings
 from valine.testing.github import GitHubStandIn
 
@@ -854,7 +854,7 @@ def test_client_from_settings_uses_the_token_and_api_url(standin: GitHubStandIn)
     standin.add_issue(REPO, "task", ["ready"])
     settings = Settings(github_token=standin.token, github_api_url=standin.url)
 
-    with client_from_settings(settings) as client:
+    with github_client(settings) as client:
         assert len(client.list_ready_issues(REPO, "ready")) == 1
 
 
@@ -869,7 +869,7 @@ def test_client_from_settings_prefers_a_complete_app(app_keys: tuple[str, str]) 
             github_app_installation_id="1",
             github_api_url=standin.url,
         )
-        with client_from_settings(settings) as client:
+        with github_client(settings) as client:
             client.list_ready_issues(REPO, "ready")
         schemes = [r.auth_scheme for r in standin.requests]
 
@@ -886,7 +886,7 @@ def test_client_from_settings_prefers_a_complete_app(app_keys: tuple[str, str]) 
 )
 def test_client_from_settings_names_the_missing_setting(settings: Settings, named: str) -> None:
     with pytest.raises(ConfigurationError, match=named):
-        client_from_settings(settings)
+        github_client(settings)
 
 
 # -- the stand-in itself -------------------------------------------------------------------

@@ -35,9 +35,10 @@ from valine.core.models import Run, Task
 from valine.core.states import RunState, TaskState
 from valine.github.webhooks import dedupe_key
 from valine.http import Response
+from valine.infra.aws import TableNames
 from valine.runtime import lambda_handlers
+from valine.runtime.aws_tables import create_tables, delete_tables
 from valine.runtime.lambda_handlers import LambdaRuntime, proxy_response, request_from_event
-from valine.store.dynamodb import TableNames, create_tables, delete_tables
 from valine.testing.github import GitHubStandIn
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ from valine.core.errors import GitHubUnavailable, NotFound
 from valine.core.models import PullRequest, Run, Task
 from valine.core.policy import Policy
 from valine.core.states import RunState, TaskState
+from valine.infra.sqlite import Database
 from valine.queue.sqlite import SqliteJobQueue
-from valine.store.db import Database
 from valine.store.sqlite import SqliteRunStore
 from valine.usecases import Orchestrator
 

@@ -19,9 +19,9 @@ import pytest
 
 from valine.core.policy import PlannerRules
 from valine.queue.sqs import SqsJobQueue
+from valine.runtime.aws_tables import table_definitions, time_to_live_definitions
 from valine.runtime.config import ENV_NAMES, SECRET_SETTINGS
 from valine.runtime.secrets import SECRET_KEYS, SECRETS_ARN_ENV, SECRETS_TTL_ENV
-from valine.store.dynamodb import table_definitions, time_to_live_definitions
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -98,7 +98,7 @@ def test_every_handler_the_template_names_exists(template: dict[str, Any]) -> No
         module_name, _, attribute = function["Properties"]["Handler"].rpartition(".")
         handler = getattr(importlib.import_module(module_name), attribute, None)
         assert callable(handler), f"{name}: {function['Properties']['Handler']} is not callable"
-    assert template["Globals"]["Function"]["CodeUri"] == "src/"
+    assert template["Globals"]["Function"]["CodeUri"] == "build/lambda/"
     assert (ROOT / "src" / "valine" / "runtime" / "lambda_handlers.py").is_file()
 
 
@@ -268,7 +268,7 @@ def test_queue_retries_and_partial_batch_failures(template: dict[str, Any]) -> N
 
 def test_the_worker_timeout_fits_the_longest_job(template: dict[str, Any]) -> None:
     from valine.github.client import GitHubClient
-    from valine.queue import budget
+    from valine.infra import budget
 
     worker = template["Resources"]["WorkerFunction"]["Properties"]
     queue = template["Resources"]["JobQueue"]["Properties"]

@@ -20,9 +20,9 @@ from valine.core.policy import DiscordScope, Executor, Policy
 from valine.core.states import RunState, TaskState
 from valine.discord.client import DiscordClient
 from valine.github.client import GitHubClient, TokenAuth
+from valine.infra.sqlite import Database
 from valine.queue.sqlite import SqliteJobQueue
 from valine.queue.worker import WorkerPool
-from valine.store.db import Database
 from valine.store.sqlite import SqliteRunStore
 from valine.testing.discord_standin import DiscordStandIn
 from valine.testing.faults import Match, server_error

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from valine.infra.sqlite import Database
 from valine.ports import Job
 from valine.queue.sqlite import QueueUnavailable, SqliteJobQueue
 from valine.queue.worker import WorkerPool
-from valine.store.db import Database
 
 DEADLINE = 20.0
 

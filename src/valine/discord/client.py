@@ -30,9 +30,9 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -40,9 +40,6 @@ import httpx
 from valine import __version__
 from valine.core.errors import ConfigurationError, DiscordUnavailable
 from valine.ports import DiscordError
-
-if TYPE_CHECKING:
-    from valine.runtime.config import Settings
 
 log = logging.getLogger("valine.discord.client")
 
@@ -378,33 +375,6 @@ class DiscordClient:
             if secret and len(secret) >= 4:
                 text = text.replace(secret, "[redacted]")
         return _TOKEN_IN_URL.sub(r"\1[redacted]", text)
-
-
-def client_from_settings(
-    settings: Settings, *, require: Iterable[str] = (), **options: Any
-) -> DiscordClient:
-    """The Discord client of ``settings`` (``DISCORD_API_URL``, application id, bot token).
-
-    A missing ``DISCORD_APPLICATION_ID`` or ``DISCORD_BOT_TOKEN`` only fails the
-    operations that need it (``edit_original`` and ``followup`` get the application id
-    from the interaction and need no bot token); name them in ``require`` to fail here
-    instead, with a ``ConfigurationError`` naming the variable.
-    """
-    values = {
-        "DISCORD_APPLICATION_ID": settings.discord_application_id,
-        "DISCORD_BOT_TOKEN": settings.discord_bot_token,
-    }
-    for name in require:
-        if name not in values:
-            raise ValueError(f"unknown Discord setting {name!r}")
-        if not values[name]:
-            raise ConfigurationError(f"{name} is not set: the Discord client needs it")
-    return DiscordClient(
-        settings.discord_api_url,
-        settings.discord_application_id,
-        settings.discord_bot_token,
-        **options,
-    )
 
 
 _REDACTION_LOCK = threading.Lock()

@@ -44,6 +44,7 @@ from gidgethub import sansio
 from valine.core.checks import Check, CheckKind, CheckPicture
 from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound, RateLimited
 from valine.core.models import Issue, PullRequest
+from valine.infra import budget
 from valine.ports import (
     GitHubError,
     HeadMoved,
@@ -54,8 +55,6 @@ from valine.ports import (
     NotMergeable,
     RepositoryIds,
 )
-from valine.queue import budget
-from valine.runtime.config import Settings
 
 log = logging.getLogger("valine.github.client")
 
@@ -744,33 +743,6 @@ class GitHubClient:
                     del self._tokens[installation]
                     return True
         return False
-
-
-def client_from_settings(settings: Settings, **options: Any) -> GitHubClient:
-    """A :class:`GitHubClient` for the configured credentials and ``GITHUB_API_URL``.
-
-    A complete GitHub App configuration (``GITHUB_APP_ID`` + ``GITHUB_APP_PRIVATE_KEY``)
-    wins over ``GITHUB_TOKEN``. Raises ConfigurationError naming what is missing.
-    ``options`` go to the constructor (timeouts, retry limits, ``sleep`` ...).
-    """
-    auth: TokenAuth | AppAuth
-    if settings.github_app_id and settings.github_app_private_key:
-        auth = AppAuth(
-            app_id=settings.github_app_id,
-            private_key_pem=settings.github_app_private_key,
-            installation_id=settings.github_app_installation_id,
-        )
-    elif settings.github_app_id:
-        raise ConfigurationError("GITHUB_APP_PRIVATE_KEY is not set (GITHUB_APP_ID is)")
-    elif settings.github_app_private_key:
-        raise ConfigurationError("GITHUB_APP_ID is not set (GITHUB_APP_PRIVATE_KEY is)")
-    elif settings.github_token:
-        auth = TokenAuth(settings.github_token)
-    else:
-        raise ConfigurationError(
-            "GITHUB_TOKEN is not set (or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY for an App)"
-        )
-    return GitHubClient(auth, api_url=settings.github_api_url, **options)
 
 
 # -- mapping ------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from valine.core.tracking import essentials
 from valine.github.verify import verify_signature
 from valine.http import Request, Response, error_response, json_response
 from valine.logs import log_context
+from valine.ports import GITHUB_EVENT_JOB
 
 if TYPE_CHECKING:
     from valine.ports import JobQueue
@@ -34,8 +35,6 @@ log = logging.getLogger("valine.github")
 
 #: The events the workflow uses; others are acknowledged and ignored.
 HANDLED_EVENTS = frozenset({"pull_request", "check_suite", "status", "issues", "issue_comment"})
-#: Job kind of a verified, deduplicated delivery waiting to be processed.
-JOB_KIND = "github_event"
 #: ``X-GitHub-Event`` (``pull_request``) and ``X-GitHub-Delivery`` (a GUID).
 _EVENT_NAME = re.compile(r"[a-z_]{1,64}")
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
@@ -130,7 +129,7 @@ class GitHubWebhookEndpoint:
             return json_response(202, {"status": "ignored", "event": event})
         # Only what tracking reads: a few hundred bytes instead of the whole body.
         job = {"event": event, "delivery_id": delivery_id, "payload": essentials(event, payload)}
-        if not self._queue().enqueue(JOB_KIND, job, dedupe_key=dedupe_key(body)):
+        if not self._queue().enqueue(GITHUB_EVENT_JOB, job, dedupe_key=dedupe_key(body)):
             log.info("duplicate delivery of %s", event)
             return json_response(200, {"status": "duplicate", "delivery": delivery_id})
         log.info("accepted %s.%s", event, payload.get("action") or "")

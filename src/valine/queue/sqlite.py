@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from valine.core.errors import QueueUnavailable
+from valine.infra.sqlite import Database, path_from_url
 from valine.ports import Job
 from valine.queue.retry import queue_policy
-from valine.store.db import Database, path_from_url
 
 log = logging.getLogger("valine.queue")
 

@@ -89,9 +89,16 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from valine.core.errors import QueueUnavailable
+from valine.infra.aws import (
+    TableNames,
+    claim_key,
+    client_config,
+    error_code,
+    is_botocore_error,
+    string_attributes,
+)
 from valine.ports import Job
 from valine.queue.retry import queue_policy
-from valine.store.dynamodb import claim_key, client_config, error_code, is_botocore_error
 
 log = logging.getLogger("valine.queue")
 
@@ -196,8 +203,37 @@ class Dedupe(Protocol):
         ...
 
 
+def table_definitions(prefix: str) -> list[dict[str, Any]]:
+    """``CreateTable`` arguments of the queue's table of deployment ``prefix``: the dedupe keys.
+
+    ``{prefix}-dedupe`` — key ``dedupe_key`` (S); ``expires_at`` (N, exact), ``ttl`` (N,
+    whole seconds, ``ceil(expires_at)``), the table's TTL attribute, and ``claim`` (a token,
+    so that a failed enqueue releases only its own claim). Written by
+    :func:`valine.infra.aws.claim_key`: DynamoDB deletes expired items lazily, so an
+    expired record still present counts as absent. TTL: :func:`time_to_live_definitions`.
+    """
+    return [
+        {
+            "TableName": TableNames.from_prefix(prefix).dedupe,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": string_attributes("dedupe_key"),
+            "KeySchema": [{"AttributeName": "dedupe_key", "KeyType": "HASH"}],
+        }
+    ]
+
+
+def time_to_live_definitions(prefix: str) -> list[dict[str, Any]]:
+    """``UpdateTimeToLive`` arguments: the ``ttl`` attribute of the dedupe keys."""
+    return [
+        {
+            "TableName": TableNames.from_prefix(prefix).dedupe,
+            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
+        }
+    ]
+
+
 class DynamoDedupe:
-    """Dedupe keys in a DynamoDB table (``{prefix}-dedupe`` of :mod:`valine.store.dynamodb`).
+    """Dedupe keys in a DynamoDB table (``{prefix}-dedupe``, see :func:`table_definitions`).
 
     Key ``dedupe_key``; ``expires_at`` (exact) decides, ``ttl`` (whole seconds) lets
     DynamoDB delete expired keys by itself; ``claim`` is a random token.

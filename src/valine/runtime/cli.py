@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from valine.core.errors import ConfigurationError, NotFound, ValineError
-from valine.runtime.config import Settings, load_dotenv_into
+from valine.runtime.config import local_settings
 
 log = logging.getLogger("valine.cli")
 
@@ -82,19 +81,13 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main()
 
 
-def _settings() -> Settings:
-    environ = dict(os.environ)
-    load_dotenv_into(environ)
-    return Settings.from_env(environ)
-
-
 def _serve(args: argparse.Namespace) -> int:
     from valine import logs
     from valine.queue.worker import WorkerPool
     from valine.runtime.server import AsgiAdapter, serve
     from valine.runtime.wiring import Services
 
-    settings = _settings()
+    settings = local_settings()
     logs.configure(settings.log_level, settings.secret_values(), log_format=settings.log_format)
     services = Services(settings)
     services.policy  # a malformed valine.toml stops start-up, naming the key  # noqa: B018
@@ -139,7 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _runs_list(args: argparse.Namespace) -> int:
     from valine.runtime.wiring import Services
 
-    runs = Services(_settings()).store.recent_runs(args.repo, args.limit)
+    runs = Services(local_settings()).store.recent_runs(args.repo, args.limit)
     if not runs:
         print("no runs stored")
     for run in runs:
@@ -152,7 +145,7 @@ def _runs_show(args: argparse.Namespace) -> int:
     from valine.runtime.wiring import Services
 
     try:
-        run = Services(_settings()).store.get_run(args.run_id)
+        run = Services(local_settings()).store.get_run(args.run_id)
     except NotFound:
         print(f"valine: no run {args.run_id}", file=sys.stderr)
         return 1
@@ -166,15 +159,15 @@ def _register_commands(args: argparse.Namespace) -> int:
     from valine.core.commands import command_changes, registration_payload
     from valine.runtime.wiring import Services
 
-    settings = _settings()
+    settings = local_settings()
     scope = Services(settings).policy.discord
     payload = registration_payload(scope.default_member_permissions)
     if args.dry_run:
         print(json.dumps(payload, indent=2))
         return 0
-    from valine.discord.client import client_from_settings
+    from valine.runtime.clients import discord_client
 
-    client = client_from_settings(settings, require=("DISCORD_APPLICATION_ID", "DISCORD_BOT_TOKEN"))
+    client = discord_client(settings, require=("DISCORD_APPLICATION_ID", "DISCORD_BOT_TOKEN"))
     guilds: list[str | None] = [args.guild] if args.guild else list(scope.guild_ids) or [None]
     for guild in guilds:
         where = f"guild {guild}" if guild else "globally"
@@ -210,7 +203,7 @@ def _audit(args: argparse.Namespace) -> int:
 
     from valine.runtime.wiring import Services
 
-    entries = Services(_settings()).store.audit_trail(args.run, args.limit)
+    entries = Services(local_settings()).store.audit_trail(args.run, args.limit)
     if not entries:
         print("no audit entries")
     for e in entries:

@@ -219,3 +219,10 @@ def read_policy(config_path: str | None) -> Policy:
         return policy_from_mapping(data)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{path}: {exc}") from exc
+
+
+def local_settings() -> Settings:
+    """The settings of a local command: the environment, then ``.env`` for what it lacks."""
+    environ = dict(os.environ)
+    load_dotenv_into(environ)
+    return Settings.from_env(environ)

@@ -181,7 +181,7 @@ class LambdaRuntime:
         gives, and runs through the same handlers as the local worker pool. A record
         received more than ``max_attempts`` times (its workers died) is dead-lettered
         here, with the dead-letter hook; a record is started only while the longest job
-        (``valine.queue.budget``) still fits in the invocation, the others are put back
+        (``valine.infra.budget``) still fits in the invocation, the others are put back
         without spending an attempt. A handler
         that raises has its job handed to the queue's ``retry``: the message becomes
         visible again after the queue's backoff, or -- once it has been received
@@ -190,8 +190,8 @@ class LambdaRuntime:
         reported as failed, so Lambda does not delete it as done. Records that succeed
         are deleted by Lambda itself.
         """
+        from valine.infra.budget import LONGEST_JOB
         from valine.logs import log_context
-        from valine.queue.budget import LONGEST_JOB
         from valine.queue.sqs import job_from_sqs_record
 
         services = self.services

@@ -103,9 +103,9 @@ def _discord(args: argparse.Namespace) -> int:
 
 
 def _github(args: argparse.Namespace) -> int:
-    from valine.runtime.cli import _settings
+    from valine.runtime.config import local_settings
 
-    secret = _settings().github_webhook_secret
+    secret = local_settings().github_webhook_secret
     if not secret:
         raise SystemExit("valine: GITHUB_WEBHOOK_SECRET is not set (environment or .env)")
     document = json.loads(args.file.read_text()) if args.file else _minimal(args)

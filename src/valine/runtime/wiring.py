@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from valine.core.policy import Policy
     from valine.discord.interactions import Interaction
     from valine.github.webhooks import GitHubWebhookEndpoint
+    from valine.infra.aws import TableNames
+    from valine.infra.sqlite import Database
     from valine.ports import Discord, GitHub, JobQueue, RunStore
-    from valine.store.db import Database
-    from valine.store.dynamodb import TableNames
     from valine.usecases import Orchestrator
 
 log = logging.getLogger("valine.runtime")
@@ -55,7 +55,7 @@ class Services:
     @cached_property
     def database(self) -> Database:
         """The one SQLite file of the embedded store and queue (one writer lock, one WAL)."""
-        from valine.store.db import Database, path_from_url
+        from valine.infra.sqlite import Database, path_from_url
 
         url = self.settings.store_url
         if not url.startswith("sqlite:///"):
@@ -123,7 +123,7 @@ class Services:
     @cached_property
     def aws_table_names(self) -> TableNames:
         """The DynamoDB tables: ``<prefix>-runs`` ..., each overridable by its variable."""
-        from valine.store.dynamodb import TableNames
+        from valine.infra.aws import TableNames
 
         prefix = self.settings.store_url.removeprefix("dynamodb://").strip("/")
         if not prefix:
@@ -146,7 +146,7 @@ class Services:
         with _AWS_LOCK:
             client = self._aws_clients.get(service)
             if client is None:
-                from valine.store.dynamodb import client_config
+                from valine.infra.aws import client_config
 
                 client = self._aws_session.client(service, config=client_config())
                 self._aws_clients[service] = client
@@ -220,16 +220,16 @@ class Services:
     @cached_property
     def github(self) -> GitHub:
         """The GitHub client (token or App auth), built on first use."""
-        from valine.github.client import client_from_settings
+        from valine.runtime.clients import github_client
 
-        return client_from_settings(self.settings)
+        return github_client(self.settings)
 
     @cached_property
     def discord(self) -> Discord:
         """The Discord client, built on first use."""
-        from valine.discord.client import client_from_settings
+        from valine.runtime.clients import discord_client
 
-        return client_from_settings(self.settings)
+        return discord_client(self.settings)
 
     def _refusal(self, name: str) -> dict[str, Any] | None:
         missing = [

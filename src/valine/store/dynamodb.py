@@ -2,16 +2,16 @@
 
 Written against boto3's low-level client (``boto3.client("dynamodb")``), which is imported
 only when a client is built, so importing this module costs nothing on a path that never
-touches the store (the Discord PING of DESIGN §9).
+touches the store (the Discord PING, whose cold start counts every import).
 
 Table layout
 ============
 
-:func:`table_definitions` returns the ``CreateTable`` arguments of every table and
-:func:`time_to_live_definitions` the ``UpdateTimeToLive`` ones; the SAM template mirrors
-both. Every table is on-demand (``PAY_PER_REQUEST``). Names are ``{prefix}-runs``,
-``{prefix}-audit`` and ``{prefix}-dedupe`` (the last is the job queue's, see
-:mod:`valine.queue.sqs`); the constructor also takes explicit names.
+:func:`table_definitions` returns the ``CreateTable`` arguments of the store's two tables;
+the SAM template mirrors them (and the queue's dedupe table, see :mod:`valine.queue.sqs`;
+:mod:`valine.runtime.aws_tables` provisions a whole deployment). Every table is on-demand
+(``PAY_PER_REQUEST``). Names are ``{prefix}-runs`` and ``{prefix}-audit``
+(:class:`valine.infra.aws.TableNames`); the constructor also takes explicit names.
 
 ``{prefix}-runs`` — key ``run_id`` (S). Two kinds of item:
 
@@ -43,14 +43,6 @@ both. Every table is on-demand (``PAY_PER_REQUEST``). Names are ``{prefix}-runs`
 time order, then the order of appending (a per-process monotonic nanosecond counter).
 The ``all`` partition takes every entry; audit writes are a handful per command.
 
-``{prefix}-dedupe`` — key ``dedupe_key`` (S); ``expires_at`` (N, exact), ``ttl`` (N, whole
-seconds, ``ceil(expires_at)``), the table's TTL attribute, and ``claim`` (a token, so that
-a failed enqueue releases only its own claim). TTL is documented for whole epoch seconds,
-hence the separate attribute; the conditions use the exact ``expires_at``. Written by
-:func:`claim_key`, one conditional put (``attribute_not_exists OR expires_at <= :now``):
-DynamoDB deletes expired items lazily (typically within two days), so an expired record
-still present counts as absent. Used by :class:`valine.queue.sqs.DynamoDedupe`.
-
 Guarantees
 ==========
 
@@ -67,7 +59,7 @@ Guarantees
   then the run it names) are consistent ``GetItem`` calls: a run finished a moment ago
   never shows as active, which a GSI (eventually consistent only) could not promise.
   ``recent_runs`` and ``audit_trail`` are Queries whose cost depends on ``limit``, not on
-  how many runs are stored (DESIGN §9). The module never scans a table.
+  how many runs are stored. The module never scans a table.
 * **Domain errors only.** Every botocore exception becomes ``StoreUnavailable`` (after
   botocore's own retries, ``standard`` mode), unless it means ``RunConflict``,
   ``ActiveRunExists`` or ``NotFound``.
@@ -77,9 +69,7 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import random
-import struct
 import threading
 import time
 import uuid
@@ -89,10 +79,17 @@ from typing import Any, ParamSpec, TypeVar
 
 from valine.core.errors import ActiveRunExists, NotFound, RunConflict, StoreUnavailable
 from valine.core.models import Run
+from valine.infra.aws import (
+    Item,
+    TableNames,
+    dynamodb_client,
+    error_code,
+    exact_number,
+    is_botocore_error,
+    sortable,
+    string_attributes,
+)
 from valine.ports import AuditEntry
-
-#: Attribute values of the low-level client: ``{"S": "..."}``, ``{"N": "1.5"}``...
-Item = dict[str, dict[str, Any]]
 
 LOCK_PREFIX = "lock#"
 RUN_KIND = "run"
@@ -100,56 +97,10 @@ AUDIT_ALL = "all"
 #: ``TransactionConflict`` (another transaction on the same item in flight) is retried this
 #: many times, after a short random pause, before the write is reported as a conflict.
 TRANSACTION_TRIES = 6
-#: Per-request timeouts (seconds) and retries of every client this module builds.
-CONNECT_TIMEOUT = 2.0
-READ_TIMEOUT = 5.0
-MAX_ATTEMPTS = 3
 _BATCH_GET_MAX = 100
 
 
-# -- clients and tables -------------------------------------------------------------------
-
-
-def client_config() -> Any:
-    """botocore ``Config`` for AWS clients: modest timeouts, ``standard`` retries."""
-    from botocore.config import Config
-
-    return Config(
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=READ_TIMEOUT,
-        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
-    )
-
-
-def dynamodb_client(endpoint_url: str | None = None, region_name: str | None = None) -> Any:
-    """A low-level DynamoDB client (boto3 is imported here, on first use).
-
-    ``endpoint_url`` None means boto3's usual resolution (``AWS_ENDPOINT_URL_DYNAMODB``,
-    then AWS itself).
-    """
-    import boto3
-
-    return boto3.client(
-        "dynamodb", endpoint_url=endpoint_url, region_name=region_name, config=client_config()
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class TableNames:
-    """The names of the tables of one deployment."""
-
-    runs: str
-    audit: str
-    dedupe: str
-
-    @classmethod
-    def from_prefix(cls, prefix: str) -> TableNames:
-        """``{prefix}-runs``, ``{prefix}-audit``, ``{prefix}-dedupe``."""
-        return cls(f"{prefix}-runs", f"{prefix}-audit", f"{prefix}-dedupe")
-
-
-def _string_attributes(*names: str) -> list[dict[str, str]]:
-    return [{"AttributeName": name, "AttributeType": "S"} for name in names]
+# -- tables -------------------------------------------------------------------------------
 
 
 def _keys_only_index(name: str, partition: str, sort: str) -> dict[str, Any]:
@@ -163,25 +114,17 @@ def _keys_only_index(name: str, partition: str, sort: str) -> dict[str, Any]:
     }
 
 
-def _expiring_table(name: str, key: str) -> dict[str, Any]:
-    return {
-        "TableName": name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": _string_attributes(key),
-        "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
-    }
-
-
 def table_definitions(prefix: str) -> list[dict[str, Any]]:
-    """``CreateTable`` arguments of every table of the deployment ``prefix``.
+    """``CreateTable`` arguments of the store's tables (runs, audit) of deployment ``prefix``.
 
-    TTL is not part of ``CreateTable``: see :func:`time_to_live_definitions`.
+    The queue's dedupe table is the queue's (:func:`valine.queue.sqs.table_definitions`);
+    :mod:`valine.runtime.aws_tables` provisions a whole deployment.
     """
     names = TableNames.from_prefix(prefix)
     runs = {
         "TableName": names.runs,
         "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": _string_attributes("run_id", "repo", "kind", "created_key"),
+        "AttributeDefinitions": string_attributes("run_id", "repo", "kind", "created_key"),
         "KeySchema": [{"AttributeName": "run_id", "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [
             _keys_only_index("by_repo", "repo", "created_key"),
@@ -191,89 +134,16 @@ def table_definitions(prefix: str) -> list[dict[str, Any]]:
     audit = {
         "TableName": names.audit,
         "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": _string_attributes("pk", "sk"),
+        "AttributeDefinitions": string_attributes("pk", "sk"),
         "KeySchema": [
             {"AttributeName": "pk", "KeyType": "HASH"},
             {"AttributeName": "sk", "KeyType": "RANGE"},
         ],
     }
-    return [runs, audit, _expiring_table(names.dedupe, "dedupe_key")]
-
-
-def time_to_live_definitions(prefix: str) -> list[dict[str, Any]]:
-    """``UpdateTimeToLive`` arguments: the ``ttl`` attribute of the dedupe keys."""
-    names = TableNames.from_prefix(prefix)
-    return [
-        {
-            "TableName": names.dedupe,
-            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
-        }
-    ]
-
-
-def create_tables(client: Any, prefix: str, *, timeout: float = 60.0) -> None:
-    """Create every table of ``prefix`` and enable TTL (tests and local use; AWS uses SAM).
-
-    Waits until each table is ``ACTIVE`` (instant on DynamoDB Local).
-    """
-    for definition in table_definitions(prefix):
-        client.create_table(**definition)
-    deadline = time.monotonic() + timeout
-    for definition in table_definitions(prefix):
-        while True:
-            table = client.describe_table(TableName=definition["TableName"])["Table"]
-            indexes = table.get("GlobalSecondaryIndexes", [])
-            if table["TableStatus"] == "ACTIVE" and all(
-                index["IndexStatus"] == "ACTIVE" for index in indexes
-            ):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"table {definition['TableName']} is not ACTIVE yet")
-            time.sleep(0.2)
-    for ttl in time_to_live_definitions(prefix):
-        client.update_time_to_live(**ttl)
-
-
-def delete_tables(client: Any, prefix: str) -> None:
-    """Delete every table of ``prefix`` (tests); tables already gone are skipped."""
-    for definition in table_definitions(prefix):
-        try:
-            client.delete_table(TableName=definition["TableName"])
-        except Exception as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise
+    return [runs, audit]
 
 
 # -- encoding -----------------------------------------------------------------------------
-
-
-def error_code(exc: BaseException) -> str | None:
-    """The AWS error code of a botocore ``ClientError`` (None for anything else)."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return None
-    code = response.get("Error", {}).get("Code")
-    return str(code) if code is not None else None
-
-
-def is_botocore_error(exc: BaseException) -> bool:
-    """True for botocore's exceptions (``ClientError`` and its generated subclasses,
-    connection and timeout errors), told apart without importing botocore."""
-    return type(exc).__module__.split(".")[0] == "botocore"
-
-
-def sortable(value: float) -> str:
-    """16 hex digits whose string order is the numeric order of ``value``, exactly."""
-    (bits,) = struct.unpack(">Q", struct.pack(">d", value))
-    bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | (1 << 63)
-    return f"{bits:016x}"
-
-
-def _number(value: float) -> dict[str, str]:
-    """A DynamoDB number holding ``value`` exactly (``repr`` round-trips a float)."""
-    if not math.isfinite(value):
-        raise ValueError(f"not a finite number: {value!r}")
-    return {"N": repr(float(value))}
 
 
 def _s(value: str) -> dict[str, str]:
@@ -298,7 +168,7 @@ def _run_item(run: Run) -> Item:
         "version": {"N": str(run.version)},
         "repo": _s(run.repo),
         "state": _s(run.state.value),
-        "created_at": _number(run.created_at),
+        "created_at": exact_number(run.created_at),
         "kind": _s(RUN_KIND),
         "created_key": _s(_created_key(run)),
     }
@@ -312,47 +182,6 @@ def _decode_run(item: Item) -> Run:
     data = json.loads(item["doc"]["S"])
     data["version"] = int(item["version"]["N"])
     return Run.from_dict(data)
-
-
-def _expiring_item(key_attribute: str, key: str, expires_at: float) -> Item:
-    return {
-        key_attribute: _s(key),
-        "expires_at": _number(expires_at),
-        "ttl": {"N": str(math.ceil(expires_at))},
-    }
-
-
-def claim_key(
-    client: Any,
-    table: str,
-    key_attribute: str,
-    key: str,
-    *,
-    expires_at: float,
-    now: float,
-    extra: Item | None = None,
-) -> bool:
-    """Put ``key`` into ``table`` unless a record that has not expired (at ``now``) holds it.
-
-    True if written. An expired record (``expires_at <= now``) counts as absent, since TTL
-    deletes lazily. Raises botocore's exceptions (callers translate them).
-    """
-    item = _expiring_item(key_attribute, key, expires_at)
-    if extra:
-        item.update(extra)
-    try:
-        client.put_item(
-            TableName=table,
-            Item=item,
-            ConditionExpression="attribute_not_exists(#k) OR expires_at <= :now",
-            ExpressionAttributeNames={"#k": key_attribute},
-            ExpressionAttributeValues={":now": _number(now)},
-        )
-    except Exception as exc:
-        if error_code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -598,7 +427,7 @@ class DynamoRunStore:
         sk = f"{sortable(entry.at)}#{_next_sequence():020d}#{uuid.uuid4().hex[:8]}"
         item: Item = {
             "sk": _s(sk),
-            "at": _number(entry.at),
+            "at": exact_number(entry.at),
             "actor": _s(entry.actor),
             "action": _s(entry.action),
             "outcome": _s(entry.outcome),

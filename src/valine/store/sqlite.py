@@ -31,8 +31,8 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from valine.core.errors import ActiveRunExists, NotFound, RunConflict, StoreUnavailable
 from valine.core.models import Run
+from valine.infra.sqlite import Database, path_from_url
 from valine.ports import AuditEntry
-from valine.store.db import Database, path_from_url
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_runs (

@@ -18,8 +18,7 @@ from valine.core.errors import GitHubUnavailable, RunConflict
 from valine.core.models import Run, Task, apply_task_event
 from valine.core.policy import Policy
 from valine.core.states import TASK_TERMINAL, TaskEvent, TaskState
-from valine.github.webhooks import JOB_KIND as WEBHOOK_JOB
-from valine.ports import Clock, Discord, GitHub, GitHubError, JobQueue, RunStore
+from valine.ports import GITHUB_EVENT_JOB, Clock, Discord, GitHub, GitHubError, JobQueue, RunStore
 
 log = logging.getLogger("valine.usecases")
 
@@ -42,7 +41,7 @@ PLAN, START, DISPATCH, NOTIFY, SHIP, CANCEL, GITHUB_EVENT = (
     "notify",
     "ship_run",
     "cancel_run",
-    WEBHOOK_JOB,
+    GITHUB_EVENT_JOB,
 )
 RECONCILE = "reconcile"
 #: How often the local runtime re-reads the active run's open pull requests (EventBridge
