@@ -12,7 +12,7 @@ OPENAPI := $(MATERIAL)/api.github.com.json
 DYNAMODB := .cache/dynamodb
 DYNAMODB_STAMP := $(DYNAMODB)/.installed
 
-.PHONY: install material aws-local run test lint typecheck unit bench demo diagram clean proving-ground proving-quick
+.PHONY: install material aws-local run test lint typecheck contracts unit bench demo diagram clean proving-ground proving-quick
 
 install: $(INSTALLED)
 
@@ -57,10 +57,16 @@ lint: install
 typecheck: install
 	$(BIN)/mypy src
 
+# The layers (pyproject.toml [tool.importlinter], README "How it is built"): the core imports
+# only the core, use cases the core and the ports, adapters neither the runtime nor each
+# other, only the demo and the simulator the testing kit; no import cycles.
+contracts: install
+	$(BIN)/lint-imports --no-logo --no-cache
+
 unit: install material aws-local
 	$(BIN)/pytest
 
-test: lint typecheck unit proving-quick
+test: lint typecheck contracts unit proving-quick
 
 # The reliability proving ground (docs/reliability.md): whole runs through `valine serve`
 # under duplicates, races, SIGKILLs and platform faults. make test runs the quick variant.
@@ -84,7 +90,7 @@ diagram: install
 # AWS (README "Deploying to AWS"): validate and build the SAM application offline, with
 # no AWS account. aws-sam-cli pins older boto3/pydantic/click than the project, so it
 # lives in its own virtual environment, pinned by scripts/sam-constraints.txt.
-.PHONY: deploy-check lambda-requirements
+.PHONY: deploy-check lambda-requirements lambda-package
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
@@ -102,12 +108,17 @@ $(SAM_VENV)/.installed: scripts/sam-constraints.txt
 lambda-requirements: install
 	$(BIN)/python scripts/lambda_requirements.py
 
+# build/lambda/, template.yaml's CodeUri: src/ without the testing kit (valine.testing).
+lambda-package: install
+	$(BIN)/python scripts/lambda_package.py
+
 # `sam build` ships no bytecode, and /var/task is read-only, so every cold start would
 # compile every module again. Compile it here, hash-checked (SAM zips every file with a
 # 1980 timestamp, so timestamp-checked .pyc would never be used), with Python 3.11 like the
 # python3.11 runtime, and with /var/task paths in tracebacks.
 deploy-check: install $(SAM_VENV)/.installed
 	$(BIN)/python scripts/lambda_requirements.py --check
+	$(BIN)/python scripts/lambda_package.py
 	$(SAM_ENV) $(SAM) validate --lint
 	$(SAM_ENV) $(SAM) build
 	$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version'
