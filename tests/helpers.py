@@ -109,17 +109,27 @@ class Service:
         return self.log_path.read_text()
 
 
+#: ``valine serve`` itself, and the testing launcher: the same service with the test hooks
+#: (``VALINE_TEST_*``, see ``valine.testing.launcher``), which the product never reads.
+SERVE = ("valine.runtime.cli", "serve")
+SERVE_WITH_HOOKS = ("valine.testing.launcher",)
+
+
 def start_service(workdir: Path, env: dict[str, str]) -> Service:
-    """Start ``valine serve`` in ``workdir`` and wait (bounded) until /healthz answers."""
+    """Start ``valine serve`` in ``workdir`` and wait (bounded) until /healthz answers.
+
+    An ``env`` that sets a ``VALINE_TEST_*`` hook starts it through the testing launcher.
+    """
     port = free_port()
     log_path = workdir / "service.log"
     full_env = {
         k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "GITHUB_", "VALINE_"))
     }
     full_env.update(env)
+    command = SERVE_WITH_HOOKS if any(k.startswith("VALINE_TEST_") for k in env) else SERVE
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "valine.runtime.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", *command, "--port", str(port)],
             cwd=workdir,
             env=full_env,
             stdout=log_file,

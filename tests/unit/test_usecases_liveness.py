@@ -16,8 +16,8 @@ from valine.core.policy import Liveness, Policy
 from valine.core.states import RunState, TaskState
 from valine.core.tracking import DEQUEUED
 from valine.ports import GitHubError
-from valine.runtime.wiring import LossyQueue
 from valine.testing import payloads
+from valine.testing.launcher import LossyQueue
 from valine.usecases import CLAIM_TIMEOUT, Actor
 from valine.usecases.tracking import STALL_AFTER
 

@@ -8,9 +8,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from valine.core.errors import ConfigurationError, NotFound, ValineError
 from valine.runtime.config import local_settings
+
+if TYPE_CHECKING:
+    from valine.runtime.wiring import Services
 
 log = logging.getLogger("valine.cli")
 
@@ -83,14 +87,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from valine.runtime.wiring import Services
+
+    return serve_services(Services(local_settings()), args.host, args.port)
+
+
+def serve_services(services: Services, host: str, port: int) -> int:
+    """``valine serve`` of ``services``: the HTTP endpoints, the workers, the reconcile."""
     from valine import logs
     from valine.queue.worker import WorkerPool
     from valine.runtime.server import AsgiAdapter, serve
-    from valine.runtime.wiring import Services
 
-    settings = local_settings()
+    settings = services.settings
     logs.configure(settings.log_level, settings.secret_values(), log_format=settings.log_format)
-    services = Services(settings)
     services.policy  # a malformed valine.toml stops start-up, naming the key  # noqa: B018
     services.store  # opens (and if needed creates) the state store now, not on first use  # noqa: B018
     adapter = AsgiAdapter(
@@ -108,8 +117,8 @@ def _serve(args: argparse.Namespace) -> int:
     missing = settings.missing()
     log.info(
         "starting on http://%s:%d with store %s",
-        args.host,
-        args.port,
+        host,
+        port,
         settings.store_url,
         extra={"missing_settings": missing},
     )
@@ -123,7 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
     pool.start()
     periodic.start()
     try:
-        serve(adapter, args.host, args.port)
+        serve(adapter, host, port)
     finally:
         periodic.stop()
         pool.stop(timeout=10)

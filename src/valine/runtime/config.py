@@ -52,11 +52,6 @@ class Settings(NamedTuple):
     reconcile_every: str = "300"
     log_level: str = "INFO"
     log_format: str = "auto"
-    # Test-only (the end-to-end tests set them; never set them in production): a file
-    # holding seconds added to the use cases' clock, and job kinds whose first enqueue
-    # after a save is lost, to prove the reconcile carries the run on.
-    test_clock_file: str | None = None
-    test_lose_enqueue: str | None = None
     # The AWS runtime (VALINE_STORE=dynamodb://...): explicit table names (default
     # ``<prefix>-runs`` ...) and the SQS queues. The SAM template sets every one.
     runs_table: str | None = None
@@ -151,8 +146,6 @@ ENV_NAMES: Mapping[str, str] = {
     "workers": "VALINE_WORKERS",
     "notify_window": "VALINE_NOTIFY_WINDOW",
     "reconcile_every": "VALINE_RECONCILE_EVERY",
-    "test_clock_file": "VALINE_TEST_CLOCK_FILE",
-    "test_lose_enqueue": "VALINE_TEST_LOSE_ENQUEUE",
     "log_level": "VALINE_LOG_LEVEL",
     "log_format": "VALINE_LOG_FORMAT",
     "runs_table": "VALINE_RUNS_TABLE",

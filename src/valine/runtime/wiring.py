@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from valine.github.webhooks import GitHubWebhookEndpoint
     from valine.infra.aws import TableNames
     from valine.infra.sqlite import Database
-    from valine.ports import Discord, GitHub, JobQueue, RunStore
+    from valine.ports import Clock, Discord, GitHub, JobQueue, RunStore
     from valine.usecases import Orchestrator
 
 log = logging.getLogger("valine.runtime")
@@ -200,6 +200,16 @@ class Services:
         return read_policy(self.settings.config_path)
 
     @cached_property
+    def clock(self) -> Clock:
+        """The use cases' clock: the wall clock."""
+        return SystemClock()
+
+    @property
+    def use_case_queue(self) -> JobQueue:
+        """The queue the use cases enqueue on: this process's queue."""
+        return self.queue
+
+    @cached_property
     def orchestrator(self) -> Orchestrator:
         """The use cases, over this process's adapters."""
         from valine.usecases import Orchestrator
@@ -208,10 +218,10 @@ class Services:
             repo=self.settings.github_repository or "",
             policy=self.policy,
             store=self.store,
-            queue=_test_lossy_queue(self.queue, self.settings.test_lose_enqueue),
+            queue=self.use_case_queue,
             github=lambda: self.github,
             discord=lambda: self.discord,
-            clock=_clock(self.settings.test_clock_file),
+            clock=self.clock,
             entropy=_entropy,
             web_url=web_url(self.settings.github_api_url),
             notify_window=float(self.settings.notify_window),
@@ -307,66 +317,6 @@ class SystemClock:
     def now(self) -> float:
         """Seconds since the epoch."""
         return time.time()
-
-
-class OffsetClock:
-    """Test-only: the wall clock plus the seconds written in a file (``VALINE_TEST_CLOCK_FILE``).
-
-    The end-to-end tests move the use cases' time forward (past a timeout) by writing
-    the file; a missing or empty file means no offset.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def now(self) -> float:
-        """The wall clock plus the file's offset."""
-        try:
-            with open(self.path) as file:
-                offset = float(file.read().strip() or 0)
-        except (OSError, ValueError):
-            offset = 0.0
-        return time.time() + offset
-
-
-def _clock(test_clock_file: str | None) -> SystemClock | OffsetClock:
-    return OffsetClock(test_clock_file) if test_clock_file else SystemClock()
-
-
-class LossyQueue:
-    """Test-only: a queue whose first enqueue of each listed job kind is lost.
-
-    ``VALINE_TEST_LOSE_ENQUEUE=ship_run,start_run`` makes the use cases' first enqueue
-    of those kinds raise ``QueueUnavailable``, as a queue outage right after a save
-    would, so the tests can show the reconcile carries the run on.
-    """
-
-    def __init__(self, queue: JobQueue, kinds: set[str]) -> None:
-        self._queue = queue
-        self._left = set(kinds)
-        self._lock = threading.Lock()
-
-    def enqueue(self, kind: str, payload: dict[str, Any], **kw: Any) -> bool:
-        """Lose the first enqueue of each listed kind; pass every other one through."""
-        from valine.core.errors import QueueUnavailable
-
-        with self._lock:
-            lose = kind in self._left
-            self._left.discard(kind)
-        if lose:
-            log.warning("test: losing the enqueue of a %s job", kind)
-            raise QueueUnavailable(f"test: enqueue of {kind} lost")
-        return self._queue.enqueue(kind, payload, **kw)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._queue, name)
-
-
-def _test_lossy_queue(queue: JobQueue, kinds: str | None) -> JobQueue:
-    if not kinds:
-        return queue
-    lossy: JobQueue = LossyQueue(queue, {k.strip() for k in kinds.split(",") if k.strip()})
-    return lossy
 
 
 def _entropy() -> str:
