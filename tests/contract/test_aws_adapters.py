@@ -211,7 +211,7 @@ class _ReadMeter:
 
 
 def test_status_reads_stay_flat_as_runs_accumulate(dynamo: DynamoRunStore) -> None:
-    """DESIGN §9: /status is flat from few to many runs, in requests and items read."""
+    """/status is flat from few to many runs, in requests and items read."""
     meter = _ReadMeter(dynamo.client)
     reads = {
         "get_run": lambda: dynamo.get_run("app-0005"),

@@ -1,4 +1,4 @@
-"""What we send Discord, checked against Discord's own published schemas (DESIGN §6).
+"""What we send Discord, checked against Discord's own published schemas (README "Testing").
 
 The schemas are the zod build of ``discord-api-spec`` (generated from Discord's OpenAPI
 description), run by ``tests/material/validate_discord.mjs``; see ``discord_schema.py``.

@@ -551,7 +551,7 @@ def _vm_steps(conn: sqlite3.Connection, read: Callable[[], object]) -> int:
 
 
 def test_sqlite_status_reads_stay_flat_as_runs_accumulate(sqlite_db: Database) -> None:
-    """DESIGN §9: /status is flat from few to many runs. Counted in VM steps, not time."""
+    """/status is flat from few to many runs. Counted in VM steps, not time."""
     store = SqliteRunStore(sqlite_db)
     conn = sqlite_db.connection()
     reads: dict[str, Callable[[], object]] = {

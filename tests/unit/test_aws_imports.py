@@ -1,7 +1,7 @@
 """The AWS adapters cost nothing to import and never scan a DynamoDB table.
 
 Importing ``valine.store.dynamodb`` or ``valine.queue.sqs`` must not load boto3 or
-botocore (DESIGN §9: the Lambda cold start counts every import; clients are built on
+botocore (the Lambda cold start counts every import, docs/benchmarks.md; clients are built on
 first use). And ``/status`` must stay flat as runs accumulate, so the DynamoDB adapter
 reads through keys and indexes only: no Scan anywhere in its source.
 """

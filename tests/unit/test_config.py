@@ -1,4 +1,4 @@
-"""Settings: names from DESIGN §7, malformed values named, missing ones listed."""
+"""Settings: the names README "Configuration" lists, malformed values named, missing ones listed."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """GitHubClient against the GitHub stand-in, over real loopback HTTP.
 
-Covers the port's behaviour (mapping, errors), the DESIGN §9 request budget, retries and
-rate limits (with an injected ``sleep``: no test waits), and GitHub App authentication.
+Covers the port's behaviour (mapping, errors), the request budget (README "How it is
+built"), retries and rate limits (with an injected ``sleep``: no test waits), and GitHub
+App authentication.
 """
 
 from __future__ import annotations

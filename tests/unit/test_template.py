@@ -1,7 +1,7 @@
 """template.yaml (AWS SAM): lint-clean, and consistent with the code it deploys.
 
 Nothing here talks to AWS: cfn-lint runs offline, and the rest reads the template and
-compares it with the code (handlers, settings, table layouts, names of DESIGN §4).
+compares it with the code (handlers, settings, table layouts, resource names).
 """
 
 from __future__ import annotations
@@ -201,7 +201,8 @@ def test_tables_mirror_table_definitions(template: dict[str, Any]) -> None:
     for definition in table_definitions(PREFIX):
         suffix = definition["TableName"].removeprefix(f"{PREFIX}-")
         resource = tables[TABLES[suffix]]["Properties"]
-        assert _sub(resource["TableName"]) == f"{PREFIX}-{suffix}-{STAGE}"  # DESIGN §4
+        # valine-orchestrator-<table>-<stage>
+        assert _sub(resource["TableName"]) == f"{PREFIX}-{suffix}-{STAGE}"
         assert resource["BillingMode"] == definition["BillingMode"] == "PAY_PER_REQUEST"
         assert resource["KeySchema"] == definition["KeySchema"]
         for key in ("AttributeDefinitions", "GlobalSecondaryIndexes"):
@@ -231,7 +232,7 @@ def test_names_follow_the_design(template: dict[str, Any]) -> None:
         for e in template["Resources"][f]["Properties"].get("Events", {}).values()
         if e["Type"] == "Api"
     }
-    assert routes == {("/discord", "post"), ("/github/webhook", "post")}  # DESIGN §7
+    assert routes == {("/discord", "post"), ("/github/webhook", "post")}  # the two POST endpoints
 
 
 def test_runtime_memory_and_architecture(template: dict[str, Any]) -> None:

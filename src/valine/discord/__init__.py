@@ -1,1 +1,1 @@
-"""Discord: interaction verification and handling, and (later) the REST client."""
+"""Discord: interaction verification, the interactions endpoint and the REST client."""

@@ -1,1 +1,1 @@
-"""GitHub: webhook verification and routing, and (later) the REST client."""
+"""GitHub: webhook verification, the webhook endpoint and the REST and GraphQL client."""

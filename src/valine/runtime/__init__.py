@@ -1,1 +1,1 @@
-"""The runtimes: the local server, the command line and (later) the Lambda handlers."""
+"""The runtimes: the local server, the command line, the Lambda handlers and the wiring."""

@@ -1,4 +1,4 @@
-"""Settings from the environment (DESIGN §7), validated once at start-up.
+"""Settings from the environment (README "Configuration"), validated once at start-up.
 
 Missing credentials do not stop the local server: it starts, says which are missing (at
 start-up and in ``/healthz``), and answers the affected requests with a message naming
@@ -124,7 +124,7 @@ class Settings(NamedTuple):
         return [value for name in SECRET_SETTINGS if (value := getattr(self, name))]
 
 
-#: The environment variable of each setting (DESIGN §7 names).
+#: The environment variable of each setting (the names README "Configuration" lists).
 ENV_NAMES: Mapping[str, str] = {
     "discord_public_key": "DISCORD_PUBLIC_KEY",
     "discord_application_id": "DISCORD_APPLICATION_ID",

@@ -7,11 +7,11 @@ and call the same :class:`~valine.app.App`, built once per container by
 ``Orchestrator.job_handlers()`` and reports partial failures; ``reconcile_handler`` is
 the EventBridge schedule's periodic re-read of the active run's pull requests.
 
-This module imports only the standard library at import time (DESIGN §9). A Discord
-PING then loads the shared app (settings, verification, routing) and no AWS or HTTP
-client library: settings, the app, the store, the queue and every client are built on
-first use and kept for the container's life, and boto3 loads only when a request needs
-DynamoDB, SQS or the secret. ``bench/run.py`` measures this cold start.
+This module imports only the standard library at import time (the PING's cold start counts
+every import). A Discord PING then loads the shared app (settings, verification, routing)
+and no AWS or HTTP client library: settings, the app, the store, the queue and every
+client are built on first use and kept for the container's life, and boto3 loads only when
+a request needs DynamoDB, SQS or the secret. ``bench/run.py`` measures this cold start.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The SAM template stores the NoEcho parameters (bot token, GitHub token, webhook secret,
 App private key) in one secret and gives each function only its ARN, in
 ``VALINE_SECRETS_ARN``; no secret value is ever in a function's environment. The secret
-is a JSON object whose keys are the setting names of DESIGN §7::
+is a JSON object whose keys are the setting names of README "Configuration"::
 
     {"DISCORD_BOT_TOKEN": "...", "GITHUB_TOKEN": "...", "GITHUB_WEBHOOK_SECRET": "...",
      "GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\\n..."}

@@ -163,7 +163,7 @@ class Services:
         return {}
 
     def app(self) -> App:
-        """The HTTP app with every endpoint of DESIGN §7."""
+        """The HTTP app with every endpoint: /discord, /github/webhook, /healthz."""
         s = self.settings
         return App(
             {

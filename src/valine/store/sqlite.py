@@ -16,8 +16,7 @@ Guarantees, enforced by the database rather than by checks in Python:
   ``Run.active`` in the same statement as the state, so a run that leaves the active
   states releases its repository in the same write.
 * **No scans on the hot reads.** ``active_run``, ``recent_runs``, ``get_run`` and
-  ``audit_trail`` are answered from indexes, so ``/status`` stays flat as runs accumulate
-  (DESIGN §9).
+  ``audit_trail`` are answered from indexes, so ``/status`` stays flat as runs accumulate.
 """
 
 from __future__ import annotations
