@@ -203,6 +203,14 @@ class RepositoryIds:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadyIssues:
+    """What ``/plan`` reads: the ready issues and the node ids a run will need."""
+
+    issues: tuple[Issue, ...]
+    ids: RepositoryIds
+
+
+@dataclass(frozen=True, slots=True)
 class MergeResult:
     """A successful merge: the merge commit's SHA."""
 
@@ -217,18 +225,22 @@ class GitHub(Protocol):
     cannot change; never an HTTP library's exception.
     """
 
-    def list_ready_issues(self, repo: str, label: str) -> Sequence[Issue]:
-        """Open issues carrying ``label``, pull requests excluded.
-
-        One request for up to 100 issues (``per_page=100``); follows pagination beyond.
-        Repeated calls send the last ETag, so an unchanged list costs no rate limit.
-        """
-        ...
-
     def dispatch_workflow(
         self, repo: str, workflow: str, ref: str, inputs: Mapping[str, str]
     ) -> None:
         """Start a ``workflow_dispatch`` run of ``workflow`` (file name or id) on ``ref``."""
+        ...
+
+    def read_ready_issues(
+        self, repo: str, label: str, labels: Sequence[str], logins: Sequence[str] = ()
+    ) -> ReadyIssues:
+        """Open issues carrying ``label`` and the node ids of the repository, of ``labels``
+        and of ``logins``: one GraphQL query for up to 100 issues, one more per 100 beyond.
+
+        Issues only (GraphQL's issues are never pull requests). An issue with more labels
+        than one read returns is left out (a blocking label may be among the unread).
+        A label or user that does not exist is left out of the ids.
+        """
         ...
 
     def repository_ids(
@@ -270,14 +282,18 @@ class GitHub(Protocol):
         """One pull request (``NotFound`` if there is none)."""
         ...
 
-    def pull_checks(self, repo: str, numbers: Sequence[int]) -> Sequence[CheckPicture]:
+    def pull_checks(
+        self, repo: str, numbers: Sequence[int], *, merge_queue: bool = False
+    ) -> Sequence[CheckPicture]:
         """Every check on the current head of each pull request in ``numbers`` (one request).
 
         One GraphQL query for all of them (up to 25 a request; more are further
         requests): each pull request's head commit, every check run of every
         check suite (the latest run of each name) and every commit status. A pull
         request that does not exist is left out; ``NotFound`` for an unknown repository.
-        Judged by :func:`valine.core.checks.verdict`, the one rule for green.
+        Judged by :func:`valine.core.checks.verdict`, the one rule for green. With
+        ``merge_queue`` the same query also reads whether each pull request is merged
+        and still in its merge queue (``CheckPicture.in_merge_queue``).
         """
         ...
 

@@ -40,6 +40,8 @@ CLIENT_FIELDS = (
     "closeIssue(",
     "enqueuePullRequest(",
     "pullRequest(",
+    "issues(",
+    "mergeQueueEntry",
 )
 
 
@@ -103,7 +105,10 @@ def scenario() -> Iterator[list[tuple[dict[str, Any], Any]]]:
                 ],
             )
             client.repository_ids(REPO, [])  # no labels, no users
+            client.read_ready_issues(REPO, "ready", ["ready", "missing"], ["grace", "ghost"])
             client.enqueue_pull(QUEUED, pr, sha)
+            [queued] = client.pull_checks(QUEUED, [pr], merge_queue=True)
+            assert queued.in_merge_queue is True
             checked, head = standin.open_pull(REPO, "checked", "Fixes #1")
             standin.report_checks(REPO, head, "success", app="github-actions", names=["a", "b"])
             standin.report_checks(REPO, head, None, status="queued", check_runs=0, app="idle")
@@ -127,7 +132,7 @@ def test_the_stand_in_answered_every_scenario_request_without_errors(
     # Except the pull request the checks query asks for on purpose that does not exist.
     errors = [answer.get("errors") for _, answer in scenario]
     missing = [e for e in errors if e and all(x.get("type") == "NOT_FOUND" for x in e)]
-    assert len(missing) == 1
+    assert len(missing) == 2  # and the login that does not exist
     assert [e for e in errors if e and e not in missing] == []
 
 

@@ -64,12 +64,18 @@ class Check:
 
 @dataclass(frozen=True, slots=True)
 class CheckPicture:
-    """Every check on a pull request's head commit, read at one moment."""
+    """Every check on a pull request's head commit, read at one moment.
+
+    ``in_merge_queue`` is whether the pull request had an entry in its merge queue at
+    that moment (None: not asked), and ``merged`` whether it was merged.
+    """
 
     pr_number: int
     head_sha: str
     checks: tuple[Check, ...] = ()
     complete: bool = True
+    in_merge_queue: bool | None = None
+    merged: bool = False
 
 
 class Outcome(StrEnum):

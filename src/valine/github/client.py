@@ -5,10 +5,11 @@ Synchronous (the workers are threads) on one pooled :class:`httpx.Client` per
 deciphering responses (errors, rate-limit headers, the ``Link: rel=next`` URL), and
 ``gidgethub.apps.get_jwt`` signs GitHub App JWTs.
 
-Economy: every method is one request except ``list_ready_issues`` beyond 100 issues,
-``pull_checks`` beyond 25 pull requests (one GraphQL query each 25) and a GitHub
-App's token refresh (one request an hour). The issue list is fetched conditionally:
-the last ``ETag`` of each URL is sent back in ``If-None-Match``
+Economy: every method is one request except ``read_ready_issues`` and
+``list_ready_issues`` beyond 100 issues, ``pull_checks`` beyond 25 pull requests (one
+GraphQL query each 25) and a GitHub App's token refresh (one request an hour). The REST
+issue list is fetched conditionally: the last ``ETag`` of each URL is sent back in
+``If-None-Match``
 and a ``304`` (which GitHub does not count against the rate limit) returns the
 remembered result. :attr:`GitHubClient.request_count` counts every HTTP
 request sent, 304s, retries and token requests included.
@@ -53,6 +54,7 @@ from valine.ports import (
     MergeQueueRequired,
     MergeResult,
     NotMergeable,
+    ReadyIssues,
     RepositoryIds,
 )
 
@@ -213,7 +215,12 @@ class GitHubClient:
     # -- the port -----------------------------------------------------------------------
 
     def list_ready_issues(self, repo: str, label: str) -> Sequence[Issue]:
-        """Open issues carrying ``label``, pull requests excluded (see the port)."""
+        """Open issues carrying ``label``, pull requests excluded, over REST.
+
+        One request per 100 issues, ETag-conditional (an unchanged list costs no rate
+        limit). ``/plan`` uses :meth:`read_ready_issues` instead, which also reads the
+        node ids a run needs in the same request.
+        """
         query = urlencode({"state": "open", "labels": label, "per_page": 100})
         url: str | None = f"{self._repo_url(repo)}/issues?{query}"
         issues: list[Issue] = []
@@ -244,6 +251,52 @@ class GitHubClient:
 
     # -- GraphQL: several changes in one request --------------------------------------
 
+    def read_ready_issues(
+        self, repo: str, label: str, labels: Sequence[str], logins: Sequence[str] = ()
+    ) -> ReadyIssues:
+        """The ready issues and the run's node ids in one GraphQL query (see the port).
+
+        Pages of 100 issues; each further page is one more query (issues only), at
+        most :data:`MAX_PAGES` in all. GraphQL rate limits (HTTP 200, ``RATE_LIMITED``)
+        are waits, as for every GraphQL request.
+        """
+        owner, name = self._repo_url(repo).rsplit("/", 2)[-2:]
+        document, variables = _ready_issues_query(owner, name, label, labels, logins)
+        data = self.graphql(document, variables, repo=repo, not_found_ok=True)
+        repository = data.get("repository")
+        if not isinstance(repository, Mapping):
+            raise NotFound(f"GitHub: no repository {repo}")
+        ids = _shaped(functools.partial(_repository_ids, labels, logins), data)
+        issues: list[Issue] = []
+        page = repository.get("issues")
+        for pages in range(1, MAX_PAGES + 1):
+            after = self._take_issue_page(repo, page, issues)
+            if after is None:
+                break
+            if pages == MAX_PAGES:
+                log.warning("issue list of %s cut at %d pages", repo, MAX_PAGES)
+                break
+            document, variables = _ready_issues_query(owner, name, label, after=after)
+            repository = self.graphql(document, variables, repo=repo).get("repository")
+            page = repository.get("issues") if isinstance(repository, Mapping) else None
+        return ReadyIssues(tuple(issues), ids)
+
+    @staticmethod
+    def _take_issue_page(repo: str, page: Any, into: list[Issue]) -> str | None:
+        """Add one page of ``Repository.issues`` to ``into``; the next page's cursor."""
+        if not isinstance(page, Mapping) or not isinstance(page.get("nodes"), list):
+            raise GitHubError(200, "unexpected response: the issue list is not a connection")
+        for node in page["nodes"]:
+            issue = _shaped(_graphql_issue, node)
+            if issue is None:
+                number = node.get("number") if isinstance(node, Mapping) else "?"
+                log.warning("%s#%s has over 100 labels: left out of the plan", repo, number)
+                continue
+            into.append(issue)
+        info = page.get("pageInfo") or {}
+        cursor = info.get("endCursor")
+        return str(cursor) if info.get("hasNextPage") and cursor else None
+
     def repository_ids(
         self, repo: str, labels: Sequence[str], logins: Sequence[str] = ()
     ) -> RepositoryIds:
@@ -251,39 +304,17 @@ class GitHubClient:
         owner, name = repo.split("/", 1)
         declarations = ["$owner: String!", "$name: String!"]
         variables: dict[str, Any] = {"owner": owner, "name": name}
-        label_fields = []
-        for i, label in enumerate(labels):
-            declarations.append(f"$l{i}: String!")
-            variables[f"l{i}"] = label
-            label_fields.append(f"l{i}: label(name: $l{i}) {{ id }}")
-        user_fields = []
-        for i, login in enumerate(logins):
-            declarations.append(f"$u{i}: String!")
-            variables[f"u{i}"] = login
-            user_fields.append(f"u{i}: user(login: $u{i}) {{ id }}")
+        label_fields, user_fields = _id_fields(labels, logins, declarations, variables)
         document = (
             f"query({', '.join(declarations)}) {{ "
-            f"repository(owner: $owner, name: $name) {{ id {' '.join(label_fields)} }} "
-            f"{' '.join(user_fields)} }}"
+            f"repository(owner: $owner, name: $name) {{ id {label_fields} }} "
+            f"{user_fields} }}"
         )
         # GitHub answers an unknown login or repository with null plus a NOT_FOUND error.
         data = self.graphql(document, variables, repo=repo, not_found_ok=True)
-        repository = data.get("repository")
-        if not isinstance(repository, Mapping):
+        if not isinstance(data.get("repository"), Mapping):
             raise NotFound(f"GitHub: no repository {repo}")
-        return RepositoryIds(
-            repository=str(repository["id"]),
-            labels={
-                label: str(node["id"])
-                for i, label in enumerate(labels)
-                if isinstance(node := repository.get(f"l{i}"), Mapping)
-            },
-            users={
-                login: str(node["id"])
-                for i, login in enumerate(logins)
-                if isinstance(node := data.get(f"u{i}"), Mapping)
-            },
-        )
+        return _shaped(functools.partial(_repository_ids, labels, logins), data)
 
     def create_labels(
         self, repo: str, repository_id: str, names: Sequence[str]
@@ -411,19 +442,23 @@ class GitHubClient:
         reply = self._request("GET", f"{self._repo_url(repo)}/pulls/{int(number)}", repo=repo)
         return _shaped(_pull, reply.data)
 
-    def pull_checks(self, repo: str, numbers: Sequence[int]) -> Sequence[CheckPicture]:
+    def pull_checks(
+        self, repo: str, numbers: Sequence[int], *, merge_queue: bool = False
+    ) -> Sequence[CheckPicture]:
         """Every check on the head of each pull request (see the port): one GraphQL query.
 
         The query asks, per pull request, for its head commit's check suites (each
         with its latest check runs) and commit statuses, 100 of each; a list cut
-        there makes the picture incomplete, which is never green.
+        there makes the picture incomplete, which is never green. With
+        ``merge_queue`` it also asks for ``merged`` and ``mergeQueueEntry`` (only then:
+        a GitHub Enterprise Server without merge queues does not know the field).
         """
         owner, name = self._repo_url(repo).rsplit("/", 2)[-2:]
         wanted = list(dict.fromkeys(int(n) for n in numbers))
         pictures: list[CheckPicture] = []
         for start in range(0, len(wanted), PULLS_PER_QUERY):
             chunk = wanted[start : start + PULLS_PER_QUERY]
-            document, variables = _checks_query(owner, name, chunk)
+            document, variables = _checks_query(owner, name, chunk, merge_queue)
             data = self.graphql(document, variables, repo=repo, not_found_ok=True)
             repository = data.get("repository")
             if not isinstance(repository, Mapping):
@@ -842,14 +877,20 @@ _PULL_CHECKS = (
 )
 
 
-def _checks_query(owner: str, name: str, numbers: Sequence[int]) -> tuple[str, dict[str, Any]]:
+_PULL_QUEUE = "merged mergeQueueEntry { state } "
+
+
+def _checks_query(
+    owner: str, name: str, numbers: Sequence[int], merge_queue: bool = False
+) -> tuple[str, dict[str, Any]]:
     """The ``pull_checks`` query of ``numbers`` (aliases ``p0``, ``p1`` ...)."""
     declarations = ["$owner: String!", "$name: String!", "$latest: CheckRunFilter"]
     fields = []
     variables: dict[str, Any] = {"owner": owner, "name": name, "latest": {"checkType": "LATEST"}}
+    selection = (_PULL_QUEUE if merge_queue else "") + _PULL_CHECKS
     for i, number in enumerate(numbers):
         declarations.append(f"$p{i}: Int!")
-        fields.append(f"p{i}: pullRequest(number: $p{i}) {{ {_PULL_CHECKS} }}")
+        fields.append(f"p{i}: pullRequest(number: $p{i}) {{ {selection} }}")
         variables[f"p{i}"] = number
     document = (
         f"query({', '.join(declarations)}) {{ repository(owner: $owner, name: $name) "
@@ -897,7 +938,108 @@ def _picture(number: int, pull: Any) -> CheckPicture:
                 str(status.get("targetUrl") or ""),
             )
         )
-    return CheckPicture(number, str(commit["oid"]), tuple(checks), complete)
+    in_queue = None if "mergeQueueEntry" not in pull else pull["mergeQueueEntry"] is not None
+    return CheckPicture(
+        number, str(commit["oid"]), tuple(checks), complete, in_queue, bool(pull.get("merged"))
+    )
+
+
+#: One page of ``Repository.issues`` as ``/plan`` reads it (issues only, never PRs).
+_ISSUE_PAGE = (
+    "issues(first: 100, after: $after, states: $open, labels: $ready) { "
+    "pageInfo { hasNextPage endCursor } nodes { id number title url createdAt "
+    "milestone { dueOn } labels(first: 100) { pageInfo { hasNextPage } nodes { name } } } }"
+)
+
+
+def _ready_issues_query(
+    owner: str,
+    name: str,
+    label: str,
+    labels: Sequence[str] = (),
+    logins: Sequence[str] = (),
+    *,
+    after: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """A page of open issues labelled ``label``; the first page also reads the node
+    ids of the repository, of ``labels`` and of ``logins`` (aliases ``l0``, ``u0`` ...)."""
+    declarations = [
+        "$owner: String!",
+        "$name: String!",
+        "$ready: [String!]",
+        "$open: [IssueState!]",
+        "$after: String",
+    ]
+    variables: dict[str, Any] = {
+        "owner": owner,
+        "name": name,
+        "ready": [label],
+        "open": ["OPEN"],
+        "after": after,
+    }
+    label_fields, user_fields = "", ""
+    if after is None:
+        label_fields, user_fields = _id_fields(labels, logins, declarations, variables)
+    document = (
+        f"query({', '.join(declarations)}) {{ repository(owner: $owner, name: $name) "
+        f"{{ id {label_fields} {_ISSUE_PAGE} }} {user_fields} }}"
+    )
+    return document, variables
+
+
+def _id_fields(
+    labels: Sequence[str],
+    logins: Sequence[str],
+    declarations: list[str],
+    variables: dict[str, Any],
+) -> tuple[str, str]:
+    """The ``label(name:)`` fields (inside ``repository``) and ``user(login:)`` fields
+    (at the root) reading node ids; their variables are added to the two lists given."""
+    label_fields = []
+    for i, label in enumerate(labels):
+        declarations.append(f"$l{i}: String!")
+        variables[f"l{i}"] = label
+        label_fields.append(f"l{i}: label(name: $l{i}) {{ id }}")
+    user_fields = []
+    for i, login in enumerate(logins):
+        declarations.append(f"$u{i}: String!")
+        variables[f"u{i}"] = login
+        user_fields.append(f"u{i}: user(login: $u{i}) {{ id }}")
+    return " ".join(label_fields), " ".join(user_fields)
+
+
+def _repository_ids(labels: Sequence[str], logins: Sequence[str], data: Any) -> RepositoryIds:
+    """The node ids an :func:`_id_fields` query read (missing labels and users left out)."""
+    repository = data["repository"]
+    return RepositoryIds(
+        repository=str(repository["id"]),
+        labels={
+            label: str(node["id"])
+            for i, label in enumerate(labels)
+            if isinstance(node := repository.get(f"l{i}"), Mapping)
+        },
+        users={
+            login: str(node["id"])
+            for i, login in enumerate(logins)
+            if isinstance(node := data.get(f"u{i}"), Mapping)
+        },
+    )
+
+
+def _graphql_issue(node: Any) -> Issue | None:
+    """An :class:`Issue` from one ``Issue`` node; None if its labels were cut at 100."""
+    if node["labels"]["pageInfo"]["hasNextPage"]:
+        return None
+    milestone = node.get("milestone") or {}
+    return Issue(
+        number=int(node["number"]),
+        title=str(node["title"]),
+        labels=tuple(str(label["name"]) for label in node["labels"]["nodes"] or ()),
+        created_at=str(node["createdAt"]),
+        milestone_due_on=milestone.get("dueOn"),
+        url=str(node.get("url") or ""),
+        node_id=str(node["id"]),
+    )
 
 
 def _lower(value: Any) -> str | None:

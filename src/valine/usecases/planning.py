@@ -66,11 +66,19 @@ class PlanningMixin(UseCaseBase):
         self._edit_original(discord_ref, message)
 
     def _create_planned_run(self, discord_ref: dict[str, str], actor: str | None) -> Run | None:
-        issues = self.github.list_ready_issues(self.repo, self.policy.labels.ready)
-        tasks = plan_tasks(issues, self.policy.labels, self.policy.planner)
+        labels = self.policy.labels
+        executor = self.policy.executor
+        logins = [executor.assignee] if executor.kind == "assign" and executor.assignee else []
+        # One request: the issues and the node ids the start and ship jobs need.
+        found = self.github.read_ready_issues(
+            self.repo, labels.ready, [labels.ready, labels.in_progress, labels.shipped], logins
+        )
+        tasks = plan_tasks(found.issues, labels, self.policy.planner)
         if not tasks:
             return None
-        github_ids = self._read_github_ids()
+        github_ids = {"repository": found.ids.repository}
+        github_ids.update({f"label:{name}": node for name, node in found.ids.labels.items()})
+        github_ids.update({f"user:{login}": node for login, node in found.ids.users.items()})
         now = self.clock.now()
         for _ in range(3):  # a run id has 6 random characters a day: a clash is rare
             run = Run(
@@ -95,16 +103,3 @@ class PlanningMixin(UseCaseBase):
 
     def _edit_original(self, ref: Mapping[str, str], message: dict[str, Any]) -> None:
         self.discord.edit_original(ref["application_id"], ref["token"], message)
-
-    def _read_github_ids(self) -> dict[str, str]:
-        """Node ids of the repository, the workflow's labels and the assignee (1 request)."""
-        labels = self.policy.labels
-        executor = self.policy.executor
-        logins = [executor.assignee] if executor.kind == "assign" and executor.assignee else []
-        found = self.github.repository_ids(
-            self.repo, [labels.ready, labels.in_progress, labels.shipped], logins
-        )
-        ids = {"repository": found.repository}
-        ids.update({f"label:{name}": node for name, node in found.labels.items()})
-        ids.update({f"user:{login}": node for login, node in found.users.items()})
-        return ids

@@ -1,7 +1,9 @@
 """The GitHub stand-in's GraphQL endpoint (``POST /graphql``) over the same state.
 
 It serves the small part of GitHub's schema the client uses:
-``repository(owner, name) { id label(name) { id } pullRequest(number) { ... checks } }``,
+``repository(owner, name) { id label(name) { id } issues(...) { ... } pullRequest(number)
+{ merged mergeQueueEntry { ... } ... checks } }`` (connections cut by ``first``/``last``
+and paged by ``after`` cursors),
 ``user(login) { id }`` and the mutations ``addLabelsToLabelable``,
 ``removeLabelsFromLabelable``, ``addComment``, ``addAssigneesToAssignable``, ``closeIssue``,
 ``createLabel`` and ``enqueuePullRequest``. As on GitHub: the whole document is validated
@@ -20,6 +22,8 @@ answered with a GraphQL error, never a 500.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -78,26 +82,64 @@ def _filter_runs(runs: Sequence[Any], filter_by: Mapping[str, Any] | None) -> li
 
 
 def _connection(items: Sequence[Any], arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """A GraphQL connection of ``items`` cut by ``first`` / ``last`` (no cursors served)."""
+    """A GraphQL connection of ``items`` cut by ``after`` then ``first`` / ``last``.
+
+    Cursors are opaque strings of an item's position (``endCursor`` of a page is what
+    the next page's ``after`` takes); an ``after`` the stand-in did not serve is
+    refused. As on GitHub, ``first`` and ``last`` may each be at most 100.
+    """
     first, last = arguments.get("first"), arguments.get("last")
     if first is None and last is None:
         raise _FieldError(
             "MISSING_PAGINATION_BOUNDARIES",
             "You must provide a `first` or `last` value to properly paginate.",
         )
-    chosen = list(items)
+    for name, bound in (("first", first), ("last", last)):
+        if bound is not None and not 0 <= int(bound) <= 100:
+            raise _FieldError(
+                "EXCESSIVE_PAGINATION" if int(bound) > 100 else "INVALID_PAGINATION",
+                f"Requesting {bound} records on the connection exceeds the `{name}` limit "
+                "of 100 records."
+                if int(bound) > 100
+                else f"`{name}` must be a positive number",
+            )
+    start = 0
+    if arguments.get("after") is not None:
+        start = _cursor_position(arguments["after"]) + 1
+    window = list(range(start, len(items)))
     if first is not None:
-        chosen = chosen[: int(first)]
+        window = window[: int(first)]
     if last is not None:
-        chosen = chosen[-int(last) :] if int(last) else []
+        window = window[-int(last) :] if int(last) else []
     return {
-        "nodes": chosen,
+        "nodes": [items[i] for i in window],
         "totalCount": len(items),
         "pageInfo": {
-            "hasNextPage": len(chosen) < len(items) and first is not None,
-            "endCursor": None,
+            "hasNextPage": bool(window) and window[-1] < len(items) - 1 and first is not None,
+            "hasPreviousPage": bool(window) and window[0] > 0 and last is not None,
+            "startCursor": _cursor(window[0]) if window else None,
+            "endCursor": _cursor(window[-1]) if window else None,
         },
     }
+
+
+def _cursor(position: int) -> str:
+    """The opaque cursor of the item at ``position`` of a connection."""
+    return base64.b64encode(f"cursor:v2:{position}".encode()).decode()
+
+
+def _cursor_position(cursor: Any) -> int:
+    """The position a cursor made by :func:`_cursor` stands for (a bad one is refused)."""
+    try:
+        text = base64.b64decode(str(cursor), validate=True).decode()
+        match = re.fullmatch(r"cursor:v2:(\d+)", text)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        match = None
+    if match is None:
+        raise _FieldError(
+            "INVALID_CURSOR_ARGUMENTS", f"`{cursor}` does not appear to be a valid cursor."
+        )
+    return int(match.group(1))
 
 
 class _GraphQLError(Exception):
@@ -373,6 +415,7 @@ _GQL_INPUTS: dict[str, dict[str, str]] = {
         "conclusions": "[CheckConclusionState!]",
     },
     "CheckSuiteFilter": {"appId": "Int", "checkName": "String"},
+    "IssueOrder": {"field": "IssueOrderField!", "direction": "OrderDirection!"},
     "AddLabelsToLabelableInput": {
         "clientMutationId": "String",
         "labelIds": "[ID!]!",
@@ -411,6 +454,10 @@ _GQL_INPUTS: dict[str, dict[str, str]] = {
 
 
 _GQL_ENUMS: dict[str, tuple[str, ...]] = {
+    "IssueState": ("OPEN", "CLOSED"),
+    "PullRequestState": ("OPEN", "CLOSED", "MERGED"),
+    "IssueOrderField": ("CREATED_AT", "UPDATED_AT", "COMMENTS"),
+    "OrderDirection": ("ASC", "DESC"),
     "CheckRunType": ("ALL", "LATEST"),
     "CheckStatusState": ("REQUESTED", "QUEUED", "IN_PROGRESS", "COMPLETED", "WAITING", "PENDING"),
     "CheckConclusionState": (
@@ -454,10 +501,13 @@ _PAGE = {"after": "String", "before": "String", "first": "Int", "last": "Int"}
 
 #: Connection fields the stand-in cuts with ``first`` / ``last``.
 _GQL_CONNECTIONS = frozenset(
-    {("PullRequest", "commits"), ("Commit", "checkSuites"), ("CheckSuite", "checkRuns")}
+    {
+        ("PullRequest", "commits"),
+        ("Commit", "checkSuites"),
+        ("CheckSuite", "checkRuns"),
+        ("Issue", "labels"),
+    }
 )
-
-
 _PAYLOAD: dict[str, tuple[str, dict[str, str]]] = {"clientMutationId": ("String", {})}
 
 
@@ -494,6 +544,37 @@ _GQL_OBJECTS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
         "nameWithOwner": ("String!", {}),
         "label": ("Label", {"name": "String!"}),
         "pullRequest": ("PullRequest", {"number": "Int!"}),
+        "issues": (
+            "IssueConnection!",
+            {
+                **_PAGE,
+                "orderBy": "IssueOrder",
+                "labels": "[String!]",
+                "states": "[IssueState!]",
+                "filterBy": "IssueFilters",
+            },
+        ),
+    },
+    "IssueConnection": {
+        "nodes": ("[Issue]", {}),
+        "totalCount": ("Int!", {}),
+        "pageInfo": ("PageInfo!", {}),
+    },
+    "Issue": {
+        "id": ("ID!", {}),
+        "number": ("Int!", {}),
+        "title": ("String!", {}),
+        "url": ("URI!", {}),
+        "createdAt": ("DateTime!", {}),
+        "state": ("IssueState!", {}),
+        "milestone": ("Milestone", {}),
+        "labels": ("LabelConnection", {**_PAGE, "orderBy": "LabelOrder"}),
+    },
+    "Milestone": {"title": ("String!", {}), "dueOn": ("DateTime", {})},
+    "LabelConnection": {
+        "nodes": ("[Label]", {}),
+        "totalCount": ("Int!", {}),
+        "pageInfo": ("PageInfo!", {}),
     },
     "PullRequest": {
         "number": ("Int!", {}),
@@ -501,6 +582,9 @@ _GQL_OBJECTS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
         "headRefName": ("String!", {}),
         "isCrossRepository": ("Boolean!", {}),
         "authorAssociation": ("CommentAuthorAssociation!", {}),
+        "state": ("PullRequestState!", {}),
+        "merged": ("Boolean!", {}),
+        "mergeQueueEntry": ("MergeQueueEntry", {}),
         "commits": ("PullRequestCommitConnection!", _PAGE),
     },
     "PullRequestCommitConnection": {
@@ -545,7 +629,12 @@ _GQL_OBJECTS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
         "state": ("StatusState!", {}),
         "targetUrl": ("URI", {}),
     },
-    "PageInfo": {"hasNextPage": ("Boolean!", {}), "endCursor": ("String", {})},
+    "PageInfo": {
+        "hasNextPage": ("Boolean!", {}),
+        "hasPreviousPage": ("Boolean!", {}),
+        "startCursor": ("String", {}),
+        "endCursor": ("String", {}),
+    },
     "Label": {
         "id": ("ID!", {}),
         "name": ("String!", {}),
@@ -882,10 +971,16 @@ class GraphQLAPI(GitHubState):
             return {"clientMutationId": arguments["input"].get("clientMutationId"), **payload}
         if (type_name, field_name) in _GQL_CONNECTIONS or field_name == "pullRequest":
             return self._gql_checks_field(field_name, source, arguments)
-        if type_name == "Repository" and field_name == "label":
-            label = source["_repo"].labels.get(str(arguments["name"]).lower())
-            return None if label is None else self._gql_label(label)
+        if type_name == "Repository" and field_name in ("issues", "label"):
+            return self._gql_repository_field(field_name, source["_repo"], arguments)
         return source[field_name]
+
+    def _gql_repository_field(self, field_name: str, r: _Repo, arguments: Mapping[str, Any]) -> Any:
+        """``Repository.label`` (None if there is none) and ``Repository.issues``."""
+        if field_name == "issues":
+            return self._gql_issues(r, arguments)
+        label = r.labels.get(str(arguments["name"]).lower())
+        return None if label is None else self._gql_label(label)
 
     def _gql_checks_field(self, field_name: str, source: Any, arguments: Mapping[str, Any]) -> Any:
         """``Repository.pullRequest`` and the connections below it (commits, checks)."""
@@ -936,12 +1031,29 @@ class GraphQLAPI(GitHubState):
         }
         return {
             "number": number,
+            "state": "MERGED" if pull.merged else issue.state.upper(),
+            "merged": pull.merged,
+            "mergeQueueEntry": self._gql_queue_entry(r, number),
             "headRefOid": pull.head_sha,
             "headRefName": pull.head_ref,
             "isCrossRepository": pull.head_repo is not None,
             "authorAssociation": self._association(r, issue, pull),
             "_commits": [{"commit": commit}],
         }
+
+    def _gql_queue_entry(self, r: _Repo, number: int) -> dict[str, Any] | None:
+        """``PullRequest.mergeQueueEntry``: its live entry in the merge queue, or None
+        (never queued, merged, or ejected: GitHub then has no entry)."""
+        queue = self._live_queue(r)
+        for position, entry in enumerate(queue, start=1):
+            if entry.number == number:
+                return {
+                    "id": _node_id("MQE_", entry.id),
+                    "position": position,
+                    "state": "QUEUED",
+                    "enqueuedAt": entry.enqueued_at,
+                }
+        return None
 
     def _gql_repository(self, owner: str, name: str) -> dict[str, Any]:
         wanted = f"{owner}/{name}".lower()
@@ -972,6 +1084,45 @@ class GraphQLAPI(GitHubState):
             "name": label.name,
             "color": label.color,
             "description": label.description,
+        }
+
+    def _gql_issues(self, r: _Repo, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """``Repository.issues``: issues only (never pull requests), filtered, a page.
+
+        ``states`` and ``labels`` filter as on GitHub (a label matches case-blind; any
+        of several labels does); ``orderBy`` sorts (default: oldest first).
+        """
+        states = {str(s).lower() for s in arguments.get("states") or ()}
+        wanted = {str(label).lower() for label in arguments.get("labels") or ()}
+        matching = [
+            issue
+            for number, issue in sorted(r.issues.items())
+            if number not in r.pulls
+            and (not states or issue.state in states)
+            and (not wanted or wanted & {label.lower() for label in issue.labels})
+        ]
+        order = arguments.get("orderBy") or {"field": "CREATED_AT", "direction": "ASC"}
+        sort_by: dict[str, Callable[[StandInIssue], Any]] = {
+            "CREATED_AT": lambda i: (i.created_at, i.number),
+            "UPDATED_AT": lambda i: (i.updated_at, i.number),
+            "COMMENTS": lambda i: (len(i.comments), i.number),
+        }
+        matching.sort(key=sort_by[order["field"]], reverse=order["direction"] == "DESC")
+        return _connection([self._gql_issue(r, issue) for issue in matching], arguments)
+
+    def _gql_issue(self, r: _Repo, issue: StandInIssue) -> dict[str, Any]:
+        """The GraphQL ``Issue`` of ``issue`` (labels as a connection)."""
+        return {
+            "id": _node_id("I_", issue.id),
+            "number": issue.number,
+            "title": issue.title,
+            "url": f"{self.url}/{r.full_name}/issues/{issue.number}",
+            "createdAt": issue.created_at,
+            "state": issue.state.upper(),
+            "milestone": None
+            if issue.milestone_title is None
+            else {"title": issue.milestone_title, "dueOn": issue.milestone_due_on},
+            "_labels": [self._gql_label(self._label(r, name)) for name in issue.labels],
         }
 
     @staticmethod
