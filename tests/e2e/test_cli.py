@@ -13,7 +13,9 @@ import pytest
 
 from helpers import WEBHOOK_SECRET, start_service, stop_service
 from valine.core.commands import registration_payload
+from valine.testing import wait_for
 from valine.testing.discord_standin import DiscordStandIn
+from world import REPO, World
 
 pytestmark = pytest.mark.e2e
 
@@ -82,6 +84,50 @@ def test_simulate_talks_to_a_running_service_with_its_own_key(tmp_path: Path) ->
         assert '"duplicate"' in other_id.stdout
     finally:
         stop_service(service)
+
+
+def test_simulate_github_status_is_tracked_like_githubs(world: World, tmp_path: Path) -> None:
+    """A commit status sent with ``simulate github status`` is read as GitHub's would be:
+    the service reads the head's whole picture and the task turns red naming the status."""
+    number = world.github.add_issue(REPO, "Task", ["ready"])
+    run_id = world.plan()
+    world.command("approve", run_id=run_id)
+    world.wait_state(run_id, "executing")
+    _pr, sha = world.open_pr(run_id, number)
+    world.github.report_checks(REPO, sha, "success")  # every suite green...
+    world.github.set_status(REPO, sha, "ci/jenkins", "failure")  # ...but Jenkins is red
+    simulate = [
+        "simulate",
+        "--url",
+        f"http://127.0.0.1:{world.service.port}",
+        "github",
+        "status",
+        "--repo",
+        REPO,
+        "--sha",
+        sha,
+        "--state",
+        "failure",
+        "--context",
+        "ci/jenkins",
+    ]
+
+    sent = valine(tmp_path, *simulate, env={"GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET})
+
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert '"accepted"' in sent.stdout
+    wait_for(
+        "the red status shown",
+        lambda: "status `ci/jenkins` failure" in described(world, run_id),
+    )
+    assert f"#{number}" in described(world, run_id) and "checks_failed" in described(world, run_id)
+    wrong = valine(tmp_path, *simulate[:-4], "--state", "red", env={})
+    assert wrong.returncode == 2 and "invalid choice: 'red'" in wrong.stderr
+
+
+def described(world: World, run_id: str) -> str:
+    """The ``/status`` description of a run."""
+    return str(world.command("status", run_id=run_id)["data"]["embeds"][0]["description"])
 
 
 def test_simulate_without_a_running_service_says_so(tmp_path: Path) -> None:

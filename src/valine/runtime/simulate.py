@@ -43,7 +43,9 @@ def add_parser(commands: Any) -> None:
     discord.set_defaults(func=_discord)
 
     github = kinds.add_parser("github", help="a webhook delivery")
-    github.add_argument("event", help="pull_request, check_suite, issues, issue_comment, ping")
+    github.add_argument(
+        "event", help="pull_request, check_suite, status, issues, issue_comment, ping"
+    )
     github.add_argument("--action", default=None, help="e.g. opened, completed, closed")
     github.add_argument("--file", type=Path, help="the payload (JSON); else a minimal one")
     github.add_argument("--repo", default=os.environ.get("GITHUB_REPOSITORY", "owner/repo"))
@@ -51,6 +53,14 @@ def add_parser(commands: Any) -> None:
     github.add_argument("--sha", default="0" * 40, help="head SHA")
     github.add_argument("--body", default="", help="PR body, e.g. 'Fixes #12'")
     github.add_argument("--conclusion", default="success", help="check suite conclusion")
+    github.add_argument(
+        "--state",
+        default="success",
+        choices=("error", "failure", "pending", "success"),
+        help="commit status state (status)",
+    )
+    github.add_argument("--context", default="ci", help="commit status context (status)")
+    github.add_argument("--target-url", default=None, help="commit status link (status)")
     github.add_argument("--delivery", help="X-GitHub-Delivery (repeat one to test dedupe)")
     github.set_defaults(func=_github)
 
@@ -128,6 +138,8 @@ def _minimal(args: argparse.Namespace) -> dict[str, Any]:
         return payloads.check_suite(
             args.repo, args.sha, args.conclusion, args.number, args.action or "completed"
         )
+    if args.event == "status":
+        return payloads.status(args.repo, args.sha, args.state, args.context, args.target_url)
     if args.event == "issues":
         return payloads.issues(args.repo, args.action or "closed", args.number, [])
     if args.event == "ping":

@@ -127,6 +127,32 @@ def check_suite(
     }
 
 
+def status(
+    repo: str, sha: str, state: str, context: str, target_url: str | None = None
+) -> dict[str, Any]:
+    """A ``status`` delivery: commit status ``context`` on ``sha`` is now ``state``.
+
+    GitHub sends it for every status created (``error``, ``failure``, ``pending``,
+    ``success``); it has no ``action``.
+    """
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {
+        "id": uuid.uuid4().int % 10**9,
+        "sha": sha,
+        "name": repo,
+        "target_url": target_url,
+        "context": context,
+        "description": None,
+        "state": state,
+        "commit": {"sha": sha},
+        "branches": [],
+        "created_at": now,
+        "updated_at": now,
+        "repository": repository(repo),
+        "sender": {"login": "ci"},
+    }
+
+
 def issues(
     repo: str, action: str, number: int, labels: list[str], label: str | None = None
 ) -> dict[str, Any]:
