@@ -23,19 +23,16 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import sqlite3
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from valine.core.errors import QueueUnavailable
 from valine.infra.sqlite import Database, path_from_url
 from valine.ports import Job
-from valine.queue.retry import queue_policy
+from valine.queue.base import ABANDONED, QueueBase, QueueOptions
 
 log = logging.getLogger("valine.queue")
 
@@ -93,15 +90,6 @@ class DeadLetter(Job):
     died_at: float | None = None
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Turn sqlite3's exceptions into the domain's :class:`QueueUnavailable`."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise QueueUnavailable(f"job queue database error: {exc}") from exc
-
-
 def _migrate(db: Database) -> None:
     for statement in _MIGRATIONS:
         try:
@@ -118,39 +106,25 @@ def _decode(payload: str) -> dict[str, Any]:
     return value
 
 
-class SqliteJobQueue:
+class SqliteJobQueue(QueueBase):
     """A :class:`~valine.ports.JobQueue` on a SQLite database file.
 
-    ``max_attempts`` leases fail before a job is dead-lettered. A failed attempt ``n`` is
-    retried after a delay drawn uniformly from ``[b/2, b]`` where
-    ``b = min(max_backoff, base_backoff * 2 ** (n - 1))`` ("equal jitter": the delay
-    still doubles per attempt, and retries of jobs that failed together spread out).
-    ``clock`` and ``rng`` are injectable so tests control time and jitter. Dedupe keys are
-    remembered for ``dedupe_ttl`` seconds (a week by default).
+    The retry, dead-letter and lease rules are :class:`~valine.queue.base.QueueBase`'s
+    (its arguments: ``max_attempts``, ``base_backoff``, ``max_backoff``, ``clock``,
+    ``rng``, ``dedupe_ttl``); this class supplies its primitives, each one transaction.
 
     Safe to share between threads (each thread gets its own connection from ``db``) and
     between processes on the same file (every change is one ``BEGIN IMMEDIATE``
     transaction).
     """
 
-    def __init__(
-        self,
-        db: Database,
-        *,
-        max_attempts: int = 5,
-        base_backoff: float = 1.0,
-        max_backoff: float = 300.0,
-        clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
-        dedupe_ttl: float = 7 * 24 * 3600,
-    ) -> None:
-        self.retry_policy = queue_policy(max_attempts, base_backoff, max_backoff, rng, dedupe_ttl)
+    backend = "database"
+
+    def __init__(self, db: Database, **options: Unpack[QueueOptions]) -> None:
+        super().__init__(**options)
         self.db = db
-        self.max_attempts = max_attempts
-        self.dedupe_ttl = dedupe_ttl
-        self._clock = clock
         self._last_purge: float | None = None
-        with _translated():
+        with self._translated("open"):
             db.executescript(SCHEMA)
             columns = {row[1] for row in db.connection().execute("PRAGMA table_info(queue_jobs)")}
             if "dedupe_key" not in columns:
@@ -184,7 +158,7 @@ class SqliteJobQueue:
         """
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         now = self._clock()
-        with _translated(), self.db.write() as conn:
+        with self._translated("add a job"), self.db.write() as conn:
             if self._purge_due(now):
                 self._purge(conn, now, PURGE_BATCH)
             if dedupe_key is not None:
@@ -207,7 +181,7 @@ class SqliteJobQueue:
     def claim(self, key: str, ttl: float, limit: int = 1) -> bool:
         """Count one use of ``key`` (one upsert); False once ``limit`` uses are counted."""
         now = self._clock()
-        with _translated(), self.db.write() as conn:
+        with self._translated("count a claim"), self.db.write() as conn:
             return bool(
                 conn.execute(
                     "INSERT INTO queue_claims (key, uses, expires_at) VALUES (?, 1, ?) "
@@ -221,116 +195,9 @@ class SqliteJobQueue:
                 ).rowcount
             )
 
-    def lease(self, visibility_timeout: float) -> Job | None:
-        """Take the oldest due job for ``visibility_timeout`` seconds, or None if none is due.
-
-        The job's ``attempts`` counts this lease. A due job that has already been leased
-        ``max_attempts`` times (its workers kept dying before ack or retry) is
-        dead-lettered instead of handed out again, as SQS's redrive policy does, so a job
-        that crashes its worker cannot loop forever. An empty queue costs one indexed read
-        and no write lock, so idle workers do not contend with enqueues.
-        """
-        now = self._clock()
-        with _translated():
-            # fetchall, not fetchone: it finishes the statement, so no read stays open.
-            if not self.db.connection().execute(_NEXT_DUE, (now,)).fetchall():
-                return None
-            token = uuid.uuid4().hex
-            with self.db.write() as conn:
-                # Picked again under the write lock: another worker may have won the race.
-                while due := conn.execute(_NEXT_DUE, (now,)).fetchall():
-                    seq = due[0][0]
-                    row = conn.execute(
-                        "UPDATE queue_jobs SET available_at = ?, attempts = attempts + 1, "
-                        "lease_token = ? WHERE seq = ? AND attempts < ? "
-                        "RETURNING job_id, kind, payload, attempts",
-                        (now + max(0.0, visibility_timeout), token, seq, self.max_attempts),
-                    ).fetchall()
-                    if row:
-                        ((job_id, kind, payload, attempts),) = row
-                        return Job(job_id, kind, _decode(payload), attempts, lease_token=token)
-                    self._bury_abandoned(conn, seq, now)
-        return None
-
-    def ack(self, job: Job) -> None:
-        """Delete the job if ``job``'s lease is still the current one; else warn, do nothing."""
-        with _translated(), self.db.write() as conn:
-            deleted = conn.execute(
-                "DELETE FROM queue_jobs WHERE job_id = ? AND lease_token = ? AND state = 'ready'",
-                (job.job_id, job.lease_token),
-            ).rowcount
-        if not deleted:
-            self._stale(job, "ack")
-
-    def retry(self, job: Job, error: str) -> bool:
-        """Reschedule the job after a backoff, or dead-letter it after ``max_attempts``.
-
-        Returns True if it will run again, False if it was dead-lettered. ``error`` is kept
-        as the job's ``last_error``. If ``job``'s lease is no longer the current one
-        (it expired and the job was leased again, acked or retried) nothing changes, a
-        warning is logged and True is returned: this call dead-lettered nothing.
-        """
-        now = self._clock()
-        with _translated(), self.db.write() as conn:
-            rows = conn.execute(
-                "SELECT attempts FROM queue_jobs WHERE job_id = ? AND lease_token = ? "
-                "AND state = 'ready'",
-                (job.job_id, job.lease_token),
-            ).fetchall()
-            row = rows[0] if rows else None
-            if row is not None and self.retry_policy.exhausted(row[0]):
-                conn.execute(
-                    "UPDATE queue_jobs SET state = 'dead', last_error = ?, died_at = ?, "
-                    "lease_token = NULL WHERE job_id = ?",
-                    (error, now, job.job_id),
-                )
-                self._release_dedupe(conn, job.job_id)
-                return False
-            if row is not None:
-                conn.execute(
-                    "UPDATE queue_jobs SET available_at = ?, last_error = ?, lease_token = NULL "
-                    "WHERE job_id = ?",
-                    (now + self.backoff(row[0]), error, job.job_id),
-                )
-        if row is None:
-            self._stale(job, "retry")
-        return True
-
-    def extend(self, job: Job, visibility_timeout: float) -> bool:
-        """Push the leased job's visibility ``visibility_timeout`` seconds past now.
-
-        False, and nothing changed, if ``job``'s lease is no longer the current one.
-        """
-        now = self._clock()
-        with _translated(), self.db.write() as conn:
-            extended = conn.execute(
-                "UPDATE queue_jobs SET available_at = ? "
-                "WHERE job_id = ? AND lease_token = ? AND state = 'ready'",
-                (now + max(0.0, visibility_timeout), job.job_id, job.lease_token),
-            ).rowcount
-        if not extended:
-            self._stale(job, "extend")
-        return bool(extended)
-
-    def release(self, job: Job, delay: float) -> bool:
-        """Make the job due after ``delay`` seconds and give back the attempt it was leased with.
-
-        False, and nothing changed, if ``job``'s lease is no longer the current one.
-        """
-        now = self._clock()
-        with _translated(), self.db.write() as conn:
-            released = conn.execute(
-                "UPDATE queue_jobs SET available_at = ?, attempts = max(0, attempts - 1), "
-                "lease_token = NULL WHERE job_id = ? AND lease_token = ? AND state = 'ready'",
-                (now + max(0.0, delay), job.job_id, job.lease_token),
-            ).rowcount
-        if not released:
-            self._stale(job, "release")
-        return bool(released)
-
     def dead_letters(self, limit: int = 50) -> Sequence[DeadLetter]:
         """Dead-lettered jobs, most recently dead first, with their last error."""
-        with _translated():
+        with self._translated("read the dead letters"):
             rows = (
                 self.db.connection()
                 .execute(
@@ -347,7 +214,7 @@ class SqliteJobQueue:
 
     def depth(self) -> int:
         """How many jobs are waiting or leased (neither acked nor dead-lettered)."""
-        with _translated():
+        with self._translated("count the jobs"):
             row = (
                 self.db.connection()
                 .execute("SELECT count(*) FROM queue_jobs WHERE state = 'ready'")
@@ -357,14 +224,10 @@ class SqliteJobQueue:
 
     # -- beyond the port ------------------------------------------------------------
 
-    def backoff(self, attempts: int) -> float:
-        """The delay before retrying a job whose attempt ``attempts`` failed (see RetryPolicy)."""
-        return self.retry_policy.backoff(attempts)
-
     def purge_expired(self, limit: int | None = None) -> int:
         """Delete dedupe keys that have expired (at most ``limit`` of them); returns how many."""
         now = self._clock()
-        with _translated(), self.db.write() as conn:
+        with self._translated("purge dedupe keys"), self.db.write() as conn:
             return self._purge(conn, now, limit)
 
     # -- helpers --------------------------------------------------------------------
@@ -399,29 +262,88 @@ class SqliteJobQueue:
             (job_id,),
         )
 
-    @staticmethod
-    def _bury_abandoned(conn: sqlite3.Connection, seq: int, now: float) -> None:
-        ((job_id, kind, attempts),) = conn.execute(
-            "UPDATE queue_jobs SET state = 'dead', died_at = ?, lease_token = NULL, "
-            "last_error = coalesce(last_error || '; ', '') || ? WHERE seq = ? "
-            "RETURNING job_id, kind, attempts",
-            (now, "lease expired without ack or retry (worker died?)", seq),
-        ).fetchall()
-        SqliteJobQueue._release_dedupe(conn, job_id)
-        log.error(
-            "job %s (%s) dead-lettered: %d leases expired without ack or retry",
-            job_id,
-            kind,
-            attempts,
-            extra={"job_id": job_id, "job_kind": kind},
+    # -- the primitives of QueueBase --------------------------------------------------
+
+    def _is_backend_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.Error)
+
+    def _receive(self, visibility_timeout: float) -> Job | None:
+        """The oldest due job, its attempt counted, for ``visibility_timeout`` seconds.
+
+        An empty queue costs one indexed read and no write lock, so idle workers do not
+        contend with enqueues.
+        """
+        now = self._clock()
+        with self._translated("take a job"):
+            # fetchall, not fetchone: it finishes the statement, so no read stays open.
+            if not self.db.connection().execute(_NEXT_DUE, (now,)).fetchall():
+                return None
+            token = uuid.uuid4().hex
+            with self.db.write() as conn:
+                # Picked again under the write lock: another worker may have won the race.
+                due = conn.execute(_NEXT_DUE, (now,)).fetchall()
+                if not due:
+                    return None
+                ((job_id, kind, payload, attempts),) = conn.execute(
+                    "UPDATE queue_jobs SET available_at = ?, attempts = attempts + 1, "
+                    "lease_token = ? WHERE seq = ? RETURNING job_id, kind, payload, attempts",
+                    (now + visibility_timeout, token, due[0][0]),
+                ).fetchall()
+        return Job(job_id, kind, _decode(payload), attempts, lease_token=token)
+
+    def _delete(self, job: Job) -> bool:
+        return self._change_held(job, "delete a job", "DELETE FROM queue_jobs")
+
+    def _reschedule(self, job: Job, delay: float, error: str) -> bool:
+        return self._change_held(
+            job,
+            "reschedule a job",
+            "UPDATE queue_jobs SET available_at = ?, last_error = ?, lease_token = NULL",
+            self._clock() + delay,
+            error,
         )
 
-    @staticmethod
-    def _stale(job: Job, action: str) -> None:
-        log.warning(
-            "%s of job %s (%s) ignored: its lease is no longer held",
-            action,
-            job.job_id,
-            job.kind,
-            extra={"job_id": job.job_id, "job_kind": job.kind},
+    def _bury(self, job: Job, error: str, attempts: int) -> bool:
+        """Dead-letter the held job; an abandoned one keeps the error it last failed with."""
+        return self._change_held(
+            job,
+            "dead-letter a job",
+            "UPDATE queue_jobs SET state = 'dead', died_at = ?, lease_token = NULL, "
+            "attempts = ?, last_error = CASE WHEN ? THEN "
+            "coalesce(last_error || '; ', '') || ? ELSE ? END",
+            self._clock(),
+            attempts,
+            error == ABANDONED,
+            error,
+            error,
+            dies=True,
         )
+
+    def _set_visibility(self, job: Job, visibility_timeout: float) -> bool:
+        return self._change_held(
+            job,
+            "extend a lease",
+            "UPDATE queue_jobs SET available_at = ?",
+            self._clock() + visibility_timeout,
+        )
+
+    def _put_back(self, job: Job, delay: float) -> bool:
+        return self._change_held(
+            job,
+            "release a job",
+            "UPDATE queue_jobs SET available_at = ?, attempts = max(0, attempts - 1), "
+            "lease_token = NULL",
+            self._clock() + delay,
+        )
+
+    def _change_held(
+        self, job: Job, action: str, change: str, *values: Any, dies: bool = False
+    ) -> bool:
+        """Run ``change`` (a statement of this module) on ``job`` if its lease is still the
+        current one, in one transaction; a job that ``dies`` also releases its dedupe key."""
+        statement = change + " WHERE job_id = ? AND lease_token = ? AND state = 'ready'"
+        with self._translated(action), self.db.write() as conn:
+            held = bool(conn.execute(statement, (*values, job.job_id, job.lease_token)).rowcount)
+            if held and dies:
+                self._release_dedupe(conn, job.job_id)
+        return held

@@ -63,7 +63,7 @@ What SQS does not promise (and the SQLite queue does)
   message might not be deleted" (SQS API reference) — or might be; and a receipt handle
   stays valid after ``ChangeMessageVisibility``, so an ack after a retry deletes the job.
   The adapter cannot tell a stale handle from a current one; it logs a warning only when
-  SQS rejects a handle. Handlers are idempotent (docs/reliability.md), which makes this safe.
+  SQS rejects a handle. Handlers are idempotent, which makes this safe (DESIGN §5).
 * **Order.** A standard queue delivers in no guaranteed order, and a message may be
   delivered twice.
 * **Dead letters are peeked**, not listed: :meth:`SqsJobQueue.dead_letters` receives up to
@@ -81,12 +81,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, Unpack
 
 from valine.core.errors import QueueUnavailable
 from valine.infra.aws import (
@@ -98,7 +95,7 @@ from valine.infra.aws import (
     string_attributes,
 )
 from valine.ports import Job
-from valine.queue.retry import queue_policy
+from valine.queue.base import QueueBase, QueueOptions
 
 log = logging.getLogger("valine.queue")
 
@@ -106,10 +103,6 @@ log = logging.getLogger("valine.queue")
 MAX_DELAY = 900
 #: SQS's largest visibility timeout (12 hours).
 MAX_VISIBILITY = 43_200
-#: At most this many abandoned messages are dead-lettered by one :meth:`SqsJobQueue.lease`
-#: before it gives up and reports the queue as empty for now.
-MAX_BURIALS_PER_LEASE = 10
-_ABANDONED = "lease expired without ack or retry (worker died?)"
 _STALE_HANDLE_CODES = ("ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidReceiptHandle")
 
 
@@ -121,17 +114,6 @@ def sqs_client(endpoint_url: str | None = None, region_name: str | None = None) 
     return boto3.client(
         "sqs", endpoint_url=endpoint_url, region_name=region_name, config=client_config()
     )
-
-
-@contextmanager
-def _translated(action: str) -> Iterator[None]:
-    """Turn botocore's exceptions into the domain's :class:`QueueUnavailable`."""
-    try:
-        yield
-    except Exception as exc:
-        if is_botocore_error(exc):
-            raise QueueUnavailable(f"job queue (SQS) could not {action}: {exc}") from exc
-        raise
 
 
 def _is_stale_handle(exc: BaseException) -> bool:
@@ -314,14 +296,17 @@ class DynamoDedupe:
         return True
 
 
-class SqsJobQueue:
+class SqsJobQueue(QueueBase):
     """A :class:`~valine.ports.JobQueue` on an SQS standard queue (see the module docstring).
 
     ``dead_letter_url`` is the queue dead letters go to; ``dedupe`` remembers dedupe keys
-    for ``dedupe_ttl`` seconds (a week, as the SQLite queue). ``clock`` and ``rng`` are
-    injectable, for the dedupe expiry and the backoff jitter. Safe to share between
-    threads (boto3 clients are).
+    for ``dedupe_ttl`` seconds (a week, as the SQLite queue). The retry, dead-letter and
+    lease rules are :class:`~valine.queue.base.QueueBase`'s; this class supplies its
+    primitives, each one SQS request (a dead letter: a send, then a delete). Safe to share
+    between threads (boto3 clients are).
     """
+
+    backend = "SQS"
 
     def __init__(
         self,
@@ -330,21 +315,13 @@ class SqsJobQueue:
         *,
         dead_letter_url: str,
         dedupe: Dedupe,
-        max_attempts: int = 5,
-        base_backoff: float = 1.0,
-        max_backoff: float = 300.0,
-        dedupe_ttl: float = 7 * 24 * 3600,
-        clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
+        **options: Unpack[QueueOptions],
     ) -> None:
-        self.retry_policy = queue_policy(max_attempts, base_backoff, max_backoff, rng, dedupe_ttl)
+        super().__init__(**options)
         self._sqs = sqs_client
         self.queue_url = queue_url
         self.dead_letter_url = dead_letter_url
         self.dedupe = dedupe
-        self.max_attempts = max_attempts
-        self.dedupe_ttl = dedupe_ttl
-        self._clock = clock
 
     # -- JobQueue -------------------------------------------------------------------
 
@@ -369,12 +346,12 @@ class SqsJobQueue:
         token: str | None = None
         if dedupe_key is not None:
             now = self._clock()
-            with _translated("record a dedupe key"):
+            with self._translated("record a dedupe key"):
                 token = self.dedupe.claim(dedupe_key, now + self.dedupe_ttl, now)
             if token is None:
                 return False
         try:
-            with _translated("send a job"):
+            with self._translated("send a job"):
                 self._sqs.send_message(
                     QueueUrl=self.queue_url,
                     MessageBody=body,
@@ -386,104 +363,6 @@ class SqsJobQueue:
             raise
         return True
 
-    def lease(self, visibility_timeout: float) -> Job | None:
-        """Receive one due job for ``visibility_timeout`` seconds (rounded up), or None.
-
-        A short poll (``WaitTimeSeconds=0``). A message received more than
-        ``max_attempts`` times (its workers died before ack or retry) is dead-lettered
-        instead of handed out, and the next one is received.
-        """
-        timeout = min(MAX_VISIBILITY, max(0, math.ceil(visibility_timeout)))
-        for _ in range(MAX_BURIALS_PER_LEASE):
-            with _translated("receive a job"):
-                messages = self._sqs.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=1,
-                    WaitTimeSeconds=0,
-                    VisibilityTimeout=timeout,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
-                ).get("Messages", [])
-            if not messages:
-                return None
-            job = self._job(messages[0])
-            if job.attempts <= self.max_attempts:
-                return job
-            self._bury_abandoned(job)
-        return None
-
-    def ack(self, job: Job) -> None:
-        """Delete the job's message. A receipt handle SQS rejects is logged and ignored."""
-        self._delete_quietly(job, "ack")
-
-    def retry(self, job: Job, error: str) -> bool:
-        """Make the job due again after a backoff, or dead-letter it at ``max_attempts``.
-
-        Returns True if it will run again, False if it was dead-lettered. A receipt
-        handle SQS rejects (the lease is over) changes nothing, is logged, and gives True.
-        """
-        if self.retry_policy.exhausted(job.attempts):
-            self._dead_letter(job, error, job.attempts)
-            self._delete_quietly(job, "retry")
-            return False
-        timeout = min(MAX_VISIBILITY, math.ceil(self.backoff(job.attempts)))
-        try:
-            with _translated("reschedule a job"):
-                self._sqs.change_message_visibility(
-                    QueueUrl=self.queue_url,
-                    ReceiptHandle=job.lease_token,
-                    VisibilityTimeout=timeout,
-                )
-        except QueueUnavailable as exc:
-            if not _is_stale_handle(exc.__cause__ or exc):
-                raise
-            self._stale(job, "retry")
-        return True
-
-    def extend(self, job: Job, visibility_timeout: float) -> bool:
-        """Heartbeat: make the message invisible for ``visibility_timeout`` (rounded up) more
-        seconds. False if SQS refuses the receipt handle (the lease is over)."""
-        timeout = min(MAX_VISIBILITY, max(0, math.ceil(visibility_timeout)))
-        try:
-            with _translated("extend a lease"):
-                self._sqs.change_message_visibility(
-                    QueueUrl=self.queue_url,
-                    ReceiptHandle=job.lease_token,
-                    VisibilityTimeout=timeout,
-                )
-        except QueueUnavailable as exc:
-            if not _is_stale_handle(exc.__cause__ or exc):
-                raise
-            self._stale(job, "extend")
-            return False
-        return True
-
-    def release(self, job: Job, delay: float) -> bool:
-        """Put the job back due after ``delay`` seconds without spending an attempt.
-
-        SQS counts every receive, so the job is sent again as a new message carrying the
-        attempts it had before this one (``prior_attempts``) and when it may run
-        (``not_before``; SQS delays stop at 900 s, so a job handed out earlier is
-        released again by the worker), then the leased message is deleted (sent first:
-        a crash in between runs the job twice, never loses it; jobs are idempotent).
-        """
-        body = {
-            "job_id": job.job_id,
-            "kind": job.kind,
-            "payload": job.payload,
-            "prior_attempts": max(0, job.attempts - 1),
-            "not_before": self._clock() + max(0.0, delay),
-        }
-        if job.dedupe_key is not None:
-            body["dedupe_key"] = job.dedupe_key
-        with _translated("release a job"):
-            self._sqs.send_message(
-                QueueUrl=self.queue_url,
-                MessageBody=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-                DelaySeconds=min(MAX_DELAY, max(0, math.ceil(delay))),
-            )
-        self._delete_quietly(job, "release")
-        return True
-
     def dead_letters(self, limit: int = 50) -> Sequence[Job]:
         """A peek at the dead-letter queue: at most 10 dead letters, most recently dead first.
 
@@ -493,7 +372,7 @@ class SqsJobQueue:
         """
         if limit < 1:
             return []
-        with _translated("peek at the dead letters"):
+        with self._translated("peek at the dead letters"):
             messages = self._sqs.receive_message(
                 QueueUrl=self.dead_letter_url,
                 MaxNumberOfMessages=10,  # all a peek can see, then sorted and cut
@@ -523,7 +402,7 @@ class SqsJobQueue:
     def claim(self, key: str, ttl: float, limit: int = 1) -> bool:
         """Count one use of ``key`` in the dedupe table; False once ``limit`` are counted."""
         now = self._clock()
-        with _translated("count a claim"):
+        with self._translated("count a claim"):
             return self.dedupe.count(key, limit, now + ttl, now)
 
     def depth(self) -> int:
@@ -533,17 +412,11 @@ class SqsJobQueue:
             "ApproximateNumberOfMessagesNotVisible",
             "ApproximateNumberOfMessagesDelayed",
         ]
-        with _translated("count the jobs"):
+        with self._translated("count the jobs"):
             attributes = self._sqs.get_queue_attributes(
                 QueueUrl=self.queue_url, AttributeNames=names
             ).get("Attributes", {})
         return sum(int(attributes.get(name, 0)) for name in names)
-
-    # -- beyond the port ------------------------------------------------------------
-
-    def backoff(self, attempts: int) -> float:
-        """The delay before retrying a job whose attempt ``attempts`` failed (see RetryPolicy)."""
-        return self.retry_policy.backoff(attempts)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -552,54 +425,6 @@ class SqsJobQueue:
         attributes = message.get("Attributes") or {}
         receives = attributes.get("ApproximateReceiveCount", 1)
         return _job_of(body, receives, str(message["ReceiptHandle"]))
-
-    def _dead_letter(self, job: Job, error: str, attempts: int) -> None:
-        body = {
-            "job_id": job.job_id,
-            "kind": job.kind,
-            "payload": job.payload,
-            "attempts": attempts,
-            "error": error,
-            "died_at": self._clock(),
-        }
-        with _translated("dead-letter a job"):
-            self._sqs.send_message(
-                QueueUrl=self.dead_letter_url,
-                MessageBody=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-            )
-        if job.dedupe_key is not None:  # the work was not done: it may be enqueued again
-            with _translated("release a dead job's dedupe key"):
-                self.dedupe.forget(job.dedupe_key)
-
-    def bury_abandoned(self, job: Job) -> None:
-        """Dead-letter a job received more than ``max_attempts`` times (its workers died).
-
-        The worker Lambda, which SQS feeds by itself, calls this and then the dead-letter
-        hook, so the people waiting are told (SQS's own redrive would tell no one).
-        """
-        self._bury_abandoned(job)
-
-    def _bury_abandoned(self, job: Job) -> None:
-        attempts = job.attempts - 1  # this receive was not handed to any worker
-        self._dead_letter(job, _ABANDONED, attempts)
-        self._delete_quietly(job, "dead-letter")
-        log.error(
-            "job %s (%s) dead-lettered: %d leases expired without ack or retry",
-            job.job_id,
-            job.kind,
-            attempts,
-            extra={"job_id": job.job_id, "job_kind": job.kind},
-        )
-
-    def _delete_quietly(self, job: Job, action: str) -> None:
-        """Delete ``job``'s message; a handle SQS rejects is only logged."""
-        try:
-            with _translated("delete a job"):
-                self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=job.lease_token)
-        except QueueUnavailable as exc:
-            if not _is_stale_handle(exc.__cause__ or exc):
-                raise
-            self._stale(job, action)
 
     def _release(self, key: str, token: str) -> None:
         try:
@@ -614,12 +439,107 @@ class SqsJobQueue:
                 extra={"dedupe_key": key},
             )
 
-    @staticmethod
-    def _stale(job: Job, action: str) -> None:
-        log.warning(
-            "%s of job %s (%s) ignored: SQS refused its receipt handle (lease over)",
-            action,
-            job.job_id,
-            job.kind,
-            extra={"job_id": job.job_id, "job_kind": job.kind},
+    # -- the primitives of QueueBase --------------------------------------------------
+
+    def _is_backend_error(self, exc: BaseException) -> bool:
+        return is_botocore_error(exc)
+
+    def _receive(self, visibility_timeout: float) -> Job | None:
+        """One short poll (``WaitTimeSeconds=0``); the timeout is rounded up to seconds."""
+        with self._translated("receive a job"):
+            messages = self._sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=1,
+                WaitTimeSeconds=0,
+                VisibilityTimeout=_seconds(visibility_timeout),
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            ).get("Messages", [])
+        return self._job(messages[0]) if messages else None
+
+    def _delete(self, job: Job) -> bool:
+        return self._held(
+            "delete a job",
+            lambda: self._sqs.delete_message(
+                QueueUrl=self.queue_url, ReceiptHandle=job.lease_token
+            ),
         )
+
+    def _reschedule(self, job: Job, delay: float, error: str) -> bool:
+        """The backoff is the message's new visibility (the error is not kept: SQS cannot)."""
+        return self._set_visibility(job, delay, "reschedule a job")
+
+    def _bury(self, job: Job, error: str, attempts: int) -> bool:
+        """Send the dead letter first (a crash duplicates it, never loses the job), then
+        forget the dedupe key and delete the message; a refused handle is only logged."""
+        body = {
+            "job_id": job.job_id,
+            "kind": job.kind,
+            "payload": job.payload,
+            "attempts": attempts,
+            "error": error,
+            "died_at": self._clock(),
+        }
+        with self._translated("dead-letter a job"):
+            self._sqs.send_message(
+                QueueUrl=self.dead_letter_url,
+                MessageBody=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+            )
+        if job.dedupe_key is not None:  # the work was not done: it may be enqueued again
+            with self._translated("release a dead job's dedupe key"):
+                self.dedupe.forget(job.dedupe_key)
+        if not self._delete(job):
+            self._stale(job, "dead-letter")
+        return True
+
+    def _set_visibility(
+        self, job: Job, visibility_timeout: float, action: str = "extend a lease"
+    ) -> bool:
+        return self._held(
+            action,
+            lambda: self._sqs.change_message_visibility(
+                QueueUrl=self.queue_url,
+                ReceiptHandle=job.lease_token,
+                VisibilityTimeout=_seconds(visibility_timeout),
+            ),
+        )
+
+    def _put_back(self, job: Job, delay: float) -> bool:
+        """SQS counts every receive, so the job is sent again as a new message carrying the
+        attempts it had before this one (``prior_attempts``) and when it may run
+        (``not_before``; SQS delays stop at 900 s, so a job handed out earlier is
+        released again by the worker), then the leased message is deleted (sent first:
+        a crash in between runs the job twice, never loses it; jobs are idempotent)."""
+        body = {
+            "job_id": job.job_id,
+            "kind": job.kind,
+            "payload": job.payload,
+            "prior_attempts": max(0, job.attempts - 1),
+            "not_before": self._clock() + delay,
+        }
+        if job.dedupe_key is not None:
+            body["dedupe_key"] = job.dedupe_key
+        with self._translated("release a job"):
+            self._sqs.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+                DelaySeconds=min(MAX_DELAY, math.ceil(delay)),
+            )
+        if not self._delete(job):
+            self._stale(job, "release")
+        return True
+
+    def _held(self, action: str, call: Callable[[], Any]) -> bool:
+        """Run one call on a receipt handle; False if SQS refuses the handle (lease over)."""
+        try:
+            with self._translated(action):
+                call()
+        except QueueUnavailable as exc:
+            if not _is_stale_handle(exc.__cause__ or exc):
+                raise
+            return False
+        return True
+
+
+def _seconds(timeout: float) -> int:
+    """A visibility timeout as SQS takes it: whole seconds, rounded up, at most 12 hours."""
+    return min(MAX_VISIBILITY, max(0, math.ceil(timeout)))
