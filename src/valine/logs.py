@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -38,13 +39,29 @@ def log_context(**ids: str) -> Iterator[None]:
         _context.reset(token)
 
 
+def redact(
+    text: str, secrets: Iterable[str | None] = (), patterns: Iterable[re.Pattern[str]] = ()
+) -> str:
+    """``text`` with every secret (of 4 or more characters) replaced by ``[redacted]``.
+
+    Longest first, so a secret containing another is redacted whole. Each of ``patterns``
+    finds a secret by its place (an interaction token in a URL): its first group is kept
+    and the rest of the match replaced.
+    """
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    for pattern in patterns:
+        text = pattern.sub(r"\1[redacted]", text)
+    return text
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, correlation ids, extras."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        # Longest first so a secret containing another is redacted whole.
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._secrets = list(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one JSON line, secrets redacted."""
@@ -65,10 +82,7 @@ class JsonFormatter(logging.Formatter):
 
     def redact(self, text: str) -> str:
         """``text`` with every configured secret replaced by ``[redacted]``."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "[redacted]")
-        return text
+        return redact(text, self._secrets)
 
 
 class TextFormatter(JsonFormatter):

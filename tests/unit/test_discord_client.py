@@ -83,13 +83,14 @@ def fake_time() -> FakeTime:
 
 @pytest.fixture
 def client(standin: DiscordStandIn, fake_time: FakeTime) -> Iterator[DiscordClient]:
-    """A client of the stand-in that never really sleeps."""
+    """A client of the stand-in that never really sleeps; its jitter is fixed at 0.5."""
     with DiscordClient(
         standin.url,
         standin.application_id,
         standin.bot_token,
         sleep=fake_time.sleep,
         clock=fake_time.clock,
+        jitter=lambda: 0.5,
     ) as made:
         yield made
 
@@ -261,7 +262,8 @@ def test_5xx_is_retried_with_backoff_then_succeeds(
     message_id = client.create_message(CHANNEL, message)
 
     assert [r.status for r in standin.requests] == [502, 502, 200]
-    assert fake_time.sleeps == [0.5, 1.0]
+    # 0.5 s then 1 s, each drawn from its upper half (equal jitter; fixed at 0.5 here)
+    assert fake_time.sleeps == [0.375, 0.75]
     assert standin.message(message_id) is not None
 
 

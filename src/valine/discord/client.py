@@ -10,7 +10,8 @@ One pooled :class:`httpx.Client` per :class:`DiscordClient`, shared by worker th
   ``X-RateLimit-Remaining: 0`` makes the next request on the same route and top-level
   resource wait ``X-RateLimit-Reset-After`` first. Every wait counts against
   ``max_retry_wait``; a limit that would outlast it raises ``DiscordUnavailable`` at once.
-* 5xx and network errors: retried with exponential backoff, then ``DiscordUnavailable``.
+* 5xx and network errors: retried with exponential backoff and jitter (the service's one
+  formula, :func:`valine.infra.http_client.backoff_delay`), then ``DiscordUnavailable``.
   A ``POST`` that may have reached Discord (a 5xx, or a network error after connecting)
   is never sent blindly again unless it is idempotent (a channel message with ``nonce``
   and ``enforce_nonce``: Discord then returns the first message instead of creating a
@@ -27,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import random
 import re
 import threading
 import time
@@ -39,6 +41,8 @@ import httpx
 
 from valine import __version__
 from valine.core.errors import ConfigurationError, DiscordUnavailable
+from valine.infra.http_client import RateLimitGate, backoff_delay, may_have_arrived
+from valine.logs import redact
 from valine.ports import DiscordError
 
 log = logging.getLogger("valine.discord.client")
@@ -61,8 +65,8 @@ _CHANNEL_MESSAGE = "/channels/{channel_id}/messages/{message_id}"
 _COMMANDS = "/applications/{application_id}/commands"
 _GUILD_COMMANDS = "/applications/{application_id}/guilds/{guild_id}/commands"
 
-# Network errors raised before the request left this process: safe to retry any method.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: The key of Discord's global rate limit among the route buckets.
+_GLOBAL = "global"
 # Interaction and webhook tokens as they appear in URLs.
 _TOKEN_IN_URL = re.compile(r"(/(?:webhooks|interactions)/[^/\s]+/)[^/\s?#\"']+")
 
@@ -93,8 +97,8 @@ class DiscordClient:
     ``application_id`` is the default for the interaction routes (which also take it as
     an argument) and is needed for command registration; ``bot_token`` is needed for the
     channel and application routes. A missing one raises ``ConfigurationError`` naming
-    its environment variable when an operation needs it. ``sleep`` and ``clock`` are
-    injectable so tests neither wait nor depend on timing.
+    its environment variable when an operation needs it. ``sleep``, ``clock`` and
+    ``jitter`` are injectable so tests neither wait nor depend on timing or chance.
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class DiscordClient:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
         max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout: float = DEFAULT_TIMEOUT,
@@ -115,11 +120,10 @@ class DiscordClient:
         self._bot_token = bot_token or None
         self._sleep = sleep
         self._clock = clock
+        self._jitter = jitter
         self.max_retry_wait = max_retry_wait
         self.max_attempts = max(1, max_attempts)
-        self._lock = threading.Lock()
-        self._blocked: dict[str, float] = {}  # bucket -> clock time it frees up
-        self._global_until = 0.0
+        self._limits = RateLimitGate(clock)  # route buckets, and _GLOBAL
         self._http = httpx.Client(
             base_url=self.api_url + "/",
             timeout=httpx.Timeout(timeout),
@@ -263,7 +267,7 @@ class DiscordClient:
                 )
             except httpx.TransportError as exc:
                 reason = self._redact(f"{type(exc).__name__}: {exc}", call)
-                sent = not isinstance(exc, _NOT_SENT)
+                sent = may_have_arrived(exc)
                 if not call.idempotent and sent:
                     log.warning(
                         "discord %s: %s; not retried, it may have arrived", call.route, reason
@@ -322,7 +326,7 @@ class DiscordClient:
 
     def _backoff(self, call: _Call, attempt: int, waited: float, reason: str, sent: bool) -> float:
         """Sleep before retrying a 5xx or network error, or raise when out of retries."""
-        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
+        delay = backoff_delay(attempt, BACKOFF_BASE, BACKOFF_CAP, self._jitter)
         if attempt >= self.max_attempts or waited + delay > self.max_retry_wait:
             log.warning(
                 "discord %s: %s; giving up after %d attempt(s)", call.route, reason, attempt
@@ -336,11 +340,8 @@ class DiscordClient:
 
     def _wait_for_bucket(self, call: _Call, waited: float, slept_until: float) -> float:
         """Sleep until the route's bucket (and the global limit) frees up; seconds slept."""
-        with self._lock:
-            now = self._clock()
-            for key in [k for k, until in self._blocked.items() if until <= now]:
-                del self._blocked[key]
-            until = max(self._global_until, self._blocked.get(call.bucket, 0.0))
+        until = self._limits.until(_GLOBAL, call.bucket)
+        now = self._clock()
         if until <= max(now, slept_until):
             return 0.0
         delay = until - now
@@ -362,19 +363,10 @@ class DiscordClient:
             self._block(call, reset_after, is_global=False)
 
     def _block(self, call: _Call, seconds: float, is_global: bool) -> float:
-        with self._lock:
-            until = self._clock() + seconds
-            if is_global:
-                self._global_until = max(self._global_until, until)
-            else:
-                self._blocked[call.bucket] = max(self._blocked.get(call.bucket, 0.0), until)
-            return until
+        return self._limits.block(_GLOBAL if is_global else call.bucket, seconds)
 
     def _redact(self, text: str, call: _Call) -> str:
-        for secret in (call.secret, self._bot_token):
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "[redacted]")
-        return _TOKEN_IN_URL.sub(r"\1[redacted]", text)
+        return redact(text, (call.secret, self._bot_token), (_TOKEN_IN_URL,))
 
 
 _REDACTION_LOCK = threading.Lock()
@@ -385,7 +377,7 @@ class _RedactTokensInUrls(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = _TOKEN_IN_URL.sub(r"\1[redacted]", message)
+        redacted = redact(message, patterns=(_TOKEN_IN_URL,))
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True

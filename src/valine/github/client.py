@@ -46,6 +46,7 @@ from valine.core.checks import Check, CheckKind, CheckPicture
 from valine.core.errors import ConfigurationError, GitHubUnavailable, NotFound, RateLimited
 from valine.core.models import Issue, PullRequest
 from valine.infra import budget
+from valine.infra.http_client import RateLimitGate, backoff_delay, may_have_arrived
 from valine.ports import (
     GitHubError,
     HeadMoved,
@@ -178,9 +179,8 @@ class GitHubClient:
         self._count = 0
         self._count_lock = threading.Lock()
         self._rate_limit: sansio.RateLimit | None = None
-        #: Per resource (``core``, ``graphql``): no request before this epoch second.
-        self._blocked_until: dict[str, float] = {}
-        self._blocked_lock = threading.Lock()
+        #: Per resource (``core``, ``graphql``): no request before the time it holds.
+        self._limits = RateLimitGate(clock)
         self._etags: OrderedDict[str, tuple[str, Any, str | None]] = OrderedDict()
         self._etag_lock = threading.Lock()
         self._token_lock = threading.Lock()
@@ -576,7 +576,7 @@ class GitHubClient:
                 self._count_request()
                 log.warning("github %s %s failed: %s", method, path, type(exc).__name__)
                 reason = f"{method} {path}: {type(exc).__name__}"
-                sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                sent = may_have_arrived(exc)
             except _HTTPX_ERRORS as exc:
                 self._count_request()
                 raise GitHubUnavailable(f"{method} {path}: {type(exc).__name__}") from None
@@ -635,8 +635,7 @@ class GitHubClient:
         self, attempt: int, last: bool, waited: float, reason: str, maybe_sent: bool
     ) -> float:
         """Sleep before the next attempt (exponential, jittered), or give up."""
-        delay = self._backoff_base * 2.0 ** (attempt - 1)
-        delay = delay / 2 + self._jitter() * delay / 2
+        delay = backoff_delay(attempt, self._backoff_base, draw=self._jitter)
         if last or waited + delay > self._max_retry_wait:
             raise GitHubUnavailable(
                 f"{reason} (gave up after {attempt} attempts)", request_sent=maybe_sent
@@ -662,14 +661,11 @@ class GitHubClient:
 
     def _block(self, resource: str, until: float) -> None:
         """Remember that ``resource`` takes no request before ``until`` (epoch seconds)."""
-        with self._blocked_lock:
-            self._blocked_until[resource] = max(self._blocked_until.get(resource, 0.0), until)
+        self._limits.block_until(resource, until)
 
     def _wait_until_unblocked(self, resource: str, waited: float, method: str, path: str) -> float:
         """Sleep until ``resource``'s known reset, within the budget; seconds slept."""
-        with self._blocked_lock:
-            until = self._blocked_until.get(resource, 0.0)
-        wait = until - self._clock()
+        wait = self._limits.wait(resource)
         if wait <= 0:
             return 0.0
         return self._wait_for_limit(wait, waited, method, path)

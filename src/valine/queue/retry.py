@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from valine.infra.http_client import backoff_delay
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -31,9 +33,7 @@ class RetryPolicy:
 
         Uniform in ``[b/2, b]`` with ``b = min(max_backoff, base_backoff * 2**(attempts-1))``.
         """
-        exponent = min(max(attempts - 1, 0), 64)  # 2**64 * base already exceeds any cap
-        ceiling = min(self.max_backoff, self.base_backoff * 2.0**exponent)
-        return self.rng.uniform(ceiling / 2, ceiling)
+        return backoff_delay(attempts, self.base_backoff, self.max_backoff, self.rng.random)
 
 
 def queue_policy(
