@@ -694,6 +694,7 @@ def test_concurrent_leases_never_share_a_job(job_queue: JobQueue) -> None:
         t.start()
     for t in threads:
         t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "the acks finish"
     assert job_queue.depth() == 0
 
 

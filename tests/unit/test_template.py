@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from valine.core.policy import PlannerRules
-from valine.queue.sqs import SqsJobQueue
+from valine.queue.base import DEFAULT_MAX_ATTEMPTS
 from valine.runtime.aws_tables import table_definitions, time_to_live_definitions
 from valine.runtime.config import ENV_NAMES, SECRET_SETTINGS
 from valine.runtime.secrets import SECRET_KEYS, SECRETS_ARN_ENV, SECRETS_TTL_ENV
@@ -250,7 +250,7 @@ def test_runtime_memory_and_architecture(template: dict[str, Any]) -> None:
 def test_queue_retries_and_partial_batch_failures(template: dict[str, Any]) -> None:
     queue = template["Resources"]["JobQueue"]["Properties"]
     worker = template["Resources"]["WorkerFunction"]["Properties"]
-    max_attempts = inspect.signature(SqsJobQueue).parameters["max_attempts"].default
+    max_attempts = DEFAULT_MAX_ATTEMPTS  # what SqsJobQueue is built with on AWS
     # retry() dead-letters (with the error, and the dead-letter hook) on the last attempt;
     # SQS's redrive is the back stop for workers that died.
     assert queue["RedrivePolicy"]["maxReceiveCount"] == max_attempts + 1

@@ -42,6 +42,12 @@ log = logging.getLogger("valine.queue")
 #: How many abandoned jobs (received more than ``max_attempts`` times) one ``lease`` buries
 #: before it gives up and reports the queue as empty for now.
 MAX_BURIALS_PER_LEASE = 10
+#: The defaults of every queue adapter: attempts before a job is dead-lettered, the
+#: backoff's first step and cap (seconds), how long a dedupe key is remembered.
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_BASE_BACKOFF = 1.0
+DEFAULT_MAX_BACKOFF = 300.0
+DEFAULT_DEDUPE_TTL = 7 * 24 * 3600.0
 #: The error a dead letter carries when its workers kept dying.
 ABANDONED = "lease expired without ack or retry (worker died?)"
 
@@ -72,11 +78,11 @@ class QueueBase:
     backend = "backend"
 
     def __init__(self, **options: Unpack[QueueOptions]) -> None:
-        max_attempts = options.get("max_attempts", 5)
-        base_backoff = options.get("base_backoff", 1.0)
-        max_backoff = options.get("max_backoff", 300.0)
+        max_attempts = options.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
+        base_backoff = options.get("base_backoff", DEFAULT_BASE_BACKOFF)
+        max_backoff = options.get("max_backoff", DEFAULT_MAX_BACKOFF)
         rng = options.get("rng")
-        dedupe_ttl = options.get("dedupe_ttl", 7 * 24 * 3600)
+        dedupe_ttl = options.get("dedupe_ttl", DEFAULT_DEDUPE_TTL)
         self.retry_policy = queue_policy(max_attempts, base_backoff, max_backoff, rng, dedupe_ttl)
         self.max_attempts = max_attempts
         self.dedupe_ttl = dedupe_ttl

@@ -63,7 +63,7 @@ What SQS does not promise (and the SQLite queue does)
   message might not be deleted" (SQS API reference) — or might be; and a receipt handle
   stays valid after ``ChangeMessageVisibility``, so an ack after a retry deletes the job.
   The adapter cannot tell a stale handle from a current one; it logs a warning only when
-  SQS rejects a handle. Handlers are idempotent, which makes this safe (DESIGN §5).
+  SQS rejects a handle. Handlers are idempotent (docs/reliability.md), which makes this safe.
 * **Order.** A standard queue delivers in no guaranteed order, and a message may be
   delivered twice.
 * **Dead letters are peeked**, not listed: :meth:`SqsJobQueue.dead_letters` receives up to
