@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,7 +17,9 @@ from valine.core.tracking import (
     changes_for,
     check_changes,
     check_targets,
+    dequeued,
     essentials,
+    left_queue,
     linked_issue,
     settle,
 )
@@ -340,3 +343,60 @@ def test_checks_of_a_push_that_beat_its_synchronize_are_read_when_the_push_lands
     )
     assert claimed_late(pushed, remembered) == (5,)
     assert claimed_late(remembered, remembered) == ()
+
+
+# -- merge-queue ejections seen by a read (the reconcile's mergeQueueEntry) -------------
+
+
+def queued_task(at: float = 100.0) -> Task:
+    return Task(
+        12,
+        "a",
+        state=T.CHECKS_PASSED,
+        pr_number=7,
+        head_sha=SHA,
+        checks_sha=SHA,
+        steps_done=("labelled", "queued", f"queued-at:{at}"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("in_queue", "merged", "ejected"),
+    [
+        (False, False, True),  # gone from the queue, not merged: ejected
+        (True, False, False),  # still waiting in the queue
+        (False, True, False),  # the queue merged it (its closed webhook does the rest)
+        (None, False, False),  # the read did not ask: says nothing about the queue
+    ],
+)
+def test_a_read_sees_a_pull_request_leave_the_merge_queue(
+    in_queue: bool | None, merged: bool, ejected: bool
+) -> None:
+    run = run_with(queued_task(), state=R.SHIPPING)
+    checks = picture(7, SHA, ("ci", "completed", "success")).checks
+    read = CheckPicture(7, SHA, checks, in_merge_queue=in_queue, merged=merged)
+
+    changes = left_queue(run, [read], before=run)
+
+    after = apply_changes(run, changes, 1.0).tasks[0]
+    assert ("dequeued" in after.steps_done) is ejected
+    assert ("queued" in after.steps_done) is not ejected
+    if ejected:
+        # exactly what the dequeued webhook does: the same change, another reason
+        webhook = dequeued(run.tasks[0], "MERGE_CONFLICT")
+        assert [c.fields["steps_done"] for c in changes] == [
+            c.fields["steps_done"] for c in webhook
+        ]
+        assert "PR #7 left the merge queue: it is no longer in the queue" in str(after.reason)
+
+
+def test_a_pull_request_queued_again_after_the_read_is_not_ejected() -> None:
+    """Retry ship re-queued the PR between the read and the save: the read is older."""
+    before = run_with(replace(queued_task(), steps_done=("labelled", "dequeued")), state=R.SHIPPING)
+    now = run_with(queued_task(at=200.0), state=R.SHIPPING)
+    gone = CheckPicture(7, SHA, (), True, in_merge_queue=False)
+
+    assert left_queue(now, [gone], before=before) == []
+    assert left_queue(now, [gone], before=now) != []
+    older = run_with(queued_task(at=100.0), state=R.SHIPPING)
+    assert left_queue(now, [gone], before=older) == []  # queued again since: a new entry

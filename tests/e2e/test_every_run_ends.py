@@ -7,6 +7,7 @@ lost enqueue with the test-only ``VALINE_TEST_LOSE_ENQUEUE``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,33 @@ def test_a_dequeued_pull_request_fails_the_ship_once_and_retry_ships(world: Worl
     assert "left the merge queue: CI_FAILURE" in description(world, run_id)
     wait_for("the ship failure", lambda: announcements(world, "did not ship completely"))
     assert world.deliver("pull_request", dequeued, delivery="dq-1") == 200  # redelivered: seen
+    assert len(announcements(world, "did not ship completely")) == 1
+    world.press(f"ship-confirm:{run_id}")  # Retry ship, confirmed
+    wait_for("queued again", lambda: world.github.merge_queue(REPO) == [pr])
+    world.github.land_merge_queue(REPO)
+    merged = pr_event(world.examples, "closed", repo=REPO, number=pr, head_sha=sha, merged=True)
+    assert world.deliver("pull_request", merged) == 202
+    world.wait_state(run_id, "shipped")
+
+
+def test_an_ejection_whose_dequeued_webhook_is_lost_is_found_by_the_reconcile(
+    timed: tuple[World, Path],
+) -> None:
+    world, _clock = timed  # the service reconciles every second
+    world.github.require_merge_queue(REPO)
+    run_id, issues, prs = to_ready(world, 1)
+    pr, sha = prs[issues[0]]
+    world.command("ship", run_id=run_id)
+    wait_for("the merge queue", lambda: world.github.merge_queue(REPO) == [pr])
+    time.sleep(2)  # reconciles that find it queued change nothing
+    assert world.status(run_id) == "shipping"
+
+    world.github.eject_from_merge_queue(REPO, pr)  # and GitHub's dequeued never arrives
+
+    world.wait_state(run_id, "ship_failed", timeout=10)
+    assert "left the merge queue: it is no longer in the queue" in description(world, run_id)
+    wait_for("the ship failure", lambda: announcements(world, "did not ship completely"))
+    time.sleep(2)  # more reconciles: the same ejection is not news again
     assert len(announcements(world, "did not ship completely")) == 1
     world.press(f"ship-confirm:{run_id}")  # Retry ship, confirmed
     wait_for("queued again", lambda: world.github.merge_queue(REPO) == [pr])

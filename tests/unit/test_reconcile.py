@@ -42,8 +42,11 @@ class FakeGitHub:
         self.calls: list[int] = []
         self.check_calls: list[list[int]] = []
 
-    def pull_checks(self, repo: str, numbers: list[int]) -> list[CheckPicture]:
+    def pull_checks(
+        self, repo: str, numbers: list[int], *, merge_queue: bool = False
+    ) -> list[CheckPicture]:
         assert repo == REPO
+        assert not merge_queue, "only a run shipping through a merge queue reads the queue"
         self.check_calls.append(list(numbers))
         pictures = []
         for number in numbers:

@@ -306,9 +306,48 @@ def test_a_failing_merge_group_check_suite_ejects_the_pull_request(h: Harness) -
     assert "merge group checks concluded failure" in str(failed.tasks[0].reason)
 
 
-def test_a_lost_dequeue_webhook_ends_the_ship_after_the_checks_timeout(h: Harness) -> None:
+def announced(h: Harness, text: str) -> int:
+    """How many messages that exist on Discord say ``text``."""
+    return sum(1 for m in h.discord.messages() if text in str(m.get("content")))
+
+
+def test_a_lost_dequeue_webhook_is_seen_by_the_reconcile(h: Harness) -> None:
+    """The reconcile reads ``mergeQueueEntry`` with the checks: an ejection whose
+    ``dequeued`` webhook was lost ends the attempt as that webhook would, at once."""
     run = queued(h)
-    h.github.eject_from_merge_queue(REPO, int(run.tasks[0].pr_number or 0))
+    task = run.tasks[0]
+    before = len(h.github.requests)
+    h.orchestrator.reconcile()  # still queued: nothing changes
+    assert h.run(run.run_id).state is RunState.SHIPPING
+    assert len(h.github.requests) - before == 2  # one get_pull, one checks query
+    h.github.eject_from_merge_queue(REPO, int(task.pr_number or 0))  # no webhook
+
+    before = len(h.github.requests)
+    h.orchestrator.reconcile()
+    reconcile_requests = len(h.github.requests) - before
+    h.drain()
+    h.orchestrator.reconcile()  # a later reconcile, and a late webhook: no second news
+    payload = payloads.pull_request(REPO, "dequeued", int(task.pr_number or 0), str(task.head_sha))
+    deliver(h, "pull_request", {**payload, "reason": "MERGE_CONFLICT"})
+    h.drain()
+
+    assert reconcile_requests == 2  # the queue is read in the same query as the checks
+    failed = h.run(run.run_id)
+    assert failed.state is RunState.SHIP_FAILED
+    assert "left the merge queue: it is no longer in the queue" in str(failed.tasks[0].reason)
+    assert DEQUEUED in failed.tasks[0].steps_done
+    assert announced(h, "did not ship completely") == 1
+    h.orchestrator.ship(run.run_id, ADA)  # Retry ship queues it again
+    h.drain()
+    assert h.github.merge_queue(REPO) == [task.pr_number]
+    h.orchestrator.reconcile()
+    assert h.run(run.run_id).state is RunState.SHIPPING  # queued again, not ejected
+
+
+def test_a_pull_request_stuck_in_the_queue_ends_the_ship_after_the_checks_timeout(
+    h: Harness,
+) -> None:
+    run = queued(h)  # the queue never merges nor ejects it
     h.orchestrator.reconcile()
     assert h.run(run.run_id).state is RunState.SHIPPING
     h.clock.t += h.orchestrator.policy.liveness.checks_timeout

@@ -54,6 +54,8 @@ MAX_NOTES = 5
 _MERGE_GROUP_REF = re.compile(r"^(?:refs/heads/)?gh-readonly-queue/.+/pr-(\d+)-[0-9a-f]{7,40}$")
 #: The step of a task whose pull request left the merge queue during this ship attempt.
 DEQUEUED = "dequeued"
+#: Prefix of the step that records when a pull request joined the merge queue.
+QUEUED_AT = "queued-at:"
 _PASSING = frozenset({"success", "neutral", "skipped"})
 #: Events whose news is "the checks of a commit changed": re-read the whole picture.
 CHECK_EVENTS = frozenset({"check_suite", "status"})
@@ -517,6 +519,12 @@ def check_changes(
         if task is None or task.state not in TASK_WITH_PR:
             continue
         result = verdict(picture, required)
+        if (
+            result.outcome is Outcome.PASSED
+            and task.state is TaskState.CHECKS_PASSED
+            and task.checks_sha == picture.head_sha
+        ):
+            continue  # still green where it was: it keeps what it says (a ship's reason)
         reason = result.reason
         if reason is not None and task.head_sha and picture.head_sha != task.head_sha:
             reason = f"head moved to {picture.head_sha[:7]}; {reason}"
@@ -558,6 +566,37 @@ def dequeued(task: Task, why: str) -> list[Change]:
     steps = (*(s for s in task.steps_done if s != "queued"), DEQUEUED)
     reason = f"PR #{task.pr_number} left the merge queue: {why}"
     return [Change(task.issue_number, None, {"steps_done": steps, "reason": reason})]
+
+
+def queued_since(task: Task) -> float | None:
+    """When the task's pull request joined the merge queue in this ship attempt, if it did."""
+    if "queued" not in task.steps_done:
+        return None
+    times = [float(s[len(QUEUED_AT) :]) for s in task.steps_done if s.startswith(QUEUED_AT)]
+    return max(times, default=None)
+
+
+def left_queue(run: Run, pictures: Sequence[CheckPicture], before: Run) -> list[Change]:
+    """Pull requests a read found neither in their merge queue nor merged: ejected.
+
+    GitHub reports an ejection by the ``dequeued`` webhook; the reconcile, which reads
+    ``mergeQueueEntry``, sees one whose webhook was lost, and it means the same
+    (:func:`dequeued`). Only a pull request queued before the read counts: ``before``
+    is the run as it was read before the pictures, and its queue time must still be
+    the task's (a PR queued again since was not in the picture's queue yet).
+    """
+    changes = []
+    for picture in pictures:
+        task = _task_by_pr(run, picture.pr_number)
+        if task is None or picture.in_merge_queue is not False or picture.merged:
+            continue
+        earlier = _task_by_pr(before, picture.pr_number)
+        since = queued_since(task)
+        if since is None or earlier is None or queued_since(earlier) != since:
+            continue
+        why = "it is no longer in the queue and was not merged (no dequeued webhook came)"
+        changes += dequeued(task, why)
+    return changes
 
 
 def _merge_group_failed(suite: CheckEvent, run: Run) -> list[Change]:

@@ -9,7 +9,7 @@ from typing import Any
 from valine.core import render, tracking
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
 from valine.core.states import TASK_TERMINAL, RunEvent, RunState, TaskEvent, TaskState
-from valine.core.tracking import DEQUEUED
+from valine.core.tracking import DEQUEUED, QUEUED_AT
 from valine.logs import log_context
 from valine.ports import (
     GitHubError,
@@ -22,7 +22,6 @@ from valine.usecases.base import (
     CANCEL,
     CLAIM_TIMEOUT,
     LABEL_CLAIM,
-    QUEUED_AT,
     UseCaseBase,
     _with_task,
     incident,

@@ -9,16 +9,15 @@ from typing import Any
 from valine.core import liveness, tracking
 from valine.core.checks import CheckPicture
 from valine.core.errors import GitHubUnavailable, NotFound
-from valine.core.models import PullRequest, Run, Task
+from valine.core.models import PullRequest, Run
 from valine.core.states import TASK_TERMINAL, TASK_WITH_PR, RunState, TaskState
-from valine.core.tracking import DEQUEUED
+from valine.core.tracking import DEQUEUED, queued_since
 from valine.logs import log_context
 from valine.ports import AuditEntry, GitHubError
 from valine.usecases.base import (
     APPLIED,
     CANCEL,
     DISPATCH,
-    QUEUED_AT,
     SHIP,
     START,
     UseCaseBase,
@@ -81,15 +80,28 @@ class TrackingMixin(UseCaseBase):
         self._apply_pictures(run.run_id, pictures, delivery_id, label=event)
 
     def _apply_pictures(
-        self, run_id: str, pictures: Sequence[CheckPicture], delivery_id: str = "", label: str = ""
+        self,
+        run_id: str,
+        pictures: Sequence[CheckPicture],
+        delivery_id: str = "",
+        label: str = "",
+        before: Run | None = None,
     ) -> Run | None:
-        """Apply fresh check pictures to the run (webhook and reconcile share it)."""
+        """Apply fresh check pictures to the run (webhook and reconcile share it).
+
+        Pictures that say whether each PR is still in its merge queue (the reconcile's
+        read of a shipping run) also apply :func:`~valine.core.tracking.left_queue`
+        against ``before``, the run as read before them.
+        """
         if not pictures:
             return None
         required = self.policy.required_checks
 
         def changes(current: Run) -> list[tracking.Change]:
-            return tracking.check_changes(current, pictures, required)
+            found = tracking.check_changes(current, pictures, required)
+            if before is not None:
+                found += tracking.left_queue(current, pictures, before)
+            return found
 
         return self._save_changes(run_id, changes, delivery_id, label or "checks")
 
@@ -269,20 +281,27 @@ class TrackingMixin(UseCaseBase):
         self.notify(saved)
 
     def _reconcile_checks(self, run_id: str) -> None:
-        """Re-read the checks of every task with an open pull request (one query)."""
+        """Re-read the checks of every task with an open pull request (one query).
+
+        While the run ships through a merge queue the same query also reads whether
+        each PR is still queued: one that left the queue unmerged (its ``dequeued``
+        webhook lost) ends the attempt exactly as that webhook would have.
+        """
+        run = self.store.get_run(run_id)
         numbers = [
-            t.pr_number
-            for t in self.store.get_run(run_id).tasks
-            if t.state in TASK_WITH_PR and t.pr_number is not None
+            t.pr_number for t in run.tasks if t.state in TASK_WITH_PR and t.pr_number is not None
         ]
         if not numbers:
             return
+        queue = run.state is RunState.SHIPPING and any(
+            queued_since(t) is not None for t in run.tasks
+        )
         try:
-            pictures = self.github.pull_checks(self.repo, numbers)
+            pictures = self.github.pull_checks(self.repo, numbers, merge_queue=queue)
         except (GitHubError, GitHubUnavailable, NotFound) as exc:
             log.warning("reconcile could not read the checks: %s", exc)
             return
-        self._apply_pictures(run_id, pictures, label="reconcile")
+        self._apply_pictures(run_id, pictures, label="reconcile", before=run if queue else None)
 
 
 #: Runs that wait on their own job, and the job that carries each on.
@@ -308,7 +327,7 @@ def _queue_timeouts(run: Run, now: float, timeout: float) -> Run | None:
     """
     changes = []
     for task in run.tasks:
-        queued_at = _queued_at(task)
+        queued_at = queued_since(task)
         if (
             queued_at is not None
             and now - queued_at >= timeout
@@ -317,13 +336,6 @@ def _queue_timeouts(run: Run, now: float, timeout: float) -> Run | None:
             why = f"not merged {round((now - queued_at) / 60)} min after it joined the queue"
             changes += tracking.dequeued(task, why)
     return tracking.apply_changes(run, changes, now) if changes else None
-
-
-def _queued_at(task: Task) -> float | None:
-    if "queued" not in task.steps_done:
-        return None
-    times = [float(s[len(QUEUED_AT) :]) for s in task.steps_done if s.startswith(QUEUED_AT)]
-    return max(times, default=None)
 
 
 def _same(a: Run, b: Run) -> bool:
