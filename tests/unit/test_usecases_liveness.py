@@ -4,6 +4,7 @@ GitHub and Discord stand-ins (the harness of test_usecases)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -11,14 +12,15 @@ import pytest
 from test_usecases import REPO, Harness, harness, planned  # noqa: F401  (fixture)
 
 from valine.core.liveness import expire
-from valine.core.models import Run
+from valine.core.models import Run, retry_task
 from valine.core.policy import Liveness, Policy
 from valine.core.states import RunState, TaskState
-from valine.core.tracking import DEQUEUED
+from valine.core.tracking import DEQUEUED, settle
 from valine.ports import GitHubError
 from valine.testing import payloads
 from valine.testing.launcher import LossyQueue
-from valine.usecases import CLAIM_TIMEOUT, Actor
+from valine.usecases import CLAIM_TIMEOUT, DISPATCH, Actor
+from valine.usecases.base import dispatch_key
 from valine.usecases.tracking import STALL_AFTER
 
 ADA = Actor("42", "ada")
@@ -508,6 +510,79 @@ def test_retry_re_dispatches_exactly_once_per_retry(h: Harness) -> None:
             f"refused: #{number} is not retryable",
         ]
     )
+
+
+def racing_saves(h: Harness, run_id: str, *saves: Callable[[Run], Run]) -> Callable[[], None]:
+    """Make the next saves of the store lose a race: before each, ``saves[i]`` is applied
+    to the stored run and saved (as a webhook job would). Returns the undo."""
+    store = h.orchestrator.store
+    real_save = store.save_run
+    pending = list(saves)
+
+    def save(candidate: Run) -> Run:
+        if pending:
+            real_save(pending.pop(0)(store.get_run(run_id)))
+        return real_save(candidate)
+
+    store.save_run = save  # type: ignore[method-assign]
+
+    def undo() -> None:
+        store.save_run = real_save  # type: ignore[method-assign]
+        assert not pending, "the race was not staged"
+
+    return undo
+
+
+def test_a_retry_racing_a_webhook_save_reloads_and_retries_once(h: Harness) -> None:
+    """A webhook saving the run between the retry's read and its write (here a delivery
+    recorded, then a second one) is no lost race: the retry decides again and wins."""
+    run = green(h, executing(h, issues=2), count=1)
+    number = run.tasks[1].issue_number
+    h.orchestrator._fail_task(run.run_id, number, "workflow dispatch failed")
+    before = len(h.github.dispatches(REPO))
+    undo = racing_saves(
+        h,
+        run.run_id,
+        lambda r: replace(r, applied=(*r.applied, "d1")),
+        lambda r: replace(r, applied=(*r.applied, "d2")),
+    )
+    answer = h.orchestrator.retry(run.run_id, str(number), ADA)
+    undo()
+    h.drain()
+
+    assert "flags" not in answer["data"], answer  # public "retried", not "try again"
+    assert "retried #" in answer["data"]["content"]
+    saved = h.run(run.run_id)
+    assert {"d1", "d2"} <= set(saved.applied)  # the webhooks' saves were kept
+    assert saved.task(number).state is TaskState.DISPATCHED
+    assert saved.task(number).retries == 1
+    assert len(h.github.dispatches(REPO)) == before + 1
+
+
+def test_a_retry_racing_another_retry_dispatches_once(h: Harness) -> None:
+    """The save that beat the retry was a retry of the same task: the reload finds the
+    task no longer failed, so this one is refused and nothing is dispatched twice."""
+    run = green(h, executing(h, issues=2), count=1)
+    number = run.tasks[1].issue_number
+    h.orchestrator._fail_task(run.run_id, number, "workflow dispatch failed")
+    before = len(h.github.dispatches(REPO))
+    undo = racing_saves(  # the first press's save
+        h,
+        run.run_id,
+        lambda r: settle(retry_task(r, number, h.clock.t, "by ada"), h.clock.t, False),
+    )
+    answer = h.orchestrator.retry(run.run_id, str(number), ADA)  # a second press of ada's
+    undo()
+    h.orchestrator.queue.enqueue(  # the winner's own dispatch job
+        DISPATCH,
+        {"run_id": run.run_id, "issue": number},
+        dedupe_key=dispatch_key(run.run_id, h.run(run.run_id).task(number)),
+    )
+    h.drain()
+
+    assert "only a failed or stale task" in answer["data"]["content"]
+    assert h.run(run.run_id).task(number).retries == 1
+    assert len(h.github.dispatches(REPO)) == before + 1
 
 
 def test_retry_is_authorised_like_approve(h: Harness) -> None:

@@ -323,45 +323,44 @@ class InteractionsMixin(UseCaseBase):
         Authorised like approve and audited. The task goes back to ``pending`` in one
         conditional write and one dispatch job is enqueued under a key of this retry,
         so a retry re-dispatches exactly once, however often it is pressed: a second
-        press finds the task no longer failed or stale.
+        press finds the task no longer failed or stale. A webhook saving the run between
+        the read and the write does not refuse it: it reloads and decides again, as
+        every press does.
         """
         number = _issue_number(issue)
-        refusal = self._refusal(actor, "retry", None, run_id)  # before any read of the run
-        if refusal is not None:
-            return refusal
-        try:
-            run = self.store.get_run(run_id)
-        except NotFound:
-            self._audit(actor, "retry", "refused: no such run", run_id)
-            return ephemeral(f"There is no run `{run_id}`. `/status` lists the recent runs.")
-        refusal = self._refusal(actor, "retry", run)
-        if refusal is not None:
-            return refusal
-        task = next((t for t in run.tasks if t.issue_number == number), None)
-        if task is None or task not in render.retryable(run):
-            self._audit(
-                actor, "retry", f"refused: #{issue.strip().lstrip('#')} is not retryable", run_id
-            )
-            return ephemeral(_not_retryable(run, issue, task))
         now = self.clock.now()
         fail_run = self.policy.on_task_failure == "fail_run"
         reason = f"retried by <@{actor.user_id}>"
-        assert number is not None
-        try:
-            saved = self.store.save_run(
-                tracking.settle(retry_task(run, number, now, reason), now, fail_run)
-            )
-        except RunConflict:
-            self._audit(actor, "retry", "refused: lost a race", run_id)
-            return ephemeral(f"Run `{run_id}` changed at the same moment; try again.")
-        self._audit(actor, "retry", f"ok: #{number}", run_id)
-        self._enqueue_after_save(
-            DISPATCH,
-            {"run_id": run_id, "issue": number},
-            dispatch_key(run_id, saved.task(number)),
+
+        def refuse(run: Run) -> tuple[str, str] | None:
+            task = next((t for t in run.tasks if t.issue_number == number), None)
+            if task is not None and task in render.retryable(run):
+                return None
+            outcome = f"refused: #{issue.strip().lstrip('#')} is not retryable"
+            return outcome, _not_retryable(run, issue, task)
+
+        def decide(run: Run) -> Run:
+            assert number is not None  # refuse() found its task
+            return tracking.settle(retry_task(run, number, now, reason), now, fail_run)
+
+        def job(saved: Run) -> tuple[dict[str, Any], str]:
+            assert number is not None
+            payload = {"run_id": run_id, "issue": number}
+            return payload, dispatch_key(run_id, saved.task(number))
+
+        return self._transition_from_discord(
+            run_id,
+            actor,
+            action="retry",
+            allowed=refuse,
+            decide=decide,
+            job_kind=DISPATCH,
+            job=job,
+            done=f"ok: #{number}",
+            announcement=lambda _saved: (
+                f"🔁 <@{actor.user_id}> retried #{number} of run `{run_id}`."
+            ),
         )
-        self.notify(saved)
-        return _public(f"🔁 <@{actor.user_id}> retried #{number} of run `{run_id}`.")
 
     def _enqueue_after_save(self, kind: str, payload: dict[str, Any], key: str) -> None:
         """Enqueue the job that carries a just-saved state on.
@@ -380,12 +379,22 @@ class InteractionsMixin(UseCaseBase):
         actor: Actor,
         *,
         action: str,
-        allowed: RunState | tuple[RunState, ...],
+        allowed: RunState | tuple[RunState, ...] | Callable[[Run], tuple[str, str] | None],
         decide: Callable[[Run], Run],
         job_kind: str,
         announcement: str | Callable[[Run], str],
+        job: Callable[[Run], tuple[dict[str, Any], str]] | None = None,
+        done: str = "ok",
     ) -> dict[str, Any]:
-        allowed_states = allowed if isinstance(allowed, tuple) else (allowed,)
+        """A press or command that moves a run: authorise, decide, save, enqueue, answer.
+
+        ``allowed`` is the run states the action applies to, or a function that gives
+        the refusal (audit outcome, answer) for a run it does not apply to. ``job``
+        gives the payload and dedupe key of the job that carries the saved run on
+        (default ``{"run_id"}`` keyed by the saved version); ``done`` is the audit
+        outcome of success.
+        """
+        refuse = allowed if callable(allowed) else _state_check(action, allowed)
         run = self._permitted_run(actor, action, run_id)
         if not isinstance(run, Run):
             return run
@@ -394,9 +403,10 @@ class InteractionsMixin(UseCaseBase):
         # state -- another press that won -- refuses the press.
         saved: Run | None = None
         for _ in range(SAVE_ATTEMPTS):
-            if run.state not in allowed_states:
-                self._audit(actor, action, f"refused: run is {run.state.value}", run_id)
-                return ephemeral(_wrong_state(run, action, allowed_states))
+            refusal = refuse(run)
+            if refusal is not None:
+                self._audit(actor, action, refusal[0], run_id)
+                return ephemeral(refusal[1])
             try:
                 saved = self.store.save_run(decide(run))
                 break
@@ -408,10 +418,13 @@ class InteractionsMixin(UseCaseBase):
                 f"Run `{run_id}` kept changing while you pressed; it is now "
                 f"{run.state.value}. Try again in a moment."
             )
-        self._audit(actor, action, "ok", run_id)
-        self._enqueue_after_save(
-            job_kind, {"run_id": run_id}, f"{job_kind}:{run_id}:{saved.version}"
+        self._audit(actor, action, done, run_id)
+        payload, key = (
+            job(saved)
+            if job is not None
+            else ({"run_id": run_id}, f"{job_kind}:{run_id}:{saved.version}")
         )
+        self._enqueue_after_save(job_kind, payload, key)
         self.notify(saved)
         if callable(announcement):
             return _public(announcement(saved))
@@ -503,6 +516,20 @@ def _forget_dequeue(task: Task) -> Task:
     if DEQUEUED not in task.steps_done:
         return task
     return replace(task, steps_done=tuple(s for s in task.steps_done if s != DEQUEUED))
+
+
+def _state_check(
+    action: str, allowed: RunState | tuple[RunState, ...]
+) -> Callable[[Run], tuple[str, str] | None]:
+    """The refusal of ``action`` for a run outside the ``allowed`` states."""
+    states = allowed if isinstance(allowed, tuple) else (allowed,)
+
+    def refuse(run: Run) -> tuple[str, str] | None:
+        if run.state in states:
+            return None
+        return f"refused: run is {run.state.value}", _wrong_state(run, action, states)
+
+    return refuse
 
 
 def _wrong_state(run: Run, action: str, allowed: tuple[RunState, ...]) -> str:
