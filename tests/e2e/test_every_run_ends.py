@@ -168,10 +168,16 @@ def test_a_dispatched_task_past_pr_timeout_is_reported_and_re_dispatched(
             in description(world, run_id)
         ),
     )
+    wait_for("the first stale announcement", lambda: announcements(world, "is stale: "))
     clock.write_text("122")  # max_dispatches = 2: the next expiry fails the task
     world.wait_state(run_id, "failed")
     assert "gave up after 2 hand-over(s)" in description(world, run_id)
     assert len(world.github.dispatches(REPO)) == 2
+    wait_for("the second", lambda: len(announcements(world, "is stale: ")) == 2)
+    time.sleep(2)  # two more reconciles: the same two events, no more announcements
+    stale = [m["content"] for m in announcements(world, "is stale: ")]
+    assert len(stale) == 2, stale
+    assert "handed to the executor again" in stale[0] and "gave up" in stale[1]
     assert world.command("plan") == {"type": 5}, "the lock is released: /plan plans again"
     assert issues
 

@@ -18,6 +18,7 @@ from valine.core.states import RunState, TaskState
 from valine.core.tracking import DEQUEUED, settle
 from valine.ports import GitHubError
 from valine.testing import payloads
+from valine.testing.faults import Match
 from valine.testing.launcher import LossyQueue
 from valine.usecases import CLAIM_TIMEOUT, DISPATCH, Actor
 from valine.usecases.base import dispatch_key
@@ -390,6 +391,52 @@ def test_a_task_without_a_pull_request_goes_stale_and_is_reported(h: Harness) ->
         payloads.pull_request(REPO, "opened", pr, sha, f"Fixes #{task.issue_number}"),
     )
     assert h.run(run.run_id).tasks[0].state is TaskState.PR_OPEN
+
+
+def stale_posts(h: Harness) -> list[dict[str, Any]]:
+    """The stale announcements on Discord (channel messages and follow-ups)."""
+    return [m for m in h.discord.messages() if "is stale: " in str(m.get("content"))]
+
+
+def test_a_stale_task_is_announced_once_however_often_the_jobs_run(h: Harness) -> None:
+    run = executing(h)
+    h.clock.t += h.orchestrator.policy.executor.pr_timeout  # the token has expired: channel
+    h.discord.apply_then_fail_next(502, match=Match(method="POST"))  # posted, answer lost
+    h.orchestrator.reconcile()
+    h.drain()
+    for _ in range(2):  # the reconcile again, the notify job redelivered
+        h.orchestrator.reconcile()
+        h.orchestrator.run_notify_job({"run_id": run.run_id})
+        h.drain()
+
+    [post] = stale_posts(h)
+    number = run.tasks[0].issue_number
+    assert f"#{number} Task 0 is stale: no pull request 60 min after the hand-over" in str(
+        post["content"]
+    )
+    assert [b["custom_id"] for row in post["components"] for b in row["components"]] == [
+        f"retry:{run.run_id}:{number}"
+    ]
+    assert h.run(run.run_id).announced[f"stale:{number}:1"] == "posted"
+    tries = [r for r in h.discord.requests if r.method == "POST" and "stale" in str(r.json)]
+    assert len({r.json["nonce"] for r in tries}) == 1 and len(tries) == 2  # resent, same nonce
+
+
+def test_each_stale_event_is_its_own_announcement(h: Harness) -> None:
+    """A re-dispatch after a stale event and a second expiry: two events, two posts."""
+    with_liveness(h, on_stale="redispatch", max_dispatches=3)
+    run = executing(h)
+    timeout = h.orchestrator.policy.executor.pr_timeout
+    for expiry in (1, 2):
+        h.clock.t += timeout
+        h.orchestrator.reconcile()
+        h.drain()
+        h.orchestrator.reconcile()  # not overdue again yet: no new event
+        h.drain()
+        assert len(stale_posts(h)) == expiry
+        assert h.run(run.run_id).tasks[0].stales == expiry
+    assert len(h.github.dispatches(REPO)) == 3
+    assert all("handed to the executor again" in str(p["content"]) for p in stale_posts(h))
 
 
 def test_redispatch_hands_a_stale_task_over_at_most_max_dispatches_times(h: Harness) -> None:

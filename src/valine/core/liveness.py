@@ -50,7 +50,8 @@ def stale_changes(run: Run, now: float, policy: Policy) -> list[Change]:
             reason += f" ({_minutes(waited)})"
         else:
             continue
-        changes.append(Change(task.issue_number, TaskEvent.STALE, {"reason": reason}))
+        fields = {"reason": reason, "stales": task.stales + 1}
+        changes.append(Change(task.issue_number, TaskEvent.STALE, fields))
     return changes
 
 

@@ -73,6 +73,8 @@ class Task:
     dispatches: int = 0
     #: How many times it was retried (``/retry``, the Retry button, ``on_stale``).
     retries: int = 0
+    #: How many times it went stale (each time is announced once).
+    stales: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary of this task."""
@@ -91,6 +93,7 @@ class Task:
             "since": self.since,
             "dispatches": self.dispatches,
             "retries": self.retries,
+            "stales": self.stales,
         }
 
     @classmethod
@@ -111,6 +114,7 @@ class Task:
             since=data.get("since"),
             dispatches=int(data.get("dispatches") or 0),
             retries=int(data.get("retries") or 0),
+            stales=int(data.get("stales") or 0),
         )
 
 

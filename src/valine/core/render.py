@@ -121,6 +121,24 @@ def retryable(run: Run) -> list[Task]:
     return [t for t in run.tasks if t.state in TASK_RETRYABLE]
 
 
+def stale_message(run: Run, task: Task) -> dict[str, Any]:
+    """The announcement that a task went stale: why, what the policy did, and Retry."""
+    why = task.reason if task.reason and task.reason.startswith("stale") else "stale"
+    retry = [
+        {
+            "type": 2,
+            "style": BUTTON_PRIMARY,
+            "label": f"Retry #{task.issue_number}",
+            "custom_id": f"retry:{run.run_id}:{task.issue_number}",
+        }
+    ]
+    return {
+        "content": f"⏰ Run `{run.run_id}`: #{task.issue_number} {_clip(task.title, 100)} is {why}",
+        "components": [{"type": 1, "components": retry}] if task in retryable(run) else [],
+        "allowed_mentions": {"parse": []},
+    }
+
+
 def ship_failed_message(run: Run) -> dict[str, Any]:
     """The announcement of a ship that did not complete, with Retry ship and Cancel."""
     return {

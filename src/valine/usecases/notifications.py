@@ -1,4 +1,4 @@
-"""The notify job: show a run's state on its Discord message, announce milestones once."""
+"""The notify job: show a run's state on its message; announce milestones and stale work once."""
 
 from __future__ import annotations
 
@@ -24,9 +24,12 @@ class NotificationsMixin(UseCaseBase):
             return
         try:
             self._show(run)
+        except DiscordError as exc:  # the message deleted, say: announcements still go out
+            log.warning("could not update the message of run %s: %s", run.run_id, exc)
+        try:
             self._announce(run)
         except DiscordError as exc:
-            log.warning("could not update Discord for run %s: %s", run.run_id, exc)
+            log.warning("could not announce on Discord for run %s: %s", run.run_id, exc)
 
     def _token_fresh(self, run: Run) -> bool:
         issued = float(run.discord.get("token_at") or 0)
@@ -46,7 +49,13 @@ class NotificationsMixin(UseCaseBase):
             self.discord.edit_message(ref["channel_id"], ref["message_id"], message)
 
     def _announce(self, run: Run) -> None:
-        """Post the run's milestone announcement exactly once (see :func:`announcement`).
+        """Post each announcement the run calls for exactly once (:func:`announcements`)."""
+        for key, message in announcements(run, self.web_url):
+            self._announce_one(run, key, message)
+            run = self.store.get_run(run.run_id)
+
+    def _announce_one(self, run: Run, key: str, message: dict[str, Any]) -> None:
+        """Post announcement ``key`` exactly once.
 
         The announcement is first *claimed* in a conditional save (``sending <via>
         <nonce>``); only then is it posted, and afterwards marked ``posted``. A channel
@@ -55,10 +64,6 @@ class NotificationsMixin(UseCaseBase):
         message instead of making a second. An interaction follow-up has no nonce: a
         follow-up whose answer was lost is not sent again (it may have arrived).
         """
-        found = announcement(run, self.web_url)
-        if found is None:
-            return
-        key, message = found
         status = run.announced.get(key)
         if status == POSTED:
             return
@@ -124,6 +129,27 @@ def _claim_parts(claim: str) -> tuple[str, str]:
     """``(via, nonce)`` of a ``sending <via> <nonce>`` claim."""
     _, via, nonce = claim.split(" ", 2)
     return via, nonce
+
+
+def announcements(run: Run, web_url: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every announcement the run calls for now, ``(key, message)``: its milestone's
+    (:func:`announcement`) and one per stale event (:func:`stale_announcements`)."""
+    milestone = announcement(run, web_url)
+    return [*stale_announcements(run), *([milestone] if milestone else [])]
+
+
+def stale_announcements(run: Run) -> list[tuple[str, dict[str, Any]]]:
+    """``stale:<issue>:<n>`` for the n-th time a task went stale (its latest time only).
+
+    A task counts its stale events (``Task.stales``): a re-dispatch after one and a
+    second expiry are two events, two announcements; the same event is one key, so a
+    reconcile or notify that runs again announces nothing more.
+    """
+    return [
+        (f"stale:{task.issue_number}:{task.stales}", render.stale_message(run, task))
+        for task in run.tasks
+        if task.stales > 0
+    ]
 
 
 def announcement(run: Run, web_url: str) -> tuple[str, dict[str, Any]] | None:
