@@ -17,7 +17,7 @@ from valine.core.authz import GUARDED_ACTIONS, Grant, Permissions
 from valine.core.errors import DiscordUnavailable, GitHubUnavailable
 from valine.core.models import Run
 from valine.core.policy import DiscordScope, Executor, Policy
-from valine.core.states import RunState, TaskState
+from valine.core.states import RunState, StampedStep, TaskState
 from valine.discord.client import DiscordClient
 from valine.github.client import GitHubClient, TokenAuth
 from valine.infra.sqlite import Database
@@ -27,7 +27,7 @@ from valine.store.sqlite import SqliteRunStore
 from valine.testing.discord_standin import DiscordStandIn
 from valine.testing.faults import Match, server_error
 from valine.testing.github import GitHubStandIn
-from valine.usecases import CLAIM, CLAIM_TIMEOUT, Actor, DispatchInProgress, Orchestrator
+from valine.usecases import CLAIM_TIMEOUT, Actor, DispatchInProgress, Orchestrator
 
 REPO = "octo/widgets"
 
@@ -210,7 +210,8 @@ def test_a_fresh_claim_defers_and_a_stale_one_is_reported(harness: Harness) -> N
     run = store.get_run(run_id)
     number = run.tasks[0].issue_number
     claimed = replace(
-        run.tasks[0], steps_done=("labelled", "commented", f"{CLAIM}{harness.clock.t}")
+        run.tasks[0],
+        steps_done=("labelled", "commented", StampedStep.DISPATCH_CLAIM.at(harness.clock.t)),
     )
     run = store.save_run(replace(run, state=RunState.EXECUTING, tasks=(claimed,)))
     with pytest.raises(DispatchInProgress):

@@ -14,8 +14,8 @@ from test_usecases import REPO, Harness, harness, planned  # noqa: F401  (fixtur
 from valine.core.liveness import expire
 from valine.core.models import Run, retry_task
 from valine.core.policy import Liveness, Policy
-from valine.core.states import RunState, TaskState
-from valine.core.tracking import DEQUEUED, settle
+from valine.core.states import RunState, Step, TaskState
+from valine.core.tracking import settle
 from valine.ports import GitHubError
 from valine.testing import payloads
 from valine.testing.faults import Match
@@ -278,7 +278,7 @@ def test_a_dequeued_pull_request_fails_the_ship_and_retry_queues_it_again(h: Har
     failed = h.run(run.run_id)
     assert failed.state is RunState.SHIP_FAILED
     assert "left the merge queue: CI_FAILURE" in str(failed.tasks[0].reason)
-    assert DEQUEUED in failed.tasks[0].steps_done
+    assert Step.DEQUEUED in failed.tasks[0].steps_done
     assert enqueues(h) == 1
     h.orchestrator.ship(run.run_id, ADA)  # Retry ship
     h.drain()

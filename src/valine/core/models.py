@@ -16,6 +16,8 @@ from valine.core.states import (
     TASK_SHIPPABLE,
     RunEvent,
     RunState,
+    StampedStep,
+    Step,
     TaskEvent,
     TaskState,
     next_run_state,
@@ -253,10 +255,6 @@ def apply_task_event(
     return replace(run, tasks=tasks, updated_at=now)
 
 
-#: Steps of one hand-over to the executor, forgotten when a task is retried.
-_DISPATCH_STEPS = ("dispatched", "dispatch-claimed:")
-
-
 def retry_task(run: Run, issue_number: int, now: float, reason: str) -> Run:
     """``run`` with the failed or stale task of ``issue_number`` back to ``pending``.
 
@@ -265,7 +263,9 @@ def retry_task(run: Run, issue_number: int, now: float, reason: str) -> Run:
     IllegalTransition for a task that is neither failed nor stale.
     """
     task = run.task(issue_number)
-    steps = tuple(s for s in task.steps_done if not s.startswith(_DISPATCH_STEPS))
+    # The steps of one hand-over to the executor are forgotten.
+    steps = StampedStep.DISPATCH_CLAIM.without(task.steps_done)
+    steps = tuple(s for s in steps if s != Step.DISPATCHED)
     return apply_task_event(
         run,
         issue_number,

@@ -205,6 +205,65 @@ TASK_SHIPPABLE: frozenset[TaskState] = frozenset({TaskState.CHECKS_PASSED, TaskS
 TASK_SETTLED: frozenset[TaskState] = TASK_SHIPPABLE | {TaskState.SKIPPED, TaskState.FAILED}
 
 
+class Step(StrEnum):
+    """A side effect on GitHub that a task records, once done, in ``Task.steps_done``.
+
+    The jobs that cause them are retried and may run twice, so each one checks its step
+    first and records it in the same conditional write that follows the effect.
+    """
+
+    #: The issue moved from the ready label to the in-progress label.
+    LABELLED = "labelled"
+    #: The start comment (with its hidden marker) is on the issue.
+    COMMENTED = "commented"
+    #: The relabel-and-comment mutation was sent; its answer may have been lost, so the
+    #: next attempt reads the issue back instead of sending it again.
+    RELABEL_SENT = "relabel_sent"
+    #: The task was handed to its executor (the workflow dispatch was accepted).
+    DISPATCHED = "dispatched"
+    #: The pull request joined the merge queue (repositories that require one).
+    QUEUED = "queued"
+    #: The pull request left the merge queue during this ship attempt.
+    DEQUEUED = "dequeued"
+    #: The issue was relabelled shipped and closed after its merge.
+    SHIPPED = "shipped"
+
+
+class StampedStep(StrEnum):
+    """A step recorded with a stamp, ``"<prefix><stamp>"``: the time it was taken (for a
+    hand-over, the retry it belongs to).
+
+    A claim is written before its side effect is sent (so a second attempt waits for the
+    first instead of sending twice) and read back for its time (a claim older than the
+    claim timeout belongs to an attempt that died).
+    """
+
+    #: A workflow dispatch is being sent.
+    DISPATCH_CLAIM = "dispatch-claimed:"
+    #: The relabelling of the issue is being sent.
+    LABEL_CLAIM = "labelling:"
+    #: When the pull request joined the merge queue.
+    QUEUED_AT = "queued-at:"
+    #: A label or assign executor was handed the task again (stamp: the retry number).
+    HANDED_OVER = "handed-over:"
+
+    def at(self, stamp: float) -> str:
+        """The step recorded with ``stamp``."""
+        return f"{self.value}{stamp}"
+
+    def times(self, steps: tuple[str, ...]) -> list[float]:
+        """The stamps of this step in ``steps`` (every record, in order)."""
+        return [float(s[len(self.value) :]) for s in steps if s.startswith(self.value)]
+
+    def recorded(self, steps: tuple[str, ...]) -> bool:
+        """True if ``steps`` holds a record of this step."""
+        return any(s.startswith(self.value) for s in steps)
+
+    def without(self, steps: tuple[str, ...]) -> tuple[str, ...]:
+        """``steps`` without any record of this step."""
+        return tuple(s for s in steps if not s.startswith(self.value))
+
+
 def next_run_state(state: RunState, event: RunEvent) -> RunState:
     """The state a run in ``state`` moves to on ``event``; raises IllegalTransition."""
     try:
@@ -225,6 +284,20 @@ def run_is_active(state: RunState) -> bool:
     """True while a run holds its repository's lock (every non-terminal state)."""
     return state not in RUN_TERMINAL
 
+
+_STEP_NOTES: Mapping[str, str] = {
+    Step.LABELLED: "the issue moved from the ready to the in-progress label",
+    Step.COMMENTED: "the start comment is on the issue",
+    Step.RELABEL_SENT: "the relabel-and-comment mutation was sent (read back, never re-sent)",
+    Step.DISPATCHED: "the task was handed to its executor",
+    Step.QUEUED: "the pull request joined the merge queue",
+    Step.DEQUEUED: "the pull request left the merge queue during this ship attempt",
+    Step.SHIPPED: "the issue was relabelled shipped and closed",
+    StampedStep.DISPATCH_CLAIM: "a workflow dispatch is being sent",
+    StampedStep.LABEL_CLAIM: "the relabelling is being sent",
+    StampedStep.QUEUED_AT: "when the pull request joined the merge queue",
+    StampedStep.HANDED_OVER: "a label or assign executor was handed the task again (a retry)",
+}
 
 _S = TypeVar("_S", bound=StrEnum)
 _E = TypeVar("_E", bound=StrEnum)
@@ -254,4 +327,13 @@ def mermaid_diagram() -> str:
     ]
     lines += _mermaid("Run", RUN_TRANSITIONS, RunState.PLANNED, RUN_TERMINAL)
     lines += _mermaid("Task", TASK_TRANSITIONS, TaskState.PENDING, TASK_TERMINAL)
+    lines += ["### Task steps", "", "The side effects a task records once done (`steps_done`):", ""]
+    lines += [f"- `{step}`: {_STEP_NOTES[step]}" for step in Step]
+    lines += [
+        "",
+        "and the steps recorded with a stamp (`<step><time>`; a hand-over: its retry):",
+        "",
+    ]
+    lines += [f"- `{step}`: {_STEP_NOTES[step]}" for step in StampedStep]
+    lines.append("")
     return "\n".join(lines)

@@ -33,7 +33,16 @@ from valine.core.checks import CheckPicture, Outcome, verdict
 from valine.core.errors import IllegalTransition
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
 from valine.core.policy import Labels
-from valine.core.states import TASK_TERMINAL, TASK_WITH_PR, RunEvent, RunState, TaskEvent, TaskState
+from valine.core.states import (
+    TASK_TERMINAL,
+    TASK_WITH_PR,
+    RunEvent,
+    RunState,
+    StampedStep,
+    Step,
+    TaskEvent,
+    TaskState,
+)
 
 # Possessive quantifiers (Python 3.11): no run of whitespace, word characters or digits
 # is ever scanned twice, so matching is linear in the body (the old ``\s*:?\s+``
@@ -52,10 +61,6 @@ TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 MAX_NOTES = 5
 #: The branch GitHub tests a merge group on: ``gh-readonly-queue/<base>/pr-<number>-<sha>``.
 _MERGE_GROUP_REF = re.compile(r"^(?:refs/heads/)?gh-readonly-queue/.+/pr-(\d+)-[0-9a-f]{7,40}$")
-#: The step of a task whose pull request left the merge queue during this ship attempt.
-DEQUEUED = "dequeued"
-#: Prefix of the step that records when a pull request joined the merge queue.
-QUEUED_AT = "queued-at:"
 _PASSING = frozenset({"success", "neutral", "skipped"})
 #: Events whose news is "the checks of a commit changed": re-read the whole picture.
 CHECK_EVENTS = frozenset({"check_suite", "status"})
@@ -561,18 +566,18 @@ def _pull_request(pull: PullEvent, run: Run, trusted_logins: frozenset[str]) -> 
 
 def dequeued(task: Task, why: str) -> list[Change]:
     """The task's pull request left the merge queue unmerged: it waits for a new attempt."""
-    if "queued" not in task.steps_done or task.state is TaskState.MERGED:
+    if Step.QUEUED not in task.steps_done or task.state is TaskState.MERGED:
         return []  # not queued by this ship attempt (or already merged): nothing to undo
-    steps = (*(s for s in task.steps_done if s != "queued"), DEQUEUED)
+    steps = (*(s for s in task.steps_done if s != Step.QUEUED), Step.DEQUEUED)
     reason = f"PR #{task.pr_number} left the merge queue: {why}"
     return [Change(task.issue_number, None, {"steps_done": steps, "reason": reason})]
 
 
 def queued_since(task: Task) -> float | None:
     """When the task's pull request joined the merge queue in this ship attempt, if it did."""
-    if "queued" not in task.steps_done:
+    if Step.QUEUED not in task.steps_done:
         return None
-    times = [float(s[len(QUEUED_AT) :]) for s in task.steps_done if s.startswith(QUEUED_AT)]
+    times = StampedStep.QUEUED_AT.times(task.steps_done)
     return max(times, default=None)
 
 

@@ -31,7 +31,6 @@ from typing import Any
 
 from valine.usecases.base import (
     CANCEL,
-    CLAIM,
     CLAIM_TIMEOUT,
     DISPATCH,
     GITHUB_EVENT,
@@ -56,7 +55,6 @@ from valine.usecases.tracking import TrackingMixin
 
 __all__ = [
     "CANCEL",
-    "CLAIM",
     "CLAIM_TIMEOUT",
     "DISPATCH",
     "GITHUB_EVENT",

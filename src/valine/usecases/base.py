@@ -97,10 +97,6 @@ class DispatchInProgress(Exception):
     """Another attempt holds a fresh claim on a dispatch: try again later."""
 
 
-#: Prefix of the step that claims the relabelling of an issue (followed by the time).
-LABEL_CLAIM = "labelling:"
-#: Prefix of the step that claims a workflow dispatch (followed by the claim's time).
-CLAIM = "dispatch-claimed:"
 #: After this many seconds a claim whose attempt never confirmed is considered dead.
 CLAIM_TIMEOUT = 120.0
 

@@ -1,7 +1,7 @@
 """Execution jobs: start an approved run, relabel and comment its issues, dispatch.
 
 The workflow dispatch is the one effect that must not happen twice: it is claimed in a
-conditional write (``CLAIM``) before it is sent.
+conditional write (``StampedStep.DISPATCH_CLAIM``) before it is sent.
 """
 
 from __future__ import annotations
@@ -13,15 +13,21 @@ from typing import Any
 from valine.core import tracking
 from valine.core.errors import GitHubUnavailable
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
-from valine.core.states import TASK_TERMINAL, RunEvent, RunState, TaskEvent, TaskState
+from valine.core.states import (
+    TASK_TERMINAL,
+    RunEvent,
+    RunState,
+    StampedStep,
+    Step,
+    TaskEvent,
+    TaskState,
+)
 from valine.logs import log_context
 from valine.ports import GitHubError, IssueUpdate
 from valine.usecases.base import (
     CANCEL,
-    CLAIM,
     CLAIM_TIMEOUT,
     DISPATCH,
-    LABEL_CLAIM,
     DispatchInProgress,
     UseCaseBase,
     _with_task,
@@ -96,14 +102,14 @@ class ExecutionMixin(UseCaseBase):
             if run.state not in (RunState.APPROVED, RunState.EXECUTING):
                 return None
             for task in run.tasks:
-                if task.state in TASK_TERMINAL or "labelled" in task.steps_done:
+                if task.state in TASK_TERMINAL or Step.LABELLED in task.steps_done:
                     continue
-                earlier = [s for s in task.steps_done if s.startswith(LABEL_CLAIM)]
-                if any(now - float(s[len(LABEL_CLAIM) :]) < CLAIM_TIMEOUT for s in earlier):
+                claims = StampedStep.LABEL_CLAIM
+                if any(now - at < CLAIM_TIMEOUT for at in claims.times(task.steps_done)):
                     busy.append(task.issue_number)
                     continue
-                steps = tuple(s for s in task.steps_done if s not in earlier)
-                run = _with_task(run, replace(task, steps_done=(*steps, f"{LABEL_CLAIM}{now}")))
+                steps = (*claims.without(task.steps_done), claims.at(now))
+                run = _with_task(run, replace(task, steps_done=steps))
                 claimed.append(task.issue_number)
             return run
 
@@ -120,8 +126,8 @@ class ExecutionMixin(UseCaseBase):
 
         def release(run: Run) -> Run:
             for task in run.tasks:
-                if task.issue_number in wanted and "labelled" not in task.steps_done:
-                    steps = tuple(s for s in task.steps_done if not s.startswith(LABEL_CLAIM))
+                if task.issue_number in wanted and Step.LABELLED not in task.steps_done:
+                    steps = StampedStep.LABEL_CLAIM.without(task.steps_done)
                     run = _with_task(run, replace(task, steps_done=steps))
             return run
 
@@ -167,9 +173,11 @@ class ExecutionMixin(UseCaseBase):
             for t in todo
         }
         # An earlier attempt may have applied some of it (its answer was lost): read back.
-        uncertain = [t.issue_number for t in todo if SENT in t.steps_done]
+        uncertain = [t.issue_number for t in todo if Step.RELABEL_SENT in t.steps_done]
         wanted.update(self._still_missing(run, {n: wanted[n] for n in uncertain}, ids))
-        self._mark_sent(run.run_id, [t.issue_number for t in todo if SENT not in t.steps_done])
+        self._mark_sent(
+            run.run_id, [t.issue_number for t in todo if Step.RELABEL_SENT not in t.steps_done]
+        )
         try:
             failed = self._send_updates(run, wanted, ids)
         except GitHubError as exc:
@@ -188,7 +196,7 @@ class ExecutionMixin(UseCaseBase):
 
         def mark(current: Run) -> Run:
             for task in current.tasks:
-                if task.issue_number not in numbers or "labelled" in task.steps_done:
+                if task.issue_number not in numbers or Step.LABELLED in task.steps_done:
                     continue
                 new_labels = tuple(n for n in task.labels if n != labels.ready)
                 new_labels += (labels.in_progress,)
@@ -197,7 +205,7 @@ class ExecutionMixin(UseCaseBase):
                     replace(
                         task,
                         labels=new_labels,
-                        steps_done=(*task.steps_done, "labelled", "commented"),
+                        steps_done=(*task.steps_done, Step.LABELLED, Step.COMMENTED),
                     ),
                 )
                 if hand_over and task.state is TaskState.PENDING:
@@ -260,10 +268,9 @@ class ExecutionMixin(UseCaseBase):
 
         def mark(current: Run) -> Run:
             for task in current.tasks:
-                if task.issue_number in wanted and SENT not in task.steps_done:
-                    current = _with_task(
-                        current, replace(task, steps_done=(*task.steps_done, SENT))
-                    )
+                if task.issue_number in wanted and Step.RELABEL_SENT not in task.steps_done:
+                    steps = (*task.steps_done, Step.RELABEL_SENT)
+                    current = _with_task(current, replace(task, steps_done=steps))
             return current
 
         self._update(run_id, mark)
@@ -276,7 +283,7 @@ class ExecutionMixin(UseCaseBase):
             if run.state not in (RunState.APPROVED, RunState.EXECUTING):
                 return  # cancelled or failed meanwhile
             task = run.task(number)
-            if task.state in TASK_TERMINAL or "dispatched" in task.steps_done:
+            if task.state in TASK_TERMINAL or Step.DISPATCHED in task.steps_done:
                 return
             if self.policy.executor.kind != "workflow":
                 self._hand_over_again(run, task)
@@ -291,10 +298,10 @@ class ExecutionMixin(UseCaseBase):
         """A retried task of a label or assign executor: relabel if needed, else re-mark."""
         if task.state is not TaskState.PENDING:
             return
-        if "labelled" not in task.steps_done:
+        if Step.LABELLED not in task.steps_done:
             self._label_and_comment(run, [task])
             return
-        step = f"handed-over:{task.retries}"
+        step = StampedStep.HANDED_OVER.at(task.retries)
         self._mark_step(run.run_id, task.issue_number, step, event=TaskEvent.DISPATCH)
 
     def _dispatch_workflow_once(self, run_id: str, number: int) -> None:
@@ -305,11 +312,12 @@ class ExecutionMixin(UseCaseBase):
         happened: it is not sent again, and the task says so.
         """
         now = self.clock.now()
-        claim = f"{CLAIM}{now}"
+        claim = StampedStep.DISPATCH_CLAIM.at(now)
 
         def claim_it(run: Run) -> Run | None:
             task = run.task(number)
-            if any(s.startswith(CLAIM) or s == "dispatched" for s in task.steps_done):
+            steps = task.steps_done
+            if StampedStep.DISPATCH_CLAIM.recorded(steps) or Step.DISPATCHED in steps:
                 return None
             return _with_task(run, replace(task, steps_done=(*task.steps_done, claim)))
 
@@ -329,7 +337,7 @@ class ExecutionMixin(UseCaseBase):
                 self._mark_step(
                     run_id,
                     number,
-                    "dispatched",
+                    Step.DISPATCHED,
                     event=TaskEvent.DISPATCH,
                     reason=_UNCONFIRMED.format(
                         error=f"ref {incident('workflow dispatch unconfirmed', exc)}"
@@ -347,27 +355,23 @@ class ExecutionMixin(UseCaseBase):
                 ),
             )
             raise  # nothing reached GitHub: the job is retried and claims again
-        self._mark_step(run_id, number, "dispatched", event=TaskEvent.DISPATCH)
+        self._mark_step(run_id, number, Step.DISPATCHED, event=TaskEvent.DISPATCH)
 
     def _resolve_earlier_claim(self, run_id: str, number: int, now: float) -> None:
         task = self.store.get_run(run_id).task(number)
-        if "dispatched" in task.steps_done:
+        if Step.DISPATCHED in task.steps_done:
             return
-        claimed_at = max(float(s[len(CLAIM) :]) for s in task.steps_done if s.startswith(CLAIM))
+        claimed_at = max(StampedStep.DISPATCH_CLAIM.times(task.steps_done))
         if now - claimed_at < CLAIM_TIMEOUT:
             raise DispatchInProgress(f"#{number}: another attempt is dispatching; retry later")
         log.warning("dispatch of #%d was claimed at %s and never confirmed", number, claimed_at)
         self._mark_step(
             run_id,
             number,
-            "dispatched",
+            Step.DISPATCHED,
             event=TaskEvent.DISPATCH,
             reason=_UNCONFIRMED.format(error="an earlier attempt stopped mid-way"),
         )
-
-
-#: A task step: its relabelling and comment were sent (maybe applied, maybe not).
-SENT = "relabel_sent"
 
 
 def comment_marker(run_id: str) -> str:

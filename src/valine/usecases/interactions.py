@@ -16,8 +16,7 @@ from valine.core.authz import GRANTED_AS, GUARDED_ACTIONS, decide
 from valine.core.commands import Command
 from valine.core.errors import NotFound, QueueUnavailable, RunConflict
 from valine.core.models import Run, Task, apply_run_event, retry_task
-from valine.core.states import CANCELLABLE, TASK_SETTLED, RunEvent, RunState, TaskState
-from valine.core.tracking import DEQUEUED
+from valine.core.states import CANCELLABLE, TASK_SETTLED, RunEvent, RunState, Step, TaskState
 from valine.ports import AuditEntry
 from valine.usecases.base import (
     CANCEL,
@@ -513,9 +512,9 @@ def _not_retryable(run: Run, issue: str, task: Task | None) -> str:
 
 def _forget_dequeue(task: Task) -> Task:
     """A task whose merge-queue ejection no longer holds it back (a new ship attempt)."""
-    if DEQUEUED not in task.steps_done:
+    if Step.DEQUEUED not in task.steps_done:
         return task
-    return replace(task, steps_done=tuple(s for s in task.steps_done if s != DEQUEUED))
+    return replace(task, steps_done=tuple(s for s in task.steps_done if s != Step.DEQUEUED))
 
 
 def _state_check(

@@ -8,8 +8,15 @@ from typing import Any
 
 from valine.core import render, tracking
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
-from valine.core.states import TASK_TERMINAL, RunEvent, RunState, TaskEvent, TaskState
-from valine.core.tracking import DEQUEUED, QUEUED_AT
+from valine.core.states import (
+    TASK_TERMINAL,
+    RunEvent,
+    RunState,
+    StampedStep,
+    Step,
+    TaskEvent,
+    TaskState,
+)
 from valine.logs import log_context
 from valine.ports import (
     GitHubError,
@@ -21,7 +28,6 @@ from valine.ports import (
 from valine.usecases.base import (
     CANCEL,
     CLAIM_TIMEOUT,
-    LABEL_CLAIM,
     UseCaseBase,
     _with_task,
     incident,
@@ -42,14 +48,14 @@ class ShippingMixin(UseCaseBase):
             run = self._recheck(run)
             for task in run.tasks:
                 if task.state is TaskState.CHECKS_PASSED and not (
-                    {"queued", DEQUEUED} & set(task.steps_done)
+                    {Step.QUEUED, Step.DEQUEUED} & set(task.steps_done)
                 ):
                     self._merge(run_id, task)
             run = self.store.get_run(run_id)
             merged = [
                 t
                 for t in run.tasks
-                if t.state is TaskState.MERGED and "shipped" not in t.steps_done
+                if t.state is TaskState.MERGED and Step.SHIPPED not in t.steps_done
             ]
             if merged:
                 self._close_shipped_issues(run_id, merged)
@@ -67,7 +73,7 @@ class ShippingMixin(UseCaseBase):
             t.pr_number
             for t in run.tasks
             if t.state is TaskState.CHECKS_PASSED
-            and not ({"queued", DEQUEUED} & set(t.steps_done))
+            and not ({Step.QUEUED, Step.DEQUEUED} & set(t.steps_done))
             and t.pr_number is not None
         ]
         if not numbers:
@@ -140,9 +146,9 @@ class ShippingMixin(UseCaseBase):
 
         def mark(run: Run) -> Run | None:
             current = run.task(task.issue_number)
-            if "queued" in current.steps_done:
+            if Step.QUEUED in current.steps_done:
                 return None
-            steps = (*current.steps_done, "queued", f"{QUEUED_AT}{now}")
+            steps = (*current.steps_done, Step.QUEUED, StampedStep.QUEUED_AT.at(now))
             return _with_task(run, replace(current, steps_done=steps, reason=reason))
 
         self._update(run_id, mark)
@@ -167,7 +173,7 @@ class ShippingMixin(UseCaseBase):
 
         def mark(run: Run) -> Run:
             for task in run.tasks:
-                if task.issue_number in numbers and "shipped" not in task.steps_done:
+                if task.issue_number in numbers and Step.SHIPPED not in task.steps_done:
                     kept = tuple(
                         n for n in task.labels if n not in (labels.in_progress, labels.ready)
                     )
@@ -176,7 +182,7 @@ class ShippingMixin(UseCaseBase):
                         replace(
                             task,
                             labels=(*kept, labels.shipped),
-                            steps_done=(*task.steps_done, "shipped"),
+                            steps_done=(*task.steps_done, Step.SHIPPED),
                         ),
                     )
             return run
@@ -192,7 +198,9 @@ class ShippingMixin(UseCaseBase):
                 return None
             done = (TaskState.MERGED, TaskState.SKIPPED, TaskState.FAILED)
             left = [t for t in run.tasks if t.state not in done]
-            if any("queued" in t.steps_done and t.state is TaskState.CHECKS_PASSED for t in left):
+            if any(
+                Step.QUEUED in t.steps_done and t.state is TaskState.CHECKS_PASSED for t in left
+            ):
                 return None  # the merge queue has the last word; its webhooks finish the run
             if not left:
                 return apply_run_event(run, RunEvent.SHIPPED, now, finished_at=now, reason=None)
@@ -252,7 +260,7 @@ class ShippingMixin(UseCaseBase):
             unshipped = [
                 t
                 for t in run.tasks
-                if t.state is TaskState.MERGED and "shipped" not in t.steps_done
+                if t.state is TaskState.MERGED and Step.SHIPPED not in t.steps_done
             ]
             if unshipped:
                 self._close_shipped_issues(run_id, unshipped)
@@ -270,7 +278,7 @@ class ShippingMixin(UseCaseBase):
         release = [
             t
             for t in run.tasks
-            if ("labelled" in t.steps_done or _labelling_since(t) > 0)
+            if (Step.LABELLED in t.steps_done or _labelling_since(t) > 0)
             and "released" not in t.steps_done
             and t.state is not TaskState.MERGED
         ]
@@ -311,10 +319,9 @@ class ShippingMixin(UseCaseBase):
 
 def _labelling_since(task: Task) -> float:
     """When the start job claimed this task's relabelling (0: never, or it finished)."""
-    if "labelled" in task.steps_done:
+    if Step.LABELLED in task.steps_done:
         return 0.0
-    claims = [float(s[len(LABEL_CLAIM) :]) for s in task.steps_done if s.startswith(LABEL_CLAIM)]
-    return max(claims, default=0.0)
+    return max(StampedStep.LABEL_CLAIM.times(task.steps_done), default=0.0)
 
 
 def _merge_refusal(exc: GitHubError) -> str:

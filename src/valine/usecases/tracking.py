@@ -10,8 +10,8 @@ from valine.core import liveness, tracking
 from valine.core.checks import CheckPicture
 from valine.core.errors import GitHubUnavailable, NotFound
 from valine.core.models import PullRequest, Run
-from valine.core.states import TASK_TERMINAL, TASK_WITH_PR, RunState, TaskState
-from valine.core.tracking import DEQUEUED, queued_since
+from valine.core.states import TASK_TERMINAL, TASK_WITH_PR, RunState, Step, TaskState
+from valine.core.tracking import queued_since
 from valine.logs import log_context
 from valine.ports import AuditEntry, GitHubError
 from valine.usecases.base import (
@@ -313,8 +313,12 @@ STALL_AFTER = 180.0
 def _queue_moved(run: Run) -> bool:
     """True when the merge queue merged one of the run's PRs or ejected one."""
     return any(
-        ("queued" in t.steps_done and t.state is TaskState.MERGED and "shipped" not in t.steps_done)
-        or (DEQUEUED in t.steps_done and t.state is TaskState.CHECKS_PASSED)
+        (
+            Step.QUEUED in t.steps_done
+            and t.state is TaskState.MERGED
+            and Step.SHIPPED not in t.steps_done
+        )
+        or (Step.DEQUEUED in t.steps_done and t.state is TaskState.CHECKS_PASSED)
         for t in run.tasks
     )
 
