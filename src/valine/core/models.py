@@ -12,8 +12,6 @@ from typing import Any
 
 from valine.core.errors import NotFound
 from valine.core.states import (
-    TASK_SETTLED,
-    TASK_SHIPPABLE,
     RunEvent,
     RunState,
     StampedStep,
@@ -22,7 +20,9 @@ from valine.core.states import (
     TaskState,
     next_run_state,
     next_task_state,
+    nothing_to_ship,
     run_is_active,
+    tasks_ready,
 )
 
 
@@ -163,16 +163,12 @@ class Run:
     @property
     def all_tasks_ready(self) -> bool:
         """True when no task waits for anything and at least one can ship."""
-        return all(t.state in TASK_SETTLED for t in self.tasks) and any(
-            t.state in TASK_SHIPPABLE for t in self.tasks
-        )
+        return tasks_ready([t.state for t in self.tasks])
 
     @property
     def nothing_to_ship(self) -> bool:
         """True when every task left the run (skipped or failed): there is nothing to ship."""
-        return bool(self.tasks) and all(
-            t.state in (TaskState.SKIPPED, TaskState.FAILED) for t in self.tasks
-        )
+        return nothing_to_ship([t.state for t in self.tasks])
 
     def task(self, issue_number: int) -> Task:
         """The task of ``issue_number``; raises NotFound."""

@@ -13,7 +13,14 @@ from typing import Any
 from valine.core.authz import GUARDED_ACTIONS, Permissions, grant_name, who_may
 from valine.core.commands import COMMANDS
 from valine.core.models import Run, Task
-from valine.core.states import CANCELLABLE, TASK_RETRYABLE, RunState, TaskState
+from valine.core.states import (
+    ACTION_STATES,
+    TASK_RETRYABLE,
+    Action,
+    RunState,
+    TaskState,
+    allowed_actions,
+)
 
 RUN_COLOURS = {
     RunState.PLANNED: 0x5865F2,
@@ -93,13 +100,15 @@ def run_embed(run: Run, web_url: str) -> dict[str, Any]:
 def run_buttons(run: Run) -> list[dict[str, Any]]:
     """The action row of buttons a run in its current state offers."""
     buttons: list[dict[str, Any]] = []
-    if run.state is RunState.PLANNED:
+    allowed = allowed_actions(run.state)
+    if Action.APPROVE in allowed:
         buttons.append(_button("Approve", "approve", run, BUTTON_SUCCESS))
-    if run.state is RunState.READY_TO_SHIP:
-        buttons.append(_button("Ship", "ship", run, BUTTON_PRIMARY))
-    if run.state is RunState.SHIP_FAILED:
-        buttons.append(_button("Retry ship", "ship", run, BUTTON_PRIMARY))
-    if run.state in CANCELLABLE and run.state is not RunState.SHIPPING:
+    if Action.SHIP in allowed:
+        label = "Retry ship" if run.state is RunState.SHIP_FAILED else "Ship"
+        buttons.append(_button(label, "ship", run, BUTTON_PRIMARY))
+    # A shipping run takes a /cancel (recorded for when the merges end), but offers no
+    # button: the message would change under the press.
+    if Action.CANCEL in allowed and run.state is not RunState.SHIPPING:
         buttons.append(_button("Cancel", "cancel", run, BUTTON_DANGER))
     rows = [{"type": 1, "components": buttons}] if buttons else []
     retry = [
@@ -116,7 +125,7 @@ def run_buttons(run: Run) -> list[dict[str, Any]]:
 
 def retryable(run: Run) -> list[Task]:
     """The tasks ``/retry`` accepts now: failed or stale, in a run still executing."""
-    if run.state not in (RunState.EXECUTING, RunState.READY_TO_SHIP):
+    if Action.RETRY not in allowed_actions(run.state):
         return []
     return [t for t in run.tasks if t.state in TASK_RETRYABLE]
 
@@ -234,6 +243,15 @@ def ship_summary(run: Run, web_url: str) -> dict[str, Any]:
     return {"embeds": [embed], "allowed_mentions": {"parse": []}}
 
 
+def _applies(command: str) -> str:
+    """`` For a run that is `a` or `b`.`` for a command the guard table limits."""
+    if command not in set(Action):
+        return ""
+    states = ACTION_STATES[Action(command)]
+    names = " or ".join(f"`{s.value}`" for s in RunState if s in states)
+    return f" For a run that is {names}."
+
+
 def help_message(
     repo: str | None, executor: str, ready_label: str, permissions: Permissions
 ) -> dict[str, Any]:
@@ -244,7 +262,7 @@ def help_message(
             who = who_may(permissions.grant(grant_name(command.name)))
         else:
             who = "Everyone."
-        lines.append(f"`/{command.name}` — {command.description}. {who}")
+        lines.append(f"`/{command.name}` — {command.description}.{_applies(command.name)} {who}")
     lines += [
         "",
         f"Repository: `{repo or 'not configured'}` · executor: `{executor}` · "

@@ -54,7 +54,7 @@ state diagram in ``docs/state-machine.md`` is generated from these tables by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import TypeVar
 
@@ -205,6 +205,64 @@ TASK_SHIPPABLE: frozenset[TaskState] = frozenset({TaskState.CHECKS_PASSED, TaskS
 TASK_SETTLED: frozenset[TaskState] = TASK_SHIPPABLE | {TaskState.SKIPPED, TaskState.FAILED}
 
 
+class Action(StrEnum):
+    """What a person may do to a run (a command or a button)."""
+
+    APPROVE = "approve"
+    SHIP = "ship"
+    CANCEL = "cancel"
+    #: Hand one failed or stale task over again.
+    RETRY = "retry"
+
+
+#: The one guard table: the run states in which each action applies. Commands, buttons,
+#: rendering and ``/help`` all ask :func:`allowed_actions` (or this table); a ``cancel``
+#: of a shipping run is recorded and takes effect when the ship attempt ends.
+ACTION_STATES: Mapping[Action, frozenset[RunState]] = {
+    Action.APPROVE: frozenset({RunState.PLANNED}),
+    Action.SHIP: frozenset({RunState.READY_TO_SHIP, RunState.SHIP_FAILED}),
+    Action.CANCEL: CANCELLABLE,
+    Action.RETRY: frozenset({RunState.EXECUTING, RunState.READY_TO_SHIP}),
+}
+
+
+def allowed_actions(state: RunState) -> frozenset[Action]:
+    """What may happen to a run in ``state`` now, by a person's hand."""
+    return frozenset(action for action, states in ACTION_STATES.items() if state in states)
+
+
+def tasks_ready(tasks: Sequence[TaskState]) -> bool:
+    """True when no task waits for anything and at least one can ship."""
+    return all(t in TASK_SETTLED for t in tasks) and any(t in TASK_SHIPPABLE for t in tasks)
+
+
+def nothing_to_ship(tasks: Sequence[TaskState]) -> bool:
+    """True when every task left the run (skipped or failed)."""
+    return bool(tasks) and all(t in (TaskState.SKIPPED, TaskState.FAILED) for t in tasks)
+
+
+def derived_run_event(
+    state: RunState, tasks: Sequence[TaskState], fail_on_task_failure: bool
+) -> tuple[RunEvent, str | None] | None:
+    """The run-level transition its tasks' states call for, with its reason, if any.
+
+    An executing run fails when a task failed and the policy says the run fails with it,
+    becomes ready when no task waits for anything and one can ship, and fails when
+    nothing is left to ship; a ready run goes back to executing when a task regressed.
+    """
+    ready = tasks_ready(tasks)
+    if state is RunState.EXECUTING:
+        if fail_on_task_failure and TaskState.FAILED in tasks:
+            return RunEvent.FAIL, None
+        if ready:
+            return RunEvent.ALL_READY, None
+        if nothing_to_ship(tasks):
+            return RunEvent.FAIL, "nothing left to ship: every task was skipped or failed"
+    if state is RunState.READY_TO_SHIP and not ready:
+        return RunEvent.NOT_READY, None
+    return None
+
+
 class Step(StrEnum):
     """A side effect on GitHub that a task records, once done, in ``Task.steps_done``.
 
@@ -285,6 +343,13 @@ def run_is_active(state: RunState) -> bool:
     return state not in RUN_TERMINAL
 
 
+_DERIVED = (
+    "`executing` --fail--> `failed`: a task failed and `[policy]` fails the run with it",
+    "`executing` --all_ready--> `ready_to_ship`: no task waits for anything, one can ship",
+    "`executing` --fail--> `failed`: nothing left to ship (every task skipped or failed)",
+    "`ready_to_ship` --not_ready--> `executing`: a task regressed (a new push, red checks)",
+)
+
 _STEP_NOTES: Mapping[str, str] = {
     Step.LABELLED: "the issue moved from the ready to the in-progress label",
     Step.COMMENTED: "the start comment is on the issue",
@@ -326,6 +391,14 @@ def mermaid_diagram() -> str:
         "",
     ]
     lines += _mermaid("Run", RUN_TRANSITIONS, RunState.PLANNED, RUN_TERMINAL)
+    lines += ["### Run transitions its tasks call for (`derived_run_event`)", ""]
+    lines += [f"- {line}" for line in _DERIVED]
+    lines += ["", "### What a person may do to a run (`allowed_actions`)", ""]
+    lines += ["| action | in the run states |", "|---|---|"]
+    for action, states in ACTION_STATES.items():
+        names = ", ".join(f"`{s}`" for s in RunState if s in states)
+        lines.append(f"| `{action}` | {names} |")
+    lines.append("")
     lines += _mermaid("Task", TASK_TRANSITIONS, TaskState.PENDING, TASK_TERMINAL)
     lines += ["### Task steps", "", "The side effects a task records once done (`steps_done`):", ""]
     lines += [f"- `{step}`: {_STEP_NOTES[step]}" for step in Step]

@@ -42,6 +42,7 @@ from valine.core.states import (
     Step,
     TaskEvent,
     TaskState,
+    derived_run_event,
 )
 
 # Possessive quantifiers (Python 3.11): no run of whitespace, word characters or digits
@@ -681,23 +682,14 @@ def apply_changes(run: Run, changes: Sequence[Change], now: float) -> Run:
 
 
 def settle(run: Run, now: float, fail_run_on_task_failure: bool) -> Run:
-    """Apply the run-level consequences of its tasks' states (ready, regressed, failed)."""
-    if run.state is RunState.EXECUTING:
-        if fail_run_on_task_failure and any(t.state is TaskState.FAILED for t in run.tasks):
+    """Apply the run-level transition its tasks' states call for (``derived_run_event``)."""
+    derived = derived_run_event(run.state, [t.state for t in run.tasks], fail_run_on_task_failure)
+    if derived is None:
+        return run
+    event, reason = derived
+    if event is RunEvent.FAIL:
+        if reason is None:
             failed = [t.issue_number for t in run.tasks if t.state is TaskState.FAILED]
-            return apply_run_event(
-                run, RunEvent.FAIL, now, reason=f"task(s) {failed} failed", finished_at=now
-            )
-        if run.all_tasks_ready:
-            return apply_run_event(run, RunEvent.ALL_READY, now)
-        if run.nothing_to_ship:
-            return apply_run_event(
-                run,
-                RunEvent.FAIL,
-                now,
-                finished_at=now,
-                reason="nothing left to ship: every task was skipped or failed",
-            )
-    if run.state is RunState.READY_TO_SHIP and not run.all_tasks_ready:
-        return apply_run_event(run, RunEvent.NOT_READY, now)
-    return run
+            reason = f"task(s) {failed} failed"
+        return apply_run_event(run, event, now, reason=reason, finished_at=now)
+    return apply_run_event(run, event, now)

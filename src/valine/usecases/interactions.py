@@ -16,7 +16,16 @@ from valine.core.authz import GRANTED_AS, GUARDED_ACTIONS, decide
 from valine.core.commands import Command
 from valine.core.errors import NotFound, QueueUnavailable, RunConflict
 from valine.core.models import Run, Task, apply_run_event, retry_task
-from valine.core.states import CANCELLABLE, TASK_SETTLED, RunEvent, RunState, Step, TaskState
+from valine.core.states import (
+    ACTION_STATES,
+    TASK_SETTLED,
+    Action,
+    RunEvent,
+    RunState,
+    Step,
+    TaskState,
+    allowed_actions,
+)
 from valine.ports import AuditEntry
 from valine.usecases.base import (
     CANCEL,
@@ -191,7 +200,7 @@ class InteractionsMixin(UseCaseBase):
         refusal = self._refusal(actor, "ship", run)
         if refusal is not None:
             return refusal
-        allowed = (RunState.READY_TO_SHIP, RunState.SHIP_FAILED)
+        allowed = _states(Action.SHIP)
         if run.state not in allowed:
             return ephemeral(_wrong_state(run, "ship", allowed))
         shippable = [t for t in run.tasks if t.state is TaskState.CHECKS_PASSED]
@@ -254,7 +263,7 @@ class InteractionsMixin(UseCaseBase):
             run_id,
             actor,
             action="approve",
-            allowed=RunState.PLANNED,
+            allowed=_states(Action.APPROVE),
             decide=decide,
             job_kind=START,
             announcement="✅ Run `{id}` approved by <@{user}>: handing {n} task(s) to the "
@@ -273,7 +282,7 @@ class InteractionsMixin(UseCaseBase):
             run_id,
             actor,
             action="ship",
-            allowed=(RunState.READY_TO_SHIP, RunState.SHIP_FAILED),
+            allowed=_states(Action.SHIP),
             decide=decide,
             job_kind=SHIP,
             announcement="🚀 Shipping run `{id}` for <@{user}>: merging {n} pull request(s).",
@@ -310,7 +319,7 @@ class InteractionsMixin(UseCaseBase):
             run_id,
             actor,
             action="cancel",
-            allowed=tuple(s for s in RunState if s in CANCELLABLE),
+            allowed=_states(Action.CANCEL),
             decide=decide,
             job_kind=CANCEL,
             announcement=announcement,
@@ -503,7 +512,7 @@ def _issue_number(text: str) -> int | None:
 def _not_retryable(run: Run, issue: str, task: Task | None) -> str:
     if task is None:
         return f"Run `{run.run_id}` has no task for issue `{issue}`."
-    if run.state not in (RunState.EXECUTING, RunState.READY_TO_SHIP):
+    if Action.RETRY not in allowed_actions(run.state):
         return f"Run `{run.run_id}` is `{run.state.value}`: its tasks can no longer be retried."
     return (
         f"#{task.issue_number} is `{task.state.value}`; only a failed or stale task can be retried."
@@ -529,6 +538,11 @@ def _state_check(
         return f"refused: run is {run.state.value}", _wrong_state(run, action, states)
 
     return refuse
+
+
+def _states(action: Action) -> tuple[RunState, ...]:
+    """The run states ``action`` applies in (the guard table), in the table's order."""
+    return tuple(s for s in RunState if s in ACTION_STATES[action])
 
 
 def _wrong_state(run: Run, action: str, allowed: tuple[RunState, ...]) -> str:
