@@ -338,7 +338,7 @@ def test_a_lost_dequeue_webhook_is_seen_by_the_reconcile(h: Harness) -> None:
     failed = h.run(run.run_id)
     assert failed.state is RunState.SHIP_FAILED
     assert "left the merge queue: it is no longer in the queue" in str(failed.tasks[0].reason)
-    assert DEQUEUED in failed.tasks[0].steps_done
+    assert Step.DEQUEUED in failed.tasks[0].steps_done
     assert announced(h, "did not ship completely") == 1
     h.orchestrator.ship(run.run_id, ADA)  # Retry ship queues it again
     h.drain()
