@@ -11,18 +11,22 @@ call, GitHub's errors), checked through the stand-in's state and its REST answer
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from graphql import GraphQLEnumType, GraphQLInputObjectType, GraphQLObjectType
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from github_graphql import github_schema, type_text, validate
+from github_graphql import SCHEMA_JSON, github_schema, validate
 from valine.core.errors import NotFound
 from valine.github.client import GitHubClient, TokenAuth
 from valine.ports import GitHubError, IssueUpdate
 from valine.testing.github import GitHubStandIn
-from valine.testing.github import graphql as standin_graphql
+from valine.testing.github import schema as standin_schema
 
 REPO = "octo/widgets"
 QUEUED = "octo/queued"
@@ -76,10 +80,16 @@ def _post(standin: GitHubStandIn, query: str, variables: dict[str, Any] | None =
 # -- every document the client generates validates against GitHub's schema ------------
 
 
-@pytest.fixture(scope="module")
-def scenario() -> Iterator[list[tuple[dict[str, Any], Any]]]:
-    """``(request body, answer)`` of every GraphQL request of a scripted scenario."""
-    with GitHubStandIn() as standin:
+@pytest.fixture(scope="module", params=["published", "served"])
+def scenario(request: pytest.FixtureRequest) -> Iterator[list[tuple[dict[str, Any], Any]]]:
+    """``(request body, answer)`` of every GraphQL request of a scripted scenario.
+
+    Once on GitHub's published schema, once on the served part alone (what a fresh clone
+    without ``make material`` runs, e.g. ``make demo``): the client must see no difference.
+    """
+    published = SCHEMA_JSON if request.param == "published" else None
+    with GitHubStandIn(graphql_schema=published) as standin:
+        assert standin.graphql_schema.source == request.param
         task = standin.add_issue(REPO, "task", ["ready", "backend"], assignees=["ada"])
         other = standin.add_issue(REPO, "other", ["ready"])
         standin.add_user("grace")
@@ -194,34 +204,52 @@ def test_a_wrong_document_fails_validation(wrong_results: dict[str, list[str]], 
     assert any(expected in error for error in errors), errors
 
 
-def test_the_stand_ins_schema_subset_is_githubs() -> None:
-    """Every input, output field, argument and enum the stand-in serves, typed as GitHub's."""
-    types = {t["name"]: t for t in github_schema()["types"]}
-    problems = []
-    for name, fields in standin_graphql._GQL_INPUTS.items():
-        their_inputs = {f["name"]: type_text(f["type"]) for f in types[name]["inputFields"]}
-        if their_inputs != fields:
-            problems.append(f"input {name}: GitHub {their_inputs}, stand-in {fields}")
-    for name, object_fields in standin_graphql._GQL_OBJECTS.items():
-        theirs_fields = {f["name"]: f for f in types[name]["fields"]}
-        for field_name, (field_type, arguments) in object_fields.items():
-            theirs = theirs_fields.get(field_name)
-            if theirs is None:
-                problems.append(f"{name}.{field_name}: not in GitHub's schema")
-                continue
-            their_arguments = {a["name"]: type_text(a["type"]) for a in theirs["args"]}
-            if type_text(theirs["type"]) != field_type or their_arguments != arguments:
-                problems.append(
-                    f"{name}.{field_name}: GitHub {type_text(theirs['type'])} "
-                    f"{their_arguments}, stand-in {field_type} {arguments}"
-                )
-    for name, values in standin_graphql._GQL_ENUMS.items():
-        theirs_values = sorted(v["name"] for v in types[name]["enumValues"])
-        if theirs_values != sorted(values):
-            problems.append(f"enum {name}: GitHub {theirs_values}, stand-in {sorted(values)}")
-    scalars = {t["name"] for t in types.values() if t["kind"] == "SCALAR"}
-    assert scalars >= standin_graphql._GQL_SCALARS
+def test_the_served_schema_is_a_part_of_githubs() -> None:
+    """Every type, field, argument, input field and enum value the stand-in serves, as GitHub's."""
+    github_schema()  # fails clearly without the material
+    theirs = standin_schema.published_schema(SCHEMA_JSON)
+    served = standin_schema.served_schema()
+    compared, problems = 0, []
+    for name, mine in served.type_map.items():
+        if name.startswith("__") or name in ("String", "Int", "Float", "Boolean", "ID"):
+            continue
+        other = theirs.get_type(name)
+        compared += 1
+        if other is None or type(other) is not type(mine):
+            problems.append(f"{name}: GitHub has {other!r}, the stand-in {mine!r}")
+        elif isinstance(mine, GraphQLEnumType):
+            if sorted(mine.values) != sorted(other.values):  # type: ignore[attr-defined]
+                problems.append(f"enum {name}: GitHub {sorted(other.values)}")  # type: ignore[attr-defined]
+        elif isinstance(mine, GraphQLInputObjectType):
+            their_inputs = {f: str(x.type) for f, x in other.fields.items()}  # type: ignore[attr-defined]
+            if {f: str(x.type) for f, x in mine.fields.items()} != their_inputs:
+                problems.append(f"input {name}: GitHub {their_inputs}")
+        elif isinstance(mine, GraphQLObjectType):
+            problems += _field_problems(name, mine, other)
+    assert compared >= 40
     assert problems == []
+
+
+def _field_problems(name: str, mine: GraphQLObjectType, theirs: Any) -> list[str]:
+    """How the stand-in's fields of object type ``name`` differ from GitHub's."""
+    problems = []
+    for field_name, field in mine.fields.items():
+        other = theirs.fields.get(field_name)
+        if other is None:
+            problems.append(f"{name}.{field_name}: not in GitHub's schema")
+            continue
+        mine_args = {a: str(x.type) for a, x in field.args.items()}
+        their_args = {a: str(x.type) for a, x in other.args.items()}
+        if (str(field.type), mine_args) != (str(other.type), their_args):
+            problems.append(f"{name}.{field_name}: GitHub {other.type} {their_args}")
+    return problems
+
+
+def test_the_stand_in_validates_on_githubs_published_schema_when_installed(
+    standin: GitHubStandIn,
+) -> None:
+    assert standin.graphql_schema.source == "published"
+    assert standin.graphql_schema.executable is standin_schema.published_schema(SCHEMA_JSON)
 
 
 # -- behaviour: the client against the stand-in ----------------------------------------
@@ -511,14 +539,15 @@ def test_a_push_drops_the_pull_request_from_the_queue(
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ("query { ", "Unexpected end of document"),
-        ("{ viewer { login } }", "Field 'viewer' doesn't exist on type 'Query'"),
-        ('{ user(login: "ada") }', "Field must have selections"),
-        ("{ ...Me } fragment Me on Query { viewer { id } }", "does not support fragments"),
-        ('query($u: String!) { user(login: "ada") { id } }', "Variable $u is declared"),
-        ("query($u: String) { user(login: $u) { id } }", "Nullability mismatch on variable $u"),
-        ("query($u: Strin!) { user(login: $u) { id } }", "Strin isn't a defined input type"),
-        ("subscription { user }", "does not support subscriptions"),
+        ("query { ", "Syntax Error: Expected Name, found <EOF>."),
+        ("{ nonsense }", "Cannot query field 'nonsense' on type 'Query'."),
+        ("{ viewer { login } }", "Field 'viewer' on type 'Query' is in GitHub's schema but"),
+        ("{ ...Me } fragment Me on Query { viewer { id } }", "the GitHub stand-in does not"),
+        ('{ user(login: "ada") }', "Field 'user' of type 'User' must have a selection"),
+        ('query($u: String!) { user(login: "ada") { id } }', "Variable '$u' is never used."),
+        ("query($u: String) { user(login: $u) { id } }", "used in position expecting type"),
+        ("query($u: Strin!) { user(login: $u) { id } }", "Unknown type 'Strin'."),
+        ("subscription { user }", "The subscription operation is not supported"),
     ],
 )
 def test_the_stand_in_refuses_what_it_does_not_understand_with_a_graphql_error(
@@ -548,7 +577,7 @@ def test_invalid_variables_are_refused_before_anything_runs(
         "a1": {"labelableId": node_id, "labelId": ["x"]},
     }
 
-    with pytest.raises(GitHubError, match=r"Variable \$a1 of type AddLabelsToLabelableInput!"):
+    with pytest.raises(GitHubError, match=r"Variable '\$a1' has invalid value"):
         client.graphql(document, variables)
 
     assert standin.comments(REPO, number) == []
@@ -580,3 +609,178 @@ def test_graphql_needs_a_token_and_counts_its_own_rate_limit(standin: GitHubStan
         "/graphql",
         {"query": document},
     )
+
+
+#: A document the client never sends, valid on GitHub's schema and on the served part:
+#: named operations, fragments, inline fragments, aliases, literals, ``__typename``.
+ANY_VALID = """
+query Other { user(login: "nobody") { id } }
+query Picture($owner: String!, $name: String!) {
+  ...Repo
+  me: user(login: "ada") { __typename login }
+}
+fragment Repo on Query {
+  repository(owner: $owner, name: $name) {
+    ... on Repository { nameWithOwner }
+    ready: label(name: "READY") { name color }
+    pullRequest(number: 2) {
+      headRefName
+      commits(last: 1) {
+        totalCount
+        nodes { commit { oid checkSuites(first: 5) { nodes { app { slug } conclusion } } } }
+      }
+    }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("published", [SCHEMA_JSON, None], ids=["published", "served"])
+def test_any_valid_document_on_the_served_fields_runs(published: Any) -> None:
+    with GitHubStandIn(graphql_schema=published) as standin:
+        standin.add_issue(REPO, "task", ["ready"], assignees=["ada"])
+        pr, sha = standin.open_pull(REPO, "feature", "Fixes #1")
+        standin.report_checks(REPO, sha, "success", app="github-actions")
+        answer = httpx.post(
+            f"{standin.url}/graphql",
+            json={
+                "query": ANY_VALID,
+                "operationName": "Picture",
+                "variables": {"owner": "octo", "name": "widgets"},
+            },
+            headers={"authorization": f"token {standin.token}"},
+        ).json()
+
+    color = answer["data"]["repository"]["ready"].pop("color")
+    assert re.fullmatch(r"[0-9a-f]{6}", color)
+    assert pr == 2
+    assert answer == {
+        "data": {
+            "repository": {
+                "nameWithOwner": REPO,
+                "ready": {"name": "ready"},
+                "pullRequest": {
+                    "headRefName": "feature",
+                    "commits": {
+                        "totalCount": 1,
+                        "nodes": [
+                            {
+                                "commit": {
+                                    "oid": sha,
+                                    "checkSuites": {
+                                        "nodes": [
+                                            {
+                                                "app": {"slug": "github-actions"},
+                                                "conclusion": "SUCCESS",
+                                            }
+                                        ]
+                                    },
+                                }
+                            }
+                        ],
+                    },
+                },
+            },
+            "me": {"__typename": "User", "login": "ada"},
+        }
+    }
+
+
+#: Pieces of GraphQL documents to draw from: the served fields, syntax, wrong things.
+_PIECES = [
+    "query",
+    "mutation",
+    "subscription",
+    "fragment",
+    "on",
+    "{",
+    "}",
+    "(",
+    ")",
+    ":",
+    "$v",
+    "...",
+    "@skip(if: true)",
+    "!",
+    "[",
+    "]",
+    "=",
+    '"x"',
+    "1",
+    "-2.5e3",
+    "null",
+    "true",
+    "repository",
+    "owner",
+    "name",
+    "label",
+    "pullRequest",
+    "number",
+    "commits",
+    "first",
+    "last",
+    "nodes",
+    "commit",
+    "checkSuites",
+    "checkRuns",
+    "status",
+    "user",
+    "login",
+    "id",
+    "addComment",
+    "input",
+    "closeIssue",
+    "clientMutationId",
+    "__typename",
+    "viewer",
+    "String!",
+    "Int",
+    "ID!",
+    "AddCommentInput!",
+    "#",
+    "\\u0000",
+    '"""',
+    "\n",
+]
+
+
+@settings(max_examples=300)
+@given(
+    pieces=st.lists(st.sampled_from(_PIECES), max_size=40),
+    variables=st.dictionaries(
+        st.sampled_from(["v", "owner", "input"]),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+            ),
+            max_leaves=6,
+        ),
+    ),
+)
+def test_no_document_crashes_the_graphql_endpoint(
+    endpoint: tuple[GitHubStandIn, httpx.Client], pieces: list[str], variables: dict[str, Any]
+) -> None:
+    """Whatever arrives: HTTP 200 and GitHub's shape, and a refused document changes nothing."""
+    standin, http = endpoint
+    before = standin.comments(REPO, 1)
+    response = http.post("/graphql", json={"query": " ".join(pieces), "variables": variables})
+
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert set(answer) <= {"data", "errors"} and answer
+    for error in answer.get("errors", []):
+        assert isinstance(error["message"], str) and error["message"]
+    if "data" not in answer:
+        assert standin.comments(REPO, 1) == before
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[tuple[GitHubStandIn, httpx.Client]]:
+    """One stand-in for every drawn document (one issue to comment on)."""
+    with GitHubStandIn() as running:
+        running.add_issue(REPO, "target")
+        headers = {"authorization": f"token {running.token}"}
+        with httpx.Client(base_url=running.url, headers=headers) as http:
+            yield running, http

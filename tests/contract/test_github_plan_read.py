@@ -149,8 +149,11 @@ def test_a_cursor_the_stand_in_never_served_is_refused(standin: GitHubStandIn) -
         },
         headers={"authorization": f"token {standin.token}"},
     ).json()
-    assert answer["data"]["repository"]["issues"] is None
-    assert answer["errors"][0]["type"] == "INVALID_CURSOR_ARGUMENTS"
+    # ``issues`` is non-null (``IssueConnection!``): as the GraphQL spec says, its failure
+    # nulls the nearest nullable parent, the repository
+    assert answer["data"] == {"repository": None}
+    [error] = answer["errors"]
+    assert (error["type"], error["path"]) == ("INVALID_CURSOR_ARGUMENTS", ["repository", "issues"])
 
 
 def test_the_checks_read_says_whether_a_pull_request_is_still_queued(

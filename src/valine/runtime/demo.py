@@ -46,7 +46,14 @@ def main() -> int:
     from nacl.signing import SigningKey
 
     from valine.testing.discord_standin import DiscordStandIn
-    from valine.testing.github import GitHubStandIn
+
+    try:
+        from valine.testing.github import GitHubStandIn
+    except ImportError as missing:  # graphql-core: a development extra (make demo has it)
+        raise SystemExit(
+            f"valine demo: the GitHub stand-in needs {missing.name}, a development extra: "
+            "`make demo` installs it (pip install -c constraints.txt -e '.[dev]')"
+        ) from None
 
     with (
         tempfile.TemporaryDirectory(prefix="valine-demo-") as workdir,
@@ -54,6 +61,11 @@ def main() -> int:
         DiscordStandIn() as discord,
     ):
         github.add_repo(REPO)
+        if github.graphql_schema.source != "published":
+            _say(
+                "GitHub stand-in: GraphQL checked against the part of GitHub's schema it "
+                "serves (GitHub's published schema is not installed; `make material` adds it)."
+            )
         demo = Demo(Path(workdir), github, discord, SigningKey.generate())
         try:
             demo.start_service()

@@ -15,21 +15,24 @@ assignees, commenters; ``[bot]`` logins are not users) and those added with
 :meth:`~valine.testing.github.state.GitHubState.add_user`. The error messages for
 enqueueing are the stand-in's own wording where GitHub's is not documented.
 
-Documents are parsed with :mod:`re` and a small recursive-descent parser; anything else
-(fragments, directives, literal objects, fields or types outside that subset) is
-answered with a GraphQL error, never a 500.
+Documents are validated and executed by graphql-core on GitHub's published schema when
+``make material`` has installed it, else on the served part (:mod:`.schema`); every
+field resolves through :meth:`GraphQLAPI._gql_resolve` over the stand-in's state.
+Anything that is not a valid document (syntax, unknown fields, wrong variables, a field
+GitHub has and the stand-in does not serve) gets a GraphQL error and nothing runs.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from graphql import GraphQLError, GraphQLResolveInfo, execute
+
+from valine.testing.github.schema import Schemas
 from valine.testing.github.state import (
     _APP_NAMES,
     HEAD_MOVED_MESSAGE,
@@ -142,30 +145,17 @@ def _cursor_position(cursor: Any) -> int:
     return int(match.group(1))
 
 
-class _GraphQLError(Exception):
-    """A document GitHub would refuse as a whole (syntax, validation, variables)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        at: _Token | _Selection | None = None,
-        extensions: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = None if at is None else at.line
-        self.column = None if at is None else at.column
-        self.extensions = extensions
-
-    def as_json(self) -> dict[str, Any]:
-        """The ``errors`` entry GitHub would send."""
-        entry: dict[str, Any] = {"message": self.message}
-        if self.line is not None:
-            entry["locations"] = [{"line": self.line, "column": self.column}]
-        if self.extensions:
-            entry["extensions"] = self.extensions
-        return entry
+def _error_entry(error: GraphQLError) -> dict[str, Any]:
+    """GitHub's ``errors`` entry: a failed field's ``type`` first, as GitHub sends it."""
+    failure = error.original_error
+    if isinstance(failure, _FieldError):
+        return {
+            "type": failure.type,
+            "path": error.path,
+            "locations": error.formatted.get("locations", []),
+            "message": failure.message,
+        }
+    return dict(error.formatted)
 
 
 class _FieldError(Exception):
@@ -177,328 +167,6 @@ class _FieldError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class _Token:
-    kind: str  # "punct", "name", "number", "string" or "eof"
-    text: str
-    line: int
-    column: int
-
-
-@dataclass(frozen=True)
-class _Variable:
-    """A ``$name`` reference in an argument."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class _Selection:
-    """One field of a selection set: ``alias: name(arguments) { selections }``."""
-
-    alias: str | None
-    name: str
-    arguments: dict[str, Any]
-    selections: tuple[_Selection, ...] | None
-    line: int
-    column: int
-
-    @property
-    def key(self) -> str:
-        """The key of the field in the answer."""
-        return self.alias or self.name
-
-
-@dataclass(frozen=True)
-class _Operation:
-    """The one operation of a document."""
-
-    kind: str  # "query" or "mutation"
-    variables: dict[str, str]  # name -> declared type, e.g. "[ID!]!"
-    selections: tuple[_Selection, ...]
-
-
-_GQL_TOKEN = re.compile(
-    r"(?P<skip>[\s,\ufeff]+|#[^\n\r]*)"
-    r"|(?P<spread>\.\.\.)"
-    r"|(?P<punct>[!$&()\[\]{}:=@|])"
-    r"|(?P<name>[_A-Za-z][_0-9A-Za-z]*)"
-    r"|(?P<number>-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
-    r'|(?P<block>""")'
-    r'|(?P<string>"(?:[^"\\\n\r]|\\(?:["\\/bfnrt]|u[0-9A-Fa-f]{4}))*")'
-)
-
-
-def _unsupported(what: str, token: _Token) -> _GraphQLError:
-    return _GraphQLError(
-        f"The GitHub stand-in does not support {what}",
-        at=token,
-    )
-
-
-def _tokenize(source: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    position, line, line_start = 0, 1, 0
-    while position < len(source):
-        match = _GQL_TOKEN.match(source, position)
-        column = position - line_start + 1
-        if match is None:
-            where = _Token("unknown", source[position], line, column)
-            raise _GraphQLError(f'Parse error on "{where.text}" at [{line}, {column}]', at=where)
-        kind = match.lastgroup or "skip"
-        text = match.group()
-        if kind == "spread":
-            raise _unsupported("fragments", _Token(kind, text, line, column))
-        if kind == "block":
-            raise _unsupported("block strings", _Token(kind, text, line, column))
-        if kind != "skip":
-            tokens.append(_Token(kind, text, line, column))
-        for newline in re.finditer(r"\r\n|[\n\r]", text):
-            line, line_start = line + 1, position + newline.end()
-        position = match.end()
-    column = position - line_start + 1
-    tokens.append(_Token("eof", "", line, column))
-    return tokens
-
-
-class _Parser:
-    """Recursive descent over the tokens of one executable document (no fragments)."""
-
-    def __init__(self, source: str) -> None:
-        self.tokens = _tokenize(source)
-        self.index = 0
-
-    def peek(self, text: str | None = None) -> bool:
-        token = self.tokens[self.index]
-        return token.kind != "eof" and (text is None or token.text == text)
-
-    def take(self, kind: str | None = None, text: str | None = None) -> _Token:
-        token = self.tokens[self.index]
-        if token.kind == "eof":
-            raise _GraphQLError("Unexpected end of document", at=token)
-        if (kind is not None and token.kind != kind) or (text is not None and token.text != text):
-            raise _GraphQLError(
-                f'Parse error on "{token.text}" ({token.kind.upper()}) '
-                f"at [{token.line}, {token.column}]",
-                at=token,
-            )
-        self.index += 1
-        return token
-
-    def document(self) -> _Operation:
-        operation = self.operation()
-        token = self.tokens[self.index]
-        if token.kind != "eof":
-            if token.text in ("query", "mutation", "subscription", "fragment", "{"):
-                raise _unsupported("documents with several definitions", token)
-            self.take("eof")
-        return operation
-
-    def operation(self) -> _Operation:
-        token = self.tokens[self.index]
-        variables: dict[str, str] = {}
-        if token.text == "{":
-            kind = "query"
-        elif token.kind == "name" and token.text in ("query", "mutation"):
-            kind = self.take().text
-            if self.tokens[self.index].kind == "name":
-                self.take("name")  # the operation's name
-            if self.peek("("):
-                variables = self.variable_definitions()
-            if self.peek("@"):
-                raise _unsupported("directives", self.tokens[self.index])
-        elif token.text in ("subscription", "fragment"):
-            raise _unsupported(f"{token.text}s", token)
-        else:
-            self.take("punct", "{")
-            raise AssertionError("unreachable")  # take() raised
-        return _Operation(kind, variables, self.selection_set())
-
-    def variable_definitions(self) -> dict[str, str]:
-        self.take("punct", "(")
-        variables: dict[str, str] = {}
-        while True:
-            dollar = self.take("punct", "$")
-            name = self.take("name").text
-            self.take("punct", ":")
-            type_text = self.type_reference()
-            if self.peek("="):
-                raise _unsupported("default values", self.tokens[self.index])
-            if self.peek("@"):
-                raise _unsupported("directives", self.tokens[self.index])
-            if name in variables:
-                raise _GraphQLError(
-                    f'There can be only one variable named "{name}"',
-                    at=dollar,
-                )
-            variables[name] = type_text
-            if self.peek(")"):
-                break
-        self.take("punct", ")")
-        return variables
-
-    def type_reference(self) -> str:
-        if self.peek("["):
-            self.take()
-            text = f"[{self.type_reference()}]"
-            self.take("punct", "]")
-        else:
-            text = self.take("name").text
-        if self.peek("!"):
-            self.take()
-            text += "!"
-        return text
-
-    def selection_set(self) -> tuple[_Selection, ...]:
-        self.take("punct", "{")
-        selections = [self.selection()]
-        while not self.peek("}"):
-            selections.append(self.selection())
-        self.take("punct", "}")
-        return tuple(selections)
-
-    def selection(self) -> _Selection:
-        first = self.take("name")
-        alias, name = None, first.text
-        if self.peek(":"):
-            self.take()
-            alias, name = first.text, self.take("name").text
-        arguments: dict[str, Any] = {}
-        if self.peek("("):
-            self.take()
-            while True:
-                argument = self.take("name")
-                self.take("punct", ":")
-                if argument.text in arguments:
-                    raise _GraphQLError(
-                        f'There can be only one argument named "{argument.text}"',
-                        at=argument,
-                    )
-                arguments[argument.text] = self.value()
-                if self.peek(")"):
-                    break
-            self.take("punct", ")")
-        if self.peek("@"):
-            raise _unsupported("directives", self.tokens[self.index])
-        selections = self.selection_set() if self.peek("{") else None
-        return _Selection(alias, name, arguments, selections, first.line, first.column)
-
-    def value(self) -> Any:
-        token = self.tokens[self.index]
-        if token.text == "$":
-            self.take()
-            return _Variable(self.take("name").text)
-        if token.kind == "string":
-            self.take()
-            return json.loads(token.text)
-        if token.kind == "number":
-            self.take()
-            return float(token.text) if any(c in token.text for c in ".eE") else int(token.text)
-        if token.kind == "name" and token.text in ("true", "false", "null"):
-            self.take()
-            return {"true": True, "false": False, "null": None}[token.text]
-        if token.text in ("[", "{") or token.kind == "name":
-            raise _unsupported("literal lists, objects and enums (pass them as variables)", token)
-        self.take("name")
-        raise AssertionError("unreachable")  # take() raised
-
-
-#: Input object types: field -> type, as in GitHub's schema (``@octokit/graphql-schema``'s
-#: ``schema.json``, which its ``validate`` uses; the contract tests compare the two).
-_GQL_INPUTS: dict[str, dict[str, str]] = {
-    "CheckRunFilter": {
-        "checkType": "CheckRunType",
-        "appId": "Int",
-        "checkName": "String",
-        "status": "CheckStatusState",
-        "statuses": "[CheckStatusState!]",
-        "conclusions": "[CheckConclusionState!]",
-    },
-    "CheckSuiteFilter": {"appId": "Int", "checkName": "String"},
-    "IssueOrder": {"field": "IssueOrderField!", "direction": "OrderDirection!"},
-    "AddLabelsToLabelableInput": {
-        "clientMutationId": "String",
-        "labelIds": "[ID!]!",
-        "labelableId": "ID!",
-    },
-    "RemoveLabelsFromLabelableInput": {
-        "clientMutationId": "String",
-        "labelIds": "[ID!]!",
-        "labelableId": "ID!",
-    },
-    "AddCommentInput": {"body": "String!", "clientMutationId": "String", "subjectId": "ID!"},
-    "AddAssigneesToAssignableInput": {
-        "assignableId": "ID!",
-        "assigneeIds": "[ID!]!",
-        "clientMutationId": "String",
-    },
-    "CloseIssueInput": {
-        "clientMutationId": "String",
-        "issueId": "ID!",
-        "stateReason": "IssueClosedStateReason",
-    },
-    "CreateLabelInput": {
-        "clientMutationId": "String",
-        "color": "String!",
-        "description": "String",
-        "name": "String!",
-        "repositoryId": "ID!",
-    },
-    "EnqueuePullRequestInput": {
-        "clientMutationId": "String",
-        "expectedHeadOid": "GitObjectID",
-        "jump": "Boolean",
-        "pullRequestId": "ID!",
-    },
-}
-
-
-_GQL_ENUMS: dict[str, tuple[str, ...]] = {
-    "IssueState": ("OPEN", "CLOSED"),
-    "PullRequestState": ("OPEN", "CLOSED", "MERGED"),
-    "IssueOrderField": ("CREATED_AT", "UPDATED_AT", "COMMENTS"),
-    "OrderDirection": ("ASC", "DESC"),
-    "CheckRunType": ("ALL", "LATEST"),
-    "CheckStatusState": ("REQUESTED", "QUEUED", "IN_PROGRESS", "COMPLETED", "WAITING", "PENDING"),
-    "CheckConclusionState": (
-        "ACTION_REQUIRED",
-        "TIMED_OUT",
-        "CANCELLED",
-        "FAILURE",
-        "SUCCESS",
-        "NEUTRAL",
-        "SKIPPED",
-        "STARTUP_FAILURE",
-        "STALE",
-    ),
-    "StatusState": ("EXPECTED", "ERROR", "FAILURE", "PENDING", "SUCCESS"),
-    "CommentAuthorAssociation": (
-        "MEMBER",
-        "OWNER",
-        "MANNEQUIN",
-        "COLLABORATOR",
-        "CONTRIBUTOR",
-        "FIRST_TIME_CONTRIBUTOR",
-        "FIRST_TIMER",
-        "NONE",
-    ),
-    "IssueClosedStateReason": ("COMPLETED", "NOT_PLANNED"),
-    "MergeQueueEntryState": (
-        "AWAITING_CHECKS",
-        "LOCKED",
-        "MERGEABLE",
-        "QUEUED",
-        "UNMERGEABLE",
-    ),
-}
-
-
-_GQL_SCALARS = frozenset({"Boolean", "DateTime", "GitObjectID", "ID", "Int", "String", "URI"})
-
-
-_PAGE = {"after": "String", "before": "String", "first": "Int", "last": "Int"}
-
-
 #: Connection fields the stand-in cuts with ``first`` / ``last``.
 _GQL_CONNECTIONS = frozenset(
     {
@@ -508,363 +176,18 @@ _GQL_CONNECTIONS = frozenset(
         ("Issue", "labels"),
     }
 )
-_PAYLOAD: dict[str, tuple[str, dict[str, str]]] = {"clientMutationId": ("String", {})}
-
-
-#: Output object types: field -> (type, arguments). A subset of GitHub's schema.
-_GQL_OBJECTS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
-    "Query": {
-        "repository": (
-            "Repository",
-            {"owner": "String!", "name": "String!", "followRenames": "Boolean"},
-        ),
-        "user": ("User", {"login": "String!"}),
-    },
-    "Mutation": {
-        "addLabelsToLabelable": (
-            "AddLabelsToLabelablePayload",
-            {"input": "AddLabelsToLabelableInput!"},
-        ),
-        "removeLabelsFromLabelable": (
-            "RemoveLabelsFromLabelablePayload",
-            {"input": "RemoveLabelsFromLabelableInput!"},
-        ),
-        "addComment": ("AddCommentPayload", {"input": "AddCommentInput!"}),
-        "addAssigneesToAssignable": (
-            "AddAssigneesToAssignablePayload",
-            {"input": "AddAssigneesToAssignableInput!"},
-        ),
-        "closeIssue": ("CloseIssuePayload", {"input": "CloseIssueInput!"}),
-        "createLabel": ("CreateLabelPayload", {"input": "CreateLabelInput!"}),
-        "enqueuePullRequest": ("EnqueuePullRequestPayload", {"input": "EnqueuePullRequestInput!"}),
-    },
-    "Repository": {
-        "id": ("ID!", {}),
-        "name": ("String!", {}),
-        "nameWithOwner": ("String!", {}),
-        "label": ("Label", {"name": "String!"}),
-        "pullRequest": ("PullRequest", {"number": "Int!"}),
-        "issues": (
-            "IssueConnection!",
-            {
-                **_PAGE,
-                "orderBy": "IssueOrder",
-                "labels": "[String!]",
-                "states": "[IssueState!]",
-                "filterBy": "IssueFilters",
-            },
-        ),
-    },
-    "IssueConnection": {
-        "nodes": ("[Issue]", {}),
-        "totalCount": ("Int!", {}),
-        "pageInfo": ("PageInfo!", {}),
-    },
-    "Issue": {
-        "id": ("ID!", {}),
-        "number": ("Int!", {}),
-        "title": ("String!", {}),
-        "url": ("URI!", {}),
-        "createdAt": ("DateTime!", {}),
-        "state": ("IssueState!", {}),
-        "milestone": ("Milestone", {}),
-        "labels": ("LabelConnection", {**_PAGE, "orderBy": "LabelOrder"}),
-    },
-    "Milestone": {"title": ("String!", {}), "dueOn": ("DateTime", {})},
-    "LabelConnection": {
-        "nodes": ("[Label]", {}),
-        "totalCount": ("Int!", {}),
-        "pageInfo": ("PageInfo!", {}),
-    },
-    "PullRequest": {
-        "number": ("Int!", {}),
-        "headRefOid": ("GitObjectID!", {}),
-        "headRefName": ("String!", {}),
-        "isCrossRepository": ("Boolean!", {}),
-        "authorAssociation": ("CommentAuthorAssociation!", {}),
-        "state": ("PullRequestState!", {}),
-        "merged": ("Boolean!", {}),
-        "mergeQueueEntry": ("MergeQueueEntry", {}),
-        "commits": ("PullRequestCommitConnection!", _PAGE),
-    },
-    "PullRequestCommitConnection": {
-        "nodes": ("[PullRequestCommit]", {}),
-        "totalCount": ("Int!", {}),
-        "pageInfo": ("PageInfo!", {}),
-    },
-    "PullRequestCommit": {"commit": ("Commit!", {})},
-    "Commit": {
-        "oid": ("GitObjectID!", {}),
-        "checkSuites": ("CheckSuiteConnection", {**_PAGE, "filterBy": "CheckSuiteFilter"}),
-        "status": ("Status", {}),
-    },
-    "CheckSuiteConnection": {
-        "nodes": ("[CheckSuite]", {}),
-        "totalCount": ("Int!", {}),
-        "pageInfo": ("PageInfo!", {}),
-    },
-    "CheckSuite": {
-        "status": ("CheckStatusState!", {}),
-        "conclusion": ("CheckConclusionState", {}),
-        "app": ("App", {}),
-        "url": ("URI!", {}),
-        "checkRuns": ("CheckRunConnection", {**_PAGE, "filterBy": "CheckRunFilter"}),
-    },
-    "App": {"name": ("String!", {}), "slug": ("String!", {})},
-    "CheckRunConnection": {
-        "nodes": ("[CheckRun]", {}),
-        "totalCount": ("Int!", {}),
-        "pageInfo": ("PageInfo!", {}),
-    },
-    "CheckRun": {
-        "name": ("String!", {}),
-        "status": ("CheckStatusState!", {}),
-        "conclusion": ("CheckConclusionState", {}),
-        "detailsUrl": ("URI", {}),
-        "url": ("URI!", {}),
-    },
-    "Status": {"state": ("StatusState!", {}), "contexts": ("[StatusContext!]!", {})},
-    "StatusContext": {
-        "context": ("String!", {}),
-        "state": ("StatusState!", {}),
-        "targetUrl": ("URI", {}),
-    },
-    "PageInfo": {
-        "hasNextPage": ("Boolean!", {}),
-        "hasPreviousPage": ("Boolean!", {}),
-        "startCursor": ("String", {}),
-        "endCursor": ("String", {}),
-    },
-    "Label": {
-        "id": ("ID!", {}),
-        "name": ("String!", {}),
-        "color": ("String!", {}),
-        "description": ("String", {}),
-    },
-    "User": {"id": ("ID!", {}), "login": ("String!", {})},
-    "MergeQueueEntry": {
-        "id": ("ID!", {}),
-        "position": ("Int!", {}),
-        "state": ("MergeQueueEntryState!", {}),
-        "enqueuedAt": ("DateTime!", {}),
-    },
-    "AddLabelsToLabelablePayload": _PAYLOAD,
-    "RemoveLabelsFromLabelablePayload": _PAYLOAD,
-    "AddCommentPayload": _PAYLOAD,
-    "AddAssigneesToAssignablePayload": _PAYLOAD,
-    "CloseIssuePayload": _PAYLOAD,
-    "CreateLabelPayload": {**_PAYLOAD, "label": ("Label", {})},
-    "EnqueuePullRequestPayload": {**_PAYLOAD, "mergeQueueEntry": ("MergeQueueEntry", {})},
-}
-
-
-def _named_type(type_text: str) -> str:
-    return type_text.strip("[]!")
-
-
-def _parse_graphql(document: str) -> _Operation:
-    """The operation of ``document``, validated against the served subset of the schema."""
-    operation = _Parser(document).document()
-    for name, type_text in operation.variables.items():
-        if _named_type(type_text) not in {*_GQL_INPUTS, *_GQL_SCALARS, *_GQL_ENUMS}:
-            raise _GraphQLError(f"{_named_type(type_text)} isn't a defined input type (on ${name})")
-    used: set[str] = set()
-    root = "Mutation" if operation.kind == "mutation" else "Query"
-    _check_selections(root, operation.selections, operation, used)
-    for name in operation.variables:
-        if name not in used:
-            raise _GraphQLError(
-                f"Variable ${name} is declared by anonymous {operation.kind} but not used"
-            )
-    return operation
-
-
-def _check_selections(
-    type_name: str, selections: Sequence[_Selection], operation: _Operation, used: set[str]
-) -> None:
-    """Raise the first validation error of ``selections`` on ``type_name``."""
-    seen: dict[str, _Selection] = {}
-    for selection in selections:
-        earlier = seen.setdefault(selection.key, selection)
-        if earlier is not selection and (
-            earlier.name != selection.name or earlier.arguments != selection.arguments
-        ):
-            raise _GraphQLError(
-                f"Field '{selection.key}' has an argument conflict or returns different fields",
-                at=selection,
-            )
-        parameters: dict[str, str]
-        if selection.name == "__typename":
-            field_type, parameters = "String!", {}
-        elif selection.name in _GQL_OBJECTS[type_name]:
-            field_type, parameters = _GQL_OBJECTS[type_name][selection.name]
-        else:
-            raise _GraphQLError(
-                f"Field '{selection.name}' doesn't exist on type '{type_name}'",
-                extensions={
-                    "code": "undefinedField",
-                    "typeName": type_name,
-                    "fieldName": selection.name,
-                },
-                at=selection,
-            )
-        for argument, value in selection.arguments.items():
-            if argument not in parameters:
-                raise _GraphQLError(
-                    f"Field '{selection.name}' doesn't accept argument '{argument}'", at=selection
-                )
-            _check_argument(
-                selection, argument, value, parameters[argument], operation=operation, used=used
-            )
-        missing = [
-            a for a, t in parameters.items() if t.endswith("!") and a not in selection.arguments
-        ]
-        if missing:
-            raise _GraphQLError(
-                f"Field '{selection.name}' is missing required arguments: {', '.join(missing)}",
-                at=selection,
-            )
-        target = _named_type(field_type)
-        if target in _GQL_OBJECTS:
-            if selection.selections is None:
-                raise _GraphQLError(
-                    f"Field must have selections (field '{selection.name}' returns {target} "
-                    f"but has no selections. Did you mean '{selection.name} {{ ... }}'?)",
-                    at=selection,
-                )
-            _check_selections(target, selection.selections, operation, used)
-        elif selection.selections is not None:
-            raise _GraphQLError(
-                f"Selections can't be made on scalars (field '{selection.name}' returns "
-                f"{target} but has selections)",
-                at=selection,
-            )
-
-
-def _check_argument(
-    selection: _Selection,
-    argument: str,
-    value: Any,
-    expected: str,
-    *,
-    operation: _Operation,
-    used: set[str],
-) -> None:
-    """Raise if ``value`` cannot be passed as ``argument`` of type ``expected``."""
-    if isinstance(value, _Variable):
-        declared = operation.variables.get(value.name)
-        if declared is None:
-            raise _GraphQLError(
-                f"Variable ${value.name} is used by anonymous {operation.kind} but not declared",
-                at=selection,
-            )
-        used.add(value.name)
-        if declared.rstrip("!") != expected.rstrip("!"):
-            raise _GraphQLError(
-                f"Type mismatch on variable ${value.name} and argument {argument} "
-                f"({declared} / {expected})",
-                at=selection,
-            )
-        if expected.endswith("!") and not declared.endswith("!"):
-            raise _GraphQLError(
-                f"Nullability mismatch on variable ${value.name} and argument {argument} "
-                f"({declared} / {expected})",
-                at=selection,
-            )
-        return
-    problems = _coerce_problems(value, expected, [])
-    if problems:
-        raise _GraphQLError(
-            f"Argument '{argument}' on Field '{selection.name}' has an invalid value "
-            f"({json.dumps(value)}). Expected type '{expected}'.",
-            at=selection,
-        )
-
-
-def _coerce_problems(value: Any, type_text: str, path: list[str | int]) -> list[dict[str, Any]]:
-    """Why ``value`` is not a valid input of type ``type_text`` (empty if it is)."""
-    if type_text.endswith("!") and value is None:
-        return [{"path": path, "explanation": "Expected value to not be null"}]
-    type_text = type_text.removesuffix("!")
-    if value is None:
-        return []
-    if type_text.startswith("["):
-        items = value if isinstance(value, list) else [value]  # a single value is a list of one
-        return [
-            problem
-            for i, item in enumerate(items)
-            for problem in _coerce_problems(item, type_text[1:-1], [*path, i])
-        ]
-    if type_text in _GQL_INPUTS:
-        return _input_object_problems(value, type_text, path)
-    return _leaf_problems(value, type_text, path)
-
-
-def _input_object_problems(
-    value: Any, type_text: str, path: list[str | int]
-) -> list[dict[str, Any]]:
-    """Why ``value`` is not a valid input object of type ``type_text``."""
-    fields = _GQL_INPUTS[type_text]
-    if not isinstance(value, dict):
-        explanation = f"Expected {json.dumps(value)} to be a key-value object"
-        return [{"path": path, "explanation": explanation}]
-    problems = [
-        {"path": [*path, key], "explanation": f"Field is not defined on {type_text}"}
-        for key in value
-        if key not in fields
-    ]
-    for key, field_type in fields.items():
-        problems += _coerce_problems(value.get(key), field_type, [*path, key])
-    return problems
-
-
-def _leaf_problems(value: Any, type_text: str, path: list[str | int]) -> list[dict[str, Any]]:
-    """Why ``value`` is not a valid enum value or scalar of type ``type_text``."""
-    if type_text in _GQL_ENUMS:
-        valid = value in _GQL_ENUMS[type_text]
-        choices = ", ".join(_GQL_ENUMS[type_text])
-        explanation = f"Expected {json.dumps(value)} to be one of: {choices}"
-    else:
-        number = isinstance(value, int) and not isinstance(value, bool)
-        valid = {
-            "String": isinstance(value, str),
-            "GitObjectID": isinstance(value, str),
-            "DateTime": isinstance(value, str),
-            "ID": isinstance(value, str) or number,
-            "Int": number,
-            "Boolean": isinstance(value, bool),
-        }[type_text]
-        explanation = f"Could not coerce value {json.dumps(value)} to {type_text}"
-    return [] if valid else [{"path": path, "explanation": explanation}]
-
-
-def _coerce_variables(operation: _Operation, values: Mapping[str, Any]) -> dict[str, Any]:
-    """The declared variables' values; raise GitHub's error for the first invalid one."""
-    coerced: dict[str, Any] = {}
-    for name, type_text in operation.variables.items():
-        value = values.get(name)
-        problems = _coerce_problems(value, type_text, [])
-        if problems:
-            message = f"Variable ${name} of type {type_text} was provided invalid value"
-            details = [
-                f"{'.'.join(str(p) for p in problem['path'])} ({problem['explanation']})"
-                for problem in problems
-                if problem["path"]
-            ]
-            if details:
-                message += " for " + ", ".join(details)
-            raise _GraphQLError(message, extensions={"value": value, "problems": problems})
-        coerced[name] = value
-    return coerced
 
 
 class GraphQLAPI(GitHubState):
-    """``POST /graphql`` (called with the lock held): validate, then run field by field."""
+    """``POST /graphql`` (called with the lock held): validate, then execute on the state."""
+
+    #: The schema documents are validated and executed on (see :mod:`.schema`).
+    graphql_schema: Schemas
 
     def _graphql(
         self, _r: None, _params: dict[str, str], _query: Mapping[str, str], body: Json
     ) -> Answer:
-        """``POST /graphql``: validate the whole document, then run it field by field."""
+        """``POST /graphql``: validate the whole document, then execute it (graphql-core)."""
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
             return _error(400, "A query attribute must be specified and must be a string.")
         values = body.get("variables")
@@ -872,90 +195,28 @@ class GraphQLAPI(GitHubState):
             values = {}
         if not isinstance(values, dict):
             return _error(400, "Variables must be an object.")
-        try:
-            operation = _parse_graphql(body["query"])
-            variables = _coerce_variables(operation, values)
-        except _GraphQLError as refusal:
-            return 200, {"errors": [refusal.as_json()]}, {}
-        root = "Mutation" if operation.kind == "mutation" else "Query"
-        errors: list[dict[str, Any]] = []
-        data = self._gql_object(
-            root, None, operation.selections, path=[], variables=variables, errors=errors
+        operation = body.get("operationName")
+        document, refusals = self.graphql_schema.prepare(body["query"])
+        if document is None:
+            return 200, {"errors": refusals}, {}
+        result = execute(
+            self.graphql_schema.executable,
+            document,
+            variable_values=values,
+            operation_name=operation if isinstance(operation, str) else None,
+            field_resolver=self._gql_field,
         )
-        answer: dict[str, Any] = {"data": data}
-        if errors:
-            answer["errors"] = errors
+        assert not isinstance(result, Awaitable)  # every resolver is synchronous
+        answer: dict[str, Any] = {}
+        if result.data is not None:
+            answer["data"] = result.data
+        if result.errors:
+            answer["errors"] = [_error_entry(error) for error in result.errors]
         return 200, answer, {}
 
-    def _gql_object(
-        self,
-        type_name: str,
-        source: Any,
-        selections: Sequence[_Selection],
-        *,
-        path: list[str | int],
-        variables: Mapping[str, Any],
-        errors: list[dict[str, Any]],
-    ) -> dict[str, Any]:
-        """The selected fields of one object, in order (mutation fields run serially).
-
-        A field selected twice under one key (validation made sure they agree) runs once.
-        """
-        result: dict[str, Any] = {}
-        for selection in selections:
-            key = selection.key
-            if key in result:
-                continue
-            if selection.name == "__typename":
-                result[key] = type_name
-                continue
-            field_type, _ = _GQL_OBJECTS[type_name][selection.name]
-            arguments = {
-                name: variables.get(value.name) if isinstance(value, _Variable) else value
-                for name, value in selection.arguments.items()
-            }
-            try:
-                value = self._gql_resolve(type_name, selection.name, source, arguments)
-            except _FieldError as failure:
-                errors.append(
-                    {
-                        "type": failure.type,
-                        "path": [*path, key],
-                        "locations": [{"line": selection.line, "column": selection.column}],
-                        "message": failure.message,
-                    }
-                )
-                result[key] = None
-                continue
-            target = _named_type(field_type)
-            if value is None or target not in _GQL_OBJECTS:
-                result[key] = value
-            elif isinstance(value, list):
-                assert selection.selections is not None  # validated
-                result[key] = [
-                    None
-                    if item is None
-                    else self._gql_object(
-                        target,
-                        item,
-                        selection.selections,
-                        path=[*path, key, i],
-                        variables=variables,
-                        errors=errors,
-                    )
-                    for i, item in enumerate(value)
-                ]
-            else:
-                assert selection.selections is not None  # validated
-                result[key] = self._gql_object(
-                    target,
-                    value,
-                    selection.selections,
-                    path=[*path, key],
-                    variables=variables,
-                    errors=errors,
-                )
-        return result
+    def _gql_field(self, source: Any, info: GraphQLResolveInfo[Any], **arguments: Any) -> Any:
+        """graphql-core's resolver of every field: the stand-in's state behind it."""
+        return self._gql_resolve(info.parent_type.name, info.field_name, source, arguments)
 
     def _gql_resolve(
         self, type_name: str, field_name: str, source: Any, arguments: Mapping[str, Any]

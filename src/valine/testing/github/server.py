@@ -29,11 +29,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from valine.testing import faults as fault_kit
 from valine.testing.faults import FaultPlan, FaultRequest, Match, Phase
+from valine.testing.github import schema
 from valine.testing.github.graphql import (
     GRAPHQL_DOCS_URL,
     GraphQLAPI,
@@ -123,6 +125,9 @@ class GitHubStandIn(RestAPI, GraphQLAPI):
 
     ``clock`` drives timestamps, installation-token expiry and the rate-limit window;
     App JWTs are checked against the real time, as gidgethub signs them with it.
+    ``graphql_schema`` is GitHub's published schema (``schema.json`` of
+    ``@octokit/graphql-schema``) to validate GraphQL documents on; when it is None or
+    not there, the served part of it is used (:mod:`valine.testing.github.schema`).
     """
 
     def __init__(
@@ -135,8 +140,10 @@ class GitHubStandIn(RestAPI, GraphQLAPI):
         token_ttl: float = 3600.0,
         rate_limit: int = 5000,
         clock: Callable[[], float] = time.time,
+        graphql_schema: Path | None = schema.PUBLISHED_SCHEMA,
     ) -> None:
         super().__init__(clock=clock)
+        self.graphql_schema = schema.load(graphql_schema)
         self.token = token or "ghp_standin_" + secrets.token_hex(16)
         self.app_id = str(app_id)
         self.installation_id = int(installation_id)
