@@ -11,7 +11,9 @@ process (``python -c`` imports ``opener`` and calls it with ``url``), which the
 cross-process race test needs.
 
 The ``dynamodb`` factory runs the suite against DynamoDB Local (see ``tests/aws_local.py``;
-``make aws-local`` installs it).
+``make aws-local`` installs it); ``memory`` against the tests' in-memory store
+(:mod:`valine.testing.memory`), which lists in ``lacks`` the one promise it cannot make
+(another process opening the same store).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class StoreHandle:
     close: Callable[[], None]
     #: Extra environment for a child process (endpoints, fake credentials, ...).
     env: dict[str, str] = field(default_factory=dict)
+    #: Contract promises the adapter does not make: ``{promise: why}``.
+    lacks: dict[str, str] = field(default_factory=dict)
 
 
 StoreFactory = Callable[[Path], StoreHandle]
@@ -100,10 +104,25 @@ def _dynamodb_factory(tmp_path: Path) -> StoreHandle:
     )
 
 
+def _memory_factory(_tmp_path: Path) -> StoreHandle:
+    """The tests' in-memory store (valine.testing.memory): one process only."""
+    from valine.testing.memory import MemoryRunStore
+
+    store = MemoryRunStore()
+    return StoreHandle(
+        store=store,
+        url="memory:",
+        opener="",
+        close=store.close,
+        lacks={"processes": "it lives in one process's memory"},
+    )
+
+
 #: ``(id, factory)`` of every RunStore adapter the contract suite runs against.
 RUN_STORE_FACTORIES: list[tuple[str, StoreFactory]] = [
     ("sqlite", _sqlite_factory),
     ("dynamodb", _dynamodb_factory),
+    ("memory", _memory_factory),
 ]
 
 

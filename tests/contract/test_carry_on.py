@@ -17,19 +17,12 @@ from valine.core.models import Run, Task
 from valine.core.policy import Policy
 from valine.core.states import RunState, TaskState
 from valine.ports import RunStore
+from valine.testing.clock import ManualClock
 from valine.usecases import Orchestrator
 from valine.usecases.tracking import STALL_AFTER
 
 REPO = "octo/widgets"
 T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def now(self) -> float:
-        return self.t
 
 
 class RecordingQueue:
@@ -49,7 +42,7 @@ class RecordingQueue:
         return True
 
 
-def orchestrator(store: RunStore, queue: RecordingQueue, clock: Clock) -> Orchestrator:
+def orchestrator(store: RunStore, queue: RecordingQueue, clock: ManualClock) -> Orchestrator:
     return Orchestrator(
         repo=REPO,
         policy=Policy(),
@@ -74,7 +67,7 @@ def orchestrator(store: RunStore, queue: RecordingQueue, clock: Clock) -> Orches
 def test_a_run_waiting_on_its_own_job_gets_it_again(
     run_store: RunStore, state: RunState, kind: str
 ) -> None:
-    clock, queue = Clock(), RecordingQueue()
+    clock, queue = ManualClock(T0), RecordingQueue()
     task = Task(1, "Fix the gauge", state=TaskState.CHECKS_PASSED, since=T0)
     run_store.create_run(
         Run(run_id="r1", repo=REPO, created_at=T0, updated_at=T0, state=state, tasks=(task,))
@@ -93,7 +86,7 @@ def test_a_run_waiting_on_its_own_job_gets_it_again(
 
 
 def test_a_pending_task_of_an_executing_run_gets_its_dispatch_again(run_store: RunStore) -> None:
-    clock, queue = Clock(), RecordingQueue()
+    clock, queue = ManualClock(T0), RecordingQueue()
     tasks = (
         Task(1, "a", state=TaskState.PENDING, since=T0, retries=1),
         Task(2, "b", state=TaskState.CHECKS_PASSED, since=T0),

@@ -29,6 +29,7 @@ import pytest
 from valine.infra.sqlite import Database
 from valine.ports import Job, JobQueue
 from valine.queue.sqlite import QueueUnavailable, SqliteJobQueue
+from valine.testing.clock import ManualClock
 
 START = 1_700_000_000.0
 VT = 30.0  # visibility timeout used by most tests
@@ -68,22 +69,9 @@ def require(harness: QueueHarness, promise: str) -> None:
 QueueFactory = Callable[[Path, QueueConfig], QueueHarness]
 
 
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def sqlite_factory(tmp_path: Path, config: QueueConfig) -> QueueHarness:
     """The SQLite queue on a real file, with a fake clock shared by every reopened client."""
-    clock = FakeClock()
+    clock = ManualClock(START)
     path = tmp_path / "queue.db"
     databases: list[Database] = []
 
@@ -127,10 +115,27 @@ def sqs_factory(tmp_path: Path, config: QueueConfig) -> QueueHarness:
     )
 
 
+def memory_factory(_tmp_path: Path, config: QueueConfig) -> QueueHarness:
+    """The tests' in-memory queue (valine.testing.memory); reopening it is the same object."""
+    from valine.testing.memory import MemoryJobQueue
+
+    clock = ManualClock(START)
+    queue = MemoryJobQueue(
+        max_attempts=config.max_attempts,
+        base_backoff=config.base_backoff,
+        max_backoff=config.max_backoff,
+        dedupe_ttl=config.dedupe_ttl,
+        clock=clock,
+        rng=random.Random(config.seed),
+    )
+    return QueueHarness(queue, clock.advance, lambda: queue, queue.close, now=clock)
+
+
 # ---- Adapters under contract: add the factory of every new JobQueue adapter here. ----
 FACTORIES: dict[str, QueueFactory] = {
     "sqlite": sqlite_factory,
     "sqs": sqs_factory,
+    "memory": memory_factory,
 }
 
 
@@ -728,9 +733,9 @@ def test_state_survives_reopening(make_queue: Callable[..., QueueHarness]) -> No
 
 
 @pytest.fixture
-def sqlite_queue(tmp_path: Path) -> Iterator[tuple[SqliteJobQueue, FakeClock]]:
+def sqlite_queue(tmp_path: Path) -> Iterator[tuple[SqliteJobQueue, ManualClock]]:
     """A SQLite queue on a file, with its fake clock."""
-    clock = FakeClock()
+    clock = ManualClock(START)
     queue = SqliteJobQueue(
         Database(tmp_path / "valine.db"), clock=clock, rng=random.Random(7), dedupe_ttl=100
     )
@@ -752,7 +757,7 @@ def test_sqlite_from_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_sqlite_schema_is_idempotent_and_prefixed(
-    sqlite_queue: tuple[SqliteJobQueue, FakeClock],
+    sqlite_queue: tuple[SqliteJobQueue, ManualClock],
 ) -> None:
     queue, clock = sqlite_queue
     queue.enqueue("k", {"a": 1}, dedupe_key="d")
@@ -792,7 +797,7 @@ def test_sqlite_schema_is_idempotent_and_prefixed(
     ],
 )
 def test_sqlite_queries_use_indexes(
-    sqlite_queue: tuple[SqliteJobQueue, FakeClock], sql: str, params: tuple[Any, ...]
+    sqlite_queue: tuple[SqliteJobQueue, ManualClock], sql: str, params: tuple[Any, ...]
 ) -> None:
     queue, _ = sqlite_queue
     plan = " | ".join(
@@ -803,7 +808,7 @@ def test_sqlite_queries_use_indexes(
 
 
 def test_sqlite_dedupe_and_job_are_one_transaction(
-    sqlite_queue: tuple[SqliteJobQueue, FakeClock],
+    sqlite_queue: tuple[SqliteJobQueue, ManualClock],
 ) -> None:
     queue, _ = sqlite_queue
     conn = queue.db.connection()
@@ -821,7 +826,7 @@ def test_sqlite_dedupe_and_job_are_one_transaction(
 
 
 def test_sqlite_database_errors_become_domain_errors(
-    sqlite_queue: tuple[SqliteJobQueue, FakeClock],
+    sqlite_queue: tuple[SqliteJobQueue, ManualClock],
 ) -> None:
     queue, _ = sqlite_queue
     queue.db.connection().execute("DROP TABLE queue_jobs")
@@ -835,7 +840,7 @@ def _dedupe_rows(queue: SqliteJobQueue) -> int:
     return int(queue.db.connection().execute("SELECT count(*) FROM queue_dedupe").fetchone()[0])
 
 
-def test_sqlite_purge_expired(sqlite_queue: tuple[SqliteJobQueue, FakeClock]) -> None:
+def test_sqlite_purge_expired(sqlite_queue: tuple[SqliteJobQueue, ManualClock]) -> None:
     queue, clock = sqlite_queue  # dedupe_ttl = 100
     for i in range(5):
         queue.enqueue("k", {}, dedupe_key=f"old{i}")
@@ -850,7 +855,7 @@ def test_sqlite_purge_expired(sqlite_queue: tuple[SqliteJobQueue, FakeClock]) ->
 
 
 def test_sqlite_enqueue_purges_at_most_once_a_minute(
-    sqlite_queue: tuple[SqliteJobQueue, FakeClock],
+    sqlite_queue: tuple[SqliteJobQueue, ManualClock],
 ) -> None:
     queue, clock = sqlite_queue  # dedupe_ttl = 100
     queue.enqueue("k", {}, dedupe_key="a")  # the first enqueue purges (nothing yet)
@@ -891,7 +896,7 @@ def test_sqlite_backoff_is_seeded_and_bounded(tmp_path: Path) -> None:
 
 
 def test_sqlite_stale_ack_logs_a_warning(
-    sqlite_queue: tuple[SqliteJobQueue, FakeClock], caplog: pytest.LogCaptureFixture
+    sqlite_queue: tuple[SqliteJobQueue, ManualClock], caplog: pytest.LogCaptureFixture
 ) -> None:
     queue, clock = sqlite_queue
     queue.enqueue("k", {"secret": "s3cret"})
@@ -909,7 +914,7 @@ def test_sqlite_stale_ack_logs_a_warning(
 
 
 def test_sqlite_second_process_view_sees_committed_jobs(
-    sqlite_queue: tuple[SqliteJobQueue, FakeClock], tmp_path: Path
+    sqlite_queue: tuple[SqliteJobQueue, ManualClock], tmp_path: Path
 ) -> None:
     queue, _ = sqlite_queue
     queue.enqueue("k", {"i": 1})

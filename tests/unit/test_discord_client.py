@@ -21,6 +21,7 @@ from valine.discord.client import DEFAULT_MAX_ATTEMPTS, DiscordClient
 from valine.ports import DiscordError
 from valine.runtime.clients import discord_client
 from valine.runtime.config import Settings
+from valine.testing.clock import ManualClock
 from valine.testing.discord_standin import DiscordStandIn
 
 ORIGINAL = "/webhooks/{application_id}/{token}/messages/@original"
@@ -44,25 +45,6 @@ PLAN_MESSAGE: dict[str, Any] = {
 }
 
 
-class FakeTime:
-    """An injected clock and sleep: ``sleep`` records and (optionally) advances time."""
-
-    def __init__(self, advance: bool = True) -> None:
-        self.now = 1000.0
-        self.advance = advance
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        """The fake monotonic time."""
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        """Record the wait instead of waiting."""
-        self.sleeps.append(seconds)
-        if self.advance:
-            self.now += seconds
-
-
 def token() -> str:
     """A fresh interaction token, shaped like Discord's (long, URL-safe)."""
     return "aW50ZXJhY3Rpb246" + uuid.uuid4().hex + uuid.uuid4().hex
@@ -76,20 +58,20 @@ def standin() -> Iterator[DiscordStandIn]:
 
 
 @pytest.fixture
-def fake_time() -> FakeTime:
+def fake_time() -> ManualClock:
     """Injected time that advances when the client sleeps."""
-    return FakeTime()
+    return ManualClock(1000.0)
 
 
 @pytest.fixture
-def client(standin: DiscordStandIn, fake_time: FakeTime) -> Iterator[DiscordClient]:
+def client(standin: DiscordStandIn, fake_time: ManualClock) -> Iterator[DiscordClient]:
     """A client of the stand-in that never really sleeps; its jitter is fixed at 0.5."""
     with DiscordClient(
         standin.url,
         standin.application_id,
         standin.bot_token,
         sleep=fake_time.sleep,
-        clock=fake_time.clock,
+        clock=fake_time,
         jitter=lambda: 0.5,
     ) as made:
         yield made
@@ -173,7 +155,7 @@ def test_register_commands_bulk_overwrites_and_get_commands_reads_them(
 
 
 def test_429_waits_retry_after_then_succeeds(
-    client: DiscordClient, standin: DiscordStandIn, fake_time: FakeTime
+    client: DiscordClient, standin: DiscordStandIn, fake_time: ManualClock
 ) -> None:
     tok = token()
     standin.rate_limit_next(retry_after=0.05)
@@ -189,13 +171,13 @@ def test_429_waits_retry_after_then_succeeds(
 def test_global_429_holds_every_route_but_a_route_limit_only_its_own(
     standin: DiscordStandIn,
 ) -> None:
-    frozen = FakeTime(advance=False)  # time stands still: limits stay in force
+    frozen = ManualClock(1000.0, sleep_moves=False)  # time stands still: limits stay in force
     client = DiscordClient(
         standin.url,
         standin.application_id,
         standin.bot_token,
         sleep=frozen.sleep,
-        clock=frozen.clock,
+        clock=frozen,
     )
     with client:
         standin.rate_limit_next(retry_after=0.25, global_=False)
@@ -210,7 +192,7 @@ def test_global_429_holds_every_route_but_a_route_limit_only_its_own(
 
 
 def test_remaining_zero_waits_reset_after_before_the_next_request_on_that_bucket(
-    client: DiscordClient, standin: DiscordStandIn, fake_time: FakeTime
+    client: DiscordClient, standin: DiscordStandIn, fake_time: ManualClock
 ) -> None:
     standin.bucket_empty_next(reset_after=2.5)
     first = client.create_message(CHANNEL, {"content": "one"})
@@ -228,10 +210,10 @@ def test_remaining_zero_waits_reset_after_before_the_next_request_on_that_bucket
 
 
 def test_rate_limit_longer_than_the_budget_fails_fast(standin: DiscordStandIn) -> None:
-    fake = FakeTime()
+    fake = ManualClock(1000.0)
     with DiscordClient(
         standin.url, standin.application_id, standin.bot_token, sleep=fake.sleep,
-        clock=fake.clock, max_retry_wait=1.0,
+        clock=fake, max_retry_wait=1.0,
     ) as client:  # fmt: skip
         standin.rate_limit_next(retry_after=30.0)
         with pytest.raises(DiscordUnavailable, match="rate limited"):
@@ -241,7 +223,7 @@ def test_rate_limit_longer_than_the_budget_fails_fast(standin: DiscordStandIn) -
 
 
 def test_endless_429s_are_bounded(
-    client: DiscordClient, standin: DiscordStandIn, fake_time: FakeTime
+    client: DiscordClient, standin: DiscordStandIn, fake_time: ManualClock
 ) -> None:
     for _ in range(DEFAULT_MAX_ATTEMPTS + 3):
         standin.rate_limit_next(retry_after=0.01)
@@ -255,7 +237,7 @@ def test_endless_429s_are_bounded(
 
 
 def test_5xx_is_retried_with_backoff_then_succeeds(
-    client: DiscordClient, standin: DiscordStandIn, fake_time: FakeTime
+    client: DiscordClient, standin: DiscordStandIn, fake_time: ManualClock
 ) -> None:
     standin.fail_next(2, status=502)
     message = {"content": "after two 502s", "nonce": "n-after-502s", "enforce_nonce": True}
@@ -268,7 +250,7 @@ def test_5xx_is_retried_with_backoff_then_succeeds(
 
 
 def test_a_post_that_may_have_arrived_is_not_sent_blindly_again(
-    client: DiscordClient, standin: DiscordStandIn, fake_time: FakeTime
+    client: DiscordClient, standin: DiscordStandIn, fake_time: ManualClock
 ) -> None:
     token = "aW50ZXJhY3Rpb246" + "z" * 60
     standin.apply_then_fail_next(502, count=2)
@@ -307,7 +289,7 @@ def test_a_rate_limit_that_outlasts_the_budget_was_not_sent(
 
 
 def test_5xx_that_persists_becomes_discord_unavailable(
-    client: DiscordClient, standin: DiscordStandIn, fake_time: FakeTime
+    client: DiscordClient, standin: DiscordStandIn, fake_time: ManualClock
 ) -> None:
     standin.fail_next(DEFAULT_MAX_ATTEMPTS + 2, status=503)
     with pytest.raises(DiscordUnavailable, match="503"):
@@ -317,9 +299,9 @@ def test_5xx_that_persists_becomes_discord_unavailable(
 
 
 def test_server_down_becomes_discord_unavailable() -> None:
-    fake = FakeTime()
+    fake = ManualClock(1000.0)
     url = f"http://127.0.0.1:{free_port()}/api/v10"
-    with DiscordClient(url, "1", "bot-token", sleep=fake.sleep, clock=fake.clock) as client:
+    with DiscordClient(url, "1", "bot-token", sleep=fake.sleep, clock=fake) as client:
         with pytest.raises(DiscordUnavailable, match="ConnectError"):
             client.create_message(CHANNEL, {"content": "x"})
         with pytest.raises(DiscordUnavailable):
@@ -347,9 +329,9 @@ def _timeout_transport(calls: list[str]) -> httpx.MockTransport:
 
 def test_a_post_that_may_have_arrived_is_not_repeated_but_a_patch_is() -> None:
     calls: list[str] = []
-    fake = FakeTime()
+    fake = ManualClock(1000.0)
     with DiscordClient(
-        "https://discord.invalid/api/v10", "1", "bot", sleep=fake.sleep, clock=fake.clock,
+        "https://discord.invalid/api/v10", "1", "bot", sleep=fake.sleep, clock=fake,
         transport=_timeout_transport(calls),
     ) as client:  # fmt: skip
         with pytest.raises(DiscordUnavailable, match="ReadTimeout"):
@@ -447,12 +429,12 @@ def test_neither_the_bot_token_nor_interaction_tokens_are_logged(
     standin: DiscordStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    fake = FakeTime()
+    fake = ManualClock(1000.0)
     tokens = [token() for _ in range(4)]
     errors: list[Exception] = []
     with DiscordClient(
         standin.url, standin.application_id, standin.bot_token, sleep=fake.sleep,
-        clock=fake.clock,
+        clock=fake,
     ) as client:  # fmt: skip
         standin.rate_limit_next(0.01)
         client.edit_original(standin.application_id, tokens[0], PLAN_MESSAGE)
@@ -472,7 +454,7 @@ def test_neither_the_bot_token_nor_interaction_tokens_are_logged(
                 call()
             errors.append(caught.value)
     down = f"http://127.0.0.1:{free_port()}/api/v10"
-    with DiscordClient(down, "1", standin.bot_token, sleep=fake.sleep, clock=fake.clock) as dead:
+    with DiscordClient(down, "1", standin.bot_token, sleep=fake.sleep, clock=fake) as dead:
         with pytest.raises(DiscordUnavailable) as unavailable:
             dead.followup("1", tokens[3], {"content": "x"})
         errors.append(unavailable.value)

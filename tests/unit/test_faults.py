@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from valine.testing import faults
+from valine.testing.clock import ManualClock
 from valine.testing.discord_standin import DiscordStandIn
 from valine.testing.faults import FaultPlan, FaultRequest, Match, Phase
 from valine.testing.github import GitHubStandIn
@@ -17,24 +18,14 @@ REPO = "octo/widgets"
 COMMENT = "mutation($c: AddCommentInput!) { c: addComment(input: $c) { clientMutationId } }"
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_900_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
+def clock() -> ManualClock:
     """A hand-moved clock for the GitHub stand-in."""
-    return Clock()
+    return ManualClock(1_900_000_000.0)
 
 
 @pytest.fixture
-def github(clock: Clock) -> Iterator[GitHubStandIn]:
+def github(clock: ManualClock) -> Iterator[GitHubStandIn]:
     """A GitHub stand-in with one repository, on the hand-moved clock."""
     with GitHubStandIn(clock=clock) as standin:
         standin.add_repo(REPO)
@@ -104,7 +95,7 @@ def test_a_fault_strikes_only_the_requests_it_matches(github: GitHubStandIn) -> 
 
 
 def test_graphql_rate_limited_is_http_200_and_lasts_until_the_reset(
-    github: GitHubStandIn, clock: Clock
+    github: GitHubStandIn, clock: ManualClock
 ) -> None:
     number = github.add_issue(REPO, "task")
     with _http(github) as http:
@@ -112,33 +103,33 @@ def test_graphql_rate_limited_is_http_200_and_lasts_until_the_reset(
         github.graphql_rate_limit_next(reset_in=5)
         limited = [_comment(http, node_id, f"early {i}") for i in range(2)]
         rest = http.get(f"/repos/{REPO}/issues/{number}")  # REST has its own budget
-        clock.now += 5
+        clock.t += 5
         after = _comment(http, node_id, "after the reset")
 
     for answer in limited:
         assert answer.status_code == 200
         assert answer.json()["errors"][0]["type"] == "RATE_LIMITED"
         assert answer.headers["x-ratelimit-remaining"] == "0"
-        assert int(answer.headers["x-ratelimit-reset"]) == int(clock.now)
+        assert int(answer.headers["x-ratelimit-reset"]) == int(clock.t)
     assert rest.status_code == 200
     assert after.json() == {"data": {"c": {"clientMutationId": None}}}
     assert github.comments(REPO, number) == ["after the reset"]
 
 
 def test_a_primary_limit_refuses_every_rest_request_until_the_reset(
-    github: GitHubStandIn, clock: Clock
+    github: GitHubStandIn, clock: ManualClock
 ) -> None:
     number = github.add_issue(REPO, "task")
     with _http(github) as http:
         github.primary_rate_limit_next(reset_in=3)
         early = [http.get(f"/repos/{REPO}/issues/{number}") for _ in range(3)]
-        clock.now += 3
+        clock.t += 3
         late = http.get(f"/repos/{REPO}/issues/{number}")
 
     assert [a.status_code for a in early] == [403, 403, 403]
     assert {a.headers["x-ratelimit-remaining"] for a in early} == {"0"}
     assert late.status_code == 200
-    too_early = [r for r in github.requests if r.at < clock.now]
+    too_early = [r for r in github.requests if r.at < clock.t]
     assert len(too_early) == 3 and all(r.fault == "primary-limit" for r in too_early)
 
 

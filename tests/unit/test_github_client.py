@@ -28,6 +28,7 @@ from valine.github.client import (
 from valine.ports import GitHubError, HeadMoved, IssueUpdate, MergeQueueRequired, NotMergeable
 from valine.runtime.clients import github_client
 from valine.runtime.config import Settings
+from valine.testing.clock import ManualClock
 from valine.testing.github import GitHubStandIn
 
 REPO = "octo/widgets"
@@ -1035,29 +1036,14 @@ def test_a_dispatch_that_could_not_connect_says_nothing_was_sent(
 # -- rate limits are waits: GraphQL RATE_LIMITED, shared state, RateLimited -----------------
 
 
-class MovingClock:
-    """Epoch seconds that move only when the client sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1_900_000_000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
-def moving() -> MovingClock:
+def moving() -> ManualClock:
     """A clock the client's sleeps move."""
-    return MovingClock()
+    return ManualClock(1_900_000_000.0)
 
 
 @pytest.fixture
-def timed(moving: MovingClock) -> Iterator[tuple[GitHubStandIn, GitHubClient]]:
+def timed(moving: ManualClock) -> Iterator[tuple[GitHubStandIn, GitHubClient]]:
     """A stand-in and a client on the same moving clock."""
     with GitHubStandIn(clock=moving) as standin:
         standin.add_repo(REPO)
@@ -1072,13 +1058,13 @@ def timed(moving: MovingClock) -> Iterator[tuple[GitHubStandIn, GitHubClient]]:
 
 
 def test_graphql_rate_limited_is_a_short_wait_then_the_mutation_runs_once(
-    timed: tuple[GitHubStandIn, GitHubClient], moving: MovingClock
+    timed: tuple[GitHubStandIn, GitHubClient], moving: ManualClock
 ) -> None:
     standin, client = timed
     number = standin.add_issue(REPO, "task", ["ready"])
     [issue] = client.list_ready_issues(REPO, "ready")
     standin.graphql_rate_limit_next(reset_in=5)
-    limited_at = moving.now
+    limited_at = moving.t
 
     client.update_issues(REPO, [IssueUpdate(issue.node_id, comment="once")])
 
@@ -1090,13 +1076,13 @@ def test_graphql_rate_limited_is_a_short_wait_then_the_mutation_runs_once(
 
 
 def test_a_long_limit_raises_rate_limited_and_later_calls_send_nothing_before_the_reset(
-    timed: tuple[GitHubStandIn, GitHubClient], moving: MovingClock
+    timed: tuple[GitHubStandIn, GitHubClient], moving: ManualClock
 ) -> None:
     standin, client = timed
     standin.add_issue(REPO, "task", ["ready"])
     [issue] = client.list_ready_issues(REPO, "ready")
     standin.graphql_rate_limit_next(reset_in=600)
-    reset = moving.now + 600
+    reset = moving.t + 600
 
     for _ in range(3):  # the first call meets the limit; the others know it already
         with pytest.raises(RateLimited) as caught:
@@ -1111,7 +1097,7 @@ def test_a_long_limit_raises_rate_limited_and_later_calls_send_nothing_before_th
 
 
 def test_a_primary_limit_blocks_every_worker_of_the_process(
-    timed: tuple[GitHubStandIn, GitHubClient], moving: MovingClock
+    timed: tuple[GitHubStandIn, GitHubClient], moving: ManualClock
 ) -> None:
     standin, client = timed
     standin.primary_rate_limit_next(reset_in=300)

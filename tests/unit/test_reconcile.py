@@ -21,6 +21,7 @@ from valine.core.states import RunState, TaskState
 from valine.infra.sqlite import Database
 from valine.queue.sqlite import SqliteJobQueue
 from valine.store.sqlite import SqliteRunStore
+from valine.testing.clock import ManualClock
 from valine.usecases import Orchestrator
 
 REPO = "octo/widgets"
@@ -75,11 +76,6 @@ def _run(conclusion: str) -> Check:
     return Check("ci", CheckKind.CHECK_RUN, status, conclusion or None, "https://ci/1")
 
 
-class Clock:
-    def now(self) -> float:
-        return 1_800_000_000.0
-
-
 @pytest.fixture
 def parts(tmp_path: Path) -> Iterator[tuple[SqliteRunStore, SqliteJobQueue]]:
     db = Database(tmp_path / "valine.db")
@@ -96,7 +92,7 @@ def orchestrator(parts: tuple[SqliteRunStore, SqliteJobQueue], github: FakeGitHu
         queue=queue,
         github=lambda: github,  # type: ignore[arg-type, return-value]
         discord=lambda: pytest.fail("reconcile must not call Discord"),
-        clock=Clock(),
+        clock=ManualClock(),
         entropy=lambda: "abcdef",
         notify_window=0,
     )

@@ -14,6 +14,7 @@ from valine.runtime.secrets import (
     parse_secret,
     secret_settings_from_env,
 )
+from valine.testing.clock import ManualClock
 
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----"
 
@@ -32,14 +33,6 @@ class Fetches:
         if self.error is not None:
             raise self.error
         return self.text
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def test_parse_keeps_the_secret_settings_only() -> None:
@@ -62,7 +55,7 @@ def test_parse_refuses_a_malformed_secret(text: str) -> None:
 
 
 def test_values_are_cached_for_the_ttl() -> None:
-    fetch, clock = Fetches({"GITHUB_TOKEN": "one"}), Clock()
+    fetch, clock = Fetches({"GITHUB_TOKEN": "one"}), ManualClock(100.0)
     secret = SecretSettings("arn:secret", fetch, ttl=300, clock=clock)
     assert secret.values() == {"GITHUB_TOKEN": "one"}
     fetch.text = json.dumps({"GITHUB_TOKEN": "two"})
@@ -78,7 +71,7 @@ def test_values_are_cached_for_the_ttl() -> None:
 
 
 def test_a_failed_refresh_keeps_the_last_values_and_a_failed_first_read_raises() -> None:
-    fetch, clock = Fetches({"GITHUB_TOKEN": "one"}), Clock()
+    fetch, clock = Fetches({"GITHUB_TOKEN": "one"}), ManualClock(100.0)
     secret = SecretSettings("arn:secret", fetch, ttl=10, clock=clock)
     fetch.error = OSError("connection refused")
     with pytest.raises(SecretsUnavailable, match="OSError"):

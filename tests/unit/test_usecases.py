@@ -24,6 +24,7 @@ from valine.infra.sqlite import Database
 from valine.queue.sqlite import SqliteJobQueue
 from valine.queue.worker import WorkerPool
 from valine.store.sqlite import SqliteRunStore
+from valine.testing.clock import ManualClock
 from valine.testing.discord_standin import DiscordStandIn
 from valine.testing.faults import Match, server_error
 from valine.testing.github import GitHubStandIn
@@ -32,21 +33,13 @@ from valine.usecases import CLAIM_TIMEOUT, Actor, DispatchInProgress, Orchestrat
 REPO = "octo/widgets"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def now(self) -> float:
-        return self.t
-
-
 @dataclass
 class Harness:
     orchestrator: Orchestrator
     github: GitHubStandIn
     discord: DiscordStandIn
     client: Any
-    clock: FakeClock
+    clock: ManualClock
     pool: WorkerPool
 
     def drain(self, limit: int = 200) -> None:
@@ -83,7 +76,7 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     github = GitHubStandIn().start()
     discord = DiscordStandIn().start()
     github.add_repo(REPO)
-    clock = FakeClock()
+    clock = ManualClock()
     ids = (f"run{n:03d}" for n in range(1000))
     db = Database(tmp_path / "valine.db")
     queue = SqliteJobQueue(db, clock=clock.now, base_backoff=0.0)

@@ -15,6 +15,7 @@ from valine.infra.sqlite import Database
 from valine.ports import Job
 from valine.queue.sqlite import QueueUnavailable, SqliteJobQueue
 from valine.queue.worker import WorkerPool
+from valine.testing.clock import ManualClock
 
 DEADLINE = 20.0
 
@@ -29,16 +30,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = DEADLINE) -> bool:
     return True
 
 
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def queue(tmp_path: Path) -> Iterator[SqliteJobQueue]:
     """A real-time SQLite queue whose retries are due at once (zero backoff)."""
@@ -51,7 +42,10 @@ def queue(tmp_path: Path) -> Iterator[SqliteJobQueue]:
 def fake_time_queue(tmp_path: Path) -> Iterator[SqliteJobQueue]:
     """A SQLite queue on a frozen clock with zero backoff, for driving ``run_one`` by hand."""
     q = SqliteJobQueue(
-        Database(tmp_path / "q.db"), max_attempts=3, base_backoff=0.0, clock=FakeClock()
+        Database(tmp_path / "q.db"),
+        max_attempts=3,
+        base_backoff=0.0,
+        clock=ManualClock(1_700_000_000.0),
     )
     yield q
     q.close()
@@ -346,16 +340,16 @@ def test_the_heartbeat_extends_only_the_jobs_it_holds(fake_time_queue: SqliteJob
     from valine.queue.worker import Heartbeat
 
     clock = fake_time_queue._clock
-    assert isinstance(clock, FakeClock)
+    assert isinstance(clock, ManualClock)
     fake_time_queue.enqueue("a", {})
     fake_time_queue.enqueue("b", {})
     held, other = fake_time_queue.lease(10), fake_time_queue.lease(10)
     assert held is not None and other is not None
     beat = Heartbeat(fake_time_queue, 10)
     with beat.holding(held):
-        clock.now += 9
+        clock.t += 9
         assert beat.beat() == 1
-        clock.now += 9
+        clock.t += 9
     assert beat.beat() == 0  # dropped when the block ended
     leased = fake_time_queue.lease(10)
     assert leased is not None and leased.job_id == other.job_id  # only the unheld lease ran out
@@ -369,20 +363,20 @@ def test_a_rate_limited_job_waits_for_the_reset_without_spending_attempts(
     from valine.queue.worker import RESET_MARGIN
 
     clock = fake_time_queue._clock
-    assert isinstance(clock, FakeClock)
+    assert isinstance(clock, ManualClock)
     calls: list[float] = []
 
     def limited(payload: dict[str, Any]) -> None:
-        calls.append(clock.now)
+        calls.append(clock.t)
         if len(calls) <= 5:  # more waits than the queue's 3 attempts
-            raise RateLimited("GitHub rate limit exceeded", reset_at=clock.now + 100)
+            raise RateLimited("GitHub rate limit exceeded", reset_at=clock.t + 100)
 
     pool = WorkerPool(fake_time_queue, {"k": limited}, clock=clock)
     fake_time_queue.enqueue("k", {})
     for _ in range(5):
         assert pool.run_one() is True
         assert pool.run_one() is False, "due before the reset"
-        clock.now += 100 + RESET_MARGIN
+        clock.t += 100 + RESET_MARGIN
     assert pool.run_one() is True
     assert len(calls) == 6
     assert fake_time_queue.depth() == 0
