@@ -34,16 +34,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import gc
-import hashlib
-import hmac
 import http.client
 import json
 import math
 import os
 import platform
 import secrets
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -56,6 +52,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from valine.testing import signing
+from valine.testing.service import (
+    HOST,
+    Service,
+    ServiceFailed,
+    free_port,
+    start_service,
+    stop_service,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_BENCH = ROOT.parent / "shared" / "bench" / "webhooks"
 LOADGEN = SHARED_BENCH / "loadgen.py"
@@ -63,7 +69,6 @@ RUN_PROBOT = SHARED_BENCH / "run_probot.sh"
 EXAMPLES = ROOT / ".cache" / "material" / "node_modules" / "@octokit" / "webhooks-examples"
 EXAMPLES_INDEX = EXAMPLES / "api.github.com" / "index.json"
 
-HOST = "127.0.0.1"
 CONCURRENCY = 16
 #: Bounds on everything that waits.
 STARTUP_TIMEOUT_S = 20.0
@@ -161,27 +166,16 @@ def discord_body(kind: int, command: str | None = None) -> bytes:
 
 def discord_signed(key: Any, body: bytes) -> dict[str, str]:
     """Lower-case headers of an interaction signed with the nacl ``SigningKey`` ``key``."""
-    timestamp = str(int(time.time()))
-    signature = key.sign(timestamp.encode() + body).signature.hex()
-    return {
-        "content-type": "application/json",
-        "content-length": str(len(body)),
-        "x-signature-ed25519": signature,
-        "x-signature-timestamp": timestamp,
-    }
+    return {**signing.discord_headers(key, body), "content-length": str(len(body))}
 
 
 def github_signed(secret: str, body: bytes, event: str, delivery: str) -> dict[str, str]:
-    """Lower-case headers of a GitHub delivery signed with ``secret``."""
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    """Lower-case headers of a GitHub delivery signed with ``secret``, as Hookshot sends them."""
     return {
-        "content-type": "application/json",
+        **signing.github_headers(secret, event, body, delivery),
         "content-length": str(len(body)),
         "user-agent": "GitHub-Hookshot/bench",
-        "x-github-event": event,
-        "x-github-delivery": delivery,
         "x-github-hook-id": "1",
-        "x-hub-signature-256": "sha256=" + digest,
     }
 
 
@@ -476,34 +470,6 @@ def bench_cold_start(workdir: Path, runs: int) -> list[ColdStart]:
 # --------------------------------------------------------------------------- the server
 
 
-@dataclass
-class Server:
-    """A running ``valine serve`` process."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        """The server's process id."""
-        return self.process.pid
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last ``lines`` lines the server logged."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
     """The status and body of one GET on loopback."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
@@ -543,48 +509,17 @@ def log_lines(path: Path) -> int:
         return 0
 
 
-def start_server(workdir: Path, env: dict[str, str]) -> Server:
+def start_server(workdir: Path, env: dict[str, str]) -> Service:
     """Start ``valine serve`` in ``workdir`` (no .env there) and wait for ``/healthz``."""
-    port = free_port()
-    log_path = workdir / "server.log"
-    full_env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "GITHUB_", "VALINE_"))
-    }
-    full_env.update(env)
-    command = [sys.executable, "-m", "valine.runtime.cli", "serve", "--host", HOST]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)],
-            cwd=workdir,
-            env=full_env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(process, port, log_path)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"bench: valine serve exited early:\n{server.log_tail()}")
-        with contextlib.suppress(OSError):
-            if http_get(port, "/healthz")[0] == 200:
-                return server
-        time.sleep(0.05)
-    stop_server(server)
-    raise SystemExit(f"bench: valine serve did not answer /healthz in time:\n{server.log_tail()}")
-
-
-def stop_server(server: Server) -> None:
-    """SIGTERM the server by PID, SIGKILL it after a bounded wait."""
-    if server.process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(server.pid, signal.SIGTERM)
     try:
-        server.process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(server.pid, signal.SIGKILL)
-        server.process.wait(timeout=STOP_TIMEOUT_S)
+        return start_service(workdir, env, log_name="server.log", timeout=STARTUP_TIMEOUT_S)
+    except ServiceFailed as failed:
+        raise SystemExit(f"bench: {failed}") from None
+
+
+def stop_server(server: Service) -> None:
+    """SIGTERM the server, SIGKILL it after a bounded wait."""
+    stop_service(server, timeout=STOP_TIMEOUT_S)
 
 
 def proc_status_kb(pid: int, field: str) -> int:

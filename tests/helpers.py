@@ -1,24 +1,40 @@
-"""Test helpers shared by every suite: keys, request signing, the service process."""
+"""Test helpers shared by every suite: webhook payloads from GitHub's examples, keys.
+
+Signing (:mod:`valine.testing.signing`) and the service process
+(:mod:`valine.testing.service`) are the testing kit's, shared with the demo, the bench
+and the proving ground; they are re-exported here under the names the tests use.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import http.client
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nacl.signing import SigningKey
+from valine.testing import payloads, signing
+from valine.testing.service import Service, free_port, start_service, stop_service
+from valine.testing.signing import discord_headers
 
-from valine.testing import payloads
+__all__ = [
+    "EXAMPLES_INDEX",
+    "GUILD",
+    "ROOT",
+    "WEBHOOK_SECRET",
+    "Service",
+    "check_suite_event",
+    "discord_headers",
+    "free_port",
+    "github_headers",
+    "interaction",
+    "issue_event",
+    "pr_event",
+    "rsa_key_pair",
+    "run_node",
+    "start_service",
+    "stop_service",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_INDEX = (
@@ -27,28 +43,11 @@ EXAMPLES_INDEX = (
 WEBHOOK_SECRET = "test-webhook-secret-" + uuid.uuid4().hex  # generated, never a real secret
 
 
-def discord_headers(key: SigningKey, body: bytes, timestamp: str | None = None) -> dict[str, str]:
-    """Headers Discord sends with an interaction signed by ``key``."""
-    ts = timestamp or str(int(time.time()))
-    signature = key.sign(ts.encode() + body).signature.hex()
-    return {
-        "content-type": "application/json",
-        "x-signature-ed25519": signature,
-        "x-signature-timestamp": ts,
-    }
-
-
 def github_headers(
     body: bytes, event: str, delivery: str | None = None, secret: str = WEBHOOK_SECRET
 ) -> dict[str, str]:
-    """Headers GitHub sends with a delivery signed with ``secret``."""
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {
-        "content-type": "application/json",
-        "X-GitHub-Event": event,
-        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-        "X-Hub-Signature-256": "sha256=" + digest,
-    }
+    """Headers GitHub sends with a delivery signed with ``secret`` (the tests' by default)."""
+    return signing.github_headers(secret, event, body, delivery)
 
 
 #: The Discord server the interactions come from; tests/world.py's DEFAULT_CONFIG serves it.
@@ -74,89 +73,6 @@ def interaction(
     if kind == 3:
         del document["data"]  # a bare component interaction; tests add their own data
     return json.dumps(document).encode()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Service:
-    """A running ``valine serve`` process."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    workdir: Path
-    log_path: Path
-
-    def request(
-        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> tuple[int, bytes]:
-        """One HTTP request over a fresh loopback connection: (status, body)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
-
-    def logs(self) -> str:
-        """Everything the process has logged so far."""
-        return self.log_path.read_text()
-
-
-#: ``valine serve`` itself, and the testing launcher: the same service with the test hooks
-#: (``VALINE_TEST_*``, see ``valine.testing.launcher``), which the product never reads.
-SERVE = ("valine.runtime.cli", "serve")
-SERVE_WITH_HOOKS = ("valine.testing.launcher",)
-
-
-def start_service(workdir: Path, env: dict[str, str]) -> Service:
-    """Start ``valine serve`` in ``workdir`` and wait (bounded) until /healthz answers.
-
-    An ``env`` that sets a ``VALINE_TEST_*`` hook starts it through the testing launcher.
-    """
-    port = free_port()
-    log_path = workdir / "service.log"
-    full_env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "GITHUB_", "VALINE_"))
-    }
-    full_env.update(env)
-    command = SERVE_WITH_HOOKS if any(k.startswith("VALINE_TEST_") for k in env) else SERVE
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", *command, "--port", str(port)],
-            cwd=workdir,
-            env=full_env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    service = Service(process, port, workdir, log_path)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"valine serve exited early:\n{service.logs()}")
-        try:
-            if service.request("GET", "/healthz")[0] == 200:
-                return service
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"valine serve did not answer in time:\n{service.logs()}")
-
-
-def stop_service(service: Service) -> None:
-    """SIGTERM, then SIGKILL after a bounded wait."""
-    service.process.terminate()
-    try:
-        service.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        service.process.kill()
-        service.process.wait(timeout=10)
 
 
 # --- webhook payloads built from @octokit/webhooks-examples --------------------------------

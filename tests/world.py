@@ -31,6 +31,7 @@ from helpers import (
 from valine.testing import wait_for
 from valine.testing.discord_standin import DiscordStandIn
 from valine.testing.github import GitHubStandIn
+from valine.testing.service import standin_env
 
 REPO = "octo/widgets"
 
@@ -240,17 +241,10 @@ def start_world(
 
 def world_env(github: GitHubStandIn, discord: DiscordStandIn, key: SigningKey) -> dict[str, str]:
     """The environment of a ``valine serve`` wired to these stand-ins and this key."""
-    return {
-        "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
-        "DISCORD_APPLICATION_ID": discord.application_id,
-        "DISCORD_BOT_TOKEN": discord.bot_token,
-        "DISCORD_API_URL": discord.url,
-        "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "GITHUB_TOKEN": github.token,
-        "GITHUB_REPOSITORY": REPO,
-        "GITHUB_API_URL": github.url,
-        "VALINE_NOTIFY_WINDOW": "0.2",
-    }
+    public_key = key.verify_key.encode().hex()
+    return standin_env(
+        github, discord, public_key=public_key, webhook_secret=WEBHOOK_SECRET, repo=REPO
+    )
 
 
 def stop_world(world: World) -> None:

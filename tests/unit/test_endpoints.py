@@ -220,7 +220,7 @@ def test_webhook_non_json_and_missing_headers_get_400(app: App) -> None:
     assert post(app, "/github/webhook", body, github_headers(body, "issues")).status == 400
     body = b"{}"
     headers = github_headers(body, "issues")
-    del headers["X-GitHub-Delivery"]
+    del headers["x-github-delivery"]
     assert post(app, "/github/webhook", body, headers).status == 400
 
 

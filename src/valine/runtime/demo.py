@@ -9,20 +9,15 @@ step. Nothing leaves 127.0.0.1.
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
 import re
 import secrets
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from valine.testing import payloads, wait_for
+from valine.testing import payloads, service, signing, wait_for
 
 REPO = "acme/rocket"
 CONFIG = """[executor]
@@ -86,52 +81,31 @@ class Demo:
         self.discord = discord
         self.key = key
         self.secret = secrets.token_hex(16)
-        self.port = _free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        self.service: service.Service | None = None
 
     # -- the service ----------------------------------------------------------------------
 
     def start_service(self) -> None:
         """Start ``valine serve`` wired to the stand-ins and wait until it answers."""
         (self.workdir / "valine.toml").write_text(CONFIG)
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("DISCORD_", "GITHUB_", "VALINE_"))
-        }
-        env.update(
-            {
-                "DISCORD_PUBLIC_KEY": self.key.verify_key.encode().hex(),
-                "DISCORD_APPLICATION_ID": self.discord.application_id,
-                "DISCORD_BOT_TOKEN": self.discord.bot_token,
-                "DISCORD_API_URL": self.discord.url,
-                "GITHUB_WEBHOOK_SECRET": self.secret,
-                "GITHUB_TOKEN": self.github.token,
-                "GITHUB_REPOSITORY": REPO,
-                "GITHUB_API_URL": self.github.url,
-                "VALINE_NOTIFY_WINDOW": "0.2",
-                "VALINE_LOG_LEVEL": "WARNING",
-            }
+        env = service.standin_env(
+            self.github,
+            self.discord,
+            public_key=self.key.verify_key.encode().hex(),
+            webhook_secret=self.secret,
+            repo=REPO,
         )
-        log = (self.workdir / "service.log").open("wb")
-        self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-            [sys.executable, "-m", "valine.runtime.cli", "serve", "--port", str(self.port)],
-            cwd=self.workdir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for("the service to start", lambda: self._get("/healthz") == 200, 20)
+        try:
+            self.service = service.start_service(
+                self.workdir, {**env, "VALINE_LOG_LEVEL": "WARNING"}
+            )
+        except service.ServiceFailed as failed:
+            raise SystemExit(f"demo: {failed}") from None
 
     def stop_service(self) -> None:
         """Stop the service process (SIGTERM, then SIGKILL after 10 s)."""
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        if self.service is not None:
+            service.stop_service(self.service)
 
     # -- the story ------------------------------------------------------------------------
 
@@ -218,7 +192,7 @@ class Demo:
 
     def _interact(self, document: dict[str, Any]) -> dict[str, Any]:
         body = payloads.encode(document)
-        status, answer = self._post("/discord", body, payloads.discord_headers(self.key, body))
+        status, answer = self._post("/discord", body, signing.discord_headers(self.key, body))
         if status != 200:
             raise SystemExit(f"demo: the service answered {status}: {answer!r}")
         result: dict[str, Any] = json.loads(answer)
@@ -226,29 +200,14 @@ class Demo:
 
     def _deliver(self, event: str, payload: dict[str, Any]) -> None:
         body = payloads.encode(payload)
-        headers = payloads.github_headers(self.secret, event, body)
+        headers = signing.github_headers(self.secret, event, body)
         status, _ = self._post("/github/webhook", body, headers)
         if status >= 300:
             raise SystemExit(f"demo: webhook {event} answered {status}")
 
     def _post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
-
-    def _get(self, path: str) -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-        try:
-            conn.request("GET", path)
-            return conn.getresponse().status
-        except OSError:
-            return 0
-        finally:
-            conn.close()
+        assert self.service is not None, "the service is not started"
+        return self.service.request("POST", path, body, headers)
 
 
 # -- printing ------------------------------------------------------------------------------
@@ -301,9 +260,3 @@ def _followup(discord: Any, token: str, needle: str) -> dict[str, Any] | None:
         if needle in text:
             return dict(message)
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from valine.testing import payloads
+from valine.testing import payloads, signing
 
 KEY_FILE = Path(".valine/simulate.key")
 
@@ -107,7 +107,7 @@ def _discord(args: argparse.Namespace) -> int:
         raise SystemExit("valine: name a command, or use --button or --ping")
     body = payloads.encode(document)
     status, answer = _post(
-        args.url, "/discord", body, payloads.discord_headers(_signing_key(), body)
+        args.url, "/discord", body, signing.discord_headers(_signing_key(), body)
     )
     return _report(status, answer)
 
@@ -120,7 +120,7 @@ def _github(args: argparse.Namespace) -> int:
         raise SystemExit("valine: GITHUB_WEBHOOK_SECRET is not set (environment or .env)")
     document = json.loads(args.file.read_text()) if args.file else _minimal(args)
     body = payloads.encode(document)
-    headers = payloads.github_headers(secret, args.event, body, args.delivery)
+    headers = signing.github_headers(secret, args.event, body, args.delivery)
     return _report(*_post(args.url, "/github/webhook", body, headers))
 
 

@@ -1,18 +1,14 @@
 """Minimal request bodies as Discord and GitHub send them, for `valine demo` and `simulate`.
 
 They carry the fields the service reads (the tests use GitHub's real example payloads
-from @octokit/webhooks-examples instead). Signing helpers produce the headers the
-platforms send: Ed25519 for Discord interactions, HMAC-SHA256 for GitHub deliveries.
+from @octokit/webhooks-examples instead); :mod:`valine.testing.signing` signs them.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
-
-from valine.github.verify import signature_for
 
 APPLICATION_ID = "1100000000000000000"
 
@@ -51,29 +47,6 @@ def interaction(
             ],
         }
     return document
-
-
-def discord_headers(signing_key: Any, body: bytes) -> dict[str, str]:
-    """Headers of an interaction signed with ``signing_key`` (a nacl SigningKey)."""
-    timestamp = str(int(time.time()))
-    signature = signing_key.sign(timestamp.encode() + body).signature.hex()
-    return {
-        "content-type": "application/json",
-        "x-signature-ed25519": signature,
-        "x-signature-timestamp": timestamp,
-    }
-
-
-def github_headers(
-    secret: str, event: str, body: bytes, delivery: str | None = None
-) -> dict[str, str]:
-    """Headers of a webhook delivery signed with ``secret``."""
-    return {
-        "content-type": "application/json",
-        "x-github-event": event,
-        "x-github-delivery": delivery or str(uuid.uuid4()),
-        "x-hub-signature-256": signature_for(secret.encode(), body),
-    }
 
 
 def repository(repo: str) -> dict[str, Any]:
