@@ -1,7 +1,8 @@
 """The proving ground's instruments: a world to drive, whole runs, and the figures table.
 
 A :class:`Ground` is the GitHub and Discord stand-ins (in this process) plus one
-``valine serve`` process wired to them (``tests/world.py``). It can SIGKILL and restart
+``valine serve`` process wired to them (:mod:`valine.testing.world`, the world of
+the end-to-end tests). It can SIGKILL and restart
 the service on the same state. Everything here acts through public interfaces only:
 signed HTTP requests to the service's endpoints, the stand-ins' own methods (what a
 person or CI does on GitHub) and their recorded requests and state. Nothing reads or
@@ -14,7 +15,6 @@ import json
 import random
 import re
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -24,22 +24,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from nacl.signing import SigningKey
 
-from nacl.signing import SigningKey  # noqa: E402
-
-from helpers import (  # noqa: E402
-    EXAMPLES_INDEX,
-    check_suite_event,
-    discord_headers,
-    github_headers,
-    interaction,
-    pr_event,
-    start_service,
+from valine.testing import examples, wait_for
+from valine.testing.examples import check_suite_event, pr_event
+from valine.testing.service import start_service
+from valine.testing.world import (
+    DEFAULT_CONFIG,
+    REPO,
+    World,
+    start_world,
+    stop_world,
+    world_env,
 )
-from valine.testing import wait_for  # noqa: E402
-from world import DEFAULT_CONFIG, REPO, World, start_world, stop_world, world_env  # noqa: E402
+from valine.testing.world import button as button_document
 
 #: A webhook delivery taken (202) or recognised as one already taken (200).
 ACCEPTED = (200, 202)
@@ -49,10 +47,10 @@ STEP_TIMEOUT = 30.0
 
 def load_examples() -> dict[str, list[dict[str, Any]]]:
     """Real webhook payloads from @octokit/webhooks-examples (``make material``)."""
-    if not EXAMPLES_INDEX.exists():
-        raise SystemExit("test material missing: run `make material`")
-    index = json.loads(EXAMPLES_INDEX.read_text())
-    return {entry["name"]: entry["examples"] for entry in index}
+    try:
+        return examples.load_examples()
+    except examples.MaterialMissing as missing:
+        raise SystemExit(str(missing)) from None
 
 
 #: The workflow rules of every scenario: the tests' defaults, with the per-user command
@@ -60,7 +58,9 @@ def load_examples() -> dict[str, list[dict[str, Any]]]:
 #: limit (10 a minute by default) would refuse its Ship presses, which is the limit
 #: working, not a defect. The limit itself is tested in tests/e2e.
 PROVING_CONFIG = DEFAULT_CONFIG.replace("[discord]\n", "[discord]\nrate_limit = 1000\n", 1)
-assert PROVING_CONFIG != DEFAULT_CONFIG, "tests/world.py DEFAULT_CONFIG lost its [discord] table"
+assert PROVING_CONFIG != DEFAULT_CONFIG, (
+    "valine.testing.world DEFAULT_CONFIG lost its [discord] table"
+)
 
 
 @dataclass
@@ -119,16 +119,12 @@ class Ground:
 
 def signed_interaction(world: World, document: dict[str, Any]) -> tuple[int, bytes]:
     """POST one signed interaction document; (status, body)."""
-    body = json.dumps(document).encode()
-    return world.service.request("POST", "/discord", body, discord_headers(world.key, body))
+    return world.send(document)
 
 
 def button(world: World, custom_id: str, user: str = "42") -> tuple[int, dict[str, Any]]:
     """Press a button as ``user``; (HTTP status, answer or {})."""
-    document = json.loads(interaction(kind=3))
-    document["data"] = {"custom_id": custom_id, "component_type": 2}
-    document["member"]["user"]["id"] = user
-    status, answer = signed_interaction(world, document)
+    status, answer = world.send(button_document(custom_id, user))
     try:
         parsed = json.loads(answer) if answer else {}
     except ValueError:
@@ -138,10 +134,7 @@ def button(world: World, custom_id: str, user: str = "42") -> tuple[int, dict[st
 
 def deliver(world: World, event: str, payload: dict[str, Any], delivery: str) -> int:
     """POST a signed webhook delivery with a given delivery id; the HTTP status."""
-    body = json.dumps(payload).encode()
-    return world.service.request(
-        "POST", "/github/webhook", body, github_headers(body, event, delivery)
-    )[0]
+    return world.deliver(event, payload, delivery)
 
 
 def status_of(world: World, run_id: str) -> str:

@@ -43,9 +43,10 @@ from harness import (
 )
 from nacl.signing import SigningKey
 
-from helpers import discord_headers, github_headers, interaction
 from valine.testing import faults as fk
 from valine.testing.faults import Fault, FaultRequest, Match, Phase
+from valine.testing.signing import discord_headers
+from valine.testing.world import github_headers, interaction
 
 
 @dataclass(frozen=True)
@@ -882,7 +883,7 @@ def _bad_interaction(
 def _bad_delivery(
     rng: random.Random, ctx: Context, runs: list[Run]
 ) -> tuple[bytes, dict[str, str]]:
-    from helpers import check_suite_event, pr_event
+    from valine.testing.examples import check_suite_event, pr_event
 
     pr, sha = (0, "f" * 40)
     if runs and runs[-1].prs:

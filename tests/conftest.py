@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from nacl.signing import SigningKey
 
-from helpers import EXAMPLES_INDEX, WEBHOOK_SECRET, Service, start_service, stop_service
+from helpers import WEBHOOK_SECRET, Service, start_service, stop_service
+from valine.testing.examples import MaterialMissing, load_examples
 from world import World, start_world, stop_world
 
 # Property-based tests: no per-example deadline (the machine is shared, and a slow example
@@ -41,10 +41,10 @@ def public_key_hex(signing_key: SigningKey) -> str:
 @pytest.fixture(scope="session")
 def webhook_examples() -> dict[str, list[dict[str, Any]]]:
     """Real webhook payloads from @octokit/webhooks-examples, by event name (make material)."""
-    if not EXAMPLES_INDEX.exists():
-        pytest.fail("test material missing: run `make material` (make test does it)")
-    index = json.loads(EXAMPLES_INDEX.read_text())
-    return {entry["name"]: entry["examples"] for entry in index}
+    try:
+        return load_examples()
+    except MaterialMissing as missing:
+        pytest.fail(str(missing))
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ Every answer the service gives is also checked against Discord's own published s
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -33,19 +31,6 @@ def assert_discord_valid(answers: list[dict[str, Any]]) -> None:
     results = validate_each([(SCHEMAS[a["type"]], a) for a in answers])
     problems = [r.explain() for r in results if not r.ok]
     assert not problems, problems
-
-
-def valine_audit(world: World, run_id: str) -> str:
-    """What `valine audit --run RUN_ID` prints, run as an operator would, in its own process."""
-    return subprocess.run(
-        [sys.executable, "-m", "valine.runtime.cli", "audit", "--run", run_id],
-        cwd=world.service.workdir,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-        env={"VALINE_STORE": "sqlite:///.valine/valine.db", "PATH": "/usr/bin:/bin"},
-    ).stdout
 
 
 def autocomplete(world: World, command: str, typed: str, user: str = "42") -> dict[str, Any]:
@@ -144,7 +129,7 @@ def test_unauthorised_users_are_refused_audited_and_change_nothing(world: World)
     assert world.github_requests() == before
     assert_discord_valid(refusals)
 
-    audit = valine_audit(world, run_id)
+    audit = world.cli("audit", "--run", run_id)
     # One entry per user, action and outcome: the buttons repeat /approve and /cancel, so
     # they are coalesced (logged only) and nobody can flood the trail by retrying.
     assert audit.count("refused: not permitted") == 3
@@ -152,7 +137,7 @@ def test_unauthorised_users_are_refused_audited_and_change_nothing(world: World)
 
     allowed = world.command("approve", run_id=run_id)
     assert "approved by <@42>" in allowed["data"]["content"]
-    audit = valine_audit(world, run_id)
+    audit = world.cli("audit", "--run", run_id)
     assert "approve  " in audit
     assert " ok" in audit
 

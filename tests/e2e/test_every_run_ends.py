@@ -21,28 +21,6 @@ from valine.testing.faults import Fault, Match
 from world import DEFAULT_CONFIG, REPO, World, start_world, stop_world
 
 
-def ready_issues(world: World, count: int) -> list[int]:
-    return [world.github.add_issue(REPO, f"Task {i}", ["ready", "P1"]) for i in range(count)]
-
-
-def approve(world: World, run_id: str, dispatches: int) -> None:
-    assert "approved by <@42>" in world.command("approve", run_id=run_id)["data"]["content"]
-    wait_for("dispatches", lambda: len(world.github.dispatches(REPO)) == dispatches)
-    world.wait_state(run_id, "executing")
-
-
-def to_ready(world: World, count: int) -> tuple[str, list[int], dict[int, tuple[int, str]]]:
-    issues = ready_issues(world, count)
-    run_id = world.plan()
-    approve(world, run_id, count)
-    prs = {}
-    for number in issues:
-        prs[number] = world.open_pr(run_id, number)
-        world.checks(*prs[number], "success")
-    world.wait_state(run_id, "ready_to_ship")
-    return run_id, issues, prs
-
-
 def shown(world: World, state: str) -> None:
     """Wait until the run's message shows ``state``: its notify job has saved its edit."""
     wait_for(
@@ -81,7 +59,7 @@ def timed(
 
 
 def test_cancel_from_ship_failed_releases_the_lock_and_plan_plans_afresh(world: World) -> None:
-    run_id, issues, prs = to_ready(world, 2)
+    run_id, issues, prs = world.to_ready_to_ship(2)
     world.github.push(REPO, prs[issues[1]][0])  # the head moves: the merge is refused
     world.command("ship", run_id=run_id)
     world.wait_state(run_id, "ship_failed")
@@ -103,7 +81,7 @@ def test_cancel_from_ship_failed_releases_the_lock_and_plan_plans_afresh(world: 
 
 def test_a_dequeued_pull_request_fails_the_ship_once_and_retry_ships(world: World) -> None:
     world.github.require_merge_queue(REPO)
-    run_id, issues, prs = to_ready(world, 1)
+    run_id, issues, prs = world.to_ready_to_ship(1)
     pr, sha = prs[issues[0]]
     world.command("ship", run_id=run_id)
     wait_for("the merge queue", lambda: world.github.merge_queue(REPO) == [pr])
@@ -156,9 +134,7 @@ def test_a_dispatched_task_past_pr_timeout_is_reported_and_re_dispatched(
     timed: tuple[World, Path],
 ) -> None:
     world, clock = timed
-    issues = ready_issues(world, 1)
-    run_id = world.plan()
-    approve(world, run_id, 1)
+    run_id, issues = world.start(1)
     clock.write_text("61")
     wait_for("a second dispatch", lambda: len(world.github.dispatches(REPO)) == 2)
     wait_for(
@@ -183,7 +159,7 @@ def test_a_dispatched_task_past_pr_timeout_is_reported_and_re_dispatched(
 
 
 def test_retry_re_dispatches_exactly_once(world: World) -> None:
-    issues = ready_issues(world, 2)
+    issues = world.ready_issues(2)
     run_id = world.plan()
     refused = Fault(
         status=422, body={"message": "Unexpected inputs"}, match=Match("POST", "dispatches")
@@ -222,7 +198,7 @@ def test_a_failed_enqueue_right_after_a_save_still_lets_the_run_finish(
     }
     world = start_world(tmp_path, signing_key, webhook_examples, env=env)
     try:
-        issues = ready_issues(world, 1)
+        issues = world.ready_issues(1)
         run_id = world.plan()
         assert "approved" in world.command("approve", run_id=run_id)["data"]["content"]
         assert world.status(run_id) == "approved"

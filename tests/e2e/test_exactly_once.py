@@ -15,13 +15,7 @@ from world import REPO, World
 def _ready(world: World, count: int) -> list[int]:
     for label in ("in-progress", "shipped"):  # a repository already set up for Valine
         world.github.add_label(REPO, label)
-    return [world.github.add_issue(REPO, f"Task {i}", ["ready"]) for i in range(count)]
-
-
-def _dispatched(world: World, run_id: str, count: int) -> None:
-    world.command("approve", run_id=run_id)
-    wait_for("dispatches", lambda: len(world.github.dispatches(REPO)) == count)
-    world.wait_state(run_id, "executing")
+    return world.ready_issues(count, labels=["ready"])
 
 
 def test_a_mutation_applied_then_answered_502_leaves_exactly_one_comment(world: World) -> None:
@@ -29,7 +23,7 @@ def test_a_mutation_applied_then_answered_502_leaves_exactly_one_comment(world: 
     run_id = world.plan()
     world.github.apply_then_fail_next(502, match=Match(graphql="addComment"))
 
-    _dispatched(world, run_id, 3)
+    world.approve(run_id, 3)
 
     for number in issues:
         comments = world.github.comments(REPO, number)
@@ -74,7 +68,7 @@ def test_every_announcement_is_posted_once_over_redelivered_and_late_webhooks(
     def said(text: str) -> int:
         return sum(text in _text(m) for m in world.discord.followups(world.tokens["plan"]))
 
-    _dispatched(world, run_id, 2)
+    world.approve(run_id, 2)
     prs = [world.open_pr(run_id, number) for number in issues]
     for pr, sha in prs:
         world.github.report_checks(REPO, sha, "success")  # what the service reads back

@@ -9,8 +9,6 @@ whole picture itself.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,16 +22,6 @@ from helpers import _example, _set_repo, discord_headers, interaction
 from world import DEFAULT_CONFIG, REPO, World, start_world, stop_world, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def start(world: World, count: int = 1) -> tuple[str, list[int]]:
-    """Plan and approve a run of ``count`` ready issues; its id and the issues."""
-    issues = [world.github.add_issue(REPO, f"Task {i}", ["ready"]) for i in range(count)]
-    run_id = world.plan()
-    world.command("approve", run_id=run_id)
-    wait_for("dispatches", lambda: len(world.github.dispatches(REPO)) == count)
-    world.wait_state(run_id, "executing")
-    return run_id, issues
 
 
 def described(world: World, run_id: str) -> str:
@@ -61,7 +49,7 @@ def status_event(world: World, sha: str, context: str, state: str) -> dict[str, 
 
 
 def test_a_suite_still_running_blocks_ready_and_ship_until_it_passes(world: World) -> None:
-    run_id, (issue,) = start(world)
+    run_id, (issue,) = world.start(labels=["ready"])
     pr, sha = world.open_pr(run_id, issue)
     world.checks(pr, sha, "success", app="ci")  # one suite done...
     e2e = world.github.report_checks(REPO, sha, None, status="in_progress", names=["e2e"])
@@ -86,7 +74,7 @@ def test_a_suite_still_running_blocks_ready_and_ship_until_it_passes(world: Worl
 
 
 def test_a_failing_commit_status_fails_green_suites(world: World) -> None:
-    run_id, (issue,) = start(world)
+    run_id, (issue,) = world.start(labels=["ready"])
     pr, sha = world.open_pr(run_id, issue)
     world.checks(pr, sha, "success", app="ci")
     world.checks(pr, sha, "success", app="github-actions")
@@ -119,7 +107,7 @@ def required_world(
 
 def test_required_checks_only_those_count_and_a_missing_one_blocks(required_world: World) -> None:
     world = required_world
-    run_id, (first, second) = start(world, 2)
+    run_id, (first, second) = world.start(2, labels=["ready"])
     pr1, sha1 = world.open_pr(run_id, first)
     pr2, sha2 = world.open_pr(run_id, second)
     world.github.report_checks(REPO, sha1, "failure", app="bench", names=["benchmarks"])
@@ -138,21 +126,8 @@ def test_required_checks_only_those_count_and_a_missing_one_blocks(required_worl
     world.wait_state(run_id, "ready_to_ship")
 
 
-def valine_audit(world: World, run_id: str) -> str:
-    """What `valine audit --run RUN_ID` prints."""
-    return subprocess.run(
-        [sys.executable, "-m", "valine.runtime.cli", "audit", "--run", run_id],
-        cwd=world.service.workdir,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-        env={"VALINE_STORE": "sqlite:///.valine/valine.db", "PATH": "/usr/bin:/bin"},
-    ).stdout
-
-
 def test_only_trusted_pull_requests_claim_a_task_and_ship(world: World) -> None:
-    run_id, (issue,) = start(world)
+    run_id, (issue,) = world.start(labels=["ready"])
     fork, fork_sha = world.open_pr(
         run_id, issue, author="stranger", association="NONE", head_repo="stranger/widgets"
     )
@@ -161,11 +136,11 @@ def test_only_trusted_pull_requests_claim_a_task_and_ship(world: World) -> None:
     wait_for(
         "both audited",
         lambda: (
-            f"PR #{fork}" in valine_audit(world, run_id)
-            and f"PR #{outsider}" in valine_audit(world, run_id)
+            f"PR #{fork}" in world.cli("audit", "--run", run_id)
+            and f"PR #{outsider}" in world.cli("audit", "--run", run_id)
         ),
     )
-    audit = valine_audit(world, run_id)
+    audit = world.cli("audit", "--run", run_id)
     assert f"PR #{fork} by stranger ignored: from a fork" in audit
     assert f"PR #{outsider} by drive-by ignored: author is none, not a collaborator" in audit
     world.checks(fork, fork_sha, "success")
@@ -196,7 +171,7 @@ def pathological_body(issue: int) -> str:
 
 
 def test_a_pathological_body_is_tracked_while_pings_are_answered_promptly(world: World) -> None:
-    run_id, (issue,) = start(world)
+    run_id, (issue,) = world.start(labels=["ready"])
     body = pathological_body(issue)
     assert len(body) == 65_536
     latencies: list[float] = []

@@ -17,21 +17,10 @@ from world import REPO, World, wait_for
 pytestmark = pytest.mark.e2e
 
 
-def ready_issues(world: World, count: int) -> list[int]:
-    return [world.github.add_issue(REPO, f"Task {i}", ["ready", "P1"]) for i in range(count)]
-
-
-def approve_and_dispatch(world: World, run_id: str, count: int) -> None:
-    answer = world.command("approve", run_id=run_id)
-    assert "approved by <@42>" in answer["data"]["content"]
-    wait_for("dispatches", lambda: len(world.github.dispatches(REPO)) == count)
-    world.wait_state(run_id, "executing")
-
-
 def test_happy_path_plan_to_ship(world: World) -> None:
     for label in ("in-progress", "shipped"):  # a repository already set up for Valine
         world.github.add_label(REPO, label)
-    issues = ready_issues(world, 3)
+    issues = world.ready_issues(3)
     world.github.add_issue(REPO, "Blocked", ["ready", "blocked"])
     world.github.open_pull(REPO, "unrelated", "a PR carrying the ready label")  # excluded
 
@@ -53,7 +42,7 @@ def test_happy_path_plan_to_ship(world: World) -> None:
     world.command("status")
     assert world.github_requests() == before  # /status never calls GitHub
 
-    approve_and_dispatch(world, run_id, 3)
+    world.approve(run_id, 3)
     for dispatch in world.github.dispatches(REPO):
         assert dispatch.workflow == "agent.yml"
         assert dispatch.inputs["run_id"] == run_id
@@ -112,9 +101,7 @@ def test_happy_path_plan_to_ship(world: World) -> None:
 
 
 def test_the_first_run_creates_the_labels_it_needs(world: World) -> None:
-    issues = ready_issues(world, 1)
-    run_id = world.plan()
-    approve_and_dispatch(world, run_id, 1)
+    run_id, issues = world.start(1)
     assert "in-progress" in world.github.labels(REPO)
     pr, sha = world.open_pr(run_id, issues[0])
     world.checks(pr, sha, "success")
@@ -161,23 +148,8 @@ def test_a_whole_run_costs_at_most_4n_plus_3_requests(
         assert expected <= 4 * count + 3
 
 
-def to_ready_to_ship(world: World, count: int) -> tuple[str, list[int], dict[int, tuple[int, str]]]:
-    issues = ready_issues(world, count)
-    run_id = world.plan()
-    approve_and_dispatch(world, run_id, count)
-    prs = {}
-    for number in issues:
-        pr, sha = world.open_pr(run_id, number)
-        world.checks(pr, sha, "success")
-        prs[number] = (pr, sha)
-    world.wait_state(run_id, "ready_to_ship")
-    return run_id, issues, prs
-
-
 def test_red_checks_then_a_fixing_push(world: World) -> None:
-    issues = ready_issues(world, 2)
-    run_id = world.plan()
-    approve_and_dispatch(world, run_id, 2)
+    run_id, issues = world.start(2)
     pr1, sha1 = world.open_pr(run_id, issues[0], link="branch")
     pr2, sha2 = world.open_pr(run_id, issues[1])
     world.checks(pr1, sha1, "failure")
@@ -202,9 +174,7 @@ def test_red_checks_then_a_fixing_push(world: World) -> None:
 
 
 def test_pr_closed_without_merging_then_replaced(world: World) -> None:
-    issues = ready_issues(world, 1)
-    run_id = world.plan()
-    approve_and_dispatch(world, run_id, 1)
+    run_id, issues = world.start(1)
     pr, sha = world.open_pr(run_id, issues[0])
     world.github.close_pull(REPO, pr)
     from helpers import pr_event
@@ -234,9 +204,7 @@ def test_pr_closed_without_merging_then_replaced(world: World) -> None:
 def test_issue_closed_by_a_person_skips_its_task(world: World) -> None:
     from helpers import issue_event
 
-    issues = ready_issues(world, 2)
-    run_id = world.plan()
-    approve_and_dispatch(world, run_id, 2)
+    run_id, issues = world.start(2)
     world.github.close_issue(REPO, issues[1])
     assert (
         world.deliver(
@@ -265,7 +233,7 @@ def test_issue_closed_by_a_person_skips_its_task(world: World) -> None:
 
 
 def test_head_moved_before_ship_fails_then_retry_ships_the_rest(world: World) -> None:
-    run_id, issues, prs = to_ready_to_ship(world, 3)
+    run_id, issues, prs = world.to_ready_to_ship(3)
     moved_pr, _ = prs[issues[1]]
     new_sha = world.github.push(REPO, moved_pr)  # pushed; its webhook has not arrived yet
     world.command("ship", run_id=run_id)
@@ -310,9 +278,7 @@ def test_head_moved_before_ship_fails_then_retry_ships_the_rest(world: World) ->
 def test_duplicate_and_out_of_order_deliveries(world: World) -> None:
     from helpers import check_suite_event, pr_event
 
-    issues = ready_issues(world, 1)
-    run_id = world.plan()
-    approve_and_dispatch(world, run_id, 1)
+    run_id, issues = world.start(1)
     number, sha = world.github.open_pull(REPO, "fix", f"Fixes #{issues[0]}")
     opened = pr_event(
         world.examples, "opened", repo=REPO, number=number, body=f"Fixes #{issues[0]}", head_sha=sha
@@ -342,25 +308,14 @@ def test_duplicate_and_out_of_order_deliveries(world: World) -> None:
 def _unclaimed(world: World, run_id: str) -> list[str]:
     """The commits whose checks concluded before a PR was linked, as the store has them."""
     import json
-    import subprocess
-    import sys
 
-    shown = subprocess.run(
-        [sys.executable, "-m", "valine.runtime.cli", "runs", "show", run_id],
-        cwd=world.service.workdir,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-        env={"VALINE_STORE": "sqlite:///.valine/valine.db", "PATH": "/usr/bin:/bin"},
-    ).stdout
-    return list(json.loads(shown).get("unclaimed_checks", []))
+    return list(json.loads(world.cli("runs", "show", run_id)).get("unclaimed_checks", []))
 
 
 def test_two_approvals_at_the_same_moment_one_wins(world: World) -> None:
     import threading
 
-    ready_issues(world, 2)
+    world.ready_issues(2)
     run_id = world.plan()
     answers: list[dict[str, Any]] = []
     barrier = threading.Barrier(2)
@@ -395,7 +350,7 @@ def test_plan_reads_100_ready_issues_in_at_most_two_requests(world: World) -> No
 
 
 def test_plan_while_a_run_is_active_shows_it(world: World) -> None:
-    ready_issues(world, 1)
+    world.ready_issues(1)
     run_id = world.plan()
     before = world.github_requests()
     answer = world.command("plan")
@@ -415,9 +370,7 @@ def test_no_ready_issue_says_so_and_stores_nothing(world: World) -> None:
 
 
 def test_cancel_puts_issues_back_to_ready(world: World) -> None:
-    issues = ready_issues(world, 2)
-    run_id = world.plan()
-    approve_and_dispatch(world, run_id, 2)
+    run_id, issues = world.start(2)
     answer = world.press(f"cancel:{run_id}")
     assert "cancelled" in answer["data"]["content"]
     world.wait_state(run_id, "cancelled")
@@ -428,7 +381,7 @@ def test_cancel_puts_issues_back_to_ready(world: World) -> None:
 
 
 def test_approve_button_and_wrong_state_messages(world: World) -> None:
-    ready_issues(world, 1)
+    world.ready_issues(1)
     run_id = world.plan()
     assert "approved" in world.press(f"approve:{run_id}")["data"]["content"]
     stale = world.press(f"approve:{run_id}")
@@ -445,7 +398,7 @@ def test_a_branch_with_a_merge_queue_ships_through_the_queue(world: World) -> No
     from helpers import pr_event
 
     world.github.require_merge_queue(REPO)
-    run_id, issues, _ = to_ready_to_ship(world, 2)
+    run_id, issues, _ = world.to_ready_to_ship(2)
     world.command("ship", run_id=run_id)
     wait_for("both PRs queued", lambda: len(world.github.merge_queue(REPO)) == 2)
     assert world.status(run_id) == "shipping"  # waiting for the queue, not failed
@@ -479,9 +432,7 @@ def test_a_branch_with_a_merge_queue_ships_through_the_queue(world: World) -> No
 def test_a_pr_merged_by_a_person_still_ships_with_the_run(world: World) -> None:
     from helpers import pr_event
 
-    issues = ready_issues(world, 2)
-    run_id = world.plan()
-    approve_and_dispatch(world, run_id, 2)
+    run_id, issues = world.start(2)
     by_hand, sha = world.open_pr(run_id, issues[0])
     assert (
         world.deliver(
