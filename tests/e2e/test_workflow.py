@@ -126,9 +126,7 @@ def test_a_whole_run_costs_at_most_4n_plus_3_requests(
     """
     for label in ("in-progress", "shipped"):
         world.github.add_label(REPO, label)
-    issues = ready_issues(world, count)
-    run_id = world.plan()
-    approve_and_dispatch(world, run_id, count)
+    run_id, issues = world.start(count)
     for number in issues:
         pr, sha = world.open_pr(run_id, number)
         running = [

@@ -7,6 +7,7 @@ from @octokit/webhooks-examples instead); :mod:`valine.testing.signing` signs th
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
