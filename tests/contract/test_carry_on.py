@@ -1,5 +1,5 @@
-"""No state without the job that carries it on, on every RunStore adapter (SQLite and
-DynamoDB Local).
+"""No state without the job that carries it on, on every RunStore adapter (SQLite,
+DynamoDB Local and the in-memory one), with the in-memory job queue.
 
 The saved state is the record of the job it waits on: a run saved ``approved``,
 ``shipping`` or ``cancelling`` (or with a pending task) whose enqueue was lost is carried
@@ -18,6 +18,7 @@ from valine.core.policy import Policy
 from valine.core.states import RunState, TaskState
 from valine.ports import RunStore
 from valine.testing.clock import ManualClock
+from valine.testing.memory import MemoryJobQueue
 from valine.usecases import Orchestrator
 from valine.usecases.tracking import STALL_AFTER
 
@@ -25,29 +26,21 @@ REPO = "octo/widgets"
 T0 = 1_800_000_000.0
 
 
-class RecordingQueue:
-    """Records enqueues and honours dedupe keys (what the reconcile needs of a queue)."""
-
-    def __init__(self) -> None:
-        self.jobs: list[tuple[str, dict[str, Any]]] = []
-        self.keys: set[str] = set()
-
-    def enqueue(self, kind: str, payload: dict[str, Any], **kw: Any) -> bool:
-        key = kw.get("dedupe_key")
-        if key is not None and key in self.keys:
-            return False
-        if key is not None:
-            self.keys.add(key)
-        self.jobs.append((kind, payload))
-        return True
+def taken(queue: MemoryJobQueue) -> list[tuple[str, dict[str, Any]]]:
+    """``(kind, payload)`` of every job enqueued since the last call (each is leased and acked)."""
+    jobs = []
+    while (job := queue.lease(60)) is not None:
+        queue.ack(job)
+        jobs.append((job.kind, job.payload))
+    return jobs
 
 
-def orchestrator(store: RunStore, queue: RecordingQueue, clock: ManualClock) -> Orchestrator:
+def orchestrator(store: RunStore, queue: MemoryJobQueue, clock: ManualClock) -> Orchestrator:
     return Orchestrator(
         repo=REPO,
         policy=Policy(),
         store=store,
-        queue=queue,  # type: ignore[arg-type]
+        queue=queue,
         github=lambda: pytest.fail("no PR to read: no GitHub call"),
         discord=lambda: pytest.fail("no Discord call"),
         clock=clock,
@@ -67,7 +60,8 @@ def orchestrator(store: RunStore, queue: RecordingQueue, clock: ManualClock) -> 
 def test_a_run_waiting_on_its_own_job_gets_it_again(
     run_store: RunStore, state: RunState, kind: str
 ) -> None:
-    clock, queue = ManualClock(T0), RecordingQueue()
+    clock = ManualClock(T0)
+    queue = MemoryJobQueue(clock=clock)
     task = Task(1, "Fix the gauge", state=TaskState.CHECKS_PASSED, since=T0)
     run_store.create_run(
         Run(run_id="r1", repo=REPO, created_at=T0, updated_at=T0, state=state, tasks=(task,))
@@ -75,18 +69,19 @@ def test_a_run_waiting_on_its_own_job_gets_it_again(
     use = orchestrator(run_store, queue, clock)
     clock.t = T0 + STALL_AFTER - 1
     use.reconcile()
-    assert queue.jobs == [], "a run that moved recently is left alone"
+    assert taken(queue) == [], "a run that moved recently is left alone"
     clock.t = T0 + STALL_AFTER
     use.reconcile()
     use.reconcile()  # the same period: one copy
-    assert queue.jobs == [(kind, {"run_id": "r1"})]
+    assert taken(queue) == [(kind, {"run_id": "r1"})]
     clock.t += STALL_AFTER
     use.reconcile()
-    assert len(queue.jobs) == 2, "one more copy per period while the run still waits"
+    assert taken(queue) == [(kind, {"run_id": "r1"})], "one more copy per period while it waits"
 
 
 def test_a_pending_task_of_an_executing_run_gets_its_dispatch_again(run_store: RunStore) -> None:
-    clock, queue = ManualClock(T0), RecordingQueue()
+    clock = ManualClock(T0)
+    queue = MemoryJobQueue(clock=clock)
     tasks = (
         Task(1, "a", state=TaskState.PENDING, since=T0, retries=1),
         Task(2, "b", state=TaskState.CHECKS_PASSED, since=T0),
@@ -103,7 +98,7 @@ def test_a_pending_task_of_an_executing_run_gets_its_dispatch_again(run_store: R
     )
     clock.t = T0 + STALL_AFTER
     orchestrator(run_store, queue, clock).reconcile()
-    assert queue.jobs == [("dispatch_task", {"run_id": "r1", "issue": 1})]
+    assert taken(queue) == [("dispatch_task", {"run_id": "r1", "issue": 1})]
 
 
 def test_the_fields_liveness_reads_survive_the_store(run_store: RunStore) -> None:

@@ -7,8 +7,6 @@ SQLite adapters and a fake GitHub that only answers ``get_pull`` and ``pull_chec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +16,8 @@ from valine.core.errors import GitHubUnavailable, NotFound
 from valine.core.models import PullRequest, Run, Task
 from valine.core.policy import Policy
 from valine.core.states import RunState, TaskState
-from valine.infra.sqlite import Database
-from valine.queue.sqlite import SqliteJobQueue
-from valine.store.sqlite import SqliteRunStore
 from valine.testing.clock import ManualClock
+from valine.testing.memory import MemoryJobQueue, MemoryRunStore
 from valine.usecases import Orchestrator
 
 REPO = "octo/widgets"
@@ -77,13 +73,12 @@ def _run(conclusion: str) -> Check:
 
 
 @pytest.fixture
-def parts(tmp_path: Path) -> Iterator[tuple[SqliteRunStore, SqliteJobQueue]]:
-    db = Database(tmp_path / "valine.db")
-    yield SqliteRunStore(db), SqliteJobQueue(db)
-    db.close()
+def parts() -> tuple[MemoryRunStore, MemoryJobQueue]:
+    """The testing kit's store and queue: the reconcile needs no database file."""
+    return MemoryRunStore(), MemoryJobQueue()
 
 
-def orchestrator(parts: tuple[SqliteRunStore, SqliteJobQueue], github: FakeGitHub) -> Orchestrator:
+def orchestrator(parts: tuple[MemoryRunStore, MemoryJobQueue], github: FakeGitHub) -> Orchestrator:
     store, queue = parts
     return Orchestrator(
         repo=REPO,
@@ -104,7 +99,7 @@ def pull(state: str = "open", head: str = HEAD, merged: bool = False) -> PullReq
     )
 
 
-def stored_run(store: SqliteRunStore, task_state: TaskState, pr: int | None = 5) -> Run:
+def stored_run(store: MemoryRunStore, task_state: TaskState, pr: int | None = 5) -> Run:
     task = Task(
         issue_number=1,
         title="Fix the gauge",
@@ -129,7 +124,7 @@ def stored_run(store: SqliteRunStore, task_state: TaskState, pr: int | None = 5)
     ],
 )
 def test_reconcile_applies_what_a_lost_webhook_would_have(
-    parts: tuple[SqliteRunStore, SqliteJobQueue],
+    parts: tuple[MemoryRunStore, MemoryJobQueue],
     before: TaskState,
     github_says: PullRequest,
     after: TaskState,
@@ -147,7 +142,7 @@ def test_reconcile_applies_what_a_lost_webhook_would_have(
 
 
 def test_only_tasks_with_an_open_pull_request_are_read(
-    parts: tuple[SqliteRunStore, SqliteJobQueue],
+    parts: tuple[MemoryRunStore, MemoryJobQueue],
 ) -> None:
     store, _ = parts
     stored_run(store, TaskState.DISPATCHED, pr=None)
@@ -156,7 +151,7 @@ def test_only_tasks_with_an_open_pull_request_are_read(
     assert github.calls == []
 
 
-def test_no_active_run_means_no_request(parts: tuple[SqliteRunStore, SqliteJobQueue]) -> None:
+def test_no_active_run_means_no_request(parts: tuple[MemoryRunStore, MemoryJobQueue]) -> None:
     github = FakeGitHub({})
     assert orchestrator(parts, github).reconcile() == 0
     assert github.calls == []
@@ -164,7 +159,7 @@ def test_no_active_run_means_no_request(parts: tuple[SqliteRunStore, SqliteJobQu
 
 @pytest.mark.parametrize("error", [NotFound("gone"), GitHubUnavailable("502 after retries")])
 def test_a_pull_request_that_cannot_be_read_is_skipped(
-    parts: tuple[SqliteRunStore, SqliteJobQueue], error: Exception
+    parts: tuple[MemoryRunStore, MemoryJobQueue], error: Exception
 ) -> None:
     store, _ = parts
     run = stored_run(store, TaskState.CHECKS_PASSED)
@@ -185,7 +180,7 @@ def test_a_pull_request_that_cannot_be_read_is_skipped(
     ],
 )
 def test_reconcile_recovers_lost_check_results(
-    parts: tuple[SqliteRunStore, SqliteJobQueue],
+    parts: tuple[MemoryRunStore, MemoryJobQueue],
     before: TaskState,
     conclusion: str,
     after: TaskState,
@@ -202,7 +197,7 @@ def test_reconcile_recovers_lost_check_results(
 
 
 def test_the_checks_of_every_open_pull_request_are_one_read(
-    parts: tuple[SqliteRunStore, SqliteJobQueue],
+    parts: tuple[MemoryRunStore, MemoryJobQueue],
 ) -> None:
     store, _ = parts
     tasks = tuple(

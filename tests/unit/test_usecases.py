@@ -6,7 +6,6 @@ import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,14 +19,12 @@ from valine.core.policy import DiscordScope, Executor, Policy
 from valine.core.states import RunState, StampedStep, TaskState
 from valine.discord.client import DiscordClient
 from valine.github.client import GitHubClient, TokenAuth
-from valine.infra.sqlite import Database
-from valine.queue.sqlite import SqliteJobQueue
 from valine.queue.worker import WorkerPool
-from valine.store.sqlite import SqliteRunStore
 from valine.testing.clock import ManualClock
 from valine.testing.discord_standin import DiscordStandIn
 from valine.testing.faults import Match, server_error
 from valine.testing.github import GitHubStandIn
+from valine.testing.memory import MemoryJobQueue, MemoryRunStore
 from valine.usecases import CLAIM_TIMEOUT, Actor, DispatchInProgress, Orchestrator
 
 REPO = "octo/widgets"
@@ -72,14 +69,14 @@ class FlakyDispatch:
 
 
 @pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
+def harness() -> Iterator[Harness]:
+    """The use cases on the testing kit's store and queue, with GitHub and Discord stand-ins."""
     github = GitHubStandIn().start()
     discord = DiscordStandIn().start()
     github.add_repo(REPO)
     clock = ManualClock()
     ids = (f"run{n:03d}" for n in range(1000))
-    db = Database(tmp_path / "valine.db")
-    queue = SqliteJobQueue(db, clock=clock.now, base_backoff=0.0)
+    queue = MemoryJobQueue(clock=clock, base_backoff=0.0)
     client = GitHubClient(TokenAuth(github.token), api_url=github.url, sleep=lambda _: None)
     holder: dict[str, Any] = {"github": client}
     orchestrator = Orchestrator(
@@ -89,7 +86,7 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
             permissions=Permissions({a: Grant(users=frozenset({"42"})) for a in GUARDED_ACTIONS}),
             discord=DiscordScope(guild_ids=("4",)),
         ),
-        store=SqliteRunStore(db),
+        store=MemoryRunStore(),
         queue=queue,
         github=lambda: holder["github"],
         discord=lambda: DiscordClient(discord.url, discord.application_id, discord.bot_token),
@@ -106,7 +103,6 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     finally:
         github.stop()
         discord.stop()
-        db.close()
 
 
 INTERACTION = {
