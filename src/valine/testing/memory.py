@@ -3,8 +3,8 @@
 They keep the ports' whole contract (tests/contract/test_run_store.py and
 test_job_queue.py run against them as against SQLite, DynamoDB and SQS): optimistic
 versions, one active run a repository, audit newest first; leases with fresh tokens,
-stale acks ignored, retries with the shared :class:`~valine.queue.retry.RetryPolicy`,
-dead letters that release their dedupe key, abandoned leases counted as attempts, claims.
+stale acks ignored, retries, dead letters that release their dedupe key and abandoned
+leases (the queue base's rules, :mod:`valine.queue.base`, the real adapters' too), claims.
 So a use case can be tested without a database file or HTTP, in one process. Runs are
 stored as their JSON documents (as the real stores do), so a caller's object is never
 shared with the store. One lock guards each; nothing survives the process.
@@ -13,21 +13,16 @@ shared with the store. One lock guards each; nothing survives the process.
 from __future__ import annotations
 
 import json
-import logging
-import random
 import threading
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Unpack
 
 from valine.core.errors import ActiveRunExists, NotFound, RunConflict
 from valine.core.models import Run
 from valine.ports import AuditEntry, Job
-from valine.queue.retry import queue_policy
-
-log = logging.getLogger("valine.queue")
+from valine.queue.base import ABANDONED, QueueBase, QueueOptions
 
 
 class MemoryRunStore:
@@ -156,27 +151,18 @@ class DeadLetter(Job):
     died_at: float | None = None
 
 
-class MemoryJobQueue:
-    """A :class:`~valine.ports.JobQueue` in memory, with SQLite's queue's semantics.
+class MemoryJobQueue(QueueBase):
+    """A :class:`~valine.ports.JobQueue` in memory: :class:`~valine.queue.base.QueueBase`'s
+    semantics (retries, dead letters, leases, abandoned jobs) on dicts.
 
-    ``clock`` and ``rng`` are injectable, as for the real adapters; the backoff is the
-    shared :class:`~valine.queue.retry.RetryPolicy`.
+    Takes the options of every queue adapter (``max_attempts``, ``base_backoff``,
+    ``max_backoff``, ``clock``, ``rng``, ``dedupe_ttl``).
     """
 
-    def __init__(
-        self,
-        *,
-        max_attempts: int = 5,
-        base_backoff: float = 1.0,
-        max_backoff: float = 300.0,
-        clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
-        dedupe_ttl: float = 7 * 24 * 3600,
-    ) -> None:
-        self.retry_policy = queue_policy(max_attempts, base_backoff, max_backoff, rng, dedupe_ttl)
-        self.max_attempts = max_attempts
-        self.dedupe_ttl = dedupe_ttl
-        self._clock = clock
+    backend = "memory"
+
+    def __init__(self, **options: Unpack[QueueOptions]) -> None:
+        super().__init__(**options)
         self._lock = threading.Lock()
         self._jobs: dict[str, _Entry] = {}
         self._seq = 0
@@ -223,73 +209,6 @@ class MemoryJobQueue:
             self._claims[key] = (uses + 1, expires)
             return True
 
-    def lease(self, visibility_timeout: float) -> Job | None:
-        """Take the oldest due job; a job leased ``max_attempts`` times already dies instead."""
-        now = self._clock()
-        with self._lock:
-            while (entry := self._next_due(now)) is not None:
-                if entry.attempts >= self.max_attempts:
-                    self._bury_abandoned(entry, now)
-                    continue
-                entry.attempts += 1
-                entry.available_at = now + max(0.0, visibility_timeout)
-                entry.lease_token = uuid.uuid4().hex
-                return Job(
-                    entry.job_id,
-                    entry.kind,
-                    json.loads(entry.payload),
-                    entry.attempts,
-                    lease_token=entry.lease_token,
-                )
-        return None
-
-    def ack(self, job: Job) -> None:
-        """Remove the job if ``job``'s lease is still the current one; else warn."""
-        with self._lock:
-            if self._held(job) is None:
-                _stale(job, "ack")
-                return
-            del self._jobs[job.job_id]
-
-    def retry(self, job: Job, error: str) -> bool:
-        """Reschedule after a backoff, or dead-letter after ``max_attempts`` (False)."""
-        now = self._clock()
-        with self._lock:
-            entry = self._held(job)
-            if entry is None:
-                _stale(job, "retry")
-                return True
-            entry.last_error, entry.lease_token = error, None
-            if self.retry_policy.exhausted(entry.attempts):
-                self._die(entry, now)
-                return False
-            entry.available_at = now + self.retry_policy.backoff(entry.attempts)
-            return True
-
-    def extend(self, job: Job, visibility_timeout: float) -> bool:
-        """Keep the leased job invisible ``visibility_timeout`` more seconds from now."""
-        now = self._clock()
-        with self._lock:
-            entry = self._held(job)
-            if entry is None:
-                _stale(job, "extend")
-                return False
-            entry.available_at = now + max(0.0, visibility_timeout)
-            return True
-
-    def release(self, job: Job, delay: float) -> bool:
-        """Due again after ``delay``, giving back the attempt it was leased with."""
-        now = self._clock()
-        with self._lock:
-            entry = self._held(job)
-            if entry is None:
-                _stale(job, "release")
-                return False
-            entry.available_at = now + max(0.0, delay)
-            entry.attempts = max(0, entry.attempts - 1)
-            entry.lease_token = None
-            return True
-
     def dead_letters(self, limit: int = 50) -> Sequence[Job]:
         """Dead-lettered jobs, most recently dead first, with their last error."""
         with self._lock:
@@ -313,9 +232,76 @@ class MemoryJobQueue:
         with self._lock:
             return sum(1 for e in self._jobs.values() if not e.dead)
 
-    def _next_due(self, now: float) -> _Entry | None:
-        due = [e for e in self._jobs.values() if not e.dead and e.available_at <= now]
-        return min(due, key=lambda e: (e.available_at, e.seq), default=None)
+    # -- the primitives of QueueBase -------------------------------------------------
+
+    def _is_backend_error(self, exc: BaseException) -> bool:
+        return False  # dicts do not fail
+
+    def _receive(self, visibility_timeout: float) -> Job | None:
+        now = self._clock()
+        with self._lock:
+            due = [e for e in self._jobs.values() if not e.dead and e.available_at <= now]
+            entry = min(due, key=lambda e: (e.available_at, e.seq), default=None)
+            if entry is None:
+                return None
+            entry.attempts += 1
+            entry.available_at = now + visibility_timeout
+            entry.lease_token = uuid.uuid4().hex
+            return Job(
+                entry.job_id,
+                entry.kind,
+                json.loads(entry.payload),
+                entry.attempts,
+                lease_token=entry.lease_token,
+            )
+
+    def _delete(self, job: Job) -> bool:
+        with self._lock:
+            if self._held(job) is None:
+                return False
+            del self._jobs[job.job_id]
+            return True
+
+    def _reschedule(self, job: Job, delay: float, error: str) -> bool:
+        with self._lock:
+            entry = self._held(job)
+            if entry is None:
+                return False
+            entry.available_at = self._clock() + delay
+            entry.last_error, entry.lease_token = error, None
+            return True
+
+    def _bury(self, job: Job, error: str, attempts: int) -> bool:
+        """Dead-letter the held job; an abandoned one keeps the error it last failed with."""
+        with self._lock:
+            entry = self._held(job)
+            if entry is None:
+                return False
+            if error == ABANDONED and entry.last_error:
+                error = f"{entry.last_error}; {error}"
+            entry.dead, entry.died_at, entry.lease_token = True, self._clock(), None
+            entry.attempts, entry.last_error = attempts, error
+            if entry.dedupe_key is not None:
+                self._dedupe.pop(entry.dedupe_key, None)  # its work was not done
+            return True
+
+    def _set_visibility(self, job: Job, visibility_timeout: float) -> bool:
+        with self._lock:
+            entry = self._held(job)
+            if entry is None:
+                return False
+            entry.available_at = self._clock() + visibility_timeout
+            return True
+
+    def _put_back(self, job: Job, delay: float) -> bool:
+        with self._lock:
+            entry = self._held(job)
+            if entry is None:
+                return False
+            entry.available_at = self._clock() + delay
+            entry.attempts = max(0, entry.attempts - 1)
+            entry.lease_token = None
+            return True
 
     def _held(self, job: Job) -> _Entry | None:
         """The job's entry if ``job`` holds its current lease."""
@@ -323,30 +309,3 @@ class MemoryJobQueue:
         if entry is None or entry.dead or entry.lease_token != job.lease_token:
             return None
         return entry
-
-    def _die(self, entry: _Entry, now: float) -> None:
-        entry.dead, entry.died_at, entry.lease_token = True, now, None
-        if entry.dedupe_key is not None:
-            self._dedupe.pop(entry.dedupe_key, None)  # its work was not done
-
-    def _bury_abandoned(self, entry: _Entry, now: float) -> None:
-        reason = "lease expired without ack or retry (worker died?)"
-        entry.last_error = f"{entry.last_error}; {reason}" if entry.last_error else reason
-        self._die(entry, now)
-        log.error(
-            "job %s (%s) dead-lettered: %d leases expired without ack or retry",
-            entry.job_id,
-            entry.kind,
-            entry.attempts,
-            extra={"job_id": entry.job_id, "job_kind": entry.kind},
-        )
-
-
-def _stale(job: Job, action: str) -> None:
-    log.warning(
-        "%s of job %s (%s) ignored: its lease is no longer held",
-        action,
-        job.job_id,
-        job.kind,
-        extra={"job_id": job.job_id, "job_kind": job.kind},
-    )
