@@ -108,7 +108,7 @@ def test_an_ejection_whose_dequeued_webhook_is_lost_is_found_by_the_reconcile(
 ) -> None:
     world, _clock = timed  # the service reconciles every second
     world.github.require_merge_queue(REPO)
-    run_id, issues, prs = to_ready(world, 1)
+    run_id, issues, prs = world.to_ready_to_ship(1)
     pr, sha = prs[issues[0]]
     world.command("ship", run_id=run_id)
     wait_for("the merge queue", lambda: world.github.merge_queue(REPO) == [pr])
