@@ -118,16 +118,11 @@ def test_simulate_github_status_is_tracked_like_githubs(world: World, tmp_path: 
     assert '"accepted"' in sent.stdout
     wait_for(
         "the red status shown",
-        lambda: "status `ci/jenkins` failure" in described(world, run_id),
+        lambda: "status `ci/jenkins` failure" in world.described(run_id),
     )
-    assert f"#{number}" in described(world, run_id) and "checks_failed" in described(world, run_id)
+    assert f"#{number}" in world.described(run_id) and "checks_failed" in world.described(run_id)
     wrong = valine(tmp_path, *simulate[:-4], "--state", "red", env={})
     assert wrong.returncode == 2 and "invalid choice: 'red'" in wrong.stderr
-
-
-def described(world: World, run_id: str) -> str:
-    """The ``/status`` description of a run."""
-    return str(world.command("status", run_id=run_id)["data"]["embeds"][0]["description"])
 
 
 def test_simulate_without_a_running_service_says_so(tmp_path: Path) -> None:

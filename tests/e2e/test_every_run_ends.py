@@ -29,10 +29,6 @@ def shown(world: World, state: str) -> None:
     )
 
 
-def description(world: World, run_id: str) -> str:
-    return str(world.command("status", run_id=run_id)["data"]["embeds"][0]["description"])
-
-
 def announcements(world: World, text: str) -> list[dict[str, Any]]:
     return [
         m for m in world.discord.followups(world.tokens["plan"]) if text in (m.get("content") or "")
@@ -70,13 +66,13 @@ def test_cancel_from_ship_failed_releases_the_lock_and_plan_plans_afresh(world: 
     answer = world.press(f"cancel:{run_id}")
     assert f"shipped and kept: PR #{prs[issues[0]][0]} (#{issues[0]})" in answer["data"]["content"]
     world.wait_state(run_id, "cancelled")
-    assert "back to ready" in description(world, run_id)
+    assert "back to ready" in world.described(run_id)
     kept, back = (world.github.issue(REPO, n) for n in issues)
     assert kept.state == "closed" and "shipped" in kept.labels
     assert back.state == "open" and "ready" in back.labels and "in-progress" not in back.labels
     fresh = world.plan()
     assert fresh != run_id
-    assert f"#{issues[1]}" in description(world, fresh)
+    assert f"#{issues[1]}" in world.described(fresh)
 
 
 def test_a_dequeued_pull_request_fails_the_ship_once_and_retry_ships(world: World) -> None:
@@ -91,7 +87,7 @@ def test_a_dequeued_pull_request_fails_the_ship_once_and_retry_ships(world: Worl
     dequeued.update(action="dequeued", reason="CI_FAILURE")
     assert world.deliver("pull_request", dequeued, delivery="dq-1") == 202
     world.wait_state(run_id, "ship_failed")
-    assert "left the merge queue: CI_FAILURE" in description(world, run_id)
+    assert "left the merge queue: CI_FAILURE" in world.described(run_id)
     wait_for("the ship failure", lambda: announcements(world, "did not ship completely"))
     assert world.deliver("pull_request", dequeued, delivery="dq-1") == 200  # redelivered: seen
     assert len(announcements(world, "did not ship completely")) == 1
@@ -118,7 +114,7 @@ def test_an_ejection_whose_dequeued_webhook_is_lost_is_found_by_the_reconcile(
     world.github.eject_from_merge_queue(REPO, pr)  # and GitHub's dequeued never arrives
 
     world.wait_state(run_id, "ship_failed", timeout=10)
-    assert "left the merge queue: it is no longer in the queue" in description(world, run_id)
+    assert "left the merge queue: it is no longer in the queue" in world.described(run_id)
     wait_for("the ship failure", lambda: announcements(world, "did not ship completely"))
     time.sleep(2)  # more reconciles: the same ejection is not news again
     assert len(announcements(world, "did not ship completely")) == 1
@@ -141,13 +137,13 @@ def test_a_dispatched_task_past_pr_timeout_is_reported_and_re_dispatched(
         "the stale report",
         lambda: (
             "stale: no pull request 1 min after the hand-over; handed to the executor"
-            in description(world, run_id)
+            in world.described(run_id)
         ),
     )
     wait_for("the first stale announcement", lambda: announcements(world, "is stale: "))
     clock.write_text("122")  # max_dispatches = 2: the next expiry fails the task
     world.wait_state(run_id, "failed")
-    assert "gave up after 2 hand-over(s)" in description(world, run_id)
+    assert "gave up after 2 hand-over(s)" in world.described(run_id)
     assert len(world.github.dispatches(REPO)) == 2
     wait_for("the second", lambda: len(announcements(world, "is stale: ")) == 2)
     time.sleep(2)  # two more reconciles: the same two events, no more announcements
@@ -167,11 +163,11 @@ def test_retry_re_dispatches_exactly_once(world: World) -> None:
     world.github.faults.add(refused)
     assert "approved" in world.command("approve", run_id=run_id)["data"]["content"]
     wait_for("one dispatch", lambda: len(world.github.dispatches(REPO)) == 1)
-    wait_for("the failed task", lambda: "`failed`" in description(world, run_id))
+    wait_for("the failed task", lambda: "`failed`" in world.described(run_id))
     failed = next(
         n
         for n in issues
-        if f"#{n}" in description(world, run_id).split("`failed`")[0].rsplit("\n", 1)[-1]
+        if f"#{n}" in world.described(run_id).split("`failed`")[0].rsplit("\n", 1)[-1]
     )
     first = world.command("retry", run_id=run_id, issue=str(failed))
     assert "retried" in first["data"]["content"]
@@ -181,7 +177,7 @@ def test_retry_re_dispatches_exactly_once(world: World) -> None:
     assert "only a failed or stale task" in pressed["data"]["content"]
     wait_for("the re-dispatch", lambda: len(world.github.dispatches(REPO)) == 2)
     world.wait_state(run_id, "executing")
-    wait_for("the task dispatched", lambda: "`failed`" not in description(world, run_id))
+    wait_for("the task dispatched", lambda: "`failed`" not in world.described(run_id))
     assert [d.inputs["issue_number"] for d in world.github.dispatches(REPO)].count(str(failed)) == 1
     assert len(world.github.dispatches(REPO)) == 2
 

@@ -24,11 +24,6 @@ from world import DEFAULT_CONFIG, REPO, World, start_world, stop_world, wait_for
 pytestmark = pytest.mark.e2e
 
 
-def described(world: World, run_id: str) -> str:
-    """The run as ``/status run_id`` shows it."""
-    return str(world.command("status", run_id=run_id)["data"]["embeds"][0]["description"])
-
-
 def merges(world: World) -> list[str]:
     return [r.path for r in world.github.requests if r.path.endswith("/merge")]
 
@@ -53,7 +48,7 @@ def test_a_suite_still_running_blocks_ready_and_ship_until_it_passes(world: Worl
     pr, sha = world.open_pr(run_id, issue)
     world.checks(pr, sha, "success", app="ci")  # one suite done...
     e2e = world.github.report_checks(REPO, sha, None, status="in_progress", names=["e2e"])
-    wait_for("the pending check shown", lambda: "check run `e2e`" in described(world, run_id))
+    wait_for("the pending check shown", lambda: "check run `e2e`" in world.described(run_id))
 
     assert world.status(run_id) == "executing"
     answer = world.command("ship", run_id=run_id)["data"]["content"]
@@ -84,7 +79,7 @@ def test_a_failing_commit_status_fails_green_suites(world: World) -> None:
     assert world.deliver("status", status_event(world, sha, "ci/jenkins", "failure")) == 202
 
     world.wait_state(run_id, "executing")
-    text = described(world, run_id)
+    text = world.described(run_id)
     assert "`checks_failed`" in text
     assert "status `ci/jenkins` failure: https://jenkins.example/job/9" in text
     answer = world.command("ship", run_id=run_id)["data"]["content"]
@@ -116,8 +111,8 @@ def test_required_checks_only_those_count_and_a_missing_one_blocks(required_worl
     world.github.report_checks(REPO, sha2, "success", names=["test"])
     world.deliver_suite(pr2, sha2, "success")
 
-    wait_for("the missing check named", lambda: "required check `lint`" in described(world, run_id))
-    text = described(world, run_id)
+    wait_for("the missing check named", lambda: "required check `lint`" in world.described(run_id))
+    text = world.described(run_id)
     assert text.count("`checks_passed`") == 1  # the failing benchmarks do not block #1
     assert world.status(run_id) == "executing"
 
@@ -132,7 +127,7 @@ def test_only_trusted_pull_requests_claim_a_task_and_ship(world: World) -> None:
         run_id, issue, author="stranger", association="NONE", head_repo="stranger/widgets"
     )
     outsider, outsider_sha = world.open_pr(run_id, issue, author="drive-by", association="NONE")
-    wait_for("both recorded", lambda: "PR #" in described(world, run_id))
+    wait_for("both recorded", lambda: "PR #" in world.described(run_id))
     wait_for(
         "both audited",
         lambda: (
@@ -146,14 +141,14 @@ def test_only_trusted_pull_requests_claim_a_task_and_ship(world: World) -> None:
     world.checks(fork, fork_sha, "success")
     world.checks(outsider, outsider_sha, "success")
     time.sleep(0.5)
-    assert "`dispatched`" in described(world, run_id)  # neither linked
+    assert "`dispatched`" in world.described(run_id)  # neither linked
 
     agent, agent_sha = world.open_pr(
         run_id, issue, link="branch", author="agent[bot]", association="NONE", user_type="Bot"
     )
     world.checks(agent, agent_sha, "success")
     world.wait_state(run_id, "ready_to_ship")
-    assert f"PR #{agent}" in described(world, run_id)
+    assert f"PR #{agent}" in world.described(run_id)
     world.command("ship", run_id=run_id)
     world.wait_state(run_id, "shipped")
     assert merges(world) == [f"/repos/{REPO}/pulls/{agent}/merge"]
@@ -191,7 +186,7 @@ def test_a_pathological_body_is_tracked_while_pings_are_answered_promptly(world:
     pinger.start()
     try:
         pr, _ = world.open_pr(run_id, issue, body=body)
-        wait_for("the PR linked", lambda: f"PR #{pr}" in described(world, run_id), timeout=10)
+        wait_for("the PR linked", lambda: f"PR #{pr}" in world.described(run_id), timeout=10)
     finally:
         stop.set()
         pinger.join()

@@ -129,6 +129,9 @@ def test_a_whole_run_costs_at_most_4n_plus_3_requests(
     run_id, issues = world.start(count)
     for number in issues:
         pr, sha = world.open_pr(run_id, number)
+        # CI concludes after the PR is linked, as in a real run: a suite that beat the
+        # link is read once with the link, which would make the count vary with timing
+        wait_for(f"PR #{pr} linked", lambda pr=pr: f"PR #{pr}" in world.described(run_id))
         running = [
             world.github.report_checks(REPO, sha, None, status="in_progress", app=f"app{i}")
             for i in range(suites)

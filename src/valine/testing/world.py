@@ -150,6 +150,11 @@ class World:
         title = answer["data"]["embeds"][0]["title"]
         return str(title.rsplit("·", 1)[1].strip().replace(" ", "_"))
 
+    def described(self, run_id: str) -> str:
+        """The run's ``/status run_id`` description (from stored state: no GitHub request)."""
+        answer = self.command("status", run_id=run_id)
+        return str(answer["data"]["embeds"][0]["description"])
+
     def wait_state(self, run_id: str, state: str, timeout: float = 20.0) -> None:
         """Poll ``/status`` until the run is in ``state``."""
         wait_for(f"run {run_id} to be {state}", lambda: self.status(run_id) == state, timeout)
