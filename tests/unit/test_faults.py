@@ -199,3 +199,18 @@ def test_discord_apply_then_fail_creates_the_message_and_answers_502() -> None:
     assert failed.status_code == 502
     assert retried.status_code == 200
     assert [m["id"] for m in standin.channel_messages(CHANNEL)] == [retried.json()["id"]]
+
+
+def test_a_client_that_vanished_is_no_stand_in_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with GitHubStandIn() as github:
+        server = github._server
+        assert server is not None
+        for error in (ConnectionResetError(104, "reset by peer"), ValueError("a real bug")):
+            try:
+                raise error
+            except (ConnectionResetError, ValueError):
+                server.handle_error(None, ("127.0.0.1", 1))
+
+    printed = capsys.readouterr().err
+    assert "ConnectionResetError" not in printed
+    assert "ValueError: a real bug" in printed
