@@ -1,7 +1,7 @@
 """``valine serve`` as its own process, wired to the stand-ins: one launcher for all.
 
-The end-to-end tests (tests/world.py), ``valine demo``, ``make bench`` and the proving
-ground start the service the same way: a free loopback port, the environment without
+The end-to-end tests (:mod:`valine.testing.world`), ``valine demo``, ``make bench`` and
+the proving ground start the service the same way: a free loopback port, the environment without
 the caller's ``DISCORD_*``/``GITHUB_*``/``VALINE_*`` settings plus the ones given, the
 log in a file of the working directory, and a bounded wait until ``GET /healthz``
 answers. :func:`standin_env` is the environment that points a service at the GitHub

@@ -38,7 +38,7 @@ def github_headers(
     return signing.github_headers(secret, event, body, delivery)
 
 
-#: The Discord server the interactions come from; tests/world.py's DEFAULT_CONFIG serves it.
+#: The Discord server the interactions come from; DEFAULT_CONFIG below serves it.
 GUILD = "4"
 
 
