@@ -1122,7 +1122,7 @@ def test_a_primary_limit_blocks_every_worker_of_the_process(
 
 
 def test_rate_limit_spelled_rate_limit_is_recognised_too() -> None:
-    from valine.github.client import _graphql_rate_limited
+    from valine.github.transport import _graphql_rate_limited
 
     assert _graphql_rate_limited({"errors": [{"type": "RATE_LIMIT", "message": "x"}]})
     assert _graphql_rate_limited({"errors": [{"type": "RATE_LIMITED", "message": "x"}]})

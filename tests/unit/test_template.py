@@ -268,12 +268,12 @@ def test_queue_retries_and_partial_batch_failures(template: dict[str, Any]) -> N
 
 
 def test_the_worker_timeout_fits_the_longest_job(template: dict[str, Any]) -> None:
-    from valine.github.client import GitHubClient
+    from valine.github.transport import Transport
     from valine.infra import budget
 
     worker = template["Resources"]["WorkerFunction"]["Properties"]
     queue = template["Resources"]["JobQueue"]["Properties"]
-    client = inspect.signature(GitHubClient).parameters
+    client = inspect.signature(Transport).parameters  # GitHubClient's transport
     # The budget is the clients' own defaults, not numbers of its own.
     assert client["timeout"].default == budget.GITHUB_TIMEOUT
     assert client["max_attempts"].default == budget.GITHUB_ATTEMPTS
