@@ -213,6 +213,99 @@ def test_a_fresh_claim_defers_and_a_stale_one_is_reported(harness: Harness) -> N
     assert harness.github.dispatches(REPO) == []
 
 
+class ProcessKilled(BaseException):
+    """Stands for SIGKILL: not an Exception, so the worker neither retries nor acks."""
+
+
+class DiesAfterRelabelling:
+    """The real client, except that the process dies right after GitHub applied the
+    first relabelling (its answer never read, nothing saved after it)."""
+
+    def __init__(self, client: GitHubClient) -> None:
+        self._client = client
+        self.armed = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def update_issues(self, *args: Any, **kwargs: Any) -> Any:
+        result = self._client.update_issues(*args, **kwargs)
+        if self.armed:
+            self.armed = False
+            raise ProcessKilled
+        return result
+
+
+def test_a_start_job_killed_mid_relabelling_waits_for_its_claim_and_starts(
+    harness: Harness,
+) -> None:
+    """Found by the proving ground (SIGKILL of valine serve right after the relabelling
+    reached GitHub): the retried start job met its dead attempt's fresh claim, spent its
+    five attempts in seconds and dead-lettered, failing the run with its issues left
+    in-progress. A claim is a wait: the job comes back when it expires, no attempt spent."""
+    run_id = planned(harness, issues=3)
+    clock = harness.clock
+    queue = harness.orchestrator.queue
+    pool = WorkerPool(
+        queue,
+        harness.orchestrator.job_handlers(),
+        on_dead_letter=harness.orchestrator.on_dead_letter,
+        visibility_timeout=60.0,
+        clock=clock.now,
+    )
+    harness.client["github"] = DiesAfterRelabelling(harness.client["github"])
+    harness.orchestrator.approve(run_id, Actor("42", "ada"))
+    with pytest.raises(ProcessKilled):
+        while pool.run_one():
+            pass
+    issues = [t.issue_number for t in harness.run(run_id).tasks]
+    assert all("in-progress" in harness.github.issue(REPO, n).labels for n in issues)
+    for _ in range(10):  # more leases than the queue's attempts, all before the claim expires
+        clock.t += 61 if _ == 0 else 5  # the dead attempt's lease runs out first
+        while pool.run_one():
+            pass
+        assert harness.run(run_id).state is RunState.APPROVED
+    assert queue.dead_letters() == []
+    clock.t += CLAIM_TIMEOUT
+    for _ in range(5):
+        while pool.run_one():
+            pass
+        clock.t += 5
+    run = harness.run(run_id)
+    assert run.state is RunState.EXECUTING
+    assert [t.state for t in run.tasks] == [TaskState.DISPATCHED] * 3
+    assert sorted(int(d.inputs["issue_number"]) for d in harness.github.dispatches(REPO)) == issues
+    for n in issues:  # read back, not sent again: one comment, one change per label
+        assert len(harness.github.comments(REPO, n)) == 1
+        events = harness.github.issue(REPO, n).label_events
+        assert len(events) == len(set(events))
+    assert queue.dead_letters() == []
+
+
+def test_a_dispatch_job_that_finds_its_task_past_pending_sends_nothing(
+    harness: Harness,
+) -> None:
+    """A dispatch job that waited out a claim while the task's pull request was linked
+    does not dispatch (nor report the dispatch unconfirmed): the task is past it."""
+    run_id = planned(harness)
+    store = harness.orchestrator.store
+    run = store.get_run(run_id)
+    number = run.tasks[0].issue_number
+    claim = f"{CLAIM}{harness.clock.t - CLAIM_TIMEOUT - 1}"
+    linked = replace(
+        run.tasks[0],
+        state=TaskState.PR_OPEN,
+        pr_number=99,
+        steps_done=("labelled", "commented", claim),
+    )
+    store.save_run(replace(run, state=RunState.EXECUTING, tasks=(linked,)))
+    harness.orchestrator.run_dispatch_job({"run_id": run_id, "issue": number})
+    task = harness.run(run_id).tasks[0]
+    assert task.state is TaskState.PR_OPEN
+    assert task.reason is None
+    assert harness.github.dispatches(REPO) == []
+
+
 def test_plan_against_a_missing_repository_says_so(harness: Harness) -> None:
     harness.orchestrator.repo = "octo/missing"
     harness.orchestrator.request_plan(INTERACTION, Actor("42", "ada"))

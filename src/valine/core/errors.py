@@ -64,6 +64,19 @@ class RateLimited(GitHubUnavailable):
         self.reset_at = reset_at
 
 
+class ClaimHeld(ValineError):
+    """Another attempt holds a fresh claim on a step until ``until`` (epoch seconds).
+
+    Not a failure: the job is put back until the claim expires, without spending an
+    attempt. An attempt killed mid-step leaves its claim behind, so the job's retries
+    must outlast the claim, whatever the queue's backoff and attempt budget.
+    """
+
+    def __init__(self, message: str, until: float) -> None:
+        super().__init__(message)
+        self.until = until
+
+
 class DiscordUnavailable(ValineError):
     """Discord could not be reached or kept failing after retries.
 

@@ -11,7 +11,9 @@ its lease is not taken by a second worker; only a worker that dies lets it go.
 
 A handler that raises :class:`~valine.core.errors.RateLimited` has its job put back until
 the limit resets (:meth:`~valine.ports.JobQueue.release`) without spending an attempt: a
-rate limit is a wait, not a failure.
+rate limit is a wait, not a failure. So does one that raises
+:class:`~valine.core.errors.ClaimHeld` (another attempt, perhaps one killed mid-step,
+holds a claim on the step): the job comes back when the claim expires.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from valine.core.errors import RateLimited
+from valine.core.errors import ClaimHeld, RateLimited
 from valine.ports import Job, JobQueue
 
 log = logging.getLogger("valine.worker")
@@ -65,9 +67,10 @@ def run_job(
     A handler that raises (or a kind no handler takes) has the job handed to the queue's
     ``retry``: it runs again after a backoff, or, after its last attempt, is
     dead-lettered and ``on_dead_letter`` tells the people waiting. A handler that raises
-    :class:`RateLimited`, and a job handed out before its ``not_before``, are put back
-    with ``release`` (no attempt spent). The local worker pool and the AWS worker Lambda
-    both run jobs through here. Payloads are never logged: they may hold user content.
+    :class:`RateLimited` or :class:`ClaimHeld`, and a job handed out before its
+    ``not_before``, are put back with ``release`` (no attempt spent). The local worker
+    pool and the AWS worker Lambda both run jobs through here. Payloads are never
+    logged: they may hold user content.
     """
     extra = _extra(job)
     now = clock()
@@ -86,6 +89,18 @@ def run_job(
             job.kind,
             delay,
             limited,
+            extra=extra,
+        )
+        queue.release(job, delay)
+        return Outcome.RELEASED
+    except ClaimHeld as held:
+        delay = max(0.0, held.until - clock()) + RESET_MARGIN
+        log.warning(
+            "job %s (%s) waits %.0f s for a claim to expire: %s",
+            job.job_id,
+            job.kind,
+            delay,
+            held,
             extra=extra,
         )
         queue.release(job, delay)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from valine.core import tracking
-from valine.core.errors import GitHubUnavailable, RunConflict
+from valine.core.errors import ClaimHeld, GitHubUnavailable, RunConflict
 from valine.core.models import Run, Task, apply_task_event
 from valine.core.policy import Policy
 from valine.core.states import TASK_TERMINAL, TaskEvent, TaskState
@@ -93,8 +93,9 @@ class Actor:
         )
 
 
-class DispatchInProgress(Exception):
-    """Another attempt holds a fresh claim on a dispatch: try again later."""
+class DispatchInProgress(ClaimHeld):
+    """Another attempt holds a fresh claim on a dispatch or a relabelling: the job waits
+    (put back, no attempt spent) until the claim expires at ``until``."""
 
 
 #: After this many seconds a claim whose attempt never confirmed is considered dead.

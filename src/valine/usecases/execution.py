@@ -94,7 +94,7 @@ class ExecutionMixin(UseCaseBase):
         """
         now = self.clock.now()
         claimed: list[int] = []
-        busy: list[int] = []
+        busy: dict[int, float] = {}
 
         def claim(run: Run) -> Run | None:
             claimed.clear()
@@ -105,8 +105,9 @@ class ExecutionMixin(UseCaseBase):
                 if task.state in TASK_TERMINAL or Step.LABELLED in task.steps_done:
                     continue
                 claims = StampedStep.LABEL_CLAIM
-                if any(now - at < CLAIM_TIMEOUT for at in claims.times(task.steps_done)):
-                    busy.append(task.issue_number)
+                fresh = [at for at in claims.times(task.steps_done) if now - at < CLAIM_TIMEOUT]
+                if fresh:
+                    busy[task.issue_number] = max(fresh) + CLAIM_TIMEOUT
                     continue
                 steps = (*claims.without(task.steps_done), claims.at(now))
                 run = _with_task(run, replace(task, steps_done=steps))
@@ -117,7 +118,10 @@ class ExecutionMixin(UseCaseBase):
         if saved is None:
             return None
         if busy:
-            raise DispatchInProgress(f"{busy}: another attempt is relabelling; retry later")
+            raise DispatchInProgress(
+                f"{sorted(busy)}: another attempt is relabelling; waiting for its claim",
+                until=max(busy.values()),
+            )
         return [t for t in saved.tasks if t.issue_number in claimed]
 
     def _release_labelling(self, run_id: str, numbers: list[int]) -> None:
@@ -283,7 +287,9 @@ class ExecutionMixin(UseCaseBase):
             if run.state not in (RunState.APPROVED, RunState.EXECUTING):
                 return  # cancelled or failed meanwhile
             task = run.task(number)
-            if task.state in TASK_TERMINAL or Step.DISPATCHED in task.steps_done:
+            if task.state is not TaskState.PENDING or Step.DISPATCHED in task.steps_done:
+                # Handed over already, or past it: a pull request got linked while this
+                # job waited (e.g. for a claim its attempt killed mid-dispatch left).
                 return
             if self.policy.executor.kind != "workflow":
                 self._hand_over_again(run, task)
@@ -363,7 +369,10 @@ class ExecutionMixin(UseCaseBase):
             return
         claimed_at = max(StampedStep.DISPATCH_CLAIM.times(task.steps_done))
         if now - claimed_at < CLAIM_TIMEOUT:
-            raise DispatchInProgress(f"#{number}: another attempt is dispatching; retry later")
+            raise DispatchInProgress(
+                f"#{number}: another attempt is dispatching; waiting for its claim",
+                until=claimed_at + CLAIM_TIMEOUT,
+            )
         log.warning("dispatch of #%d was claimed at %s and never confirmed", number, claimed_at)
         self._mark_step(
             run_id,
