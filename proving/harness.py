@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +153,7 @@ def wait_state(world: World, run_id: str, state: str, timeout: float = STEP_TIME
         last = status_of(world, run_id)
         if last == state:
             return
-        time.sleep(0.05)
+        time.sleep(0.1)
     raise TimeoutError(f"run {run_id} stuck in {last or 'no answer'}, expected {state}")
 
 
@@ -184,15 +184,51 @@ class Run:
 
 def plan_run(world: World, label: str, tasks: int = 3) -> Run:
     """Open ``tasks`` ready issues and ``/plan`` them; the planned run."""
-    issues = [
+    return plan_issues(world, open_issues(world, label, tasks))
+
+
+def open_issues(world: World, label: str, tasks: int = 3) -> list[int]:
+    """As a person: close what an earlier run left ``ready``, open ``tasks`` new issues.
+
+    Every run starts from a known set of issues: a run that failed or was cancelled puts
+    its issues back to ``ready``, and the next ``/plan`` would take them too (a run of 5
+    tasks with pull requests for 3, stalled: one failure spreading to every later run).
+    """
+    retire_leftovers(world)
+    return [
         world.github.add_issue(REPO, f"{label} task {i}", ["ready", "P1"]) for i in range(tasks)
     ]
-    run_id = plan_with_retry(world)
+
+
+def retire_leftovers(world: World, keep: Iterable[int] = ()) -> list[int]:
+    """Close every open ``ready`` issue not in ``keep`` (as a person would); their numbers."""
+    kept = set(keep)
+    closed = []
+    for issue in world.github.issues(REPO):
+        if issue.state == "open" and "ready" in issue.labels and issue.number not in kept:
+            world.github.close_issue(REPO, issue.number, "not_planned")
+            closed.append(issue.number)
+    return closed
+
+
+#: Runs the harness gave up on (counted as failed and cancelled): a ``/plan`` that
+#: answers with one of them is not the new run.
+ABANDONED: set[str] = set()
+
+
+def plan_issues(world: World, issues: list[int]) -> Run:
+    """``/plan`` and check the run planned exactly ``issues``."""
+    run_id, planned = plan_with_retry(world)
+    if planned != set(issues):
+        raise AssertionError(f"run {run_id} planned issues {sorted(planned)}, not {issues}")
     return Run(run_id, issues)
 
 
-def plan_with_retry(world: World, timeout: float = STEP_TIMEOUT) -> str:
-    """``/plan`` until the deferred answer becomes a plan (a crash may eat the first)."""
+def plan_with_retry(world: World, timeout: float = STEP_TIMEOUT) -> tuple[str, set[int]]:
+    """``/plan`` until the deferred answer becomes a plan (a crash may eat the first).
+
+    Returns the run id and the issue numbers the plan message lists.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -203,7 +239,9 @@ def plan_with_retry(world: World, timeout: float = STEP_TIMEOUT) -> str:
             )
             match = re.search(r"Run (r\d{8}-\w+)", message["embeds"][0]["title"])
             assert match, message
-            return match.group(1)
+            assert match.group(1) not in ABANDONED, f"{match.group(1)} is still active"
+            description = message["embeds"][0].get("description") or ""
+            return match.group(1), {int(n) for n in re.findall(r"\[#(\d+)\]", description)}
         except (TimeoutError, OSError, AssertionError):
             if time.monotonic() > deadline:
                 raise

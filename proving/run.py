@@ -4,6 +4,7 @@
     PROVING_QUICK=1 make proving-ground      # small counts, fewer scenarios
     PROVING_SEED=7 make proving-ground       # another reproducible draw (default 1)
     PROVING_ONLY=crashes,abuse ...           # some scenarios only (names below)
+    PROVING_KEEP=1 ...                       # keep the state folders (stores, service logs)
 
 Prints one table of figures, each as measured, then every invariant; the last line is
 ``N/N invariants hold`` and the exit status is 0 only when every one holds. See
@@ -12,13 +13,14 @@ docs/reliability.md for what each scenario covers and what it does not.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -76,6 +78,16 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
 QUICK = ("disorder", "races-sqlite", "crashes", "discord-faults", "abuse")
 
 
+@contextlib.contextmanager
+def _scratch(keep: bool) -> Iterator[str]:
+    """A scratch directory for the scenarios' state: removed at the end unless ``keep``."""
+    if keep:
+        yield tempfile.mkdtemp(prefix="valine-proving-")
+        return
+    with tempfile.TemporaryDirectory(prefix="valine-proving-") as scratch:
+        yield scratch
+
+
 def main() -> int:
     """Run the chosen scenarios, print the table; 0 only when every invariant holds."""
     quick = environment_flag("PROVING_QUICK")
@@ -90,7 +102,8 @@ def main() -> int:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-west-2")
     table = Table()
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="valine-proving-") as scratch:
+    keep = environment_flag("PROVING_KEEP")
+    with _scratch(keep) as scratch:
         ctx = Context(
             seed,
             Counts.quick() if quick else Counts.full(),
@@ -108,6 +121,8 @@ def main() -> int:
             except Exception as exc:  # a scenario that cannot finish is a failed invariant
                 traceback.print_exc()
                 table.check(name, "scenario completed", False, f"{type(exc).__name__}: {exc}")
+    if keep:
+        print(f"state folders kept in {scratch}", file=sys.stderr)
     mode = "quick" if quick else "full"
     print(f"proving ground · {mode} · seed {seed} · {time.monotonic() - started:.0f} s")
     print(table.render())

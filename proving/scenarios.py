@@ -12,6 +12,8 @@ import http.client
 import json
 import os
 import random
+import re
+import sys
 import threading
 import time
 import uuid
@@ -22,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
+    ABANDONED,
     ACCEPTED,
     REPO,
+    STEP_TIMEOUT,
     Delivery,
     Ground,
     Run,
@@ -33,8 +37,11 @@ from harness import (
     deliver,
     duplicated_label_changes,
     effects,
+    open_issues,
     open_pulls,
+    plan_issues,
     plan_run,
+    retire_leftovers,
     rng_for,
     ship,
     status_of,
@@ -69,6 +76,10 @@ class Counts:
     kill_points: tuple[str, ...]
     #: Which GitHub faults scenario 4 draws from (see ``GITHUB_FAULTS``).
     github_kinds: tuple[str, ...]
+    #: Independent worlds (stand-ins + ``valine serve``) each scenario's runs are split
+    #: over, driven at once: runs mostly wait (a killed job's lease, a rate limit's
+    #: reset), so lanes shorten the wall time without cutting a count.
+    lanes: int = 1
 
     @classmethod
     def full(cls) -> Counts:
@@ -85,6 +96,7 @@ class Counts:
             True,
             ("github", "github", "discord", "timer"),
             tuple(GITHUB_FAULTS),
+            lanes=8,
         )
 
     @classmethod
@@ -153,6 +165,14 @@ class Tally:
             if shipped and seen.final[issue] != ("closed", ("P1", "shipped"), True):
                 self.wrong_final += 1
         self.duplicate_announcements += duplicated_announcements(ground, run)
+
+    def merge(self, other: Tally) -> None:
+        """Add another lane's counts to these."""
+        for name, value in vars(other).items():
+            if isinstance(value, int):
+                setattr(self, name, getattr(self, name) + value)
+        if other.failures:
+            self.failures = [*(self.failures or []), *other.failures]
 
     def note(self, text: str) -> None:
         """Remember why a run failed (the first few go into the invariant's detail)."""
@@ -228,25 +248,81 @@ def _where(exc: BaseException) -> str:
     return f"{Path(frame.filename).name}:{frame.lineno}"
 
 
-def cancel_quietly(ground: Ground, run_id: str) -> None:
-    """End a stuck run so the next one can be planned (its failure is already counted)."""
-    with contextlib.suppress(OSError):
-        button(ground.world, f"cancel:{run_id}")
+TERMINAL = ("shipped", "cancelled", "failed")
+
+
+def progress(line: str) -> None:
+    """One line of progress on stderr (the table goes to stdout)."""
+    print(f"  {time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+
+
+def cancel_quietly(ground: Ground, run: Run) -> None:
+    """End a run that did not ship so the next one starts clean (its failure is counted).
+
+    Presses Cancel, waits (bounded) for an end state, then closes the run's issues, which
+    a failed or cancelled run puts back to ``ready``: the next ``/plan`` must not take them.
+    """
+    ABANDONED.add(run.run_id)
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while time.monotonic() < deadline and status_of(ground.world, run.run_id) not in TERMINAL:
+        with contextlib.suppress(OSError):
+            button(ground.world, f"cancel:{run.run_id}")
+        time.sleep(0.5)
+    retire_leftovers(ground.world)
 
 
 def guarded(
     tally: Tally, ground: Ground, label: str, drive: Callable[[], Run | None], plan: list[Run]
 ) -> None:
     """Drive one run; a run that does not ship is counted and cancelled, not fatal."""
+    started = time.monotonic()
     try:
         run = drive()
         if run is not None:
             tally.add(ground, run, shipped=True)
+            progress(f"{label}: {run.run_id} shipped ({time.monotonic() - started:.1f} s)")
     except (TimeoutError, AssertionError, OSError) as exc:
-        tally.note(f"{label}: {type(exc).__name__} {exc} at {_where(exc)}")
+        state = status_of(ground.world, plan[-1].run_id) if plan else "not planned"
+        why = f"{label}: {type(exc).__name__} {exc} at {_where(exc)} (run {state})"
+        progress(f"FAILED {why}")
+        tally.note(why)
         if plan:
             tally.add(ground, plan[-1], shipped=False)
-            cancel_quietly(ground, plan[-1].run_id)
+            cancel_quietly(ground, plan[-1])
+
+
+def in_lanes(
+    ctx: Context,
+    name: str,
+    runs: int,
+    lane: Callable[[Ground, random.Random, range, Tally], None],
+    lanes: int | None = None,
+) -> Tally:
+    """Split ``runs`` over independent worlds driven at once; the lanes' tallies, merged.
+
+    Lane ``k`` gets its own world, its own seeded stream (``seed:name#k``) and the runs
+    ``k, k + lanes, ...``; a lane that cannot finish is a failed invariant, not a crash.
+    """
+    count = max(1, min(lanes or ctx.counts.lanes, runs))
+    tallies = [Tally() for _ in range(count)]
+
+    def drive(k: int) -> None:
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        ground = ctx.ground(f"{slug}-{k}")
+        try:
+            lane(ground, rng_for(ctx.seed, f"{name}#{k}"), range(k, runs, count), tallies[k])
+        except Exception as exc:
+            tallies[k].note(f"lane {k}: {type(exc).__name__} {exc} at {_where(exc)}")
+            tallies[k].runs += 1
+        finally:
+            ground.stop()
+
+    with ThreadPoolExecutor(count) as pool:
+        list(pool.map(drive, range(count)))
+    total = Tally()
+    for tally in tallies:
+        total.merge(tally)
+    return total
 
 
 # -- 1. duplicates and disorder --------------------------------------------------------------
@@ -255,63 +331,68 @@ def guarded(
 def disorder(ctx: Context) -> None:
     """Every webhook 1-3 times, in any order GitHub can produce, plus late redeliveries."""
     name = "1 duplicates+disorder"
-    rng = rng_for(ctx.seed, name)
-    ground = ctx.ground("disorder")
-    tally = Tally()
-    deliveries = 0
-    try:
-        with timed(ctx.table, name):
-            reference = whole_run(ground.world, "in order")
-            _settle_announcements(ground, reference)
-            expected = _signature(ground, reference)
-            before = len(ground.world.github.requests)
-            in_order = before  # the one in-order run's requests
-            for i in range(ctx.counts.disorder_runs):
-                plan: list[Run] = []
+    deliveries: list[int] = []
+    requests: list[tuple[int, int]] = []  # per lane: (requests of its runs, of its in-order run)
+    lock = threading.Lock()
 
-                def drive(i: int = i, plan: list[Run] = plan) -> Run:
-                    nonlocal deliveries
-                    run = plan_run(ground.world, f"disorder {i}")
-                    plan.append(run)
-                    approve(ground.world, run)
-                    open_pulls(ground.world, run)
-                    schedule = _disordered(
-                        run.deliveries, rng, ctx.counts.checks_first, ctx.counts.shuffle
+    def lane(ground: Ground, rng: random.Random, runs: range, tally: Tally) -> None:
+        reference = whole_run(ground.world, "in order")
+        _settle_announcements(ground, reference)
+        expected = _signature(ground, reference)
+        in_order = len(ground.world.github.requests)  # the one in-order run's requests
+        sent = 0
+        for i in runs:
+            plan: list[Run] = []
+
+            def drive(i: int = i, plan: list[Run] = plan) -> Run:
+                nonlocal sent
+                run = plan_run(ground.world, f"disorder {i}")
+                plan.append(run)
+                approve(ground.world, run)
+                open_pulls(ground.world, run)
+                schedule = _disordered(
+                    run.deliveries, rng, ctx.counts.checks_first, ctx.counts.shuffle
+                )
+                for item in schedule:
+                    assert deliver(ground.world, item.event, item.payload, item.delivery) in (
+                        ACCEPTED
                     )
-                    for item in schedule:
-                        assert (
-                            deliver(ground.world, item.event, item.payload, item.delivery)
-                            in ACCEPTED
-                        )
-                    deliveries += len(schedule)
-                    ship(ground.world, run)
-                    late = rng.sample(run.deliveries, k=rng.randint(1, len(run.deliveries)))
-                    for item in late:  # GitHub's redelivery, long after: same delivery id
-                        assert (
-                            deliver(ground.world, item.event, item.payload, item.delivery)
-                            in ACCEPTED
-                        )
-                    deliveries += len(late)
-                    time.sleep(0.3)  # let the late deliveries' jobs run
-                    _settle_announcements(ground, run)
-                    got = _signature(ground, run)
-                    if got != expected:
-                        raise AssertionError(f"final state {got} differs from in-order {expected}")
-                    return run
+                sent += len(schedule)
+                ship(ground.world, run)
+                late = rng.sample(run.deliveries, k=rng.randint(1, len(run.deliveries)))
+                for item in late:  # GitHub's redelivery, long after: same delivery id
+                    assert deliver(ground.world, item.event, item.payload, item.delivery) in (
+                        ACCEPTED
+                    )
+                sent += len(late)
+                time.sleep(0.3)  # let the late deliveries' jobs run
+                _settle_announcements(ground, run)
+                got = _signature(ground, run)
+                if got != expected:
+                    raise AssertionError(f"final state {got} differs from in-order {expected}")
+                return run
 
-                guarded(tally, ground, f"run {i}", drive, plan)
-            requests = len(ground.world.github.requests) - before
-        ctx.table.figure(name, "webhook deliveries sent", deliveries)
-        ctx.table.figure(name, "GitHub requests per run", requests / max(1, tally.runs))
-        tally.record(ctx.table, name)
-        ctx.table.check(
-            name,
-            "GitHub requests per run as in order",
-            requests <= tally.runs * in_order,
-            f"{requests} > {tally.runs} x {in_order}",
-        )
-    finally:
-        ground.stop()
+            guarded(tally, ground, f"run {i}", drive, plan)
+        with lock:
+            deliveries.append(sent)
+            requests.append((len(ground.world.github.requests) - in_order, in_order * tally.runs))
+
+    with timed(ctx.table, name):
+        tally = in_lanes(ctx, name, ctx.counts.disorder_runs, lane)
+    made = sum(r for r, _ in requests)
+    allowed = sum(a for _, a in requests)
+    ctx.table.figure(
+        name, "lanes (worlds at once)", min(ctx.counts.lanes, ctx.counts.disorder_runs)
+    )
+    ctx.table.figure(name, "webhook deliveries sent", sum(deliveries))
+    ctx.table.figure(name, "GitHub requests per run", made / max(1, tally.runs))
+    tally.record(ctx.table, name)
+    ctx.table.check(
+        name,
+        "GitHub requests per run as in order",
+        made <= allowed,
+        f"{made} > {allowed}",
+    )
 
 
 def _disordered(
@@ -534,13 +615,13 @@ class Killer:
 def crashes(ctx: Context) -> None:
     """Runs during which the service is SIGKILLed (and restarted) at a random point."""
     name = "3 crashes (SIGKILL)"
-    rng = rng_for(ctx.seed, name)
-    ground = ctx.ground("crashes")
-    killer = Killer(ground)
-    tally = Tally()
-    try:
-        with timed(ctx.table, name):
-            for i in range(ctx.counts.crash_runs):
+    kills: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def lane(ground: Ground, rng: random.Random, runs: range, tally: Tally) -> None:
+        killer = Killer(ground)
+        try:
+            for i in runs:
                 plan: list[Run] = []
                 where = rng.choice(ctx.counts.kill_points)
                 if where == "github":
@@ -551,31 +632,46 @@ def crashes(ctx: Context) -> None:
                     killer.arm_timer(rng.uniform(0.0, 2.0))
 
                 def drive(i: int = i, plan: list[Run] = plan) -> Run:
-                    run = resilient(lambda: plan_run(ground.world, f"crash {i}"))
+                    issues = open_issues(ground.world, f"crash {i}")
+                    run = resilient(lambda: plan_issues(ground.world, issues), CRASH_WAIT)
                     plan.append(run)
-                    resilient(lambda: approve(ground.world, run))
-                    resilient(lambda: open_pulls(ground.world, run) if not run.prs else None)
+                    resilient(lambda: approve(ground.world, run), CRASH_WAIT)
+                    resilient(
+                        lambda: open_pulls(ground.world, run) if not run.prs else None, CRASH_WAIT
+                    )
                     for item in run.deliveries:
-                        resilient(lambda item=item: _deliver_ok(ground, item))
-                    resilient(lambda: ship(ground.world, run))
+                        resilient(lambda item=item: _deliver_ok(ground, item), CRASH_WAIT)
+                    resilient(lambda: ship(ground.world, run), CRASH_WAIT)
                     killer.disarm()
                     time.sleep(0.3)  # a restarted service may still be announcing
                     return run
 
                 guarded(tally, ground, f"run {i} ({where})", drive, plan)
                 killer.disarm()
-        ctx.table.figure(name, "SIGKILLs", killer.kills)
-        ctx.table.figure(name, "SIGKILLs right after a side effect", killer.after_effect)
-        tally.record(ctx.table, name)
-    finally:
-        killer.disarm()
-        ground.stop()
+        finally:
+            killer.disarm()
+            with lock:
+                kills.append((killer.kills, killer.after_effect))
+
+    with timed(ctx.table, name):
+        tally = in_lanes(ctx, name, ctx.counts.crash_runs, lane)
+    ctx.table.figure(name, "lanes (worlds at once)", min(ctx.counts.lanes, ctx.counts.crash_runs))
+    ctx.table.figure(name, "SIGKILLs", sum(k for k, _ in kills))
+    ctx.table.figure(name, "SIGKILLs right after a side effect", sum(a for _, a in kills))
+    tally.record(ctx.table, name)
 
 
 def _deliver_ok(ground: Ground, item: Delivery) -> None:
     code = deliver(ground.world, item.event, item.payload, item.delivery)
     if code not in ACCEPTED:
         raise OSError(f"delivery answered {code}")
+
+
+#: How long a crash run may take to recover one step. A SIGKILL leaves the jobs the
+#: process held leased for their visibility timeout (60 s) and a claim it took (a
+#: relabelling, a dispatch) for its lifetime (120 s, ``CLAIM_TIMEOUT``): the step
+#: resumes only then, by design (the claim is what keeps the effect at most once).
+CRASH_WAIT = 240.0
 
 
 def resilient(step: Callable[[], Any], timeout: float = 90.0) -> Any:
@@ -624,18 +720,19 @@ def github_faults(ctx: Context) -> None:
     """20 % of GitHub calls fail: 5xx before and after applying, dropped answers,
     secondary and primary rate limits, GraphQL RATE_LIMITED."""
     name = "4 GitHub faults"
-    rng = rng_for(ctx.seed, name)
-    ground = ctx.ground("github-faults")
-    github = ground.world.github
-    tally = Tally()
     kinds = [GITHUB_FAULTS[k] for k in ctx.counts.github_kinds]
-    injector = Injector(rng, 0.2, kinds)
-    try:
-        baseline_run = whole_run(ground.world, "baseline")
+    injected: dict[str, int] = {}
+    measured: list[tuple[int, int, int]] = []  # per lane: baseline, requests, early
+    lock = threading.Lock()
+
+    def lane(ground: Ground, rng: random.Random, runs: range, tally: Tally) -> None:
+        github = ground.world.github
+        injector = Injector(rng, 0.2, kinds)
+        whole_run(ground.world, "baseline")
         baseline = len(github.requests)
         github.faults.policy = injector
-        with timed(ctx.table, name):
-            for i in range(ctx.counts.github_fault_runs):
+        try:
+            for i in runs:
                 plan: list[Run] = []
 
                 def drive(i: int = i, plan: list[Run] = plan) -> Run:
@@ -644,28 +741,38 @@ def github_faults(ctx: Context) -> None:
                     approve(ground.world, run)
                     open_pulls(ground.world, run)
                     for item in run.deliveries:
-                        assert (
-                            deliver(ground.world, item.event, item.payload, item.delivery)
-                            in ACCEPTED
+                        assert deliver(ground.world, item.event, item.payload, item.delivery) in (
+                            ACCEPTED
                         )
                     ship(ground.world, run)
                     return run
 
                 guarded(tally, ground, f"run {i}", drive, plan)
-        github.faults.policy = None
-        del baseline_run
-        total = len(github.requests) - baseline
-        early = _early_requests(github)
-        ctx.table.figure(name, "faults injected", sum(injector.injected.values()))
-        for kind, n in sorted(injector.injected.items()):
-            ctx.table.figure(name, f"  {kind}", n)
-        ctx.table.figure(name, "GitHub requests per run (no faults)", baseline)
-        ctx.table.figure(name, "extra requests per run", total / max(1, tally.runs) - baseline)
-        ctx.table.figure(name, "requests sent before a known reset", early)
-        ctx.table.check(name, "0 requests before a known reset", early == 0, early)
-        tally.record(ctx.table, name, announcements=False)
-    finally:
-        ground.stop()
+        finally:
+            github.faults.policy = None
+            with lock:
+                for kind, n in injector.injected.items():
+                    injected[kind] = injected.get(kind, 0) + n
+                measured.append(
+                    (baseline, len(github.requests) - baseline, _early_requests(github))
+                )
+
+    with timed(ctx.table, name):
+        tally = in_lanes(ctx, name, ctx.counts.github_fault_runs, lane)
+    baseline = max((b for b, _, _ in measured), default=0)
+    total = sum(r for _, r, _ in measured)
+    early = sum(e for _, _, e in measured)
+    ctx.table.figure(
+        name, "lanes (worlds at once)", min(ctx.counts.lanes, ctx.counts.github_fault_runs)
+    )
+    ctx.table.figure(name, "faults injected", sum(injected.values()))
+    for kind, n in sorted(injected.items()):
+        ctx.table.figure(name, f"  {kind}", n)
+    ctx.table.figure(name, "GitHub requests per run (no faults)", baseline)
+    ctx.table.figure(name, "extra requests per run", total / max(1, tally.runs) - baseline)
+    ctx.table.figure(name, "requests sent before a known reset", early)
+    ctx.table.check(name, "0 requests before a known reset", early == 0, early)
+    tally.record(ctx.table, name, announcements=False)
 
 
 def _early_requests(github: Any) -> int:
@@ -682,49 +789,59 @@ def _early_requests(github: Any) -> int:
 def discord_faults(ctx: Context) -> None:
     """20 % of Discord calls fail with a 5xx (before or after applying) or a 429."""
     name = "5 Discord faults"
-    rng = rng_for(ctx.seed, name)
-    ground = ctx.ground("discord-faults")
-    discord = ground.world.discord
     body = {"message": "503: Service Unavailable", "code": 0}
     kinds: list[Callable[[], Fault]] = [
         lambda: fk.server_error(503, body=body),
         lambda: fk.server_error(502, phase=Phase.AFTER, body=body),
         lambda: fk.discord_rate_limited(0.2),
     ]
-    injector = Injector(rng, 0.2, kinds)
-    tally = Tally()
-    stale = 0
-    try:
+    injected: dict[str, int] = {}
+    stale: list[int] = []
+    lock = threading.Lock()
+
+    def lane(ground: Ground, rng: random.Random, runs: range, tally: Tally) -> None:
+        discord = ground.world.discord
+        injector = Injector(rng, 0.2, kinds)
         discord.faults.policy = injector
-        with timed(ctx.table, name):
-            for i in range(ctx.counts.discord_fault_runs):
+        behind = 0
+        try:
+            for i in runs:
                 plan: list[Run] = []
 
                 def drive(i: int = i, plan: list[Run] = plan) -> Run:
-                    run = resilient(lambda: plan_run(ground.world, f"dc fault {i}"), 60)
+                    issues = open_issues(ground.world, f"dc fault {i}")
+                    run = resilient(lambda: plan_issues(ground.world, issues), 60)
                     plan.append(run)
                     approve(ground.world, run)
                     open_pulls(ground.world, run)
                     for item in run.deliveries:
-                        assert (
-                            deliver(ground.world, item.event, item.payload, item.delivery)
-                            in ACCEPTED
+                        assert deliver(ground.world, item.event, item.payload, item.delivery) in (
+                            ACCEPTED
                         )
                     ship(ground.world, run)
                     return run
 
                 guarded(tally, ground, f"run {i}", drive, plan)
                 if plan and not _final_message_shows(ground, plan[-1], "shipped"):
-                    stale += 1
-        discord.faults.policy = None
-        ctx.table.figure(name, "faults injected", sum(injector.injected.values()))
-        for kind, n in sorted(injector.injected.items()):
-            ctx.table.figure(name, f"  {kind}", n)
-        ctx.table.figure(name, "plan messages not showing the final state", stale)
-        ctx.table.check(name, "each run's message shows its final state", stale == 0, stale)
-        tally.record(ctx.table, name)
-    finally:
-        ground.stop()
+                    behind += 1
+        finally:
+            discord.faults.policy = None
+            with lock:
+                for kind, n in injector.injected.items():
+                    injected[kind] = injected.get(kind, 0) + n
+                stale.append(behind)
+
+    with timed(ctx.table, name):
+        tally = in_lanes(ctx, name, ctx.counts.discord_fault_runs, lane)
+    ctx.table.figure(
+        name, "lanes (worlds at once)", min(ctx.counts.lanes, ctx.counts.discord_fault_runs)
+    )
+    ctx.table.figure(name, "faults injected", sum(injected.values()))
+    for kind, n in sorted(injected.items()):
+        ctx.table.figure(name, f"  {kind}", n)
+    ctx.table.figure(name, "plan messages not showing the final state", sum(stale))
+    ctx.table.check(name, "each run's message shows its final state", sum(stale) == 0, sum(stale))
+    tally.record(ctx.table, name)
 
 
 def _final_message_shows(ground: Ground, run: Run, state: str, timeout: float = 15.0) -> bool:
