@@ -180,6 +180,9 @@ class Run:
     prs: dict[int, tuple[int, str]] = field(default_factory=dict)
     deliveries: list[Delivery] = field(default_factory=list)
     seconds: float = 0.0
+    #: Issues whose dispatch the service reported unconfirmed (claimed by an attempt that
+    #: died before GitHub answered): by design not sent again; the people are told.
+    unconfirmed: set[int] = field(default_factory=set)
 
 
 def plan_run(world: World, label: str, tasks: int = 3) -> Run:
@@ -269,6 +272,51 @@ def approve(world: World, run: Run) -> None:
         STEP_TIMEOUT,
     )
     wait_state(world, run.run_id, "executing")
+
+
+#: What a task's line says when its dispatch was claimed and never confirmed.
+UNCONFIRMED = "did not confirm the workflow dispatch"
+
+
+def approve_or_told(world: World, run: Run) -> None:
+    """Press Approve, then wait until each task was dispatched or reported unconfirmed.
+
+    A SIGKILL between a dispatch's claim and GitHub's answer leaves the service unable
+    to know whether it was sent: it does not send it again (at most once) and says so on
+    the task, for a person to start it by hand. The harness is that person: it opens the
+    task's pull request all the same (``open_pulls``), and counts the report.
+    """
+    status, _ = button(world, f"approve:{run.run_id}")
+    if status != 200:
+        raise AssertionError(f"Approve answered {status}")
+
+    def settled() -> bool:
+        sent = {int(d.inputs.get("issue_number") or 0) for d in dispatches_of(world, run.run_id)}
+        waiting = [i for i in run.issues if i not in sent]
+        if waiting:
+            notes = task_notes(world, run.run_id)
+            run.unconfirmed.update(i for i in waiting if UNCONFIRMED in notes.get(i, ""))
+        return all(i in sent or i in run.unconfirmed for i in run.issues)
+
+    wait_for("every dispatch sent or reported unconfirmed", settled, STEP_TIMEOUT)
+
+
+def task_notes(world: World, run_id: str) -> dict[int, str]:
+    """Per issue, the text of its task's lines in ``/status run_id`` ('' if none)."""
+    try:
+        answer = world.command("status", run_id=run_id)
+        description = answer["data"]["embeds"][0].get("description") or ""
+    except (OSError, AssertionError, KeyError, IndexError, ValueError):
+        return {}
+    notes: dict[int, str] = {}
+    current = 0
+    for line in description.splitlines():
+        match = re.search(r"\[#(\d+)\]", line)
+        if match:
+            current = int(match.group(1))
+        if current:
+            notes[current] = notes.get(current, "") + line + "\n"
+    return notes
 
 
 def dispatches_of(world: World, run_id: str) -> list[Any]:
@@ -374,7 +422,9 @@ def effects(world: World, run: Run) -> Effects:
             dispatch_count[number] += 1
     merged_requests: dict[int, int] = {i: 0 for i in run.issues}
     for request in github.requests:
-        if request.method == "PUT" and request.path.endswith("/merge") and request.status == 200:
+        # a merge GitHub answered as done (a fault's answer, even an HTTP 200, is not one)
+        merged_ok = request.status == 200 and request.fault is None
+        if request.method == "PUT" and request.path.endswith("/merge") and merged_ok:
             pr = int(request.path.split("/")[-2])
             for issue, (number, _) in run.prs.items():
                 if number == pr:
