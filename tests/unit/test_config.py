@@ -32,6 +32,8 @@ def test_a_github_app_counts_instead_of_a_token() -> None:
         ("GITHUB_API_URL", "ftp://x"),
         ("VALINE_STORE", "postgres://db"),
         ("VALINE_WORKERS", "two"),
+        ("VALINE_JOB_LEASE", "0"),
+        ("VALINE_JOB_LEASE", "soon"),
         ("DISCORD_APPLICATION_ID", "app"),
     ],
 )

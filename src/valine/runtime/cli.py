@@ -111,6 +111,7 @@ def serve_services(services: Services, host: str, port: int) -> int:
         services.queue,
         services.job_handlers(),
         threads=int(settings.workers),
+        visibility_timeout=float(settings.job_lease),
         on_dead_letter=services.orchestrator.on_dead_letter,
         busy=adapter.busy,
     )

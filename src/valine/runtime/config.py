@@ -50,6 +50,7 @@ class Settings(NamedTuple):
     workers: str = "2"
     notify_window: str = "3"
     reconcile_every: str = "300"
+    job_lease: str = "60"
     log_level: str = "INFO"
     log_format: str = "auto"
     # The AWS runtime (VALINE_STORE=dynamodb://...): explicit table names (default
@@ -103,6 +104,7 @@ class Settings(NamedTuple):
             raise ConfigurationError("VALINE_LOG_FORMAT must be auto, json or text")
         _seconds("VALINE_NOTIFY_WINDOW", self.notify_window, allow_zero=True)
         _seconds("VALINE_RECONCILE_EVERY", self.reconcile_every, allow_zero=False)
+        _seconds("VALINE_JOB_LEASE", self.job_lease, allow_zero=False)
         _seconds("VALINE_BODY_TIMEOUT", self.body_timeout, allow_zero=False)
 
     def missing(self) -> list[str]:
@@ -146,6 +148,7 @@ ENV_NAMES: Mapping[str, str] = {
     "workers": "VALINE_WORKERS",
     "notify_window": "VALINE_NOTIFY_WINDOW",
     "reconcile_every": "VALINE_RECONCILE_EVERY",
+    "job_lease": "VALINE_JOB_LEASE",
     "log_level": "VALINE_LOG_LEVEL",
     "log_format": "VALINE_LOG_FORMAT",
     "runs_table": "VALINE_RUNS_TABLE",
