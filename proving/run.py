@@ -1,6 +1,6 @@
 """The reliability proving ground: whole runs under duplicates, races, crashes and faults.
 
-    make proving-ground                      # the full counts (about ten minutes)
+    make proving-ground                      # the full counts (about 12 minutes)
     PROVING_QUICK=1 make proving-ground      # small counts, fewer scenarios
     PROVING_SEED=7 make proving-ground       # another reproducible draw (default 1)
     PROVING_ONLY=crashes,abuse ...           # some scenarios only (names below)

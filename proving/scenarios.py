@@ -87,7 +87,7 @@ class Counts:
 
     @classmethod
     def full(cls) -> Counts:
-        """The issue's counts (about ten minutes on two cores)."""
+        """The issue's counts (about 12 minutes on two shared cores, docs/reliability.md)."""
         return cls(
             100,
             100,
@@ -106,7 +106,7 @@ class Counts:
 
     @classmethod
     def quick(cls) -> Counts:
-        """Small counts (about 80 s alone on two cores)."""
+        """Small counts (about 30 s alone on two cores; what make test runs)."""
         return cls(
             6,
             40,
@@ -119,6 +119,7 @@ class Counts:
             False,
             ("timer",),
             ("http-502", "secondary-limit"),
+            crash_lanes=4,
         )
 
 
