@@ -291,7 +291,7 @@ def test_a_dispatch_job_that_finds_its_task_past_pending_sends_nothing(
     store = harness.orchestrator.store
     run = store.get_run(run_id)
     number = run.tasks[0].issue_number
-    claim = f"{CLAIM}{harness.clock.t - CLAIM_TIMEOUT - 1}"
+    claim = StampedStep.DISPATCH_CLAIM.at(harness.clock.t - CLAIM_TIMEOUT - 1)
     linked = replace(
         run.tasks[0],
         state=TaskState.PR_OPEN,

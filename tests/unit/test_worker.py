@@ -391,22 +391,22 @@ def test_a_job_meeting_a_held_claim_waits_for_it_without_spending_attempts(
     from valine.queue.worker import RESET_MARGIN
 
     clock = fake_time_queue._clock
-    assert isinstance(clock, FakeClock)
-    expires = clock.now + 120
+    assert isinstance(clock, ManualClock)
+    expires = clock.t + 120
     calls: list[float] = []
 
     def claimed(payload: dict[str, Any]) -> None:
-        calls.append(clock.now)
-        if clock.now < expires:
+        calls.append(clock.t)
+        if clock.t < expires:
             raise ClaimHeld("another attempt holds the claim", until=expires)
 
     pool = WorkerPool(fake_time_queue, {"k": claimed}, clock=clock)
     fake_time_queue.enqueue("k", {})
     assert pool.run_one() is True
     for _ in range(6):  # more than the queue's 3 attempts, each before the claim expires
-        clock.now += 20
+        clock.t += 20
         assert pool.run_one() is False, "due before the claim expires"
-    clock.now = expires + RESET_MARGIN
+    clock.t = expires + RESET_MARGIN
     assert pool.run_one() is True
     assert calls == [expires - 120, expires + RESET_MARGIN]
     assert fake_time_queue.depth() == 0
