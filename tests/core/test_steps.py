@@ -15,6 +15,8 @@ def test_steps_keep_the_strings_stored_runs_hold() -> None:
         "queued",
         "dequeued",
         "shipped",
+        "released",
+        "not-released",
     ]
     assert "labelled" in (Step.LABELLED,) and Step.LABELLED in ("labelled",)
     assert StampedStep.DISPATCH_CLAIM.at(12.5) == "dispatch-claimed:12.5"

@@ -150,8 +150,14 @@ def test_a_dispatched_task_past_pr_timeout_is_reported_and_re_dispatched(
     stale = [m["content"] for m in announcements(world, "is stale: ")]
     assert len(stale) == 2, stale
     assert "handed to the executor again" in stale[0] and "gave up" in stale[1]
+    wait_for(  # a failed run puts its unshipped issues back, as a cancel does
+        "the issue back to ready",
+        lambda: world.github.issue(REPO, issues[0]).labels == ["P1", "ready"],
+    )
+    wait_for(
+        "the run to say so", lambda: f"Back to `ready`: #{issues[0]}" in world.described(run_id)
+    )
     assert world.command("plan") == {"type": 5}, "the lock is released: /plan plans again"
-    assert issues
 
 
 def test_retry_re_dispatches_exactly_once(world: World) -> None:

@@ -530,6 +530,8 @@ def failed_task(h: Harness) -> Run:
 def test_retry_re_dispatches_exactly_once_per_retry(h: Harness) -> None:
     run = failed_task(h)
     assert run.state is RunState.FAILED  # the only task failed: nothing left to wait for
+    h.drain()  # its issue goes back to ready; take it out of the next plan
+    h.github.set_labels(REPO, run.tasks[0].issue_number, [])
     run = green(h, executing(h, issues=2), count=1)
     h.orchestrator._fail_task(run.run_id, run.tasks[1].issue_number, "workflow dispatch failed")
     assert h.run(run.run_id).state is RunState.READY_TO_SHIP
@@ -696,3 +698,69 @@ def test_a_policy_with_bad_liveness_keys_names_them() -> None:
     ]:
         with pytest.raises(ConfigurationError, match=key):
             policy_from_mapping(data)
+
+
+# -- a failed run lets go of its issues ------------------------------------------------
+
+
+def mutations(h: Harness) -> int:
+    return sum(1 for r in h.github.requests if "mutation" in str(r.body))
+
+
+def test_a_failed_run_puts_its_unshipped_issues_back_to_ready(h: Harness) -> None:
+    run = executing(h, issues=3)
+    first, second, third = (t.issue_number for t in run.tasks)
+    h.github.close_issue(REPO, third)  # a person closes one: its task is skipped
+    deliver(h, "issues", payloads.issues(REPO, "closed", third, ["in-progress"]))
+    h.orchestrator._fail_task(run.run_id, first, "workflow dispatch failed")
+    h.orchestrator._fail_task(run.run_id, second, "workflow dispatch failed")
+    assert h.run(run.run_id).state is RunState.FAILED  # nothing left to ship
+    before = mutations(h)
+
+    h.drain()
+    h.orchestrator.run_release_job({"run_id": run.run_id})  # a second copy does nothing
+    h.orchestrator.reconcile()
+    h.drain()
+
+    for number in (first, second):
+        assert {"ready"} <= labels(h, number) and "in-progress" not in labels(h, number)
+    assert "ready" not in labels(h, third), "a person's close stands"
+    assert mutations(h) - before == 1  # one relabel of both, once
+    done = h.run(run.run_id)
+    assert done.reason is not None and f"Back to `ready`: #{first}, #{second}." in done.reason
+    assert [m["content"] for m in h.discord.messages() if "failed:" in str(m.get("content"))]
+    assert h.orchestrator.store.active_run(REPO) is None
+
+
+def test_a_lost_release_job_is_carried_on_by_the_reconcile(h: Harness) -> None:
+    run = executing(h)
+    number = run.tasks[0].issue_number
+    failed_run = replace(
+        run, state=RunState.FAILED, tasks=(replace(run.tasks[0], state=TaskState.FAILED),)
+    )
+    h.orchestrator.store.save_run(failed_run)  # saved, but its job never enqueued
+    h.orchestrator.reconcile()
+    h.drain()
+    assert "in-progress" in labels(h, number), "not before STALL_AFTER"
+    h.clock.t += STALL_AFTER
+    h.orchestrator.reconcile()
+    h.drain()
+    assert "ready" in labels(h, number) and "in-progress" not in labels(h, number)
+
+
+def test_a_failed_run_leaves_alone_an_issue_a_newer_run_has_taken(h: Harness) -> None:
+    old = executing(h)
+    number = old.tasks[0].issue_number
+    store = h.orchestrator.store
+    store.save_run(  # failed before its release job ran
+        replace(old, state=RunState.FAILED, tasks=(replace(old.tasks[0], state=TaskState.FAILED),))
+    )
+    h.github.set_labels(REPO, number, ["ready"])  # a person put it back, and it was planned
+    newer = planned(h)
+    assert number in [t.issue_number for t in h.run(newer).tasks]
+    h.orchestrator.approve(newer, ADA)
+    h.drain()  # the newer run's start relabels it in-progress (the old job ran meanwhile)
+    h.orchestrator.run_release_job({"run_id": old.run_id})
+
+    assert "in-progress" in labels(h, number) and "ready" not in labels(h, number)
+    assert "not-released" in h.run(old.run_id).tasks[0].steps_done

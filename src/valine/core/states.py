@@ -285,6 +285,11 @@ class Step(StrEnum):
     DEQUEUED = "dequeued"
     #: The issue was relabelled shipped and closed after its merge.
     SHIPPED = "shipped"
+    #: The issue was put back to ready (the run was cancelled or failed).
+    RELEASED = "released"
+    #: A failed run leaves the issue as it is: a newer run has it, or GitHub refused
+    #: the relabel for good.
+    NOT_RELEASED = "not-released"
 
 
 class StampedStep(StrEnum):
@@ -358,6 +363,9 @@ _STEP_NOTES: Mapping[str, str] = {
     Step.QUEUED: "the pull request joined the merge queue",
     Step.DEQUEUED: "the pull request left the merge queue during this ship attempt",
     Step.SHIPPED: "the issue was relabelled shipped and closed",
+    Step.RELEASED: "the issue was put back to ready (the run was cancelled or failed)",
+    Step.NOT_RELEASED: "a failed run leaves the issue be (a newer run has it, or GitHub "
+    "refused the relabel for good)",
     StampedStep.DISPATCH_CLAIM: "a workflow dispatch is being sent",
     StampedStep.LABEL_CLAIM: "the relabelling is being sent",
     StampedStep.QUEUED_AT: "when the pull request joined the merge queue",

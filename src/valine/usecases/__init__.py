@@ -20,7 +20,7 @@ One module per concern, combined here into :class:`Orchestrator`:
 * ``interactions`` -- slash commands, buttons, authorisation, ``/status``;
 * ``planning`` -- the plan job; ``execution`` -- start, relabel, dispatch;
 * ``tracking`` -- webhook deliveries and the reconcile;
-* ``shipping`` -- the ship and cancel jobs; ``notifications`` -- the run's message;
+* ``shipping`` -- the ship, cancel and release jobs; ``notifications`` -- the run's message;
 * ``failures`` -- jobs that failed for good.
 """
 
@@ -38,6 +38,7 @@ from valine.usecases.base import (
     PLAN,
     RECONCILE,
     RECONCILE_EVERY,
+    RELEASE,
     SHIP,
     START,
     Actor,
@@ -62,6 +63,7 @@ __all__ = [
     "PLAN",
     "RECONCILE",
     "RECONCILE_EVERY",
+    "RELEASE",
     "SHIP",
     "START",
     "Actor",
@@ -92,6 +94,7 @@ class Orchestrator(
             NOTIFY: self.run_notify_job,
             SHIP: self.run_ship_job,
             CANCEL: self.run_cancel_job,
+            RELEASE: self.run_release_job,
             RECONCILE: self.run_reconcile_job,
             GITHUB_EVENT: self.run_github_event_job,
         }

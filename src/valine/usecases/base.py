@@ -17,7 +17,7 @@ from valine.core import tracking
 from valine.core.errors import ClaimHeld, GitHubUnavailable, RunConflict
 from valine.core.models import Run, Task, apply_task_event
 from valine.core.policy import Policy
-from valine.core.states import TASK_TERMINAL, TaskEvent, TaskState
+from valine.core.states import TASK_TERMINAL, RunState, StampedStep, Step, TaskEvent, TaskState
 from valine.ports import GITHUB_EVENT_JOB, Clock, Discord, GitHub, GitHubError, JobQueue, RunStore
 
 log = logging.getLogger("valine.usecases")
@@ -34,19 +34,45 @@ APPLIED = 64
 SAVE_ATTEMPTS = 8
 
 # Job kinds.
-PLAN, START, DISPATCH, NOTIFY, SHIP, CANCEL, GITHUB_EVENT = (
+PLAN, START, DISPATCH, NOTIFY, SHIP, CANCEL, RELEASE, GITHUB_EVENT = (
     "plan",
     "start_run",
     "dispatch_task",
     "notify",
     "ship_run",
     "cancel_run",
+    "release_run",
     GITHUB_EVENT_JOB,
 )
 RECONCILE = "reconcile"
 #: How often the local runtime re-reads the active run's open pull requests (EventBridge
 #: does it on AWS).
 RECONCILE_EVERY = 300.0
+
+
+def to_release(run: Run) -> list[Task]:
+    """The tasks whose issues the run relabelled ``in-progress`` and has not put back:
+    every one it labelled (or was labelling) that was neither merged nor skipped (a
+    person closed the issue or took its label off: their choice stands)."""
+    return [
+        t
+        for t in run.tasks
+        if (Step.LABELLED in t.steps_done or labelling_since(t) > 0)
+        and not {Step.RELEASED, Step.NOT_RELEASED} & set(t.steps_done)
+        and t.state not in (TaskState.MERGED, TaskState.SKIPPED)
+    ]
+
+
+def labelling_since(task: Task) -> float:
+    """When the start job claimed this task's relabelling (0: never, or it finished)."""
+    if Step.LABELLED in task.steps_done:
+        return 0.0
+    return max(StampedStep.LABEL_CLAIM.times(task.steps_done), default=0.0)
+
+
+def release_key(run: Run) -> str:
+    """The dedupe key of a failed run's release job (one per run)."""
+    return f"{RELEASE}:{run.run_id}"
 
 
 def incident(what: str, detail: object) -> str:
@@ -152,7 +178,11 @@ class UseCaseBase:
         return self._discord()
 
     def notify(self, run: Run) -> None:
-        """Schedule an edit of the run's message, coalesced to one per NOTIFY_WINDOW."""
+        """Schedule what follows a saved change: an edit of the run's message, coalesced
+        to one per NOTIFY_WINDOW, and for a run that ended ``failed`` the job that puts
+        its issues back to ready (once; the reconcile carries it on if it is lost)."""
+        if run.state is RunState.FAILED and to_release(run):
+            self.queue.enqueue(RELEASE, {"run_id": run.run_id}, dedupe_key=release_key(run))
         now = self.clock.now()
         if self.notify_window <= 0:
             self.queue.enqueue(NOTIFY, {"run_id": run.run_id})

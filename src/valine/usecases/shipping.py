@@ -1,5 +1,5 @@
-"""Ending a run on GitHub: the ship job (merge, merge queue, close the issues, finish)
-and the cancel job (issues back to ready)."""
+"""Ending a run on GitHub: the ship job (merge, merge queue, close the issues, finish),
+the cancel job and the release job of a failed run (issues back to ready)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ from valine.usecases.base import (
     UseCaseBase,
     _with_task,
     incident,
+    labelling_since,
     log,
+    to_release,
 )
 
 
@@ -247,7 +249,7 @@ class ShippingMixin(UseCaseBase):
             busy = [
                 t
                 for t in run.tasks
-                if t.state not in TASK_TERMINAL and _labelling_since(t) > now - CLAIM_TIMEOUT
+                if t.state not in TASK_TERMINAL and labelling_since(t) > now - CLAIM_TIMEOUT
             ]
             if busy:
                 self.queue.enqueue(
@@ -272,18 +274,54 @@ class ShippingMixin(UseCaseBase):
                 return
             self._end_cancel(run_id)
 
-    def _release(self, run: Run) -> None:
-        """Put every issue the run relabelled (and did not ship) back to ready, once."""
+    def run_release_job(self, job: dict[str, Any]) -> None:
+        """A run that ended ``failed``: its unshipped issues go back to ready, as a cancel's.
+
+        Once per issue (the ``released`` step); the run's reason then says which went
+        back. An issue a newer run has taken since (a person labelled it ready again and
+        it was planned) is left to that run; one GitHub refuses for good is left for a
+        person (the reason says so). Either way it is not tried again.
+        """
+        run_id = str(job["run_id"])
+        with log_context(run_id=run_id):
+            run = self.store.get_run(run_id)
+            if run.state is not RunState.FAILED or not to_release(run):
+                return
+            active = self.store.active_run(self.repo)
+            taken = {t.issue_number for t in active.tasks} if active is not None else set()
+            for number in taken & {t.issue_number for t in to_release(run)}:
+                self._mark_step(run_id, number, Step.NOT_RELEASED)
+            try:
+                released = self._release(self.store.get_run(run_id))
+            except GitHubError as exc:  # refused for good: say so once, do not loop
+                log.error("run %s: issues could not be put back to ready: %s", run_id, exc)
+                for task in to_release(self.store.get_run(run_id)):
+                    self._mark_step(run_id, task.issue_number, Step.NOT_RELEASED)
+                note = f" Its issues could not be put back ({exc.message}); relabel them by hand."
+            else:
+                if not released:
+                    return
+                back = ", ".join(f"#{n}" for n in released)
+                note = f" Back to `{self.policy.labels.ready}`: {back}."
+                log.info("run %s failed: issue(s) %s back to ready", run_id, back)
+            saved = self._update(
+                run_id,
+                lambda r: (
+                    None
+                    if note in (r.reason or "")
+                    else replace(r, reason=f"{r.reason or 'failed'}{note}")
+                ),
+            )
+            if saved is not None:
+                self.notify(saved)
+
+    def _release(self, run: Run) -> list[int]:
+        """Put every issue the run relabelled (and did not ship or skip) back to ready,
+        once; the numbers of the issues it put back."""
         labels = self.policy.labels
-        release = [
-            t
-            for t in run.tasks
-            if (Step.LABELLED in t.steps_done or _labelling_since(t) > 0)
-            and "released" not in t.steps_done
-            and t.state is not TaskState.MERGED
-        ]
+        release = to_release(run)
         if not release:
-            return
+            return []
         ids = self._label_ids(run.run_id, [labels.ready, labels.in_progress])
         self.github.update_issues(
             self.repo,
@@ -298,7 +336,10 @@ class ShippingMixin(UseCaseBase):
         )
         for task in release:
             kept = tuple(n for n in task.labels if n not in (labels.in_progress, labels.ready))
-            self._mark_step(run.run_id, task.issue_number, "released", labels=(*kept, labels.ready))
+            self._mark_step(
+                run.run_id, task.issue_number, Step.RELEASED, labels=(*kept, labels.ready)
+            )
+        return [t.issue_number for t in release]
 
     def _end_cancel(self, run_id: str, problem: str | None = None) -> None:
         now = self.clock.now()
@@ -315,13 +356,6 @@ class ShippingMixin(UseCaseBase):
         if saved is not None:
             log.info("run %s cancelled; lock released", run_id)
             self.notify(saved)
-
-
-def _labelling_since(task: Task) -> float:
-    """When the start job claimed this task's relabelling (0: never, or it finished)."""
-    if Step.LABELLED in task.steps_done:
-        return 0.0
-    return max(StampedStep.LABEL_CLAIM.times(task.steps_done), default=0.0)
 
 
 def _merge_refusal(exc: GitHubError) -> str:

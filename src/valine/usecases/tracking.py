@@ -18,11 +18,14 @@ from valine.usecases.base import (
     APPLIED,
     CANCEL,
     DISPATCH,
+    RELEASE,
     SHIP,
     START,
     UseCaseBase,
     dispatch_key,
     log,
+    release_key,
+    to_release,
 )
 
 
@@ -191,6 +194,7 @@ class TrackingMixin(UseCaseBase):
         the same rule as a check event, so a lost webhook never strands a run.
         Returns how many pull requests were read.
         """
+        self._carry_on_releases()
         run = self.store.active_run(self.repo)
         if run is None:
             return 0
@@ -244,6 +248,29 @@ class TrackingMixin(UseCaseBase):
                     {"run_id": run.run_id, "issue": task.issue_number},
                     dedupe_key=f"{dispatch_key(run.run_id, task)}:carry-on:{period}",
                 )
+
+    def _carry_on_releases(self) -> None:
+        """Re-enqueue the release job of a recent failed run whose issues are still out.
+
+        The run's record is the job's: a failed run with issues still ``in-progress``
+        (the job's enqueue lost, or the job dead-lettered) gets it again after
+        STALL_AFTER, one copy per period.
+        """
+        now = self.clock.now()
+        period = int(now // STALL_AFTER)
+        for run in self.store.recent_runs(self.repo):
+            if (
+                run.state is RunState.FAILED
+                and to_release(run)
+                and now - run.updated_at >= STALL_AFTER
+            ):
+                added = self.queue.enqueue(
+                    RELEASE,
+                    {"run_id": run.run_id},
+                    dedupe_key=f"{release_key(run)}:carry-on:{period}",
+                )
+                if added:
+                    log.warning("reconcile: failed run %s still holds issues", run.run_id)
 
     def _expire(self, run_id: str) -> None:
         """Mark overdue tasks stale and apply ``[policy] on_stale``; queue re-dispatches."""
