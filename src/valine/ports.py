@@ -103,6 +103,8 @@ class Job:
     #: Epoch seconds before which the job must not run (a released job that SQS, whose
     #: delays stop at 15 minutes, handed out early); 0 when it may run at once.
     not_before: float = 0.0
+    #: Epoch seconds of the first enqueue (kept across retries and releases); 0: unknown.
+    enqueued_at: float = 0.0
 
 
 class JobQueue(Protocol):

@@ -387,3 +387,70 @@ def test_samconfig_example_has_placeholders_only() -> None:
     for line in text.splitlines():
         if "=" in line and ("Token=" in line or "Secret=" in line or "Key=" in line):
             assert "<" in line, f"not a placeholder: {line}"
+
+
+def test_application_alarms_watch_stranded_runs_rate_limit_and_dead_letters(
+    template: dict[str, Any],
+) -> None:
+    from valine.metrics import METRICS, NAMESPACE
+
+    alarms = {
+        a["Properties"]["MetricName"]: a["Properties"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["Namespace"] == NAMESPACE
+    }
+    by_cloudwatch = {m.cloudwatch: m for m in METRICS.values()}
+    for name, alarm in alarms.items():
+        assert name in by_cloudwatch, f"alarm on {name}: no code emits it"
+        # Every EMF line carries the dimension set [Stage]: the alarms watch exactly it.
+        assert alarm["Dimensions"] == [{"Name": "Stage", "Value": {"Ref": "Stage"}}]
+        assert alarm["AlarmActions"]["Fn::If"][0] == "HasAlarmTopic"
+    stranded = alarms["ActiveRunAge"]
+    assert (stranded["Statistic"], stranded["ComparisonOperator"]) == (
+        "Maximum",
+        "GreaterThanThreshold",
+    )
+    assert stranded["Threshold"] == {"Ref": "StrandedRunAge"}
+    assert template["Parameters"]["StrandedRunAge"]["Default"] == 86400
+    limit = alarms["GitHubRateLimitRemainingPercent"]
+    assert (limit["Statistic"], limit["ComparisonOperator"], limit["Threshold"]) == (
+        "Minimum",
+        "LessThanThreshold",
+        10,
+    )
+    dead = alarms["DeadLetters"]
+    assert (dead["Statistic"], dead["Threshold"]) == ("Sum", 0)
+    # The reconcile (every 5 minutes) is what measures the active run's age.
+    assert stranded["Period"] == 300
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["VALINE_STAGE"] == {"Ref": "Stage"}
+
+
+def test_the_dashboard_shows_the_application_metrics(template: dict[str, Any]) -> None:
+    from valine.metrics import METRICS
+
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    document = json.loads(re.sub(r"\$\{[^}]+\}", "0", body))
+    text = json.dumps(document)
+    for metric in METRICS.values():
+        assert f'"{metric.cloudwatch}"' in text or f'\\"{metric.cloudwatch}\\"' in text, (
+            metric.cloudwatch
+        )
+
+
+def test_the_vpc_is_optional_and_off_by_default(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    for name in ("SubnetIds", "SecurityGroupIds"):
+        assert params[name]["Type"] == "CommaDelimitedList"
+        assert params[name]["Default"] == ""
+    assert template["Conditions"]["UseVpc"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "SubnetIds"}]}, ""]}]
+    }
+    vpc = template["Globals"]["Function"]["VpcConfig"]["Fn::If"]
+    assert vpc[0] == "UseVpc"
+    assert vpc[1] == {
+        "SubnetIds": {"Ref": "SubnetIds"},
+        "SecurityGroupIds": {"Ref": "SecurityGroupIds"},
+    }
+    assert vpc[2] == {"Ref": "AWS::NoValue"}

@@ -77,6 +77,8 @@ class Task:
     retries: int = 0
     #: How many times it went stale (each time is announced once).
     stales: int = 0
+    #: When its current pull request was linked (the task entered ``pr_open``).
+    pr_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary of this task."""
@@ -96,6 +98,7 @@ class Task:
             "dispatches": self.dispatches,
             "retries": self.retries,
             "stales": self.stales,
+            "pr_at": self.pr_at,
         }
 
     @classmethod
@@ -117,6 +120,7 @@ class Task:
             dispatches=int(data.get("dispatches") or 0),
             retries=int(data.get("retries") or 0),
             stales=int(data.get("stales") or 0),
+            pr_at=data.get("pr_at"),
         )
 
 
@@ -135,6 +139,8 @@ class Run:
     approved_by: str | None = None
     approved_at: float | None = None
     finished_at: float | None = None
+    #: When the run first became ``ready_to_ship`` (None: not yet).
+    ready_at: float | None = None
     reason: str | None = None
     discord: dict[str, str] = field(default_factory=dict)
     #: GitHub node ids the batched GraphQL changes need: "repository", "label:<name>",
@@ -191,6 +197,7 @@ class Run:
             "approved_by": self.approved_by,
             "approved_at": self.approved_at,
             "finished_at": self.finished_at,
+            "ready_at": self.ready_at,
             "reason": self.reason,
             "discord": dict(self.discord),
             "github_ids": dict(self.github_ids),
@@ -216,6 +223,7 @@ class Run:
             approved_by=data.get("approved_by"),
             approved_at=data.get("approved_at"),
             finished_at=data.get("finished_at"),
+            ready_at=data.get("ready_at"),
             reason=data.get("reason"),
             discord=dict(data.get("discord") or {}),
             github_ids=dict(data.get("github_ids") or {}),
@@ -233,6 +241,8 @@ def apply_run_event(run: Run, event: RunEvent, now: float, **changes: Any) -> Ru
     entered = run.entered
     if new_state is not run.state:
         entered = {**entered, new_state.value: entered.get(new_state.value, 0) + 1}
+        if new_state is RunState.READY_TO_SHIP and run.ready_at is None:
+            changes.setdefault("ready_at", now)
     return replace(run, state=new_state, updated_at=now, entered=entered, **changes)
 
 
@@ -244,6 +254,8 @@ def apply_task_event(
     state = next_task_state(current.state, event)
     if state is not current.state:
         changes.setdefault("since", now)
+        if state is TaskState.PR_OPEN:
+            changes.setdefault("pr_at", now)
     if event is TaskEvent.DISPATCH:
         changes.setdefault("dispatches", current.dispatches + 1)
     updated = replace(current, state=state, **changes)

@@ -39,7 +39,7 @@ from urllib.parse import quote
 
 import httpx
 
-from valine import __version__
+from valine import __version__, metrics
 from valine.core.errors import ConfigurationError, DiscordUnavailable
 from valine.infra.http_client import RateLimitGate, backoff_delay, may_have_arrived
 from valine.logs import redact
@@ -281,7 +281,9 @@ class DiscordClient:
                 raise DiscordUnavailable(f"Discord {call.route}: {reason}") from None
             status = response.status_code
             self._remember_bucket(call, response)
+            metrics.count("discord_requests")
             if status == 429:
+                metrics.count("discord_rate_limited")
                 retry_after, is_global = _retry_after(response)
                 if attempt >= self.max_attempts or waited + retry_after > self.max_retry_wait:
                     log.warning(

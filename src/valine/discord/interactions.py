@@ -177,7 +177,11 @@ class DiscordEndpoint:
             log.info("refused interaction body: %s", exc)
             return error_response(400, str(exc))
         with log_context(interaction_id=interaction.id):
-            return json_response(200, self._answer_once(interaction))
+            answer = self._answer_once(interaction)
+        outcome = answer.pop(_OUTCOME, None)
+        if interaction.type != PING:  # the PING path loads nothing more
+            _measure(interaction, answer, outcome)
+        return json_response(200, answer)
 
     def _unverified(self, request: Request) -> Response | None:
         """The 503/401 for a request that cannot be verified, is mis-signed or stale."""
@@ -199,7 +203,7 @@ class DiscordEndpoint:
         try:
             if interaction.type != PING and not self._handlers.first_time(interaction):
                 log.warning("replayed interaction %s not acted on", interaction.id)
-                return ephemeral("This request was already handled.")
+                return {**ephemeral("This request was already handled."), _OUTCOME: "replayed"}
             return self._answer(interaction)
         except Exception:
             # Internal detail (exception text, API paths, ARNs) stays in the log; the user
@@ -208,7 +212,9 @@ class DiscordEndpoint:
 
             ref = secrets.token_hex(4)
             log.exception("unhandled error answering the interaction [ref %s]", ref)
-            return ephemeral(f"⚠️ Valine could not do that just now (ref {ref}). Try again.")
+            answer = ephemeral(f"⚠️ Valine could not do that just now (ref {ref}). Try again.")
+            answer[_OUTCOME] = "error"
+            return answer
 
     def _answer(self, interaction: Interaction) -> dict[str, Any]:
         if interaction.type == PING:
@@ -239,3 +245,30 @@ class DiscordEndpoint:
         )
         choices = [{"name": v, "value": v} for v in values[:MAX_CHOICES]]
         return {"type": AUTOCOMPLETE_RESULT, "data": {"choices": choices}}
+
+
+#: A key the endpoint adds to an answer to say how it went; removed before it is sent.
+_OUTCOME = "_valine_outcome"
+#: Buttons counted by their action; anything else is "other" (bounded series).
+_BUTTONS = frozenset({"approve", "ship", "ship-confirm", "cancel", "retry"})
+#: Answers by type: a deferral means the work went to the queue.
+_ANSWER_OUTCOMES = {DEFERRED_CHANNEL_MESSAGE: "deferred", 6: "deferred"}
+
+
+def _measure(interaction: Interaction, answer: dict[str, Any], outcome: str | None) -> None:
+    """Count the interaction by command (or button) and outcome."""
+    from valine import metrics
+    from valine.core.commands import COMMANDS_BY_NAME
+
+    outcome = outcome or _ANSWER_OUTCOMES.get(int(answer.get("type") or 0), "answered")
+    if interaction.type == APPLICATION_COMMAND:
+        name = str(interaction.data.get("name", ""))
+        command = name if name in COMMANDS_BY_NAME else "unknown"
+    elif interaction.type == MESSAGE_COMPONENT:
+        action = str(interaction.data.get("custom_id", "")).partition(":")[0]
+        command = f"button:{action if action in _BUTTONS else 'other'}"
+    elif interaction.type == AUTOCOMPLETE:
+        command = "autocomplete"
+    else:
+        command = "other"
+    metrics.count("commands", command=command, outcome=outcome)

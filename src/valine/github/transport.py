@@ -28,6 +28,7 @@ import httpx
 from gidgethub import HTTPException as GidgetHubHTTPException
 from gidgethub import sansio
 
+from valine import metrics
 from valine.core.errors import GitHubUnavailable, NotFound, RateLimited
 from valine.infra import budget
 from valine.infra.http_client import RateLimitGate, backoff_delay, may_have_arrived
@@ -231,15 +232,15 @@ class Transport:
             try:
                 response = self._http.request(method, url, headers=headers, json=json)
             except httpx.TransportError as exc:
-                self._count_request()
+                self._count_request(resource)
                 log.warning("github %s %s failed: %s", method, path, type(exc).__name__)
                 reason = f"{method} {path}: {type(exc).__name__}"
                 sent = may_have_arrived(exc)
             except _HTTPX_ERRORS as exc:
-                self._count_request()
+                self._count_request(resource)
                 raise GitHubUnavailable(f"{method} {path}: {type(exc).__name__}") from None
             else:
-                self._count_request()
+                self._count_request(resource)
                 outcome = self._interpret(response, method, path)
                 if not isinstance(outcome, _Failure):
                     return outcome
@@ -287,6 +288,7 @@ class Transport:
             return _Failure(status, "GraphQL rate limit exceeded", response.headers, True)
         if rate_limit is not None:
             self._rate_limit = rate_limit
+            _measure_rate_limit(rate_limit, response.headers.get("x-ratelimit-resource"))
         return _Reply(status, data, next_url), response.headers.get("etag")
 
     def _backoff(
@@ -342,9 +344,10 @@ class Transport:
         self._sleep(wait)
         return wait
 
-    def _count_request(self) -> None:
+    def _count_request(self, resource: str) -> None:
         with self._count_lock:
             self._count += 1
+        metrics.count("github_requests", kind="graphql" if resource == "graphql" else "rest")
 
     # -- conditional requests -----------------------------------------------------------
 
@@ -385,3 +388,16 @@ def _domain_error(failure: _Failure) -> Exception:
     if failure.status == 404:
         return NotFound(f"GitHub: {failure.message}")
     return GitHubError(failure.status, failure.message)
+
+
+#: Rate-limit resources measured by name; any other is "other" (bounded series).
+_RESOURCES = frozenset({"core", "graphql", "search"})
+
+
+def _measure_rate_limit(rate_limit: sansio.RateLimit, resource: str | None) -> None:
+    """The share of the limit left, as a gauge (the below-10 % alarm watches it)."""
+    if rate_limit.limit <= 0:
+        return
+    name = resource if resource in _RESOURCES else "other"
+    percent = 100.0 * rate_limit.remaining / rate_limit.limit
+    metrics.gauge("github_rate_limit_remaining", percent, resource=name)

@@ -98,18 +98,30 @@ class GitHubWebhookEndpoint:
         self._queue = queue
 
     def __call__(self, request: Request) -> Response:
-        """Answer one webhook delivery."""
+        """Answer one webhook delivery, counting it by event and outcome."""
+        event, outcome, response = self._answer(request)
+        from valine import metrics
+
+        metrics.count("deliveries", event=event, outcome=outcome)
+        return response
+
+    def _answer(self, request: Request) -> tuple[str, str, Response]:
+        """``(event, outcome, response)``; the event is "other" unless verified and known."""
         if self._secret is None:
-            return error_response(503, "GITHUB_WEBHOOK_SECRET is not set: cannot verify")
+            response = error_response(503, "GITHUB_WEBHOOK_SECRET is not set: cannot verify")
+            return "other", "not_configured", response
         if not verify_signature(self._secret, request.body, request.header("x-hub-signature-256")):
             log.warning("rejected delivery: bad signature")
-            return error_response(401, "invalid X-Hub-Signature-256")
+            return "other", "bad_signature", error_response(401, "invalid X-Hub-Signature-256")
         event = request.header("x-github-event") or ""
         delivery_id = request.header("x-github-delivery") or ""
+        known = event if event in HANDLED_EVENTS or event == "ping" else "other"
         if not _EVENT_NAME.fullmatch(event):
-            return error_response(400, "X-GitHub-Event: missing, or not an event name")
+            response = error_response(400, "X-GitHub-Event: missing, or not an event name")
+            return "other", "bad_request", response
         if not _DELIVERY_ID.fullmatch(delivery_id):
-            return error_response(400, "X-GitHub-Delivery: missing, or not a delivery id")
+            response = error_response(400, "X-GitHub-Delivery: missing, or not a delivery id")
+            return known, "bad_request", response
         with log_context(delivery_id=delivery_id):
             try:
                 payload = parse_object(request.body)
@@ -117,23 +129,24 @@ class GitHubWebhookEndpoint:
                     check(EVENT_SHAPES[event], payload)
             except ShapeError as exc:
                 log.info("refused %s delivery: %s", event, exc)
-                return error_response(400, str(exc))
-            return self._accept(event, delivery_id, payload, request.body)
+                return known, "bad_request", error_response(400, str(exc))
+            outcome, response = self._accept(event, delivery_id, payload, request.body)
+            return known, outcome, response
 
     def _accept(
         self, event: str, delivery_id: str, payload: dict[str, Any], body: bytes
-    ) -> Response:
+    ) -> tuple[str, Response]:
         if event == "ping":
-            return json_response(200, {"status": "pong"})
+            return "pong", json_response(200, {"status": "pong"})
         if event not in HANDLED_EVENTS:
-            return json_response(202, {"status": "ignored", "event": event})
+            return "ignored", json_response(202, {"status": "ignored", "event": event})
         # Only what tracking reads: a few hundred bytes instead of the whole body.
         job = {"event": event, "delivery_id": delivery_id, "payload": essentials(event, payload)}
         if not self._queue().enqueue(GITHUB_EVENT_JOB, job, dedupe_key=dedupe_key(body)):
             log.info("duplicate delivery of %s", event)
-            return json_response(200, {"status": "duplicate", "delivery": delivery_id})
+            return "duplicate", json_response(200, {"status": "duplicate", "delivery": delivery_id})
         log.info("accepted %s.%s", event, payload.get("action") or "")
-        return json_response(202, {"status": "accepted", "delivery": delivery_id})
+        return "accepted", json_response(202, {"status": "accepted", "delivery": delivery_id})
 
 
 def dedupe_key(body: bytes) -> str:

@@ -284,12 +284,20 @@ class SqliteJobQueue(QueueBase):
                 due = conn.execute(_NEXT_DUE, (now,)).fetchall()
                 if not due:
                     return None
-                ((job_id, kind, payload, attempts),) = conn.execute(
+                ((job_id, kind, payload, attempts, enqueued_at),) = conn.execute(
                     "UPDATE queue_jobs SET available_at = ?, attempts = attempts + 1, "
-                    "lease_token = ? WHERE seq = ? RETURNING job_id, kind, payload, attempts",
+                    "lease_token = ? WHERE seq = ? "
+                    "RETURNING job_id, kind, payload, attempts, enqueued_at",
                     (now + visibility_timeout, token, due[0][0]),
                 ).fetchall()
-        return Job(job_id, kind, _decode(payload), attempts, lease_token=token)
+        return Job(
+            job_id,
+            kind,
+            _decode(payload),
+            attempts,
+            lease_token=token,
+            enqueued_at=float(enqueued_at),
+        )
 
     def _delete(self, job: Job) -> bool:
         return self._change_held(job, "delete a job", "DELETE FROM queue_jobs")

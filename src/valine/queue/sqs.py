@@ -144,6 +144,7 @@ def _job_of(body: Mapping[str, Any], receive_count: Any, receipt_handle: str) ->
         lease_token=receipt_handle,
         not_before=float(body.get("not_before") or 0.0),
         dedupe_key=_dedupe_key(body),
+        enqueued_at=float(body.get("enqueued_at") or 0.0),
     )
 
 
@@ -339,7 +340,12 @@ class SqsJobQueue(QueueBase):
         ``payload`` must be JSON-serialisable (``TypeError`` if not, before anything is
         written). See the module docstring for the window between claim and send.
         """
-        message: dict[str, Any] = {"job_id": uuid.uuid4().hex, "kind": kind, "payload": payload}
+        message: dict[str, Any] = {
+            "job_id": uuid.uuid4().hex,
+            "kind": kind,
+            "payload": payload,
+            "enqueued_at": self._clock(),
+        }
         if dedupe_key is not None:
             message["dedupe_key"] = dedupe_key
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
@@ -515,6 +521,7 @@ class SqsJobQueue(QueueBase):
             "payload": job.payload,
             "prior_attempts": max(0, job.attempts - 1),
             "not_before": self._clock() + delay,
+            "enqueued_at": job.enqueued_at,
         }
         if job.dedupe_key is not None:
             body["dedupe_key"] = job.dedupe_key

@@ -77,6 +77,7 @@ def run_job(
     if job.not_before > now:
         queue.release(job, job.not_before - now)
         return Outcome.RELEASED
+    _measure_start(job, handler is not None, now)
     try:
         if handler is None:
             raise LookupError(f"no handler for job kind {job.kind!r}")
@@ -122,12 +123,27 @@ def run_job(
     return Outcome.DONE
 
 
+def _measure_start(job: Job, known: bool, now: float) -> None:
+    """Count the attempt (and the retry), and the age of a job's first start."""
+    from valine import metrics
+
+    kind = job.kind if known else "unknown"
+    metrics.count("job_attempts", kind=kind)
+    if job.attempts > 1:
+        metrics.count("job_retries", kind=kind)
+    elif job.enqueued_at > 0:
+        metrics.seconds("job_age", now - job.enqueued_at, kind=kind)
+
+
 def dead_lettered(job: Job, error: str, on_dead_letter: DeadLetterHook | None) -> None:
     """Log a job's death and tell the people waiting (``on_dead_letter``); never raises."""
     _dead_lettered(job, error, on_dead_letter)
 
 
 def _dead_lettered(job: Job, error: str, on_dead_letter: DeadLetterHook | None) -> None:
+    from valine import metrics
+
+    metrics.count("dead_letters", kind=job.kind)
     extra = _extra(job)
     log.error(
         "job %s (%s) dead-lettered after %d attempts: %s",

@@ -53,6 +53,9 @@ class Settings(NamedTuple):
     job_lease: str = "60"
     log_level: str = "INFO"
     log_format: str = "auto"
+    #: The deployment stage (``Stage`` of the template): the ``Stage`` dimension of the
+    #: metrics on AWS (read by valine.metrics from the environment itself).
+    stage: str = "default"
     # The AWS runtime (VALINE_STORE=dynamodb://...): explicit table names (default
     # ``<prefix>-runs`` ...) and the SQS queues. The SAM template sets every one.
     runs_table: str | None = None
@@ -151,6 +154,7 @@ ENV_NAMES: Mapping[str, str] = {
     "job_lease": "VALINE_JOB_LEASE",
     "log_level": "VALINE_LOG_LEVEL",
     "log_format": "VALINE_LOG_FORMAT",
+    "stage": "VALINE_STAGE",
     "runs_table": "VALINE_RUNS_TABLE",
     "audit_table": "VALINE_AUDIT_TABLE",
     "dedupe_table": "VALINE_DEDUPE_TABLE",

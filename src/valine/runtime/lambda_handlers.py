@@ -263,7 +263,10 @@ class LambdaRuntime:
             if not services.settings.github_repository:
                 log.warning("reconcile skipped: GITHUB_REPOSITORY is not set")
                 return {"pulls_read": 0}
-            return {"pulls_read": services.orchestrator.reconcile()}
+            try:
+                return {"pulls_read": services.orchestrator.reconcile()}
+            finally:
+                services.measure_active_run()
 
 
 def _seconds_left(context: Any) -> float:

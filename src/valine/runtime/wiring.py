@@ -170,6 +170,7 @@ class Services:
                 "/discord": Route("POST", self.discord_endpoint(), int(s.discord_max_body)),
                 "/github/webhook": Route("POST", self._github_webhook, int(s.github_max_body)),
                 "/healthz": Route("GET", self.healthz),
+                "/metrics": Route("GET", self.metrics_endpoint),
             }
         )
 
@@ -212,12 +213,13 @@ class Services:
     @cached_property
     def orchestrator(self) -> Orchestrator:
         """The use cases, over this process's adapters."""
+        from valine.store.metered import MeteredRunStore
         from valine.usecases import Orchestrator
 
         return Orchestrator(
             repo=self.settings.github_repository or "",
             policy=self.policy,
-            store=self.store,
+            store=MeteredRunStore(self.store),
             queue=self.use_case_queue,
             github=lambda: self.github,
             discord=lambda: self.discord,
@@ -306,9 +308,48 @@ class Services:
             },
         )
 
+    def metrics_endpoint(self, request: Request) -> Response:
+        """``GET /metrics``: this process's metrics in the Prometheus text format."""
+        from valine import metrics
+
+        self.measure_active_run()
+        sink = metrics.current()
+        text = sink.render() if isinstance(sink, metrics.Registry) else ""
+        return Response(200, text.encode(), (("content-type", PROMETHEUS_TEXT),))
+
+    def measure_active_run(self) -> None:
+        """Set the active-run-age gauge (the stranded-run alarm watches it); never raises."""
+        from valine import metrics
+        from valine.core.measures import active_run_age
+
+        if not self.settings.github_repository:
+            return
+        try:
+            run = self.store.active_run(self.settings.github_repository)
+        except Exception:
+            log.warning("could not read the active run for the metrics", exc_info=True)
+            return
+        metrics.gauge("active_run_age", active_run_age(run, self.orchestrator.clock.now()))
+
     def job_handlers(self) -> dict[str, Any]:
-        """The background job handlers by job kind."""
-        return self.orchestrator.job_handlers()
+        """The background job handlers by job kind (the reconcile also measures)."""
+        from valine.usecases import RECONCILE
+
+        handlers = dict(self.orchestrator.job_handlers())
+        reconcile = handlers[RECONCILE]
+
+        def reconcile_and_measure(payload: dict[str, Any]) -> None:
+            try:
+                reconcile(payload)
+            finally:
+                self.measure_active_run()
+
+        handlers[RECONCILE] = reconcile_and_measure
+        return handlers
+
+
+#: The Prometheus text exposition format's content type.
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class SystemClock:
