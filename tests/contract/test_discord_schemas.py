@@ -355,3 +355,12 @@ def test_unknown_keys_fail_only_in_strict_mode() -> None:
 def test_an_unknown_schema_name_is_an_error_not_a_pass() -> None:
     with pytest.raises(LookupError, match="NoSuchSchema"):
         validate("NoSuchSchema", [{}])
+
+
+def test_the_standins_application_matches_discords_schema(standin: DiscordStandIn) -> None:
+    """``GET /applications/@me`` (``valine doctor`` reads the interactions endpoint there)."""
+    standin.interactions_endpoint_url = "https://example.invalid/prod/discord"
+    with DiscordClient(standin.url, standin.application_id, standin.bot_token) as client:
+        application = client.get_application()
+    assert application["interactions_endpoint_url"] == "https://example.invalid/prod/discord"
+    assert_valid(validate("PrivateApplicationResponseSchema", [application]))

@@ -199,6 +199,14 @@ def scenario() -> Iterator[list[RecordedRequest]]:
                 client.merge_pull(queued_repo, queued_pr, queued_sha, "merge")
             with pytest.raises(NotFound):
                 client.get_pull(REPO, 9999)
+            # valine doctor's reads: the repository, its labels, its hooks (admin only)
+            standin.add_hook(REPO, "https://example.invalid/prod/github/webhook", ["issues"])
+            client.read_repository(REPO)
+            client.read_repository(REPO, "labels")
+            client.read_repository(REPO, "hooks")
+            standin.set_role(queued_repo, "push")
+            with pytest.raises(NotFound):
+                client.read_repository(queued_repo, "hooks")
             app.list_ready_issues(REPO, "ready")  # installation lookup, token, two pages
             app.dispatch_workflow(REPO, "agent.yml", "main", {"issue_number": str(task)})
         yield standin.requests
@@ -221,6 +229,10 @@ def test_scenario_covers_every_endpoint_the_client_uses(
         ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge", 409),
         ("GET", "/repos/{owner}/{repo}/installation", 200),
         ("POST", "/app/installations/{installation_id}/access_tokens", 201),
+        ("GET", "/repos/{owner}/{repo}", 200),
+        ("GET", "/repos/{owner}/{repo}/labels", 200),
+        ("GET", "/repos/{owner}/{repo}/hooks", 200),
+        ("GET", "/repos/{owner}/{repo}/hooks", 404),
     }
     assert any(r.path.endswith("/issues") and r.query.get("page") == "2" for r in scenario)
 

@@ -64,6 +64,7 @@ _CHANNEL_MESSAGES = "/channels/{channel_id}/messages"
 _CHANNEL_MESSAGE = "/channels/{channel_id}/messages/{message_id}"
 _COMMANDS = "/applications/{application_id}/commands"
 _GUILD_COMMANDS = "/applications/{application_id}/guilds/{guild_id}/commands"
+_APPLICATION = "/applications/@me"
 
 #: The key of Discord's global rate limit among the route buckets.
 _GLOBAL = "global"
@@ -208,6 +209,16 @@ class DiscordClient:
         """The registered slash commands (globally, or of one guild)."""
         call = self._commands_call("GET", guild_id, None)
         return _command_list(self._send(call), call)
+
+    def get_application(self) -> dict[str, Any]:
+        """The bot's own application (``valine doctor`` reads its interactions endpoint)."""
+        call = _Call(
+            "GET", _APPLICATION, "applications/@me", _bucket("GET", _APPLICATION), bot=True
+        )
+        body = _json(self._send(call))
+        if not isinstance(body, dict):
+            raise DiscordError(200, f"{call.route} answered without an application")
+        return body
 
     def _commands_call(self, method: str, guild_id: str | None, body: bytes | None) -> _Call:
         app = self._app(None)

@@ -104,6 +104,14 @@ class GitHubClient(Authenticated):
                 log.warning("issue list of %s cut at %d pages", repo, MAX_PAGES)
         return tuple(issues)
 
+    def read_repository(self, repo: str, resource: str = "") -> Any:
+        """A plain read for ``valine doctor``: the repository itself (``""``), or the first
+        100 of its ``labels`` or ``hooks``. Raises NotFound (no access) or GitHubError."""
+        if resource not in ("", "labels", "hooks"):
+            raise ValueError(f"not a resource the doctor reads: {resource!r}")
+        url = self._repo_url(repo) + (f"/{resource}?per_page=100" if resource else "")
+        return self._request("GET", url, repo=repo).data
+
     def dispatch_workflow(
         self, repo: str, workflow: str, ref: str, inputs: Mapping[str, str]
     ) -> None:

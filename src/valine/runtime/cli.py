@@ -71,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", help="default: VALINE_CONFIG, else ./valine.toml")
     check.set_defaults(func=_config_check)
 
+    doctor = commands.add_parser(
+        "doctor", help="check the settings against GitHub and Discord; print each fix"
+    )
+    doctor.add_argument(
+        "--endpoint", help="the public base URL of the service (checks the webhook's URL)"
+    )
+    doctor.set_defaults(func=_doctor)
+
     from valine.runtime.simulate import add_parser as add_simulate
 
     add_simulate(commands)
@@ -207,6 +215,12 @@ def _config_check(args: argparse.Namespace) -> int:
     for line in policy_summary(policy):
         print(line)
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from valine.runtime.doctor import run_doctor
+
+    return run_doctor(_settings(), endpoint=args.endpoint)
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -70,6 +70,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/channels/{channel_id}/messages/{message_id}"),
     ("PATCH", "/channels/{channel_id}/messages/{message_id}"),
     ("DELETE", "/channels/{channel_id}/messages/{message_id}"),
+    ("GET", "/applications/@me"),
     ("GET", "/applications/{application_id}/commands"),
     ("PUT", "/applications/{application_id}/commands"),
     ("GET", "/applications/{application_id}/guilds/{guild_id}/commands"),
@@ -167,6 +168,8 @@ class DiscordStandIn:
         self._followups: dict[str, list[str]] = {}
         self._expired: set[str] = set()
         self._commands: dict[str | None, list[dict[str, Any]]] = {}
+        #: The application's Interactions Endpoint URL (``GET /applications/@me``).
+        self.interactions_endpoint_url: str | None = None
         #: Injected faults (see :mod:`valine.testing.faults`); the short-hands add to it.
         self.faults = FaultPlan()
         #: Seconds a channel message's nonce is remembered for ``enforce_nonce``.
@@ -401,12 +404,48 @@ class DiscordStandIn:
             raise _DiscordError(401, "401: Unauthorized", 0)
         if req.route.startswith("/channels/"):
             return self._serve_channel(req)
+        if req.route == "/applications/@me":
+            return _Answer(200, self._application_json())
         if req.params["application_id"] != self.application_id:
             raise _DiscordError(403, "Missing Access", 50001)
         guild_id = req.params.get("guild_id")
         if req.method == "PUT":
             self._commands[guild_id] = self._overwrite_commands(req.document, guild_id)
         return _Answer(200, copy.deepcopy(self._commands.get(guild_id, [])))
+
+    def _application_json(self) -> dict[str, Any]:
+        """The application object Discord answers its bot with (the fields it requires)."""
+        user = {
+            "avatar": None,
+            "discriminator": "0",
+            "public_flags": 0,
+            "flags": 0,
+            "global_name": None,
+            "primary_guild": None,
+        }
+        return {
+            "id": self.application_id,
+            "name": "Valine (stand-in)",
+            "icon": None,
+            "description": "",
+            "type": None,
+            "flags": 0,
+            "flags_new": "0",
+            "bot": {**user, "id": self.bot_user_id, "username": "valine", "bot": True},
+            "bot_public": False,
+            "bot_require_code_grant": False,
+            "verify_key": "0" * 64,
+            "redirect_uris": [],
+            "interactions_endpoint_url": self.interactions_endpoint_url,
+            "role_connections_verification_url": None,
+            "owner": {**user, "id": "1", "username": "owner"},
+            "approximate_guild_count": 1,
+            "approximate_user_install_count": 0,
+            "approximate_user_authorization_count": 0,
+            "eligible_oauth2_scopes": [],
+            "explicit_content_filter": 0,
+            "team": None,
+        }
 
     def _serve_webhook(self, req: _Incoming) -> _Answer:
         method, params, document = req.method, req.params, req.document

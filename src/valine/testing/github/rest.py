@@ -28,6 +28,7 @@ from valine.testing.github.state import (
     Json,
     StandInCheckSuite,
     StandInComment,
+    StandInHook,
     StandInIssue,
     StandInPull,
     _error,
@@ -296,6 +297,48 @@ class RestAPI(GitHubState):
         else:
             problem = None
         return problem
+
+    def _get_repo(
+        self, r: _Repo, params: dict[str, str], query: Mapping[str, str], body: Json
+    ) -> Answer:
+        roles = ("pull", "triage", "push", "maintain", "admin")
+        rank = roles.index(r.role)
+        document = self._repo_json(r)
+        # The full repository GET /repos/{o}/{r} answers has a few more fields.
+        document.update(has_discussions=False, network_count=0, subscribers_count=0)
+        document["permissions"] = {role: rank >= i for i, role in enumerate(roles)}
+        return 200, document, {}
+
+    def _list_labels(
+        self, r: _Repo, params: dict[str, str], query: Mapping[str, str], body: Json
+    ) -> Answer:
+        labels = sorted(r.labels.values(), key=lambda label: label.id)
+        return 200, [self._label_json(r, label.name) for label in labels[:100]], {}
+
+    def _list_hooks(
+        self, r: _Repo, params: dict[str, str], query: Mapping[str, str], body: Json
+    ) -> Answer:
+        if r.role != "admin":
+            return _error(404, "Not Found")
+        return 200, [self._hook_json(r, hook) for hook in r.hooks], {}
+
+    def _hook_json(self, r: _Repo, hook: StandInHook) -> dict[str, Any]:
+        api = f"{self.url}/repos/{r.full_name}/hooks/{hook.id}"
+        return {
+            "type": "Repository",
+            "id": hook.id,
+            "name": "web",
+            "active": hook.active,
+            "events": list(hook.events),
+            "config": {"url": hook.url, "content_type": hook.content_type, "insecure_ssl": "0"},
+            "updated_at": hook.created_at,
+            "created_at": hook.created_at,
+            "url": api,
+            "test_url": f"{api}/test",
+            "ping_url": f"{api}/pings",
+            "deliveries_url": f"{api}/deliveries",
+            "last_response": {"code": None, "status": "unused", "message": None},
+        }
 
     def _installation(
         self, r: _Repo, _params: dict[str, str], _query: Mapping[str, str], _body: Json

@@ -469,6 +469,9 @@ _Action = Callable[[GitHubStandIn, Any, dict[str, str], Mapping[str, str], Json]
 
 
 _ROUTES: Sequence[tuple[str, re.Pattern[str], bool, _Action]] = [
+    ("GET", re.compile(_REPO_PREFIX), False, GitHubStandIn._get_repo),
+    ("GET", re.compile(_REPO_PREFIX + r"/labels"), False, GitHubStandIn._list_labels),
+    ("GET", re.compile(_REPO_PREFIX + r"/hooks"), False, GitHubStandIn._list_hooks),
     ("GET", re.compile(_REPO_PREFIX + r"/issues"), False, GitHubStandIn._list_issues),
     ("GET", re.compile(_REPO_PREFIX + r"/issues/(?P<number>\d+)"), False, GitHubStandIn._get_issue),
     (

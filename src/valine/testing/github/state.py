@@ -105,6 +105,18 @@ class StandInIssue:
 
 
 @dataclass
+class StandInHook:
+    """A repository webhook (``GET /repos/{o}/{r}/hooks``)."""
+
+    id: int
+    url: str
+    events: list[str]
+    content_type: str = "json"
+    active: bool = True
+    created_at: str = "2026-01-01T00:00:00Z"
+
+
+@dataclass
 class StandInLabel:
     """A repository label (REST ``id``; GraphQL id ``node_id``)."""
 
@@ -215,6 +227,12 @@ class _Repo:
     check_suites: dict[str, list[StandInCheckSuite]] = field(default_factory=dict)
     #: Commit statuses by SHA, oldest first.
     statuses: dict[str, list[StandInStatus]] = field(default_factory=dict)
+    #: Webhooks, oldest first.
+    hooks: list[StandInHook] = field(default_factory=list)
+    #: The token's role in the repository (``permissions`` of ``GET /repos/{o}/{r}``):
+    #: "admin", "maintain", "push", "triage" or "pull". Below admin, reading the hooks
+    #: is 404, as GitHub answers a token without admin rights.
+    role: str = "admin"
 
     @property
     def full_name(self) -> str:
@@ -268,6 +286,29 @@ class GitHubState:
         """Create repository ``owner/name`` (helpers create it on first use too)."""
         with self._lock:
             self._repo(repo).merge_queue = merge_queue
+
+    def add_hook(
+        self,
+        repo: str,
+        url: str,
+        events: Iterable[str],
+        *,
+        content_type: str = "json",
+        active: bool = True,
+    ) -> int:
+        """Add a webhook to ``repo`` (only listed: the stand-in delivers nothing); its id."""
+        with self._lock:
+            self._next_id += 1
+            hook = StandInHook(self._next_id, url, list(events), content_type, active)
+            self._repo(repo).hooks.append(hook)
+            return hook.id
+
+    def set_role(self, repo: str, role: str) -> None:
+        """The token's role in ``repo`` (see ``_Repo.role``)."""
+        if role not in ("admin", "maintain", "push", "triage", "pull"):
+            raise ValueError(f"unknown role {role!r}")
+        with self._lock:
+            self._repo(repo).role = role
 
     def require_merge_queue(self, repo: str, required: bool = True) -> None:
         """Make the default branch accept merges only through a merge queue (or not)."""

@@ -1,0 +1,306 @@
+"""``valine doctor``: the settings checked against GitHub and Discord, each finding with its fix.
+
+It reads, never writes: the rules file, the settings, then on GitHub the repository (the
+token's access), its labels and its webhooks (when the token may read them), and on
+Discord the registered commands (against the one schema) and the application's
+Interactions Endpoint URL. Each check is a pure function of what was read
+(:func:`check_access`, :func:`check_labels`, :func:`check_hooks`, ...), so the verdicts
+are tested without a network; :func:`diagnose` does the reading.
+
+Exit status: 0 when nothing failed (warnings allowed), 1 when a check failed, 2 for a
+configuration error (an invalid ``valine.toml`` or a malformed setting).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TextIO
+
+from valine.core.errors import ValineError
+from valine.core.policy import Policy
+from valine.runtime.config import Settings, read_policy
+
+#: The events the webhook must send (README "Connect GitHub").
+REQUIRED_EVENTS = ("issues", "issue_comment", "pull_request", "check_suite", "status")
+WEBHOOK_PATH = "/github/webhook"
+INTERACTIONS_PATH = "/discord"
+
+
+class Finding(NamedTuple):
+    """One verdict: ``ok``, ``warn`` or ``fail``, what was found, and how to fix it."""
+
+    level: str
+    what: str
+    fix: str = ""
+
+
+def ok(what: str) -> Finding:
+    """A check that passed."""
+    return Finding("ok", what)
+
+
+def warn(what: str, fix: str) -> Finding:
+    """Something that works but may not be what you want."""
+    return Finding("warn", what, fix)
+
+
+def fail(what: str, fix: str) -> Finding:
+    """Something that stops the workflow."""
+    return Finding("fail", what, fix)
+
+
+# ------------------------------------------------------------------ the rules and settings
+
+
+def check_rules(policy: Policy, settings: Settings) -> list[Finding]:
+    """The rules file and the settings the workflow needs."""
+    found = [ok("valine.toml is valid (valine config check prints the effective rules)")]
+    if not policy.discord.guild_ids:
+        found.append(
+            fail(
+                "no [discord] guild_ids: every command is refused",
+                'add `[discord] guild_ids = ["<your server id>"]` to valine.toml',
+            )
+        )
+    nobody = [a for a in ("plan", "approve", "ship", "cancel") if policy.permissions.grant(a).empty]
+    if nobody:
+        found.append(
+            warn(
+                f"nobody may {', '.join(nobody)}: those commands are refused to everyone",
+                "list Discord role or user ids under [permissions.<action>] in valine.toml",
+            )
+        )
+    for name in settings.missing():
+        found.append(fail(f"{name} is not set", f"set {name} in the environment or in .env"))
+    return found
+
+
+# ------------------------------------------------------------------ GitHub
+
+
+def check_access(repo: str, document: Mapping[str, Any] | None) -> list[Finding]:
+    """The token's access to the repository (``None``: GitHub answered 404)."""
+    if document is None:
+        return [
+            fail(
+                f"the GitHub token cannot see {repo}",
+                "check GITHUB_REPOSITORY, and give the token (or install the App on) the "
+                "repository",
+            )
+        ]
+    permissions = document.get("permissions")
+    if not isinstance(permissions, Mapping):  # an App installation token: no permissions
+        return [ok(f"GitHub: {repo} is readable")]
+    if not permissions.get("push"):
+        return [
+            fail(
+                f"the GitHub token may read {repo} but not write to it",
+                "give it write access (issues, pull requests, contents; actions for the "
+                "workflow executor)",
+            )
+        ]
+    return [ok(f"GitHub: the token may write to {repo}")]
+
+
+def check_labels(names: Iterable[str], policy: Policy) -> list[Finding]:
+    """The labels the rules name, against the repository's labels."""
+    have = {name.lower() for name in names}
+    labels = policy.labels
+    found = []
+    if labels.ready.lower() in have:
+        found.append(ok(f"label {labels.ready!r} exists"))
+    else:
+        found.append(
+            fail(
+                f"label {labels.ready!r} is missing: /plan will find no issues",
+                f"create the label {labels.ready!r} and put it on the issues to plan, or set "
+                "[labels] ready to the label you use",
+            )
+        )
+    for name in (labels.in_progress, labels.shipped):
+        if name.lower() not in have:
+            found.append(
+                warn(
+                    f"label {name!r} is missing",
+                    "nothing to do: the first run creates it (or create it yourself)",
+                )
+            )
+    return found
+
+
+def check_hooks(hooks: Sequence[Mapping[str, Any]] | None, endpoint: str | None) -> list[Finding]:
+    """The repository's webhooks (``None``: the token may not read them)."""
+    if hooks is None:
+        return [
+            warn(
+                "cannot read the repository's webhooks with this token (it needs admin access)",
+                f"check by hand: Settings → Webhooks: payload URL ending in {WEBHOOK_PATH}, "
+                f"content type application/json, events {', '.join(REQUIRED_EVENTS)}",
+            )
+        ]
+    wanted = endpoint.rstrip("/") + WEBHOOK_PATH if endpoint else None
+    ours = [h for h in hooks if _hook_url(h) == wanted or (not wanted and _is_ours(h))]
+    if not ours:
+        where = wanted or f"a URL ending in {WEBHOOK_PATH}"
+        others = ", ".join(sorted(_hook_url(h) for h in hooks)) or "none"
+        return [
+            fail(
+                f"no webhook sends to {where} (the repository's: {others})",
+                'add one: Settings → Webhooks → Add webhook (README "Connect GitHub")',
+            )
+        ]
+    return [finding for hook in ours for finding in _check_hook(hook)]
+
+
+def _check_hook(hook: Mapping[str, Any]) -> list[Finding]:
+    name = f"webhook {hook.get('id')} ({_hook_url(hook)})"
+    events = set(hook.get("events") or ())
+    config = hook.get("config") or {}
+    found = []
+    missing = [] if "*" in events else [e for e in REQUIRED_EVENTS if e not in events]
+    if missing:
+        found.append(
+            fail(
+                f"{name} does not send {', '.join(missing)}",
+                f"edit the webhook and tick {', '.join(missing)} (Let me select individual events)",
+            )
+        )
+    if config.get("content_type") != "json":
+        found.append(fail(f"{name} sends form data", "set its content type to application/json"))
+    if not hook.get("active", True):
+        found.append(fail(f"{name} is inactive", "tick Active on the webhook"))
+    if not found:
+        found.append(ok(f"{name} sends every event the service reads"))
+    return found
+
+
+def _hook_url(hook: Mapping[str, Any]) -> str:
+    config = hook.get("config") or {}
+    return str(config.get("url") or "")
+
+
+def _is_ours(hook: Mapping[str, Any]) -> bool:
+    return _hook_url(hook).rstrip("/").endswith(WEBHOOK_PATH)
+
+
+# ------------------------------------------------------------------ Discord
+
+
+def check_commands(where: str, changes: Sequence[str]) -> list[Finding]:
+    """The registered commands against the schema (``changes``: what a registration sends)."""
+    if not changes:
+        return [ok(f"Discord: the commands registered {where} match the schema")]
+    return [
+        fail(
+            f"Discord: the commands registered {where} differ from the schema: "
+            + "; ".join(changes),
+            "run `valine register-commands`",
+        )
+    ]
+
+
+def check_interactions_endpoint(url: str | None, endpoint: str | None) -> list[Finding]:
+    """The application's Interactions Endpoint URL."""
+    wanted = endpoint.rstrip("/") + INTERACTIONS_PATH if endpoint else None
+    if not url:
+        return [
+            fail(
+                "Discord: the application has no Interactions Endpoint URL",
+                "Developer Portal → General Information → Interactions Endpoint URL: "
+                + (wanted or f"the service's URL ending in {INTERACTIONS_PATH}"),
+            )
+        ]
+    if wanted and url.rstrip("/") != wanted:
+        return [
+            fail(
+                f"Discord sends interactions to {url}, not to {wanted}",
+                f"set the Interactions Endpoint URL to {wanted} (Discord checks it on save)",
+            )
+        ]
+    return [ok(f"Discord: interactions go to {url}")]
+
+
+# ------------------------------------------------------------------ reading
+
+
+def diagnose(settings: Settings, endpoint: str | None = None) -> list[Finding]:
+    """Every finding, reading the rules file, GitHub and Discord (read-only)."""
+    policy = read_policy(settings.config_path)
+    found = check_rules(policy, settings)
+    if settings.github_repository and (settings.github_token or settings.github_app_id):
+        found += _guarded("GitHub", lambda: _github(settings, policy, endpoint))
+    if settings.discord_application_id and settings.discord_bot_token:
+        found += _guarded("Discord", lambda: _discord(settings, policy, endpoint))
+    return found
+
+
+def _guarded(platform: str, read: Callable[[], list[Finding]]) -> list[Finding]:
+    """``read()``; a platform that cannot be reached is one finding, not a crash."""
+    try:
+        return read()
+    except ValineError as exc:
+        return [fail(f"{platform} could not be read: {exc}", f"check the {platform} settings")]
+
+
+def _github(settings: Settings, policy: Policy, endpoint: str | None) -> list[Finding]:
+    from valine.core.errors import NotFound
+    from valine.github.client import client_from_settings
+
+    repo = settings.github_repository or ""
+    with client_from_settings(settings, max_attempts=2) as client:
+        try:
+            document = client.read_repository(repo)
+        except NotFound:
+            return check_access(repo, None)
+        found = check_access(repo, document)
+        labels = client.read_repository(repo, "labels")
+        found += check_labels((str(label.get("name", "")) for label in labels), policy)
+        try:
+            hooks = client.read_repository(repo, "hooks")
+        except NotFound:
+            hooks = None
+        except ValineError as exc:
+            if getattr(exc, "status", None) != 403:
+                raise
+            hooks = None
+        return found + check_hooks(hooks, endpoint)
+
+
+def _discord(settings: Settings, policy: Policy, endpoint: str | None) -> list[Finding]:
+    from valine.core.commands import command_changes, registration_payload
+    from valine.discord.client import client_from_settings
+
+    payload = registration_payload(policy.discord.default_member_permissions)
+    guilds: list[str | None] = list(policy.discord.guild_ids) or [None]
+    found: list[Finding] = []
+    with client_from_settings(settings, max_attempts=2) as client:
+        for guild in guilds:
+            where = f"in guild {guild}" if guild else "globally"
+            found += check_commands(where, command_changes(client.get_commands(guild), payload))
+        application = client.get_application()
+    url = application.get("interactions_endpoint_url")
+    return found + check_interactions_endpoint(url if isinstance(url, str) else None, endpoint)
+
+
+# ------------------------------------------------------------------ printing
+
+
+_MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+
+
+def report(findings: Sequence[Finding], out: TextIO) -> int:
+    """Print the findings (each failure and warning with its fix); the exit status."""
+    for finding in findings:
+        out.write(f"{_MARKS[finding.level]}  {finding.what}\n")
+        if finding.fix:
+            out.write(f"      fix: {finding.fix}\n")
+    failed = sum(1 for f in findings if f.level == "fail")
+    warned = sum(1 for f in findings if f.level == "warn")
+    out.write(f"{failed} problem(s), {warned} warning(s)\n")
+    return 1 if failed else 0
+
+
+def run_doctor(settings: Settings, endpoint: str | None = None, out: TextIO | None = None) -> int:
+    """``valine doctor``: diagnose and print; 0 healthy, 1 a check failed."""
+    return report(diagnose(settings, endpoint), out or sys.stdout)

@@ -1,0 +1,132 @@
+"""`valine doctor` against the GitHub and Discord stand-ins, as an operator runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import GUILD
+from valine.core.commands import registration_payload
+from valine.discord.client import DiscordClient
+from world import REPO, World, world_env
+
+pytestmark = pytest.mark.e2e
+
+EVENTS = ["issues", "issue_comment", "pull_request", "check_suite", "status"]
+
+
+def doctor(world: World, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "GITHUB_", "VALINE_"))
+    }
+    settings = world_env(world.github, world.discord, world.key)
+    return subprocess.run(
+        [sys.executable, "-m", "valine.runtime.cli", "doctor", *args],
+        cwd=world.service.workdir,
+        env={**base, **settings, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def endpoint(world: World) -> str:
+    return f"http://127.0.0.1:{world.service.port}"
+
+
+def set_up_well(world: World) -> None:
+    for label in ("ready", "in-progress", "shipped"):
+        world.github.add_label(REPO, label)
+    world.github.add_hook(REPO, endpoint(world) + "/github/webhook", EVENTS)
+    with DiscordClient(
+        world.discord.url, world.discord.application_id, world.discord.bot_token
+    ) as client:
+        client.register_commands(registration_payload(), GUILD)
+    world.discord.interactions_endpoint_url = endpoint(world) + "/discord"
+
+
+def test_a_healthy_set_up_passes_and_doctor_writes_nothing(world: World) -> None:
+    set_up_well(world)
+    github_before = len(world.github.requests)
+    discord_before = len(world.discord.requests)
+    result = doctor(world, "--endpoint", endpoint(world))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.endswith("0 problem(s), 0 warning(s)\n"), result.stdout
+    assert f"GitHub: the token may write to {REPO}" in result.stdout
+    assert "sends every event the service reads" in result.stdout
+    assert f"commands registered in guild {GUILD} match the schema" in result.stdout
+    # Read-only: GETs only, on both platforms.
+    assert {r.method for r in world.github.requests[github_before:]} == {"GET"}
+    assert {r.method for r in world.discord.requests[discord_before:]} == {"GET"}
+
+
+def test_a_missing_label_and_a_webhook_missing_an_event_are_reported(world: World) -> None:
+    world.github.add_label(REPO, "in-progress")
+    hook = world.github.add_hook(
+        REPO, endpoint(world) + "/github/webhook", [e for e in EVENTS if e != "check_suite"]
+    )
+    result = doctor(world, "--endpoint", endpoint(world))
+    assert result.returncode == 1
+    out = result.stdout
+    assert "FAIL  label 'ready' is missing: /plan will find no issues\n" in out
+    assert "      fix: create the label 'ready'" in out
+    assert "warn  label 'shipped' is missing" in out
+    assert (
+        f"FAIL  webhook {hook} ({endpoint(world)}/github/webhook) does not send check_suite" in out
+    )
+    assert "fix: edit the webhook and tick check_suite" in out
+    # Nothing registered, no Interactions Endpoint URL: said, with the fix.
+    assert f"commands registered in guild {GUILD} differ from the schema" in out
+    assert "fix: run `valine register-commands`" in out
+    assert "FAIL  Discord: the application has no Interactions Endpoint URL" in out
+    assert f"{endpoint(world)}/discord" in out
+
+
+def test_a_webhook_to_elsewhere_and_an_endpoint_elsewhere(world: World) -> None:
+    set_up_well(world)
+    world.discord.interactions_endpoint_url = "https://old.example.invalid/discord"
+    result = doctor(world, "--endpoint", "https://new.example.invalid")
+    assert result.returncode == 1
+    assert "no webhook sends to https://new.example.invalid/github/webhook" in result.stdout
+    assert (
+        "Discord sends interactions to https://old.example.invalid/discord, not to "
+        "https://new.example.invalid/discord"
+    ) in result.stdout
+
+
+def test_a_token_without_admin_or_without_access(world: World) -> None:
+    set_up_well(world)
+    world.github.set_role(REPO, "push")
+    result = doctor(world)
+    assert result.returncode == 0, result.stdout
+    assert "warn  cannot read the repository's webhooks with this token" in result.stdout
+    world.github.set_role(REPO, "triage")
+    assert "may read octo/widgets but not write to it" in doctor(world).stdout
+    hidden = doctor(world, GITHUB_REPOSITORY="octo/secret")
+    assert hidden.returncode == 1
+    assert "FAIL  the GitHub token cannot see octo/secret" in hidden.stdout
+    bad = doctor(world, GITHUB_TOKEN="ghp_" + "x" * 36)
+    assert bad.returncode == 1
+    assert "FAIL  GitHub could not be read: GitHub answered 401" in bad.stdout
+    assert "ghp_xxxx" not in bad.stdout + bad.stderr
+
+
+def test_bad_rules_and_missing_settings(world: World, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[planer]\nmax_tasks = 3\n")
+    result = doctor(world, VALINE_CONFIG=str(bad))
+    assert result.returncode == 2
+    assert "unknown section [planer]; did you mean [planner]?" in result.stderr
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    result = doctor(world, VALINE_CONFIG=str(empty), DISCORD_BOT_TOKEN="", GITHUB_WEBHOOK_SECRET="")
+    assert result.returncode == 1
+    assert "FAIL  no [discord] guild_ids: every command is refused" in result.stdout
+    assert "warn  nobody may plan, approve, ship, cancel" in result.stdout
+    assert "FAIL  DISCORD_BOT_TOKEN is not set" in result.stdout
+    assert "FAIL  GITHUB_WEBHOOK_SECRET is not set" in result.stdout
