@@ -220,7 +220,7 @@ def _config_check(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from valine.runtime.doctor import run_doctor
 
-    return run_doctor(_settings(), endpoint=args.endpoint)
+    return run_doctor(local_settings(), endpoint=args.endpoint)
 
 
 def _audit(args: argparse.Namespace) -> int:

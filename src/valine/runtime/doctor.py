@@ -245,10 +245,11 @@ def _guarded(platform: str, read: Callable[[], list[Finding]]) -> list[Finding]:
 
 def _github(settings: Settings, policy: Policy, endpoint: str | None) -> list[Finding]:
     from valine.core.errors import NotFound
-    from valine.github.client import client_from_settings
+    from valine.ports import GitHubError
+    from valine.runtime.clients import github_client
 
     repo = settings.github_repository or ""
-    with client_from_settings(settings, max_attempts=2) as client:
+    with github_client(settings, max_attempts=2) as client:
         try:
             document = client.read_repository(repo)
         except NotFound:
@@ -260,8 +261,8 @@ def _github(settings: Settings, policy: Policy, endpoint: str | None) -> list[Fi
             hooks = client.read_repository(repo, "hooks")
         except NotFound:
             hooks = None
-        except ValineError as exc:
-            if getattr(exc, "status", None) != 403:
+        except GitHubError as exc:  # a fine-grained token without webhook access: 403
+            if exc.status != 403:
                 raise
             hooks = None
         return found + check_hooks(hooks, endpoint)
@@ -269,12 +270,12 @@ def _github(settings: Settings, policy: Policy, endpoint: str | None) -> list[Fi
 
 def _discord(settings: Settings, policy: Policy, endpoint: str | None) -> list[Finding]:
     from valine.core.commands import command_changes, registration_payload
-    from valine.discord.client import client_from_settings
+    from valine.runtime.clients import discord_client
 
     payload = registration_payload(policy.discord.default_member_permissions)
     guilds: list[str | None] = list(policy.discord.guild_ids) or [None]
     found: list[Finding] = []
-    with client_from_settings(settings, max_attempts=2) as client:
+    with discord_client(settings, max_attempts=2) as client:
         for guild in guilds:
             where = f"in guild {guild}" if guild else "globally"
             found += check_commands(where, command_changes(client.get_commands(guild), payload))
