@@ -344,3 +344,35 @@ def test_the_active_run_age() -> None:
     assert active_run_age(None, T0) == 0
     assert active_run_age(_run(state=RunState.EXECUTING), T0 + 90) == 90
     assert active_run_age(_run(state=RunState.SHIPPED), T0 + 90) == 0
+
+
+def test_jobs_are_counted_by_attempt_retry_age_and_dead_letter(tmp_path: Any) -> None:
+    from valine.infra.sqlite import Database
+    from valine.queue.sqlite import SqliteJobQueue
+    from valine.queue.worker import run_job
+
+    now = [T0]
+    queue = SqliteJobQueue(
+        Database(tmp_path / "q.db"), max_attempts=2, base_backoff=0.0, clock=lambda: now[0]
+    )
+    registry = metrics.Registry()
+    previous = metrics.use(registry)
+    try:
+        queue.enqueue("ship_run", {"run_id": "r1"})
+        now[0] += 7
+
+        def fails(payload: dict[str, Any]) -> None:
+            raise RuntimeError("boom")
+
+        for _ in range(2):
+            job = queue.lease(60)
+            assert job is not None
+            run_job(queue, job, fails, None, clock=lambda: now[0])
+    finally:
+        metrics.use(previous)
+    assert registry.value("job_attempts", kind="ship_run") == 2
+    assert registry.value("job_retries", kind="ship_run") == 1
+    assert registry.value("job_age", kind="ship_run") == 1  # observed once, on the first start
+    assert 'valine_job_age_seconds_sum{kind="ship_run"} 7' in registry.render()
+    assert registry.value("dead_letters", kind="ship_run") == 1
+    assert queue.lease(60) is None

@@ -120,6 +120,7 @@ class QueueBase:
         """
         if self.retry_policy.exhausted(job.attempts):
             if self._bury(job, error, job.attempts):
+                _count_dead_letter(job)
                 return False
         elif self._reschedule(job, self.backoff(job.attempts), error):
             return True
@@ -160,7 +161,8 @@ class QueueBase:
         hook, so the people waiting are told.
         """
         attempts = job.attempts - 1  # this receive was not handed to any worker
-        self._bury(job, ABANDONED, attempts)
+        if self._bury(job, ABANDONED, attempts):
+            _count_dead_letter(job)
         log.error(
             "job %s (%s) dead-lettered: %d leases expired without ack or retry",
             job.job_id,
@@ -218,3 +220,10 @@ class QueueBase:
 
     def _put_back(self, job: Job, delay: float) -> bool:
         raise NotImplementedError
+
+
+def _count_dead_letter(job: Job) -> None:
+    """The dead-letter metric (the dead-letter alarms watch it), once per job buried."""
+    from valine import metrics
+
+    metrics.count("dead_letters", kind=job.kind)

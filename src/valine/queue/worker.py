@@ -141,9 +141,6 @@ def dead_lettered(job: Job, error: str, on_dead_letter: DeadLetterHook | None) -
 
 
 def _dead_lettered(job: Job, error: str, on_dead_letter: DeadLetterHook | None) -> None:
-    from valine import metrics
-
-    metrics.count("dead_letters", kind=job.kind)
     extra = _extra(job)
     log.error(
         "job %s (%s) dead-lettered after %d attempts: %s",
