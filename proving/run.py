@@ -32,6 +32,7 @@ from scenarios import (
     Counts,
     abuse,
     aws_environment,
+    aws_local,
     crashes,
     discord_faults,
     disorder,
@@ -48,7 +49,7 @@ def races_sqlite(ctx: Context) -> None:
 
 def races_dynamodb(ctx: Context) -> None:
     """Scenario 2 on DynamoDB Local and moto's SQS, the AWS adapters."""
-    from aws_local import SERVICES
+    SERVICES = aws_local().SERVICES  # noqa: N806 - the module's name
 
     try:
         env = aws_environment(

@@ -1100,9 +1100,20 @@ def _mutate(rng: random.Random, document: Any, depth: int = 0) -> Any:
     return rng.choice([None, 0, "", [], {}, "\u0000", -(2**70), "🚀"])
 
 
+def aws_local() -> Any:
+    """The tests' DynamoDB Local and moto launcher (``tests/aws_local.py``)."""
+    tests = str(Path(__file__).resolve().parents[1] / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import aws_local as module
+
+    return module
+
+
 def aws_environment(dynamodb: str, sqs: str, prefix: str) -> dict[str, str]:
     """``valine serve`` on DynamoDB Local tables and moto SQS queues named by ``prefix``."""
-    from aws_local import CREDENTIALS, client
+    local = aws_local()
+    CREDENTIALS, client = local.CREDENTIALS, local.client  # noqa: N806 - the module's names
     from valine.runtime.aws_tables import table_definitions
 
     ddb = client("dynamodb", dynamodb)
