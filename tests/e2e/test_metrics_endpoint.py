@@ -36,6 +36,8 @@ def test_a_whole_run_shows_in_the_metrics(world: World) -> None:
     run_id = world.plan()
     world.command("approve", run_id=run_id)
     world.wait_state(run_id, "executing")
+    # executing comes before the hand-over: wait for it, or the PR may beat the dispatch
+    wait_for("the hand-over", lambda: "`dispatched`" in world.described(run_id))
     pr, sha = world.open_pr(run_id, number)
     world.checks(pr, sha, "success")
     world.wait_state(run_id, "ready_to_ship")
