@@ -21,6 +21,7 @@ from valine.testing.examples import (
     check_suite_event,
     issue_event,
     pr_event,
+    workflow_run_event,
 )
 from valine.testing.service import Service, free_port, start_service, stop_service
 from valine.testing.signing import discord_headers
@@ -45,6 +46,7 @@ __all__ = [
     "run_node",
     "start_service",
     "stop_service",
+    "workflow_run_event",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]

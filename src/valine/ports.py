@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from valine.core.checks import CheckPicture
 from valine.core.errors import ValineError
-from valine.core.models import Issue, PullRequest, Run
+from valine.core.models import Issue, PullRequest, Run, WorkflowRun
 
 
 class Clock(Protocol):
@@ -243,6 +243,28 @@ class GitHub(Protocol):
         than one read returns is left out (a blocking label may be among the unread).
         A label or user that does not exist is left out of the ids.
         """
+        ...
+
+    def dispatch_deployment(
+        self, repo: str, workflow: str, ref: str, inputs: Mapping[str, str]
+    ) -> WorkflowRun | None:
+        """Dispatch ``workflow`` asking for the run's details (``return_run_details``).
+
+        The workflow run GitHub started, or None where GitHub does not return it (an
+        older GitHub Enterprise Server: the dispatch is sent again without the option
+        only when the first was refused as invalid, so nothing starts twice).
+        """
+        ...
+
+    def workflow_run(self, repo: str, run_id: int) -> WorkflowRun:
+        """One GitHub Actions workflow run (``NotFound`` if there is none)."""
+        ...
+
+    def dispatched_runs(
+        self, repo: str, workflow: str, branch: str, since: float
+    ) -> Sequence[WorkflowRun]:
+        """The ``workflow_dispatch`` runs of ``workflow`` on ``branch`` created since
+        ``since`` (epoch seconds), oldest first; one request (up to 100)."""
         ...
 
     def repository_ids(

@@ -207,6 +207,13 @@ def scenario() -> Iterator[list[RecordedRequest]]:
             standin.set_role(queued_repo, "push")
             with pytest.raises(NotFound):
                 client.read_repository(queued_repo, "hooks")
+            started = client.dispatch_deployment(REPO, "deploy.yml", "main", {"run_id": "r1"})
+            assert started is not None
+            standin.advance_workflow_run(REPO, started.id, "completed", "success")
+            assert client.workflow_run(REPO, started.id).conclusion == "success"
+            assert [r.id for r in client.dispatched_runs(REPO, "deploy.yml", "main", 0)] == [
+                started.id
+            ]
             app.list_ready_issues(REPO, "ready")  # installation lookup, token, two pages
             app.dispatch_workflow(REPO, "agent.yml", "main", {"issue_number": str(task)})
         yield standin.requests
@@ -220,6 +227,9 @@ def test_scenario_covers_every_endpoint_the_client_uses(
         ("GET", "/repos/{owner}/{repo}/issues", 200),
         ("GET", "/repos/{owner}/{repo}/issues", 304),
         ("POST", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches", 204),
+        ("POST", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches", 200),
+        ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}", 200),
+        ("GET", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs", 200),
         ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", 200),
         ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", 404),
         ("GET", "/repos/{owner}/{repo}/commits/{ref}/check-suites", 200),

@@ -22,9 +22,9 @@ def test_new_changed_and_removed_commands_are_listed() -> None:
     wanted = registration_payload()
     registered = copy.deepcopy([c for c in wanted if c["name"] != "help"])
     registered[0]["description"] = "old words"
-    registered.append({"name": "deploy", "description": "gone", "options": []})
+    registered.append({"name": "rollback", "description": "gone", "options": []})
     changes = command_changes(registered, wanted)
     assert "+ /help (new)" in changes
     assert f"~ /{registered[0]['name']} (changed)" in changes
-    assert "- /deploy (removed)" in changes
+    assert "- /rollback (removed)" in changes
     assert len(changes) == 3

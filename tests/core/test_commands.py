@@ -29,7 +29,17 @@ def _data(name: str, **options: Any) -> dict[str, Any]:
 
 def test_registration_payload_lists_the_seed_commands() -> None:
     payload = {c["name"]: c for c in registration_payload()}
-    assert set(payload) == {"plan", "approve", "status", "ship", "cancel", "retry", "help"}
+    assert set(payload) == {
+        "plan",
+        "approve",
+        "status",
+        "ship",
+        "cancel",
+        "retry",
+        "deploy",
+        "digest",
+        "help",
+    }
     for name, required in (("approve", True), ("ship", True), ("cancel", True), ("status", False)):
         (option,) = payload[name]["options"]
         assert option == {
@@ -65,7 +75,7 @@ def test_missing_required_option_names_it() -> None:
 
 def test_unknown_command_is_refused_with_a_pointer_to_help() -> None:
     with pytest.raises(UnknownCommand, match="/help"):
-        parse_command(_data("deploy"))
+        parse_command(_data("rollback"))
     with pytest.raises(UnknownCommand):
         parse_command({})
 

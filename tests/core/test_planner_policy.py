@@ -7,7 +7,7 @@ import pytest
 from valine.core.errors import ConfigurationError
 from valine.core.models import Issue
 from valine.core.planner import plan_tasks
-from valine.core.policy import Labels, PlannerRules, Policy, policy_from_mapping
+from valine.core.policy import Labels, PlannerRules, Policy, deploy_inputs, policy_from_mapping
 
 
 def issue(
@@ -105,8 +105,43 @@ def test_policy_defaults_and_overrides() -> None:
         ({"labels": {"blocking": "blocked"}}, "labels.blocking"),
         ({"labels": "ready"}, "labels"),
         ({"policy": {"on_task_failure": "panic"}}, "policy.on_task_failure"),
+        ({"ship": {"deploy_workflow": ""}}, "ship.deploy_workflow"),
+        ({"ship": {"deploy_workflow": 7}}, "ship.deploy_workflow"),
+        ({"ship": {"inputs": {"a": 1}}}, "ship.inputs.a"),
+        ({"ship": {"inputs": {"a": "{secret}"}}}, "ship.inputs.a"),
+        ({"ship": {"inputs": {f"k{i}": "v" for i in range(26)}}}, "ship.inputs"),
+        ({"ship": {"deploy_timeout": 10}}, "ship.deploy_timeout"),
+        ({"ship": {"workflow": "deploy.yml"}}, "ship"),
+        ({"schedule": {"plan": "0 9 * * 1-5"}}, "schedule.channel_id"),
+        ({"schedule": {"plan": "", "channel_id": "1"}}, "schedule.plan"),
+        ({"schedule": {"digest": 9, "channel_id": "1"}}, "schedule.digest"),
+        ({"schedule": {"channel_id": "general"}}, "schedule.channel_id"),
+        ({"schedule": {"timezone": ""}}, "schedule.timezone"),
+        ({"schedule": {"at": "9:00"}}, "schedule"),
     ],
 )
 def test_bad_policy_names_the_key(data: dict[str, object], names: str) -> None:
     with pytest.raises(ConfigurationError, match=names.replace(".", r"\.")):
         policy_from_mapping(data)
+
+
+def test_ship_and_schedule_keys() -> None:
+    policy = policy_from_mapping(
+        {
+            "ship": {
+                "deploy_workflow": "deploy.yml",
+                "ref": "prod",
+                "inputs": {"run": "{run_id}", "prs": "PRs {pull_requests}", "env": "prod"},
+            },
+            "schedule": {"plan": "0 9 * * 1-5", "timezone": "Europe/Paris", "channel_id": "5"},
+        }
+    )
+    assert policy.ship.deploy_workflow == "deploy.yml" and policy.ship.ref == "prod"
+    assert deploy_inputs(policy.ship, "r1", [5, 6], [1, 2]) == {
+        "run": "r1",
+        "prs": "PRs 5,6",
+        "env": "prod",
+    }
+    assert policy.schedule.entries == {"plan": "0 9 * * 1-5"}
+    assert policy_from_mapping({}).ship.deploy_workflow is None
+    assert policy_from_mapping({}).schedule.entries == {}

@@ -9,13 +9,17 @@ import pytest
 
 from valine.core.errors import IllegalTransition
 from valine.core.states import (
+    DEPLOY_DONE,
     RUN_TERMINAL,
     TASK_TERMINAL,
+    DeployEvent,
+    DeployState,
     RunEvent,
     RunState,
     TaskEvent,
     TaskState,
     mermaid_diagram,
+    next_deploy_state,
     next_run_state,
     next_task_state,
     run_is_active,
@@ -149,3 +153,40 @@ def test_committed_diagram_is_generated_from_the_table() -> None:
     assert committed.read_text() == mermaid_diagram() + "\n", (
         "docs/state-machine.md is stale: run `make diagram` and commit it"
     )
+
+
+D, DE = DeployState, DeployEvent
+EXPECTED_DEPLOY = {
+    (D.PENDING, DE.DISPATCHED): D.DISPATCHED,
+    (D.PENDING, DE.STARTED): D.RUNNING,  # the run's webhook beat the dispatch job's save
+    (D.PENDING, DE.SUCCEEDED): D.DEPLOYED,
+    (D.PENDING, DE.FAILED): D.FAILED,
+    (D.DISPATCHED, DE.STARTED): D.RUNNING,
+    (D.DISPATCHED, DE.SUCCEEDED): D.DEPLOYED,
+    (D.DISPATCHED, DE.FAILED): D.FAILED,
+    (D.RUNNING, DE.SUCCEEDED): D.DEPLOYED,
+    (D.RUNNING, DE.FAILED): D.FAILED,
+    (D.DEPLOYED, DE.REDEPLOY): D.PENDING,
+    (D.FAILED, DE.REDEPLOY): D.PENDING,
+}
+
+
+@pytest.mark.parametrize(("state", "event"), list(itertools.product(DeployState, DeployEvent)))
+def test_every_deploy_state_event_pair(state: DeployState, event: DeployEvent) -> None:
+    expected = EXPECTED_DEPLOY.get((state, event))
+    if expected is None:
+        with pytest.raises(IllegalTransition) as raised:
+            next_deploy_state(state, event)
+        assert raised.value.kind == "deployment"
+    else:
+        assert next_deploy_state(state, event) is expected
+
+
+def test_a_deployment_always_reaches_an_outcome_and_never_leaves_the_run_shipped() -> None:
+    """From every deployment state an outcome is reachable, and only redeploy leaves one."""
+    for start in DeployState:
+        reachable = {t for (s, _), t in EXPECTED_DEPLOY.items() if s == start} | {start}
+        assert reachable & DEPLOY_DONE or start in DEPLOY_DONE
+    for done in DEPLOY_DONE:
+        assert {e for (s, e) in EXPECTED_DEPLOY if s == done} == {DE.REDEPLOY}
+    assert R.SHIPPED in RUN_TERMINAL  # the deployment is a field of a shipped run

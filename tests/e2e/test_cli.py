@@ -157,7 +157,17 @@ def test_register_commands_sends_only_when_something_changed(tmp_path: Path) -> 
 def test_register_commands_dry_run_prints_the_schema(tmp_path: Path) -> None:
     result = valine(tmp_path, "register-commands", "--dry-run")
     payload = {c["name"]: c for c in json.loads(result.stdout)}
-    assert set(payload) == {"plan", "approve", "status", "ship", "cancel", "retry", "help"}
+    assert set(payload) == {
+        "plan",
+        "approve",
+        "status",
+        "ship",
+        "cancel",
+        "retry",
+        "deploy",
+        "digest",
+        "help",
+    }
     assert payload["approve"]["options"][0] == {
         "name": "run_id",
         "description": payload["approve"]["options"][0]["description"],

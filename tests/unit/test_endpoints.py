@@ -85,10 +85,10 @@ def test_known_command_answers_honestly_and_ephemerally(app: App, signing_key: S
 
 
 def test_unknown_command_gets_an_ephemeral_error(app: App, signing_key: SigningKey) -> None:
-    body = interaction(name="deploy")
+    body = interaction(name="rollback")
     answer = doc(post(app, "/discord", body, discord_headers(signing_key, body)))
     assert answer["data"]["flags"] == 64
-    assert "Unknown command `/deploy`" in answer["data"]["content"]
+    assert "Unknown command `/rollback`" in answer["data"]["content"]
 
 
 def test_oversized_discord_body_gets_413(app: App, signing_key: SigningKey) -> None:
@@ -109,6 +109,26 @@ def test_discord_without_public_key_refuses_with_the_setting_named(tmp_path: Pat
 def test_github_ping_gets_200(app: App, webhook_examples: dict[str, Any]) -> None:
     body = json.dumps(webhook_examples["ping"][0]).encode()
     assert post(app, "/github/webhook", body, github_headers(body, "ping")).status == 200
+
+
+def test_every_published_workflow_run_example_is_accepted_and_slimmed(
+    app: App, services: Services, webhook_examples: dict[str, Any]
+) -> None:
+    from valine.core.models import WorkflowRun
+    from valine.core.tracking import essentials, read
+
+    for number, example in enumerate(webhook_examples["workflow_run"]):
+        body = json.dumps(example).encode()
+        headers = github_headers(body, "workflow_run", delivery=f"wr-{number}")
+        assert post(app, "/github/webhook", body, headers).status == 202
+        full, slim = read("workflow_run", example).detail, essentials("workflow_run", example)
+        assert isinstance(full, WorkflowRun)
+        assert read("workflow_run", slim).detail == full  # tracking reads the same from both
+        assert full.id == example["workflow_run"]["id"]
+        if example["action"] == "completed":
+            assert full.status == "completed"
+        assert len(json.dumps(slim)) < len(body) / 5
+    assert services.queue.depth() == len(webhook_examples["workflow_run"])
 
 
 def test_bad_webhook_signature_gets_401_and_writes_nothing(

@@ -208,6 +208,49 @@ def test_dispatch_workflow(standin: GitHubStandIn, client: GitHubClient) -> None
     assert standin.requests[-1].status == 204
 
 
+def test_a_deployment_dispatch_returns_the_workflow_run(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    started = client.dispatch_deployment(REPO, "deploy.yml", "prod", {"run_id": "r-1"})
+
+    [run] = standin.workflow_runs(REPO)
+    assert started is not None and started.id == run.id
+    assert started.url.endswith(f"/{REPO}/actions/runs/{run.id}")
+    assert standin.requests[-1].status == 200
+    assert standin.requests[-1].body["return_run_details"] is True
+    seen = client.workflow_run(REPO, run.id)
+    assert (seen.status, seen.head_branch, seen.event) == ("queued", "prod", "workflow_dispatch")
+    assert seen.workflow == ".github/workflows/deploy.yml"
+
+
+def test_a_server_without_run_details_gets_the_dispatch_once_without_them(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    standin.supports_run_details = False
+
+    assert client.dispatch_deployment(REPO, "deploy.yml", "prod", {"run_id": "r-1"}) is None
+
+    assert [r.status for r in standin.requests] == [422, 204]
+    assert len(standin.workflow_runs(REPO)) == 1  # the refused one started nothing
+    since = time.time() - 60
+    [found] = client.dispatched_runs(REPO, "deploy.yml", "prod", since)
+    assert found.id == standin.workflow_runs(REPO)[0].id
+    assert client.dispatched_runs(REPO, "deploy.yml", "main", since) == []
+    assert client.dispatched_runs(REPO, "deploy.yml", "prod", time.time() + 120) == []
+
+
+def test_an_unconfirmed_deployment_dispatch_is_not_sent_again(
+    standin: GitHubStandIn, client: GitHubClient
+) -> None:
+    standin.fail_next(1, status=502)
+
+    with pytest.raises(GitHubUnavailable) as caught:
+        client.dispatch_deployment(REPO, "deploy.yml", "prod", {})
+
+    assert caught.value.request_sent
+    assert len(standin.requests) == 1
+
+
 def test_invalid_request_is_a_github_error(standin: GitHubStandIn, client: GitHubClient) -> None:
     too_many = {f"input_{i}": "x" for i in range(26)}  # GitHub takes at most 25 inputs
 

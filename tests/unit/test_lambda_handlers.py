@@ -14,9 +14,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -508,6 +510,31 @@ def test_reconcile_finds_a_merge_whose_webhook_was_lost(deployment: Deployment) 
     assert store.get_run(run.run_id).version == version
 
 
+def test_the_schedule_tick_enqueues_the_due_slot_once(
+    deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EventBridge's every-minute ``{"valine": "schedule"}``: the same tick as serve's."""
+    config = Path(os.environ["VALINE_CONFIG"])
+    config.write_text(
+        config.read_text()
+        + '\n[schedule]\ntimezone = "UTC"\nplan = "0 9 1 1 *"\nchannel_id = "5"\n'
+    )
+    slot = datetime(datetime.now(UTC).year + 1, 1, 1, 9, 0, tzinfo=UTC).timestamp()
+    clock = tmp_path / "clock"
+    clock.write_text(str(slot + 30 - time.time()))
+    monkeypatch.setenv("VALINE_TEST_CLOCK_FILE", str(clock))
+    monkeypatch.setattr(lambda_handlers, "_runtime", LambdaRuntime(configure_logs=False))
+
+    first = lambda_handlers.reconcile_handler({"valine": "schedule"}, Context())
+    again = lambda_handlers.reconcile_handler({"valine": "schedule"}, Context())
+
+    assert first == {"enqueued": [f"plan:{int(slot)}"]}
+    assert again == {"enqueued": []}
+    messages = deployment.receive()
+    assert [json.loads(m["Body"])["kind"] for m in messages] == ["schedule"]
+    assert json.loads(messages[0]["Body"])["payload"] == {"what": "plan", "slot": slot}
+
+
 # --------------------------------------------------------------------------- adapters
 
 
@@ -556,7 +583,7 @@ def test_importing_the_handlers_loads_no_aws_or_http_client() -> None:
     code = (
         "import sys, valine.runtime.lambda_handlers\n"
         "print(sorted(m for m in ('boto3', 'botocore', 'httpx', 'uvicorn', 'gidgethub',"
-        " 'graphql', 'valine.testing') if m in sys.modules))"
+        " 'graphql', 'valine.testing', 'cronsim') if m in sys.modules))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
@@ -573,7 +600,7 @@ def test_a_ping_loads_no_aws_or_http_client(tmp_path: Path) -> None:
         "from valine.runtime.lambda_handlers import discord_handler\n"
         "result = discord_handler(json.loads(sys.stdin.read()), None)\n"
         "loaded = [m for m in ('boto3', 'botocore', 'httpx', 'uvicorn', 'gidgethub', 'sqlite3',"
-        " 'valine.metrics') if m in sys.modules]\n"
+        " 'valine.metrics', 'cronsim', 'zoneinfo') if m in sys.modules]\n"
         "print(json.dumps({'status': result['statusCode'], 'body': result['body'],"
         " 'loaded': loaded}))"
     )

@@ -264,7 +264,12 @@ def test_queue_retries_and_partial_batch_failures(template: dict[str, Any]) -> N
     assert mapping["FunctionName"] == {"Ref": "WorkerFunction"}
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["JobQueue", "Arn"]}
     schedule = template["Resources"]["ReconcileFunction"]["Properties"]["Events"]
-    assert [e["Properties"]["Schedule"] for e in schedule.values()] == ["rate(5 minutes)"]
+    assert {name: e["Properties"]["Schedule"] for name, e in schedule.items()} == {
+        "Every5Minutes": "rate(5 minutes)",
+        "ScheduleTick": "rate(1 minute)",  # the [schedule] tick: within GRACE of each slot
+    }
+    assert "Input" not in schedule["Every5Minutes"]["Properties"]
+    assert json.loads(schedule["ScheduleTick"]["Properties"]["Input"]) == {"valine": "schedule"}
 
 
 def test_the_worker_timeout_fits_the_longest_job(template: dict[str, Any]) -> None:

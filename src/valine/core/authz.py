@@ -30,10 +30,12 @@ _VERBS = {
     "ship": "ship runs",
     "cancel": "cancel runs",
     "retry": "retry tasks",
+    "deploy": "deploy runs",
 }
 #: Actions authorised by another action's grant: retrying a task hands it to the
-#: executor again, which is what approving does, so the approvers may.
-GRANTED_AS: Mapping[str, str] = {"retry": "approve"}
+#: executor again, which is what approving does, so the approvers may; deploying a
+#: shipped run is part of shipping, so those who may ship may.
+GRANTED_AS: Mapping[str, str] = {"retry": "approve", "deploy": "ship"}
 
 
 def grant_name(action: str) -> str:

@@ -102,6 +102,12 @@ COMMANDS: tuple[CommandSpec, ...] = (
             ),
         ),
     ),
+    CommandSpec(
+        "deploy",
+        "Run a shipped run's deploy workflow again (after a failed deployment)",
+        (_run_id(True),),
+    ),
+    CommandSpec("digest", "The day so far: runs shipped, PRs merged, failures, deployments"),
     CommandSpec("help", "What each command does and who may use it"),
 )
 

@@ -12,12 +12,15 @@ from typing import Any
 
 from valine.core.errors import NotFound
 from valine.core.states import (
+    DeployEvent,
+    DeployState,
     RunEvent,
     RunState,
     StampedStep,
     Step,
     TaskEvent,
     TaskState,
+    next_deploy_state,
     next_run_state,
     next_task_state,
     nothing_to_ship,
@@ -51,6 +54,24 @@ class PullRequest:
     merged: bool
     body: str = ""
     url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRun:
+    """What deployment tracking needs to know about one GitHub Actions workflow run."""
+
+    id: int
+    status: str  # "requested", "queued", "in_progress", "completed" ...
+    conclusion: str | None  # "success", "failure", "cancelled" ... once completed
+    url: str = ""
+    event: str = ""  # "workflow_dispatch" for a dispatched run
+    head_branch: str = ""
+    #: When GitHub created it (epoch seconds; 0 when unknown).
+    created_at: float = 0.0
+    #: The run's title (``run-name``: a deploy workflow may put the run id in it).
+    display_title: str = ""
+    #: The workflow file's path (``.github/workflows/deploy.yml``) or its id as text.
+    workflow: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +146,87 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
+class Deployment:
+    """The deploy workflow of a shipped run (``[ship] deploy_workflow``), one attempt at a time.
+
+    ``attempt`` counts dispatches asked for (1 for the first, +1 per ``/deploy``).
+    ``claimed_at`` is set in the conditional write that claims the attempt's dispatch,
+    before it is sent; ``dispatched_at`` when GitHub accepted it. ``workflow_run_id``
+    and ``url`` name the GitHub Actions run once known (the dispatch's answer, or the
+    first ``workflow_run`` event that matches it).
+    """
+
+    state: DeployState = DeployState.PENDING
+    attempt: int = 1
+    workflow: str = ""
+    ref: str = ""
+    requested_by: str | None = None
+    claimed_at: float | None = None
+    dispatched_at: float | None = None
+    workflow_run_id: int | None = None
+    url: str | None = None
+    conclusion: str | None = None
+    reason: str | None = None
+    since: float | None = None
+    finished_at: float | None = None
+    #: Workflow runs of the earlier attempts: never this attempt's.
+    earlier_runs: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary of this deployment."""
+        return {
+            "state": self.state.value,
+            "attempt": self.attempt,
+            "workflow": self.workflow,
+            "ref": self.ref,
+            "requested_by": self.requested_by,
+            "claimed_at": self.claimed_at,
+            "dispatched_at": self.dispatched_at,
+            "workflow_run_id": self.workflow_run_id,
+            "url": self.url,
+            "conclusion": self.conclusion,
+            "reason": self.reason,
+            "since": self.since,
+            "finished_at": self.finished_at,
+            "earlier_runs": list(self.earlier_runs),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Deployment:
+        """The deployment a :meth:`to_dict` dictionary describes."""
+        run_id = data.get("workflow_run_id")
+        return cls(
+            state=DeployState(data["state"]),
+            attempt=int(data.get("attempt") or 1),
+            workflow=str(data.get("workflow") or ""),
+            ref=str(data.get("ref") or ""),
+            requested_by=data.get("requested_by"),
+            claimed_at=data.get("claimed_at"),
+            dispatched_at=data.get("dispatched_at"),
+            workflow_run_id=int(run_id) if run_id is not None else None,
+            url=data.get("url"),
+            conclusion=data.get("conclusion"),
+            reason=data.get("reason"),
+            since=data.get("since"),
+            finished_at=data.get("finished_at"),
+            earlier_runs=tuple(int(n) for n in data.get("earlier_runs") or ()),
+        )
+
+
+def apply_deploy_event(run: Run, event: DeployEvent, now: float, **changes: Any) -> Run:
+    """``run`` after ``event`` happened to its deployment; may raise (IllegalTransition).
+
+    Raises ValueError for a run without a deployment.
+    """
+    if run.deploy is None:
+        raise ValueError(f"run {run.run_id} has no deployment")
+    state = next_deploy_state(run.deploy.state, event)
+    if state is not run.deploy.state:
+        changes.setdefault("since", now)
+    return replace(run, deploy=replace(run.deploy, state=state, **changes), updated_at=now)
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     """One day's plan for one repository: its state, its tasks and who did what when."""
 
@@ -160,6 +262,12 @@ class Run:
     #: Announcements by key (``ready``, ``shipped``, ``ship_failed:2`` ...): claimed
     #: (``sending <via> <nonce>``) in a conditional save before posting, then ``posted``.
     announced: dict[str, str] = field(default_factory=dict)
+    #: The deploy workflow after ship (None: no ``[ship] deploy_workflow``, or not shipped).
+    deploy: Deployment | None = None
+    #: How the run was started: ``"schedule"`` for the scheduled daily plan.
+    origin: str | None = None
+    #: Ready issues the plan read and left for another day (issue numbers).
+    ready_left: tuple[int, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -206,6 +314,9 @@ class Run:
             "cancel_requested_by": self.cancel_requested_by,
             "entered": dict(self.entered),
             "announced": dict(self.announced),
+            "deploy": self.deploy.to_dict() if self.deploy is not None else None,
+            "origin": self.origin,
+            "ready_left": list(self.ready_left),
         }
 
     @classmethod
@@ -232,6 +343,9 @@ class Run:
             cancel_requested_by=data.get("cancel_requested_by"),
             entered={str(k): int(v) for k, v in (data.get("entered") or {}).items()},
             announced={str(k): str(v) for k, v in (data.get("announced") or {}).items()},
+            deploy=Deployment.from_dict(data["deploy"]) if data.get("deploy") else None,
+            origin=data.get("origin"),
+            ready_left=tuple(int(n) for n in data.get("ready_left") or ()),
         )
 
 

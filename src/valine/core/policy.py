@@ -33,6 +33,18 @@ Every field has a default, so a team can start with no file at all::
     on_stale = "notify"            # "notify", "redispatch" or "fail"
     max_dispatches = 2             # hand-overs of one task in all, the first included
 
+    [ship]                         # optional: deploy after ship
+    deploy_workflow = "deploy.yml" # dispatched once when a run has shipped
+    ref = "main"
+    inputs = { run_id = "{run_id}", pull_requests = "{pull_requests}" }
+    deploy_timeout = 3600          # seconds the deployment may take to conclude
+
+    [schedule]                     # optional: the day's rhythm (cron, in timezone)
+    timezone = "Europe/Paris"
+    plan = "0 9 * * 1-5"           # post the plan for approval
+    digest = "0 17 * * 1-5"        # post the day's digest
+    channel_id = "<discord channel id>"   # where both are posted
+
     [discord]                      # deny by default: nothing answers without guild_ids
     guild_ids = ["<discord server id>"]
     channel_ids = []               # optional: only these channels
@@ -46,6 +58,7 @@ Every field has a default, so a team can start with no file at all::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,6 +155,60 @@ class DiscordScope:
         return None
 
 
+#: The placeholders a deploy input may use, and what each becomes.
+DEPLOY_PLACEHOLDERS = {
+    "run_id": "the run id",
+    "pull_requests": "the merged pull requests' numbers, comma-separated",
+    "issues": "the shipped issues' numbers, comma-separated",
+}
+_PLACEHOLDER = re.compile(r"\{([a-z_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class ShipRules:
+    """What happens after a run has shipped: an optional deploy workflow."""
+
+    deploy_workflow: str | None = None
+    ref: str = "main"
+    #: Inputs of the dispatch; values may use ``{run_id}``, ``{pull_requests}``, ``{issues}``.
+    inputs: tuple[tuple[str, str], ...] = ()
+    #: Seconds the deployment may take (dispatch to conclusion) before it counts as failed.
+    deploy_timeout: int = 3600
+
+
+def deploy_inputs(
+    rules: ShipRules, run_id: str, prs: list[int], issues: list[int]
+) -> dict[str, str]:
+    """The dispatch inputs of ``rules`` with the placeholders filled in."""
+    values = {
+        "run_id": run_id,
+        "pull_requests": ",".join(str(n) for n in prs),
+        "issues": ",".join(str(n) for n in issues),
+    }
+    return {
+        name: _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+        for name, template in rules.inputs
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """The day's rhythm: when to post the plan and the digest (cron, in ``timezone``).
+
+    The expressions are checked by the scheduler (a cron library, loaded only there).
+    """
+
+    timezone: str = "UTC"
+    plan: str | None = None
+    digest: str | None = None
+    channel_id: str | None = None
+
+    @property
+    def entries(self) -> dict[str, str]:
+        """The configured schedules by what they post (``plan``, ``digest``)."""
+        return {k: v for k, v in (("plan", self.plan), ("digest", self.digest)) if v}
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """Everything ``valine.toml`` configures."""
@@ -156,6 +223,8 @@ class Policy:
     required_checks: tuple[str, ...] | None = None
     liveness: Liveness = field(default_factory=Liveness)
     discord: DiscordScope = field(default_factory=DiscordScope)
+    ship: ShipRules = field(default_factory=ShipRules)
+    schedule: Schedule = field(default_factory=Schedule)
 
 
 #: Every section of ``valine.toml`` and its keys. A name not listed here is an error that
@@ -171,6 +240,8 @@ SCHEMA: Mapping[str, tuple[str, ...]] = {
     "policy": ("on_task_failure", "on_stale", "max_dispatches"),
     "discord": ("guild_ids", "channel_ids", "default_member_permissions", "rate_limit"),
     "permissions": ("prevent_self_approval", *GUARDED_ACTIONS),
+    "ship": ("deploy_workflow", "ref", "inputs", "deploy_timeout"),
+    "schedule": ("timezone", "plan", "digest", "channel_id"),
 }
 #: The keys of one action's table under ``[permissions]`` (``approve = { roles = [...] }``).
 PERMISSION_GRANT_KEYS = ("roles", "users")
@@ -253,6 +324,8 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
             max_dispatches=_int(_section(data, "policy"), "policy.max_dispatches", 2),
         ),
         discord=_discord(_section(data, "discord")),
+        ship=_ship(_section(data, "ship")),
+        schedule=_schedule(_section(data, "schedule")),
     )
     _check(policy)
     return policy
@@ -326,6 +399,60 @@ def _discord(section: Mapping[str, Any]) -> DiscordScope:
     if not 1 <= scope.rate_limit <= 1000:
         raise ConfigurationError("discord.rate_limit must be between 1 and 1000")
     return scope
+
+
+def _ship(section: Mapping[str, Any]) -> ShipRules:
+    workflow = section.get("deploy_workflow")
+    if workflow is not None and (not isinstance(workflow, str) or not workflow.strip()):
+        raise ConfigurationError("ship.deploy_workflow must be a workflow file name or id")
+    raw = section.get("inputs", {})
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError("ship.inputs must be a table of strings")
+    if len(raw) > 25:  # GitHub's limit for a workflow dispatch
+        raise ConfigurationError("ship.inputs: at most 25 inputs")
+    inputs = []
+    for name, value in raw.items():
+        if not isinstance(value, str):
+            raise ConfigurationError(f"ship.inputs.{name} must be a string")
+        for placeholder in _PLACEHOLDER.findall(value):
+            if placeholder not in DEPLOY_PLACEHOLDERS:
+                known = ", ".join(f"{{{p}}}" for p in DEPLOY_PLACEHOLDERS)
+                raise ConfigurationError(
+                    f"ship.inputs.{name}: unknown placeholder {{{placeholder}}} (known: {known})"
+                )
+        inputs.append((str(name), value))
+    rules = ShipRules(
+        deploy_workflow=workflow.strip() if isinstance(workflow, str) else None,
+        ref=_str(section, "ship.ref", "main"),
+        inputs=tuple(inputs),
+        deploy_timeout=_int(section, "ship.deploy_timeout", 3600),
+    )
+    if rules.deploy_timeout < MIN_TIMEOUT:
+        raise ConfigurationError(f"ship.deploy_timeout must be at least {MIN_TIMEOUT} seconds")
+    return rules
+
+
+def _schedule(section: Mapping[str, Any]) -> Schedule:
+    crons = {}
+    for key in ("plan", "digest"):
+        value = section.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigurationError(f'schedule.{key} must be a cron expression ("0 9 * * 1-5")')
+        crons[key] = value.strip() if isinstance(value, str) else None
+    channel = section.get("channel_id")
+    if channel is not None and not (isinstance(channel, str) and channel.isdigit()):
+        raise ConfigurationError("schedule.channel_id must be a Discord channel id (digits)")
+    if (crons["plan"] or crons["digest"]) and channel is None:
+        raise ConfigurationError(
+            "schedule.channel_id is required with schedule.plan or schedule.digest: "
+            "the channel they are posted in"
+        )
+    return Schedule(
+        timezone=_str(section, "schedule.timezone", "UTC"),
+        plan=crons["plan"],
+        digest=crons["digest"],
+        channel_id=channel,
+    )
 
 
 def _ids(section: Mapping[str, Any], key: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from valine.core.authz import GUARDED_ACTIONS, Permissions, grant_name, who_may
 from valine.core.commands import COMMANDS
+from valine.core.deploy import label as deploy_label
 from valine.core.models import Run, Task
 from valine.core.states import (
     ACTION_STATES,
@@ -88,13 +89,55 @@ def run_embed(run: Run, web_url: str) -> dict[str, Any]:
     lines += ["", " · ".join(when)]
     if run.reason:
         lines.append(f"⚠️ {_clip(run.reason, 500)}")
+    if run.deploy is not None:
+        lines.append(deploy_line(run))
     return {
-        "title": _clip(f"Run {run.run_id} · {run.state.value.replace('_', ' ')}", 256),
+        "title": _clip(f"Run {run.run_id} · {state_label(run)}", 256),
         "url": f"{web_url}/{run.repo}",
         "description": _clip("\n".join(lines), 4096),
         "color": RUN_COLOURS[run.state],
         "footer": {"text": run.repo},
     }
+
+
+def state_label(run: Run) -> str:
+    """The run's state in words: ``shipped · deployed`` once a deployment is known."""
+    words = run.state.value.replace("_", " ")
+    deployed = deploy_label(run.deploy) if run.state is RunState.SHIPPED else None
+    return f"{words} · {deployed}" if deployed else words
+
+
+_DEPLOY_ICONS = {"deploying": "🚀", "deployed": "✅", "deploy failed": "❌"}
+
+
+def deploy_line(run: Run) -> str:
+    """One line on the deployment: its state, the workflow run's link, why it failed."""
+    deploy = run.deploy
+    assert deploy is not None
+    word = deploy_label(deploy) or ""
+    line = f"{_DEPLOY_ICONS.get(word, '🚀')} Deployment `{deploy.workflow}` — {word}"
+    if deploy.attempt > 1:
+        line += f" (attempt {deploy.attempt})"
+    if deploy.url:
+        line += f" · [workflow run]({deploy.url})"
+    if deploy.reason:
+        line += f"\n  ↳ {_clip(deploy.reason, 240)}"
+    return line
+
+
+def deploy_outcome_message(run: Run) -> dict[str, Any]:
+    """The announcement of a deployment's outcome (deployed, or failed with the way on)."""
+    deploy = run.deploy
+    assert deploy is not None
+    link = f" — [workflow run]({deploy.url})" if deploy.url else ""
+    if deploy.state.value == "deployed":
+        content = f"✅ Run `{run.run_id}` shipped · deployed{link}"
+    else:
+        content = (
+            f"❌ Run `{run.run_id}` shipped · deploy failed: {deploy.reason or 'unknown'}{link}. "
+            f"The merges stay; `/deploy {run.run_id}` runs the deployment again."
+        )
+    return {"content": content, "allowed_mentions": {"parse": []}}
 
 
 def run_buttons(run: Run) -> list[dict[str, Any]]:
@@ -207,7 +250,7 @@ def status_list_message(active: Run | None, recent: Sequence[Run]) -> dict[str, 
     if others:
         lines += ["", "**Recent:**"]
         lines += [
-            f"`{r.run_id}` — {r.state.value} — {len(r.tasks)} task(s) — <t:{int(r.created_at)}:R>"
+            f"`{r.run_id}` — {state_label(r)} — {len(r.tasks)} task(s) — <t:{int(r.created_at)}:R>"
             for r in others
         ]
     embed = {"title": "Runs", "description": "\n".join(lines), "color": 0x5865F2}

@@ -45,6 +45,16 @@ order and GitHub may skip intermediate signals, so the table also accepts the sh
 that really happen (checks concluding without a "requested" signal, a PR opened before
 the dispatch job recorded its success).
 
+Deployment of a shipped run (``[ship] deploy_workflow``): a run that ships with a deploy
+workflow configured gets a deployment, ``pending -> dispatched -> running -> deployed |
+failed``. It is a field of the shipped run, not a run state: the run stays ``shipped``
+(a failed deployment does not undo the merges) and the repository's lock is released at
+ship as before, so a new ``/plan`` may start while a deployment runs. The deployment is
+dispatched once (claimed before it is sent); ``workflow_run`` webhooks and the reconcile
+move it on (a run seen before the dispatch job recorded its success is accepted:
+``started`` and ``succeeded`` from ``pending``); ``redeploy`` (``/deploy``) takes a
+failed or finished deployment back to ``pending`` for one more dispatch.
+
 The terminal run states (``RUN_TERMINAL``) have no outgoing events. The terminal task
 states (``TASK_TERMINAL``: merged, skipped, failed) are those no news from GitHub moves
 on; only a person's ``retry`` brings a failed task back. The
@@ -122,6 +132,26 @@ class TaskEvent(StrEnum):
     RETRY = "retry"
 
 
+class DeployState(StrEnum):
+    """Where the deployment of a shipped run is."""
+
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    DEPLOYED = "deployed"
+    FAILED = "failed"
+
+
+class DeployEvent(StrEnum):
+    """What can happen to a deployment."""
+
+    DISPATCHED = "dispatched"
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REDEPLOY = "redeploy"
+
+
 _R, _RE = RunState, RunEvent
 
 RUN_TRANSITIONS: Mapping[RunState, Mapping[RunEvent, RunState]] = {
@@ -144,6 +174,19 @@ RUN_TRANSITIONS: Mapping[RunState, Mapping[RunEvent, RunState]] = {
     _R.CANCELLED: {},
     _R.FAILED: {},
 }
+
+_D, _DE = DeployState, DeployEvent
+_DEPLOY_OUTCOMES = {_DE.SUCCEEDED: _D.DEPLOYED, _DE.FAILED: _D.FAILED}
+
+DEPLOY_TRANSITIONS: Mapping[DeployState, Mapping[DeployEvent, DeployState]] = {
+    _D.PENDING: {_DE.DISPATCHED: _D.DISPATCHED, _DE.STARTED: _D.RUNNING, **_DEPLOY_OUTCOMES},
+    _D.DISPATCHED: {_DE.STARTED: _D.RUNNING, **_DEPLOY_OUTCOMES},
+    _D.RUNNING: dict(_DEPLOY_OUTCOMES),
+    _D.DEPLOYED: {_DE.REDEPLOY: _D.PENDING},
+    _D.FAILED: {_DE.REDEPLOY: _D.PENDING},
+}
+#: Deployments that wait for nothing more (``/deploy`` starts another).
+DEPLOY_DONE: frozenset[DeployState] = frozenset({DeployState.DEPLOYED, DeployState.FAILED})
 
 _T, _TE = TaskState, TaskEvent
 _WITH_PR = (_T.PR_OPEN, _T.CHECKS_PENDING, _T.CHECKS_PASSED, _T.CHECKS_FAILED)
@@ -343,6 +386,14 @@ def next_task_state(state: TaskState, event: TaskEvent) -> TaskState:
         raise IllegalTransition("task", state.value, event.value) from None
 
 
+def next_deploy_state(state: DeployState, event: DeployEvent) -> DeployState:
+    """The state a deployment in ``state`` moves to on ``event``; raises IllegalTransition."""
+    try:
+        return DEPLOY_TRANSITIONS[state][event]
+    except KeyError:
+        raise IllegalTransition("deployment", state.value, event.value) from None
+
+
 def run_is_active(state: RunState) -> bool:
     """True while a run holds its repository's lock (every non-terminal state)."""
     return state not in RUN_TERMINAL
@@ -417,4 +468,7 @@ def mermaid_diagram() -> str:
     ]
     lines += [f"- `{step}`: {_STEP_NOTES[step]}" for step in StampedStep]
     lines.append("")
+    lines += _mermaid(
+        "Deployment (of a shipped run)", DEPLOY_TRANSITIONS, DeployState.PENDING, frozenset()
+    )
     return "\n".join(lines)

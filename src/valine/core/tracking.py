@@ -27,11 +27,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from valine.core.checks import CheckPicture, Outcome, verdict
 from valine.core.errors import IllegalTransition
-from valine.core.models import Run, Task, apply_run_event, apply_task_event
+from valine.core.models import Run, Task, WorkflowRun, apply_run_event, apply_task_event
 from valine.core.policy import Labels
 from valine.core.states import (
     TASK_TERMINAL,
@@ -142,7 +143,7 @@ class Delivery:
 
     event: str
     repo: str
-    detail: PullEvent | CheckEvent | IssueEvent | None
+    detail: PullEvent | CheckEvent | IssueEvent | WorkflowRun | None
 
 
 def _obj(document: Mapping[str, Any], key: str, path: str, *, optional: bool = False) -> Any:
@@ -195,7 +196,7 @@ def read(event: str, payload: Any) -> Delivery:
     if not isinstance(payload, Mapping):
         raise Malformed("(body)", "an object")
     repo = _str(_obj(payload, "repository", "repository"), "full_name", "repository.full_name")
-    detail: PullEvent | CheckEvent | IssueEvent | None = None
+    detail: PullEvent | CheckEvent | IssueEvent | WorkflowRun | None = None
     if event == "pull_request":
         detail = _read_pull(payload)
     elif event == "check_suite":
@@ -204,7 +205,35 @@ def read(event: str, payload: Any) -> Delivery:
         detail = CheckEvent("", _str(payload, "sha", "sha"), ())
     elif event == "issues":
         detail = _read_issue(payload)
+    elif event == "workflow_run":
+        detail = _read_workflow_run(payload)
     return Delivery(event, repo, detail)
+
+
+def _read_workflow_run(payload: Mapping[str, Any]) -> WorkflowRun:
+    """A ``workflow_run`` delivery (``requested``, ``in_progress``, ``completed``)."""
+    action = _str(payload, "action", "action")
+    run = _obj(payload, "workflow_run", "workflow_run")
+    workflow = _obj(payload, "workflow", "workflow", optional=True) or {}
+    created = _str(run, "created_at", "workflow_run.created_at", optional=True)
+    try:
+        created_at = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    except (AttributeError, ValueError):
+        created_at = 0.0
+    status = _str(run, "status", "workflow_run.status", optional=True) or action
+    return WorkflowRun(
+        id=_int(run, "id", "workflow_run.id"),
+        status="completed" if action == "completed" else status,
+        conclusion=_str(run, "conclusion", "workflow_run.conclusion", optional=True),
+        url=_str(run, "html_url", "workflow_run.html_url", optional=True) or "",
+        event=_str(run, "event", "workflow_run.event", optional=True) or "",
+        head_branch=_str(run, "head_branch", "workflow_run.head_branch", optional=True) or "",
+        created_at=created_at,
+        display_title=_str(run, "display_title", "workflow_run.display_title", optional=True) or "",
+        workflow=_str(workflow, "path", "workflow.path", optional=True)
+        or _str(run, "path", "workflow_run.path", optional=True)
+        or "",
+    )
 
 
 def _read_pull(payload: Mapping[str, Any]) -> PullEvent:
@@ -310,6 +339,19 @@ def essentials(event: str, payload: Any) -> dict[str, Any]:
             "conclusion": detail.conclusion,
             "pull_requests": [{"number": n} for n in detail.pull_numbers],
         }
+    elif isinstance(detail, WorkflowRun):
+        slim["action"] = "completed" if detail.status == "completed" else detail.status
+        slim["workflow"] = {"path": detail.workflow}
+        slim["workflow_run"] = {
+            "id": detail.id,
+            "status": detail.status,
+            "conclusion": detail.conclusion,
+            "html_url": detail.url,
+            "event": detail.event,
+            "head_branch": detail.head_branch,
+            "created_at": _iso(detail.created_at),
+            "display_title": detail.display_title,
+        }
     elif isinstance(detail, IssueEvent):
         slim["action"] = detail.action
         slim["sender"] = {"login": detail.sender}
@@ -319,6 +361,13 @@ def essentials(event: str, payload: Any) -> dict[str, Any]:
     elif isinstance(payload.get("action"), str):
         slim["action"] = payload["action"]
     return slim
+
+
+def _iso(epoch: float) -> str | None:
+    """The ISO 8601 UTC time of ``epoch`` (None for 0: unknown)."""
+    if not epoch:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _safe_repo(payload: Any) -> str | None:

@@ -38,7 +38,7 @@ from urllib.parse import quote, urlencode
 
 from valine.core.checks import CheckPicture
 from valine.core.errors import NotFound
-from valine.core.models import Issue, PullRequest
+from valine.core.models import Issue, PullRequest, WorkflowRun
 from valine.github import documents, mapping
 from valine.github.auth import AppAuth, Authenticated, TokenAuth
 from valine.github.documents import PULLS_PER_QUERY
@@ -121,6 +121,59 @@ class GitHubClient(Authenticated):
         # A dispatch must not happen twice: only failures that cannot have reached GitHub
         # are retried; a timeout or 5xx raises GitHubUnavailable(request_sent=True).
         self._request("POST", f"{url}/dispatches", repo=repo, json=payload, retry_ambiguous=False)
+
+    def dispatch_deployment(
+        self, repo: str, workflow: str, ref: str, inputs: Mapping[str, str]
+    ) -> WorkflowRun | None:
+        """Dispatch ``workflow`` asking for the run's details (``return_run_details``).
+
+        GitHub answers 200 with ``workflow_run_id`` and the run's URLs; a server that
+        does not know the option refuses it (422) before starting anything, and then the
+        dispatch is sent once more without it (204: no details).
+        """
+        url = f"{self._repo_url(repo)}/actions/workflows/{quote(str(workflow), safe='')}"
+        payload: dict[str, Any] = {
+            "ref": ref,
+            "inputs": {str(k): str(v) for k, v in inputs.items()},
+            "return_run_details": True,
+        }
+        try:
+            reply = self._request(
+                "POST", f"{url}/dispatches", repo=repo, json=payload, retry_ambiguous=False
+            )
+        except GitHubError as exc:
+            if exc.status not in (400, 422) or "return_run_details" not in exc.message:
+                raise
+            payload.pop("return_run_details")
+            self._request(
+                "POST", f"{url}/dispatches", repo=repo, json=payload, retry_ambiguous=False
+            )
+            return None
+        if reply.status != 200 or not isinstance(reply.data, Mapping):
+            return None
+        return mapping.shaped(mapping.dispatched_run, reply.data)
+
+    def workflow_run(self, repo: str, run_id: int) -> WorkflowRun:
+        """One GitHub Actions workflow run (``NotFound`` if there is none)."""
+        url = f"{self._repo_url(repo)}/actions/runs/{int(run_id)}"
+        return mapping.shaped(mapping.workflow_run, self._request("GET", url, repo=repo).data)
+
+    def dispatched_runs(
+        self, repo: str, workflow: str, branch: str, since: float
+    ) -> Sequence[WorkflowRun]:
+        """The ``workflow_dispatch`` runs of ``workflow`` on ``branch`` created since ``since``.
+
+        One request for the newest 100 (GitHub lists newest first); the time is filtered
+        here, since the ``created`` parameter is described as a plain date-time.
+        """
+        query = urlencode({"event": "workflow_dispatch", "branch": branch, "per_page": 100})
+        url = (
+            f"{self._repo_url(repo)}/actions/workflows/{quote(str(workflow), safe='')}/runs?{query}"
+        )
+        reply = self._request("GET", url, repo=repo)
+        runs = [mapping.shaped(mapping.workflow_run, r) for r in reply.data["workflow_runs"]]
+        chosen = (r for r in runs if r.created_at >= since)
+        return sorted(chosen, key=lambda r: (r.created_at, r.id))
 
     # -- GraphQL: several changes in one request --------------------------------------
 

@@ -7,11 +7,12 @@ Every function takes decoded JSON (REST or GraphQL) and returns a value of
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from valine.core.checks import Check, CheckKind, CheckPicture
-from valine.core.models import Issue, PullRequest
+from valine.core.models import Issue, PullRequest, WorkflowRun
 from valine.ports import (
     GitHubError,
     RepositoryIds,
@@ -143,4 +144,37 @@ def pull(data: Any) -> PullRequest:
         merged=bool(data.get("merged") or data.get("merged_at")),
         body=str(data.get("body") or ""),
         url=str(data.get("html_url") or ""),
+    )
+
+
+def _timestamp(text: Any) -> float:
+    """Epoch seconds of an ISO 8601 time GitHub sends (0 for none)."""
+    if not text:
+        return 0.0
+    return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+
+
+def workflow_run(data: Any) -> WorkflowRun:
+    """A GitHub Actions workflow run (REST ``workflow-run``)."""
+    return WorkflowRun(
+        id=int(data["id"]),
+        status=str(data["status"] or ""),
+        conclusion=data.get("conclusion"),
+        url=str(data.get("html_url") or ""),
+        event=str(data.get("event") or ""),
+        head_branch=str(data.get("head_branch") or ""),
+        created_at=_timestamp(data.get("created_at")),
+        display_title=str(data.get("display_title") or ""),
+        workflow=str(data.get("path") or data.get("workflow_id") or ""),
+    )
+
+
+def dispatched_run(data: Any) -> WorkflowRun:
+    """The run a dispatch with ``return_run_details`` started (just requested)."""
+    return WorkflowRun(
+        id=int(data["workflow_run_id"]),
+        status="requested",
+        conclusion=None,
+        url=str(data.get("html_url") or ""),
+        event="workflow_dispatch",
     )

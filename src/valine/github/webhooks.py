@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("valine.github")
 
 #: The events the workflow uses; others are acknowledged and ignored.
-HANDLED_EVENTS = frozenset({"pull_request", "check_suite", "status", "issues", "issue_comment"})
+HANDLED_EVENTS = frozenset(
+    {"pull_request", "check_suite", "status", "issues", "issue_comment", "workflow_run"}
+)
 #: ``X-GitHub-Event`` (``pull_request``) and ``X-GitHub-Delivery`` (a GUID).
 _EVENT_NAME = re.compile(r"[a-z_]{1,64}")
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
@@ -87,6 +89,25 @@ EVENT_SHAPES: dict[str, Obj] = {
         }
     ),
     "issue_comment": Obj(_ENVELOPE),
+    "workflow_run": Obj(
+        {
+            **_ENVELOPE,
+            "workflow": Obj({"path": Str(1000, nullable=True)}, nullable=True),
+            "workflow_run": Obj(
+                {
+                    "id": Int(nullable=True),
+                    "status": Str(100, nullable=True),
+                    "conclusion": Str(100, nullable=True),
+                    "html_url": Str(2000, nullable=True),
+                    "event": Str(100, nullable=True),
+                    "head_branch": Str(1000, nullable=True),
+                    "created_at": Str(100, nullable=True),
+                    "display_title": _TEXT,
+                },
+                nullable=True,
+            ),
+        }
+    ),
 }
 
 

@@ -22,7 +22,7 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from valine.core.errors import ClaimHeld, RateLimited
@@ -366,9 +366,12 @@ class PeriodicJobs:
         *,
         clock: Callable[[], float] = time.time,
         check_interval: float = 5.0,
+        hooks: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.queue = queue
         self.every = dict(every)
+        #: Also called on every tick (the ``[schedule]`` scheduler).
+        self.hooks = tuple(hooks)
         self._clock = clock
         self._check_interval = check_interval
         self._stop = threading.Event()
@@ -382,6 +385,8 @@ class PeriodicJobs:
             key = f"periodic:{kind}:{int(now // period)}"
             if self.queue.enqueue(kind, {"scheduled_at": now}, dedupe_key=key):
                 added.append(kind)
+        for hook in self.hooks:
+            hook()
         return added
 
     def start(self) -> None:

@@ -137,7 +137,12 @@ def serve_services(services: Services, host: str, port: int) -> int:
     from valine.usecases import RECONCILE
 
     every = float(settings.reconcile_every)
-    periodic = PeriodicJobs(services.queue, {RECONCILE: every}, check_interval=min(5.0, every))
+    hooks = []
+    if services.policy.schedule.entries:
+        hooks.append(services.scheduler().tick)  # a bad cron expression stops start-up
+    periodic = PeriodicJobs(
+        services.queue, {RECONCILE: every}, check_interval=min(5.0, every), hooks=hooks
+    )
     pool.start()
     periodic.start()
     try:

@@ -268,6 +268,16 @@ class LambdaRuntime:
             finally:
                 services.measure_active_run()
 
+    def schedule(self, event: Event, context: Any) -> dict[str, Any]:
+        """Enqueue the ``[schedule]`` slots that are due (EventBridge runs it every minute)."""
+        from valine.logs import log_context
+
+        services = self.services
+        with log_context(aws_request_id=_request_id(context)):
+            if not services.policy.schedule.entries:
+                return {"enqueued": []}
+            return {"enqueued": services.scheduler().tick()}
+
 
 def _seconds_left(context: Any) -> float:
     """Seconds before Lambda stops this invocation (infinite without a Lambda context)."""
@@ -314,5 +324,8 @@ def worker_handler(event: MutableMapping[str, Any], context: Any) -> dict[str, A
 
 
 def reconcile_handler(event: MutableMapping[str, Any], context: Any) -> dict[str, Any]:
-    """The scheduled reconcile of the active run against GitHub."""
+    """The scheduled reconcile of the active run against GitHub (every 5 minutes), or,
+    for the event ``{"valine": "schedule"}`` (every minute), the ``[schedule]`` tick."""
+    if isinstance(event, Mapping) and event.get("valine") == "schedule":
+        return runtime().schedule(event, context)
     return runtime().reconcile(event, context)

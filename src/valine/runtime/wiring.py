@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from valine.infra.aws import TableNames
     from valine.infra.sqlite import Database
     from valine.ports import Clock, Discord, GitHub, JobQueue, RunStore
+    from valine.runtime.scheduler import Scheduler
     from valine.usecases import Orchestrator
 
 log = logging.getLogger("valine.runtime")
@@ -43,6 +44,8 @@ _COMMAND_NEEDS = {
     "ship": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
     "cancel": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
     "retry": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
+    "deploy": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
+    "digest": ("GITHUB_REPOSITORY",),
 }
 
 
@@ -330,6 +333,12 @@ class Services:
             log.warning("could not read the active run for the metrics", exc_info=True)
             return
         metrics.gauge("active_run_age", active_run_age(run, self.orchestrator.clock.now()))
+
+    def scheduler(self) -> Scheduler:
+        """The ``[schedule]`` scheduler over this process's queue and the use cases' clock."""
+        from valine.runtime.scheduler import Scheduler
+
+        return Scheduler(self.policy.schedule, self.queue, self.orchestrator.clock.now)
 
     def job_handlers(self) -> dict[str, Any]:
         """The background job handlers by job kind (the reconcile also measures)."""

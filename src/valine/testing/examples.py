@@ -47,6 +47,38 @@ def _set_repo(payload: dict[str, Any], repo: str) -> None:
     payload["repository"]["owner"]["login"] = owner
 
 
+def workflow_run_event(
+    examples: dict[str, list[dict[str, Any]]], repo: str, standin_payload: dict[str, Any]
+) -> dict[str, Any]:
+    """A ``workflow_run`` delivery from a real example, carrying the stand-in's run.
+
+    The example gives every field GitHub sends; the stand-in's payload
+    (``GitHubStandIn.workflow_run_payload``) gives the action, the run's id, status,
+    conclusion, event, branch, title, times and URLs, and the workflow's path.
+    """
+    action = standin_payload["action"]
+    payload = _example(examples, "workflow_run", action)
+    _set_repo(payload, repo)
+    run = standin_payload["workflow_run"]
+    for key in (
+        "id",
+        "status",
+        "conclusion",
+        "event",
+        "head_branch",
+        "head_sha",
+        "display_title",
+        "path",
+        "created_at",
+        "updated_at",
+        "html_url",
+        "url",
+    ):
+        payload["workflow_run"][key] = run[key]
+    payload["workflow"]["path"] = standin_payload["workflow"]["path"]
+    return payload
+
+
 def pr_event(
     examples: dict[str, list[dict[str, Any]]],
     action: str,

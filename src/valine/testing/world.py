@@ -23,7 +23,7 @@ from nacl.signing import SigningKey
 
 from valine.testing import payloads, signing, wait_for
 from valine.testing.discord_standin import DiscordStandIn
-from valine.testing.examples import check_suite_event, pr_event
+from valine.testing.examples import check_suite_event, pr_event, workflow_run_event
 from valine.testing.github import GitHubStandIn
 from valine.testing.service import Service, standin_env, start_service, stop_service
 
@@ -109,6 +109,8 @@ class World:
     key: SigningKey
     examples: dict[str, list[dict[str, Any]]]
     tokens: dict[str, str] = field(default_factory=dict)
+    #: The extra settings the service was started with (a restart keeps them).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     # -- Discord users ----------------------------------------------------------------
 
@@ -147,8 +149,14 @@ class World:
     def status(self, run_id: str) -> str:
         """The run's state as ``/status run_id`` reports it."""
         answer = self.command("status", run_id=run_id)
-        title = answer["data"]["embeds"][0]["title"]
-        return str(title.rsplit("·", 1)[1].strip().replace(" ", "_"))
+        title = answer["data"]["embeds"][0]["title"]  # "Run r… · shipped · deployed"
+        return str(title.split("·")[1].strip().replace(" ", "_"))
+
+    def deploy_status(self, run_id: str) -> str | None:
+        """The deployment's word in ``/status run_id`` (``deployed``), or None."""
+        title = self.command("status", run_id=run_id)["data"]["embeds"][0]["title"]
+        parts = title.split("·")
+        return parts[2].strip() if len(parts) > 2 else None
 
     def described(self, run_id: str) -> str:
         """The run's ``/status run_id`` description (from stored state: no GitHub request)."""
@@ -295,6 +303,24 @@ class World:
         )
         return sha
 
+    def workflow_run(self, run_id: int, status: str, conclusion: str | None = None) -> int:
+        """A workflow run moves on (on the stand-in) and its ``workflow_run`` is delivered."""
+        if status != "queued":
+            self.github.advance_workflow_run(REPO, run_id, status, conclusion)
+        payload = workflow_run_event(
+            self.examples, REPO, self.github.workflow_run_payload(REPO, run_id)
+        )
+        return self.deliver("workflow_run", payload)
+
+    def restart(self, env: dict[str, str] | None = None) -> None:
+        """Stop ``valine serve`` and start it again on the same directory (same state)."""
+        stop_service(self.service)
+        self.service = start_service(self.service.workdir, self.env(env))
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of a ``valine serve`` of this world (plus ``extra``)."""
+        return {**world_env(self.github, self.discord, self.key), **self.extra_env, **(extra or {})}
+
     def github_requests(self) -> int:
         """How many API requests the service has sent to GitHub so far."""
         return len(self.github.requests)
@@ -324,7 +350,7 @@ def start_world(
         github.stop()
         discord.stop()
         raise
-    return World(github, discord, service, key, examples)
+    return World(github, discord, service, key, examples, extra_env=dict(env or {}))
 
 
 def world_env(github: GitHubStandIn, discord: DiscordStandIn, key: SigningKey) -> dict[str, str]:

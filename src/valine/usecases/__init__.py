@@ -21,6 +21,8 @@ One module per concern, combined here into :class:`Orchestrator`:
 * ``planning`` -- the plan job; ``execution`` -- start, relabel, dispatch;
 * ``tracking`` -- webhook deliveries and the reconcile;
 * ``shipping`` -- the ship, cancel and release jobs; ``notifications`` -- the run's message;
+* ``deploying`` -- the deploy workflow after ship; ``rhythm`` -- the scheduled plan,
+  the reminder and the digest;
 * ``failures`` -- jobs that failed for good.
 """
 
@@ -32,6 +34,7 @@ from typing import Any
 from valine.usecases.base import (
     CANCEL,
     CLAIM_TIMEOUT,
+    DEPLOY,
     DISPATCH,
     GITHUB_EVENT,
     NOTIFY,
@@ -39,6 +42,7 @@ from valine.usecases.base import (
     RECONCILE,
     RECONCILE_EVERY,
     RELEASE,
+    SCHEDULE,
     SHIP,
     START,
     Actor,
@@ -51,12 +55,14 @@ from valine.usecases.failures import FailuresMixin
 from valine.usecases.interactions import InteractionsMixin
 from valine.usecases.notifications import NotificationsMixin
 from valine.usecases.planning import PlanningMixin
+from valine.usecases.rhythm import ScheduleMixin
 from valine.usecases.shipping import ShippingMixin
 from valine.usecases.tracking import TrackingMixin
 
 __all__ = [
     "CANCEL",
     "CLAIM_TIMEOUT",
+    "DEPLOY",
     "DISPATCH",
     "GITHUB_EVENT",
     "NOTIFY",
@@ -64,6 +70,7 @@ __all__ = [
     "RECONCILE",
     "RECONCILE_EVERY",
     "RELEASE",
+    "SCHEDULE",
     "SHIP",
     "START",
     "Actor",
@@ -75,6 +82,7 @@ __all__ = [
 
 
 class Orchestrator(
+    ScheduleMixin,
     InteractionsMixin,
     PlanningMixin,
     ExecutionMixin,
@@ -97,4 +105,6 @@ class Orchestrator(
             RELEASE: self.run_release_job,
             RECONCILE: self.run_reconcile_job,
             GITHUB_EVENT: self.run_github_event_job,
+            DEPLOY: self.run_deploy_job,
+            SCHEDULE: self.run_schedule_job,
         }

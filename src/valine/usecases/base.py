@@ -45,9 +45,14 @@ PLAN, START, DISPATCH, NOTIFY, SHIP, CANCEL, RELEASE, GITHUB_EVENT = (
     GITHUB_EVENT_JOB,
 )
 RECONCILE = "reconcile"
+DEPLOY = "deploy_run"
+SCHEDULE = "schedule"
 #: How often the local runtime re-reads the active run's open pull requests (EventBridge
 #: does it on AWS).
 RECONCILE_EVERY = 300.0
+#: How long a run (or a deployment) may wait on its own job before the reconcile
+#: enqueues it again.
+STALL_AFTER = 180.0
 
 
 def to_release(run: Run) -> list[Task]:

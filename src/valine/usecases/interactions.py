@@ -18,6 +18,7 @@ from valine.core.errors import NotFound, QueueUnavailable, RunConflict
 from valine.core.models import Run, Task, apply_run_event, retry_task
 from valine.core.states import (
     ACTION_STATES,
+    DEPLOY_DONE,
     TASK_SETTLED,
     Action,
     RunEvent,
@@ -38,12 +39,13 @@ from valine.usecases.base import (
     SHIP,
     START,
     Actor,
-    UseCaseBase,
     _public,
     dispatch_key,
     ephemeral,
     log,
 )
+from valine.usecases.deploying import DeployingMixin
+from valine.usecases.rhythm import DigestMixin
 
 #: What a run id looks like (``valine.core.models.new_run_id``): checked before any read.
 RUN_ID = re.compile(r"r[0-9]{8}-[a-z0-9]{6}")
@@ -70,7 +72,7 @@ def bad_run_id(run_id: str) -> str | None:
     )
 
 
-class InteractionsMixin(UseCaseBase):
+class InteractionsMixin(DeployingMixin, DigestMixin):
     """Slash commands and buttons: authorise, change the run, enqueue the job."""
 
     def answer_command(self, interaction: Mapping[str, Any], command: Command) -> dict[str, Any]:
@@ -84,7 +86,7 @@ class InteractionsMixin(UseCaseBase):
             return ephemeral(problem)
         return self._run_command(interaction, actor, command, run_id)
 
-    def _run_command(
+    def _run_command(  # noqa: PLR0911  (one answer per command)
         self, interaction: Mapping[str, Any], actor: Actor, command: Command, run_id: str
     ) -> dict[str, Any]:
         if command.name == "plan":
@@ -103,6 +105,10 @@ class InteractionsMixin(UseCaseBase):
             }
         if command.name == "retry":
             return self.retry(run_id, str(command.options.get("issue", "")), actor)
+        if command.name == "deploy":
+            return self.redeploy(run_id, actor)
+        if command.name == "digest":
+            return self.digest_answer()
         action = {"approve": self.approve, "ship": self.ship, "cancel": self.cancel}
         return action[command.name](run_id, actor)
 
@@ -368,6 +374,51 @@ class InteractionsMixin(UseCaseBase):
             announcement=lambda _saved: (
                 f"🔁 <@{actor.user_id}> retried #{number} of run `{run_id}`."
             ),
+        )
+
+    def redeploy(self, run_id: str, actor: Actor) -> dict[str, Any]:
+        """``/deploy``: dispatch a shipped run's deploy workflow once more.
+
+        Authorised like ship and audited. Accepted for a shipped run whose deployment
+        is not in flight (failed, deployed, or none yet); the new attempt is saved in
+        one conditional write and its job enqueued under the attempt's key, so a
+        second ``/deploy`` finds the attempt in flight and is refused.
+        """
+        run = self._permitted_run(actor, "deploy", run_id)
+        if not isinstance(run, Run):
+            return run
+        if not self.policy.ship.deploy_workflow:
+            self._audit(actor, "deploy", "refused: no deploy workflow", run_id)
+            return ephemeral(
+                "No deployment is configured: set `[ship] deploy_workflow` in valine.toml."
+            )
+        if run.state is not RunState.SHIPPED:
+            self._audit(actor, "deploy", f"refused: run is {run.state.value}", run_id)
+            return ephemeral(
+                f"Run `{run_id}` is `{run.state.value}`: only a shipped run can be deployed."
+            )
+        if run.deploy is not None and run.deploy.state not in DEPLOY_DONE:
+            self._audit(actor, "deploy", "refused: deployment in flight", run_id)
+            return ephemeral(
+                f"Run `{run_id}`'s deployment (attempt {run.deploy.attempt}) is "
+                f"`{run.deploy.state.value}`: wait for its outcome."
+            )
+        now = self.clock.now()
+        try:
+            saved = self.store.save_run(self.start_deployment(run, now, actor.user_id))
+        except RunConflict:
+            self._audit(actor, "deploy", "refused: lost a race", run_id)
+            return ephemeral(f"Run `{run_id}` changed at the same moment; try again.")
+        assert saved.deploy is not None
+        self._audit(actor, "deploy", f"ok: attempt {saved.deploy.attempt}", run_id)
+        try:
+            self.enqueue_deployment(saved)
+        except QueueUnavailable as exc:
+            log.error("enqueue of the deployment failed (the reconcile retries): %s", exc)
+        self.notify(saved)
+        return _public(
+            f"🚀 <@{actor.user_id}> is deploying run `{run_id}` again "
+            f"(attempt {saved.deploy.attempt}, `{saved.deploy.workflow}`)."
         )
 
     def _enqueue_after_save(self, kind: str, payload: dict[str, Any], key: str) -> None:

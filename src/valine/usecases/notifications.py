@@ -9,7 +9,7 @@ from typing import Any
 from valine.core import render
 from valine.core.errors import DiscordUnavailable
 from valine.core.models import Run
-from valine.core.states import RunState
+from valine.core.states import DEPLOY_DONE, RunState
 from valine.ports import DiscordError
 from valine.usecases.base import TOKEN_LIFETIME, UseCaseBase, log
 
@@ -20,7 +20,7 @@ class NotificationsMixin(UseCaseBase):
     def run_notify_job(self, job: dict[str, Any]) -> None:
         """Show the run's current state on its message, and announce milestones once."""
         run = self.store.get_run(str(job["run_id"]))
-        if not run.discord.get("application_id"):
+        if not (run.discord.get("application_id") or run.discord.get("channel_id")):
             return
         try:
             self._show(run)
@@ -133,9 +133,14 @@ def _claim_parts(claim: str) -> tuple[str, str]:
 
 def announcements(run: Run, web_url: str) -> list[tuple[str, dict[str, Any]]]:
     """Every announcement the run calls for now, ``(key, message)``: its milestone's
-    (:func:`announcement`) and one per stale event (:func:`stale_announcements`)."""
+    (:func:`announcement`), one per stale event (:func:`stale_announcements`), and a
+    shipped run's deployment outcome (``deploy:<attempt>``) after its ship summary."""
     milestone = announcement(run, web_url)
-    return [*stale_announcements(run), *([milestone] if milestone else [])]
+    found = [*stale_announcements(run), *([milestone] if milestone else [])]
+    deploy = run.deploy
+    if run.state is RunState.SHIPPED and deploy is not None and deploy.state in DEPLOY_DONE:
+        found.append((f"deploy:{deploy.attempt}", render.deploy_outcome_message(run)))
+    return found
 
 
 def stale_announcements(run: Run) -> list[tuple[str, dict[str, Any]]]:

@@ -65,7 +65,17 @@ class PlanningMixin(UseCaseBase):
             message["content"] = f"Run `{active.run_id}` is already active."
         self._edit_original(discord_ref, message)
 
-    def _create_planned_run(self, discord_ref: dict[str, str], actor: str | None) -> Run | None:
+    def create_scheduled_run(self, channel_id: str, origin: str) -> Run | None:
+        """Plan a run for a scheduled slot, as if an authorised user had typed ``/plan``.
+
+        Its message goes to ``channel_id`` (no interaction: no token); ``origin`` names
+        the slot. The active run if one exists; None when no issue is ready.
+        """
+        return self._create_planned_run({"channel_id": channel_id}, "schedule", origin)
+
+    def _create_planned_run(
+        self, discord_ref: dict[str, str], actor: str | None, origin: str | None = None
+    ) -> Run | None:
         labels = self.policy.labels
         executor = self.policy.executor
         logins = [executor.assignee] if executor.kind == "assign" and executor.assignee else []
@@ -76,6 +86,14 @@ class PlanningMixin(UseCaseBase):
         tasks = plan_tasks(found.issues, labels, self.policy.planner)
         if not tasks:
             return None
+        planned = {t.issue_number for t in tasks}
+        left = tuple(
+            i.number
+            for i in found.issues
+            if i.number not in planned
+            and labels.ready in i.labels
+            and not set(labels.blocking).intersection(i.labels)
+        )
         github_ids = {"repository": found.ids.repository}
         github_ids.update({f"label:{name}": node for name, node in found.ids.labels.items()})
         github_ids.update({f"user:{login}": node for login, node in found.ids.users.items()})
@@ -90,6 +108,8 @@ class PlanningMixin(UseCaseBase):
                 created_by=actor,
                 discord=discord_ref,
                 github_ids=github_ids,
+                origin=origin,
+                ready_left=left,
             )
             try:
                 created = self.store.create_run(run)

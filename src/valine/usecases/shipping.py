@@ -28,16 +28,16 @@ from valine.ports import (
 from valine.usecases.base import (
     CANCEL,
     CLAIM_TIMEOUT,
-    UseCaseBase,
     _with_task,
     incident,
     labelling_since,
     log,
     to_release,
 )
+from valine.usecases.deploying import DeployingMixin
 
 
-class ShippingMixin(UseCaseBase):
+class ShippingMixin(DeployingMixin):
     """Merge the green pull requests and close their issues; or release a cancelled run."""
 
     def run_ship_job(self, job: dict[str, Any]) -> None:
@@ -205,7 +205,10 @@ class ShippingMixin(UseCaseBase):
             ):
                 return None  # the merge queue has the last word; its webhooks finish the run
             if not left:
-                return apply_run_event(run, RunEvent.SHIPPED, now, finished_at=now, reason=None)
+                shipped = apply_run_event(run, RunEvent.SHIPPED, now, finished_at=now, reason=None)
+                if self.policy.ship.deploy_workflow:
+                    shipped = self.start_deployment(shipped, now)
+                return shipped
             reasons = "; ".join(f"#{t.issue_number}: {t.reason or t.state.value}" for t in left)
             run = apply_run_event(
                 run,
@@ -230,6 +233,7 @@ class ShippingMixin(UseCaseBase):
             self.queue.enqueue(
                 CANCEL, {"run_id": run_id}, dedupe_key=f"{CANCEL}:{run_id}:{saved.version}"
             )
+        self.enqueue_deployment(saved)
         self.notify(saved)
 
     def run_cancel_job(self, job: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from valine.core import liveness, tracking
 from valine.core.checks import CheckPicture
 from valine.core.errors import GitHubUnavailable, NotFound
-from valine.core.models import PullRequest, Run
+from valine.core.models import PullRequest, Run, WorkflowRun
 from valine.core.states import TASK_TERMINAL, TASK_WITH_PR, RunState, Step, TaskState
 from valine.core.tracking import queued_since
 from valine.logs import log_context
@@ -20,16 +20,17 @@ from valine.usecases.base import (
     DISPATCH,
     RELEASE,
     SHIP,
+    STALL_AFTER,
     START,
-    UseCaseBase,
     dispatch_key,
     log,
     release_key,
     to_release,
 )
+from valine.usecases.deploying import DeployingMixin
 
 
-class TrackingMixin(UseCaseBase):
+class TrackingMixin(DeployingMixin):
     """Apply GitHub's news to the active run, each delivery at most once."""
 
     def run_github_event_job(self, job: dict[str, Any]) -> None:
@@ -50,7 +51,11 @@ class TrackingMixin(UseCaseBase):
             repo = payload["repository"]["full_name"]
             if repo.lower() != self.repo.lower():
                 return
-            if event in tracking.CHECK_EVENTS and not tracking.merge_group_suite(event, payload):
+            if event == "workflow_run":
+                seen = tracking.read(event, payload).detail
+                if isinstance(seen, WorkflowRun):
+                    self.apply_workflow_run(seen)
+            elif event in tracking.CHECK_EVENTS and not tracking.merge_group_suite(event, payload):
                 self._apply_check_event(event, payload, delivery_id)
             else:
                 self._apply_event(event, payload, delivery_id)
@@ -192,9 +197,12 @@ class TrackingMixin(UseCaseBase):
         the run last heard of it is fed through the same tracking as the
         ``pull_request`` delivery that would have reported it, and the checks through
         the same rule as a check event, so a lost webhook never strands a run.
-        Returns how many pull requests were read.
+        Deployments in flight (``[ship] deploy_workflow``) are re-read first: one
+        request each. Returns how many pull requests were read.
         """
         self._carry_on_releases()
+        if self.policy.ship.deploy_workflow:
+            self.reconcile_deployments()
         run = self.store.active_run(self.repo)
         if run is None:
             return 0
@@ -333,8 +341,6 @@ class TrackingMixin(UseCaseBase):
 
 #: Runs that wait on their own job, and the job that carries each on.
 _CARRIED_BY = {RunState.APPROVED: START, RunState.SHIPPING: SHIP, RunState.CANCELLING: CANCEL}
-#: How long a run may wait on its own job before the reconcile enqueues it again.
-STALL_AFTER = 180.0
 
 
 def _queue_moved(run: Run) -> bool:

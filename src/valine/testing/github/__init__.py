@@ -8,6 +8,7 @@ job a module:
   check suites, commit statuses) and the changes a person or CI makes to it;
 * :mod:`.rest` — the REST endpoints and GitHub-shaped documents over that state;
 * :mod:`.graphql` — ``POST /graphql`` over the same state;
+* :mod:`.actions` — GitHub Actions workflow runs, as a dispatch makes them;
 * :mod:`.server` — HTTP, authentication (personal, installation and App JWT tokens),
   rate limits and injected faults (:mod:`valine.testing.faults`);
   :class:`GitHubStandIn` combines them.
@@ -22,6 +23,7 @@ and read the state and the :attr:`~GitHubStandIn.requests` log.
 
 from __future__ import annotations
 
+from valine.testing.github.actions import StandInWorkflowRun
 from valine.testing.github.server import GitHubStandIn, RecordedRequest
 from valine.testing.github.state import (
     CHECK_SUITE_CONCLUSIONS,
@@ -53,4 +55,5 @@ __all__ = [
     "StandInPull",
     "StandInQueueEntry",
     "StandInStatus",
+    "StandInWorkflowRun",
 ]

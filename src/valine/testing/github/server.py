@@ -37,13 +37,13 @@ from urllib.parse import parse_qsl, urlsplit
 from valine.testing import faults as fault_kit
 from valine.testing.faults import FaultPlan, FaultRequest, Match, Phase
 from valine.testing.github import schema
+from valine.testing.github.actions import ActionsAPI
 from valine.testing.github.graphql import (
     GRAPHQL_DOCS_URL,
     GraphQLAPI,
 )
 from valine.testing.github.rest import (
     _REPO_PREFIX,
-    RestAPI,
 )
 from valine.testing.github.state import (
     Answer,
@@ -128,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: the stand-in's log is :attr:`GitHubStandIn.requests`."""
 
 
-class GitHubStandIn(RestAPI, GraphQLAPI):
+class GitHubStandIn(ActionsAPI, GraphQLAPI):
     """A stateful GitHub REST and GraphQL stand-in on 127.0.0.1 (see the package docstring).
 
     ``clock`` drives timestamps, installation-token expiry and the rate-limit window;
@@ -499,6 +499,18 @@ _ROUTES: Sequence[tuple[str, re.Pattern[str], bool, _Action]] = [
         GitHubStandIn._dispatch,
     ),
     ("GET", re.compile(_REPO_PREFIX + r"/pulls/(?P<number>\d+)"), False, GitHubStandIn._get_pull),
+    (
+        "GET",
+        re.compile(_REPO_PREFIX + r"/actions/runs/(?P<run_id>\d+)"),
+        False,
+        GitHubStandIn._get_workflow_run,
+    ),
+    (
+        "GET",
+        re.compile(_REPO_PREFIX + r"/actions/workflows/(?P<workflow>[^/]+)/runs"),
+        False,
+        GitHubStandIn._list_workflow_runs,
+    ),
     (
         "GET",
         re.compile(_REPO_PREFIX + r"/commits/(?P<ref>.+)/check-suites"),
