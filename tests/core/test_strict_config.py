@@ -91,6 +91,18 @@ def test_every_documented_key_is_accepted() -> None:
             "ship": {"roles": ["5"], "users": ["6"]},
             "cancel": {"roles": ["7"]},
         },
+        "ship": {
+            "deploy_workflow": "deploy.yml",
+            "ref": "prod",
+            "inputs": {"run_id": "{run_id}"},
+            "deploy_timeout": 600,
+        },
+        "schedule": {
+            "timezone": "Europe/Paris",
+            "plan": "0 9 * * 1-5",
+            "digest": "0 17 * * 1-5",
+            "channel_id": "8",
+        },
     }
     assert set(full) == set(SCHEMA)
     for name, keys in SCHEMA.items():

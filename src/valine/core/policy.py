@@ -512,9 +512,27 @@ def policy_summary(policy: Policy) -> list[str]:
         f"policy: on_task_failure={policy.on_task_failure} on_stale={live.on_stale} "
         f"max_dispatches={live.max_dispatches}",
         _discord_line(policy.discord),
+        _ship_line(policy.ship),
+        _schedule_line(policy.schedule),
     ]
     lines += _permission_lines(policy.permissions)
     return lines
+
+
+def _ship_line(rules: ShipRules) -> str:
+    if not rules.deploy_workflow:
+        return "ship: no deploy_workflow: a run ends at its merges"
+    return (
+        f"ship: deploy_workflow={rules.deploy_workflow!r} ref={rules.ref!r} "
+        f"inputs={dict(rules.inputs)} deploy_timeout={rules.deploy_timeout}s"
+    )
+
+
+def _schedule_line(schedule: Schedule) -> str:
+    if not schedule.entries:
+        return "schedule: none (plan only when someone types /plan)"
+    entries = " ".join(f"{k}={v!r}" for k, v in schedule.entries.items())
+    return f"schedule: {entries} timezone={schedule.timezone} channel_id={schedule.channel_id}"
 
 
 def _executor_line(executor: Executor) -> str:

@@ -212,6 +212,10 @@ def _config_check(args: argparse.Namespace) -> int:
 
     path = args.file or os.environ.get("VALINE_CONFIG") or None
     policy = read_policy(path)
+    if policy.schedule.entries:
+        from valine.runtime.scheduler import check_schedule
+
+        check_schedule(policy.schedule)  # the cron expressions and the time zone
     shown = path or "valine.toml"
     if path is None and not os.path.exists(shown):
         print("no valine.toml here: the defaults apply")
