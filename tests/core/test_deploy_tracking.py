@@ -52,6 +52,10 @@ def seen(**fields: object) -> WorkflowRun:
         ({"created_at": T0 - 3600}, False),  # older than the claim (beyond the skew)
         ({"created_at": T0 - 30}, True),  # within the clock skew
         ({"event": "push", "display_title": "deploy r20270115-aaaaaa"}, True),  # run-name
+        (  # the executor's run of the same run id is not the deployment
+            {"workflow": ".github/workflows/agent.yml", "display_title": "r20270115-aaaaaa #3"},
+            False,
+        ),
     ],
 )
 def test_an_unbound_deployment_matches_what_github_documents(

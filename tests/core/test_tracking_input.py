@@ -34,7 +34,7 @@ REPO = "octo/widgets"
 RUN_ID = "r20261125-abc123"
 SHA = "1" * 40
 T = TaskState
-EVENTS = ("pull_request", "check_suite", "status", "issues", "issue_comment")
+EVENTS = ("pull_request", "check_suite", "status", "issues", "issue_comment", "workflow_run")
 
 
 def a_run() -> Run:
@@ -213,7 +213,9 @@ WRONG_TYPES = st.sampled_from(["7", 7, True, [], {}, [1, 2], {"x": 1}, 1.5, -3, 
 @st.composite
 def mutated_examples(draw: st.DrawFn, examples: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """A real example re-aimed at the run, with one field set to a value of another type."""
-    event = draw(st.sampled_from(("pull_request", "check_suite", "issues", "status")))
+    event = draw(
+        st.sampled_from(("pull_request", "check_suite", "issues", "status", "workflow_run"))
+    )
     payload = copy.deepcopy(draw(st.sampled_from(examples[event])))
     payload["repository"]["full_name"] = REPO
     if event == "pull_request":
@@ -240,6 +242,8 @@ def test_mutated_real_examples_never_raise_and_malformed_ones_change_nothing(
     else:
         read(event, payload)  # well-typed: reading it is fine
         assert changes_for(event, slim, run, Labels()) == changes
+        if event == "workflow_run":  # the deployment reads the same from the slim copy
+            assert read(event, slim).detail == read(event, payload).detail
 
 
 @pytest.mark.parametrize(

@@ -105,6 +105,11 @@ def test_ship_dispatches_the_deployment_once_and_reports_it_deployed(world: Worl
     assert len(deploys(world)) == 1
     assert world.deploy_status(run_id) == "deploying"
 
+    # The executor's own workflow runs (agent.yml) concluding say nothing of the deployment.
+    for agent in [w for w in world.github.workflow_runs(REPO) if w not in deploy_runs(world)]:
+        assert world.workflow_run(agent.id, "completed", "failure") == 202
+    time.sleep(1.5)
+    assert world.deploy_status(run_id) == "deploying"
     (workflow_run,) = deploy_runs(world)
     assert world.workflow_run(workflow_run.id, "queued") == 202
     assert world.workflow_run(workflow_run.id, "in_progress") == 202

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -510,8 +509,19 @@ def test_reconcile_finds_a_merge_whose_webhook_was_lost(deployment: Deployment) 
     assert store.get_run(run.run_id).version == version
 
 
+class FixedClock:
+    """A clock standing at one moment."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def now(self) -> float:
+        """The moment."""
+        return self.at
+
+
 def test_the_schedule_tick_enqueues_the_due_slot_once(
-    deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """EventBridge's every-minute ``{"valine": "schedule"}``: the same tick as serve's."""
     config = Path(os.environ["VALINE_CONFIG"])
@@ -520,10 +530,9 @@ def test_the_schedule_tick_enqueues_the_due_slot_once(
         + '\n[schedule]\ntimezone = "UTC"\nplan = "0 9 1 1 *"\nchannel_id = "5"\n'
     )
     slot = datetime(datetime.now(UTC).year + 1, 1, 1, 9, 0, tzinfo=UTC).timestamp()
-    clock = tmp_path / "clock"
-    clock.write_text(str(slot + 30 - time.time()))
-    monkeypatch.setenv("VALINE_TEST_CLOCK_FILE", str(clock))
-    monkeypatch.setattr(lambda_handlers, "_runtime", LambdaRuntime(configure_logs=False))
+    runtime = LambdaRuntime(configure_logs=False)
+    runtime.services.clock = FixedClock(slot + 30)  # the use cases' clock, which it reads
+    monkeypatch.setattr(lambda_handlers, "_runtime", runtime)
 
     first = lambda_handlers.reconcile_handler({"valine": "schedule"}, Context())
     again = lambda_handlers.reconcile_handler({"valine": "schedule"}, Context())

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from valine.core.errors import ConfigurationError
 from valine.core.policy import Schedule
+from valine.infra.sqlite import Database
 from valine.queue.sqlite import SqliteJobQueue
 from valine.runtime.scheduler import GRACE, Scheduler, check_schedule, latest_slot, next_slot
-from valine.store.db import Database
 
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -6,9 +6,10 @@ GitHub's ``workflow_dispatch`` answers either 200 with the new run's id
 deployment is matched to its workflow run by the id when known, else by the run's title
 (a deploy workflow with ``run-name: deploy ${{ inputs.run_id }}`` names the run), else
 by what GitHub documents of a dispatched run: event ``workflow_dispatch``, the workflow's
-file, the branch, and created at or after the dispatch was claimed. When several
-deployments could claim one workflow run, the most recently claimed one does (the runs
-of a repository ship one after another).
+file, the branch, and created at or after the dispatch was claimed. The workflow's file
+must match in every case: the executor's runs may carry the run id in their titles too.
+When several deployments could claim one workflow run, the most recently claimed one
+does (the runs of a repository ship one after another).
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ def could_be(deploy: Deployment, run_id: str, seen: WorkflowRun) -> bool:
         return False
     if deploy.state in DEPLOY_DONE or deploy.claimed_at is None:
         return False
+    if not same_workflow(seen.workflow, deploy.workflow):
+        return False  # the executor's runs may name the run id too
     if run_id in seen.display_title:
         return True
     return (
         seen.event == "workflow_dispatch"
-        and same_workflow(seen.workflow, deploy.workflow)
         and (not seen.head_branch or seen.head_branch == deploy.ref)
         and seen.created_at + CLOCK_SKEW >= deploy.claimed_at
     )

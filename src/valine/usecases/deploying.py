@@ -187,8 +187,8 @@ class DeployingMixin(UseCaseBase):
 
     def apply_workflow_run(self, seen: WorkflowRun) -> Run | None:
         """Apply a workflow run's news to the deployment it belongs to (if any)."""
-        if not self.policy.ship.deploy_workflow and not seen.display_title:
-            return None
+        if not self.policy.ship.deploy_workflow:
+            return None  # every CI run sends workflow_run too: read nothing for them
         owner = deploying.owner_of(self._deploying_runs(), seen)
         if owner is None:
             return None
