@@ -256,6 +256,8 @@ class Action(StrEnum):
     CANCEL = "cancel"
     #: Hand one failed or stale task over again.
     RETRY = "retry"
+    #: Dispatch a shipped run's deploy workflow again (its deployment not in flight).
+    DEPLOY = "deploy"
 
 
 #: The one guard table: the run states in which each action applies. Commands, buttons,
@@ -266,6 +268,7 @@ ACTION_STATES: Mapping[Action, frozenset[RunState]] = {
     Action.SHIP: frozenset({RunState.READY_TO_SHIP, RunState.SHIP_FAILED}),
     Action.CANCEL: CANCELLABLE,
     Action.RETRY: frozenset({RunState.EXECUTING, RunState.READY_TO_SHIP}),
+    Action.DEPLOY: frozenset({RunState.SHIPPED}),
 }
 
 

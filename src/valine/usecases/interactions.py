@@ -392,7 +392,7 @@ class InteractionsMixin(DeployingMixin, DigestMixin):
             return ephemeral(
                 "No deployment is configured: set `[ship] deploy_workflow` in valine.toml."
             )
-        if run.state is not RunState.SHIPPED:
+        if Action.DEPLOY not in allowed_actions(run.state):
             self._audit(actor, "deploy", f"refused: run is {run.state.value}", run_id)
             return ephemeral(
                 f"Run `{run_id}` is `{run.state.value}`: only a shipped run can be deployed."
