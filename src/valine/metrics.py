@@ -56,6 +56,9 @@ METRICS: Mapping[str, Metric] = {
         "seconds", "JobAge", "Seconds", ("kind",), "time from enqueue to a job's first start"
     ),
     "runs": Metric("counter", "Runs", "Count", ("state",), "runs planned and ended, by state"),
+    "deployments": Metric(
+        "counter", "Deployments", "Count", ("outcome",), "deployments after ship, by outcome"
+    ),
     "run_plan_to_approve": Metric(
         "seconds", "RunPlanToApprove", "Seconds", (), "time from plan to approval"
     ),

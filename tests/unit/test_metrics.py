@@ -376,3 +376,29 @@ def test_jobs_are_counted_by_attempt_retry_age_and_dead_letter(tmp_path: Any) ->
     assert 'valine_job_age_seconds_sum{kind="ship_run"} 7' in registry.render()
     assert registry.value("dead_letters", kind="ship_run") == 1
     assert queue.lease(60) is None
+
+
+def test_a_deployment_is_counted_once_when_it_concludes() -> None:
+    from dataclasses import replace as _replace
+
+    from valine.core.measures import run_measurements as measures_of
+    from valine.core.models import Deployment
+    from valine.core.models import Run as _Run
+    from valine.core.states import DeployState
+    from valine.core.states import RunState as _RunState
+
+    sent = _Run(
+        "r20270104-aaaaaa",
+        "o/r",
+        1.0,
+        state=_RunState.SHIPPED,
+        deploy=Deployment(state=DeployState.RUNNING, workflow="d.yml"),
+    )
+    assert sent.deploy is not None
+    failed = _replace(sent, deploy=_replace(sent.deploy, state=DeployState.FAILED))
+    assert [m.name for m in measures_of(sent, sent)] == []
+    assert measures_of(sent, failed)[-1] == ("deployments", 1, (("outcome", "failed"),))
+    assert measures_of(failed, failed) == []  # a later save of the same outcome: nothing
+    assert failed.deploy is not None
+    again = _replace(failed, deploy=_replace(failed.deploy, attempt=2, state=DeployState.DEPLOYED))
+    assert measures_of(failed, again)[-1] == ("deployments", 1, (("outcome", "deployed"),))

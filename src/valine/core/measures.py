@@ -3,7 +3,8 @@
 :func:`run_measurements` compares the stored run before a save with the run saved and
 returns the measurements that change implies: a run planned or ended (by state), the
 time from plan to approval, approval to ready and ready to shipped; a task ended (by
-state), the time from hand-over to pull request and from pull request to green.
+state), the time from hand-over to pull request and from pull request to green; a
+deployment after ship concluded (by outcome).
 The runtime records them (``valine.metrics``); nothing here does I/O.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from valine.core.models import Run, Task
-from valine.core.states import RunState, TaskState
+from valine.core.states import DEPLOY_DONE, DeployState, RunState, TaskState
 
 #: Run states counted when a run enters them (``ship_failed`` is an episode, not an end).
 COUNTED_RUN_STATES = frozenset(
@@ -44,7 +45,23 @@ def run_measurements(before: Run | None, after: Run) -> list[Measurement]:
         old = previous.get(task.issue_number)
         if old is not None and old.state is not task.state:
             found += _task_entered(old, task)
-    return found
+    return found + _deployment_concluded(before, after)
+
+
+def _deployment_concluded(before: Run, after: Run) -> list[Measurement]:
+    """A deployment after ship that concluded in this save, by outcome."""
+    done = after.deploy is not None and after.deploy.state in DEPLOY_DONE
+    was_done = (
+        before.deploy is not None
+        and before.deploy.state in DEPLOY_DONE
+        and after.deploy is not None
+        and before.deploy.attempt == after.deploy.attempt
+    )
+    if not done or was_done:
+        return []
+    assert after.deploy is not None
+    outcome = "deployed" if after.deploy.state is DeployState.DEPLOYED else "failed"
+    return [Measurement("deployments", 1, (("outcome", outcome),))]
 
 
 def _run_entered(run: Run) -> list[Measurement]:

@@ -149,7 +149,10 @@ class DeployingMixin(UseCaseBase):
             return
         claimed = deploy.claimed_at or 0.0
         if now - claimed < CLAIM_TIMEOUT:
-            raise DispatchInProgress(f"deployment {attempt} of {run_id} is being dispatched")
+            raise DispatchInProgress(
+                f"deployment {attempt} of {run_id} is being dispatched",
+                until=claimed + CLAIM_TIMEOUT,
+            )
         log.warning("deployment %d of run %s was claimed and never confirmed", attempt, run_id)
         self._deploy_event(
             run_id,
