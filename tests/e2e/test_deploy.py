@@ -72,6 +72,18 @@ def ship(world: World, count: int) -> tuple[str, dict[int, tuple[int, str]]]:
     return run_id, prs
 
 
+def deployments_measured(world: World) -> dict[str, float]:
+    """``valine_deployments_total`` by outcome, as ``GET /metrics`` shows it."""
+    status, body = world.service.request("GET", "/metrics")
+    assert status == 200
+    found = {}
+    for line in body.decode().splitlines():
+        if line.startswith("valine_deployments_total{"):
+            series, _, value = line.rpartition(" ")
+            found[series.split('"')[1]] = float(value)
+    return found
+
+
 def posted(world: World, text: str) -> list[str]:
     """Every announcement of the run (its follow-ups) that contains ``text``."""
     return [
@@ -129,6 +141,7 @@ def test_ship_dispatches_the_deployment_once_and_reports_it_deployed(world: Worl
     time.sleep(1.5)
     assert len(posted(world, "shipped · deployed")) == 1
     assert len(deploys(world)) == 1
+    assert deployments_measured(world) == {"deployed": 1}  # counted once, the repeat not
 
     # The digest, from stored state: not one GitHub request.
     before = world.github_requests()
@@ -179,6 +192,7 @@ def test_a_failed_deployment_is_reported_and_deploy_runs_it_again_once(world: Wo
     wait_for("deployed", lambda: world.deploy_status(run_id) == "deployed")
     time.sleep(1.5)
     assert len(deploys(world)) == 2
+    assert deployments_measured(world) == {"failed": 1, "deployed": 1}
     trail = [
         " ".join(line.split()[2:]) for line in world.cli("audit", "--run", run_id).splitlines()
     ]
