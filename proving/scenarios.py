@@ -756,7 +756,7 @@ def github_faults(ctx: Context) -> None:
     name = "4 GitHub faults"
     kinds = {k: GITHUB_FAULTS[k] for k in ctx.counts.github_kinds}
     injected: dict[str, int] = {}
-    measured: list[tuple[int, int, int]] = []  # per lane: baseline, requests, early
+    measured: list[tuple[int, int, int, int]] = []  # per lane: baseline, requests, early, in flight
     lock = threading.Lock()
 
     def lane(ground: Ground, rng: random.Random, runs: range, tally: Tally) -> None:
@@ -788,14 +788,15 @@ def github_faults(ctx: Context) -> None:
                 for kind, n in injector.injected.items():
                     injected[kind] = injected.get(kind, 0) + n
                 measured.append(
-                    (baseline, len(github.requests) - baseline, _early_requests(github))
+                    (baseline, len(github.requests) - baseline, *_spent_answers(github))
                 )
 
     with timed(ctx.table, name):
         tally = in_lanes(ctx, name, ctx.counts.github_fault_runs, lane)
-    baseline = max((b for b, _, _ in measured), default=0)
-    total = sum(r for _, r, _ in measured)
-    early = sum(e for _, _, e in measured)
+    baseline = max((m[0] for m in measured), default=0)
+    total = sum(m[1] for m in measured)
+    early = sum(m[2] for m in measured)
+    in_flight = sum(m[3] for m in measured)
     ctx.table.figure(
         name, "lanes (worlds at once)", min(ctx.counts.lanes, ctx.counts.github_fault_runs)
     )
@@ -805,16 +806,35 @@ def github_faults(ctx: Context) -> None:
     ctx.table.figure(name, "GitHub requests per run (no faults)", baseline)
     ctx.table.figure(name, "extra requests per run", total / max(1, tally.runs) - baseline)
     ctx.table.figure(name, "requests sent before a known reset", early)
+    ctx.table.figure(
+        name, f"requests in flight as a limit was spent (<= {IN_FLIGHT:g} s)", in_flight
+    )
     ctx.table.check(name, "0 requests before a known reset", early == 0, early)
     tally.record(ctx.table, name, announcements=False)
 
 
-def _early_requests(github: Any) -> int:
-    """Requests answered by a spent limit the service had already been told about."""
-    limited = ("primary-limit", "graphql-rate-limited")
-    injected = sum(1 for _, f in github.faults.history if f.name in limited)
-    answered = sum(1 for r in github.requests if r.fault in limited)
-    return answered - injected
+#: A request that reaches GitHub this soon after the answer that spent a limit left it was
+#: already on its way (another worker's, sent before that answer arrived): in flight, not early.
+IN_FLIGHT = 0.1
+
+
+def _spent_answers(github: Any) -> tuple[int, int]:
+    """Requests answered by a limit spent earlier: (sent after it was known, in flight).
+
+    GitHub answers a request that arrives while a limit is spent with the same limit; the
+    service must send none once it has been told. One that arrives within ``IN_FLIGHT``
+    seconds of the answer that spent the limit was sent before that answer reached the
+    service (a second worker's), so it is counted apart.
+    """
+    early = in_flight = 0
+    for request in github.requests:
+        if request.spent_since is None:
+            continue
+        if request.at - request.spent_since > IN_FLIGHT:
+            early += 1
+        else:
+            in_flight += 1
+    return early, in_flight
 
 
 # -- 5. Discord faults -------------------------------------------------------------------------

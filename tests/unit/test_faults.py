@@ -133,6 +133,25 @@ def test_a_primary_limit_refuses_every_rest_request_until_the_reset(
     assert len(too_early) == 3 and all(r.fault == "primary-limit" for r in too_early)
 
 
+def test_answers_of_a_spent_limit_say_when_it_was_spent(
+    github: GitHubStandIn, clock: ManualClock
+) -> None:
+    number = github.add_issue(REPO, "task")
+    with _http(github) as http:
+        github.primary_rate_limit_next(reset_in=3)
+        spent_at = clock.t
+        http.get(f"/repos/{REPO}/issues/{number}")
+        clock.t += 1
+        http.get(f"/repos/{REPO}/issues/{number}")
+        clock.t += 2
+        http.get(f"/repos/{REPO}/issues/{number}")
+
+    spending, repeated, after = github.requests[-3:]
+    assert spending.fault == "primary-limit" and spending.spent_since is None
+    assert repeated.fault == "primary-limit" and repeated.spent_since == spent_at
+    assert after.status == 200 and after.spent_since is None
+
+
 def test_the_policy_is_asked_when_no_queued_fault_matches() -> None:
     plan = FaultPlan()
     seen: list[str] = []

@@ -75,6 +75,8 @@ class RecordedRequest:
     at: float = 0.0
     #: The name of the injected fault that answered it, if any.
     fault: str | None = None
+    #: For an answer of a limit spent earlier: when the answer that spent it was sent.
+    spent_since: float | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -164,6 +166,8 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
         self.faults = FaultPlan()
         #: Per resource (``core``, ``graphql``): the reset of a spent primary limit.
         self._limited_until: dict[str, float] = {}
+        #: Per resource: when the answer that spent its limit was sent.
+        self._limited_since: dict[str, float] = {}
         self._used: dict[str, int] = {}
         self._window_reset = clock() + 3600
         self._server: _Server | None = None
@@ -287,6 +291,7 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
                     answer = fault.answer(answer)
             status, payload, extra = answer
             extra = {**extra}
+            spent = "x-standin-fault" in extra
             if handler.command == "GET" and status == 200:
                 etag = 'W/"' + hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:40] + '"'
                 extra["etag"] = etag
@@ -319,6 +324,7 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
                     response=copy.deepcopy(payload),
                     at=self._clock(),
                     fault=fault.name if fault is not None else extra.pop("x-standin-fault", None),
+                    spent_since=self._limited_since.get(resource) if spent else None,
                 )
             )
             extra.pop("x-standin-fault", None)
@@ -351,6 +357,8 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
         with contextlib.suppress(KeyError, ValueError):
             until = float(headers["x-ratelimit-reset"])
             if until > self._clock() and until < self._window_reset:
+                if self._limited_until.get(resource) != until:
+                    self._limited_since[resource] = self._clock()
                 self._limited_until[resource] = until
 
     @staticmethod
