@@ -823,14 +823,16 @@ def _spent_answers(github: Any) -> tuple[int, int]:
 
     GitHub answers a request that arrives while a limit is spent with the same limit; the
     service must send none once it has been told. One that arrives within ``IN_FLIGHT``
-    seconds of the answer that spent the limit was sent before that answer reached the
-    service (a second worker's), so it is counted apart.
+    seconds of the answer that spent the limit, on another connection, was sent before
+    that answer reached the service (a second worker's), so it is counted apart. One on
+    the same keep-alive connection was sent after that answer was read: always early.
     """
     early = in_flight = 0
     for request in github.requests:
         if request.spent_since is None:
             continue
-        if request.at - request.spent_since > IN_FLIGHT:
+        same_connection = request.peer == request.spent_peer
+        if same_connection or request.at - request.spent_since > IN_FLIGHT:
             early += 1
         else:
             in_flight += 1

@@ -149,6 +149,7 @@ def test_answers_of_a_spent_limit_say_when_it_was_spent(
     spending, repeated, after = github.requests[-3:]
     assert spending.fault == "primary-limit" and spending.spent_since is None
     assert repeated.fault == "primary-limit" and repeated.spent_since == spent_at
+    assert repeated.spent_peer == spending.peer != 0  # one keep-alive connection
     assert after.status == 200 and after.spent_since is None
 
 

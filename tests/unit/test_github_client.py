@@ -636,6 +636,36 @@ def test_primary_rate_limit_waits_until_reset(make_client: ClientFactory) -> Non
     assert waits == [6.0]  # until x-ratelimit-reset, plus a second of margin
 
 
+def test_a_wait_rereads_the_hold_another_worker_extended_meanwhile(
+    make_client: ClientFactory,
+) -> None:
+    """Waiting out a Retry-After while another worker learns of a later primary reset:
+    the first worker sends nothing before that reset either."""
+    now = [1_900_000_000.0]
+    waits: list[float] = []
+    later_reset = now[0] + 5
+
+    with GitHubStandIn(clock=lambda: now[0]) as standin:
+        standin.add_repo(REPO)
+
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            if len(waits) == 1:  # meanwhile another worker meets the primary limit
+                client._limits.block_until("core", later_reset)
+            now[0] += seconds
+
+        client = make_client(
+            TokenAuth(standin.token), standin.url, clock=lambda: now[0], sleep=sleep
+        )
+        standin.rate_limit_next(retry_after=1)
+
+        assert client.list_ready_issues(REPO, "ready") == ()
+
+    sent = [r.at for r in standin.requests]
+    assert len(sent) == 2 and sent[1] >= later_reset
+    assert waits[0] == pytest.approx(1.0) and sum(waits) >= 5
+
+
 def test_rate_limit_beyond_the_cap_fails_at_once(
     standin: GitHubStandIn, client: GitHubClient, sleeps: list[float]
 ) -> None:

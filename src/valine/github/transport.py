@@ -324,11 +324,20 @@ class Transport:
         self._limits.block_until(resource, until)
 
     def _wait_until_unblocked(self, resource: str, waited: float, method: str, path: str) -> float:
-        """Sleep until ``resource``'s known reset, within the budget; seconds slept."""
-        wait = self._limits.wait(resource)
-        if wait <= 0:
-            return 0.0
-        return self._wait_for_limit(wait, waited, method, path)
+        """Sleep until ``resource``'s known reset, within the budget; seconds slept.
+
+        The hold is read again after each sleep: another worker may have learned of a
+        later reset meanwhile (a primary limit spent while this one waited out a
+        ``Retry-After``), and no request goes out before it either.
+        """
+        slept = waited_for = 0.0
+        while (until := self._limits.until(resource)) > waited_for:
+            wait = until - self._clock()
+            if wait <= 0:
+                break
+            slept += self._wait_for_limit(wait, waited + slept, method, path)
+            waited_for = until
+        return slept
 
     def _wait_for_limit(self, wait: float, waited: float, method: str, path: str) -> float:
         """Sleep ``wait`` seconds for a rate limit to lift, or raise ``RateLimited``."""

@@ -77,6 +77,10 @@ class RecordedRequest:
     fault: str | None = None
     #: For an answer of a limit spent earlier: when the answer that spent it was sent.
     spent_since: float | None = None
+    #: The client's port: requests on one keep-alive connection come one after another.
+    peer: int = 0
+    #: For an answer of a limit spent earlier: the port the spending answer went to.
+    spent_peer: int | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -166,8 +170,8 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
         self.faults = FaultPlan()
         #: Per resource (``core``, ``graphql``): the reset of a spent primary limit.
         self._limited_until: dict[str, float] = {}
-        #: Per resource: when the answer that spent its limit was sent.
-        self._limited_since: dict[str, float] = {}
+        #: Per resource: when, and to which client port, the answer that spent it was sent.
+        self._limited_since: dict[str, tuple[float, int]] = {}
         self._used: dict[str, int] = {}
         self._window_reset = clock() + 3600
         self._server: _Server | None = None
@@ -291,7 +295,8 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
                     answer = fault.answer(answer)
             status, payload, extra = answer
             extra = {**extra}
-            spent = "x-standin-fault" in extra
+            peer = int(handler.client_address[1])
+            since = self._limited_since.get(resource) if "x-standin-fault" in extra else None
             if handler.command == "GET" and status == 200:
                 etag = 'W/"' + hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:40] + '"'
                 extra["etag"] = etag
@@ -311,7 +316,7 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
                 "x-ratelimit-resource": resource,
             }
             extra = {**rate, **extra}
-            self._note_spent_limit(resource, extra)
+            self._note_spent_limit(resource, extra, peer)
             self._requests.append(
                 RecordedRequest(
                     method=handler.command,
@@ -324,7 +329,9 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
                     response=copy.deepcopy(payload),
                     at=self._clock(),
                     fault=fault.name if fault is not None else extra.pop("x-standin-fault", None),
-                    spent_since=self._limited_since.get(resource) if spent else None,
+                    spent_since=since[0] if since else None,
+                    peer=peer,
+                    spent_peer=since[1] if since else None,
                 )
             )
             extra.pop("x-standin-fault", None)
@@ -350,7 +357,7 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
         status, body, headers = spent.answer(_error(500, "unused"))
         return status, body, {**headers, "x-standin-fault": spent.name}
 
-    def _note_spent_limit(self, resource: str, headers: Mapping[str, str]) -> None:
+    def _note_spent_limit(self, resource: str, headers: Mapping[str, str], peer: int) -> None:
         """Remember an injected ``remaining: 0`` so later requests before the reset get it too."""
         if headers.get("x-ratelimit-remaining") != "0":
             return
@@ -358,7 +365,7 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
             until = float(headers["x-ratelimit-reset"])
             if until > self._clock() and until < self._window_reset:
                 if self._limited_until.get(resource) != until:
-                    self._limited_since[resource] = self._clock()
+                    self._limited_since[resource] = (self._clock(), peer)
                 self._limited_until[resource] = until
 
     @staticmethod
