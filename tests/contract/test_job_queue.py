@@ -690,16 +690,12 @@ def test_concurrent_leases_never_share_a_job(job_queue: JobQueue) -> None:
     assert sorted(job.payload["i"] for mine in leased for job in mine) == list(range(total))
     assert all(job.attempts == 1 for mine in leased for job in mine)
 
-    def ack_all(mine: list[Job]) -> None:
-        for job in mine:
-            job_queue.ack(job)
-
-    threads = [threading.Thread(target=ack_all, args=(mine,)) for mine in leased]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "the acks finish"
+    # The acks run one after another: moto's SQS stand-in rebuilds its message list on
+    # each delete without a lock, so two concurrent deletes can bring one message back
+    # (seen under load: depth 1 or 2 after every ack succeeded). Real SQS has no such
+    # race; what this test is about, concurrent leases, is asserted above.
+    for job in (job for mine in leased for job in mine):
+        job_queue.ack(job)
     assert job_queue.depth() == 0
 
 
