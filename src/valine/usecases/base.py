@@ -133,6 +133,13 @@ class DispatchInProgress(ClaimHeld):
 CLAIM_TIMEOUT = 120.0
 
 
+def wait_for_live_claim(claimed_at: float, now: float, what: str) -> None:
+    """Raise :class:`DispatchInProgress` while a claim made at ``claimed_at`` may still be
+    its attempt's (younger than ``CLAIM_TIMEOUT``); return once it is dead."""
+    if now - claimed_at < CLAIM_TIMEOUT:
+        raise DispatchInProgress(what, until=claimed_at + CLAIM_TIMEOUT)
+
+
 def dispatch_key(run_id: str, task: Task) -> str:
     """The dedupe key of a task's dispatch job: one per hand-over (the first, each retry)."""
     key = f"{DISPATCH}:{run_id}:{task.issue_number}"

@@ -25,10 +25,10 @@ from valine.usecases.base import (
     CLAIM_TIMEOUT,
     DEPLOY,
     STALL_AFTER,
-    DispatchInProgress,
     UseCaseBase,
     incident,
     log,
+    wait_for_live_claim,
 )
 
 #: How many recent runs a ``workflow_run`` delivery or the reconcile looks through.
@@ -148,11 +148,7 @@ class DeployingMixin(UseCaseBase):
         if deploy is None or deploy.attempt != attempt or deploy.state is not DeployState.PENDING:
             return
         claimed = deploy.claimed_at or 0.0
-        if now - claimed < CLAIM_TIMEOUT:
-            raise DispatchInProgress(
-                f"deployment {attempt} of {run_id} is being dispatched",
-                until=claimed + CLAIM_TIMEOUT,
-            )
+        wait_for_live_claim(claimed, now, f"deployment {attempt} of {run_id} is being dispatched")
         log.warning("deployment %d of run %s was claimed and never confirmed", attempt, run_id)
         self._deploy_event(
             run_id,

@@ -34,6 +34,7 @@ from valine.usecases.base import (
     dispatch_key,
     incident,
     log,
+    wait_for_live_claim,
 )
 
 _UNCONFIRMED = (
@@ -368,11 +369,9 @@ class ExecutionMixin(UseCaseBase):
         if Step.DISPATCHED in task.steps_done:
             return
         claimed_at = max(StampedStep.DISPATCH_CLAIM.times(task.steps_done))
-        if now - claimed_at < CLAIM_TIMEOUT:
-            raise DispatchInProgress(
-                f"#{number}: another attempt is dispatching; waiting for its claim",
-                until=claimed_at + CLAIM_TIMEOUT,
-            )
+        wait_for_live_claim(
+            claimed_at, now, f"#{number}: another attempt is dispatching; waiting for its claim"
+        )
         log.warning("dispatch of #%d was claimed at %s and never confirmed", number, claimed_at)
         self._mark_step(
             run_id,
