@@ -48,7 +48,7 @@ def test_github_ping_signature_and_dedupe(
     second = service.request("POST", "/github/webhook", body, headers)
     assert first[0] == 202
     assert (second[0], json.loads(second[1])["status"]) == (200, "duplicate")
-    _wait_processed(service, dedupe_key(body))  # recorded once, its one job done
+    _wait_processed(service, dedupe_key("e2e-delivery-1"))  # recorded once, its one job done
     assert json.loads(service.request("GET", "/healthz")[1])["queue_depth"] == 0
 
 

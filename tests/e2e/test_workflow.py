@@ -296,9 +296,9 @@ def test_duplicate_and_out_of_order_deliveries(world: World) -> None:
     assert world.deliver("pull_request", opened, delivery="d-open") == 200  # duplicate
     world.wait_state(run_id, "ready_to_ship")
     assert world.deliver("check_suite", green, delivery="d-green") == 200  # still a duplicate
-    # The same body under another delivery id is a duplicate too (a replay)...
-    assert world.deliver("check_suite", green, delivery="d-green-copy") == 200
-    # ... while a new event for the same suite (a re-run: another id and time) is not.
+    # The same body under another delivery id is another delivery, applied idempotently...
+    assert world.deliver("check_suite", green, delivery="d-green-copy") == 202
+    # ... and so is a new event for the same suite (a re-run: another id and time).
     rerun = {**green, "check_suite": {**green["check_suite"], "updated_at": "2099-01-01T00:00:00Z"}}
     assert world.deliver("check_suite", rerun, delivery="d-green-rerun") == 202
     world.wait_state(run_id, "ready_to_ship")

@@ -330,9 +330,9 @@ def test_webhook_accepted_then_duplicate_and_processed_once(
     assert (job["kind"], job["payload"]["delivery_id"]) == ("github_event", "delivery-1")
     result = lambda_handlers.worker_handler(sqs_event(deployment.queue_url, messages), Context())
     assert result == {"batchItemFailures": []}
-    # The delivery's body stays claimed: no later copy of it can be enqueued again.
+    # The delivery id stays claimed: no later copy of it can be enqueued again.
     queue = deployment.runtime.services.queue
-    assert not queue.enqueue("github_event", {}, dedupe_key=dedupe_key(body))
+    assert not queue.enqueue("github_event", {}, dedupe_key=dedupe_key("delivery-1"))
 
 
 def test_webhook_with_the_wrong_secret_gets_401(deployment: Deployment) -> None:

@@ -2,11 +2,12 @@
 
 GitHub waits 10 seconds for an answer and never redelivers on its own, so a delivery is
 made durable before we answer: one queue write records the delivery (dedupe) and the
-job that will process it, atomically. The dedupe key is the SHA-256 of the body, so a
-body already accepted -- a manual redelivery, which keeps its ``X-GitHub-Delivery``, or
-the same body under another delivery id -- is answered ``200 duplicate`` without being
-processed again. A delivery whose job was dead-lettered has its key released by the
-queue, so GitHub's *Redeliver* processes it again.
+job that will process it, atomically. The dedupe key is the delivery's
+``X-GitHub-Delivery`` id, which GitHub's manual *Redeliver* keeps: a delivery already
+accepted is answered ``200 duplicate`` without being processed again. Each delivery id
+is one event; two deliveries of the same content (two events that happen to look
+alike) are two deliveries, and tracking applies each idempotently. A delivery whose job
+was dead-lettered has its key released by the queue, so *Redeliver* processes it again.
 
 The body is checked against a declared shape (:data:`EVENT_SHAPES`: the fields tracking
 reads) before any field is used; a body that does not fit is answered 400 naming the
@@ -15,7 +16,6 @@ field.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Callable
@@ -163,13 +163,13 @@ class GitHubWebhookEndpoint:
             return "ignored", json_response(202, {"status": "ignored", "event": event})
         # Only what tracking reads: a few hundred bytes instead of the whole body.
         job = {"event": event, "delivery_id": delivery_id, "payload": essentials(event, payload)}
-        if not self._queue().enqueue(GITHUB_EVENT_JOB, job, dedupe_key=dedupe_key(body)):
+        if not self._queue().enqueue(GITHUB_EVENT_JOB, job, dedupe_key=dedupe_key(delivery_id)):
             log.info("duplicate delivery of %s", event)
             return "duplicate", json_response(200, {"status": "duplicate", "delivery": delivery_id})
         log.info("accepted %s.%s", event, payload.get("action") or "")
         return "accepted", json_response(202, {"status": "accepted", "delivery": delivery_id})
 
 
-def dedupe_key(body: bytes) -> str:
-    """The queue's dedupe key of a delivery: the SHA-256 of its body."""
-    return "github:" + hashlib.sha256(body).hexdigest()
+def dedupe_key(delivery_id: str) -> str:
+    """The queue's dedupe key of a delivery: its ``X-GitHub-Delivery`` id."""
+    return "github:delivery:" + delivery_id
