@@ -22,6 +22,7 @@ from valine.core.states import (
     next_run_state,
 )
 from valine.core.tracking import settle
+from valine.usecases import ROUTER
 
 T, R = TaskState, RunState
 _EVENT_OF = {
@@ -68,7 +69,8 @@ def test_buttons_offer_what_the_guard_allows(state: RunState) -> None:
 
 
 def test_help_says_when_each_guarded_command_applies() -> None:
-    text = help_message("octo/widgets", "workflow", "ready", Permissions())["embeds"][0]
+    offered = ROUTER.offered()
+    text = help_message("octo/widgets", "workflow", "ready", Permissions(), offered)["embeds"][0]
     lines = text["description"].splitlines()
     ship = next(line for line in lines if line.startswith("`/ship`"))
     assert "For a run that is `ready_to_ship` or `ship_failed`." in ship

@@ -641,9 +641,11 @@ def test_retry_is_authorised_like_approve(h: Harness) -> None:
     assert answer["data"]["content"].startswith("⛔ You may not retry tasks.")
     assert h.run(run.run_id).tasks[1].state is TaskState.FAILED
     from valine.core.render import help_message
+    from valine.usecases import ROUTER
 
     policy = h.orchestrator.policy
-    shown = help_message(REPO, "workflow", "ready", policy.permissions)["embeds"][0]
+    shown = help_message(REPO, "workflow", "ready", policy.permissions, ROUTER.offered())
+    shown = shown["embeds"][0]
     retry_line = next(line for line in shown["description"].splitlines() if "/retry" in line)
     assert retry_line.endswith("Allowed: <@42>."), "/help names the approvers for /retry"
 

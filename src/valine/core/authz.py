@@ -22,9 +22,12 @@ from typing import Any
 
 from valine.core.errors import ConfigurationError
 
-#: The actions that need a permission; everything else is open.
+#: The actions that need a permission (each a ``[permissions]`` entry); everything
+#: else is open.
 GUARDED_ACTIONS = ("plan", "approve", "ship", "cancel")
-_VERBS = {
+#: What each guarded action (its own grant, or one of ``GRANTED_AS``) lets one do, in
+#: the words of a refusal. A command's permission is its entry here.
+VERBS: dict[str, str] = {
     "plan": "plan runs",
     "approve": "approve runs",
     "ship": "ship runs",
@@ -35,12 +38,17 @@ _VERBS = {
 #: Actions authorised by another action's grant: retrying a task hands it to the
 #: executor again, which is what approving does, so the approvers may; deploying a
 #: shipped run is part of shipping, so those who may ship may.
-GRANTED_AS: Mapping[str, str] = {"retry": "approve", "deploy": "ship"}
+GRANTED_AS: dict[str, str] = {"retry": "approve", "deploy": "ship"}
 
 
 def grant_name(action: str) -> str:
     """The ``[permissions]`` entry that authorises ``action``."""
     return GRANTED_AS.get(action, action)
+
+
+def is_guarded(action: str) -> bool:
+    """True when ``action`` needs a permission (its own grant or another's)."""
+    return grant_name(action) in GUARDED_ACTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,17 +92,17 @@ def decide(
     planned_by: str | None = None,
 ) -> Decision:
     """May ``user_id`` (with ``roles``) do ``action``? ``planned_by``: who planned the run."""
-    if grant_name(action) not in GUARDED_ACTIONS:
+    if not is_guarded(action):
         return Decision(True)
     grant = permissions.grant(grant_name(action))
     if grant.empty:
         return Decision(
             False,
-            f"Nobody may {_VERBS[action]} yet: add Discord role or user "
+            f"Nobody may {VERBS[action]} yet: add Discord role or user "
             f"ids to `[permissions.{grant_name(action)}]` in valine.toml.",
         )
     if user_id not in grant.users and not grant.roles.intersection(roles):
-        return Decision(False, f"You may not {_VERBS[action]}. {who_may(grant)}")
+        return Decision(False, f"You may not {VERBS[action]}. {who_may(grant)}")
     if action == "approve" and permissions.prevent_self_approval and planned_by == user_id:
         return Decision(
             False,

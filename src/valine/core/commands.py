@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from valine.core.errors import ValineError
@@ -28,6 +29,15 @@ GUILD_INSTALL = (0,)
 MAX_VALUE = 100
 
 _PYTHON_TYPES: Mapping[int, type] = {OPTION_STRING: str, OPTION_INTEGER: int}
+
+
+class Need(StrEnum):
+    """A setting a command or button needs before it can do anything."""
+
+    #: The repository the service works on (``GITHUB_REPOSITORY``).
+    REPOSITORY = "repository"
+    #: A way to call GitHub (a token, or a GitHub App's id and key).
+    GITHUB_AUTH = "github_auth"
 
 
 class CommandError(ValineError):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from valine.core.authz import GUARDED_ACTIONS, Permissions, grant_name, who_may
-from valine.core.commands import COMMANDS
+from valine.core.authz import Permissions, grant_name, is_guarded, who_may
+from valine.core.commands import CommandSpec
 from valine.core.deploy import label as deploy_label
 from valine.core.models import Run, Task
 from valine.core.states import (
@@ -286,26 +286,31 @@ def ship_summary(run: Run, web_url: str) -> dict[str, Any]:
     return {"embeds": [embed], "allowed_mentions": {"parse": []}}
 
 
-def _applies(command: str) -> str:
-    """`` For a run that is `a` or `b`.`` for a command the guard table limits."""
-    if command not in set(Action):
+def _applies(action: str | None) -> str:
+    """`` For a run that is `a` or `b`.`` for an action the guard table limits."""
+    if action not in set(Action):
         return ""
-    states = ACTION_STATES[Action(command)]
+    states = ACTION_STATES[Action(action)]
     names = " or ".join(f"`{s.value}`" for s in RunState if s in states)
     return f" For a run that is {names}."
 
 
 def help_message(
-    repo: str | None, executor: str, ready_label: str, permissions: Permissions
+    repo: str | None,
+    executor: str,
+    ready_label: str,
+    permissions: Permissions,
+    commands: Sequence[tuple[CommandSpec, str | None]],
 ) -> dict[str, Any]:
-    """``/help``: the commands, who may use each, and the configuration in short."""
+    """``/help``: the ``commands`` (each with the action guarding it), who may use each,
+    and the configuration in short."""
     lines = []
-    for command in COMMANDS:
-        if grant_name(command.name) in GUARDED_ACTIONS:
-            who = who_may(permissions.grant(grant_name(command.name)))
+    for command, action in commands:
+        if action is not None and is_guarded(action):
+            who = who_may(permissions.grant(grant_name(action)))
         else:
             who = "Everyone."
-        lines.append(f"`/{command.name}` — {command.description}.{_applies(command.name)} {who}")
+        lines.append(f"`/{command.name}` — {command.description}.{_applies(action)} {who}")
     lines += [
         "",
         f"Repository: `{repo or 'not configured'}` · executor: `{executor}` · "

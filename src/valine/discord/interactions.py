@@ -127,6 +127,19 @@ class Interaction(NamedTuple):
             data=payload.get("data") or {},
         )
 
+    def fields(self) -> dict[str, Any]:
+        """The fields the use cases read (and a plan job keeps to answer later)."""
+        return {
+            "id": self.id,
+            "application_id": self.application_id,
+            "token": self.token,
+            "channel_id": self.channel_id,
+            "guild_id": self.guild_id,
+            "user_id": self.user_id,
+            "user_name": self.user_name,
+            "roles": list(self.roles),
+        }
+
 
 class InteractionHandlers(Protocol):
     """What answers verified interactions (the use cases, in production)."""

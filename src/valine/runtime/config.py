@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from valine.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from valine.core.commands import Need
     from valine.core.policy import Policy
 
 DEFAULT_STORE = "sqlite:///.valine/valine.db"
@@ -123,6 +124,19 @@ class Settings(NamedTuple):
         if not self.github_token and not (self.github_app_id and self.github_app_private_key):
             absent.append("GITHUB_TOKEN (or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY)")
         return absent
+
+    def unmet(self, needs: Collection[Need]) -> list[str]:
+        """The settings missing for ``needs`` (a command's), named as ``missing()`` names them."""
+        from valine.core.commands import Need
+
+        lacking = []
+        if Need.REPOSITORY in needs and not self.github_repository:
+            lacking.append("GITHUB_REPOSITORY")
+        if Need.GITHUB_AUTH in needs and not (
+            self.github_token or (self.github_app_id and self.github_app_private_key)
+        ):
+            lacking.append("GITHUB_TOKEN (or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY)")
+        return lacking
 
     def secret_values(self) -> list[str]:
         """The values of every secret setting, for log redaction."""

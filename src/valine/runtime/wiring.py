@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from valine.app import App, Route
 from valine.core.errors import ConfigurationError
-from valine.discord.interactions import DiscordEndpoint, ephemeral
+from valine.discord.interactions import DiscordEndpoint
 from valine.http import Request, Response, json_response
 from valine.runtime.config import Settings
 
@@ -35,18 +35,6 @@ _AWS_LOCK = threading.Lock()
 #: How long an interaction id is remembered: past it, its timestamp is out of the
 #: 5-minute replay window anyway.
 SEEN_TTL = 900.0
-
-#: Which settings each command needs before it can do anything.
-_COMMAND_NEEDS = {
-    "plan": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
-    "status": ("GITHUB_REPOSITORY",),
-    "approve": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
-    "ship": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
-    "cancel": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
-    "retry": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
-    "deploy": ("GITHUB_REPOSITORY", "GITHUB_TOKEN"),
-    "digest": ("GITHUB_REPOSITORY",),
-}
 
 
 class Services:
@@ -246,53 +234,18 @@ class Services:
 
         return discord_client(self.settings)
 
-    def _refusal(self, name: str) -> dict[str, Any] | None:
-        missing = [
-            m
-            for m in self.settings.missing()
-            for need in _COMMAND_NEEDS.get(name, ())
-            if m.startswith(need)
-        ]
-        if not missing:
-            return None
-        names = ", ".join(dict.fromkeys(missing))
-        return ephemeral(
-            f"`/{name}` cannot run: the service is missing {names}. "
-            "Set it in the environment or .env and restart."
-        )
-
     def answer_command(self, interaction: Interaction, command: Command) -> dict[str, Any]:
-        """Answer a verified slash command through the use cases."""
-        refusal = self._refusal(command.name)
-        if refusal is not None:
-            return refusal
-        return self.orchestrator.answer_command(_interaction_fields(interaction), command)
+        """Hand a verified slash command to the use cases' router."""
+        return self.orchestrator.answer_command(interaction.fields(), command, self.settings.unmet)
 
     def press_button(self, interaction: Interaction, custom_id: str) -> dict[str, Any]:
-        """Answer a verified button press through the same use cases."""
-        refusal = self._refusal(custom_id.partition(":")[0])
-        if refusal is not None:
-            return refusal
-        return self.orchestrator.press_button(_interaction_fields(interaction), custom_id)
+        """Hand a verified button press to the same router."""
+        return self.orchestrator.press_button(interaction.fields(), custom_id, self.settings.unmet)
 
     def autocomplete(self, interaction: Interaction, focused: str, value: str) -> list[str]:
-        """Run ids for a ``run_id`` option, from stored state (no GitHub call).
-
-        Nothing outside the served server (``[discord] guild_ids``).
-        """
-        if not self.settings.github_repository:
-            return []
-        if not self.orchestrator.in_scope(_interaction_fields(interaction)):
-            return []
-        if focused == "issue":
-            options = interaction.data.get("options") or []
-            run_id = next(
-                (str(o.get("value", "")) for o in options if o.get("name") == "run_id"), ""
-            )
-            return self.orchestrator.retry_choices(run_id, value)
-        if focused != "run_id":
-            return []
-        return self.orchestrator.run_id_choices(value)
+        """Suggestions for a ``run_id`` or ``issue`` option, from the use cases."""
+        options = interaction.data.get("options") or []
+        return self.orchestrator.autocomplete(interaction.fields(), focused, value, options)
 
     def first_time(self, interaction: Interaction) -> bool:
         """True the first time this interaction id is seen (remembered SEEN_TTL seconds)."""
@@ -382,16 +335,3 @@ def web_url(api_url: str) -> str:
     if api_url == "https://api.github.com":
         return "https://github.com"
     return api_url.removesuffix("/api/v3")
-
-
-def _interaction_fields(interaction: Interaction) -> dict[str, Any]:
-    return {
-        "id": interaction.id,
-        "application_id": interaction.application_id,
-        "token": interaction.token,
-        "channel_id": interaction.channel_id,
-        "guild_id": interaction.guild_id,
-        "user_id": interaction.user_id,
-        "user_name": interaction.user_name,
-        "roles": list(interaction.roles),
-    }

@@ -17,20 +17,27 @@ One module per concern, combined here into :class:`Orchestrator`:
 
 * ``base`` -- job kinds, limits, ``Actor``, and ``UseCaseBase`` (the ports, the
   conditional save and the helpers several concerns share);
-* ``interactions`` -- slash commands, buttons, authorisation, ``/status``;
-* ``planning`` -- the plan job; ``execution`` -- start, relabel, dispatch;
+* ``router`` -- the one router of commands and buttons: each concern module registers
+  its handlers there (``ROUTES``) with their permission and settings, combined below
+  into :data:`ROUTER`; ``commanding`` -- the gate, authorisation and audited save every
+  command shares;
+* ``interactions`` -- approve, cancel, retry, ``/status``, ``/help``, autocomplete;
+* ``planning`` -- ``/plan`` and the plan job; ``execution`` -- start, relabel, dispatch;
 * ``tracking`` -- webhook deliveries and the reconcile;
-* ``shipping`` -- the ship, cancel and release jobs; ``notifications`` -- the run's message;
-* ``deploying`` -- the deploy workflow after ship; ``rhythm`` -- the scheduled plan,
-  the reminder and the digest;
+* ``shipping`` -- ``/ship``, its buttons, the ship, cancel and release jobs;
+  ``notifications`` -- the run's message;
+* ``deploying`` -- ``/deploy`` and the deploy workflow after ship; ``rhythm`` -- the
+  scheduled plan, the reminder and ``/digest``;
 * ``failures`` -- jobs that failed for good.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from valine.core.commands import Command, Need
+from valine.usecases import deploying, interactions, planning, rhythm, shipping
 from valine.usecases.base import (
     CANCEL,
     CLAIM_TIMEOUT,
@@ -56,6 +63,7 @@ from valine.usecases.interactions import InteractionsMixin
 from valine.usecases.notifications import NotificationsMixin
 from valine.usecases.planning import PlanningMixin
 from valine.usecases.rhythm import ScheduleMixin
+from valine.usecases.router import Router
 from valine.usecases.shipping import ShippingMixin
 from valine.usecases.tracking import TrackingMixin
 
@@ -70,6 +78,7 @@ __all__ = [
     "RECONCILE",
     "RECONCILE_EVERY",
     "RELEASE",
+    "ROUTER",
     "SCHEDULE",
     "SHIP",
     "START",
@@ -79,6 +88,16 @@ __all__ = [
     "UseCaseBase",
     "ephemeral",
 ]
+
+
+#: Every command and button, as the concern modules registered them.
+ROUTER = Router().include(
+    planning.ROUTES, interactions.ROUTES, shipping.ROUTES, deploying.ROUTES, rhythm.ROUTES
+)
+
+
+def _nothing_unmet(needs: Collection[Need]) -> list[str]:
+    return []
 
 
 class Orchestrator(
@@ -91,7 +110,28 @@ class Orchestrator(
     NotificationsMixin,
     FailuresMixin,
 ):
-    """The product's use cases over the ports."""
+    """The product's use cases over the ports (of one repository)."""
+
+    def answer_command(
+        self,
+        interaction: Mapping[str, Any],
+        command: Command,
+        unmet: Callable[[Collection[Need]], list[str]] = _nothing_unmet,
+    ) -> dict[str, Any]:
+        """Answer a schema-checked slash command within Discord's 3 seconds.
+
+        ``unmet`` names the settings of a command's needs that are missing.
+        """
+        return ROUTER.answer_command(self, interaction, command, unmet)
+
+    def press_button(
+        self,
+        interaction: Mapping[str, Any],
+        custom_id: str,
+        unmet: Callable[[Collection[Need]], list[str]] = _nothing_unmet,
+    ) -> dict[str, Any]:
+        """Answer a button press (``action:run_id…``) through the same use cases."""
+        return ROUTER.press(self, interaction, custom_id, unmet)
 
     def job_handlers(self) -> dict[str, Callable[[dict[str, Any]], None]]:
         """Every background job this orchestrator runs, by kind."""

@@ -5,7 +5,8 @@ the same conditional save that makes it ``shipped``, and a deploy job. The job *
 the dispatch in a conditional write before sending it (like the executor's dispatch),
 so two copies of the job, a redelivered webhook or a restart never dispatch twice.
 ``workflow_run`` webhooks and the reconcile move the deployment on; ``/deploy`` starts
-one more attempt. The run stays ``shipped`` whatever the deployment does.
+one more attempt (registered here with its permission). The run stays ``shipped``
+whatever the deployment does.
 """
 
 from __future__ import annotations
@@ -15,21 +16,36 @@ from dataclasses import replace
 from typing import Any
 
 from valine.core import deploy as deploying
-from valine.core.errors import GitHubUnavailable, NotFound
+from valine.core.errors import GitHubUnavailable, NotFound, QueueUnavailable, RunConflict
 from valine.core.models import Deployment, Run, WorkflowRun, apply_deploy_event
 from valine.core.policy import deploy_inputs
-from valine.core.states import DEPLOY_DONE, DeployEvent, DeployState, RunState, TaskState
+from valine.core.states import (
+    DEPLOY_DONE,
+    Action,
+    DeployEvent,
+    DeployState,
+    RunState,
+    TaskState,
+    allowed_actions,
+)
 from valine.logs import log_context
 from valine.ports import GitHubError
 from valine.usecases.base import (
     CLAIM_TIMEOUT,
     DEPLOY,
     STALL_AFTER,
-    UseCaseBase,
+    Actor,
+    _public,
+    ephemeral,
     incident,
     log,
     wait_for_live_claim,
 )
+from valine.usecases.commanding import CommandingBase
+from valine.usecases.router import GITHUB, Call, Router
+
+#: The command of this module.
+ROUTES = Router()
 
 #: How many recent runs a ``workflow_run`` delivery or the reconcile looks through.
 RECENT = 10
@@ -44,8 +60,53 @@ def deploy_key(run_id: str, attempt: int) -> str:
     return f"{DEPLOY}:{run_id}:{attempt}"
 
 
-class DeployingMixin(UseCaseBase):
+class DeployingMixin(CommandingBase):
     """Dispatch a shipped run's deployment once and track it to its conclusion."""
+
+    def redeploy(self, run_id: str, actor: Actor) -> dict[str, Any]:
+        """``/deploy``: dispatch a shipped run's deploy workflow once more.
+
+        Authorised like ship and audited. Accepted for a shipped run whose deployment
+        is not in flight (failed, deployed, or none yet); the new attempt is saved in
+        one conditional write and its job enqueued under the attempt's key, so a
+        second ``/deploy`` finds the attempt in flight and is refused.
+        """
+        run = self._permitted_run(actor, "deploy", run_id)
+        if not isinstance(run, Run):
+            return run
+        if not self.policy.ship.deploy_workflow:
+            self._audit(actor, "deploy", "refused: no deploy workflow", run_id)
+            return ephemeral(
+                "No deployment is configured: set `[ship] deploy_workflow` in valine.toml."
+            )
+        if Action.DEPLOY not in allowed_actions(run.state):
+            self._audit(actor, "deploy", f"refused: run is {run.state.value}", run_id)
+            return ephemeral(
+                f"Run `{run_id}` is `{run.state.value}`: only a shipped run can be deployed."
+            )
+        if run.deploy is not None and run.deploy.state not in DEPLOY_DONE:
+            self._audit(actor, "deploy", "refused: deployment in flight", run_id)
+            return ephemeral(
+                f"Run `{run_id}`'s deployment (attempt {run.deploy.attempt}) is "
+                f"`{run.deploy.state.value}`: wait for its outcome."
+            )
+        now = self.clock.now()
+        try:
+            saved = self.store.save_run(self.start_deployment(run, now, actor.user_id))
+        except RunConflict:
+            self._audit(actor, "deploy", "refused: lost a race", run_id)
+            return ephemeral(f"Run `{run_id}` changed at the same moment; try again.")
+        assert saved.deploy is not None
+        self._audit(actor, "deploy", f"ok: attempt {saved.deploy.attempt}", run_id)
+        try:
+            self.enqueue_deployment(saved)
+        except QueueUnavailable as exc:
+            log.error("enqueue of the deployment failed (the reconcile retries): %s", exc)
+        self.notify(saved)
+        return _public(
+            f"🚀 <@{actor.user_id}> is deploying run `{run_id}` again "
+            f"(attempt {saved.deploy.attempt}, `{saved.deploy.workflow}`)."
+        )
 
     def start_deployment(self, run: Run, now: float, requested_by: str | None = None) -> Run:
         """``run`` with a new pending deployment attempt (the caller saves it)."""
@@ -279,3 +340,8 @@ class DeployingMixin(UseCaseBase):
         if saved is not None:
             log.warning("deployment of run %s: no conclusion in time", run_id)
             self.notify(saved)
+
+
+@ROUTES.command("deploy", action="deploy", needs=GITHUB)
+def _deploy(uc: DeployingMixin, call: Call) -> dict[str, Any]:
+    return uc.redeploy(call.run_id, call.actor)

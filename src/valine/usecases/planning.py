@@ -1,4 +1,5 @@
-"""The plan job: read the ready issues, store a planned run, answer the deferred /plan."""
+"""``/plan``: defer, then the plan job reads the ready issues, stores a planned run and
+answers the deferred interaction with it."""
 
 from __future__ import annotations
 
@@ -10,11 +11,38 @@ from valine.core.errors import ActiveRunExists, GitHubUnavailable, NotFound, Run
 from valine.core.models import Run, new_run_id
 from valine.core.planner import plan_tasks
 from valine.ports import GitHubError
-from valine.usecases.base import UseCaseBase, incident, log
+from valine.usecases.base import CHANNEL_MESSAGE, DEFERRED, PLAN, Actor, incident, log
+from valine.usecases.commanding import CommandingBase
+from valine.usecases.router import GITHUB, Call, Router
+
+#: The commands of this module.
+ROUTES = Router()
 
 
-class PlanningMixin(UseCaseBase):
-    """``/plan`` in the background: the one use case that creates a run."""
+class PlanningMixin(CommandingBase):
+    """``/plan`` and its job: the one use case that creates a run."""
+
+    def request_plan(self, interaction: Mapping[str, Any], actor: Actor) -> dict[str, Any]:
+        """``/plan``: show the active run, or defer and plan in a job."""
+        refusal = self._refusal(actor, "plan", None)
+        if refusal is not None:
+            return refusal
+        active = self.store.active_run(self.repo)
+        if active is not None:
+            message = render.run_message(active, self.web_url)
+            message["content"] = (
+                f"Run `{active.run_id}` is still {active.state.value}: "
+                "finish or `/cancel` it before planning another."
+            )
+            return {"type": CHANNEL_MESSAGE, "data": message}
+        job = {
+            "interaction": dict(interaction),
+            "actor": actor.user_id,
+            "received_at": self.clock.now(),
+        }
+        self.queue.enqueue(PLAN, job, dedupe_key=f"interaction:{interaction['id']}")
+        self._audit(actor, "plan", "accepted", None)
+        return {"type": DEFERRED}
 
     def run_plan_job(self, job: dict[str, Any]) -> None:
         """Read the ready issues, store a planned run, and turn the deferred answer into it."""
@@ -123,3 +151,8 @@ class PlanningMixin(UseCaseBase):
 
     def _edit_original(self, ref: Mapping[str, str], message: dict[str, Any]) -> None:
         self.discord.edit_original(ref["application_id"], ref["token"], message)
+
+
+@ROUTES.command("plan", action="plan", needs=GITHUB)
+def _plan(uc: PlanningMixin, call: Call) -> dict[str, Any]:
+    return uc.request_plan(call.interaction, call.actor)

@@ -28,6 +28,10 @@ from valine.ports import DiscordError
 from valine.usecases.base import CHANNEL_MESSAGE, UseCaseBase, log
 from valine.usecases.notifications import NotificationsMixin
 from valine.usecases.planning import PlanningMixin
+from valine.usecases.router import READS, Call, Router
+
+#: The command of this module.
+ROUTES = Router()
 
 #: How long a slot's claim (the digest's) is kept: longer than any retry.
 SLOT_TTL = 7 * 24 * 3600.0
@@ -161,3 +165,8 @@ class ScheduleMixin(PlanningMixin, NotificationsMixin, DigestMixin):
             log.error("the digest of slot %s could not be posted: %s", int(slot), exc)
             return
         log.info("digest of slot %s posted", int(slot))
+
+
+@ROUTES.command("digest", needs=READS)
+def _digest(uc: DigestMixin, call: Call) -> dict[str, Any]:
+    return uc.digest_answer()

@@ -1,5 +1,6 @@
-"""Ending a run on GitHub: the ship job (merge, merge queue, close the issues, finish),
-the cancel job and the release job of a failed run (issues back to ready)."""
+"""Ending a run on GitHub: ``/ship`` and its buttons (Ship asks, Confirm ships), the ship
+job (merge, merge queue, close the issues, finish), the cancel job and the release job
+of a failed run (issues back to ready)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from dataclasses import replace
 from typing import Any
 
 from valine.core import render, tracking
+from valine.core.errors import NotFound
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
 from valine.core.states import (
     TASK_TERMINAL,
+    Action,
     RunEvent,
     RunState,
     StampedStep,
@@ -27,18 +30,86 @@ from valine.ports import (
 )
 from valine.usecases.base import (
     CANCEL,
+    CHANNEL_MESSAGE,
     CLAIM_TIMEOUT,
+    EPHEMERAL,
+    SHIP,
+    Actor,
     _with_task,
+    ephemeral,
     incident,
     labelling_since,
     log,
     to_release,
 )
+from valine.usecases.commanding import states_of, wrong_state
 from valine.usecases.deploying import DeployingMixin
+from valine.usecases.router import GITHUB, Call, Router
+
+#: The command and buttons of this module.
+ROUTES = Router()
 
 
 class ShippingMixin(DeployingMixin):
     """Merge the green pull requests and close their issues; or release a cancelled run."""
+
+    def ship(self, run_id: str, actor: Actor) -> dict[str, Any]:
+        """``/ship``: ready_to_ship (or ship_failed) -> shipping, then a job merges."""
+        now = self.clock.now()
+
+        def decide(run: Run) -> Run:
+            run = apply_run_event(run, RunEvent.SHIP, now, reason=None)
+            return replace(run, tasks=tuple(_forget_dequeue(t) for t in run.tasks))
+
+        return self._transition_from_discord(
+            run_id,
+            actor,
+            action="ship",
+            allowed=states_of(Action.SHIP),
+            decide=decide,
+            job_kind=SHIP,
+            announcement="🚀 Shipping run `{id}` for <@{user}>: merging {n} pull request(s).",
+        )
+
+    def confirm_ship(self, run_id: str, actor: Actor) -> dict[str, Any]:
+        """The Ship button: check everything ``/ship`` checks, then ask for confirmation."""
+        refusal = self._refusal(actor, "ship", None, run_id)
+        if refusal is not None:
+            return refusal
+        try:
+            run = self.store.get_run(run_id)
+        except NotFound:
+            return ephemeral(f"There is no run `{run_id}`. `/status` lists the recent runs.")
+        refusal = self._refusal(actor, "ship", run)
+        if refusal is not None:
+            return refusal
+        allowed = states_of(Action.SHIP)
+        if run.state not in allowed:
+            return ephemeral(wrong_state(run, "ship", allowed))
+        shippable = [t for t in run.tasks if t.state is TaskState.CHECKS_PASSED]
+        prs = ", ".join(f"#{t.pr_number}" for t in shippable)
+        return {
+            "type": CHANNEL_MESSAGE,
+            "data": {
+                "content": f"Ship run `{run_id}`? This merges {len(shippable)} pull request(s) "
+                f"({prs}) into `{self.repo}` and closes their issues.",
+                "flags": EPHEMERAL,
+                "components": [
+                    {
+                        "type": 1,
+                        "components": [
+                            {
+                                "type": 2,
+                                "style": render.BUTTON_SUCCESS,
+                                "label": "Confirm ship",
+                                "custom_id": f"ship-confirm:{run_id}",
+                            }
+                        ],
+                    }
+                ],
+                "allowed_mentions": {"parse": []},
+            },
+        }
 
     def run_ship_job(self, job: dict[str, Any]) -> None:
         """Merge every green PR at the SHA its checks passed on, then close the issues."""
@@ -370,3 +441,21 @@ def _merge_refusal(exc: GitHubError) -> str:
     if isinstance(exc, NotMergeable):
         return f"GitHub refused the merge: conflicts or branch protection (ref {ref})"
     return f"GitHub refused the merge (ref {ref})"
+
+
+def _forget_dequeue(task: Task) -> Task:
+    """A task whose merge-queue ejection no longer holds it back (a new ship attempt)."""
+    if Step.DEQUEUED not in task.steps_done:
+        return task
+    return replace(task, steps_done=tuple(s for s in task.steps_done if s != Step.DEQUEUED))
+
+
+@ROUTES.command("ship", action="ship", needs=GITHUB)
+@ROUTES.button("ship-confirm", action="ship", needs=GITHUB)
+def _ship(uc: ShippingMixin, call: Call) -> dict[str, Any]:
+    return uc.ship(call.run_id, call.actor)
+
+
+@ROUTES.button("ship", action="ship", needs=GITHUB)
+def _ask_to_ship(uc: ShippingMixin, call: Call) -> dict[str, Any]:
+    return uc.confirm_ship(call.run_id, call.actor)
