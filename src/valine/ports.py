@@ -74,6 +74,10 @@ class RunStore(Protocol):
         """Runs by most recent creation first, optionally of one repository. Uses an index."""
         ...
 
+    def recent_run_ids(self, repo: str | None = None, limit: int = 10) -> Sequence[str]:
+        """The ids of :meth:`recent_runs`, in its order, read from the index alone."""
+        ...
+
     def append_audit(self, entry: AuditEntry) -> None:
         """Add one entry to the audit trail."""
         ...

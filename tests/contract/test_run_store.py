@@ -251,6 +251,8 @@ def test_recent_runs_newest_first_with_run_id_breaking_ties(run_store: RunStore)
     run_store.create_run(make_run("r-new", created_at=T0 + 20))
     ids = [r.run_id for r in run_store.recent_runs()]
     assert ids == ["r-new", "r-c", "r-b", "r-a", "r-old"]
+    assert list(run_store.recent_run_ids()) == ids
+    assert list(run_store.recent_run_ids(REPO)) == ids
 
 
 def test_recent_runs_limit_and_default_limit(run_store: RunStore) -> None:
@@ -260,6 +262,11 @@ def test_recent_runs_limit_and_default_limit(run_store: RunStore) -> None:
     assert len(run_store.recent_runs()) == 10
     assert len(run_store.recent_runs(limit=100)) == 12
     assert list(run_store.recent_runs(limit=0)) == []
+    assert list(run_store.recent_run_ids(limit=3)) == ["r11", "r10", "r09"]
+    assert len(run_store.recent_run_ids()) == 10
+    assert list(run_store.recent_run_ids(limit=100)) == [f"r{i:02d}" for i in range(11, -1, -1)]
+    assert list(run_store.recent_run_ids(REPO, limit=0)) == []
+    assert list(run_store.recent_run_ids(limit=-1)) == []
 
 
 def test_recent_runs_of_one_repo(run_store: RunStore) -> None:
@@ -271,6 +278,9 @@ def test_recent_runs_of_one_repo(run_store: RunStore) -> None:
     assert [r.run_id for r in run_store.recent_runs(REPO)] == ["r4", "r2", "r0"]
     assert [r.run_id for r in run_store.recent_runs(OTHER_REPO, limit=2)] == ["r5", "r3"]
     assert list(run_store.recent_runs("octo/none")) == []
+    assert list(run_store.recent_run_ids(REPO)) == ["r4", "r2", "r0"]
+    assert list(run_store.recent_run_ids(OTHER_REPO, limit=2)) == ["r5", "r3"]
+    assert list(run_store.recent_run_ids("octo/none")) == []
 
 
 def test_recent_runs_return_current_versions(run_store: RunStore) -> None:
@@ -533,6 +543,10 @@ def test_sqlite_queries_are_answered_from_indexes(sqlite_db: Database) -> None:
     }
     for name in ("get_run", "active_run", "recent_runs_of_repo", "audit_trail_of_run"):
         assert plans[name].startswith("SEARCH "), (name, plans[name])
+    # The autocomplete's ids come from the index alone: no run row is read.
+    assert plans["recent_run_ids_of_repo"].startswith("SEARCH "), plans
+    for name in ("recent_run_ids", "recent_run_ids_of_repo"):
+        assert "USING COVERING INDEX" in plans[name], (name, plans[name])
 
 
 def _vm_steps(conn: sqlite3.Connection, read: Callable[[], object]) -> int:
@@ -561,6 +575,8 @@ def test_sqlite_status_reads_stay_flat_as_runs_accumulate(sqlite_db: Database) -
         "active_run": lambda: store.active_run(REPO),
         "recent_runs": lambda: store.recent_runs(limit=10),
         "recent_runs_of_repo": lambda: store.recent_runs(REPO, limit=10),
+        "recent_run_ids": lambda: store.recent_run_ids(limit=20),
+        "recent_run_ids_of_repo": lambda: store.recent_run_ids(REPO, limit=20),
         "audit_trail": lambda: store.audit_trail(limit=10),
         "audit_trail_of_run": lambda: store.audit_trail("app-0005", limit=10),
     }

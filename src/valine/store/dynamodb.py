@@ -177,6 +177,44 @@ def _run_item(run: Run) -> Item:
     return item
 
 
+def run_items(run: Run) -> list[Item]:
+    """The items that hold ``run`` (at its ``version``): the run, and its lock while active.
+
+    What :meth:`DynamoRunStore.create_run` writes (the benchmark's fill writes the same).
+    """
+    items = [_run_item(run)]
+    if run.active:
+        items.append(_lock_item(run))
+    return items
+
+
+def _lock_item(run: Run) -> Item:
+    return {"run_id": _s(lock_key(run.repo)), "holder": _s(run.run_id)}
+
+
+def audit_items(entry: AuditEntry, sequence: int) -> list[Item]:
+    """The items of one audit entry: in partition ``all`` and, if it names a run, the run's.
+
+    ``sequence`` orders entries with the same ``at`` (the order of appending).
+    """
+    sk = f"{sortable(entry.at)}#{sequence:020d}#{uuid.uuid4().hex[:8]}"
+    item: Item = {
+        "sk": _s(sk),
+        "at": exact_number(entry.at),
+        "actor": _s(entry.actor),
+        "action": _s(entry.action),
+        "outcome": _s(entry.outcome),
+    }
+    if entry.run_id is not None:
+        item["run_id"] = _s(entry.run_id)
+    if entry.detail is not None:
+        item["detail"] = _s(entry.detail)
+    partitions = [AUDIT_ALL]
+    if entry.run_id is not None:
+        partitions.append(f"run#{entry.run_id}")
+    return [{**item, "pk": _s(pk)} for pk in partitions]
+
+
 def _decode_run(item: Item) -> Run:
     """The run an item describes; the ``version`` attribute is authoritative."""
     data = json.loads(item["doc"]["S"])
@@ -401,6 +439,18 @@ class DynamoRunStore:
         listed follows the index, which DynamoDB updates a moment after a write (GSIs are
         eventually consistent). A ``limit`` below 1 gives no runs.
         """
+        keys = self._recent_keys(repo, limit)
+        runs = self._batch_get(keys)
+        return [runs[run_id] for run_id in keys if run_id in runs]
+
+    @_translated
+    def recent_run_ids(self, repo: str | None = None, limit: int = 10) -> Sequence[str]:
+        """The ids of :meth:`recent_runs`, in its order: the keys-only index Query alone,
+        without the ``BatchGetItem`` of the runs (the run-id autocomplete lists 25)."""
+        return self._recent_keys(repo, limit)
+
+    def _recent_keys(self, repo: str | None, limit: int) -> list[str]:
+        """Up to ``limit`` run ids, newest first, from ``by_time`` or ``by_repo``."""
         if limit < 1:
             return []
         if repo is None:
@@ -415,33 +465,16 @@ class DynamoRunStore:
                 "KeyConditionExpression": "repo = :r",
                 "ExpressionAttributeValues": {":r": _s(repo)},
             }
-        keys = [item["run_id"]["S"] for item in self._query(self.runs_table, query, limit)]
-        runs = self._batch_get(keys)
-        return [runs[run_id] for run_id in keys if run_id in runs]
+        return [item["run_id"]["S"] for item in self._query(self.runs_table, query, limit)]
 
     # -- audit --------------------------------------------------------------------------
 
     @_translated
     def append_audit(self, entry: AuditEntry) -> None:
         """Add one entry: to the ``all`` partition and, if it names a run, to the run's."""
-        sk = f"{sortable(entry.at)}#{_next_sequence():020d}#{uuid.uuid4().hex[:8]}"
-        item: Item = {
-            "sk": _s(sk),
-            "at": exact_number(entry.at),
-            "actor": _s(entry.actor),
-            "action": _s(entry.action),
-            "outcome": _s(entry.outcome),
-        }
-        if entry.run_id is not None:
-            item["run_id"] = _s(entry.run_id)
-        if entry.detail is not None:
-            item["detail"] = _s(entry.detail)
-        partitions = [AUDIT_ALL]
-        if entry.run_id is not None:
-            partitions.append(f"run#{entry.run_id}")
         writes = [
-            {"Put": {"TableName": self.audit_table, "Item": {**item, "pk": _s(pk)}}}
-            for pk in partitions
+            {"Put": {"TableName": self.audit_table, "Item": item}}
+            for item in audit_items(entry, _next_sequence())
         ]
         for _ in range(TRANSACTION_TRIES):
             if self._write(writes) is None:
@@ -482,7 +515,7 @@ class DynamoRunStore:
         return {
             "Put": {
                 "TableName": self.runs_table,
-                "Item": {"run_id": _s(lock_key(run.repo)), "holder": _s(run.run_id)},
+                "Item": _lock_item(run),
                 "ConditionExpression": "attribute_not_exists(run_id)",
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }

@@ -57,6 +57,10 @@ class MeteredRunStore:
         """Recent runs, each remembered."""
         return [self._remember(run) for run in self._store.recent_runs(repo, limit)]
 
+    def recent_run_ids(self, repo: str | None = None, limit: int = 10) -> Sequence[str]:
+        """Passed through (ids only: nothing to remember)."""
+        return self._store.recent_run_ids(repo, limit)
+
     def append_audit(self, entry: AuditEntry) -> None:
         """Passed through."""
         self._store.append_audit(entry)

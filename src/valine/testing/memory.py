@@ -82,6 +82,10 @@ class MemoryRunStore:
         runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return runs[:limit]
 
+    def recent_run_ids(self, repo: str | None = None, limit: int = 10) -> Sequence[str]:
+        """The ids of :meth:`recent_runs`, in its order."""
+        return [run.run_id for run in self.recent_runs(repo, limit)]
+
     def append_audit(self, entry: AuditEntry) -> None:
         """Add one entry to the audit trail."""
         with self._lock:

@@ -168,12 +168,12 @@ class InteractionsMixin(CommandingBase):
     def run_id_choices(self, typed: str, limit: int = 25) -> list[str]:
         """Run ids matching what the user typed: the active run first, then the newest."""
         active = self.store.active_run(self.repo)
-        recent = self.store.recent_runs(self.repo, limit=limit)
-        ordered = ([active] if active else []) + [
-            r for r in recent if not active or r.run_id != active.run_id
+        recent = self.store.recent_run_ids(self.repo, limit=limit)
+        ordered = ([active.run_id] if active else []) + [
+            run_id for run_id in recent if not active or run_id != active.run_id
         ]
         typed = typed.strip().lower()
-        return [r.run_id for r in ordered if typed in r.run_id.lower()][:limit]
+        return [run_id for run_id in ordered if typed in run_id.lower()][:limit]
 
     def help_answer(self, offered: Sequence[tuple[CommandSpec, str | None]]) -> dict[str, Any]:
         """``/help``: the ``offered`` commands (each with the action guarding it), who may
