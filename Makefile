@@ -12,7 +12,7 @@ OPENAPI := $(MATERIAL)/api.github.com.json
 DYNAMODB := .cache/dynamodb
 DYNAMODB_STAMP := $(DYNAMODB)/.installed
 
-.PHONY: install material aws-local run test lint typecheck contracts unit bench demo diagram clean proving-ground proving-quick
+.PHONY: install material aws-local run test lint typecheck contracts unit bench bench-record demo diagram clean proving-ground proving-quick
 
 install: $(INSTALLED)
 
@@ -75,6 +75,12 @@ proving-quick: install material aws-local
 
 bench: install material
 	$(BIN)/python bench/run.py
+
+# The run of record (docs/benchmarks.md): every row, the scale rows included, and the
+# figures as JSON in .cache/bench-record.json. Within 8 minutes once the scale stores are
+# cached (.cache/bench-scale; the first DynamoDB Local fill takes about half an hour).
+bench-record: install material aws-local
+	$(BIN)/python bench/run.py --scale --json .cache/bench-record.json
 
 # docs/reliability.md: whole runs under duplicates, races, SIGKILLs and platform faults.
 # PROVING_QUICK=1 for small counts, PROVING_SEED=N for another draw.

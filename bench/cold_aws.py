@@ -1,0 +1,196 @@
+"""The AWS side of the cold-start rows: a deferred command through the Discord Lambda.
+
+A deferred ``/plan`` on Lambda verifies the signature, checks the interaction id and the
+caller's rate limit, reads the active run, records the dedupe key and the audit entry and
+sends the job: DynamoDB, SQS and (for the secret settings) Secrets Manager. To time that
+honestly the fresh process talks to real servers on loopback, each in its own process:
+
+* **DynamoDB Local** (AWS's own implementation, ``make aws-local``), in memory, with the
+  deployment's tables (``valine.runtime.aws_tables``);
+* **moto's server** (``moto_server``, a dev dependency) for SQS (the JSON protocol boto3
+  speaks) and Secrets Manager, the job queue, its dead-letter queue and the secret.
+
+The floor of that row is a fresh interpreter that imports PyNaCl, verifies one signature,
+builds one boto3 DynamoDB client and makes one ``PutItem`` on the same DynamoDB Local.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from scale import _dynamodb_folder, _free_port, dynamodb_client, dynamodb_local
+
+PREFIX = "valine-orchestrator-bench"
+REGION = "us-west-2"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": REGION,
+}
+MOTO_START_TIMEOUT = 30.0
+
+#: The floor of a deferred command: interpreter + PyNaCl verify + one boto3 client, one call.
+COLD_FLOOR_BOTO3 = """\
+import os, sys, uuid
+from nacl.signing import VerifyKey
+VerifyKey(bytes.fromhex(os.environ["BENCH_KEY"])).verify(
+    os.environ["BENCH_TIMESTAMP"].encode() + sys.stdin.buffer.read(),
+    bytes.fromhex(os.environ["BENCH_SIGNATURE"]),
+)
+import boto3
+client = boto3.client("dynamodb")
+client.put_item(TableName=os.environ["BENCH_TABLE"],
+                Item={"dedupe_key": {"S": "floor#" + uuid.uuid4().hex}})
+"""
+
+#: The Discord function answering one deferred command (type 5 means deferred).
+COLD_LAMBDA_DEFERRED = """\
+import json, sys
+from valine.runtime.lambda_handlers import discord_handler
+result = discord_handler(json.load(sys.stdin), None)
+ok = result["statusCode"] == 200 and json.loads(result["body"]) == {"type": 5}
+sys.exit(0 if ok else f"unexpected answer: {result}")
+"""
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """``moto_server`` in its own process on a free loopback port; yields the endpoint."""
+    import boto3
+
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        probe = boto3.client(
+            "sqs",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        deadline = time.monotonic() + MOTO_START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise SystemExit("bench: moto_server exited at start")
+            try:
+                probe.list_queues()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise SystemExit("bench: moto_server did not answer") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def local_aws(workdir: Path) -> Iterator[dict[str, str]]:
+    """DynamoDB Local and moto's server with a deployment's tables, queues and secret.
+
+    Yields the environment of a Discord function configured against them (as the SAM
+    template configures it on AWS, endpoints aside).
+    """
+    import boto3
+
+    from valine.runtime.aws_tables import create_tables
+
+    data = Path(tempfile.mkdtemp(prefix="valine-cold-ddb-", dir=workdir))
+    with dynamodb_local(data) as dynamodb, moto_server() as moto:
+        create_tables(dynamodb_client(dynamodb), PREFIX)
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=moto,
+            region_name=REGION,
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        dead = sqs.create_queue(QueueName=f"{PREFIX}-dlq")["QueueUrl"]
+        queue = sqs.create_queue(QueueName=f"{PREFIX}-jobs")["QueueUrl"]
+        secrets = boto3.client(
+            "secretsmanager",
+            endpoint_url=moto,
+            region_name=REGION,
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        arn = secrets.create_secret(
+            Name=f"{PREFIX}/secret",
+            SecretString=json.dumps(
+                {
+                    "GITHUB_TOKEN": "bench-token-never-sent",
+                    "DISCORD_BOT_TOKEN": "bench-bot-token-never-sent",
+                }
+            ),
+        )["ARN"]
+        rules = workdir / "cold-aws.toml"
+        rules.write_text(
+            '[permissions.plan]\nroles = ["7"]\n[discord]\nguild_ids = ["4"]\nrate_limit = 1000\n'
+        )
+        yield {
+            **CREDENTIALS,
+            "AWS_ENDPOINT_URL_DYNAMODB": dynamodb,
+            "AWS_ENDPOINT_URL_SQS": moto,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "GITHUB_REPOSITORY": "bench/repo",
+            "VALINE_CONFIG": str(rules),
+            "VALINE_STORE": f"dynamodb://{PREFIX}",
+            "VALINE_QUEUE_URL": queue,
+            "VALINE_DEAD_LETTER_URL": dead,
+            "VALINE_SECRETS_ARN": arn,
+            "BENCH_TABLE": f"{PREFIX}-dedupe",
+        }
+
+
+def available() -> bool:
+    """True when DynamoDB Local (``make aws-local``), Java and ``moto_server`` are here."""
+    try:
+        _dynamodb_folder()
+    except SystemExit:
+        return False
+    moto = Path(sys.executable).with_name("moto_server")
+    return shutil.which("java") is not None and moto.is_file()
+
+
+def plan_body() -> bytes:
+    """A ``/plan`` interaction with fresh ids (each run is a new interaction)."""
+    document: dict[str, Any] = {
+        "id": str(uuid.uuid4().int)[:18],
+        "application_id": "1100000000000000000",
+        "type": 2,
+        "token": "bench-token-" + uuid.uuid4().hex,
+        "version": 1,
+        "member": {"user": {"id": str(uuid.uuid4().int)[:17], "username": "bench"}, "roles": ["7"]},
+        "channel_id": "3",
+        "guild_id": "4",
+        "data": {"id": "5", "name": "plan", "type": 1, "options": []},
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def environment_keys() -> tuple[str, ...]:
+    """Variables a cold process must not inherit (they could point boto3 elsewhere)."""
+    return tuple(k for k in os.environ if k.startswith("AWS_"))
