@@ -850,9 +850,8 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
-        "uvicorn": _version("uvicorn"),
+        "granian": _version("granian"),
         "uvloop": _version("uvloop"),
-        "httptools": _version("httptools"),
         "pynacl": _version("pynacl"),
     }
 
@@ -878,8 +877,8 @@ def table(
         + ("  (--quick)" if args.quick else ""),
         f"machine: {info['nproc']} CPU  {info['cpu']}  Linux {info['kernel']}  load average "
         f"{_load(info.get('loadavg_start'))} at start, {_load(info.get('loadavg_end'))} at end",
-        f"python {info['python']}  sqlite {info['sqlite']}  uvicorn {info['uvicorn']}  "
-        f"uvloop {info['uvloop']}  httptools {info['httptools']}  pynacl {info['pynacl']}",
+        f"python {info['python']}  sqlite {info['sqlite']}  granian {info['granian']}  "
+        f"uvloop {info['uvloop']}  pynacl {info['pynacl']}",
         "",
     ]
     header = f"{'benchmark':<34} {'c':>3} {'n':>8} {'p50':>10} {'p99':>10} {'max':>10} "
@@ -924,7 +923,7 @@ def table(
     lines += [
         "",
         "in-process: App.handle wall time per call (perf_counter_ns), one thread, SQLite WAL.",
-        f"server: valine serve (1 process, uvicorn + uvloop + httptools, "
+        f"server: valine serve (1 process, Granian (RSGI) + uvloop, "
         f"{server['workers']} worker threads) on loopback, c={CONCURRENCY}, "
         "closed loop; latency is send to last response byte.",
     ]

@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "src" / "requirements.txt"
 #: Runtime dependencies the Lambda functions never import (the local server's).
-LOCAL_ONLY = frozenset({"uvicorn", "httptools", "uvloop", "python-dotenv"})
+LOCAL_ONLY = frozenset({"granian", "uvloop", "python-dotenv"})
 #: The Lambda platform the markers are evaluated for (template.yaml: python3.11, arm64).
 LAMBDA_ENV = {
     "python_version": "3.11",

@@ -118,7 +118,7 @@ def configure(
     stream: TextIO | None = None,
     log_format: str = "auto",
 ) -> None:
-    """Send the ``valine`` and ``uvicorn`` loggers to ``stream`` (default stderr).
+    """Send the ``valine`` logger, and the HTTP server's errors, to ``stream`` (stderr).
 
     ``log_format`` "json" or "text" forces a format; "auto" writes text when ``stream``
     is a terminal and JSON lines otherwise (always on Lambda).
@@ -127,12 +127,14 @@ def configure(
     text = log_format == "text" or (log_format == "auto" and _is_terminal(out))
     handler = logging.StreamHandler(out)
     handler.setFormatter(TextFormatter(secrets) if text else JsonFormatter(secrets))
-    for name in ("valine", "uvicorn", "uvicorn.error"):
+    # Granian's own logger: its errors only (it warns at every start that embedding it
+    # is "experimental"); its access log is never on.
+    for name, at in (("valine", level.upper()), ("_granian", "ERROR")):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
-        logger.setLevel(level.upper())
+        logger.setLevel(at)
         logger.propagate = False
-    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("granian.access").disabled = True
 
 
 def _is_terminal(stream: TextIO) -> bool:

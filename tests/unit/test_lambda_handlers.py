@@ -591,7 +591,7 @@ def test_importing_the_handlers_loads_no_aws_or_http_client() -> None:
     """Nor graphql-core or the stand-ins: the testing kit stays off the Lambda path."""
     code = (
         "import sys, valine.runtime.lambda_handlers\n"
-        "print(sorted(m for m in ('boto3', 'botocore', 'httpx', 'uvicorn', 'gidgethub',"
+        "print(sorted(m for m in ('boto3', 'botocore', 'httpx', 'granian', 'gidgethub',"
         " 'graphql', 'valine.testing', 'cronsim') if m in sys.modules))"
     )
     done = subprocess.run(
@@ -608,7 +608,7 @@ def test_a_ping_loads_no_aws_or_http_client(tmp_path: Path) -> None:
         "import json, sys\n"
         "from valine.runtime.lambda_handlers import discord_handler\n"
         "result = discord_handler(json.loads(sys.stdin.read()), None)\n"
-        "loaded = [m for m in ('boto3', 'botocore', 'httpx', 'uvicorn', 'gidgethub', 'sqlite3',"
+        "loaded = [m for m in ('boto3', 'botocore', 'httpx', 'granian', 'gidgethub', 'sqlite3',"
         " 'valine.metrics', 'cronsim', 'zoneinfo') if m in sys.modules]\n"
         "print(json.dumps({'status': result['statusCode'], 'body': result['body'],"
         " 'loaded': loaded}))"

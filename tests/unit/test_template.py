@@ -381,7 +381,7 @@ def test_lambda_requirements_are_generated_from_the_pins() -> None:
     assert done.returncode == 0, done.stderr
     pinned = (ROOT / "src" / "requirements.txt").read_text()
     assert "pynacl==" in pinned
-    for absent in ("boto3", "uvicorn", "uvloop", "httptools", "python-dotenv"):
+    for absent in ("boto3", "granian", "uvloop", "python-dotenv"):
         assert f"\n{absent}==" not in pinned, f"{absent} must not be in the Lambda package"
 
 

@@ -104,13 +104,13 @@ def serve_services(services: Services, host: str, port: int) -> int:
     """``valine serve`` of ``services``: the HTTP endpoints, the workers, the reconcile."""
     from valine import logs
     from valine.queue.worker import WorkerPool
-    from valine.runtime.server import AsgiAdapter, serve
+    from valine.runtime.server import RsgiAdapter, serve
 
     settings = services.settings
     logs.configure(settings.log_level, settings.secret_values(), log_format=settings.log_format)
     services.policy  # a malformed valine.toml stops start-up, naming the key  # noqa: B018
     services.store  # opens (and if needed creates) the state store now, not on first use  # noqa: B018
-    adapter = AsgiAdapter(
+    adapter = RsgiAdapter(
         services.app(),
         max_in_flight=int(settings.max_body_in_flight),
         body_timeout=float(settings.body_timeout),

@@ -1,36 +1,71 @@
-"""The local server: an ASGI adapter around the shared :class:`~valine.app.App`.
+"""The local server: an RSGI adapter around the shared :class:`~valine.app.App`.
 
-The adapter turns an ASGI request into a :class:`~valine.http.Request` -- the same shape
-the Lambda handlers build from API Gateway events -- and calls the app. The route and
-method are decided before any body is read (404, 405); while reading, the adapter
-enforces the route's body limit (413), a cap on the bytes of all bodies being read at
-once (503 with ``Retry-After`` when it is reached) and a time limit per body (408 for a
-body that arrives too slowly). uvicorn (with httptools and uvloop) serves it; there is
-no web framework in between, because the app has three routes.
+Granian (a Rust HTTP server) serves it through RSGI, its own interface, embedded in this
+process's event loop: the HTTP parsing, keep-alive and socket I/O run in Granian's Rust
+threads, outside the interpreter lock, and only the app runs in Python. The adapter turns
+an RSGI request into a :class:`~valine.http.Request` -- the same shape the Lambda
+handlers build from API Gateway events -- and calls the app. The route and method are
+decided before any body is read (404, 405); while reading, the adapter enforces the
+route's body limit (413), a cap on the bytes of all bodies being read at once (503 with
+``Retry-After`` when it is reached) and a time limit per body (408 for a body that
+arrives too slowly). There is no web framework in between, because the app has four
+routes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+import signal
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 from valine.app import App
 from valine.http import Request, Response, error_response
 
 log = logging.getLogger("valine.server")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+
+class Headers(Protocol):
+    """What the adapter reads of an RSGI request's headers (``granian.rsgi.Headers``)."""
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every header as ``(lower-case name, value)``, repeated names included."""
+        ...
+
+
+class Scope(Protocol):
+    """What the adapter reads of an RSGI scope (``granian.rsgi.Scope``)."""
+
+    proto: str
+    method: str
+    path: str
+
+    @property
+    def headers(self) -> Headers:
+        """The request's headers."""
+        ...
+
+
+class HTTPProtocol(Protocol):
+    """The RSGI HTTP protocol object: the body as chunks, and the response."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        """The body's chunks as they arrive."""
+        ...
+
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        """Send the whole response."""
+        ...
 
 
 #: Default cap on the bytes of the request bodies being read at the same time.
 MAX_IN_FLIGHT = 64 << 20
 #: Default seconds a request body may take to arrive.
 BODY_TIMEOUT = 10.0
+#: At most this many bytes of a body refused as too large are read (and dropped) before
+#: the 413 is sent; past it the connection closes after the answer.
+DISCARD_LIMIT = 8 << 20
 
 
 class BodyTooLarge(Exception):
@@ -41,8 +76,8 @@ class TooManyBytes(Exception):
     """Reading this body would pass the cap on bytes in flight."""
 
 
-class AsgiAdapter:
-    """An ASGI 3 application serving ``app``."""
+class RsgiAdapter:
+    """An RSGI application serving ``app``."""
 
     def __init__(
         self, app: App, max_in_flight: int = MAX_IN_FLIGHT, body_timeout: float = BODY_TIMEOUT
@@ -59,48 +94,58 @@ class AsgiAdapter:
         """True while a request is being answered."""
         return self.in_flight > 0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one ASGI connection scope (HTTP; lifespan is acknowledged)."""
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["type"] != "http":
+    async def __rsgi__(self, scope: Scope, protocol: HTTPProtocol) -> None:
+        """Serve one RSGI request (HTTP only: this app has no websockets)."""
+        if scope.proto != "http":
             return
         self.in_flight += 1
         try:
-            await self._serve_http(scope, receive, send)
+            _send(protocol, await self._answer(scope, protocol))
         finally:
             self.in_flight -= 1
 
-    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refusal = self.app.refusal(scope["method"], scope["path"])
+    async def _answer(self, scope: Scope, protocol: HTTPProtocol) -> Response:
+        refusal = self.app.refusal(scope.method, scope.path)
         if refusal is not None:
-            await _send(send, refusal)
-            return
-        headers = _headers(scope)
-        limit = self.app.max_body(scope["path"])
+            return refusal
+        headers = _headers(scope.headers)
+        limit = self.app.max_body(scope.path)
         held = [0]  # bytes this request has reserved; released once, below
         try:
             declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:
                 raise BodyTooLarge
             held[0] = self._reserve(int(declared) if declared.isdigit() else 0)
-            body = await asyncio.wait_for(self._read_body(receive, limit, held), self.body_timeout)
+            async with asyncio.timeout(self.body_timeout):
+                body = await self._read_body(protocol, limit, held)
         except BodyTooLarge:
-            await _send(send, error_response(413, f"body larger than {limit} bytes"))
-            return
+            # A client that sends the whole body before reading the answer (most do) would
+            # see the connection closed under it instead of the 413: read and drop a
+            # bounded amount of the rest first.
+            await self._discard(protocol)
+            return error_response(413, f"body larger than {limit} bytes")
         except TooManyBytes:
             retry = (("retry-after", "1"),)
-            await _send(send, error_response(503, "too many bodies being read; retry", retry))
-            return
+            return error_response(503, "too many bodies being read; retry", retry)
         except TimeoutError:
             log.warning("request body took longer than %s s", self.body_timeout)
-            await _send(send, error_response(408, "the request body arrived too slowly"))
-            return
+            return error_response(408, "the request body arrived too slowly")
         finally:
             self.bytes_in_flight -= held[0]
-        request = Request(scope["method"], scope["path"], headers, body)
-        await _send(send, self.app.handle(request))
+        return self.app.handle(Request(scope.method, scope.path, headers, body))
+
+    async def _discard(self, protocol: HTTPProtocol) -> None:
+        """Read and drop the rest of a refused body: at most DISCARD_LIMIT bytes, and for at
+        most the body time limit."""
+        dropped = 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                async for chunk in protocol:
+                    dropped += len(chunk)
+                    if dropped > DISCARD_LIMIT:
+                        return
+        except (TimeoutError, RuntimeError):  # too slow, or the client went away
+            return
 
     def _reserve(self, size: int) -> int:
         """Count ``size`` more bytes in flight; TooManyBytes past the cap."""
@@ -109,62 +154,59 @@ class AsgiAdapter:
         self.bytes_in_flight += size
         return size
 
-    async def _read_body(self, receive: Receive, limit: int, held: list[int]) -> bytes:
+    async def _read_body(self, protocol: HTTPProtocol, limit: int, held: list[int]) -> bytes:
         """The body; ``held[0]`` grows as chunks pass the reservation. Raises BodyTooLarge
         or TooManyBytes."""
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
+        async for chunk in protocol:
             size += len(chunk)
             if size > limit:
                 raise BodyTooLarge
             if size > held[0]:
                 held[0] += self._reserve(size - held[0])
             chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+def _headers(raw: Headers) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for raw_name, raw_value in scope["headers"]:
-        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+    for name, value in raw.items():
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return headers
 
 
-async def _send(send: Send, response: Response) -> None:
-    headers = [(k.encode(), v.encode()) for k, v in response.headers]
-    headers.append((b"content-length", str(len(response.body)).encode()))
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
+def _send(protocol: HTTPProtocol, response: Response) -> None:
+    headers = list(response.headers)
+    headers.append(("content-length", str(len(response.body))))
+    protocol.response_bytes(response.status, headers, response.body)
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+def serve(adapter: RsgiAdapter, host: str, port: int) -> None:
+    """Serve ``adapter`` on ``host:port`` until SIGINT/SIGTERM, then stop gracefully."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is not built for Windows
+        asyncio.run(_serve(adapter, host, port))
+    else:
+        uvloop.run(_serve(adapter, host, port))
 
 
-def serve(adapter: AsgiAdapter, host: str, port: int) -> None:
-    """Serve ``adapter`` on ``host:port`` until SIGINT/SIGTERM (uvicorn handles both)."""
-    import uvicorn
+async def _serve(adapter: RsgiAdapter, host: str, port: int) -> None:
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+    from granian.server.embed import Server
 
-    config = uvicorn.Config(
+    server = Server(
         adapter,
-        host=host,
+        address=host,
         port=port,
-        log_config=None,
-        access_log=False,
-        loop="auto",
-        http="auto",
-        lifespan="on",
-        server_header=False,
+        interface=Interfaces.RSGI,
+        websockets=False,
+        log_enabled=False,
+        http1_settings=HTTP1Settings(header_read_timeout=int(adapter.body_timeout * 1000)),
     )
-    uvicorn.Server(config).run()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, server.stop)
+    await server.serve()
