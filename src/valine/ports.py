@@ -355,6 +355,14 @@ class NotMergeable(GitHubError):
     """GitHub refused the merge for another reason (conflicts, protection rules...)."""
 
 
+#: Discord's JSON error codes the product acts on.
+MISSING_ACCESS = 50001
+MISSING_PERMISSIONS = 50013
+ARCHIVED_THREAD = 50083
+THREAD_ALREADY_CREATED = 160004
+THREAD_LOCKED = 160005
+
+
 class DiscordError(ValineError):
     """Discord answered with an error that retrying will not change."""
 
@@ -363,6 +371,12 @@ class DiscordError(ValineError):
         self.status = status
         self.message = message
         self.code = code  # Discord's JSON error code, e.g. 50027 Invalid Webhook Token
+
+    @property
+    def refused(self) -> bool:
+        """The bot lacks a permission there (403 / 50001 Missing Access or 50013 Missing
+        Permissions): asking again will not help until someone grants it."""
+        return self.status == 403 and self.code in (MISSING_ACCESS, MISSING_PERMISSIONS)
 
 
 class Discord(Protocol):
@@ -387,4 +401,20 @@ class Discord(Protocol):
 
     def edit_message(self, channel_id: str, message_id: str, message: Mapping[str, Any]) -> None:
         """Edit a message the bot posted, with the bot token (no 15-minute limit)."""
+        ...
+
+    def start_thread(
+        self, channel_id: str, message_id: str, name: str, auto_archive_duration: int = ...
+    ) -> str:
+        """Start a public thread from a message; the thread's id (the message's).
+
+        Idempotent: a message that has its thread already (Discord allows one) answers
+        with that thread, so a retry after an ambiguous failure never makes a second.
+        Without Create Public Threads it raises a :class:`DiscordError` that is
+        ``refused``. Post in the thread with :meth:`create_message` and its id.
+        """
+        ...
+
+    def archive_thread(self, thread_id: str) -> None:
+        """Archive a thread the bot started (idempotent; a post unarchives it)."""
         ...

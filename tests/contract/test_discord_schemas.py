@@ -43,6 +43,11 @@ REQUEST_SCHEMAS: Mapping[tuple[str, str], str] = {
         "PATCH",
         "/channels/{channel_id}/messages/{message_id}",
     ): "MessageEditRequestPartialSchema",
+    (
+        "POST",
+        "/channels/{channel_id}/messages/{message_id}/threads",
+    ): "CreateTextThreadWithMessageRequestSchema",
+    ("PATCH", "/channels/{channel_id}"): "UpdateThreadRequestPartialSchema",
     ("PUT", "/applications/{application_id}/commands"): "ApplicationCommandUpdateRequestSchema",
     (
         "PUT",
@@ -131,6 +136,9 @@ def test_every_body_the_client_sends_matches_discords_request_schema(
         for button in shipped["components"][0]["components"]:
             button["disabled"] = True
         client.edit_message(CHANNEL, message_id, shipped)
+        thread_id = client.start_thread(CHANNEL, message_id, f"Run {RUN_ID} · octo/widgets")
+        client.create_message(thread_id, {"content": "PR #5 opened", "nonce": "n5"})
+        client.archive_thread(thread_id)
         client.register_commands(registration_payload())
         client.register_commands(registration_payload(), guild_id="1400000000000000004")
 
@@ -157,9 +165,23 @@ def test_the_standin_answers_with_discords_response_shapes(standin: DiscordStand
         client.create_message(
             CHANNEL, {**plan_message(), "nonce": "valine-r1-ready", "enforce_nonce": True}
         )
+        thread_id = client.start_thread(
+            CHANNEL, client.create_message(CHANNEL, plan_message()), "t"
+        )
+        client.create_message(thread_id, {"content": "in the thread"})
         commands = client.register_commands(registration_payload())
+    bot = {"Authorization": f"Bot {standin.bot_token}"}
+    with httpx.Client(timeout=10) as http:
+        archived = http.patch(
+            f"{standin.url}/channels/{thread_id}", headers=bot, json={"archived": True}
+        )
+        fetched = http.get(f"{standin.url}/channels/{thread_id}", headers=bot)
+    threads = [standin.threads()[0], archived.json(), fetched.json()]
     assert any(m.get("nonce") == "valine-r1-ready" for m in standin.messages())
+    assert any("thread" in m for m in standin.messages())
+    assert archived.json()["thread_metadata"]["archived"] is True
     assert_valid(validate("MessageResponseSchema", standin.messages()))
+    assert_valid(validate("ThreadResponseSchema", threads))
     assert_valid(validate("ApplicationCommandResponseSchema", commands))
 
 
@@ -176,9 +198,18 @@ def test_the_standins_errors_match_discords_error_schemas(standin: DiscordStandI
             http.get(f"{base}/channels/{CHANNEL}/messages/1"),
             http.post(f"{base}/channels/{CHANNEL}/messages", headers=bot, json={}),
         ]
+        message = http.post(
+            f"{base}/channels/{CHANNEL}/messages", headers=bot, json={"content": "x"}
+        )
+        threads = f"{base}/channels/{CHANNEL}/messages/{message.json()['id']}/threads"
+        http.post(threads, headers=bot, json={"name": "t"})
+        errors.append(http.post(threads, headers=bot, json={"name": "t"}))
+        standin.deny("create_public_threads")
+        errors.append(http.post(threads, headers=bot, json={"name": "t"}))
+        errors.append(http.post(threads, headers=bot, json={"name": ""}))
     assert limited.status_code == 429
-    assert [e.status_code for e in errors] == [401, 404, 401, 400]
-    assert [e.json()["code"] for e in errors] == [50027, 10008, 0, 50006]
+    assert [e.status_code for e in errors] == [401, 404, 401, 400, 400, 403, 403]
+    assert [e.json()["code"] for e in errors] == [50027, 10008, 0, 50006, 160004, 50013, 50013]
     assert_valid(
         validate_each(
             [("RatelimitedResponseSchema", limited.json())]

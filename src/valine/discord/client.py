@@ -43,7 +43,7 @@ from valine import __version__, metrics
 from valine.core.errors import ConfigurationError, DiscordUnavailable
 from valine.infra.http_client import RateLimitGate, backoff_delay, may_have_arrived
 from valine.logs import redact
-from valine.ports import DiscordError
+from valine.ports import THREAD_ALREADY_CREATED, DiscordError
 
 log = logging.getLogger("valine.discord.client")
 
@@ -57,11 +57,16 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 4.0
 #: Wait after a 429 that names no duration.
 DEFAULT_RETRY_AFTER = 1.0
+#: Minutes of inactivity after which a run's thread leaves the channel list (Discord
+#: takes 60, 1440, 4320 or 10080); a post brings it back.
+DEFAULT_AUTO_ARCHIVE = 1440
 
 _WEBHOOK = "/webhooks/{application_id}/{token}"
 _ORIGINAL = _WEBHOOK + "/messages/@original"
 _CHANNEL_MESSAGES = "/channels/{channel_id}/messages"
 _CHANNEL_MESSAGE = "/channels/{channel_id}/messages/{message_id}"
+_MESSAGE_THREADS = _CHANNEL_MESSAGE + "/threads"
+_CHANNEL = "/channels/{channel_id}"
 _COMMANDS = "/applications/{application_id}/commands"
 _GUILD_COMMANDS = "/applications/{application_id}/guilds/{guild_id}/commands"
 _APPLICATION = "/applications/@me"
@@ -192,6 +197,68 @@ class DiscordClient:
             f"channels/{_seg(channel_id)}/messages/{_seg(message_id)}",
             _bucket("PATCH", _CHANNEL_MESSAGE, channel_id),
             body=_encode(message),
+            bot=True,
+        )
+        self._send(call)
+
+    def start_thread(
+        self,
+        channel_id: str,
+        message_id: str,
+        name: str,
+        auto_archive_duration: int = DEFAULT_AUTO_ARCHIVE,
+    ) -> str:
+        """``POST /channels/{channel_id}/messages/{message_id}/threads``; the thread's id.
+
+        Discord allows one thread per message (the thread shares the message's id) and
+        answers a second start with 400 / 160004: then the message is read back and its
+        ``thread`` is the answer. So a start whose answer was lost is safely sent again,
+        and a start after a crash finds the thread the first attempt made.
+        """
+        call = _Call(
+            "POST",
+            _MESSAGE_THREADS,
+            f"channels/{_seg(channel_id)}/messages/{_seg(message_id)}/threads",
+            _bucket("POST", _MESSAGE_THREADS, channel_id),
+            body=_encode({"name": name[:100], "auto_archive_duration": auto_archive_duration}),
+            bot=True,
+        )
+        try:
+            return _message_id(self._send(call), call)
+        except DiscordError as exc:
+            if exc.code != THREAD_ALREADY_CREATED:
+                raise
+        log.info("discord %s: the message has its thread already; reading it", call.route)
+        return self._thread_of(channel_id, message_id)
+
+    def _thread_of(self, channel_id: str, message_id: str) -> str:
+        """The id of the thread started from a message (its ``thread`` field)."""
+        call = _Call(
+            "GET",
+            _CHANNEL_MESSAGE,
+            f"channels/{_seg(channel_id)}/messages/{_seg(message_id)}",
+            _bucket("GET", _CHANNEL_MESSAGE, channel_id),
+            bot=True,
+        )
+        body = _json(self._send(call))
+        thread = body.get("thread") if isinstance(body, dict) else None
+        if isinstance(thread, dict) and isinstance(thread.get("id"), str | int):
+            return str(thread["id"])
+        # Discord said the thread exists; it shares the message's id (Threads topic).
+        return str(message_id)
+
+    def archive_thread(self, thread_id: str) -> None:
+        """``PATCH /channels/{thread_id}`` with ``archived: true`` (idempotent).
+
+        The bot started the thread, so it may archive it without Manage Threads; a later
+        post in it unarchives it again (unless a moderator locked it).
+        """
+        call = _Call(
+            "PATCH",
+            _CHANNEL,
+            f"channels/{_seg(thread_id)}",
+            _bucket("PATCH", _CHANNEL, thread_id),
+            body=_encode({"archived": True}),
             bot=True,
         )
         self._send(call)

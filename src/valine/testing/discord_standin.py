@@ -17,6 +17,18 @@ author in the last few minutes (:attr:`DiscordStandIn.nonce_window`, 5 minutes),
 message is returned and no new one is created. Without ``enforce_nonce`` the nonce is only
 echoed back.
 
+Threads are modelled as Discord documents them (the Threads topic and *Start Thread from
+Message*): a public thread started from a message shares the message's id, one per message
+(a second start answers 400 / 160004 *A thread has already been created for this
+message*), and the message then carries the thread in its ``thread`` field. Messages
+posted to ``/channels/{thread_id}/messages`` go into the thread; posting in an archived
+thread unarchives it unless it is locked (a locked thread refuses the post, 400 / 160005
+*Thread is locked*, to a bot without Manage Threads). ``PATCH /channels/{thread_id}``
+archives or unarchives it (the bot created it, so it may). The bot's channel permissions
+are a switch (:meth:`DiscordStandIn.deny`): without Create Public Threads or Send Messages
+in Threads those requests answer 403 / 50013 *Missing Permissions*; without View Channel,
+403 / 50001 *Missing Access*.
+
 Faults are injected through :attr:`DiscordStandIn.faults` (a
 :class:`valine.testing.faults.FaultPlan`) or the short-hands
 :meth:`~DiscordStandIn.rate_limit_next`, :meth:`~DiscordStandIn.fail_next`,
@@ -51,11 +63,18 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 DEFAULT_APPLICATION_ID = "1100000000000000000"
 DEFAULT_BOT_USER_ID = "1100000000000000000"
 DEFAULT_CHANNEL_ID = "1200000000000000003"
+DEFAULT_GUILD_ID = "4"
 API_PREFIX = "/api/v10"
 EPHEMERAL = 1 << 6
 # Message types (Discord API: Message Object).
 DEFAULT_MESSAGE = 0
 CHAT_INPUT_COMMAND = 20
+#: Channel type of a thread started from a message in a text channel.
+PUBLIC_THREAD = 11
+#: The ``auto_archive_duration`` values Discord accepts (minutes).
+AUTO_ARCHIVE_DURATIONS = (60, 1440, 4320, 10080)
+#: The bot's permissions in every channel unless :meth:`DiscordStandIn.deny` took some away.
+PERMISSIONS = frozenset({"view_channel", "create_public_threads", "send_messages_in_threads"})
 
 #: (method, route template) the stand-in serves; a path matches the template's regex.
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -70,6 +89,9 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/channels/{channel_id}/messages/{message_id}"),
     ("PATCH", "/channels/{channel_id}/messages/{message_id}"),
     ("DELETE", "/channels/{channel_id}/messages/{message_id}"),
+    ("POST", "/channels/{channel_id}/messages/{message_id}/threads"),
+    ("GET", "/channels/{channel_id}"),
+    ("PATCH", "/channels/{channel_id}"),
     ("GET", "/applications/@me"),
     ("GET", "/applications/{application_id}/commands"),
     ("PUT", "/applications/{application_id}/commands"),
@@ -151,6 +173,7 @@ class DiscordStandIn:
         bot_token: str | None = None,
         bot_user_id: str = DEFAULT_BOT_USER_ID,
         interaction_channel_id: str = DEFAULT_CHANNEL_ID,
+        guild_id: str = DEFAULT_GUILD_ID,
         strict_originals: bool = False,
     ) -> None:
         self.application_id = application_id
@@ -158,6 +181,7 @@ class DiscordStandIn:
         self.bot_token = bot_token or "standin-bot-token-" + secrets.token_hex(12)
         self.bot_user_id = bot_user_id
         self.interaction_channel_id = interaction_channel_id
+        self.guild_id = guild_id
         #: When True, editing ``@original`` before :meth:`defer` answers 10008.
         self.strict_originals = strict_originals
         self._lock = threading.RLock()
@@ -168,6 +192,12 @@ class DiscordStandIn:
         self._followups: dict[str, list[str]] = {}
         self._expired: set[str] = set()
         self._commands: dict[str | None, list[dict[str, Any]]] = {}
+        #: interaction token -> the channel the interaction came from (its messages go there).
+        self._interaction_channels: dict[str, str] = {}
+        #: thread id (= the id of the message it was started from) -> the channel object.
+        self._threads: dict[str, dict[str, Any]] = {}
+        #: channel id (None: every channel) -> the permissions taken from the bot there.
+        self._denied: dict[str | None, set[str]] = {}
         #: The application's Interactions Endpoint URL (``GET /applications/@me``).
         self.interactions_endpoint_url: str | None = None
         #: Injected faults (see :mod:`valine.testing.faults`); the short-hands add to it.
@@ -241,6 +271,35 @@ class DiscordStandIn:
         with self._lock:
             self._expired.add(token)
 
+    def interaction_received(self, token: str, channel_id: str) -> None:
+        """Discord received an interaction with ``token`` in ``channel_id``: its original
+        response and follow-ups are messages of that channel (as on Discord)."""
+        with self._lock:
+            self._interaction_channels[token] = channel_id
+
+    def deny(self, *permissions: str, channel_id: str | None = None) -> None:
+        """Take ``permissions`` (``create_public_threads``, ``send_messages_in_threads``,
+        ``view_channel``) from the bot, in one channel or (``None``) everywhere."""
+        unknown = set(permissions) - PERMISSIONS
+        if unknown:
+            raise ValueError(f"unknown permission(s): {', '.join(sorted(unknown))}")
+        with self._lock:
+            self._denied.setdefault(channel_id, set()).update(permissions)
+
+    def allow_all(self) -> None:
+        """Give the bot back every permission :meth:`deny` took."""
+        with self._lock:
+            self._denied.clear()
+
+    def lock_thread(self, thread_id: str, *, archived: bool = True) -> None:
+        """A moderator locks (and by default archives) the thread: the bot cannot post."""
+        with self._lock:
+            thread = self._threads[thread_id]
+            thread["thread_metadata"]["locked"] = True
+            if archived:
+                self._set_archived(thread, True)
+            self._sync_thread(thread_id)
+
     def defer(self, token: str, *, ephemeral: bool = False) -> dict[str, Any]:
         """Record the interaction's deferred response: its (empty) original message."""
         with self._lock:
@@ -313,6 +372,17 @@ class DiscordStandIn:
                 for i, (kind, where) in self._message_source.items()
                 if kind == "channel" and where == channel_id
             ]
+
+    def threads(self) -> list[dict[str, Any]]:
+        """Every thread started so far, oldest first (channel objects, copies)."""
+        with self._lock:
+            return [copy.deepcopy(t) for t in self._threads.values()]
+
+    def thread(self, thread_id: str) -> dict[str, Any] | None:
+        """One thread (a channel object) by id, or None."""
+        with self._lock:
+            found = self._threads.get(thread_id)
+            return copy.deepcopy(found) if found is not None else None
 
     def registered_commands(self, guild_id: str | None = None) -> list[dict[str, Any]]:
         """The commands of the last bulk overwrite (global, or of one guild)."""
@@ -452,7 +522,7 @@ class DiscordStandIn:
         token = params["token"]
         if method == "POST":
             body = _message_body(document, creating=True)
-            message = self._new_message(self.interaction_channel_id, body, webhook=True)
+            message = self._new_message(self._channel_of(token), body, webhook=True)
             self._message_source[message["id"]] = ("followup", token)
             self._followups.setdefault(token, []).append(message["id"])
             wait = req.query.get("wait", "").lower() in {"true", "1"}
@@ -472,23 +542,21 @@ class DiscordStandIn:
                 raise _unknown_message()
         return self._serve_message(method, message_id, document)
 
+    def _channel_of(self, token: str) -> str:
+        return self._interaction_channels.get(token, self.interaction_channel_id)
+
     def _serve_channel(self, req: _Incoming) -> _Answer:
         method, params, document = req.method, req.params, req.document
         channel_id = params["channel_id"]
         if not channel_id.isdigit():
             raise _DiscordError(404, "Unknown Channel", 10003)
+        self._require(channel_id, "view_channel")
+        if req.route == "/channels/{channel_id}":
+            return self._serve_thread(method, channel_id, document)
+        if req.route.endswith("/threads"):
+            return self._start_thread(channel_id, params["message_id"], document)
         if method == "POST":
-            body = _message_body(document, creating=True)
-            nonce = _nonce(body)
-            earlier = self._enforced_nonce_message(nonce) if body.get("enforce_nonce") else None
-            if earlier is not None:
-                return _Answer(200, copy.deepcopy(earlier))
-            message = self._new_message(channel_id, body)
-            self._message_source[message["id"]] = ("channel", channel_id)
-            if nonce is not None:
-                message["nonce"] = body["nonce"]
-                self._nonces[(self.bot_user_id, nonce)] = (message["id"], time.monotonic())
-            return _Answer(200, copy.deepcopy(message))
+            return self._post_message(channel_id, document)
         message_id = params["message_id"]
         source = self._message_source.get(message_id)
         if source is None or self._messages[message_id]["channel_id"] != channel_id:
@@ -496,6 +564,122 @@ class DiscordStandIn:
         if source[0] != "channel" and method == "PATCH":
             raise _DiscordError(403, "Cannot edit a message authored by another user", 50005)
         return self._serve_message(method, message_id, document)
+
+    def _post_message(self, channel_id: str, document: Any) -> _Answer:
+        body = _message_body(document, creating=True)
+        thread = self._threads.get(channel_id)
+        if thread is not None:
+            self._require(channel_id, "send_messages_in_threads")
+            if thread["thread_metadata"]["locked"]:
+                raise _DiscordError(400, "Thread is locked", 160005)
+        nonce = _nonce(body)
+        earlier = self._enforced_nonce_message(nonce) if body.get("enforce_nonce") else None
+        if earlier is not None:
+            return _Answer(200, copy.deepcopy(earlier))
+        message = self._new_message(channel_id, body)
+        self._message_source[message["id"]] = ("channel", channel_id)
+        if nonce is not None:
+            message["nonce"] = body["nonce"]
+            self._nonces[(self.bot_user_id, nonce)] = (message["id"], time.monotonic())
+        if thread is not None:
+            self._thread_posted(thread, message["id"])
+        return _Answer(200, copy.deepcopy(message))
+
+    def _start_thread(self, channel_id: str, message_id: str, document: Any) -> _Answer:
+        """``POST /channels/{channel_id}/messages/{message_id}/threads``: 201 and the thread."""
+        self._require(channel_id, "create_public_threads")
+        message = self._messages.get(message_id)
+        if message is None or message["channel_id"] != channel_id:
+            raise _unknown_message()
+        if channel_id in self._threads:
+            raise _DiscordError(400, "Cannot execute action on this channel type", 50024)
+        body = document if isinstance(document, dict) else None
+        name = body.get("name") if body else None
+        duration = body.get("auto_archive_duration", 1440) if body else None
+        if not isinstance(name, str) or not 1 <= len(name) <= 100:
+            raise _form_error("name", "Must be between 1 and 100 in length.")
+        if duration is not None and duration not in AUTO_ARCHIVE_DURATIONS:
+            raise _form_error(
+                "auto_archive_duration", "Value must be one of (60, 1440, 4320, 10080)."
+            )
+        if message_id in self._threads:
+            raise _DiscordError(400, "A thread has already been created for this message", 160004)
+        now = _timestamp()
+        self._threads[message_id] = {
+            "id": message_id,  # a thread started from a message shares its id
+            "type": PUBLIC_THREAD,
+            "last_message_id": None,
+            "flags": 0,
+            "guild_id": self.guild_id,
+            "name": name,
+            "parent_id": channel_id,
+            "rate_limit_per_user": 0,
+            "owner_id": self.bot_user_id,
+            "thread_metadata": {
+                "archived": False,
+                "archive_timestamp": now,
+                "auto_archive_duration": duration or 1440,
+                "locked": False,
+                "create_timestamp": now,
+            },
+            "message_count": 0,
+            "member_count": 1,
+            "total_message_sent": 0,
+        }
+        self._sync_thread(message_id)
+        return _Answer(201, copy.deepcopy(self._threads[message_id]))
+
+    def _serve_thread(self, method: str, thread_id: str, document: Any) -> _Answer:
+        """``GET`` or ``PATCH /channels/{thread_id}`` of a thread (other channels: 404)."""
+        thread = self._threads.get(thread_id)
+        if thread is None:
+            raise _DiscordError(404, "Unknown Channel", 10003)
+        if method == "PATCH":
+            if not isinstance(document, dict):
+                raise _DiscordError(400, "Invalid Form Body", 50035)
+            if "locked" in document or "rate_limit_per_user" in document:
+                raise _DiscordError(403, "Missing Permissions", 50013)  # needs Manage Threads
+            archived = document.get("archived")
+            if archived is not None and not isinstance(archived, bool):
+                raise _form_error("archived", "Must be either true or false.")
+            if isinstance(archived, bool):
+                self._set_archived(thread, archived)
+            if "name" in document:
+                name = document["name"]
+                if not isinstance(name, str) or not 1 <= len(name) <= 100:
+                    raise _form_error("name", "Must be between 1 and 100 in length.")
+                thread["name"] = name
+            self._sync_thread(thread_id)
+        return _Answer(200, copy.deepcopy(thread))
+
+    def _thread_posted(self, thread: dict[str, Any], message_id: str) -> None:
+        if thread["thread_metadata"]["archived"]:
+            self._set_archived(thread, False)  # a post unarchives an unlocked thread
+        thread["last_message_id"] = message_id
+        thread["message_count"] += 1
+        thread["total_message_sent"] += 1
+        self._sync_thread(thread["id"])
+
+    @staticmethod
+    def _set_archived(thread: dict[str, Any], archived: bool) -> None:
+        metadata = thread["thread_metadata"]
+        if metadata["archived"] != archived:
+            metadata["archived"] = archived
+            metadata["archive_timestamp"] = _timestamp()
+
+    def _sync_thread(self, thread_id: str) -> None:
+        """The starter message shows its thread as it is now (``thread`` field)."""
+        starter = self._messages.get(thread_id)
+        if starter is not None:
+            starter["thread"] = copy.deepcopy(self._threads[thread_id])
+
+    def _require(self, channel_id: str, permission: str) -> None:
+        thread = self._threads.get(channel_id)
+        where = {None, channel_id} | ({thread["parent_id"]} if thread else set())
+        if any(permission in self._denied.get(w, ()) for w in where):
+            if permission == "view_channel":
+                raise _DiscordError(403, "Missing Access", 50001)
+            raise _DiscordError(403, "Missing Permissions", 50013)
 
     def _enforced_nonce_message(self, nonce: str | None) -> dict[str, Any] | None:
         """The bot's message created with ``nonce`` within :attr:`nonce_window`, if any."""
@@ -533,7 +717,7 @@ class DiscordStandIn:
         if existing is not None:
             return self._messages[existing]
         message = self._new_message(
-            self.interaction_channel_id, {"flags": flags}, webhook=True, kind=CHAT_INPUT_COMMAND
+            self._channel_of(token), {"flags": flags}, webhook=True, kind=CHAT_INPUT_COMMAND
         )
         self._originals[token] = message["id"]
         self._message_source[message["id"]] = ("original", token)
@@ -639,6 +823,12 @@ def _message_body(document: Any, *, creating: bool) -> dict[str, Any]:
     if creating and not any(document.get(k) for k in ("content", "embeds", "components")):
         raise _DiscordError(400, "Cannot send an empty message", 50006)
     return document
+
+
+def _form_error(field_name: str, message: str) -> _DiscordError:
+    """Discord's 400 / 50035 *Invalid Form Body* naming the field."""
+    errors = {field_name: {"_errors": [{"code": "BASE_TYPE_BAD", "message": message}]}}
+    return _DiscordError(400, "Invalid Form Body", 50035, errors=errors)
 
 
 def _nonce(body: dict[str, Any]) -> str | None:

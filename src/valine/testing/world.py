@@ -116,6 +116,8 @@ class World:
 
     def send(self, document: dict[str, Any]) -> tuple[int, bytes]:
         """POST one interaction document, signed with the world's key; (status, body)."""
+        if document.get("token") and document.get("channel_id"):
+            self.discord.interaction_received(document["token"], document["channel_id"])
         body = json.dumps(document).encode()
         headers = signing.discord_headers(self.key, body)
         return self.service.request("POST", "/discord", body, headers)
