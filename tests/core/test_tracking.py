@@ -1,4 +1,8 @@
-"""Webhook payloads (real examples, re-aimed at a run) -> task changes, table-driven."""
+"""Webhook payloads (real examples, re-aimed at a run) -> domain events -> task changes.
+
+``github/`` reads each payload into a domain event (and its queued essentials into the
+same one); the core's rules turn the event into task changes, table-driven.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pytest
 
 from helpers import check_suite_event, issue_event, pr_event
 from valine.core.checks import Check, CheckKind, CheckPicture
+from valine.core.events import CheckSuiteCompleted, CommitStatusChanged, GitHubEvent
 from valine.core.models import Run, Task
 from valine.core.policy import Labels
 from valine.core.states import RunState, TaskState
@@ -17,12 +22,12 @@ from valine.core.tracking import (
     changes_for,
     check_changes,
     check_targets,
+    claimed_issue,
     dequeued,
-    essentials,
     left_queue,
-    linked_issue,
     settle,
 )
+from valine.github.events import essentials, event_of
 
 REPO = "octo/widgets"
 RUN_ID = "r20261125-abc123"
@@ -34,11 +39,25 @@ def run_with(*tasks: Task, state: RunState = R.EXECUTING) -> Run:
     return Run(RUN_ID, REPO, 0.0, state=state, tasks=tasks, version=1)
 
 
+def news(event: str, payload: dict[str, Any]) -> GitHubEvent | None:
+    """The domain event of a delivery; what the endpoint stores (the essentials) is the same."""
+    seen = event_of(event, payload)
+    assert event_of(event, essentials(event, payload)) == seen
+    return seen
+
+
 def step(run: Run, event: str, payload: dict[str, Any]) -> Run:
-    changes = changes_for(event, payload, run, Labels())
-    # What the webhook endpoint stores (the essentials) must mean exactly the same.
-    assert changes_for(event, essentials(event, payload), run, Labels()) == changes
+    seen = news(event, payload)
+    changes = [] if seen is None else changes_for(seen, run, Labels())
     return settle(apply_changes(run, changes, 1.0), 1.0, fail_run_on_task_failure=False)
+
+
+def targets(event: str, payload: dict[str, Any], run: Run) -> tuple[int, ...]:
+    """The PRs a check delivery has re-read (none for a delivery that is no check news)."""
+    seen = news(event, payload)
+    if not isinstance(seen, CheckSuiteCompleted | CommitStatusChanged):
+        return ()
+    return check_targets(seen, run)
 
 
 @pytest.mark.parametrize(
@@ -57,7 +76,7 @@ def step(run: Run, event: str, payload: dict[str, Any]) -> Run:
 )
 def test_pr_linking(body: str, ref: str, expected: int | None) -> None:
     run = run_with(Task(12, "a"), Task(13, "b"))
-    assert linked_issue({"body": body, "head": {"ref": ref}}, run) == expected
+    assert claimed_issue(body, ref, run) == expected
 
 
 def picture(number: int, sha: str, *checks: tuple[str, str, str | None]) -> CheckPicture:
@@ -73,10 +92,10 @@ def on_checks(
     run: Run, event: str, payload: dict[str, Any], pictures: dict[int, CheckPicture]
 ) -> Run:
     """A check event: the PRs it names are re-read (``pictures``) and judged."""
-    targets = check_targets(event, payload, run)
-    assert check_targets(event, essentials(event, payload), run) == targets
-    assert changes_for(event, payload, run, Labels()) == []  # nothing from the payload itself
-    read = [pictures[n] for n in targets if n in pictures]
+    seen = news(event, payload)
+    assert seen is not None
+    assert changes_for(seen, run, Labels()) == []  # nothing from the event itself
+    read = [pictures[n] for n in targets(event, payload, run) if n in pictures]
     return settle(apply_changes(run, check_changes(run, read), 1.0), 1.0, False)
 
 
@@ -118,7 +137,7 @@ def test_requested_suites_are_not_read(webhook_examples: dict[str, Any]) -> None
     requested = check_suite_event(
         webhook_examples, "requested", repo=REPO, head_sha=SHA, conclusion=None, pulls=[40]
     )
-    assert check_targets("check_suite", requested, run) == ()
+    assert targets("check_suite", requested, run) == ()
 
 
 def test_a_status_event_reads_the_prs_whose_head_it_is(webhook_examples: dict[str, Any]) -> None:
@@ -128,7 +147,7 @@ def test_a_status_event_reads_the_prs_whose_head_it_is(webhook_examples: dict[st
     )
     status = {**webhook_examples["status"][0], "sha": SHA}
     status["repository"] = {**status["repository"], "full_name": REPO}
-    assert check_targets("status", status, run) == (40,)
+    assert targets("status", status, run) == (40,)
     red = CheckPicture(
         40, SHA, (Check("ci/jenkins", CheckKind.STATUS, "failure", None, "https://j/1"),)
     )
@@ -157,7 +176,7 @@ def test_red_checks_then_a_fixing_push(webhook_examples: dict[str, Any]) -> None
     )
     assert (run.task(12).state, run.task(12).head_sha) == (T.CHECKS_PENDING, NEW_SHA)
     # A late suite of the old head names a commit no task is on: nothing is read.
-    assert check_targets("check_suite", red, run) == ()
+    assert targets("check_suite", red, run) == ()
     fixed = check_suite_event(
         webhook_examples, "completed", repo=REPO, head_sha=NEW_SHA, conclusion="success", pulls=[40]
     )
@@ -400,3 +419,41 @@ def test_a_pull_request_queued_again_after_the_read_is_not_ejected() -> None:
     assert left_queue(now, [gone], before=now) != []
     older = run_with(queued_task(at=100.0), state=R.SHIPPING)
     assert left_queue(now, [gone], before=older) == []  # queued again since: a new entry
+
+
+# -- the reconcile's reads become the same events as the webhooks -------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "merged", "known_head"),
+    [
+        ("closed", True, SHA),  # merged while the webhook was lost
+        ("closed", False, SHA),  # closed unmerged
+        ("synchronize", False, SHA),  # pushed to: the read's head is not the known one
+    ],
+)
+def test_a_read_pull_request_is_the_event_its_lost_webhook_would_have_been(
+    webhook_examples: dict[str, Any], action: str, merged: bool, known_head: str
+) -> None:
+    from valine.core.events import from_pull_read
+    from valine.github.mapping import pull
+
+    payload = pr_event(
+        webhook_examples, action, repo=REPO, number=40, head_sha=NEW_SHA, merged=merged
+    )
+    # The webhook's pull_request object is the REST pull request the reconcile reads.
+    read = pull(payload["pull_request"])
+    assert from_pull_read(read, known_head) == news("pull_request", payload) is not None
+    run = run_with(Task(12, "a", T.CHECKS_PENDING, pr_number=40, head_sha=SHA))
+    assert step(run, "pull_request", payload) != run  # news that moves the task
+
+
+def test_a_read_of_an_unchanged_open_pull_request_is_no_news(
+    webhook_examples: dict[str, Any],
+) -> None:
+    from valine.core.events import from_pull_read
+    from valine.github.mapping import pull
+
+    payload = pr_event(webhook_examples, "opened", repo=REPO, number=40, head_sha=SHA)
+    assert from_pull_read(pull(payload["pull_request"]), SHA) is None
+    assert from_pull_read(pull(payload["pull_request"]), None) is None  # no head known yet

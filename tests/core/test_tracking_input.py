@@ -1,8 +1,9 @@
 """What tracking accepts: trusted pull requests only, bodies in linear time, typed fields.
 
 Property-based (Hypothesis): arbitrary JSON and mutated real @octokit/webhooks-examples
-payloads never raise in ``essentials``, ``changes_for`` or ``check_targets``, and a
-payload with a field of the wrong type changes nothing.
+payloads never raise in ``essentials`` nor, read into a domain event by ``github/``, in
+``changes_for`` or ``check_targets``; a payload with a field of the wrong type is no
+event and changes nothing.
 """
 
 from __future__ import annotations
@@ -17,18 +18,12 @@ from hypothesis import strategies as st
 
 from helpers import pr_event
 from valine.core.checks import Check, CheckKind, CheckPicture, Outcome, verdict
+from valine.core.events import CheckSuiteCompleted, CommitStatusChanged
 from valine.core.models import Run, Task
 from valine.core.policy import Labels, policy_from_mapping
 from valine.core.states import RunState, TaskState
-from valine.core.tracking import (
-    apply_changes,
-    changes_for,
-    check_targets,
-    claimed_issue,
-    essentials,
-    malformed,
-    read,
-)
+from valine.core.tracking import Change, apply_changes, changes_for, check_targets, claimed_issue
+from valine.github.events import Malformed, delivery, essentials, event_of, malformed
 
 REPO = "octo/widgets"
 RUN_ID = "r20261125-abc123"
@@ -49,6 +44,28 @@ def a_run() -> Run:
             Task(13, "b", T.CHECKS_PENDING, pr_number=40, head_sha=SHA),
         ),
     )
+
+
+def changes_of(
+    event: str, payload: Any, run: Run, trusted: frozenset[str] = frozenset()
+) -> list[Change]:
+    """What a delivery means for ``run``: its domain event (none if malformed), applied."""
+    try:
+        seen = event_of(event, payload)
+    except Malformed:
+        return []
+    return [] if seen is None else changes_for(seen, run, Labels(), trusted)
+
+
+def targets_of(event: str, payload: Any, run: Run) -> tuple[int, ...]:
+    """The PRs a delivery has re-read: none unless it is a check event."""
+    try:
+        seen = event_of(event, payload)
+    except Malformed:
+        return ()
+    if not isinstance(seen, CheckSuiteCompleted | CommitStatusChanged):
+        return ()
+    return check_targets(seen, run)
 
 
 def opened(examples: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -77,12 +94,8 @@ def test_only_a_trusted_pull_request_claims_a_task(
     webhook_examples: dict[str, Any], fields: dict[str, Any], trusted: bool
 ) -> None:
     run = a_run()
-    changes = changes_for(
-        "pull_request",
-        opened(webhook_examples, **fields),
-        run,
-        Labels(),
-        frozenset({"agent-login"}),
+    changes = changes_of(
+        "pull_request", opened(webhook_examples, **fields), run, frozenset({"agent-login"})
     )
     after = apply_changes(run, changes, 1.0).task(12)
     if trusted:
@@ -96,26 +109,24 @@ def test_only_a_trusted_pull_request_claims_a_task(
 def test_a_deleted_fork_is_not_trusted(webhook_examples: dict[str, Any]) -> None:
     payload = opened(webhook_examples)
     payload["pull_request"]["head"]["repo"] = None
-    (change,) = changes_for("pull_request", payload, a_run(), Labels())
+    (change,) = changes_of("pull_request", payload, a_run())
     assert change.note is not None and change.note.endswith("its head repository is gone")
 
 
 def test_an_ignored_pull_request_is_noted_once(webhook_examples: dict[str, Any]) -> None:
     run = a_run()
     payload = opened(webhook_examples, author_association="NONE")
-    run = apply_changes(run, changes_for("pull_request", payload, run, Labels()), 1.0)
-    assert changes_for("pull_request", payload, run, Labels()) == []  # an "edited" again
+    run = apply_changes(run, changes_of("pull_request", payload, run), 1.0)
+    assert changes_of("pull_request", payload, run) == []  # an "edited" again
 
 
 def test_a_linked_open_pull_request_is_not_replaced(webhook_examples: dict[str, Any]) -> None:
     run = a_run()
-    run = apply_changes(
-        run, changes_for("pull_request", opened(webhook_examples), run, Labels()), 1.0
-    )
+    run = apply_changes(run, changes_of("pull_request", opened(webhook_examples), run), 1.0)
     other = pr_event(
         webhook_examples, "opened", repo=REPO, number=51, head_ref=f"valine/{RUN_ID}/12"
     )
-    run = apply_changes(run, changes_for("pull_request", other, run, Labels()), 1.0)
+    run = apply_changes(run, changes_of("pull_request", other, run), 1.0)
     assert run.task(12).pr_number == 50
 
 
@@ -182,9 +193,9 @@ def test_arbitrary_json_never_raises_and_changes_nothing_when_malformed(
 ) -> None:
     run = a_run()
     slim = essentials(event, payload)
-    changes = changes_for(event, payload, run, Labels())
-    check_targets(event, payload, run)
-    assert changes_for(event, slim, run, Labels()) == changes
+    changes = changes_of(event, payload, run)
+    targets_of(event, payload, run)
+    assert changes_of(event, slim, run) == changes
     if malformed(event, payload) is not None:
         assert changes == []
         assert "malformed" in slim
@@ -233,17 +244,16 @@ def test_mutated_real_examples_never_raise_and_malformed_ones_change_nothing(
     event, payload = data.draw(mutated_examples(webhook_examples))
     run = a_run()
     slim = essentials(event, payload)
-    changes = changes_for(event, payload, run, Labels())
-    targets = check_targets(event, payload, run)
+    changes = changes_of(event, payload, run)
+    targets = targets_of(event, payload, run)
     problem = malformed(event, payload)
     if problem is not None:
         assert (changes, targets) == ([], ())
         assert slim["malformed"] == problem
     else:
-        read(event, payload)  # well-typed: reading it is fine
-        assert changes_for(event, slim, run, Labels()) == changes
-        if event == "workflow_run":  # the deployment reads the same from the slim copy
-            assert read(event, slim).detail == read(event, payload).detail
+        seen = event_of(event, payload)  # well-typed: reading it is fine
+        assert event_of(event, slim) == seen  # the queued copy is the same event
+        assert changes_of(event, slim, run) == changes
 
 
 @pytest.mark.parametrize(
@@ -263,7 +273,15 @@ def test_a_wrong_type_is_named(
     payload = opened(webhook_examples)
     _set(payload, path, value)
     assert str(malformed("pull_request", payload)).startswith(f"{field}: expected")
-    assert changes_for("pull_request", payload, a_run(), Labels()) == []
+    # What the worker gets from the queued job: no event, and the reason.
+    job = {
+        "event": "pull_request",
+        "delivery_id": "d1",
+        "payload": essentials("pull_request", payload),
+    }
+    seen = delivery(job)
+    assert (seen.event, seen.label) == (None, "pull_request")
+    assert str(seen.problem).startswith(f"{field}: expected")
 
 
 # -- the rule for green ------------------------------------------------------------------

@@ -114,19 +114,19 @@ def test_github_ping_gets_200(app: App, webhook_examples: dict[str, Any]) -> Non
 def test_every_published_workflow_run_example_is_accepted_and_slimmed(
     app: App, services: Services, webhook_examples: dict[str, Any]
 ) -> None:
-    from valine.core.models import WorkflowRun
-    from valine.core.tracking import essentials, read
+    from valine.core.events import WorkflowRunChanged
+    from valine.github.events import essentials, event_of
 
     for number, example in enumerate(webhook_examples["workflow_run"]):
         body = json.dumps(example).encode()
         headers = github_headers(body, "workflow_run", delivery=f"wr-{number}")
         assert post(app, "/github/webhook", body, headers).status == 202
-        full, slim = read("workflow_run", example).detail, essentials("workflow_run", example)
-        assert isinstance(full, WorkflowRun)
-        assert read("workflow_run", slim).detail == full  # tracking reads the same from both
-        assert full.id == example["workflow_run"]["id"]
+        seen, slim = event_of("workflow_run", example), essentials("workflow_run", example)
+        assert isinstance(seen, WorkflowRunChanged)
+        assert event_of("workflow_run", slim) == seen  # tracking reads the same from both
+        assert seen.run.id == example["workflow_run"]["id"]
         if example["action"] == "completed":
-            assert full.status == "completed"
+            assert seen.run.status == "completed"
         assert len(json.dumps(slim)) < len(body) / 5
     assert services.queue.depth() == len(webhook_examples["workflow_run"])
 

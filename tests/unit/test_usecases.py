@@ -19,13 +19,14 @@ from valine.core.policy import DiscordScope, Executor, Policy
 from valine.core.states import RunState, StampedStep, TaskState
 from valine.discord.client import DiscordClient
 from valine.github.client import GitHubClient, TokenAuth
+from valine.github.events import job_handler
 from valine.queue.worker import WorkerPool
 from valine.testing.clock import ManualClock
 from valine.testing.discord_standin import DiscordStandIn
 from valine.testing.faults import Match, server_error
 from valine.testing.github import GitHubStandIn
 from valine.testing.memory import MemoryJobQueue, MemoryRunStore
-from valine.usecases import CLAIM_TIMEOUT, Actor, DispatchInProgress, Orchestrator
+from valine.usecases import CLAIM_TIMEOUT, GITHUB_EVENT, Actor, DispatchInProgress, Orchestrator
 
 REPO = "octo/widgets"
 
@@ -49,6 +50,15 @@ class Harness:
 
     def run(self, run_id: str) -> Run:
         return self.orchestrator.store.get_run(run_id)
+
+    def deliver(self, job: dict[str, Any]) -> None:
+        """Handle one queued webhook delivery as the runtime does (read by github/)."""
+        job_handlers(self.orchestrator)[GITHUB_EVENT](job)
+
+
+def job_handlers(orchestrator: Orchestrator) -> dict[str, Any]:
+    """The use cases' job handlers plus the queued delivery's, wired as the runtime does."""
+    return {**orchestrator.job_handlers(), GITHUB_EVENT: job_handler(orchestrator.on_delivery)}
 
 
 class FlakyDispatch:
@@ -94,9 +104,7 @@ def harness() -> Iterator[Harness]:
         entropy=lambda: next(ids),
         notify_window=0,
     )
-    pool = WorkerPool(
-        queue, orchestrator.job_handlers(), on_dead_letter=orchestrator.on_dead_letter
-    )
+    pool = WorkerPool(queue, job_handlers(orchestrator), on_dead_letter=orchestrator.on_dead_letter)
     h = Harness(orchestrator, github, discord, holder, clock, pool)
     try:
         yield h
@@ -248,7 +256,7 @@ def test_a_start_job_killed_mid_relabelling_waits_for_its_claim_and_starts(
     queue = harness.orchestrator.queue
     pool = WorkerPool(
         queue,
-        harness.orchestrator.job_handlers(),
+        job_handlers(harness.orchestrator),
         on_dead_letter=harness.orchestrator.on_dead_letter,
         visibility_timeout=60.0,
         clock=clock.now,
@@ -387,10 +395,10 @@ def test_a_delivery_job_that_runs_again_later_changes_nothing(harness: Harness) 
         "delivery_id": "d-green",
         "payload": payloads.check_suite(REPO, new, "success", pr),
     }
-    harness.orchestrator.run_github_event_job(push)
-    harness.orchestrator.run_github_event_job(green)
+    harness.deliver(push)
+    harness.deliver(green)
     assert harness.run(run_id).tasks[0].state is TaskState.CHECKS_PASSED
-    harness.orchestrator.run_github_event_job(push)  # at-least-once: the push job again
+    harness.deliver(push)  # at-least-once: the push job again
     after = harness.run(run_id).tasks[0]
     assert (after.state, after.checks_sha) == (TaskState.CHECKS_PASSED, new)
 
@@ -428,7 +436,7 @@ def test_a_malformed_delivery_is_ignored_with_one_log_line_and_no_retry(
     job = {"event": "pull_request", "delivery_id": "d-bad", "payload": payload}
 
     with caplog.at_level("WARNING"):
-        harness.orchestrator.run_github_event_job(job)  # returns: the job is acked, not retried
+        harness.deliver(job)  # returns: the job is acked, not retried
 
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == [

@@ -67,9 +67,7 @@ def labels(h: Harness, number: int) -> set[str]:
 
 
 def deliver(h: Harness, event: str, payload: dict[str, Any]) -> None:
-    h.orchestrator.run_github_event_job(
-        {"event": event, "delivery_id": f"d-{h.clock.t}-{event}", "payload": payload}
-    )
+    h.deliver({"event": event, "delivery_id": f"d-{h.clock.t}-{event}", "payload": payload})
 
 
 # -- a way out of every state ----------------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from valine.core.shape import Arr, Bool, Int, Obj, Shape, ShapeError, Str, check, parse_object
-from valine.core.tracking import essentials
+from valine.github.events import essentials
 from valine.github.verify import verify_signature
 from valine.http import Request, Response, error_response, json_response
 from valine.logs import log_context

@@ -294,10 +294,14 @@ class Services:
         return Scheduler(self.policy.schedule, self.queue, self.orchestrator.clock.now)
 
     def job_handlers(self) -> dict[str, Any]:
-        """The background job handlers by job kind (the reconcile also measures)."""
-        from valine.usecases import RECONCILE
+        """The background job handlers by job kind: the use cases' own, the queued webhook
+        delivery (read by ``github/``, applied by the use cases), and the reconcile also
+        measures."""
+        from valine.github import events
+        from valine.usecases import GITHUB_EVENT, RECONCILE
 
         handlers = dict(self.orchestrator.job_handlers())
+        handlers[GITHUB_EVENT] = events.job_handler(self.orchestrator.on_delivery)
         reconcile = handlers[RECONCILE]
 
         def reconcile_and_measure(payload: dict[str, Any]) -> None:

@@ -6,8 +6,9 @@ the version read) -> enqueue or perform the actions. Two kinds of entry point:
 * **Interaction handlers** (``answer_command``, ``press_button``) run inside Discord's
   3-second window: they read and write the store and enqueue jobs, and never call
   GitHub. What needs GitHub is a job.
-* **Job handlers** (``job_handlers()``) run on the worker pool, at least once each. Every
-  one is idempotent: a side effect on GitHub is recorded on its task (``steps_done``) in
+* **Job handlers** (``job_handlers()``, each registered by its concern with
+  ``@jobs.register``) run on the worker pool, at least once each. Every one is
+  idempotent: a side effect on GitHub is recorded on its task (``steps_done``) in
   the same conditional write that moves the task on, and a step already recorded is
   never performed again. The workflow dispatch -- the one effect that must not happen
   twice -- is *claimed* in a conditional write before it is sent, so two copies of a job
@@ -56,6 +57,7 @@ from valine.usecases.base import (
     DispatchInProgress,
     UseCaseBase,
     ephemeral,
+    jobs,
 )
 from valine.usecases.execution import ExecutionMixin
 from valine.usecases.failures import FailuresMixin
@@ -134,17 +136,7 @@ class Orchestrator(
         return ROUTER.press(self, interaction, custom_id, unmet)
 
     def job_handlers(self) -> dict[str, Callable[[dict[str, Any]], None]]:
-        """Every background job this orchestrator runs, by kind."""
-        return {
-            PLAN: self.run_plan_job,
-            START: self.run_start_job,
-            DISPATCH: self.run_dispatch_job,
-            NOTIFY: self.run_notify_job,
-            SHIP: self.run_ship_job,
-            CANCEL: self.run_cancel_job,
-            RELEASE: self.run_release_job,
-            RECONCILE: self.run_reconcile_job,
-            GITHUB_EVENT: self.run_github_event_job,
-            DEPLOY: self.run_deploy_job,
-            SCHEDULE: self.run_schedule_job,
-        }
+        """Every background job this orchestrator runs, by kind (as each concern
+        registered it with ``@jobs.register``); the runtime adds the queued webhook
+        delivery, which ``github/`` reads into :meth:`on_delivery`."""
+        return jobs.bound(self)

@@ -19,6 +19,7 @@ from valine.core.models import Run, Task, apply_task_event
 from valine.core.policy import Policy
 from valine.core.states import TASK_TERMINAL, RunState, StampedStep, Step, TaskEvent, TaskState
 from valine.ports import GITHUB_EVENT_JOB, Clock, Discord, GitHub, GitHubError, JobQueue, RunStore
+from valine.usecases.registry import Registry
 
 log = logging.getLogger("valine.usecases")
 
@@ -47,6 +48,12 @@ PLAN, START, DISPATCH, NOTIFY, SHIP, CANCEL, RELEASE, GITHUB_EVENT = (
 RECONCILE = "reconcile"
 DEPLOY = "deploy_run"
 SCHEDULE = "schedule"
+#: The background jobs, by kind: each concern registers its own (``@jobs.register(PLAN)``).
+#: The queued webhook delivery (``GITHUB_EVENT``) is read by ``github/`` and handed to
+#: ``Orchestrator.on_delivery`` by the runtime.
+jobs: Registry[str] = Registry("job kind")
+#: What each kind of GitHub news (:mod:`valine.core.events`) does, registered the same way.
+github_events: Registry[type] = Registry("GitHub event")
 #: How often the local runtime re-reads the active run's open pull requests (EventBridge
 #: does it on AWS).
 RECONCILE_EVERY = 300.0

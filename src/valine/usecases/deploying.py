@@ -17,6 +17,7 @@ from typing import Any
 
 from valine.core import deploy as deploying
 from valine.core.errors import GitHubUnavailable, NotFound, QueueUnavailable, RunConflict
+from valine.core.events import Delivery, WorkflowRunChanged
 from valine.core.models import Deployment, Run, WorkflowRun, apply_deploy_event
 from valine.core.policy import deploy_inputs
 from valine.core.states import (
@@ -37,7 +38,9 @@ from valine.usecases.base import (
     Actor,
     _public,
     ephemeral,
+    github_events,
     incident,
+    jobs,
     log,
     wait_for_live_claim,
 )
@@ -138,6 +141,7 @@ class DeployingMixin(CommandingBase):
                 dedupe_key=deploy_key(run.run_id, run.deploy.attempt),
             )
 
+    @jobs.register(DEPLOY)
     def run_deploy_job(self, job: dict[str, Any]) -> None:
         """Dispatch the deploy workflow of a shipped run, at most once per attempt."""
         run_id = str(job["run_id"])
@@ -244,6 +248,11 @@ class DeployingMixin(CommandingBase):
         self._update(run_id, decide)
 
     # -- news of workflow runs: webhooks and the reconcile ------------------------------
+
+    @github_events.register(WorkflowRunChanged)
+    def _on_workflow_run(self, event: WorkflowRunChanged, delivery: Delivery) -> None:
+        """A workflow run's webhook: news for a deployment, if it is one's."""
+        self.apply_workflow_run(event.run)
 
     def apply_workflow_run(self, seen: WorkflowRun) -> Run | None:
         """Apply a workflow run's news to the deployment it belongs to (if any)."""

@@ -28,11 +28,13 @@ from valine.usecases.base import (
     CANCEL,
     CLAIM_TIMEOUT,
     DISPATCH,
+    START,
     DispatchInProgress,
     UseCaseBase,
     _with_task,
     dispatch_key,
     incident,
+    jobs,
     log,
     wait_for_live_claim,
 )
@@ -46,6 +48,7 @@ _UNCONFIRMED = (
 class ExecutionMixin(UseCaseBase):
     """Hand an approved run's tasks to the executor, each effect at most once."""
 
+    @jobs.register(START)
     def run_start_job(self, job: dict[str, Any]) -> None:
         """approved -> executing: relabel and comment every issue in one GraphQL request,
         then hand each task to the executor (a workflow dispatch job per task).
@@ -280,6 +283,7 @@ class ExecutionMixin(UseCaseBase):
 
         self._update(run_id, mark)
 
+    @jobs.register(DISPATCH)
     def run_dispatch_job(self, job: dict[str, Any]) -> None:
         """Dispatch the workflow for one task, at most once."""
         run_id, number = str(job["run_id"]), int(job["issue"])

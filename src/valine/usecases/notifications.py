@@ -11,12 +11,13 @@ from valine.core.errors import DiscordUnavailable
 from valine.core.models import Run
 from valine.core.states import DEPLOY_DONE, RunState
 from valine.ports import DiscordError
-from valine.usecases.base import TOKEN_LIFETIME, UseCaseBase, log
+from valine.usecases.base import NOTIFY, TOKEN_LIFETIME, UseCaseBase, jobs, log
 
 
 class NotificationsMixin(UseCaseBase):
     """Keep the run's Discord message current (scheduling is ``UseCaseBase.notify``)."""
 
+    @jobs.register(NOTIFY)
     def run_notify_job(self, job: dict[str, Any]) -> None:
         """Show the run's current state on its message, and announce milestones once."""
         run = self.store.get_run(str(job["run_id"]))

@@ -11,7 +11,7 @@ from valine.core.errors import ActiveRunExists, GitHubUnavailable, NotFound, Run
 from valine.core.models import Run, new_run_id
 from valine.core.planner import plan_tasks
 from valine.ports import GitHubError
-from valine.usecases.base import CHANNEL_MESSAGE, DEFERRED, PLAN, Actor, incident, log
+from valine.usecases.base import CHANNEL_MESSAGE, DEFERRED, PLAN, Actor, incident, jobs, log
 from valine.usecases.commanding import CommandingBase
 from valine.usecases.router import GITHUB, Call, Router
 
@@ -44,6 +44,7 @@ class PlanningMixin(CommandingBase):
         self._audit(actor, "plan", "accepted", None)
         return {"type": DEFERRED}
 
+    @jobs.register(PLAN)
     def run_plan_job(self, job: dict[str, Any]) -> None:
         """Read the ready issues, store a planned run, and turn the deferred answer into it."""
         interaction = job["interaction"]

@@ -25,7 +25,7 @@ from valine.core import render
 from valine.core.digest import day_digest, digest_message
 from valine.core.models import Run
 from valine.ports import DiscordError
-from valine.usecases.base import CHANNEL_MESSAGE, UseCaseBase, log
+from valine.usecases.base import CHANNEL_MESSAGE, SCHEDULE, UseCaseBase, jobs, log
 from valine.usecases.notifications import NotificationsMixin
 from valine.usecases.planning import PlanningMixin
 from valine.usecases.router import READS, Call, Router
@@ -74,6 +74,7 @@ class DigestMixin(UseCaseBase):
 class ScheduleMixin(PlanningMixin, NotificationsMixin, DigestMixin):
     """The scheduled jobs: the daily plan (or a reminder) and the digest."""
 
+    @jobs.register(SCHEDULE)
     def run_schedule_job(self, job: dict[str, Any]) -> None:
         """One scheduled slot: ``{"what": "plan" | "digest", "slot": <epoch seconds>}``."""
         what, slot = str(job["what"]), float(job["slot"])

@@ -33,11 +33,13 @@ from valine.usecases.base import (
     CHANNEL_MESSAGE,
     CLAIM_TIMEOUT,
     EPHEMERAL,
+    RELEASE,
     SHIP,
     Actor,
     _with_task,
     ephemeral,
     incident,
+    jobs,
     labelling_since,
     log,
     to_release,
@@ -111,6 +113,7 @@ class ShippingMixin(DeployingMixin):
             },
         }
 
+    @jobs.register(SHIP)
     def run_ship_job(self, job: dict[str, Any]) -> None:
         """Merge every green PR at the SHA its checks passed on, then close the issues."""
         run_id = str(job["run_id"])
@@ -307,6 +310,7 @@ class ShippingMixin(DeployingMixin):
         self.enqueue_deployment(saved)
         self.notify(saved)
 
+    @jobs.register(CANCEL)
     def run_cancel_job(self, job: dict[str, Any]) -> None:
         """End a cancelling run: merged issues stay shipped, the others go back to ready.
 
@@ -349,6 +353,7 @@ class ShippingMixin(DeployingMixin):
                 return
             self._end_cancel(run_id)
 
+    @jobs.register(RELEASE)
     def run_release_job(self, job: dict[str, Any]) -> None:
         """A run that ended ``failed``: its unshipped issues go back to ready, as a cancel's.
 

@@ -1,4 +1,10 @@
-"""Tracking: webhook deliveries move tasks on; the reconcile re-reads what was lost."""
+"""Tracking: GitHub's news moves tasks on; the reconcile re-reads what was lost.
+
+News arrives as domain events (:mod:`valine.core.events`): a webhook delivery read by
+``github/`` (:meth:`TrackingMixin.on_delivery`), or what the reconcile reads back
+(:func:`~valine.core.events.from_pull_read`). Each kind of event has its handler,
+registered where it is written (``@github_events.register``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,24 @@ from typing import Any
 from valine.core import liveness, tracking
 from valine.core.checks import CheckPicture
 from valine.core.errors import GitHubUnavailable, NotFound
-from valine.core.models import PullRequest, Run, WorkflowRun
+from valine.core.events import (
+    CheckEvent,
+    CheckSuiteCompleted,
+    CommitStatusChanged,
+    Delivery,
+    GitHubEvent,
+    IssueChanged,
+    IssueClosed,
+    IssueUnlabelled,
+    MergeGroupChecked,
+    PullRequestClosed,
+    PullRequestDequeued,
+    PullRequestMerged,
+    PullRequestOpened,
+    PullRequestPushed,
+    from_pull_read,
+)
+from valine.core.models import Run
 from valine.core.states import TASK_TERMINAL, TASK_WITH_PR, RunState, Step, TaskState
 from valine.core.tracking import queued_since
 from valine.logs import log_context
@@ -18,11 +41,14 @@ from valine.usecases.base import (
     APPLIED,
     CANCEL,
     DISPATCH,
+    RECONCILE,
     RELEASE,
     SHIP,
     STALL_AFTER,
     START,
     dispatch_key,
+    github_events,
+    jobs,
     log,
     release_key,
     to_release,
@@ -33,59 +59,55 @@ from valine.usecases.deploying import DeployingMixin
 class TrackingMixin(DeployingMixin):
     """Apply GitHub's news to the active run, each delivery at most once."""
 
-    def run_github_event_job(self, job: dict[str, Any]) -> None:
-        """Move tasks on from one webhook delivery.
+    def on_delivery(self, delivery: Delivery) -> None:
+        """Move tasks on from one webhook delivery (read by ``github/`` into an event).
 
-        Pull request and issue events cost no GitHub request. A check event (a
-        ``check_suite`` completed, a ``status``) costs one: the whole picture of the
-        pull requests it concerns is read in one query, and judged by the one rule.
-        A malformed payload is logged (naming the field) and ignored: retrying
-        cannot make it well-formed.
+        A malformed delivery is logged (naming the field) and ignored: retrying cannot
+        make it well-formed. A delivery of another repository, or one that is no news,
+        changes nothing. The event goes to the handler registered for its kind.
         """
-        event, delivery_id, payload = job["event"], job["delivery_id"], job["payload"]
-        with log_context(delivery_id=delivery_id):
-            problem = tracking.malformed(event, payload)
-            if problem is not None:
-                log.warning("ignored malformed %s delivery: %s", event, problem)
+        with log_context(delivery_id=delivery.delivery_id):
+            if delivery.problem is not None:
+                log.warning("ignored malformed %s delivery: %s", delivery.label, delivery.problem)
                 return
-            repo = payload["repository"]["full_name"]
-            if repo.lower() != self.repo.lower():
+            if delivery.event is None or (delivery.repo or "").lower() != self.repo.lower():
                 return
-            if event == "workflow_run":
-                seen = tracking.read(event, payload).detail
-                if isinstance(seen, WorkflowRun):
-                    self.apply_workflow_run(seen)
-            elif event in tracking.CHECK_EVENTS and not tracking.merge_group_suite(event, payload):
-                self._apply_check_event(event, payload, delivery_id)
-            else:
-                self._apply_event(event, payload, delivery_id)
+            self.apply_news(delivery.event, delivery)
 
-    def _apply_check_event(self, event: str, payload: dict[str, Any], delivery_id: str) -> None:
-        """Re-read the checks of the pull requests a check event concerns (one query)."""
+    def apply_news(self, event: GitHubEvent, delivery: Delivery) -> None:
+        """Hand ``event`` to the handler registered for its kind (none: no news)."""
+        handler = github_events.bound(self).get(type(event))
+        if handler is not None:
+            handler(event, delivery)
+
+    @github_events.register(CheckSuiteCompleted, CommitStatusChanged)
+    def _apply_check_event(self, event: CheckEvent, delivery: Delivery) -> None:
+        """Re-read the checks of the pull requests a check event concerns (one query).
+
+        Pull request and issue events cost no GitHub request; a check event costs one:
+        the whole picture of the pull requests it concerns, judged by the one rule.
+        """
         run = self.store.active_run(self.repo)
         if run is None:
             return
-        numbers = tracking.check_targets(event, payload, run)
+        numbers = tracking.check_targets(event, run)
         if not numbers:
             # Checks of a commit no task is on (yet: the PR's own webhook may be running
             # right now). Remember the commit; linking a PR at it reads its checks then.
-            sha = tracking.check_sha(event, payload)
-            if sha is None:
-                return
             linked: list[int] = []
 
             def remember(current: Run) -> Run | None:
                 # The PR may have been linked since our read: then read it now, and
                 # do not remember (exactly one of this job and the linking job reads).
-                linked[:] = tracking.check_targets(event, payload, current)
-                return None if linked else tracking.remember_unclaimed(current, sha)
+                linked[:] = tracking.check_targets(event, current)
+                return None if linked else tracking.remember_unclaimed(current, event.sha)
 
             self._update(run.run_id, remember)
             numbers = tuple(linked)
             if not numbers:
                 return
         pictures = self.github.pull_checks(self.repo, numbers)
-        self._apply_pictures(run.run_id, pictures, delivery_id, label=event)
+        self._apply_pictures(run.run_id, pictures, delivery.delivery_id, label=delivery.label)
 
     def _apply_pictures(
         self,
@@ -113,18 +135,28 @@ class TrackingMixin(DeployingMixin):
 
         return self._save_changes(run_id, changes, delivery_id, label or "checks")
 
-    def _apply_event(self, event: str, payload: dict[str, Any], delivery_id: str = "") -> None:
-        """Apply one pull request or issue delivery to the active run, at most once."""
+    @github_events.register(
+        PullRequestOpened,
+        PullRequestPushed,
+        PullRequestMerged,
+        PullRequestClosed,
+        PullRequestDequeued,
+        MergeGroupChecked,
+        IssueChanged,
+        IssueClosed,
+        IssueUnlabelled,
+    )
+    def _apply_event(self, event: GitHubEvent, delivery: Delivery) -> None:
+        """Apply one pull request or issue event to the active run, at most once."""
         run = self.store.active_run(self.repo)
         if run is None:
             return
         trusted = self.policy.executor.trusted_logins
 
         def changes(current: Run) -> list[tracking.Change]:
-            return tracking.changes_for(event, payload, current, self.policy.labels, trusted)
+            return tracking.changes_for(event, current, self.policy.labels, trusted)
 
-        action = payload.get("action", "")
-        saved = self._save_changes(run.run_id, changes, delivery_id, f"{event}.{action}")
+        saved = self._save_changes(run.run_id, changes, delivery.delivery_id, delivery.label)
         late = tracking.claimed_late(saved, run) if saved is not None else ()
         if saved is not None and late:
             log.info("checks concluded before PR(s) %s were linked: reading them", late)
@@ -184,6 +216,7 @@ class TrackingMixin(DeployingMixin):
         self.notify(saved)
         return saved
 
+    @jobs.register(RECONCILE)
     def run_reconcile_job(self, job: dict[str, Any]) -> None:
         """The periodic reconcile, as a job (the local runtime schedules it every few minutes)."""
         self.reconcile()
@@ -194,8 +227,9 @@ class TrackingMixin(DeployingMixin):
         For every task with a linked pull request and no final state, one ``get_pull``;
         then one ``pull_checks`` query for all of them (GitHub economy: N + 1 requests
         per reconcile for N open pull requests). A PR merged, closed or pushed to since
-        the run last heard of it is fed through the same tracking as the
-        ``pull_request`` delivery that would have reported it, and the checks through
+        the run last heard of it becomes the same event as the ``pull_request``
+        delivery that would have reported it (:func:`~valine.core.events.from_pull_read`),
+        and the checks go through
         the same rule as a check event, so a lost webhook never strands a run.
         Deployments in flight (``[ship] deploy_workflow``) are re-read first: one
         request each. Returns how many pull requests were read.
@@ -218,10 +252,11 @@ class TrackingMixin(DeployingMixin):
                     log.warning("reconcile could not read PR #%d: %s", task.pr_number, exc)
                     continue
                 read += 1
-                payload = _lost_pull_request_event(self.repo, pull, task.head_sha)
-                if payload is not None:
-                    log.info("reconcile: PR #%d %s", pull.number, payload["action"])
-                    self._apply_event("pull_request", payload)
+                news = from_pull_read(pull, task.head_sha)
+                if news is not None:
+                    label = f"reconcile: {type(news).__name__}"
+                    log.info("reconcile: PR #%d %s", pull.number, type(news).__name__)
+                    self.apply_news(news, Delivery("", self.repo, news, label))
             self._reconcile_checks(run.run_id)
             self._expire(run.run_id)  # after the late news: a result that came counts
         return read
@@ -377,32 +412,3 @@ def _queue_timeouts(run: Run, now: float, timeout: float) -> Run | None:
 
 def _same(a: Run, b: Run) -> bool:
     return a.state is b.state and a.tasks == b.tasks
-
-
-def _lost_pull_request_event(
-    repo: str, pull: PullRequest, known_head: str | None
-) -> dict[str, Any] | None:
-    """The ``pull_request`` delivery that would report ``pull``'s change, or None.
-
-    Closed (merged or not) gives ``closed``; an open PR whose head is no longer
-    ``known_head`` gives ``synchronize``; anything else has nothing to report.
-    """
-    if pull.state == "closed":
-        action = "closed"
-    elif known_head is not None and pull.head_sha != known_head:
-        action = "synchronize"
-    else:
-        return None
-    return {
-        "action": action,
-        "number": pull.number,
-        "pull_request": {
-            "number": pull.number,
-            "state": pull.state,
-            "merged": pull.merged,
-            "body": pull.body,
-            "html_url": pull.url,
-            "head": {"sha": pull.head_sha, "ref": pull.head_ref},
-        },
-        "repository": {"full_name": repo},
-    }

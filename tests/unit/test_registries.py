@@ -1,0 +1,94 @@
+"""One router: every job kind, webhook event and domain event has exactly one handler,
+registered in the module of its concern."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import pytest
+
+from valine.core import tracking
+from valine.core.events import (
+    CheckSuiteCompleted,
+    CommitStatusChanged,
+    GitHubEvent,
+    WorkflowRunChanged,
+)
+from valine.github.events import READERS
+from valine.github.webhooks import HANDLED_EVENTS
+from valine.runtime.config import Settings
+from valine.runtime.wiring import Services
+from valine.usecases import base
+from valine.usecases.base import github_events
+from valine.usecases.registry import Registry
+
+EVENT_TYPES = typing.get_args(GitHubEvent)
+JOB_KINDS = {
+    base.PLAN,
+    base.START,
+    base.DISPATCH,
+    base.NOTIFY,
+    base.SHIP,
+    base.CANCEL,
+    base.RELEASE,
+    base.GITHUB_EVENT,
+    base.RECONCILE,
+    base.DEPLOY,
+    base.SCHEDULE,
+}
+
+
+def test_the_runtime_runs_every_job_kind(tmp_path: Path) -> None:
+    services = Services(Settings.from_env({"VALINE_STORE": f"sqlite:///{tmp_path}/v.db"}))
+    assert set(services.job_handlers()) == JOB_KINDS
+
+
+def test_every_webhook_event_the_endpoint_accepts_has_a_reader() -> None:
+    assert set(HANDLED_EVENTS) == set(READERS)
+
+
+def test_every_domain_event_has_a_use_case_handler() -> None:
+    assert len(EVENT_TYPES) == 12
+    assert set(github_events.keys()) == set(EVENT_TYPES)
+
+
+def test_every_domain_event_but_checks_and_workflow_runs_has_a_core_rule() -> None:
+    # Check events are read whole (check_targets, check_changes); a workflow run is a
+    # deployment's news (valine.core.deploy).
+    judged_elsewhere = {CheckSuiteCompleted, CommitStatusChanged, WorkflowRunChanged}
+    assert set(tracking.RULES) == set(EVENT_TYPES) - judged_elsewhere
+
+
+def test_a_second_handler_for_the_same_key_is_refused_at_import_time() -> None:
+    registry: Registry[str] = Registry("job kind")
+
+    @registry.register("plan")
+    def first(self: object, job: dict[str, object]) -> None: ...
+
+    with pytest.raises(ValueError, match="job kind 'plan' already has a handler"):
+
+        @registry.register("plan")
+        def second(self: object, job: dict[str, object]) -> None: ...
+
+    with pytest.raises(ValueError, match="already has a rule"):
+        tracking.rule(next(iter(tracking.RULES)))(lambda event, context: [])
+
+
+def test_bound_handlers_are_the_owners_methods() -> None:
+    registry: Registry[str] = Registry("job kind")
+
+    class Owner:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        @registry.register("a", "b")
+        def handle(self, job: str) -> None:
+            self.seen.append(job)
+
+    owner = Owner()
+    handlers = registry.bound(owner)
+    handlers["a"]("one")
+    handlers["b"]("two")
+    assert owner.seen == ["one", "two"]
+    assert registry.keys() == {"a", "b"}
