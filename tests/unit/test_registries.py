@@ -92,3 +92,64 @@ def test_bound_handlers_are_the_owners_methods() -> None:
     handlers["b"]("two")
     assert owner.seen == ["one", "two"]
     assert registry.keys() == {"a", "b"}
+
+
+# -- executor kinds ------------------------------------------------------------------------
+
+
+def test_every_executor_kind_has_a_dispatch_handler() -> None:
+    from valine.core.executors import KINDS
+    from valine.usecases.execution import dispatchers
+
+    assert set(dispatchers.keys()) == set(KINDS) == {"workflow", "assign", "label"}
+
+
+@pytest.mark.parametrize(
+    ("section", "error"),
+    [
+        ({"kind": "robot"}, "executor.kind must be one of workflow, assign, label"),
+        ({"kind": "workflow"}, "executor.workflow is required when executor.kind = workflow"),
+        ({"kind": "assign"}, "executor.assignee is required when executor.kind = assign"),
+    ],
+)
+def test_an_executor_kind_names_what_it_needs(section: dict[str, str], error: str) -> None:
+    from valine.core.errors import ConfigurationError
+    from valine.core.policy import policy_from_mapping
+
+    with pytest.raises(ConfigurationError, match=error):
+        policy_from_mapping({"executor": section})
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "assignees", "dispatches"),
+    [
+        (
+            {"kind": "workflow", "workflow": "agent.yml"},
+            "kind=workflow workflow='agent.yml' ref='main'",
+            (),
+            True,
+        ),
+        (
+            {"kind": "assign", "assignee": "Agent"},
+            "kind=assign assignee='Agent'",
+            ("Agent",),
+            False,
+        ),
+        ({"kind": "label"}, "kind=label", (), False),
+    ],
+)
+def test_each_executor_kind_describes_itself(
+    section: dict[str, str], line: str, assignees: tuple[str, ...], dispatches: bool
+) -> None:
+    from valine.core.executors import kind_of
+    from valine.core.policy import policy_from_mapping, policy_summary
+
+    executor = policy_from_mapping({"executor": section}).executor
+    kind = kind_of(executor)
+    assert (kind.line(executor), kind.assignees(executor), kind.dispatches) == (
+        line,
+        assignees,
+        dispatches,
+    )
+    summary = policy_summary(policy_from_mapping({"executor": section}))
+    assert any(row.startswith(f"executor: {line} pr_timeout=") for row in summary)

@@ -65,8 +65,10 @@ from typing import Any
 
 from valine.core.authz import GUARDED_ACTIONS, Permissions, permissions_from_mapping
 from valine.core.errors import ConfigurationError
+from valine.core.executors import KINDS, kind_of
 
-EXECUTOR_KINDS = ("workflow", "assign", "label")
+#: The ``[executor] kind`` values (one entry each in :mod:`valine.core.executors`).
+EXECUTOR_KINDS = tuple(KINDS)
 MERGE_METHODS = ("merge", "squash", "rebase")
 ORDER_KEYS = ("priority", "milestone", "age")
 FAILURE_POLICIES = ("continue", "fail_run")
@@ -337,12 +339,11 @@ def _listed(problems: list[str]) -> str:
 
 def _check(policy: Policy) -> None:
     executor = policy.executor
-    if executor.kind not in EXECUTOR_KINDS:
+    if executor.kind not in KINDS:
         raise ConfigurationError(f"executor.kind must be one of {', '.join(EXECUTOR_KINDS)}")
-    if executor.kind == "workflow" and not executor.workflow:
-        raise ConfigurationError("executor.workflow is required when executor.kind = workflow")
-    if executor.kind == "assign" and not executor.assignee:
-        raise ConfigurationError("executor.assignee is required when executor.kind = assign")
+    problem = kind_of(executor).problem(executor)
+    if problem is not None:
+        raise ConfigurationError(problem)
     if policy.merge_method not in MERGE_METHODS:
         raise ConfigurationError(f"merge.method must be one of {', '.join(MERGE_METHODS)}")
     if policy.on_task_failure not in FAILURE_POLICIES:
@@ -536,11 +537,7 @@ def _schedule_line(schedule: Schedule) -> str:
 
 
 def _executor_line(executor: Executor) -> str:
-    if executor.kind == "workflow":
-        return f"kind=workflow workflow={executor.workflow!r} ref={executor.ref!r}"
-    if executor.kind == "assign":
-        return f"kind=assign assignee={executor.assignee!r}"
-    return "kind=label"
+    return kind_of(executor).line(executor)
 
 
 def _discord_line(scope: DiscordScope) -> str:

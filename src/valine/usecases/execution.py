@@ -1,5 +1,10 @@
 """Execution jobs: start an approved run, relabel and comment its issues, dispatch.
 
+What differs between executor kinds is in :mod:`valine.core.executors` (whose user ids
+to assign, who the comment names, whether a dispatch job hands a task over); what a
+kind's dispatch job does is registered here, one handler per kind
+(``@dispatchers.register``).
+
 The workflow dispatch is the one effect that must not happen twice: it is claimed in a
 conditional write (``StampedStep.DISPATCH_CLAIM``) before it is sent.
 """
@@ -12,6 +17,7 @@ from typing import Any
 
 from valine.core import tracking
 from valine.core.errors import GitHubUnavailable
+from valine.core.executors import ASSIGN, LABEL, WORKFLOW, ExecutorKind, kind_of
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
 from valine.core.states import (
     TASK_TERMINAL,
@@ -38,6 +44,10 @@ from valine.usecases.base import (
     log,
     wait_for_live_claim,
 )
+from valine.usecases.registry import Registry
+
+#: What the dispatch job of each executor kind does, by ``[executor] kind``.
+dispatchers: Registry[str] = Registry("executor kind")
 
 _UNCONFIRMED = (
     "GitHub did not confirm the workflow dispatch ({error}); it was not sent "
@@ -142,8 +152,8 @@ class ExecutionMixin(UseCaseBase):
         self._update(run_id, release)
 
     def _enqueue_dispatches(self, run: Run) -> None:
-        """One dispatch job per pending task (workflow executors; once per retry)."""
-        if self.policy.executor.kind != "workflow":
+        """One dispatch job per pending task (executors that dispatch; once per retry)."""
+        if not kind_of(self.policy.executor).dispatches:
             return
         for task in run.tasks:
             if task.state is TaskState.PENDING:
@@ -155,21 +165,12 @@ class ExecutionMixin(UseCaseBase):
 
     def _label_and_comment(self, run: Run, todo: list[Task]) -> None:
         labels = self.policy.labels
-        executor = self.policy.executor
+        kind = kind_of(self.policy.executor)
         ids = self._label_ids(run.run_id, [labels.ready, labels.in_progress])
-        assignees: tuple[str, ...] = ()
-        if executor.kind == "assign":
-            user = run.github_ids.get(f"user:{executor.assignee}")
-            if user is None:
-                for task in todo:
-                    self._fail_task(
-                        run.run_id,
-                        task.issue_number,
-                        f"no GitHub user {executor.assignee!r} to assign",
-                    )
-                return
-            assignees = (user,)
-        comment = _dispatch_comment(run, executor.kind)
+        assignees = self._assignee_ids(run, todo, kind)
+        if assignees is None:
+            return
+        comment = _dispatch_comment(run, kind)
         wanted = {
             t.issue_number: IssueUpdate(
                 t.node_id,
@@ -198,7 +199,7 @@ class ExecutionMixin(UseCaseBase):
                 reason = f"relabelling failed: {failed[task.node_id]}"
                 self._fail_task(run.run_id, task.issue_number, reason)
         todo = [t for t in todo if t.node_id not in failed]
-        hand_over = executor.kind != "workflow"  # a label or an assignee is the hand-over
+        hand_over = not kind.dispatches  # a label or an assignee is the hand-over
         now = self.clock.now()
         numbers = {t.issue_number for t in todo}
 
@@ -221,6 +222,23 @@ class ExecutionMixin(UseCaseBase):
             return current
 
         self._update(run.run_id, mark)
+
+    def _assignee_ids(
+        self, run: Run, todo: list[Task], kind: ExecutorKind
+    ) -> tuple[str, ...] | None:
+        """The node ids of the users the executor kind assigns the issues to (the plan
+        read them); None, and every task of ``todo`` failed, when one is not known."""
+        found = []
+        for login in kind.assignees(self.policy.executor):
+            user = run.github_ids.get(f"user:{login}")
+            if user is None:
+                for task in todo:
+                    self._fail_task(
+                        run.run_id, task.issue_number, f"no GitHub user {login!r} to assign"
+                    )
+                return None
+            found.append(user)
+        return tuple(found)
 
     def _send_updates(
         self, run: Run, wanted: dict[int, IssueUpdate], ids: dict[str, str]
@@ -285,7 +303,7 @@ class ExecutionMixin(UseCaseBase):
 
     @jobs.register(DISPATCH)
     def run_dispatch_job(self, job: dict[str, Any]) -> None:
-        """Dispatch the workflow for one task, at most once."""
+        """Hand one task to the executor, at most once: the handler of its kind does it."""
         run_id, number = str(job["run_id"]), int(job["issue"])
         with log_context(run_id=run_id):
             run = self.store.get_run(run_id)
@@ -296,15 +314,21 @@ class ExecutionMixin(UseCaseBase):
                 # Handed over already, or past it: a pull request got linked while this
                 # job waited (e.g. for a claim its attempt killed mid-dispatch left).
                 return
-            if self.policy.executor.kind != "workflow":
-                self._hand_over_again(run, task)
-                return
-            try:
-                self._dispatch_workflow_once(run_id, number)
-            except GitHubError as exc:
-                ref = incident(f"workflow dispatch for #{number} failed", exc)
-                self._fail_task(run_id, number, f"workflow dispatch failed (ref {ref})")
+            dispatch = dispatchers.get(self, self.policy.executor.kind)
+            if dispatch is None:
+                raise LookupError(f"no dispatch for executor kind {self.policy.executor.kind!r}")
+            dispatch(run, task)
 
+    @dispatchers.register(WORKFLOW.name)
+    def _dispatch_workflow(self, run: Run, task: Task) -> None:
+        """Dispatch the workflow for ``task`` (once); a refusal fails the task."""
+        try:
+            self._dispatch_workflow_once(run.run_id, task.issue_number)
+        except GitHubError as exc:
+            ref = incident(f"workflow dispatch for #{task.issue_number} failed", exc)
+            self._fail_task(run.run_id, task.issue_number, f"workflow dispatch failed (ref {ref})")
+
+    @dispatchers.register(ASSIGN.name, LABEL.name)
     def _hand_over_again(self, run: Run, task: Task) -> None:
         """A retried task of a label or assign executor: relabel if needed, else re-mark."""
         if task.state is not TaskState.PENDING:
@@ -396,10 +420,9 @@ def _changes(update: IssueUpdate) -> bool:
     return bool(update.add_labels or update.remove_labels or update.assignees or update.comment)
 
 
-def _dispatch_comment(run: Run, executor: str) -> str:
-    how = {"workflow": "a workflow run", "assign": "the assignee", "label": "whoever picks it up"}
+def _dispatch_comment(run: Run, kind: ExecutorKind) -> str:
     return (
         f"🤖 Valine run `{run.run_id}` is working on this issue (handed to "
-        f"{how.get(executor, executor)}). Link a pull request with `Fixes #<issue>` "
+        f"{kind.handed_to}). Link a pull request with `Fixes #<issue>` "
         f"or a branch named `valine/{run.run_id}/<issue>`.\n\n{comment_marker(run.run_id)}"
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from valine.core import render
 from valine.core.errors import ActiveRunExists, GitHubUnavailable, NotFound, RunConflict
+from valine.core.executors import kind_of
 from valine.core.models import Run, new_run_id
 from valine.core.planner import plan_tasks
 from valine.ports import GitHubError
@@ -107,7 +108,7 @@ class PlanningMixin(CommandingBase):
     ) -> Run | None:
         labels = self.policy.labels
         executor = self.policy.executor
-        logins = [executor.assignee] if executor.kind == "assign" and executor.assignee else []
+        logins = list(kind_of(executor).assignees(executor))
         # One request: the issues and the node ids the start and ship jobs need.
         found = self.github.read_ready_issues(
             self.repo, labels.ready, [labels.ready, labels.in_progress, labels.shipped], logins

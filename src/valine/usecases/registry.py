@@ -45,6 +45,11 @@ class Registry(Generic[_K]):
         """Every key with a handler."""
         return frozenset(self._methods)
 
+    def get(self, owner: object, key: _K) -> Callable[..., Any] | None:
+        """The handler of ``key`` bound to ``owner``, or None when none is registered."""
+        method = self._methods.get(key)
+        return None if method is None else MethodType(method, owner)
+
     def bound(self, owner: object) -> dict[_K, Callable[..., Any]]:
         """Every handler bound to ``owner`` (an object of a class that defines them)."""
         return {key: MethodType(method, owner) for key, method in self._methods.items()}

@@ -76,7 +76,7 @@ class TrackingMixin(DeployingMixin):
 
     def apply_news(self, event: GitHubEvent, delivery: Delivery) -> None:
         """Hand ``event`` to the handler registered for its kind (none: no news)."""
-        handler = github_events.bound(self).get(type(event))
+        handler = github_events.get(self, type(event))
         if handler is not None:
             handler(event, delivery)
 
