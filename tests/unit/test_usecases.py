@@ -19,8 +19,8 @@ from valine.core.policy import DiscordScope, Executor, Policy
 from valine.core.states import RunState, StampedStep, TaskState
 from valine.discord.client import DiscordClient
 from valine.github.client import GitHubClient, TokenAuth
-from valine.github.events import job_handler
 from valine.queue.worker import WorkerPool
+from valine.runtime.wiring import jobs_of
 from valine.testing.clock import ManualClock
 from valine.testing.discord_standin import DiscordStandIn
 from valine.testing.faults import Match, server_error
@@ -53,12 +53,7 @@ class Harness:
 
     def deliver(self, job: dict[str, Any]) -> None:
         """Handle one queued webhook delivery as the runtime does (read by github/)."""
-        job_handlers(self.orchestrator)[GITHUB_EVENT](job)
-
-
-def job_handlers(orchestrator: Orchestrator) -> dict[str, Any]:
-    """The use cases' job handlers plus the queued delivery's, wired as the runtime does."""
-    return {**orchestrator.job_handlers(), GITHUB_EVENT: job_handler(orchestrator.on_delivery)}
+        jobs_of(self.orchestrator)[GITHUB_EVENT](job)
 
 
 class FlakyDispatch:
@@ -104,7 +99,7 @@ def harness() -> Iterator[Harness]:
         entropy=lambda: next(ids),
         notify_window=0,
     )
-    pool = WorkerPool(queue, job_handlers(orchestrator), on_dead_letter=orchestrator.on_dead_letter)
+    pool = WorkerPool(queue, jobs_of(orchestrator), on_dead_letter=orchestrator.on_dead_letter)
     h = Harness(orchestrator, github, discord, holder, clock, pool)
     try:
         yield h
@@ -256,7 +251,7 @@ def test_a_start_job_killed_mid_relabelling_waits_for_its_claim_and_starts(
     queue = harness.orchestrator.queue
     pool = WorkerPool(
         queue,
-        job_handlers(harness.orchestrator),
+        jobs_of(harness.orchestrator),
         on_dead_letter=harness.orchestrator.on_dead_letter,
         visibility_timeout=60.0,
         clock=clock.now,

@@ -294,14 +294,11 @@ class Services:
         return Scheduler(self.policy.schedule, self.queue, self.orchestrator.clock.now)
 
     def job_handlers(self) -> dict[str, Any]:
-        """The background job handlers by job kind: the use cases' own, the queued webhook
-        delivery (read by ``github/``, applied by the use cases), and the reconcile also
-        measures."""
-        from valine.github import events
-        from valine.usecases import GITHUB_EVENT, RECONCILE
+        """The background job handlers by job kind (:func:`jobs_of` the use cases; the
+        reconcile also measures)."""
+        from valine.usecases import RECONCILE
 
-        handlers = dict(self.orchestrator.job_handlers())
-        handlers[GITHUB_EVENT] = events.job_handler(self.orchestrator.on_delivery)
+        handlers = jobs_of(self.orchestrator)
         reconcile = handlers[RECONCILE]
 
         def reconcile_and_measure(payload: dict[str, Any]) -> None:
@@ -312,6 +309,19 @@ class Services:
 
         handlers[RECONCILE] = reconcile_and_measure
         return handlers
+
+
+def jobs_of(orchestrator: Orchestrator) -> dict[str, Any]:
+    """Every job handler of one repository's use cases: the job kinds they registered,
+    and the queued webhook delivery, which ``github/`` reads into a domain event for
+    ``Orchestrator.on_delivery`` (use cases never read a webhook payload)."""
+    from valine.github import events
+    from valine.usecases import GITHUB_EVENT
+
+    return {
+        **orchestrator.job_handlers(),
+        GITHUB_EVENT: events.job_handler(orchestrator.on_delivery),
+    }
 
 
 #: The Prometheus text exposition format's content type.
