@@ -309,6 +309,30 @@ def test_plan_is_deferred_and_enqueued(deployment: Deployment) -> None:
     assert [(e.action, e.outcome) for e in audit] == [("plan", "accepted")]
 
 
+def test_a_deferred_command_imports_neither_boto3_nor_s3transfer(deployment: Deployment) -> None:
+    """Its clients come from botocore's session, so a cold start never pays for boto3's
+    own import and s3transfer's (docs/benchmarks.md: the deferred command's cold start)."""
+    body = interaction(name="plan")
+    code = (
+        "import json, sys\n"
+        "from valine.runtime.lambda_handlers import discord_handler\n"
+        "result = discord_handler(json.load(sys.stdin), None)\n"
+        "sdk = {'boto3', 's3transfer', 'botocore'} & {m.split('.')[0] for m in sys.modules}\n"
+        "print(json.dumps({'answer': json.loads(result['body']), 'sdk': sorted(sdk)}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(discord_event(deployment.key, body)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {"answer": {"type": 5}, "sdk": ["botocore"]}
+    assert [json.loads(m["Body"])["kind"] for m in deployment.receive()] == ["plan"]
+
+
 # --------------------------------------------------------------------------- GitHub
 
 

@@ -56,7 +56,7 @@ class AwsServices(Services):
             on_settings(self.settings)
 
     def _fetch(self, secret_id: str) -> str:
-        """The secret's text, read with this process's shared boto3 session."""
+        """The secret's text, read with this process's shared AWS (botocore) session."""
         answer = self.aws_client("secretsmanager").get_secret_value(SecretId=secret_id)
         return str(answer["SecretString"])
 

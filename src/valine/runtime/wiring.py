@@ -128,26 +128,31 @@ class Services:
         )
 
     def aws_client(self, service: str) -> Any:
-        """A boto3 client of ``service``, one per process, built on first use.
+        """A low-level AWS client of ``service`` (what ``boto3.client`` returns), one per
+        process, built on first use.
 
-        Every client comes from one boto3 session, so the second and later clients reuse
-        the loaded endpoint and model data. Endpoints follow boto3's usual resolution
-        (``AWS_ENDPOINT_URL_<SERVICE>``: the tests point them at loopback).
+        Every client comes from one botocore session, so the second and later clients
+        reuse the loaded endpoint and model data. Credentials, region and endpoints follow
+        the usual resolution (``AWS_ENDPOINT_URL_<SERVICE>``: the tests point them at
+        loopback).
         """
         with _AWS_LOCK:
             client = self._aws_clients.get(service)
             if client is None:
                 from valine.infra.aws import client_config
 
-                client = self._aws_session.client(service, config=client_config())
+                client = self._aws_session.create_client(service, config=client_config())
                 self._aws_clients[service] = client
             return client
 
     @cached_property
     def _aws_session(self) -> Any:
-        import boto3
+        # botocore's session, not boto3's: the clients are botocore's either way, and
+        # importing boto3 also imports s3transfer and its resource layer, which a cold
+        # start pays for (docs/benchmarks.md, "Cold start of the Discord Lambda").
+        import botocore.session
 
-        return boto3.session.Session()
+        return botocore.session.get_session()
 
     @cached_property
     def _aws_clients(self) -> dict[str, Any]:
