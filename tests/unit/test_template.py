@@ -343,6 +343,31 @@ def test_least_privilege(template: dict[str, Any]) -> None:
         assert secret_actions == {"secretsmanager:GetSecretValue"}
 
 
+def _client_calls(source: str) -> set[str]:
+    """The DynamoDB operations ``source`` calls on a client (``.put_item(`` -> PutItem)."""
+    names = re.findall(r"client\.(\w+)\(", source)
+    return {"".join(part.capitalize() for part in name.split("_")) for name in names}
+
+
+def test_every_function_may_make_every_call_of_the_dedupe_table(template: dict[str, Any]) -> None:
+    """The queue's claims (seen interactions, rate limits) count uses with UpdateItem: a
+    function without it would be refused by IAM on every slash command."""
+    from valine.infra import aws
+    from valine.queue import sqs
+
+    calls = _client_calls(inspect.getsource(sqs.DynamoDedupe))
+    calls |= _client_calls(inspect.getsource(aws.claim_key))
+    assert calls == {"PutItem", "UpdateItem", "DeleteItem"}
+    for function in FUNCTIONS:
+        allowed = {
+            action
+            for statement in _statements(template, function)
+            if _referenced(statement["Resource"]) == {"DedupeTable"}
+            for action in statement["Action"]
+        }
+        assert {f"dynamodb:{call}" for call in calls} <= allowed, function
+
+
 def test_alarms_cover_every_function_the_dlq_and_discord_latency(
     template: dict[str, Any],
 ) -> None:
