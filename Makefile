@@ -12,7 +12,7 @@ OPENAPI := $(MATERIAL)/api.github.com.json
 DYNAMODB := .cache/dynamodb
 DYNAMODB_STAMP := $(DYNAMODB)/.installed
 
-.PHONY: install material aws-local run test lint typecheck contracts unit bench bench-record demo diagram clean proving-ground proving-quick
+.PHONY: install material aws-local run test lint typecheck contracts unit bench bench-record bench-ingest demo diagram clean proving-ground proving-quick
 
 install: $(INSTALLED)
 
@@ -81,6 +81,10 @@ bench: install material
 # cached (.cache/bench-scale; the first DynamoDB Local fill takes about half an hour).
 bench-record: install material aws-local
 	$(BIN)/python bench/run.py --scale --json .cache/bench-record.json
+
+# Webhook ingest against Probot, alternating runs at 16 and 64 connections (docs/benchmarks.md).
+bench-ingest: install
+	$(BIN)/python bench/ingest.py
 
 # docs/reliability.md: whole runs under duplicates, races, SIGKILLs and platform faults.
 # PROVING_QUICK=1 for small counts, PROVING_SEED=N for another draw.
