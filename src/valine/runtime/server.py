@@ -193,7 +193,7 @@ def serve(adapter: RsgiAdapter, host: str, port: int) -> None:
 
 
 async def _serve(adapter: RsgiAdapter, host: str, port: int) -> None:
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
     from granian.server.embed import Server
 
@@ -202,6 +202,7 @@ async def _serve(adapter: RsgiAdapter, host: str, port: int) -> None:
         address=host,
         port=port,
         interface=Interfaces.RSGI,
+        http=HTTPModes.http1,
         websockets=False,
         log_enabled=False,
         http1_settings=HTTP1Settings(header_read_timeout=int(adapter.body_timeout * 1000)),
