@@ -11,11 +11,15 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
-from valine.http import Request, Response, error_response
+from valine.http import Deferred, Request, Response, error_response
 
 log = logging.getLogger("valine.app")
 
 Handler = Callable[[Request], Response]
+#: A handler in two steps: the answer now, or the job to commit before answering.
+Preparer = Callable[[Request], "Response | Deferred"]
+#: What a request that failed unexpectedly is answered.
+INTERNAL_ERROR = "internal error; the event was not processed"
 
 
 class Route(NamedTuple):
@@ -24,6 +28,8 @@ class Route(NamedTuple):
     method: str
     handler: Handler
     max_body: int = 0
+    #: The handler's two steps, for a server that commits several requests' jobs at once.
+    prepare: Preparer | None = None
 
 
 class App:
@@ -49,14 +55,38 @@ class App:
 
     def handle(self, request: Request) -> Response:
         """The response to ``request``; unexpected errors become a logged 500."""
+        route = self._route(request)
+        if isinstance(route, Response):
+            return route
+        try:
+            return route.handler(request)
+        except Exception:
+            return internal_error(request)
+
+    def begin(self, request: Request) -> Response | Deferred:
+        """Like :meth:`handle`, but a route with a ``prepare`` step may answer with the
+        :class:`~valine.http.Deferred` job to commit first (the caller then calls its
+        ``finish``, or answers :func:`internal_error` if the commit failed)."""
+        route = self._route(request)
+        if isinstance(route, Response):
+            return route
+        try:
+            return (route.prepare or route.handler)(request)
+        except Exception:
+            return internal_error(request)
+
+    def _route(self, request: Request) -> Route | Response:
+        """The request's route, or the refusal (404, 405, 413) to answer instead."""
         refusal = self.refusal(request.method, request.path)
         if refusal is not None:
             return refusal
         route = self.routes[request.path]
         if len(request.body) > route.max_body:
             return error_response(413, f"body larger than {route.max_body} bytes")
-        try:
-            return route.handler(request)
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            return error_response(500, "internal error; the event was not processed")
+        return route
+
+
+def internal_error(request: Request) -> Response:
+    """Log the exception being handled and answer 500 (never its text)."""
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, INTERNAL_ERROR)

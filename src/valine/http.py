@@ -8,7 +8,7 @@ local mode does, so no behaviour lives in only one runtime.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 JSON_HEADERS: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
@@ -33,6 +33,20 @@ class Response(NamedTuple):
     status: int
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = JSON_HEADERS
+
+
+class Deferred(NamedTuple):
+    """A request whose answer waits for one job's commit (the webhook endpoint's).
+
+    The synchronous path enqueues the job and calls ``finish`` at once; the local server
+    instead commits the jobs of concurrent requests in one transaction, then answers
+    each with ``finish(added)`` (``added``: False for a job whose dedupe key was seen).
+    """
+
+    kind: str
+    payload: dict[str, Any]
+    dedupe_key: str
+    finish: Callable[[bool], Response]
 
 
 def json_response(

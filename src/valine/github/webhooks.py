@@ -19,12 +19,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from valine.core.shape import Arr, Bool, Int, Obj, Shape, ShapeError, Str, check, parse_object
 from valine.github.events import essentials
 from valine.github.verify import verify_signature
-from valine.http import Request, Response, error_response, json_response
+from valine.http import Deferred, Request, Response, error_response, json_response
 from valine.logs import log_context
 from valine.ports import GITHUB_EVENT_JOB
 
@@ -119,15 +119,38 @@ class GitHubWebhookEndpoint:
         self._queue = queue
 
     def __call__(self, request: Request) -> Response:
-        """Answer one webhook delivery, counting it by event and outcome."""
-        event, outcome, response = self._answer(request)
-        from valine import metrics
+        """Answer one webhook delivery: its job enqueued (committed) before the answer."""
+        step = self.prepare(request)
+        if isinstance(step, Response):
+            return step
+        added = self._queue().enqueue(step.kind, step.payload, dedupe_key=step.dedupe_key)
+        return step.finish(added)
 
-        metrics.count("deliveries", event=event, outcome=outcome)
+    def prepare(self, request: Request) -> Response | Deferred:
+        """Verify and check one delivery: its answer, or the job to commit before answering.
+
+        Every outcome is counted by event (the deferred ones when they finish).
+        """
+        answer = self._answer(request)
+        if isinstance(answer, Deferred):
+            return answer
+        event, outcome, response = answer
+        _count(event, outcome)
         return response
 
-    def _answer(self, request: Request) -> tuple[str, str, Response]:
-        """``(event, outcome, response)``; the event is "other" unless verified and known."""
+    def _answer(self, request: Request) -> tuple[str, str, Response] | Deferred:
+        """``(event, outcome, response)``, or the deferred job of a handled event; the
+        event is "other" unless verified and known."""
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        event = request.header("x-github-event") or ""
+        delivery_id = request.header("x-github-delivery") or ""
+        with log_context(delivery_id=delivery_id):
+            return _accept(event, delivery_id, request.body)
+
+    def _refusal(self, request: Request) -> tuple[str, str, Response] | None:
+        """The answer to a delivery that is not configured, not signed or malformed."""
         if self._secret is None:
             response = error_response(503, "GITHUB_WEBHOOK_SECRET is not set: cannot verify")
             return "other", "not_configured", response
@@ -135,39 +158,61 @@ class GitHubWebhookEndpoint:
             log.warning("rejected delivery: bad signature")
             return "other", "bad_signature", error_response(401, "invalid X-Hub-Signature-256")
         event = request.header("x-github-event") or ""
-        delivery_id = request.header("x-github-delivery") or ""
-        known = event if event in HANDLED_EVENTS or event == "ping" else "other"
         if not _EVENT_NAME.fullmatch(event):
             response = error_response(400, "X-GitHub-Event: missing, or not an event name")
             return "other", "bad_request", response
-        if not _DELIVERY_ID.fullmatch(delivery_id):
+        if not _DELIVERY_ID.fullmatch(request.header("x-github-delivery") or ""):
             response = error_response(400, "X-GitHub-Delivery: missing, or not a delivery id")
-            return known, "bad_request", response
-        with log_context(delivery_id=delivery_id):
-            try:
-                payload = parse_object(request.body)
-                if event in EVENT_SHAPES:
-                    check(EVENT_SHAPES[event], payload)
-            except ShapeError as exc:
-                log.info("refused %s delivery: %s", event, exc)
-                return known, "bad_request", error_response(400, str(exc))
-            outcome, response = self._accept(event, delivery_id, payload, request.body)
-            return known, outcome, response
+            return _known(event), "bad_request", response
+        return None
 
-    def _accept(
-        self, event: str, delivery_id: str, payload: dict[str, Any], body: bytes
-    ) -> tuple[str, Response]:
-        if event == "ping":
-            return "pong", json_response(200, {"status": "pong"})
-        if event not in HANDLED_EVENTS:
-            return "ignored", json_response(202, {"status": "ignored", "event": event})
-        # Only what tracking reads: a few hundred bytes instead of the whole body.
-        job = {"event": event, "delivery_id": delivery_id, "payload": essentials(event, payload)}
-        if not self._queue().enqueue(GITHUB_EVENT_JOB, job, dedupe_key=dedupe_key(delivery_id)):
+
+def _known(event: str) -> str:
+    """The event's name as counted: "other" for an event the workflow does not use."""
+    return event if event in HANDLED_EVENTS or event == "ping" else "other"
+
+
+def _accept(event: str, delivery_id: str, body: bytes) -> tuple[str, str, Response] | Deferred:
+    """A verified delivery: 400 for a body that does not fit, the ping's pong, an ignored
+    event's 202, or the job of a handled event to commit before answering."""
+    try:
+        payload = parse_object(body)
+        if event in EVENT_SHAPES:
+            check(EVENT_SHAPES[event], payload)
+    except ShapeError as exc:
+        log.info("refused %s delivery: %s", event, exc)
+        return _known(event), "bad_request", error_response(400, str(exc))
+    if event == "ping":
+        return event, "pong", json_response(200, {"status": "pong"})
+    if event not in HANDLED_EVENTS:
+        return "other", "ignored", json_response(202, {"status": "ignored", "event": event})
+    # Only what tracking reads: a few hundred bytes instead of the whole body.
+    job = {"event": event, "delivery_id": delivery_id, "payload": essentials(event, payload)}
+    action = payload.get("action") or ""
+    return Deferred(
+        GITHUB_EVENT_JOB,
+        job,
+        dedupe_key(delivery_id),
+        lambda added: _finish(event, action, delivery_id, added),
+    )
+
+
+def _finish(event: str, action: object, delivery_id: str, added: bool) -> Response:
+    """The answer to a handled delivery once its job is committed (or found a duplicate)."""
+    with log_context(delivery_id=delivery_id):
+        if not added:
             log.info("duplicate delivery of %s", event)
-            return "duplicate", json_response(200, {"status": "duplicate", "delivery": delivery_id})
-        log.info("accepted %s.%s", event, payload.get("action") or "")
-        return "accepted", json_response(202, {"status": "accepted", "delivery": delivery_id})
+            _count(event, "duplicate")
+            return json_response(200, {"status": "duplicate", "delivery": delivery_id})
+        log.info("accepted %s.%s", event, action)
+        _count(event, "accepted")
+        return json_response(202, {"status": "accepted", "delivery": delivery_id})
+
+
+def _count(event: str, outcome: str) -> None:
+    from valine import metrics
+
+    metrics.count("deliveries", event=event, outcome=outcome)
 
 
 def dedupe_key(delivery_id: str) -> str:

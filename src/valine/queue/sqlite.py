@@ -27,7 +27,7 @@ import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Unpack
+from typing import Any, TypeVar, Unpack
 
 from valine.core.errors import QueueUnavailable
 from valine.infra.sqlite import Database, path_from_url
@@ -35,6 +35,7 @@ from valine.ports import Job
 from valine.queue.base import ABANDONED, QueueBase, QueueOptions
 
 log = logging.getLogger("valine.queue")
+_T = TypeVar("_T")
 
 #: How often (in seconds of the queue's clock) ``enqueue`` purges expired dedupe keys.
 PURGE_INTERVAL = 60.0
@@ -81,6 +82,20 @@ _NEXT_DUE = (
     "SELECT seq FROM queue_jobs WHERE state = 'ready' AND available_at <= ? "
     "ORDER BY available_at, seq LIMIT 1"
 )
+
+
+#: Rows per multi-row INSERT of :meth:`SqliteJobQueue.enqueue_many` (6 values a job row:
+#: far below SQLite's limit of 32,766 bound values).
+_ROWS_PER_STATEMENT = 200
+
+
+def _chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _placeholders(width: int, rows: int) -> str:
+    """``(?, ?),(?, ?)``: the VALUES of a multi-row INSERT (never any value itself)."""
+    return ",".join(["(" + ", ".join("?" * width) + ")"] * rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +192,49 @@ class SqliteJobQueue(QueueBase):
                 (uuid.uuid4().hex, kind, body, now + max(0.0, delay), now, dedupe_key),
             )
         return True
+
+    def enqueue_many(self, jobs: Sequence[tuple[str, dict[str, Any], str]]) -> list[bool]:
+        """Add several ``(kind, payload, dedupe_key)`` jobs in one transaction (group commit).
+
+        The answer per job is :meth:`enqueue`'s: False for a dedupe key already seen,
+        including one that appears earlier in ``jobs``. One multi-row statement writes
+        the keys (``RETURNING`` the ones that were new) and one the jobs, so a batch costs
+        one commit and four statements whatever its size. When this returns, every job
+        it answered True for is durable; when it raises, none is.
+        """
+        if not jobs:
+            return []
+        now = self._clock()
+        expires = now + self.dedupe_ttl
+        with self._translated("add jobs"), self.db.write() as conn:
+            if self._purge_due(now):
+                self._purge(conn, now, PURGE_BATCH)
+            added: set[str] = set()
+            for chunk in _chunks([key for _, _, key in jobs], _ROWS_PER_STATEMENT):
+                rows = conn.execute(
+                    "INSERT INTO queue_dedupe (key, expires_at) VALUES "  # noqa: S608 (only ?s joined)
+                    + _placeholders(2, len(chunk))
+                    + " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
+                    "WHERE queue_dedupe.expires_at <= ? RETURNING key",
+                    [*(v for key in chunk for v in (key, expires)), now],
+                ).fetchall()
+                added.update(row[0] for row in rows)
+            answers, values = [], []
+            for kind, payload, key in jobs:
+                new = key in added
+                added.discard(key)  # a second job with the same key is a duplicate
+                answers.append(new)
+                if new:
+                    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+                    values.append((uuid.uuid4().hex, kind, body, now, now, key))
+            for rows_of in _chunks(values, _ROWS_PER_STATEMENT):
+                conn.execute(
+                    "INSERT INTO queue_jobs "  # noqa: S608 (only ?s joined)
+                    "(job_id, kind, payload, available_at, enqueued_at, dedupe_key) VALUES "
+                    + _placeholders(6, len(rows_of)),
+                    [v for row in rows_of for v in row],
+                )
+        return answers
 
     def claim(self, key: str, ttl: float, limit: int = 1) -> bool:
         """Count one use of ``key`` (one upsert); False once ``limit`` uses are counted."""

@@ -104,7 +104,7 @@ def serve_services(services: Services, host: str, port: int) -> int:
     """``valine serve`` of ``services``: the HTTP endpoints, the workers, the reconcile."""
     from valine import logs
     from valine.queue.worker import WorkerPool
-    from valine.runtime.server import RsgiAdapter, serve
+    from valine.runtime.server import GroupCommit, RsgiAdapter, serve
 
     settings = services.settings
     logs.configure(settings.log_level, settings.secret_values(), log_format=settings.log_format)
@@ -114,6 +114,7 @@ def serve_services(services: Services, host: str, port: int) -> int:
         services.app(),
         max_in_flight=int(settings.max_body_in_flight),
         body_timeout=float(settings.body_timeout),
+        commits=GroupCommit(services.queue),
     )
     pool = WorkerPool(
         services.queue,

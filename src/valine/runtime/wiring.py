@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from valine.app import App, Route
 from valine.core.errors import ConfigurationError
 from valine.discord.interactions import DiscordEndpoint
-from valine.http import Request, Response, json_response
+from valine.http import Deferred, Request, Response, json_response
 from valine.runtime.config import Settings
 
 if TYPE_CHECKING:
@@ -164,7 +164,9 @@ class Services:
         return App(
             {
                 "/discord": Route("POST", self.discord_endpoint(), int(s.discord_max_body)),
-                "/github/webhook": Route("POST", self._github_webhook, int(s.github_max_body)),
+                "/github/webhook": Route(
+                    "POST", self._github_webhook, int(s.github_max_body), self._github_prepare
+                ),
                 "/healthz": Route("GET", self.healthz),
                 "/metrics": Route("GET", self.metrics_endpoint),
             }
@@ -172,6 +174,9 @@ class Services:
 
     def _github_webhook(self, request: Request) -> Response:
         return self.github_endpoint(request)
+
+    def _github_prepare(self, request: Request) -> Response | Deferred:
+        return self.github_endpoint.prepare(request)
 
     @cached_property
     def github_endpoint(self) -> GitHubWebhookEndpoint:
