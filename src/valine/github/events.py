@@ -1,10 +1,17 @@
 """Webhook deliveries -> domain events: what a GitHub delivery says, typed.
 
 Each webhook event tracking reads has one reader, registered under its name with
-:func:`reads`: it type-checks the fields it needs (a field of the wrong type is
-:class:`Malformed`, naming it, and the delivery changes nothing) and returns them as
-:class:`Fields`, which say which :mod:`valine.core.events` event the delivery is
-(:meth:`Fields.event`) and what of the payload to keep (:meth:`Fields.slim`).
+:func:`reads` together with the shape the webhook endpoint checks the body against
+(:data:`EVENT_SHAPES`, answered 400 naming the field when it does not fit). The reader
+type-checks the fields it needs (a field of the wrong type is :class:`Malformed`,
+naming it, and the delivery changes nothing) and returns them as :class:`Fields`, which
+say which :mod:`valine.core.events` event the delivery is (:meth:`Fields.event`) and
+what of the payload to keep (:meth:`Fields.slim`). The endpoint handles the events with
+a reader (:data:`HANDLED_EVENTS`) and acknowledges the others without queuing them.
+
+Adding a webhook event: its reader and shape here, its domain event in
+:mod:`valine.core.events`, and the event's rule (:func:`valine.core.tracking.rule`) or
+use-case handler (``@github_events.register``).
 
 :func:`essentials` is what the webhook endpoint stores in the queue (a few hundred
 bytes of a 10-25 KB body, in the payload's own shape: reading it again gives the same
@@ -37,6 +44,7 @@ from valine.core.events import (
     WorkflowRunChanged,
 )
 from valine.core.models import WorkflowRun
+from valine.core.shape import Arr, Bool, Int, Obj, Shape, Str
 
 #: The branch GitHub tests a merge group on: ``gh-readonly-queue/<base>/pr-<number>-<sha>``.
 _MERGE_GROUP_REF = re.compile(r"^(?:refs/heads/)?gh-readonly-queue/.+/pr-(\d+)-[0-9a-f]{7,40}$")
@@ -68,18 +76,34 @@ class Fields(Protocol):
 Reader = Callable[[Mapping[str, Any]], Fields]
 #: The reader of each webhook event tracking handles, by ``X-GitHub-Event``.
 READERS: dict[str, Reader] = {}
+#: The shape the endpoint checks each handled event's body against (GitHub's payloads,
+#: cut to the fields tracking reads; an event without one is checked by its reader only).
+EVENT_SHAPES: dict[str, Obj] = {}
 
 
-def reads(name: str) -> Callable[[Reader], Reader]:
-    """Register the decorated function as the reader of webhook event ``name``."""
+def reads(name: str, shape: Obj | None = None) -> Callable[[Reader], Reader]:
+    """Register the decorated function as the reader of webhook event ``name``, and the
+    ``shape`` its body must fit before it is queued."""
 
     def register(reader: Reader) -> Reader:
         if name in READERS:
             raise ValueError(f"webhook event {name!r} already has a reader")
         READERS[name] = reader
+        if shape is not None:
+            EVENT_SHAPES[name] = shape
         return reader
 
     return register
+
+
+_TEXT = Str(nullable=True)
+#: The fields every handled event's body may have.
+_ENVELOPE: dict[str, Shape] = {
+    "action": Str(100, nullable=True),
+    "repository": Obj({"full_name": Str(300, nullable=True)}, nullable=True),
+    "sender": Obj({"login": Str(300, nullable=True)}, nullable=True),
+}
+_NAME = Obj({"name": Str(300, nullable=True)})
 
 
 # -- typed access ------------------------------------------------------------------------
@@ -191,7 +215,24 @@ class PullFields:
         return slim
 
 
-@reads("pull_request")
+@reads(
+    "pull_request",
+    Obj(
+        {
+            **_ENVELOPE,
+            "number": Int(nullable=True),
+            "pull_request": Obj(
+                {
+                    "number": Int(nullable=True),
+                    "body": Str(nullable=True),
+                    "merged": Bool(nullable=True),
+                    "head": Obj({"ref": _TEXT, "sha": _TEXT}, nullable=True),
+                },
+                nullable=True,
+            ),
+        }
+    ),
+)
 def _read_pull(payload: Mapping[str, Any]) -> PullFields:
     action = _str(payload, "action", "action")
     pull = _obj(payload, "pull_request", "pull_request")
@@ -253,7 +294,22 @@ class SuiteFields:
         }
 
 
-@reads("check_suite")
+@reads(
+    "check_suite",
+    Obj(
+        {
+            **_ENVELOPE,
+            "check_suite": Obj(
+                {
+                    "head_sha": _TEXT,
+                    "conclusion": _TEXT,
+                    "pull_requests": Arr(Obj({"number": Int(nullable=True)}), nullable=True),
+                },
+                nullable=True,
+            ),
+        }
+    ),
+)
 def _read_suite(payload: Mapping[str, Any]) -> SuiteFields:
     action = _str(payload, "action", "action")
     suite = _obj(payload, "check_suite", "check_suite")
@@ -322,7 +378,19 @@ class IssueFields:
         return slim
 
 
-@reads("issues")
+@reads(
+    "issues",
+    Obj(
+        {
+            **_ENVELOPE,
+            "issue": Obj(
+                {"number": Int(nullable=True), "labels": Arr(_NAME, nullable=True)},
+                nullable=True,
+            ),
+            "label": Obj({"name": Str(300, nullable=True)}, nullable=True),
+        }
+    ),
+)
 def _read_issue(payload: Mapping[str, Any]) -> IssueFields:
     action = _str(payload, "action", "action")
     issue = _obj(payload, "issue", "issue")
@@ -371,7 +439,28 @@ class WorkflowRunFields:
         }
 
 
-@reads("workflow_run")
+@reads(
+    "workflow_run",
+    Obj(
+        {
+            **_ENVELOPE,
+            "workflow": Obj({"path": Str(1000, nullable=True)}, nullable=True),
+            "workflow_run": Obj(
+                {
+                    "id": Int(nullable=True),
+                    "status": Str(100, nullable=True),
+                    "conclusion": Str(100, nullable=True),
+                    "html_url": Str(2000, nullable=True),
+                    "event": Str(100, nullable=True),
+                    "head_branch": Str(1000, nullable=True),
+                    "created_at": Str(100, nullable=True),
+                    "display_title": _TEXT,
+                },
+                nullable=True,
+            ),
+        }
+    ),
+)
 def _read_workflow_run(payload: Mapping[str, Any]) -> WorkflowRunFields:
     action = _str(payload, "action", "action")
     run = _obj(payload, "workflow_run", "workflow_run")
@@ -415,10 +504,14 @@ class NoNews:
         return {} if self.action is None else {"action": self.action}
 
 
-@reads("issue_comment")
+@reads("issue_comment", Obj(_ENVELOPE))
 def _no_news(payload: Mapping[str, Any]) -> NoNews:
     action = payload.get("action")
     return NoNews(action if isinstance(action, str) else None)
+
+
+#: The webhook events the endpoint queues (one reader each); it acknowledges the others.
+HANDLED_EVENTS = frozenset(READERS)
 
 
 # -- deliveries --------------------------------------------------------------------------

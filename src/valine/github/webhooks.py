@@ -9,9 +9,11 @@ is one event; two deliveries of the same content (two events that happen to look
 alike) are two deliveries, and tracking applies each idempotently. A delivery whose job
 was dead-lettered has its key released by the queue, so *Redeliver* processes it again.
 
-The body is checked against a declared shape (:data:`EVENT_SHAPES`: the fields tracking
-reads) before any field is used; a body that does not fit is answered 400 naming the
-field.
+The body is checked against the shape its event's reader declares
+(:data:`valine.github.events.EVENT_SHAPES`: the fields tracking reads) before any field
+is used; a body that does not fit is answered 400 naming the field. The events handled
+are the ones :mod:`valine.github.events` has a reader for; others are acknowledged and
+ignored.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from valine.core.shape import Arr, Bool, Int, Obj, Shape, ShapeError, Str, check, parse_object
-from valine.github.events import essentials
+from valine.core.shape import ShapeError, check, parse_object
+from valine.github.events import EVENT_SHAPES, HANDLED_EVENTS, essentials
 from valine.github.verify import verify_signature
 from valine.http import Deferred, Request, Response, error_response, json_response
 from valine.logs import log_context
@@ -33,82 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("valine.github")
 
-#: The events the workflow uses; others are acknowledged and ignored.
-HANDLED_EVENTS = frozenset(
-    {"pull_request", "check_suite", "status", "issues", "issue_comment", "workflow_run"}
-)
 #: ``X-GitHub-Event`` (``pull_request``) and ``X-GitHub-Delivery`` (a GUID).
 _EVENT_NAME = re.compile(r"[a-z_]{1,64}")
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
-
-_TEXT = Str(nullable=True)
-_ENVELOPE: dict[str, Shape] = {
-    "action": Str(100, nullable=True),
-    "repository": Obj({"full_name": Str(300, nullable=True)}, nullable=True),
-    "sender": Obj({"login": Str(300, nullable=True)}, nullable=True),
-}
-_NAME = Obj({"name": Str(300, nullable=True)})
-#: The fields of each handled event that tracking reads (GitHub's webhook payloads).
-EVENT_SHAPES: dict[str, Obj] = {
-    "pull_request": Obj(
-        {
-            **_ENVELOPE,
-            "number": Int(nullable=True),
-            "pull_request": Obj(
-                {
-                    "number": Int(nullable=True),
-                    "body": Str(nullable=True),
-                    "merged": Bool(nullable=True),
-                    "head": Obj({"ref": _TEXT, "sha": _TEXT}, nullable=True),
-                },
-                nullable=True,
-            ),
-        }
-    ),
-    "check_suite": Obj(
-        {
-            **_ENVELOPE,
-            "check_suite": Obj(
-                {
-                    "head_sha": _TEXT,
-                    "conclusion": _TEXT,
-                    "pull_requests": Arr(Obj({"number": Int(nullable=True)}), nullable=True),
-                },
-                nullable=True,
-            ),
-        }
-    ),
-    "issues": Obj(
-        {
-            **_ENVELOPE,
-            "issue": Obj(
-                {"number": Int(nullable=True), "labels": Arr(_NAME, nullable=True)},
-                nullable=True,
-            ),
-            "label": Obj({"name": Str(300, nullable=True)}, nullable=True),
-        }
-    ),
-    "issue_comment": Obj(_ENVELOPE),
-    "workflow_run": Obj(
-        {
-            **_ENVELOPE,
-            "workflow": Obj({"path": Str(1000, nullable=True)}, nullable=True),
-            "workflow_run": Obj(
-                {
-                    "id": Int(nullable=True),
-                    "status": Str(100, nullable=True),
-                    "conclusion": Str(100, nullable=True),
-                    "html_url": Str(2000, nullable=True),
-                    "event": Str(100, nullable=True),
-                    "head_branch": Str(1000, nullable=True),
-                    "created_at": Str(100, nullable=True),
-                    "display_title": _TEXT,
-                },
-                nullable=True,
-            ),
-        }
-    ),
-}
 
 
 class GitHubWebhookEndpoint:
