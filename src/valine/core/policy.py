@@ -54,6 +54,17 @@ Every field has a default, so a team can start with no file at all::
     [permissions]                  # deny by default: see valine.core.authz
     prevent_self_approval = false
     approve = { roles = ["<discord role id>"], users = ["<discord user id>"] }
+
+    [[repositories]]               # optional: several repositories per deployment
+    name = "acme/rocket"
+    channel_id = "<discord channel id>"   # its plans (and scheduled posts) go there
+    installation_id = 42           # optional: its GitHub App installation (else looked up)
+    [repositories.executor]        # optional overrides of labels, planner, executor,
+    kind = "assign"                # checks, merge, policy and permissions, key by key;
+    assignee = "agent-login"       # the rest comes from the top level
+
+:func:`rules_from_mapping` reads a whole file (the top level and its repositories);
+:func:`policy_from_mapping` the top level alone.
 """
 
 from __future__ import annotations
@@ -247,6 +258,13 @@ SCHEMA: Mapping[str, tuple[str, ...]] = {
 }
 #: The keys of one action's table under ``[permissions]`` (``approve = { roles = [...] }``).
 PERMISSION_GRANT_KEYS = ("roles", "users")
+#: The array of tables naming the repositories of a deployment (``[[repositories]]``).
+REPOSITORIES = "repositories"
+#: The sections a ``[[repositories]]`` entry may override; the others are the deployment's.
+REPOSITORY_SECTIONS = ("labels", "planner", "executor", "checks", "merge", "policy", "permissions")
+#: Every key of a ``[[repositories]]`` entry.
+REPOSITORY_KEYS = ("name", "channel_id", "installation_id", *REPOSITORY_SECTIONS)
+_REPOSITORY_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
 def unknown_names(data: Mapping[str, Any]) -> list[str]:
@@ -257,6 +275,9 @@ def unknown_names(data: Mapping[str, Any]) -> list[str]:
     """
     problems: list[str] = []
     for name, section in data.items():
+        if name == REPOSITORIES:
+            problems += _unknown_in_repositories(section)
+            continue
         if name not in SCHEMA:
             problems.append(f"unknown section [{name}]{_suggest(name, SCHEMA, '[{}]')}")
             continue
@@ -273,6 +294,31 @@ def unknown_names(data: Mapping[str, Any]) -> list[str]:
                         hint = _suggest(sub, PERMISSION_GRANT_KEYS, where + ".{}")
                         problems.append(f"unknown key {where}.{sub}{hint}")
     return problems
+
+
+def _unknown_in_repositories(entries: Any) -> list[str]:
+    """The unknown keys of every ``[[repositories]]`` entry, each named by its entry."""
+    if not isinstance(entries, list):
+        return []  # reported as "must be an array of tables" by the reader
+    problems: list[str] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            continue
+        where = _entry_name(index, entry)
+        for key in entry:
+            if key not in REPOSITORY_KEYS:
+                problems.append(f"{where}: unknown key {key}{_suggest(key, REPOSITORY_KEYS, '{}')}")
+        sections = {k: v for k, v in entry.items() if k in REPOSITORY_SECTIONS}
+        problems += [f"{where}: {p}" for p in unknown_names(sections)]
+    return problems
+
+
+def _entry_name(index: int, entry: Mapping[str, Any]) -> str:
+    """How an error names a ``[[repositories]]`` entry: by its name, else its position."""
+    name = entry.get("name")
+    if isinstance(name, str) and name:
+        return f"repositories: {name}"
+    return f"repositories: entry {index + 1}"
 
 
 def _suggest(name: str, known: Iterable[str], shape: str) -> str:
@@ -293,6 +339,11 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
     problems = unknown_names(data)
     if problems:
         raise ConfigurationError(problems[0] if len(problems) == 1 else _listed(problems))
+    return _policy(data)
+
+
+def _policy(data: Mapping[str, Any]) -> Policy:
+    """The policy of ``data``, whose names are known (``[[repositories]]`` is not read)."""
     labels = _section(data, "labels")
     planner = _section(data, "planner")
     executor = _section(data, "executor")
@@ -331,6 +382,114 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
     )
     _check(policy)
     return policy
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryRules:
+    """One ``[[repositories]]`` entry: the repository, its channel and its merged policy."""
+
+    name: str
+    #: The Discord channel its plans go to (and where its commands need no option).
+    channel_id: str | None = None
+    #: Its GitHub App installation, when known ahead (else looked up once).
+    installation_id: str | None = None
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """A whole ``valine.toml``: the top-level policy and the repositories it names."""
+
+    policy: Policy = field(default_factory=Policy)
+    repositories: tuple[RepositoryRules, ...] = ()
+
+
+def rules_from_mapping(data: Mapping[str, Any]) -> Rules:
+    """The rules of a parsed ``valine.toml``; raises ConfigurationError naming the key.
+
+    Each ``[[repositories]]`` entry's sections override the top level's key by key (an
+    entry's ``[repositories.executor] kind`` replaces ``[executor] kind`` and keeps the
+    other ``[executor]`` keys; a ``[repositories.permissions]`` action replaces that
+    action's grant); its ``channel_id`` is also where its scheduled posts go.
+    """
+    problems = unknown_names(data)
+    if problems:
+        raise ConfigurationError(problems[0] if len(problems) == 1 else _listed(problems))
+    top = {k: v for k, v in data.items() if k != REPOSITORIES}
+    policy = _policy(top)
+    entries = data.get(REPOSITORIES, [])
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+        raise ConfigurationError(
+            '[[repositories]] must be an array of tables (each one starting "[[repositories]]")'
+        )
+    repositories = tuple(_repository(i, e, top, policy) for i, e in enumerate(entries))
+    _check_repositories(repositories, policy)
+    return Rules(policy=policy, repositories=repositories)
+
+
+def _repository(
+    index: int, entry: Mapping[str, Any], top: Mapping[str, Any], policy: Policy
+) -> RepositoryRules:
+    """One entry, its sections merged over the top level's and checked as a whole."""
+    where = _entry_name(index, entry)
+    name = entry.get("name")
+    if not isinstance(name, str) or not _REPOSITORY_NAME.fullmatch(name):
+        raise ConfigurationError(f'{where}: name must look like owner/name ("acme/rocket")')
+    channel = entry.get("channel_id")
+    if channel is not None and not (isinstance(channel, str) and channel.isdigit()):
+        raise ConfigurationError(f"{where}: channel_id must be a Discord channel id (digits)")
+    merged = dict(top)
+    for section in REPOSITORY_SECTIONS:
+        if section in entry:
+            override = entry[section]
+            if not isinstance(override, Mapping):
+                raise ConfigurationError(f"{where}: [repositories.{section}] must be a table")
+            merged[section] = {**_section(top, section), **override}
+    if channel is not None and "schedule" in top:
+        merged["schedule"] = {**_section(top, "schedule"), "channel_id": channel}
+    try:
+        merged_policy = _policy(merged)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
+    return RepositoryRules(
+        name=name,
+        channel_id=channel,
+        installation_id=_installation(where, entry.get("installation_id")),
+        policy=merged_policy,
+    )
+
+
+def _installation(where: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise ConfigurationError(f"{where}: installation_id must be a GitHub App installation id")
+    return str(int(value))
+
+
+def _check_repositories(repositories: tuple[RepositoryRules, ...], policy: Policy) -> None:
+    """One entry per repository, one repository per channel, channels the bot answers in."""
+    names: set[str] = set()
+    channels: dict[str, str] = {}
+    for repository in repositories:
+        if repository.name.lower() in names:
+            raise ConfigurationError(f"repositories: {repository.name} is listed twice")
+        names.add(repository.name.lower())
+        channel = repository.channel_id
+        if channel is None:
+            continue
+        if channel in channels:
+            raise ConfigurationError(
+                f"repositories: {channels[channel]} and {repository.name} share channel_id "
+                f"{channel}: a channel plans one repository"
+            )
+        channels[channel] = repository.name
+        allowed = policy.discord.channel_ids
+        if allowed and channel not in allowed:
+            raise ConfigurationError(
+                f"repositories: {repository.name}'s channel_id {channel} is not in "
+                "[discord] channel_ids: the bot would not answer there"
+            )
 
 
 def _listed(problems: list[str]) -> str:
@@ -517,6 +676,22 @@ def policy_summary(policy: Policy) -> list[str]:
         _schedule_line(policy.schedule),
     ]
     lines += _permission_lines(policy.permissions)
+    return lines
+
+
+def rules_summary(rules: Rules) -> list[str]:
+    """The effective rules of a whole file: the top level's, then each repository's
+    channel and the lines where its merged policy differs from the top level's."""
+    lines = policy_summary(rules.policy)
+    top = set(lines)
+    for repository in rules.repositories:
+        channel = repository.channel_id or "none (commands name it with the repository option)"
+        installation = repository.installation_id or "looked up"
+        lines.append(
+            f"repository {repository.name}: channel_id={channel} installation_id={installation}"
+        )
+        own = [line for line in policy_summary(repository.policy) if line not in top]
+        lines += [f"  {line.strip()}" for line in own] or ["  (the top-level rules)"]
     return lines
 
 

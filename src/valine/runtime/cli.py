@@ -121,7 +121,7 @@ def serve_services(services: Services, host: str, port: int) -> int:
         services.job_handlers(),
         threads=int(settings.workers),
         visibility_timeout=float(settings.job_lease),
-        on_dead_letter=services.orchestrator.on_dead_letter,
+        on_dead_letter=services.on_dead_letter,
         busy=adapter.busy,
     )
     missing = settings.missing()
@@ -208,11 +208,12 @@ def _register_commands(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from valine.core.policy import policy_summary
-    from valine.runtime.config import read_policy
+    from valine.core.policy import rules_summary
+    from valine.runtime.config import read_rules
 
     path = args.file or os.environ.get("VALINE_CONFIG") or None
-    policy = read_policy(path)
+    rules = read_rules(path)
+    policy = rules.policy
     if policy.schedule.entries:
         from valine.runtime.scheduler import check_schedule
 
@@ -222,7 +223,7 @@ def _config_check(args: argparse.Namespace) -> int:
         print("no valine.toml here: the defaults apply")
     else:
         print(f"{shown}: valid")
-    for line in policy_summary(policy):
+    for line in rules_summary(rules):
         print(line)
     return 0
 

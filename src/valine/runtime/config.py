@@ -16,7 +16,7 @@ from valine.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from valine.core.commands import Need
-    from valine.core.policy import Policy
+    from valine.core.policy import Policy, Rules
 
 DEFAULT_STORE = "sqlite:///.valine/valine.db"
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -209,19 +209,25 @@ def load_dotenv_into(environ: dict[str, str], path: str = ".env") -> None:
 
 
 def read_policy(config_path: str | None) -> Policy:
-    """The workflow rules of ``config_path`` (``VALINE_CONFIG``), else ``./valine.toml``.
+    """The top-level workflow rules of ``config_path`` (see :func:`read_rules`)."""
+    return read_rules(config_path).policy
+
+
+def read_rules(config_path: str | None) -> Rules:
+    """The rules of ``config_path`` (``VALINE_CONFIG``), else ``./valine.toml``: the
+    top-level policy and each ``[[repositories]]`` entry's.
 
     Without ``config_path`` a missing ``valine.toml`` means the defaults; a named file
     that does not exist, invalid TOML, an unknown section or key and a bad value are
     ConfigurationErrors naming the file.
     """
-    from valine.core.policy import Policy, policy_from_mapping
+    from valine.core.policy import Rules, rules_from_mapping
 
     path = config_path or "valine.toml"
     if not os.path.exists(path):
         if config_path:
             raise ConfigurationError(f"{path}: no such file")
-        return Policy()
+        return Rules()
     import tomllib
 
     try:
@@ -230,7 +236,7 @@ def read_policy(config_path: str | None) -> Policy:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path}: not valid TOML: {exc}") from exc
     try:
-        return policy_from_mapping(data)
+        return rules_from_mapping(data)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{path}: {exc}") from exc
 
