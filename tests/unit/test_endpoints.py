@@ -21,10 +21,18 @@ from valine.runtime.wiring import Services
 
 @pytest.fixture
 def services(tmp_path: Path, public_key_hex: str) -> Services:
+    # the repositories of the published examples used here (a delivery of a repository
+    # the deployment does not serve queues nothing)
+    config = tmp_path / "valine.toml"
+    config.write_text(
+        '[[repositories]]\nname = "Codertocat/Hello-World"\n'
+        '[[repositories]]\nname = "octo-org/octo-repo"\n'
+    )
     settings = Settings.from_env(
         {
             "DISCORD_PUBLIC_KEY": public_key_hex,
             "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "VALINE_CONFIG": str(config),
             "VALINE_STORE": f"sqlite:///{tmp_path}/valine.db",
             "VALINE_DISCORD_MAX_BODY": "4096",
         }
@@ -183,6 +191,7 @@ def test_a_redelivery_of_a_dead_lettered_delivery_is_processed(
             {
                 "DISCORD_PUBLIC_KEY": public_key_hex,
                 "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "GITHUB_REPOSITORY": "Codertocat/Hello-World",
                 "VALINE_STORE": f"sqlite:///{tmp_path}/valine.db",
             }
         )
@@ -290,6 +299,7 @@ def test_logs_are_json_with_correlation_ids_and_never_show_secrets(
             **secrets,
             "DISCORD_PUBLIC_KEY": public_key_hex,
             "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "GITHUB_REPOSITORY": "Codertocat/Hello-World",
             "VALINE_STORE": f"sqlite:///{tmp_path}/valine.db",
         }
     )

@@ -340,6 +340,7 @@ def test_webhook_accepted_then_duplicate_and_processed_once(
     deployment: Deployment, webhook_examples: dict[str, list[dict[str, Any]]]
 ) -> None:
     payload = dict(webhook_examples["issues"][0])
+    payload["repository"] = {**payload["repository"], "full_name": REPO}  # a served one
     body = json.dumps(payload).encode()
     headers = github_headers(body, "issues", "delivery-1", secret=deployment.webhook_secret)
     event = api_event("/github/webhook", body, headers)

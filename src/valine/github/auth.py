@@ -40,14 +40,18 @@ class TokenAuth:
 class AppAuth:
     """Authenticate as a GitHub App installation.
 
-    The App's JWT (signed with ``private_key_pem``) buys installation tokens, which are
-    cached until five minutes before they expire. Without ``installation_id`` the
-    installation is looked up once per repository (``GET /repos/{repo}/installation``).
+    The App's JWT (signed with ``private_key_pem``) buys installation tokens, one per
+    installation, each cached until five minutes before it expires. A repository's
+    installation is the one ``installations`` names for it (lower-case ``owner/name``),
+    else ``installation_id``, else the one GitHub says is installed on it (looked up once
+    per repository: ``GET /repos/{repo}/installation``).
     """
 
     app_id: str
     private_key_pem: str = field(repr=False)
     installation_id: str | None = None
+    #: ``(lower-case owner/name, installation id)`` of the repositories known ahead.
+    installations: tuple[tuple[str, str], ...] = ()
 
 
 class Authenticated(Transport):
@@ -112,18 +116,21 @@ class Authenticated(Transport):
 
     def _installation_id(self, auth: AppAuth, repo: str | None) -> str:
         """The configured installation, or the one installed on ``repo`` (looked up once)."""
+        named = dict(auth.installations).get(repo.lower()) if repo else None
+        if named:
+            return named
         if auth.installation_id:
             return str(auth.installation_id)
         if repo is None:
             raise ConfigurationError("GITHUB_APP_INSTALLATION_ID is not set")
-        known = self._installations.get(repo)
+        known = self._installations.get(repo.lower())
         if known is None:
             data = self._request("GET", f"{self._repo_url(repo)}/installation", jwt=True).data
             try:
                 known = str(int(data["id"]))
             except (KeyError, TypeError, ValueError):
                 raise GitHubError(200, "unexpected installation answer") from None
-            self._installations[repo] = known
+            self._installations[repo.lower()] = known
         return known
 
     def _forget_token(self, token: str) -> bool:

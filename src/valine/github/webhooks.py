@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from valine.core.shape import ShapeError, check, parse_object
 from valine.github.events import EVENT_SHAPES, HANDLED_EVENTS, essentials
@@ -43,9 +43,17 @@ _DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
 class GitHubWebhookEndpoint:
     """``POST /github/webhook``."""
 
-    def __init__(self, secret: str | None, queue: Callable[[], JobQueue]) -> None:
+    def __init__(
+        self,
+        secret: str | None,
+        queue: Callable[[], JobQueue],
+        serves: Callable[[str | None], bool] | None = None,
+    ) -> None:
+        """``serves``: whether a repository (``repository.full_name``) is served; a
+        delivery of another one is answered 202 and queues nothing (None: every one)."""
         self._secret = secret.encode() if secret else None
         self._queue = queue
+        self._serves = serves
 
     def __call__(self, request: Request) -> Response:
         """Answer one webhook delivery: its job enqueued (committed) before the answer."""
@@ -76,7 +84,7 @@ class GitHubWebhookEndpoint:
         event = request.header("x-github-event") or ""
         delivery_id = request.header("x-github-delivery") or ""
         with log_context(delivery_id=delivery_id):
-            return _accept(event, delivery_id, request.body)
+            return _accept(event, delivery_id, request.body, self._serves)
 
     def _refusal(self, request: Request) -> tuple[str, str, Response] | None:
         """The answer to a delivery that is not configured, not signed or malformed."""
@@ -101,9 +109,12 @@ def _known(event: str) -> str:
     return event if event in HANDLED_EVENTS or event == "ping" else "other"
 
 
-def _accept(event: str, delivery_id: str, body: bytes) -> tuple[str, str, Response] | Deferred:
+def _accept(
+    event: str, delivery_id: str, body: bytes, serves: Callable[[str | None], bool] | None
+) -> tuple[str, str, Response] | Deferred:
     """A verified delivery: 400 for a body that does not fit, the ping's pong, an ignored
-    event's 202, or the job of a handled event to commit before answering."""
+    event's (or an unserved repository's) 202, or the job of a handled event to commit
+    before answering."""
     try:
         payload = parse_object(body)
         if event in EVENT_SHAPES:
@@ -115,6 +126,9 @@ def _accept(event: str, delivery_id: str, body: bytes) -> tuple[str, str, Respon
         return event, "pong", json_response(200, {"status": "pong"})
     if event not in HANDLED_EVENTS:
         return "other", "ignored", json_response(202, {"status": "ignored", "event": event})
+    if serves is not None and not serves(_repository(payload)):
+        answer = {"status": "ignored", "event": event, "reason": "repository not served"}
+        return event, "unserved", json_response(202, answer)
     # Only what tracking reads: a few hundred bytes instead of the whole body.
     job = {"event": event, "delivery_id": delivery_id, "payload": essentials(event, payload)}
     action = payload.get("action") or ""
@@ -142,6 +156,13 @@ def _count(event: str, outcome: str) -> None:
     from valine import metrics
 
     metrics.count("deliveries", event=event, outcome=outcome)
+
+
+def _repository(payload: dict[str, Any]) -> str | None:
+    """``repository.full_name`` of a checked payload, if it has one."""
+    repository = payload.get("repository")
+    name = repository.get("full_name") if isinstance(repository, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def dedupe_key(delivery_id: str) -> str:

@@ -15,23 +15,34 @@ if TYPE_CHECKING:
     from valine.discord.client import DiscordClient
     from valine.github.client import GitHubClient
     from valine.runtime.config import Settings
+    from valine.runtime.repositories import Repositories
 
 
-def github_client(settings: Settings, **options: Any) -> GitHubClient:
+def github_client(
+    settings: Settings, repositories: Repositories | None = None, **options: Any
+) -> GitHubClient:
     """A :class:`GitHubClient` for the configured credentials and ``GITHUB_API_URL``.
 
     A complete GitHub App configuration (``GITHUB_APP_ID`` + ``GITHUB_APP_PRIVATE_KEY``)
-    wins over ``GITHUB_TOKEN``. Raises ConfigurationError naming what is missing.
+    wins over ``GITHUB_TOKEN``. With an App, each of ``repositories`` uses its own
+    installation: the one it names (``installation_id``, or ``GITHUB_APP_INSTALLATION_ID``
+    for ``GITHUB_REPOSITORY``), else the one GitHub says is installed on it (looked up
+    once); with one repository or none, ``GITHUB_APP_INSTALLATION_ID`` serves every
+    request, as it always has. Raises ConfigurationError naming what is missing.
     ``options`` go to the constructor (timeouts, retry limits, ``sleep`` ...).
     """
     from valine.github.client import AppAuth, GitHubClient, TokenAuth
 
     auth: TokenAuth | AppAuth
     if settings.github_app_id and settings.github_app_private_key:
+        several = repositories is not None and len(repositories) > 1
         auth = AppAuth(
             app_id=settings.github_app_id,
             private_key_pem=settings.github_app_private_key,
-            installation_id=settings.github_app_installation_id,
+            installation_id=None if several else settings.github_app_installation_id,
+            installations=tuple(sorted(repositories.installations().items()))
+            if repositories is not None
+            else (),
         )
     elif settings.github_app_id:
         raise ConfigurationError("GITHUB_APP_PRIVATE_KEY is not set (GITHUB_APP_ID is)")

@@ -234,7 +234,7 @@ class LambdaRuntime:
         dead_lettered(
             job,
             "its workers stopped before finishing it (timeout or crash)",
-            services.orchestrator.on_dead_letter,
+            services.on_dead_letter,
         )
 
     def _run_job(self, job: Job, handler: Any) -> bool:
@@ -247,7 +247,7 @@ class LambdaRuntime:
 
         services = self.services
         try:
-            outcome = run_job(services.queue, job, handler, services.orchestrator.on_dead_letter)
+            outcome = run_job(services.queue, job, handler, services.on_dead_letter)
         except Exception:
             log.exception("could not reschedule job %s", job.job_id)
             return False
@@ -260,11 +260,11 @@ class LambdaRuntime:
         services = self.services
         services.refresh_secrets()
         with log_context(aws_request_id=_request_id(context)):
-            if not services.settings.github_repository:
-                log.warning("reconcile skipped: GITHUB_REPOSITORY is not set")
+            if not len(services.repositories):
+                log.warning("reconcile skipped: no repository (GITHUB_REPOSITORY) is set")
                 return {"pulls_read": 0}
             try:
-                return {"pulls_read": services.orchestrator.reconcile()}
+                return {"pulls_read": services.reconcile()}
             finally:
                 services.measure_active_run()
 

@@ -20,12 +20,13 @@ from valine.runtime.config import Settings
 
 if TYPE_CHECKING:
     from valine.core.commands import Command
-    from valine.core.policy import Policy
+    from valine.core.policy import Policy, Rules
     from valine.discord.interactions import Interaction
     from valine.github.webhooks import GitHubWebhookEndpoint
     from valine.infra.aws import TableNames
     from valine.infra.sqlite import Database
     from valine.ports import Clock, Discord, GitHub, JobQueue, RunStore
+    from valine.runtime.repositories import Repositories, Repository
     from valine.runtime.scheduler import Scheduler
     from valine.usecases import Orchestrator
 
@@ -183,7 +184,15 @@ class Services:
         """``POST /github/webhook``, built on its first request (a PING never needs it)."""
         from valine.github.webhooks import GitHubWebhookEndpoint
 
-        return GitHubWebhookEndpoint(self.settings.github_webhook_secret, lambda: self.queue)
+        return GitHubWebhookEndpoint(
+            self.settings.github_webhook_secret,
+            lambda: self.queue,
+            serves=self.serves,
+        )
+
+    def serves(self, repository: str | None) -> bool:
+        """True if ``repository`` (``owner/name``) is one this deployment serves."""
+        return self.repositories.serves(repository)
 
     def discord_endpoint(self) -> DiscordEndpoint:
         """``POST /discord``, verifying with ``DISCORD_PUBLIC_KEY`` when it is set."""
@@ -195,11 +204,31 @@ class Services:
         return DiscordEndpoint(verifier, self)
 
     @cached_property
-    def policy(self) -> Policy:
-        """The workflow rules from ``VALINE_CONFIG`` or ``./valine.toml`` (defaults if absent)."""
-        from valine.runtime.config import read_policy
+    def rules(self) -> Rules:
+        """The rules file ``VALINE_CONFIG`` or ``./valine.toml`` (defaults if absent)."""
+        from valine.runtime.config import read_rules
 
-        return read_policy(self.settings.config_path)
+        return read_rules(self.settings.config_path)
+
+    @property
+    def policy(self) -> Policy:
+        """The top-level workflow rules (the Discord scope, the schedule, the defaults)."""
+        return self.rules.policy
+
+    @cached_property
+    def repositories(self) -> Repositories:
+        """The served repositories: ``GITHUB_REPOSITORY`` first, then ``[[repositories]]``."""
+        from valine.runtime.repositories import Repositories
+
+        return Repositories.of(self.settings, self.rules)
+
+    def missing(self) -> list[str]:
+        """The settings the workflow needs that are not set (a ``[[repositories]]``
+        entry stands for ``GITHUB_REPOSITORY``)."""
+        missing = self.settings.missing()
+        if len(self.repositories):
+            missing = [m for m in missing if m != "GITHUB_REPOSITORY"]
+        return missing
 
     @cached_property
     def clock(self) -> Clock:
@@ -212,16 +241,53 @@ class Services:
         return self.queue
 
     @cached_property
+    def orchestrators(self) -> dict[str, Orchestrator]:
+        """Each served repository's use cases, by lower-case ``owner/name``, the default first.
+
+        They share the store, the queue (each tags its jobs with its repository) and the
+        clients; each has its repository's merged rules.
+        """
+        return {r.name.lower(): self._orchestrator(r) for r in self.repositories}
+
+    @cached_property
     def orchestrator(self) -> Orchestrator:
-        """The use cases, over this process's adapters."""
+        """The default repository's use cases (one over no repository if none is served)."""
+        default = self.repositories.default
+        if default is None:
+            return self._blank_orchestrator
+        return self.orchestrators[default.name.lower()]
+
+    def orchestrator_for(self, repo: str | None) -> Orchestrator | None:
+        """The use cases of the served repository ``repo``, or None."""
+        found = self.repositories.find(repo)
+        return self.orchestrators[found.name.lower()] if found else None
+
+    @cached_property
+    def _blank_orchestrator(self) -> Orchestrator:
+        return self._build_orchestrator("", self.policy, None)
+
+    def _orchestrator(self, repository: Repository) -> Orchestrator:
+        from valine.runtime.repositories import RepositoryQueue
+
+        queue = RepositoryQueue(self.use_case_queue, repository.name)
+        return self._build_orchestrator(repository.name, repository.policy, queue)
+
+    @cached_property
+    def _metered_store(self) -> RunStore:
         from valine.store.metered import MeteredRunStore
+
+        return MeteredRunStore(self.store)
+
+    def _build_orchestrator(
+        self, repo: str, policy: Policy, queue: JobQueue | None
+    ) -> Orchestrator:
         from valine.usecases import Orchestrator
 
         return Orchestrator(
-            repo=self.settings.github_repository or "",
-            policy=self.policy,
-            store=MeteredRunStore(self.store),
-            queue=self.use_case_queue,
+            repo=repo,
+            policy=policy,
+            store=self._metered_store,
+            queue=queue if queue is not None else self.use_case_queue,
             github=lambda: self.github,
             discord=lambda: self.discord,
             clock=self.clock,
@@ -235,7 +301,7 @@ class Services:
         """The GitHub client (token or App auth), built on first use."""
         from valine.runtime.clients import github_client
 
-        return github_client(self.settings)
+        return github_client(self.settings, repositories=self.repositories)
 
     @cached_property
     def discord(self) -> Discord:
@@ -270,7 +336,7 @@ class Services:
                 "store": self.settings.store_url,
                 "queue": self.queue_description(),
                 "queue_depth": self.queue.depth(),
-                "missing_settings": self.settings.missing(),
+                "missing_settings": self.missing(),
             },
         )
 
@@ -284,18 +350,20 @@ class Services:
         return Response(200, text.encode(), (("content-type", PROMETHEUS_TEXT),))
 
     def measure_active_run(self) -> None:
-        """Set the active-run-age gauge (the stranded-run alarm watches it); never raises."""
+        """Set the active-run-age gauge (the stranded-run alarm watches it) to the oldest
+        active run's age across the repositories; never raises."""
         from valine import metrics
         from valine.core.measures import active_run_age
 
-        if not self.settings.github_repository:
+        if not len(self.repositories):
             return
+        now = self.orchestrator.clock.now()
         try:
-            run = self.store.active_run(self.settings.github_repository)
+            ages = [active_run_age(self.store.active_run(r), now) for r in self.repositories.names]
         except Exception:
-            log.warning("could not read the active run for the metrics", exc_info=True)
+            log.warning("could not read the active runs for the metrics", exc_info=True)
             return
-        metrics.gauge("active_run_age", active_run_age(run, self.orchestrator.clock.now()))
+        metrics.gauge("active_run_age", max(ages))
 
     def scheduler(self) -> Scheduler:
         """The ``[schedule]`` scheduler over this process's queue and the use cases' clock."""
@@ -304,11 +372,22 @@ class Services:
         return Scheduler(self.policy.schedule, self.queue, self.orchestrator.clock.now)
 
     def job_handlers(self) -> dict[str, Any]:
-        """The background job handlers by job kind (:func:`jobs_of` the use cases; the
-        reconcile also measures)."""
-        from valine.usecases import RECONCILE
+        """The background job handlers by job kind, each running a job with its
+        repository's use cases (:func:`jobs_of` each one's; the reconcile, for every
+        repository, also measures)."""
+        from valine.runtime.repositories import route_jobs
+        from valine.usecases import GITHUB_EVENT, RECONCILE, SCHEDULE
 
-        handlers = jobs_of(self.orchestrator)
+        tables = {name: jobs_of(o) for name, o in self.orchestrators.items()}
+        if not tables:
+            tables = {"": jobs_of(self.orchestrator)}
+        default = self.repositories.default
+        handlers = route_jobs(
+            tables,
+            default.name if default else "",
+            every_repository=frozenset({RECONCILE, SCHEDULE}),
+            github_event_kind=GITHUB_EVENT,
+        )
         reconcile = handlers[RECONCILE]
 
         def reconcile_and_measure(payload: dict[str, Any]) -> None:
@@ -319,6 +398,30 @@ class Services:
 
         handlers[RECONCILE] = reconcile_and_measure
         return handlers
+
+    def on_dead_letter(self, kind: str, job: dict[str, Any], error: str) -> None:
+        """Tell the people waiting on a job that failed for good (its repository's hook)."""
+        from valine.runtime.repositories import route_dead_letter
+        from valine.usecases import GITHUB_EVENT
+
+        hooks = {name: o.on_dead_letter for name, o in self.orchestrators.items()}
+        default = self.repositories.default
+        if not hooks:
+            hooks, default = {"": self.orchestrator.on_dead_letter}, None
+        route_dead_letter(hooks, default.name if default else "", GITHUB_EVENT)(kind, job, error)
+
+    def reconcile(self) -> int:
+        """Reconcile every repository (each even if another fails); pull requests read."""
+        read, failed = 0, None
+        for name, orchestrator in self.orchestrators.items():
+            try:
+                read += orchestrator.reconcile()
+            except Exception as exc:
+                log.warning("the reconcile of %s failed: %s", name, exc)
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+        return read
 
 
 def jobs_of(orchestrator: Orchestrator) -> dict[str, Any]:
