@@ -19,7 +19,9 @@ from valine.http import Deferred, Request, Response, json_response
 from valine.runtime.config import Settings
 
 if TYPE_CHECKING:
-    from valine.core.commands import Command
+    from collections.abc import Collection
+
+    from valine.core.commands import Command, Need
     from valine.core.policy import Policy, Rules
     from valine.discord.interactions import Interaction
     from valine.github.webhooks import GitHubWebhookEndpoint
@@ -230,6 +232,13 @@ class Services:
             missing = [m for m in missing if m != "GITHUB_REPOSITORY"]
         return missing
 
+    def unmet(self, needs: Collection[Need]) -> list[str]:
+        """The settings missing for a command's ``needs`` (see :meth:`missing`)."""
+        lacking = self.settings.unmet(needs)
+        if len(self.repositories):
+            lacking = [m for m in lacking if m != "GITHUB_REPOSITORY"]
+        return lacking
+
     @cached_property
     def clock(self) -> Clock:
         """The use cases' clock: the wall clock."""
@@ -312,11 +321,11 @@ class Services:
 
     def answer_command(self, interaction: Interaction, command: Command) -> dict[str, Any]:
         """Hand a verified slash command to the use cases' router."""
-        return self.orchestrator.answer_command(interaction.fields(), command, self.settings.unmet)
+        return self.orchestrator.answer_command(interaction.fields(), command, self.unmet)
 
     def press_button(self, interaction: Interaction, custom_id: str) -> dict[str, Any]:
         """Hand a verified button press to the same router."""
-        return self.orchestrator.press_button(interaction.fields(), custom_id, self.settings.unmet)
+        return self.orchestrator.press_button(interaction.fields(), custom_id, self.unmet)
 
     def autocomplete(self, interaction: Interaction, focused: str, value: str) -> list[str]:
         """Suggestions for a ``run_id`` or ``issue`` option, from the use cases."""
