@@ -216,6 +216,14 @@ def scenario() -> Iterator[list[RecordedRequest]]:
             ]
             app.list_ready_issues(REPO, "ready")  # installation lookup, token, two pages
             app.dispatch_workflow(REPO, "agent.yml", "main", {"issue_number": str(task)})
+            # a repository in another installation of the App: its own lookup and token
+            standin.install(queued_repo, 10)
+            assert app.get_pull(queued_repo, queued_pr).number == queued_pr
+        assert standin.installation_of(queued_repo) == 10
+        assert [r.path for r in standin.requests if r.path.startswith("/app/")] == [
+            "/app/installations/9/access_tokens",
+            "/app/installations/10/access_tokens",
+        ]
         yield standin.requests
 
 

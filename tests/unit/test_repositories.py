@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ def deliver(services: Services, event: str, payload: dict[str, Any], delivery: s
     return response.status, json.loads(response.body)
 
 
+DELIVERIES = itertools.count()
 REPO_NAMES = st.from_regex(r"[A-Za-z0-9_.-]{1,20}/[A-Za-z0-9_.-]{1,20}", fullmatch=True)
 EVENTS = {
     "issues": {"action": "labeled", "issue": {"number": 1, "labels": []}},
@@ -123,13 +125,26 @@ def test_a_delivery_of_a_repository_not_served_is_202_and_queues_nothing(
     served = services.serves(name)
     before = services.queue.depth()
     payload = {**EVENTS[event], "repository": {"full_name": name}, "n": n}
-    status, answer = deliver(services, event, payload, f"d-{n}")
+    status, answer = deliver(services, event, payload, f"d-{next(DELIVERIES)}")
     assert status == 202
     if served:
-        assert answer["status"] in ("accepted", "duplicate")
+        assert answer["status"] == "accepted"
+        assert services.queue.depth() == before + 1
     else:
         assert answer == {"status": "ignored", "event": event, "reason": "repository not served"}
         assert services.queue.depth() == before
+
+
+def test_without_any_repository_every_delivery_is_accepted(tmp_path: Path) -> None:
+    """A service not set up yet (no GITHUB_REPOSITORY) accepts deliveries as it always has."""
+    bare = Services(
+        Settings.from_env(
+            {"GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "VALINE_STORE": f"sqlite:///{tmp_path}/v.db"}
+        )
+    )
+    payload = {**EVENTS["issues"], "repository": {"full_name": "anyone/anything"}}
+    assert deliver(bare, "issues", payload, "d-bare")[1]["status"] == "accepted"
+    assert bare.serves("anyone/anything")
 
 
 def test_each_served_repositorys_delivery_is_queued(services: Services) -> None:

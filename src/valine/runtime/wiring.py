@@ -193,8 +193,13 @@ class Services:
         )
 
     def serves(self, repository: str | None) -> bool:
-        """True if ``repository`` (``owner/name``) is one this deployment serves."""
-        return self.repositories.serves(repository)
+        """True if ``repository`` (``owner/name``) is one this deployment serves.
+
+        Until a repository is configured at all, every one passes (deliveries are
+        accepted as before, for trying the service; ``/healthz`` names the missing
+        ``GITHUB_REPOSITORY``), so the webhook's answers do not depend on it.
+        """
+        return not len(self.repositories) or self.repositories.serves(repository)
 
     def discord_endpoint(self) -> DiscordEndpoint:
         """``POST /discord``, verifying with ``DISCORD_PUBLIC_KEY`` when it is set."""

@@ -10,8 +10,9 @@ The job is idempotent by what it leaves in the store:
   with Discord's ``nonce``/``enforce_nonce``, like every announcement.
 * **reminder** (a run is active at the slot): an announcement of that run, keyed by the
   slot, so exactly once.
-* **digest**: the slot is claimed (``schedule:digest:<slot>``) before the message is
-  posted with a nonce of the slot; nothing in it calls GitHub.
+* **digest**: the slot is claimed (``schedule:digest:<owner/name>:<slot>``: each
+  repository of a deployment posts its own) before the message is posted with a nonce
+  of the slot; nothing in it calls GitHub.
 """
 
 from __future__ import annotations
@@ -157,9 +158,13 @@ class ScheduleMixin(PlanningMixin, NotificationsMixin, DigestMixin):
 
     def scheduled_digest(self, slot: float) -> None:
         """Post the day's digest in the schedule's channel, once per slot."""
-        if not self.queue.claim(f"schedule:digest:{int(slot)}", SLOT_TTL):
+        if not self.queue.claim(f"schedule:digest:{self.repo.lower()}:{int(slot)}", SLOT_TTL):
             return
-        message = {**self.digest_message(), "nonce": _nonce("digest", slot), "enforce_nonce": True}
+        message = {
+            **self.digest_message(),
+            "nonce": _nonce("digest", self.repo.lower(), slot),
+            "enforce_nonce": True,
+        }
         try:
             self.discord.create_message(str(self.policy.schedule.channel_id), message)
         except DiscordError as exc:

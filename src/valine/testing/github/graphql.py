@@ -319,7 +319,7 @@ class GraphQLAPI(GitHubState):
     def _gql_repository(self, owner: str, name: str) -> dict[str, Any]:
         wanted = f"{owner}/{name}".lower()
         for r in self._repos.values():
-            if r.full_name.lower() == wanted:
+            if r.full_name.lower() == wanted and self._visible(r):
                 return {
                     "_repo": r,
                     "id": _node_id("R_", r.id),
@@ -397,7 +397,7 @@ class GraphQLAPI(GitHubState):
         decoded = _decode_node_id(node_id)
         if decoded is not None and decoded[0] in ("I_", "PR_"):
             kind, number = decoded
-            for r in self._repos.values():
+            for r in filter(self._visible, self._repos.values()):
                 for issue in r.issues.values():
                     pull = r.pulls.get(issue.number)
                     if (kind == "I_" and issue.id == number) or (
@@ -470,7 +470,7 @@ class GraphQLAPI(GitHubState):
     def _gql_create_label(self, data: Mapping[str, Any]) -> dict[str, Any]:
         decoded = _decode_node_id(data["repositoryId"])
         r = next((r for r in self._repos.values() if decoded == ("R_", r.id)), None)
-        if r is None:
+        if r is None or not self._visible(r):
             raise self._not_found(data["repositoryId"])
         name, color = str(data["name"]), str(data["color"])
         if not name.strip():

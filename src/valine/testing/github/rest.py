@@ -89,6 +89,7 @@ class RestAPI(GitHubState):
     installation_id: int
     _token_ttl: float
     _installation_tokens: dict[str, float]
+    _token_installations: dict[str, int]
     _window_reset: float
 
     def _list_issues(
@@ -343,16 +344,19 @@ class RestAPI(GitHubState):
     def _installation(
         self, r: _Repo, _params: dict[str, str], _query: Mapping[str, str], _body: Json
     ) -> Answer:
-        return 200, self._installation_json(r.owner), {}
+        return 200, self._installation_json(r.owner, self._installation_id_of(r)), {}
 
     def _access_token(
         self, _r: None, params: dict[str, str], _query: Mapping[str, str], _body: Json
     ) -> Answer:
-        if int(params["installation_id"]) != self.installation_id:
+        installation = int(params["installation_id"])
+        known = {self.installation_id, *(self._installation_id_of(r) for r in self._repos.values())}
+        if installation not in known:
             return _error(404, "Not Found")
         token = "ghs_" + secrets.token_hex(18)
         expires = self._clock() + self._token_ttl
         self._installation_tokens[token] = expires
+        self._token_installations[token] = installation
         answer = {
             "token": token,
             "expires_at": _iso(expires),
@@ -730,17 +734,15 @@ class RestAPI(GitHubState):
             "runs_rerequestable": True,
         }
 
-    def _installation_json(self, owner: str) -> dict[str, Any]:
+    def _installation_json(self, owner: str, installation: int) -> dict[str, Any]:
         created = _iso(self._window_reset - 3600)
         return {
-            "id": self.installation_id,
+            "id": installation,
             "account": self._user(owner),
             "repository_selection": "all",
-            "access_tokens_url": (
-                f"{self.url}/app/installations/{self.installation_id}/access_tokens"
-            ),
+            "access_tokens_url": (f"{self.url}/app/installations/{installation}/access_tokens"),
             "repositories_url": f"{self.url}/installation/repositories",
-            "html_url": f"{self.url}/settings/installations/{self.installation_id}",
+            "html_url": f"{self.url}/settings/installations/{installation}",
             "app_id": int(self.app_id) if self.app_id.isdigit() else 1,
             "app_slug": "valine-orchestrator",
             "target_id": self._user(owner)["id"],

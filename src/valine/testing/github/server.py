@@ -165,6 +165,8 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
         self._token_ttl = token_ttl
         self._limit = rate_limit
         self._installation_tokens: dict[str, float] = {}
+        #: The installation each installation token was bought for.
+        self._token_installations: dict[str, int] = {}
         self._requests: list[RecordedRequest] = []
         #: Injected faults (see :mod:`valine.testing.faults`); the short-hands below add to it.
         self.faults = FaultPlan()
@@ -403,12 +405,18 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
         if route is None:
             return _error(404, "Not Found")
         _, action, params = route
-        repo: _Repo | None = None
-        if "owner" in params:
-            repo = self._repos.get(f"{params.pop('owner')}/{params.pop('name')}")
-            if repo is None:
-                return _error(404, "Not Found")
-        return action(self, repo, params, query, body)
+        self._caller_installation = (
+            None if needs_jwt else self._token_installations.get(credential.strip())
+        )
+        try:
+            repo: _Repo | None = None
+            if "owner" in params:
+                repo = self._repos.get(f"{params.pop('owner')}/{params.pop('name')}")
+                if repo is None or not self._visible(repo):
+                    return _error(404, "Not Found")
+            return action(self, repo, params, query, body)
+        finally:
+            self._caller_installation = None
 
     def _authenticate(self, scheme: str, credential: str, *, jwt: bool) -> Answer | None:
         """None if the credential may call the endpoint, else the 401 answer."""

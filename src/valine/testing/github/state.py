@@ -233,6 +233,8 @@ class _Repo:
     #: "admin", "maintain", "push", "triage" or "pull". Below admin, reading the hooks
     #: is 404, as GitHub answers a token without admin rights.
     role: str = "admin"
+    #: The GitHub App installation it sits in (None: the stand-in's ``installation_id``).
+    installation_id: int | None = None
 
     @property
     def full_name(self) -> str:
@@ -272,6 +274,11 @@ class GitHubState:
         self._repos: dict[str, _Repo] = {}
         self._users: dict[str, str] = {}
         self._next_id = 1000
+        #: The installation every repository sits in unless :meth:`install` says otherwise.
+        self.installation_id = 1
+        #: The installation whose token authenticated the request being answered (None: a
+        #: personal token or the App's JWT, which see every repository).
+        self._caller_installation: int | None = None
 
     @property
     def url(self) -> str:
@@ -286,6 +293,25 @@ class GitHubState:
         """Create repository ``owner/name`` (helpers create it on first use too)."""
         with self._lock:
             self._repo(repo).merge_queue = merge_queue
+
+    def install(self, repo: str, installation_id: int) -> None:
+        """Put ``repo`` in the App installation ``installation_id``: only that
+        installation's tokens see it (others get 404, as from a repository they lack)."""
+        with self._lock:
+            self._repo(repo).installation_id = int(installation_id)
+
+    def installation_of(self, repo: str) -> int:
+        """The App installation ``repo`` sits in."""
+        with self._lock:
+            return self._installation_id_of(self._repo(repo))
+
+    def _installation_id_of(self, r: _Repo) -> int:
+        return r.installation_id if r.installation_id is not None else self.installation_id
+
+    def _visible(self, r: _Repo) -> bool:
+        """True if the request being answered may see ``r`` (its installation's token)."""
+        caller = self._caller_installation
+        return caller is None or caller == self._installation_id_of(r)
 
     def add_hook(
         self,
