@@ -107,15 +107,18 @@ def test_sortable_keys_order_like_the_numbers() -> None:
 def test_a_dedupe_claim_carries_a_whole_second_ttl(dynamo: DynamoRunStore) -> None:
     table = _dedupe_table(dynamo)
     dedupe = DynamoDedupe(dynamo.client, table)
-    token = dedupe.claim("d-1", expires_at=T0 + 10, now=T0)
+    # A day ahead of the wall clock: DynamoDB Local's TTL sweeper deletes an item whose
+    # ``ttl`` is already past (T0 is), at a moment of its own choosing.
+    t0 = int(time.time()) + 86_400 + 0.123456
+    token = dedupe.claim("d-1", expires_at=t0 + 10, now=t0)
     assert token is not None
     item = dynamo.client.get_item(TableName=table, Key={"dedupe_key": {"S": "d-1"}})["Item"]
-    assert float(item["expires_at"]["N"]) == T0 + 10
-    assert item["ttl"]["N"] == str(int(T0) + 11)  # rounded up: never deleted early
+    assert float(item["expires_at"]["N"]) == t0 + 10
+    assert item["ttl"]["N"] == str(int(t0) + 11)  # rounded up: never deleted early
     assert item["claim"]["S"] == token
-    assert dedupe.claim("d-1", expires_at=T0 + 3600, now=T0 + 9) is None
+    assert dedupe.claim("d-1", expires_at=t0 + 3600, now=t0 + 9) is None
     # Expired (expires_at <= now) but not yet deleted by TTL: counts as absent.
-    assert dedupe.claim("d-1", expires_at=T0 + 3600, now=T0 + 10) is not None
+    assert dedupe.claim("d-1", expires_at=t0 + 3600, now=t0 + 10) is not None
 
 
 # -- DynamoDB: locks and ids ----------------------------------------------------------------
