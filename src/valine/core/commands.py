@@ -88,7 +88,18 @@ def _run_id(required: bool) -> OptionSpec:
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("plan", "Plan today's work from the repository's issues labelled ready"),
+    CommandSpec(
+        "plan",
+        "Plan today's work from the repository's issues labelled ready",
+        (
+            OptionSpec(
+                "repository",
+                "The repository to plan (default: this channel's)",
+                autocomplete=True,
+                max_length=140,  # owner (39) / name (100)
+            ),
+        ),
+    ),
     CommandSpec(
         "approve", "Approve a planned run and hand its tasks to the executor", (_run_id(True),)
     ),

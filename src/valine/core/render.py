@@ -235,22 +235,32 @@ def run_message(run: Run, web_url: str) -> dict[str, Any]:
     }
 
 
-def status_list_message(active: Run | None, recent: Sequence[Run]) -> dict[str, Any]:
-    """``/status`` without a run id: the active run and the last few."""
+def status_list_message(
+    active: Run | Sequence[Run] | None, recent: Sequence[Run], *, with_repository: bool = False
+) -> dict[str, Any]:
+    """``/status`` without a run id: the active run (of every repository) and the last
+    few; ``with_repository`` names each run's repository (a deployment serving several)."""
+    actives = [active] if isinstance(active, Run) else list(active or ())
     lines = []
-    if active is None:
+    if not actives:
         lines.append("No active run. Start one with `/plan`.")
-    else:
-        done = sum(1 for t in active.tasks if t.state in _DONE)
+
+    def where(run: Run) -> str:
+        return f" · {run.repo}" if with_repository else ""
+
+    for run in actives:
+        done = sum(1 for t in run.tasks if t.state in _DONE)
         lines.append(
-            f"**Active:** `{active.run_id}` — {active.state.value} — "
-            f"{progress_bar(done, len(active.tasks))}"
+            f"**Active:** `{run.run_id}`{where(run)} — {run.state.value} — "
+            f"{progress_bar(done, len(run.tasks))}"
         )
-    others = [r for r in recent if active is None or r.run_id != active.run_id]
+    shown = {run.run_id for run in actives}
+    others = [r for r in recent if r.run_id not in shown]
     if others:
         lines += ["", "**Recent:**"]
         lines += [
-            f"`{r.run_id}` — {state_label(r)} — {len(r.tasks)} task(s) — <t:{int(r.created_at)}:R>"
+            f"`{r.run_id}`{where(r)} — {state_label(r)} — {len(r.tasks)} task(s) — "
+            f"<t:{int(r.created_at)}:R>"
             for r in others
         ]
     embed = {"title": "Runs", "description": "\n".join(lines), "color": 0x5865F2}

@@ -308,6 +308,7 @@ class Services:
             entropy=_entropy,
             web_url=web_url(self.settings.github_api_url),
             notify_window=float(self.settings.notify_window),
+            served=tuple(self.repositories.names),
         )
 
     @cached_property
@@ -325,17 +326,61 @@ class Services:
         return discord_client(self.settings)
 
     def answer_command(self, interaction: Interaction, command: Command) -> dict[str, Any]:
-        """Hand a verified slash command to the use cases' router."""
-        return self.orchestrator.answer_command(interaction.fields(), command, self.unmet)
+        """Hand a verified slash command to its repository's use cases' router."""
+        options = command.options
+        use_cases = self.orchestrator_of(
+            interaction.channel_id,
+            run_id=str(options.get("run_id") or ""),
+            repository=str(options.get("repository") or ""),
+        )
+        return use_cases.answer_command(interaction.fields(), command, self.unmet)
 
     def press_button(self, interaction: Interaction, custom_id: str) -> dict[str, Any]:
-        """Hand a verified button press to the same router."""
-        return self.orchestrator.press_button(interaction.fields(), custom_id, self.unmet)
+        """Hand a verified button press to its run's repository's router."""
+        run_id = custom_id.split(":")[1] if custom_id.count(":") else ""
+        use_cases = self.orchestrator_of(interaction.channel_id, run_id=run_id)
+        return use_cases.press_button(interaction.fields(), custom_id, self.unmet)
 
     def autocomplete(self, interaction: Interaction, focused: str, value: str) -> list[str]:
-        """Suggestions for a ``run_id`` or ``issue`` option, from the use cases."""
+        """Suggestions for a ``run_id``, ``issue`` or ``repository`` option, from the use
+        cases of the channel's repository (its runs first)."""
         options = interaction.data.get("options") or []
-        return self.orchestrator.autocomplete(interaction.fields(), focused, value, options)
+        use_cases = self.orchestrator_of(interaction.channel_id)
+        return use_cases.autocomplete(interaction.fields(), focused, value, options)
+
+    def orchestrator_of(
+        self, channel_id: str | None, *, run_id: str = "", repository: str = ""
+    ) -> Orchestrator:
+        """The use cases an interaction goes to: the repository it names (``/plan``'s
+        ``repository`` option), else its run's (a well-formed ``run_id`` that is stored),
+        else its channel's (``channel_id`` of ``[[repositories]]``), else the first.
+
+        A named repository that is not served goes to the channel's use cases, which
+        refuse it (after the server and permission checks, as every command).
+        """
+        if len(self.repositories) < 2:
+            return self.orchestrator
+        named = self.orchestrator_for(repository) if repository else None
+        if named is not None:
+            return named
+        if run_id and not repository:
+            owner = self._run_repository(run_id)
+            if owner is not None:
+                return owner
+        channel = self.repositories.for_channel(channel_id)
+        return self.orchestrators[channel.name.lower()] if channel else self.orchestrator
+
+    def _run_repository(self, run_id: str) -> Orchestrator | None:
+        """The use cases of the stored run ``run_id``'s repository (one read), or None."""
+        from valine.core.errors import NotFound
+        from valine.usecases.commanding import bad_run_id
+
+        if bad_run_id(run_id) is not None:
+            return None
+        try:
+            return self.orchestrator_for(self.store.get_run(run_id).repo)
+        except NotFound:
+            return None
 
     def first_time(self, interaction: Interaction) -> bool:
         """True the first time this interaction id is seen (remembered SEEN_TTL seconds)."""

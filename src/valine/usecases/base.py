@@ -174,6 +174,7 @@ class UseCaseBase:
         entropy: Callable[[], str],
         web_url: str = "https://github.com",
         notify_window: float = NOTIFY_WINDOW,
+        served: tuple[str, ...] = (),
     ) -> None:
         self.repo = repo
         self.policy = policy
@@ -185,6 +186,9 @@ class UseCaseBase:
         self._entropy = entropy
         self.web_url = web_url
         self.notify_window = notify_window
+        #: Every repository the deployment serves, this one included (``/status`` lists
+        #: their active runs; run-id autocomplete offers theirs after this one's).
+        self.served = served or ((repo,) if repo else ())
 
     @property
     def github(self) -> GitHub:

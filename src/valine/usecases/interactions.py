@@ -150,9 +150,12 @@ class InteractionsMixin(CommandingBase):
             message["components"] = []
             message["flags"] = EPHEMERAL
             return {"type": CHANNEL_MESSAGE, "data": message}
-        active = self.store.active_run(self.repo)
-        recent = self.store.recent_runs(self.repo, limit=5)
-        return {"type": CHANNEL_MESSAGE, "data": render.status_list_message(active, recent)}
+        several = len(self.served) > 1
+        found = (self.store.active_run(repo) for repo in self.served)
+        active = [found_run for found_run in found if found_run is not None]
+        recent = self.store.recent_runs(None if several else self.repo, limit=5)
+        message = render.status_list_message(active, recent, with_repository=several)
+        return {"type": CHANNEL_MESSAGE, "data": message}
 
     def retry_choices(self, run_id: str, typed: str) -> list[str]:
         """Issue numbers of the run's failed and stale tasks matching what was typed."""
@@ -166,14 +169,22 @@ class InteractionsMixin(CommandingBase):
         return [str(t.issue_number) for t in render.retryable(run) if typed in str(t.issue_number)]
 
     def run_id_choices(self, typed: str, limit: int = 25) -> list[str]:
-        """Run ids matching what the user typed: the active run first, then the newest."""
-        active = self.store.active_run(self.repo)
-        recent = self.store.recent_run_ids(self.repo, limit=limit)
-        ordered = ([active.run_id] if active else []) + [
-            run_id for run_id in recent if not active or run_id != active.run_id
+        """Run ids matching what the user typed: this repository's active run first, then
+        the other served repositories' active runs, then the newest (of every one)."""
+        others = [r for r in self.served if r.lower() != self.repo.lower()]
+        active = [
+            run.run_id for repo in (self.repo, *others) if (run := self.store.active_run(repo))
         ]
+        recent = self.store.recent_run_ids(None if others else self.repo, limit=limit)
+        ordered = list(dict.fromkeys([*active, *recent]))
         typed = typed.strip().lower()
         return [run_id for run_id in ordered if typed in run_id.lower()][:limit]
+
+    def repository_choices(self, typed: str) -> list[str]:
+        """The served repositories matching what was typed, this one first (at most 25)."""
+        typed = typed.strip().lower()
+        ordered = dict.fromkeys([self.repo, *self.served])
+        return [name for name in ordered if name and typed in name.lower()][:25]
 
     def help_answer(self, offered: Sequence[tuple[CommandSpec, str | None]]) -> dict[str, Any]:
         """``/help``: the ``offered`` commands (each with the action guarding it), who may
@@ -203,6 +214,8 @@ class InteractionsMixin(CommandingBase):
                 (str(o.get("value", "")) for o in options or [] if o.get("name") == "run_id"), ""
             )
             return self.retry_choices(run_id, value)
+        if focused == "repository":
+            return self.repository_choices(value)
         if focused != "run_id":
             return []
         return self.run_id_choices(value)

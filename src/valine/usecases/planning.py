@@ -12,7 +12,16 @@ from valine.core.executors import kind_of
 from valine.core.models import Run, new_run_id
 from valine.core.planner import plan_tasks
 from valine.ports import GitHubError
-from valine.usecases.base import CHANNEL_MESSAGE, DEFERRED, PLAN, Actor, incident, jobs, log
+from valine.usecases.base import (
+    CHANNEL_MESSAGE,
+    DEFERRED,
+    PLAN,
+    Actor,
+    ephemeral,
+    incident,
+    jobs,
+    log,
+)
 from valine.usecases.commanding import CommandingBase
 from valine.usecases.router import GITHUB, Call, Router
 
@@ -157,4 +166,10 @@ class PlanningMixin(CommandingBase):
 
 @ROUTES.command("plan", action="plan", needs=GITHUB)
 def _plan(uc: PlanningMixin, call: Call) -> dict[str, Any]:
+    named = call.option("repository")
+    if named and named.lower() != uc.repo.lower():
+        # the runtime hands a served repository's /plan to its own use cases
+        served = ", ".join(f"`{name}`" for name in uc.served) or "none"
+        shown = named[:140].replace("`", "'")
+        return ephemeral(f"`{shown}` is not a repository Valine serves here (served: {served}).")
     return uc.request_plan(call.interaction, call.actor)
