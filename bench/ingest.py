@@ -60,7 +60,6 @@ def load_average() -> str:
 
 def run_probot(service: Service, secret: str, args: argparse.Namespace) -> tuple[str, Path]:
     """run_probot.sh with ``service`` compared; its stdout and its per-run JSON lines file."""
-    started = time.time()
     command = [
         "bash",
         str(RUN_PROBOT),
@@ -88,12 +87,12 @@ def run_probot(service: Service, secret: str, args: argparse.Namespace) -> tuple
     done = subprocess.run(command, capture_output=True, text=True, timeout=MAX_TOTAL_S, check=False)
     if done.returncode != 0:
         raise SystemExit(f"bench: run_probot.sh failed ({done.returncode}):\n{done.stderr}")
-    results = [
-        path for path in args.scratch.glob("results-*.jsonl") if path.stat().st_mtime >= started - 1
-    ]
-    if not results:
-        raise SystemExit("bench: run_probot.sh wrote no results file")
-    return done.stdout, max(results, key=lambda p: p.stat().st_mtime)
+    marker = "per-run results: "
+    lines = done.stderr.splitlines()
+    named = [line.split(marker, 1)[1].strip() for line in lines if marker in line]
+    if not named or not Path(named[-1]).is_file():
+        raise SystemExit(f"bench: run_probot.sh named no results file:\n{done.stderr[-2000:]}")
+    return done.stdout, Path(named[-1])
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
