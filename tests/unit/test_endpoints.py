@@ -14,8 +14,9 @@ from nacl.signing import SigningKey
 from helpers import WEBHOOK_SECRET, discord_headers, github_headers, interaction
 from valine import logs
 from valine.app import App
-from valine.http import Request, Response
+from valine.http import Deferred, Request, Response
 from valine.runtime.config import Settings
+from valine.runtime.server import enqueue_all
 from valine.runtime.wiring import Services
 
 
@@ -179,6 +180,31 @@ def test_deliveries_are_deduplicated_by_delivery_id_not_by_body(
         ids.add(job.payload["delivery_id"])
         services.queue.ack(job)
     assert ids == {"delivery-1", "delivery-2"}
+
+
+def test_the_served_app_leaves_a_deliverys_job_to_the_group_commit(
+    app: App, services: Services, webhook_examples: dict[str, Any]
+) -> None:
+    """valine serve answers a webhook in two steps (App.begin, then finish after the
+    commit): the route must have them, and nothing is written before the commit."""
+    body = json.dumps(webhook_examples["issues"][0]).encode()
+    headers = {k.lower(): v for k, v in github_headers(body, "issues", "delivery-9").items()}
+    step = app.begin(Request("POST", "/github/webhook", headers, body))
+    assert isinstance(step, Deferred)
+    assert (step.dedupe_key, step.payload["delivery_id"]) == (
+        "github:delivery:delivery-9",
+        "delivery-9",
+    )
+    assert services.queue.depth() == 0
+    (added,) = enqueue_all(services.queue, [(step.kind, step.payload, step.dedupe_key)])
+    assert (step.finish(added).status, services.queue.depth()) == (202, 1)
+    again = app.begin(Request("POST", "/github/webhook", headers, body))
+    assert isinstance(again, Deferred)
+    assert doc(again.finish(*enqueue_all(services.queue, [again[:3]])))["status"] == "duplicate"
+    # Anything not to be committed is answered in the first step.
+    unsigned = {**headers, "x-hub-signature-256": "sha256=" + "0" * 64}
+    refused = app.begin(Request("POST", "/github/webhook", unsigned, body))
+    assert isinstance(refused, Response) and refused.status == 401
 
 
 def test_a_redelivery_of_a_dead_lettered_delivery_is_processed(
