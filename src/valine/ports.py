@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from valine.core.checks import CheckPicture
 from valine.core.errors import ValineError
 from valine.core.models import Issue, PullRequest, Run, WorkflowRun
+from valine.core.replies import Message
 
 
 class Clock(Protocol):
@@ -382,24 +383,28 @@ class DiscordError(ValineError):
 class Discord(Protocol):
     """The Discord operations the workflow needs.
 
-    ``message`` documents are Discord message bodies (``content``, ``embeds``,
-    ``components``, ``flags``). Adapters honour 429 ``retry_after`` and raise
+    A ``message`` is a domain :class:`~valine.core.replies.Message` (text, cards,
+    buttons); the adapter renders it. Adapters honour 429 ``retry_after`` and raise
     ``DiscordUnavailable`` after retries, :class:`DiscordError` otherwise.
     """
 
-    def edit_original(self, application_id: str, token: str, message: Mapping[str, Any]) -> str:
+    def edit_original(self, application_id: str, token: str, message: Message) -> str:
         """Replace the original interaction response (token valid 15 minutes); its id."""
         ...
 
-    def followup(self, application_id: str, token: str, message: Mapping[str, Any]) -> str:
+    def followup(self, application_id: str, token: str, message: Message) -> str:
         """Send a follow-up message to the interaction (token valid 15 minutes); its id."""
         ...
 
-    def create_message(self, channel_id: str, message: Mapping[str, Any]) -> str:
-        """Post a message to a channel with the bot token; its id."""
+    def create_message(self, channel_id: str, message: Message, nonce: str | None = None) -> str:
+        """Post a message to a channel with the bot token; its id.
+
+        With a ``nonce``, a second post of the same nonce returns the first message
+        instead of creating another (so the post may be retried safely).
+        """
         ...
 
-    def edit_message(self, channel_id: str, message_id: str, message: Mapping[str, Any]) -> None:
+    def edit_message(self, channel_id: str, message_id: str, message: Message) -> None:
         """Edit a message the bot posted, with the bot token (no 15-minute limit)."""
         ...
 

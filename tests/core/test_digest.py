@@ -59,7 +59,7 @@ def test_a_day_of_runs() -> None:
     assert digest.ready_left == ()  # the newest plan of the day (the active run's) left none
     assert day_digest([shipped], DAY).ready_left == (8, 9)
     assert day_digest([yesterday], DAY).ready_left is None  # no plan read them today
-    text = digest_message(digest, "o/r", "https://github.com")["embeds"][0]["description"]
+    text = digest_message(digest, "o/r", "https://github.com").cards[0].description
     assert "Runs shipped: **1** of 2 run(s) today" in text
     assert "Pull requests merged: **2**" in text
     assert "Approval to ship: 1 h 35 min" in text
@@ -99,4 +99,4 @@ def test_the_counts_are_the_stored_runs_counts(
         1 for r in todays for t in r.tasks if t.state in (TaskState.FAILED, TaskState.STALE)
     )
     message = digest_message(digest, "o/r", "https://github.com")
-    assert len(message["embeds"][0]["description"]) <= 4096
+    assert len(message.cards[0].description) <= 4096

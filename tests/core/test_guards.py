@@ -20,6 +20,7 @@ from valine.core.states import (
     allowed_actions,
     derived_run_event,
     next_run_state,
+    offered_actions,
 )
 from valine.core.tracking import settle
 from valine.usecases import ROUTER
@@ -56,22 +57,18 @@ def test_every_allowed_action_is_a_legal_transition(state: RunState) -> None:
 @pytest.mark.parametrize("state", list(RunState))
 def test_buttons_offer_what_the_guard_allows(state: RunState) -> None:
     run = _run(state, T.FAILED, T.CHECKS_PASSED)
-    ids = {
-        button["custom_id"].split(":")[0]
-        for row in run_buttons(run)
-        for button in row["components"]
-    }
+    ids = {button.action for row in run_buttons(run) for button in row}
     allowed = {a.value for a in allowed_actions(state)} - {"deploy"}  # a command only
     if state is R.SHIPPING:
         allowed.discard("cancel")  # no button while merging
-    assert ids == allowed
+    assert ids == allowed == {a.value for a in offered_actions(state)}
     assert bool(retryable(run)) == (Action.RETRY in allowed_actions(state))
 
 
 def test_help_says_when_each_guarded_command_applies() -> None:
     offered = ROUTER.offered()
-    text = help_message("octo/widgets", "workflow", "ready", Permissions(), offered)["embeds"][0]
-    lines = text["description"].splitlines()
+    text = help_message("octo/widgets", "workflow", "ready", Permissions(), offered)
+    lines = text.cards[0].description.splitlines()
     ship = next(line for line in lines if line.startswith("`/ship`"))
     assert "For a run that is `ready_to_ship` or `ship_failed`." in ship
     for action, states in ACTION_STATES.items():

@@ -17,6 +17,7 @@ from valine.core import authz, commands
 from valine.core.authz import GUARDED_ACTIONS, Grant, Permissions
 from valine.core.commands import COMMANDS, Command, CommandSpec, Need, parse_command
 from valine.core.policy import DiscordScope, Executor, Policy
+from valine.core.replies import Answer, Reply, announce
 from valine.testing.clock import ManualClock
 from valine.testing.memory import MemoryJobQueue, MemoryRunStore
 from valine.usecases import ROUTER, Orchestrator
@@ -56,17 +57,15 @@ def who(user_id: str, **more: Any) -> dict[str, Any]:
     return {**ADA, "user_id": user_id, "user_name": "someone", **more}
 
 
-def text(answer: dict[str, Any]) -> str:
+def text(answer: Answer) -> str:
     """What the user reads in an answer."""
-    data = answer.get("data") or {}
-    return str(data.get("content") or "") + "".join(
-        str(e.get("description", "")) for e in data.get("embeds") or []
-    )
+    assert isinstance(answer, Reply)
+    return answer.text + "".join(c.description for c in answer.message.cards)
 
 
-def private(answer: dict[str, Any]) -> bool:
+def private(answer: Answer) -> bool:
     """True when only the invoking user sees the answer."""
-    return bool((answer.get("data") or {}).get("flags", 0) & 64)
+    return isinstance(answer, Reply) and answer.private
 
 
 def nothing_missing(needs: Collection[Need]) -> list[str]:
@@ -83,8 +82,8 @@ def rollback(monkeypatch: pytest.MonkeyPatch) -> Router:
     added = Router()
 
     @added.command("rollback", action="rollback", needs=GITHUB)
-    def _rollback(uc: InteractionsMixin, call: Call) -> dict[str, Any]:
-        return {"type": 4, "data": {"content": f"rolling {call.run_id} back"}}
+    def _rollback(uc: InteractionsMixin, call: Call) -> Answer:
+        return announce(f"rolling {call.run_id} back")
 
     router = Router().include(ROUTER, added)
     return router
@@ -135,7 +134,7 @@ def test_a_registered_command_is_in_the_schema_check_help_and_the_refusals(
     bad = rollback.answer_command(uc, who("42"), malformed, nothing_missing)
     assert private(bad) and "is not a run id" in text(bad)
     done = rollback.answer_command(uc, who("42"), Command("rollback", run), nothing_missing)
-    assert text(done) == "rolling r20261125-abcdef back"
+    assert not private(done) and text(done) == "rolling r20261125-abcdef back"
 
 
 def test_an_action_without_a_permission_cannot_be_registered() -> None:

@@ -16,6 +16,7 @@ from valine.core.authz import GUARDED_ACTIONS, Grant, Permissions
 from valine.core.errors import DiscordUnavailable, GitHubUnavailable
 from valine.core.models import Run
 from valine.core.policy import DiscordScope, Executor, Policy
+from valine.core.replies import Deferred
 from valine.core.states import RunState, StampedStep, TaskState
 from valine.discord.client import DiscordClient
 from valine.github.client import GitHubClient, TokenAuth
@@ -122,7 +123,7 @@ def planned(h: Harness, issues: int = 1) -> str:
     for i in range(issues):
         h.github.add_issue(REPO, f"Task {i}", ["ready"])
     interaction = {**INTERACTION, "id": str(len(h.github.requests) + h.clock.t)}
-    assert h.orchestrator.request_plan(interaction, Actor("42", "ada")) == {"type": 5}
+    assert h.orchestrator.request_plan(interaction, Actor("42", "ada")) == Deferred()
     h.drain()
     run = h.orchestrator.store.active_run(REPO)
     assert run is not None
@@ -736,7 +737,7 @@ def test_a_ship_press_racing_a_webhook_save_still_ships(harness: Harness) -> Non
     answer = harness.orchestrator.ship(run_id, Actor("42", "ada"))
     store.save_run = real_save  # type: ignore[method-assign]
     assert raced, "the race was not staged"
-    assert "flags" not in answer["data"], answer  # public "shipping", not an ephemeral refusal
+    assert not answer.private, answer  # public "shipping", not an ephemeral refusal
     assert harness.run(run_id).state is RunState.SHIPPING
     harness.drain()
     assert harness.run(run_id).state is RunState.SHIPPED

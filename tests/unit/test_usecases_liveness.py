@@ -91,7 +91,7 @@ def test_cancel_from_ship_failed_keeps_what_shipped_and_releases_the_rest(h: Har
     run = ship_failed(h)
     shipped, left = run.tasks
     answer = h.orchestrator.cancel(run.run_id, ADA)
-    content = answer["data"]["content"]
+    content = answer.text
     assert f"PR #{shipped.pr_number} (#{shipped.issue_number})" in content
     assert f"back to ready: #{left.issue_number}" in content
     assert h.run(run.run_id).state is RunState.CANCELLING
@@ -124,7 +124,7 @@ def test_cancel_while_shipping_takes_effect_when_the_attempt_ends(h: Harness) ->
     h.drain()
     assert h.github.merge_queue(REPO) == [run.tasks[0].pr_number]
     answer = h.orchestrator.cancel(run.run_id, ADA)
-    assert "takes effect when the merges in flight end" in answer["data"]["content"]
+    assert "takes effect when the merges in flight end" in answer.text
     assert h.run(run.run_id).state is RunState.SHIPPING
     h.drain()
     assert h.run(run.run_id).state is RunState.SHIPPING, "the queued merge is still in flight"
@@ -168,7 +168,7 @@ def test_every_cancellable_state_ends_and_releases_the_lock(h: Harness) -> None:
     assert h.run(run.run_id).state is RunState.CANCELLED
     assert h.orchestrator.store.active_run(REPO) is None
     refused = h.orchestrator.cancel(run.run_id, ADA)
-    assert "is `cancelled`" in refused["data"]["content"]
+    assert "is `cancelled`" in refused.text
 
 
 class Interleaved:
@@ -537,8 +537,8 @@ def test_retry_re_dispatches_exactly_once_per_retry(h: Harness) -> None:
     before = len(h.github.dispatches(REPO))
     first = h.orchestrator.retry(run.run_id, str(number), ADA)
     second = h.orchestrator.retry(run.run_id, f"#{number}", ADA)
-    assert "retried" in first["data"]["content"]
-    assert "only a failed or stale task" in second["data"]["content"]
+    assert "retried" in first.text
+    assert "only a failed or stale task" in second.text
     h.orchestrator.press_button(
         {"user_id": "42", "user_name": "ada", "roles": [], "guild_id": "4"},
         f"retry:{run.run_id}:{number}",
@@ -597,8 +597,8 @@ def test_a_retry_racing_a_webhook_save_reloads_and_retries_once(h: Harness) -> N
     undo()
     h.drain()
 
-    assert "flags" not in answer["data"], answer  # public "retried", not "try again"
-    assert "retried #" in answer["data"]["content"]
+    assert not answer.private, answer  # public "retried", not "try again"
+    assert "retried #" in answer.text
     saved = h.run(run.run_id)
     assert {"d1", "d2"} <= set(saved.applied)  # the webhooks' saves were kept
     assert saved.task(number).state is TaskState.DISPATCHED
@@ -627,7 +627,7 @@ def test_a_retry_racing_another_retry_dispatches_once(h: Harness) -> None:
     )
     h.drain()
 
-    assert "only a failed or stale task" in answer["data"]["content"]
+    assert "only a failed or stale task" in answer.text
     assert h.run(run.run_id).task(number).retries == 1
     assert len(h.github.dispatches(REPO)) == before + 1
 
@@ -636,14 +636,14 @@ def test_retry_is_authorised_like_approve(h: Harness) -> None:
     run = green(h, executing(h, issues=2), count=1)
     h.orchestrator._fail_task(run.run_id, run.tasks[1].issue_number, "boom")
     answer = h.orchestrator.retry(run.run_id, str(run.tasks[1].issue_number), Actor("7", "eve"))
-    assert answer["data"]["content"].startswith("⛔ You may not retry tasks.")
+    assert answer.text.startswith("⛔ You may not retry tasks.")
     assert h.run(run.run_id).tasks[1].state is TaskState.FAILED
     from valine.core.render import help_message
     from valine.usecases import ROUTER
 
     policy = h.orchestrator.policy
     shown = help_message(REPO, "workflow", "ready", policy.permissions, ROUTER.offered())
-    shown = shown["embeds"][0]
+    shown = {"description": shown.cards[0].description}
     retry_line = next(line for line in shown["description"].splitlines() if "/retry" in line)
     assert retry_line.endswith("Allowed: <@42>."), "/help names the approvers for /retry"
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from valine.core.deploy import label as deploy_label
 from valine.core.models import Run
+from valine.core.replies import Card, Message
 from valine.core.states import RunState, TaskState
 
 
@@ -79,8 +79,8 @@ def _duration(minutes: int) -> str:
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
-def digest_message(digest: Digest, repo: str, web_url: str) -> dict[str, Any]:
-    """The digest as a Discord message (one embed; every list clipped to stay in limits)."""
+def digest_message(digest: Digest, repo: str, web_url: str) -> Message:
+    """The digest as a message (one card; every list clipped to stay in Discord's limits)."""
     lines = [
         f"Since <t:{int(digest.since)}:f>",
         f"🚢 Runs shipped: **{len(digest.shipped)}** of {len(digest.runs)} run(s) today",
@@ -102,13 +102,13 @@ def digest_message(digest: Digest, repo: str, web_url: str) -> dict[str, Any]:
     else:
         left = ", ".join(f"#{n}" for n in digest.ready_left[:20]) or "none"
         lines.append(f"📋 Ready issues left (as the day's plan read them): {left}")
-    embed = {
-        "title": f"Digest · {repo}",
-        "description": _clip("\n".join(lines), 4096),
-        "color": 0x9B59B6,
-        "footer": {"text": "from stored state"},
-    }
-    return {"embeds": [embed], "allowed_mentions": {"parse": []}}
+    card = Card(
+        title=f"Digest · {repo}",
+        description=_clip("\n".join(lines), 4096),
+        colour=0x9B59B6,
+        footer="from stored state",
+    )
+    return Message(cards=(card,))
 
 
 def _clip(text: str, limit: int) -> str:

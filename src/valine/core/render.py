@@ -1,19 +1,21 @@
-"""Discord messages as data: the run message, the status list, the ship summary, help.
+"""The product's messages as domain values: the run message, the status list, the ship
+summary, help (:mod:`valine.core.replies`).
 
-Nothing here sends anything; the use cases hand these documents to the Discord port or
-return them as interaction responses. Limits respected: embed title 256 characters,
-description 4,096, at most 25 fields of 1,024, ``custom_id`` at most 100 characters.
+Nothing here sends anything or knows Discord's wire format; the use cases hand these
+messages to the Discord port or answer with them, and ``valine.discord.render`` spells
+them out. The text is Discord's markdown (``<t:…:R>`` times, ``<@id>`` names), within
+its limits: card title 256 characters, description 4,096.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from valine.core.authz import Permissions, grant_name, is_guarded, who_may
 from valine.core.commands import CommandSpec
 from valine.core.deploy import label as deploy_label
 from valine.core.models import Run, Task
+from valine.core.replies import Button, Card, Message, Style
 from valine.core.states import (
     ACTION_STATES,
     TASK_RETRYABLE,
@@ -21,6 +23,7 @@ from valine.core.states import (
     RunState,
     TaskState,
     allowed_actions,
+    offered_actions,
 )
 
 RUN_COLOURS = {
@@ -48,8 +51,8 @@ TASK_ICONS = {
     TaskState.STALE: "⌛",
 }
 _DONE = frozenset({TaskState.CHECKS_PASSED, TaskState.MERGED, TaskState.SKIPPED})
-BUTTON_PRIMARY, BUTTON_SUCCESS, BUTTON_DANGER = 1, 3, 4
-EPHEMERAL = 1 << 6
+#: At most this many Retry buttons (one row) on a message.
+MAX_RETRY_BUTTONS = 5
 
 
 def progress_bar(done: int, total: int, width: int = 10) -> str:
@@ -76,8 +79,8 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def run_embed(run: Run, web_url: str) -> dict[str, Any]:
-    """The embed that shows one run: state, progress, one line per task, timestamps."""
+def run_card(run: Run, web_url: str) -> Card:
+    """The card that shows one run: state, progress, one line per task, timestamps."""
     done = sum(1 for t in run.tasks if t.state in _DONE)
     lines = [f"**{progress_bar(done, len(run.tasks))}** ready", ""]
     lines += [_task_line(t, run.repo, web_url) for t in run.tasks]
@@ -91,13 +94,13 @@ def run_embed(run: Run, web_url: str) -> dict[str, Any]:
         lines.append(f"⚠️ {_clip(run.reason, 500)}")
     if run.deploy is not None:
         lines.append(deploy_line(run))
-    return {
-        "title": _clip(f"Run {run.run_id} · {state_label(run)}", 256),
-        "url": f"{web_url}/{run.repo}",
-        "description": _clip("\n".join(lines), 4096),
-        "color": RUN_COLOURS[run.state],
-        "footer": {"text": run.repo},
-    }
+    return Card(
+        title=_clip(f"Run {run.run_id} · {state_label(run)}", 256),
+        url=f"{web_url}/{run.repo}",
+        description=_clip("\n".join(lines), 4096),
+        colour=RUN_COLOURS[run.state],
+        footer=run.repo,
+    )
 
 
 def state_label(run: Run) -> str:
@@ -125,7 +128,7 @@ def deploy_line(run: Run) -> str:
     return line
 
 
-def deploy_outcome_message(run: Run) -> dict[str, Any]:
+def deploy_outcome_message(run: Run) -> Message:
     """The announcement of a deployment's outcome (deployed, or failed with the way on)."""
     deploy = run.deploy
     assert deploy is not None
@@ -137,33 +140,31 @@ def deploy_outcome_message(run: Run) -> dict[str, Any]:
             f"❌ Run `{run.run_id}` shipped · deploy failed: {deploy.reason or 'unknown'}{link}. "
             f"The merges stay; `/deploy {run.run_id}` runs the deployment again."
         )
-    return {"content": content, "allowed_mentions": {"parse": []}}
+    return Message(content)
 
 
-def run_buttons(run: Run) -> list[dict[str, Any]]:
-    """The action row of buttons a run in its current state offers."""
-    buttons: list[dict[str, Any]] = []
-    allowed = allowed_actions(run.state)
-    if Action.APPROVE in allowed:
-        buttons.append(_button("Approve", "approve", run, BUTTON_SUCCESS))
-    if Action.SHIP in allowed:
-        label = "Retry ship" if run.state is RunState.SHIP_FAILED else "Ship"
-        buttons.append(_button(label, "ship", run, BUTTON_PRIMARY))
-    # A shipping run takes a /cancel (recorded for when the merges end), but offers no
-    # button: the message would change under the press.
-    if Action.CANCEL in allowed and run.state is not RunState.SHIPPING:
-        buttons.append(_button("Cancel", "cancel", run, BUTTON_DANGER))
-    rows = [{"type": 1, "components": buttons}] if buttons else []
-    retry = [
-        {
-            "type": 2,
-            "style": BUTTON_PRIMARY,
-            "label": f"Retry #{t.issue_number}",
-            "custom_id": f"retry:{run.run_id}:{t.issue_number}",
-        }
-        for t in retryable(run)
-    ]
-    return rows + ([{"type": 1, "components": retry[:5]}] if retry else [])
+def run_buttons(run: Run) -> tuple[tuple[Button, ...], ...]:
+    """The rows of buttons a run offers now: one per action :func:`offered_actions`
+    names (Approve, Ship or Retry ship, Cancel), and a Retry per retryable task."""
+    buttons: list[Button] = []
+    offered = offered_actions(run.state)
+    if Action.APPROVE in offered:
+        buttons.append(Button("approve", run.run_id, "Approve", Style.SUCCESS))
+    if Action.SHIP in offered:
+        buttons.append(Button("ship", run.run_id, ship_label(run), Style.PRIMARY))
+    if Action.CANCEL in offered:
+        buttons.append(Button("cancel", run.run_id, "Cancel", Style.DANGER))
+    retry = tuple(_retry_button(run, t) for t in retryable(run))[:MAX_RETRY_BUTTONS]
+    return tuple(row for row in (tuple(buttons), retry) if row)
+
+
+def ship_label(run: Run) -> str:
+    """The Ship button's label: ``Retry ship`` after a ship that did not complete."""
+    return "Retry ship" if run.state is RunState.SHIP_FAILED else "Ship"
+
+
+def _retry_button(run: Run, task: Task) -> Button:
+    return Button("retry", run.run_id, f"Retry #{task.issue_number}", issue=task.issue_number)
 
 
 def retryable(run: Run) -> list[Task]:
@@ -173,39 +174,31 @@ def retryable(run: Run) -> list[Task]:
     return [t for t in run.tasks if t.state in TASK_RETRYABLE]
 
 
-def stale_message(run: Run, task: Task) -> dict[str, Any]:
+def stale_message(run: Run, task: Task) -> Message:
     """The announcement that a task went stale: why, what the policy did, and Retry."""
     why = task.reason if task.reason and task.reason.startswith("stale") else "stale"
-    retry = [
-        {
-            "type": 2,
-            "style": BUTTON_PRIMARY,
-            "label": f"Retry #{task.issue_number}",
-            "custom_id": f"retry:{run.run_id}:{task.issue_number}",
-        }
-    ]
-    return {
-        "content": f"⏰ Run `{run.run_id}`: #{task.issue_number} {_clip(task.title, 100)} is {why}",
-        "components": [{"type": 1, "components": retry}] if task in retryable(run) else [],
-        "allowed_mentions": {"parse": []},
-    }
+    retry = ((_retry_button(run, task),),) if task in retryable(run) else ()
+    return Message(
+        f"⏰ Run `{run.run_id}`: #{task.issue_number} {_clip(task.title, 100)} is {why}",
+        rows=retry,
+    )
 
 
-def ship_failed_message(run: Run) -> dict[str, Any]:
-    """The announcement of a ship that did not complete, with Retry ship and Cancel."""
-    return {
-        "content": f"⚠️ Run `{run.run_id}` did not ship completely: {run.reason}",
-        "components": [
-            {
-                "type": 1,
-                "components": [
-                    _button("Retry ship", "ship", run, BUTTON_PRIMARY),
-                    _button("Cancel", "cancel", run, BUTTON_DANGER),
-                ],
-            }
-        ],
-        "allowed_mentions": {"parse": []},
-    }
+def ship_failed_message(run: Run) -> Message:
+    """The announcement of a ship that did not complete, with the buttons it allows now
+    (Retry ship and Cancel while it is ``ship_failed``)."""
+    return Message(
+        f"⚠️ Run `{run.run_id}` did not ship completely: {run.reason}",
+        rows=run_buttons(run)[:1],
+    )
+
+
+def ready_message(run: Run) -> Message:
+    """The announcement that every task is green, with the buttons the run allows now."""
+    return Message(
+        f"✅ Run `{run.run_id}`: every task has green checks. Ready to ship.",
+        rows=run_buttons(run),
+    )
 
 
 def cancel_outcome(run: Run) -> str:
@@ -221,23 +214,14 @@ def cancel_outcome(run: Run) -> str:
     return "; ".join(parts) or "nothing was started"
 
 
-def _button(label: str, action: str, run: Run, style: int) -> dict[str, Any]:
-    return {"type": 2, "style": style, "label": label, "custom_id": f"{action}:{run.run_id}"}
-
-
-def run_message(run: Run, web_url: str) -> dict[str, Any]:
+def run_message(run: Run, web_url: str) -> Message:
     """The run's message (the plan, edited in place as the run moves)."""
-    return {
-        "content": "",
-        "embeds": [run_embed(run, web_url)],
-        "components": run_buttons(run),
-        "allowed_mentions": {"parse": []},
-    }
+    return Message("", (run_card(run, web_url),), run_buttons(run))
 
 
 def status_list_message(
     active: Run | Sequence[Run] | None, recent: Sequence[Run], *, with_repository: bool = False
-) -> dict[str, Any]:
+) -> Message:
     """``/status`` without a run id: the active run (of every repository) and the last
     few; ``with_repository`` names each run's repository (a deployment serving several)."""
     actives = [active] if isinstance(active, Run) else list(active or ())
@@ -263,11 +247,10 @@ def status_list_message(
             f"<t:{int(r.created_at)}:R>"
             for r in others
         ]
-    embed = {"title": "Runs", "description": "\n".join(lines), "color": 0x5865F2}
-    return {"embeds": [embed], "flags": EPHEMERAL, "allowed_mentions": {"parse": []}}
+    return Message(cards=(Card("Runs", "\n".join(lines), 0x5865F2),))
 
 
-def ship_summary(run: Run, web_url: str) -> dict[str, Any]:
+def ship_summary(run: Run, web_url: str) -> Message:
     """The message posted when a run has shipped."""
     merged = [t for t in run.tasks if t.state is TaskState.MERGED]
     skipped = [t for t in run.tasks if t.state is TaskState.SKIPPED]
@@ -288,12 +271,8 @@ def ship_summary(run: Run, web_url: str) -> dict[str, Any]:
         lines.append(f"⏭️ Skipped: {', '.join(f'#{t.issue_number}' for t in skipped)}")
     if failed:
         lines.append(f"❌ Not shipped (failed): {', '.join(f'#{t.issue_number}' for t in failed)}")
-    embed = {
-        "title": f"Run {run.run_id} shipped",
-        "description": "\n".join(lines),
-        "color": RUN_COLOURS[RunState.SHIPPED],
-    }
-    return {"embeds": [embed], "allowed_mentions": {"parse": []}}
+    card = Card(f"Run {run.run_id} shipped", "\n".join(lines), RUN_COLOURS[RunState.SHIPPED])
+    return Message(cards=(card,))
 
 
 def _applies(action: str | None) -> str:
@@ -311,7 +290,7 @@ def help_message(
     ready_label: str,
     permissions: Permissions,
     commands: Sequence[tuple[CommandSpec, str | None]],
-) -> dict[str, Any]:
+) -> Message:
     """``/help``: the ``commands`` (each with the action guarding it), who may use each,
     and the configuration in short."""
     lines = []
@@ -326,9 +305,4 @@ def help_message(
         f"Repository: `{repo or 'not configured'}` · executor: `{executor}` · "
         f"ready label: `{ready_label}`",
     ]
-    return {
-        "embeds": [
-            {"title": "Valine Orchestrator", "description": "\n".join(lines), "color": 0x5865F2}
-        ],
-        "flags": EPHEMERAL,
-    }
+    return Message(cards=(Card("Valine Orchestrator", "\n".join(lines), 0x5865F2),))

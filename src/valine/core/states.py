@@ -277,6 +277,20 @@ def allowed_actions(state: RunState) -> frozenset[Action]:
     return frozenset(action for action, states in ACTION_STATES.items() if state in states)
 
 
+#: Actions only a command takes (``/deploy``): a message never offers them as a button.
+COMMAND_ONLY: frozenset[Action] = frozenset({Action.DEPLOY})
+#: Actions allowed in a state whose effect waits for something else, so no button
+#: offers them there: a shipping run's cancel is recorded and takes effect when the
+#: merges in flight end, and its message changes under the press.
+NOT_OFFERED: Mapping[RunState, frozenset[Action]] = {RunState.SHIPPING: frozenset({Action.CANCEL})}
+
+
+def offered_actions(state: RunState) -> frozenset[Action]:
+    """The actions a run's messages offer as buttons in ``state``: the allowed ones
+    (:func:`allowed_actions`), less the command-only ones and those not offered there."""
+    return allowed_actions(state) - COMMAND_ONLY - NOT_OFFERED.get(state, frozenset())
+
+
 def tasks_ready(tasks: Sequence[TaskState]) -> bool:
     """True when no task waits for anything and at least one can ship."""
     return all(t in TASK_SETTLED for t in tasks) and any(t in TASK_SHIPPABLE for t in tasks)

@@ -41,9 +41,15 @@ import httpx
 
 from valine import __version__, metrics
 from valine.core.errors import ConfigurationError, DiscordUnavailable
+from valine.core.replies import Message
+from valine.discord.render import message_body
 from valine.infra.http_client import RateLimitGate, backoff_delay, may_have_arrived
 from valine.logs import redact
 from valine.ports import THREAD_ALREADY_CREATED, DiscordError
+
+#: What the client sends: a domain message (the port's), or a message body as is
+#: (Discord's wire format: the tests and the contract checks use it).
+Body = Message | Mapping[str, Any]
 
 log = logging.getLogger("valine.discord.client")
 
@@ -144,7 +150,7 @@ class DiscordClient:
 
     # -- the Discord port ---------------------------------------------------------------
 
-    def edit_original(self, application_id: str, token: str, message: Mapping[str, Any]) -> str:
+    def edit_original(self, application_id: str, token: str, message: Body) -> str:
         """``PATCH /webhooks/{app}/{token}/messages/@original``; the message id."""
         app = self._app(application_id)
         call = _Call(
@@ -152,12 +158,12 @@ class DiscordClient:
             _ORIGINAL,
             f"webhooks/{_seg(app)}/{_seg(token)}/messages/@original",
             _bucket("PATCH", _ORIGINAL, app, token),
-            body=_encode(message),
+            body=_encode(_document(message)),
             secret=token,
         )
         return _message_id(self._send(call), call)
 
-    def followup(self, application_id: str, token: str, message: Mapping[str, Any]) -> str:
+    def followup(self, application_id: str, token: str, message: Body) -> str:
         """``POST /webhooks/{app}/{token}?wait=true``; the new message's id."""
         app = self._app(application_id)
         call = _Call(
@@ -165,38 +171,41 @@ class DiscordClient:
             _WEBHOOK,
             f"webhooks/{_seg(app)}/{_seg(token)}",
             _bucket("POST", _WEBHOOK, app, token),
-            body=_encode(message),
+            body=_encode(_document(message)),
             params={"wait": "true"},
             idempotent=False,
             secret=token,
         )
         return _message_id(self._send(call), call)
 
-    def create_message(self, channel_id: str, message: Mapping[str, Any]) -> str:
+    def create_message(self, channel_id: str, message: Body, nonce: str | None = None) -> str:
         """``POST /channels/{channel_id}/messages`` with the bot token; the message id.
 
-        Retried after a network error only if ``message`` carries ``nonce`` and
-        ``enforce_nonce`` (Discord then refuses to create a duplicate).
+        A ``nonce`` is sent with ``enforce_nonce``. Retried after a network error only
+        if the body carries both (Discord then refuses to create a duplicate).
         """
+        document = _document(message)
+        if nonce is not None:
+            document = {**document, "nonce": nonce, "enforce_nonce": True}
         call = _Call(
             "POST",
             _CHANNEL_MESSAGES,
             f"channels/{_seg(channel_id)}/messages",
             _bucket("POST", _CHANNEL_MESSAGES, channel_id),
-            body=_encode(message),
+            body=_encode(document),
             bot=True,
-            idempotent=bool(message.get("nonce") and message.get("enforce_nonce")),
+            idempotent=bool(document.get("nonce") and document.get("enforce_nonce")),
         )
         return _message_id(self._send(call), call)
 
-    def edit_message(self, channel_id: str, message_id: str, message: Mapping[str, Any]) -> None:
+    def edit_message(self, channel_id: str, message_id: str, message: Body) -> None:
         """``PATCH /channels/{channel_id}/messages/{message_id}`` with the bot token."""
         call = _Call(
             "PATCH",
             _CHANNEL_MESSAGE,
             f"channels/{_seg(channel_id)}/messages/{_seg(message_id)}",
             _bucket("PATCH", _CHANNEL_MESSAGE, channel_id),
-            body=_encode(message),
+            body=_encode(_document(message)),
             bot=True,
         )
         self._send(call)
@@ -480,6 +489,11 @@ def _bucket(method: str, template: str, *major: str) -> str:
     """The rate-limit memory key: route plus its top-level resource, tokens hashed."""
     digest = hashlib.blake2s("\x00".join(major).encode(), digest_size=12).hexdigest()
     return f"{method} {template} {digest}"
+
+
+def _document(message: Body) -> Mapping[str, Any]:
+    """The wire body of a domain message (rendered), or of a body given as is."""
+    return message_body(message) if isinstance(message, Message) else message
 
 
 def _encode(document: Any) -> bytes:

@@ -31,6 +31,7 @@ from valine.logs import log_context
 
 if TYPE_CHECKING:
     from valine.core.commands import Command
+    from valine.core.replies import Answer
 
 log = logging.getLogger("valine.discord")
 
@@ -144,12 +145,12 @@ class Interaction(NamedTuple):
 class InteractionHandlers(Protocol):
     """What answers verified interactions (the use cases, in production)."""
 
-    def answer_command(self, interaction: Interaction, command: Command) -> dict[str, Any]:
-        """The callback document answering a schema-checked slash command."""
+    def answer_command(self, interaction: Interaction, command: Command) -> Answer:
+        """The answer to a schema-checked slash command."""
         ...
 
-    def press_button(self, interaction: Interaction, custom_id: str) -> dict[str, Any]:
-        """The callback document answering a button press."""
+    def press_button(self, interaction: Interaction, custom_id: str) -> Answer:
+        """The answer to a button press."""
         ...
 
     def autocomplete(self, interaction: Interaction, focused: str, value: str) -> list[str]:
@@ -233,14 +234,17 @@ class DiscordEndpoint:
         if interaction.type == PING:
             return {"type": PONG}
         if interaction.type == MESSAGE_COMPONENT:
+            from valine.discord.render import interaction_response
+
             custom_id = str(interaction.data.get("custom_id", ""))
             log.info("button %s from %s", custom_id, interaction.user_id)
-            return self._handlers.press_button(interaction, custom_id)
+            return interaction_response(self._handlers.press_button(interaction, custom_id))
         if interaction.type == AUTOCOMPLETE:
             return self._autocomplete(interaction)
         if interaction.type != APPLICATION_COMMAND:
             return ephemeral("This kind of interaction is not supported.")
         from valine.core.commands import CommandError, parse_command
+        from valine.discord.render import interaction_response
 
         try:
             command = parse_command(interaction.data)
@@ -248,7 +252,7 @@ class DiscordEndpoint:
             log.info("refused command: %s", exc)
             return ephemeral(str(exc))
         log.info("command /%s from %s", command.name, interaction.user_id)
-        return self._handlers.answer_command(interaction, command)
+        return interaction_response(self._handlers.answer_command(interaction, command))
 
     def _autocomplete(self, interaction: Interaction) -> dict[str, Any]:
         options = interaction.data.get("options") or []

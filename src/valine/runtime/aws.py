@@ -16,7 +16,7 @@ builds them with the new ones.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from valine.runtime.config import Settings
 from valine.runtime.secrets import SecretSettings, secret_settings_from_env
@@ -24,6 +24,7 @@ from valine.runtime.wiring import Services
 
 if TYPE_CHECKING:
     from valine.core.commands import Command
+    from valine.core.replies import Answer
     from valine.discord.interactions import Interaction
 
 #: Cached members built from secret settings: dropped when the secret changes.
@@ -86,12 +87,12 @@ class AwsServices(Services):
             self._on_settings(self.settings)
         return True
 
-    def answer_command(self, interaction: Interaction, command: Command) -> dict[str, Any]:
+    def answer_command(self, interaction: Interaction, command: Command) -> Answer:
         """Merge the secret, then answer as every runtime does."""
         self.refresh_secrets()
         return super().answer_command(interaction, command)
 
-    def press_button(self, interaction: Interaction, custom_id: str) -> dict[str, Any]:
+    def press_button(self, interaction: Interaction, custom_id: str) -> Answer:
         """Merge the secret, then answer as every runtime does."""
         self.refresh_secrets()
         return super().press_button(interaction, custom_id)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from valine.core.commands import Command, Need
     from valine.core.policy import Policy, Rules
+    from valine.core.replies import Answer
     from valine.discord.interactions import Interaction
     from valine.github.webhooks import GitHubWebhookEndpoint
     from valine.infra.aws import TableNames
@@ -325,7 +326,7 @@ class Services:
 
         return discord_client(self.settings)
 
-    def answer_command(self, interaction: Interaction, command: Command) -> dict[str, Any]:
+    def answer_command(self, interaction: Interaction, command: Command) -> Answer:
         """Hand a verified slash command to its repository's use cases' router."""
         options = command.options
         use_cases = self.orchestrator_of(
@@ -335,7 +336,7 @@ class Services:
         )
         return use_cases.answer_command(interaction.fields(), command, self.unmet)
 
-    def press_button(self, interaction: Interaction, custom_id: str) -> dict[str, Any]:
+    def press_button(self, interaction: Interaction, custom_id: str) -> Answer:
         """Hand a verified button press to its run's repository's router."""
         run_id = custom_id.split(":")[1] if custom_id.count(":") else ""
         use_cases = self.orchestrator_of(interaction.channel_id, run_id=run_id)

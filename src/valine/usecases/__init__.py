@@ -38,6 +38,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from valine.core.commands import Command, Need
+from valine.core.replies import Answer
 from valine.usecases import deploying, interactions, planning, rhythm, shipping
 from valine.usecases.base import (
     CANCEL,
@@ -56,7 +57,6 @@ from valine.usecases.base import (
     Actor,
     DispatchInProgress,
     UseCaseBase,
-    ephemeral,
     jobs,
 )
 from valine.usecases.execution import ExecutionMixin
@@ -88,7 +88,6 @@ __all__ = [
     "DispatchInProgress",
     "Orchestrator",
     "UseCaseBase",
-    "ephemeral",
 ]
 
 
@@ -119,7 +118,7 @@ class Orchestrator(
         interaction: Mapping[str, Any],
         command: Command,
         unmet: Callable[[Collection[Need]], list[str]] = _nothing_unmet,
-    ) -> dict[str, Any]:
+    ) -> Answer:
         """Answer a schema-checked slash command within Discord's 3 seconds.
 
         ``unmet`` names the settings of a command's needs that are missing.
@@ -131,7 +130,7 @@ class Orchestrator(
         interaction: Mapping[str, Any],
         custom_id: str,
         unmet: Callable[[Collection[Need]], list[str]] = _nothing_unmet,
-    ) -> dict[str, Any]:
+    ) -> Answer:
         """Answer a button press (``action:run_id…``) through the same use cases."""
         return ROUTER.press(self, interaction, custom_id, unmet)
 

@@ -23,9 +23,6 @@ from valine.usecases.registry import Registry
 
 log = logging.getLogger("valine.usecases")
 
-#: Interaction callback types.
-CHANNEL_MESSAGE, DEFERRED, UPDATE_MESSAGE = 4, 5, 7
-EPHEMERAL = 1 << 6
 #: Discord interaction tokens live 15 minutes; stop using one a little before.
 TOKEN_LIFETIME = 14 * 60
 #: At most one edit of a run's message per this many seconds (the last state always shown).
@@ -96,21 +93,6 @@ def incident(what: str, detail: object) -> str:
     ref = secrets.token_hex(4)
     log.error("%s [ref %s]: %s", what, ref, detail, extra={"ref": ref})
     return ref
-
-
-def ephemeral(content: str) -> dict[str, Any]:
-    """An interaction answer only the invoking user sees."""
-    return {
-        "type": CHANNEL_MESSAGE,
-        "data": {"content": content, "flags": EPHEMERAL, "allowed_mentions": {"parse": []}},
-    }
-
-
-def _public(content: str) -> dict[str, Any]:
-    return {
-        "type": CHANNEL_MESSAGE,
-        "data": {"content": content, "allowed_mentions": {"parse": []}},
-    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,10 @@ from typing import Any
 from valine.core.authz import decide, is_guarded
 from valine.core.errors import NotFound, QueueUnavailable, RunConflict
 from valine.core.models import Run
+from valine.core.replies import Answer, announce, notice
 from valine.core.states import ACTION_STATES, TASK_SETTLED, Action, RunState, TaskState
 from valine.ports import AuditEntry
-from valine.usecases.base import SAVE_ATTEMPTS, Actor, UseCaseBase, _public, ephemeral, log
+from valine.usecases.base import SAVE_ATTEMPTS, Actor, UseCaseBase, log
 
 #: What a run id looks like (``valine.core.models.new_run_id``): checked before any read.
 RUN_ID = re.compile(r"r[0-9]{8}-[a-z0-9]{6}")
@@ -48,34 +49,32 @@ class CommandingBase(UseCaseBase):
         scope = self.policy.discord
         return scope.refusal(interaction.get("guild_id"), interaction.get("channel_id")) is None
 
-    def gate(
-        self, interaction: Mapping[str, Any], actor: Actor, action: str
-    ) -> dict[str, Any] | None:
+    def gate(self, interaction: Mapping[str, Any], actor: Actor, action: str) -> Answer | None:
         """The refusal of an interaction from outside the served server, or over the rate."""
         scope = self.policy.discord
         reason = scope.refusal(interaction.get("guild_id"), interaction.get("channel_id"))
         if reason is not None:
             where = interaction.get("guild_id") or "a direct message"
             self._audit_refusal(actor, action, f"refused: outside the served server ({where})")
-            return ephemeral(f"⛔ {reason}")
+            return notice(f"⛔ {reason}")
         limited = is_guarded(action) and not self.queue.claim(
             f"rate:{actor.user_id}", 60.0, scope.rate_limit
         )
         if limited:
             self._audit_refusal(actor, action, "refused: rate limited")
-            return ephemeral(
+            return notice(
                 f"⏳ Slow down: at most {scope.rate_limit} commands a minute. "
                 "Try again in a minute."
             )
         return None
 
-    def not_permitted(self, actor: Actor, action: str, run_id: str | None) -> dict[str, Any] | None:
+    def not_permitted(self, actor: Actor, action: str, run_id: str | None) -> Answer | None:
         """The audited refusal of ``action`` to ``actor`` before any run is read; or None."""
         return self._refusal(actor, action, None, run_id)
 
     def _refusal(
         self, actor: Actor, action: str, run: Run | None, run_id: str | None = None
-    ) -> dict[str, Any] | None:
+    ) -> Answer | None:
         """None if ``actor`` may do ``action``; else the audited, ephemeral refusal.
 
         ``run_id`` is the (well-formed) run asked for, when the run is not read yet.
@@ -90,7 +89,7 @@ class CommandingBase(UseCaseBase):
         if decision.allowed:
             return None
         self._audit_refusal(actor, action, "refused: not permitted", run.run_id if run else run_id)
-        return ephemeral(f"⛔ {decision.reason}")
+        return notice(f"⛔ {decision.reason}")
 
     def _audit_refusal(
         self, actor: Actor, action: str, outcome: str, run_id: str | None = None
@@ -128,7 +127,7 @@ class CommandingBase(UseCaseBase):
         announcement: str | Callable[[Run], str],
         job: Callable[[Run], tuple[dict[str, Any], str]] | None = None,
         done: str = "ok",
-    ) -> dict[str, Any]:
+    ) -> Answer:
         """A press or command that moves a run: authorise, decide, save, enqueue, answer.
 
         ``allowed`` is the run states the action applies to, or a function that gives
@@ -149,7 +148,7 @@ class CommandingBase(UseCaseBase):
             refusal = refuse(run)
             if refusal is not None:
                 self._audit(actor, action, refusal[0], run_id)
-                return ephemeral(refusal[1])
+                return notice(refusal[1])
             try:
                 saved = self.store.save_run(decide(run))
                 break
@@ -157,7 +156,7 @@ class CommandingBase(UseCaseBase):
                 run = self.store.get_run(run_id)
         if saved is None:
             self._audit(actor, action, "refused: lost a race", run_id)
-            return ephemeral(
+            return notice(
                 f"Run `{run_id}` kept changing while you pressed; it is now "
                 f"{run.state.value}. Try again in a moment."
             )
@@ -170,12 +169,12 @@ class CommandingBase(UseCaseBase):
         self._enqueue_after_save(job_kind, payload, key)
         self.notify(saved)
         if callable(announcement):
-            return _public(announcement(saved))
+            return announce(announcement(saved))
         shippable = [t for t in saved.tasks if t.state is not TaskState.SKIPPED]
         text = announcement.format(id=run_id, user=actor.user_id, n=len(shippable))
-        return _public(text)
+        return announce(text)
 
-    def _permitted_run(self, actor: Actor, action: str, run_id: str) -> Run | dict[str, Any]:
+    def _permitted_run(self, actor: Actor, action: str, run_id: str) -> Run | Answer:
         """The run, if ``actor`` may do ``action`` to it; else the refusal to answer.
 
         Permission is checked before the run is read (and before a missing run is
@@ -188,7 +187,7 @@ class CommandingBase(UseCaseBase):
             run = self.store.get_run(run_id)
         except NotFound:
             self._audit(actor, action, "refused: no such run", run_id)
-            return ephemeral(f"There is no run `{run_id}`. `/status` lists the recent runs.")
+            return notice(f"There is no run `{run_id}`. `/status` lists the recent runs.")
         return self._refusal(actor, action, run) or run
 
     def _audit(self, actor: Actor, action: str, outcome: str, run_id: str | None) -> None:

@@ -20,6 +20,7 @@ from valine.core.errors import GitHubUnavailable, NotFound, QueueUnavailable, Ru
 from valine.core.events import Delivery, WorkflowRunChanged
 from valine.core.models import Deployment, Run, WorkflowRun, apply_deploy_event
 from valine.core.policy import deploy_inputs
+from valine.core.replies import Answer, announce, notice
 from valine.core.states import (
     DEPLOY_DONE,
     Action,
@@ -36,8 +37,6 @@ from valine.usecases.base import (
     DEPLOY,
     STALL_AFTER,
     Actor,
-    _public,
-    ephemeral,
     github_events,
     incident,
     jobs,
@@ -66,7 +65,7 @@ def deploy_key(run_id: str, attempt: int) -> str:
 class DeployingMixin(CommandingBase):
     """Dispatch a shipped run's deployment once and track it to its conclusion."""
 
-    def redeploy(self, run_id: str, actor: Actor) -> dict[str, Any]:
+    def redeploy(self, run_id: str, actor: Actor) -> Answer:
         """``/deploy``: dispatch a shipped run's deploy workflow once more.
 
         Authorised like ship and audited. Accepted for a shipped run whose deployment
@@ -79,17 +78,17 @@ class DeployingMixin(CommandingBase):
             return run
         if not self.policy.ship.deploy_workflow:
             self._audit(actor, "deploy", "refused: no deploy workflow", run_id)
-            return ephemeral(
+            return notice(
                 "No deployment is configured: set `[ship] deploy_workflow` in valine.toml."
             )
         if Action.DEPLOY not in allowed_actions(run.state):
             self._audit(actor, "deploy", f"refused: run is {run.state.value}", run_id)
-            return ephemeral(
+            return notice(
                 f"Run `{run_id}` is `{run.state.value}`: only a shipped run can be deployed."
             )
         if run.deploy is not None and run.deploy.state not in DEPLOY_DONE:
             self._audit(actor, "deploy", "refused: deployment in flight", run_id)
-            return ephemeral(
+            return notice(
                 f"Run `{run_id}`'s deployment (attempt {run.deploy.attempt}) is "
                 f"`{run.deploy.state.value}`: wait for its outcome."
             )
@@ -98,7 +97,7 @@ class DeployingMixin(CommandingBase):
             saved = self.store.save_run(self.start_deployment(run, now, actor.user_id))
         except RunConflict:
             self._audit(actor, "deploy", "refused: lost a race", run_id)
-            return ephemeral(f"Run `{run_id}` changed at the same moment; try again.")
+            return notice(f"Run `{run_id}` changed at the same moment; try again.")
         assert saved.deploy is not None
         self._audit(actor, "deploy", f"ok: attempt {saved.deploy.attempt}", run_id)
         try:
@@ -106,7 +105,7 @@ class DeployingMixin(CommandingBase):
         except QueueUnavailable as exc:
             log.error("enqueue of the deployment failed (the reconcile retries): %s", exc)
         self.notify(saved)
-        return _public(
+        return announce(
             f"🚀 <@{actor.user_id}> is deploying run `{run_id}` again "
             f"(attempt {saved.deploy.attempt}, `{saved.deploy.workflow}`)."
         )
@@ -352,5 +351,5 @@ class DeployingMixin(CommandingBase):
 
 
 @ROUTES.command("deploy", action="deploy", needs=GITHUB)
-def _deploy(uc: DeployingMixin, call: Call) -> dict[str, Any]:
+def _deploy(uc: DeployingMixin, call: Call) -> Answer:
     return uc.redeploy(call.run_id, call.actor)

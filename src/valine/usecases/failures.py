@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from valine.core.models import Run, apply_run_event
+from valine.core.replies import Message
 from valine.core.states import RunEvent, RunState
 from valine.usecases.base import CANCEL, DISPATCH, PLAN, SHIP, START, UseCaseBase, incident
 
@@ -23,12 +24,10 @@ class FailuresMixin(UseCaseBase):
             self.discord.edit_original(
                 str(interaction["application_id"]),
                 str(interaction["token"]),
-                {
-                    "content": (
-                        f"❌ Planning failed after several tries ({error}). GitHub may be "
-                        "unavailable; try `/plan` again in a few minutes."
-                    )
-                },
+                Message(
+                    f"❌ Planning failed after several tries ({error}). GitHub may be "
+                    "unavailable; try `/plan` again in a few minutes."
+                ),
             )
         elif kind == DISPATCH:
             self._fail_task(

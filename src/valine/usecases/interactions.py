@@ -16,16 +16,14 @@ from valine.core import render, tracking
 from valine.core.commands import CommandSpec
 from valine.core.errors import NotFound
 from valine.core.models import Run, Task, apply_run_event, retry_task
+from valine.core.replies import Answer, Reply, notice
 from valine.core.states import Action, RunEvent, RunState, allowed_actions
 from valine.usecases.base import (
     CANCEL,
-    CHANNEL_MESSAGE,
     DISPATCH,
-    EPHEMERAL,
     START,
     Actor,
     dispatch_key,
-    ephemeral,
 )
 from valine.usecases.commanding import CommandingBase, bad_run_id, states_of
 from valine.usecases.router import GITHUB, READS, Call, Router
@@ -37,7 +35,7 @@ ROUTES = Router()
 class InteractionsMixin(CommandingBase):
     """Approve, cancel, retry and the read-only answers: status, help, autocomplete."""
 
-    def approve(self, run_id: str, actor: Actor) -> dict[str, Any]:
+    def approve(self, run_id: str, actor: Actor) -> Answer:
         """``/approve``: planned -> approved, then a job starts the tasks."""
         now = self.clock.now()
 
@@ -57,7 +55,7 @@ class InteractionsMixin(CommandingBase):
             "executor.",
         )
 
-    def cancel(self, run_id: str, actor: Actor) -> dict[str, Any]:
+    def cancel(self, run_id: str, actor: Actor) -> Answer:
         """``/cancel``: end the run in any non-terminal state; issues back to ready (a job).
 
         A planned run ends at once. A later one becomes ``cancelling`` (it keeps the
@@ -94,7 +92,7 @@ class InteractionsMixin(CommandingBase):
             announcement=announcement,
         )
 
-    def retry(self, run_id: str, issue: str, actor: Actor) -> dict[str, Any]:
+    def retry(self, run_id: str, issue: str, actor: Actor) -> Answer:
         """``/retry`` and the Retry button: hand one failed or stale task over again.
 
         Authorised like approve and audited. The task goes back to ``pending`` in one
@@ -139,23 +137,20 @@ class InteractionsMixin(CommandingBase):
             ),
         )
 
-    def status(self, run_id: str | None) -> dict[str, Any]:
+    def status(self, run_id: str | None) -> Answer:
         """``/status``: one run in detail, or the active and recent runs (no GitHub call)."""
         if run_id:
             try:
                 run = self.store.get_run(run_id)
             except NotFound:
-                return ephemeral(f"There is no run `{run_id}`.")
-            message = render.run_message(run, self.web_url)
-            message["components"] = []
-            message["flags"] = EPHEMERAL
-            return {"type": CHANNEL_MESSAGE, "data": message}
+                return notice(f"There is no run `{run_id}`.")
+            return Reply(render.run_message(run, self.web_url).without_buttons(), private=True)
         several = len(self.served) > 1
         found = (self.store.active_run(repo) for repo in self.served)
         active = [found_run for found_run in found if found_run is not None]
         recent = self.store.recent_runs(None if several else self.repo, limit=5)
         message = render.status_list_message(active, recent, with_repository=several)
-        return {"type": CHANNEL_MESSAGE, "data": message}
+        return Reply(message, private=True)
 
     def retry_choices(self, run_id: str, typed: str) -> list[str]:
         """Issue numbers of the run's failed and stale tasks matching what was typed."""
@@ -186,19 +181,17 @@ class InteractionsMixin(CommandingBase):
         ordered = dict.fromkeys([self.repo, *self.served])
         return [name for name in ordered if name and typed in name.lower()][:25]
 
-    def help_answer(self, offered: Sequence[tuple[CommandSpec, str | None]]) -> dict[str, Any]:
+    def help_answer(self, offered: Sequence[tuple[CommandSpec, str | None]]) -> Answer:
         """``/help``: the ``offered`` commands (each with the action guarding it), who may
         use each, and the configuration in short."""
-        return {
-            "type": CHANNEL_MESSAGE,
-            "data": render.help_message(
-                self.repo,
-                self.policy.executor.kind,
-                self.policy.labels.ready,
-                self.policy.permissions,
-                offered,
-            ),
-        }
+        message = render.help_message(
+            self.repo,
+            self.policy.executor.kind,
+            self.policy.labels.ready,
+            self.policy.permissions,
+            offered,
+        )
+        return Reply(message, private=True)
 
     def autocomplete(
         self, interaction: Mapping[str, Any], focused: str, value: str, options: Any
@@ -238,27 +231,27 @@ def _not_retryable(run: Run, issue: str, task: Task | None) -> str:
 
 @ROUTES.command("approve", action="approve", needs=GITHUB)
 @ROUTES.button("approve", action="approve", needs=GITHUB)
-def _approve(uc: InteractionsMixin, call: Call) -> dict[str, Any]:
+def _approve(uc: InteractionsMixin, call: Call) -> Answer:
     return uc.approve(call.run_id, call.actor)
 
 
 @ROUTES.command("status", needs=READS)
-def _status(uc: InteractionsMixin, call: Call) -> dict[str, Any]:
+def _status(uc: InteractionsMixin, call: Call) -> Answer:
     return uc.status(call.run_id or None)
 
 
 @ROUTES.command("cancel", action="cancel", needs=GITHUB)
 @ROUTES.button("cancel", action="cancel", needs=GITHUB)
-def _cancel(uc: InteractionsMixin, call: Call) -> dict[str, Any]:
+def _cancel(uc: InteractionsMixin, call: Call) -> Answer:
     return uc.cancel(call.run_id, call.actor)
 
 
 @ROUTES.command("retry", action="retry", needs=GITHUB)
 @ROUTES.button("retry", action="retry", needs=GITHUB, args=("run_id", "issue"))
-def _retry(uc: InteractionsMixin, call: Call) -> dict[str, Any]:
+def _retry(uc: InteractionsMixin, call: Call) -> Answer:
     return uc.retry(call.run_id, call.option("issue"), call.actor)
 
 
 @ROUTES.command("help")
-def _help(uc: InteractionsMixin, call: Call) -> dict[str, Any]:
+def _help(uc: InteractionsMixin, call: Call) -> Answer:
     return uc.help_answer(call.router.offered() if call.router else ())

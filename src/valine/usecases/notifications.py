@@ -9,6 +9,7 @@ from typing import Any
 from valine.core import render
 from valine.core.errors import DiscordUnavailable
 from valine.core.models import Run
+from valine.core.replies import Message
 from valine.core.states import DEPLOY_DONE, RunState
 from valine.ports import DiscordError
 from valine.usecases.base import NOTIFY, TOKEN_LIFETIME, UseCaseBase, jobs, log
@@ -55,7 +56,7 @@ class NotificationsMixin(UseCaseBase):
             self._announce_one(run, key, message)
             run = self.store.get_run(run.run_id)
 
-    def _announce_one(self, run: Run, key: str, message: dict[str, Any]) -> None:
+    def _announce_one(self, run: Run, key: str, message: Message) -> None:
         """Post announcement ``key`` exactly once.
 
         The announcement is first *claimed* in a conditional save (``sending <via>
@@ -83,8 +84,7 @@ class NotificationsMixin(UseCaseBase):
             if via == "followup":
                 self.discord.followup(run.discord["application_id"], run.discord["token"], message)
             elif via == "channel":
-                message = {**message, "nonce": nonce, "enforce_nonce": True}
-                self.discord.create_message(run.discord["channel_id"], message)
+                self.discord.create_message(run.discord["channel_id"], message, nonce=nonce)
         except DiscordUnavailable as exc:
             if not exc.request_sent:
                 self._set_announced(run.run_id, key, None)  # never arrived: claim again
@@ -132,7 +132,7 @@ def _claim_parts(claim: str) -> tuple[str, str]:
     return via, nonce
 
 
-def announcements(run: Run, web_url: str) -> list[tuple[str, dict[str, Any]]]:
+def announcements(run: Run, web_url: str) -> list[tuple[str, Message]]:
     """Every announcement the run calls for now, ``(key, message)``: its milestone's
     (:func:`announcement`), one per stale event (:func:`stale_announcements`), and a
     shipped run's deployment outcome (``deploy:<attempt>``) after its ship summary."""
@@ -144,7 +144,7 @@ def announcements(run: Run, web_url: str) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-def stale_announcements(run: Run) -> list[tuple[str, dict[str, Any]]]:
+def stale_announcements(run: Run) -> list[tuple[str, Message]]:
     """``stale:<issue>:<n>`` for the n-th time a task went stale (its latest time only).
 
     A task counts its stale events (``Task.stales``): a re-dispatch after one and a
@@ -158,7 +158,7 @@ def stale_announcements(run: Run) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def announcement(run: Run, web_url: str) -> tuple[str, dict[str, Any]] | None:
+def announcement(run: Run, web_url: str) -> tuple[str, Message] | None:
     """The milestone announcement the run's state calls for: ``(key, message)``, or None.
 
     The key names the milestone once per run (``ready``, ``shipped``, ``failed``) or
@@ -167,13 +167,10 @@ def announcement(run: Run, web_url: str) -> tuple[str, dict[str, Any]] | None:
     if run.state is RunState.SHIPPED:
         return "shipped", render.ship_summary(run, web_url)
     if run.state is RunState.READY_TO_SHIP:
-        return "ready", {
-            "content": f"✅ Run `{run.run_id}`: every task has green checks. Ready to ship.",
-            "components": render.run_buttons(run),
-        }
+        return "ready", render.ready_message(run)
     if run.state is RunState.SHIP_FAILED:
         episode = run.entered.get(RunState.SHIP_FAILED.value, 1)
         return f"ship_failed:{episode}", render.ship_failed_message(run)
     if run.state is RunState.FAILED:
-        return "failed", {"content": f"❌ Run `{run.run_id}` failed: {run.reason}"}
+        return "failed", Message(f"❌ Run `{run.run_id}` failed: {run.reason}")
     return None

@@ -11,17 +11,9 @@ from valine.core.errors import ActiveRunExists, GitHubUnavailable, NotFound, Run
 from valine.core.executors import kind_of
 from valine.core.models import Run, new_run_id
 from valine.core.planner import plan_tasks
+from valine.core.replies import Answer, Deferred, Message, Reply, notice
 from valine.ports import GitHubError
-from valine.usecases.base import (
-    CHANNEL_MESSAGE,
-    DEFERRED,
-    PLAN,
-    Actor,
-    ephemeral,
-    incident,
-    jobs,
-    log,
-)
+from valine.usecases.base import PLAN, Actor, incident, jobs, log
 from valine.usecases.commanding import CommandingBase
 from valine.usecases.router import GITHUB, Call, Router
 
@@ -32,19 +24,18 @@ ROUTES = Router()
 class PlanningMixin(CommandingBase):
     """``/plan`` and its job: the one use case that creates a run."""
 
-    def request_plan(self, interaction: Mapping[str, Any], actor: Actor) -> dict[str, Any]:
+    def request_plan(self, interaction: Mapping[str, Any], actor: Actor) -> Answer:
         """``/plan``: show the active run, or defer and plan in a job."""
         refusal = self._refusal(actor, "plan", None)
         if refusal is not None:
             return refusal
         active = self.store.active_run(self.repo)
         if active is not None:
-            message = render.run_message(active, self.web_url)
-            message["content"] = (
+            message = render.run_message(active, self.web_url).with_text(
                 f"Run `{active.run_id}` is still {active.state.value}: "
                 "finish or `/cancel` it before planning another."
             )
-            return {"type": CHANNEL_MESSAGE, "data": message}
+            return Reply(message)
         job = {
             "interaction": dict(interaction),
             "actor": actor.user_id,
@@ -52,7 +43,7 @@ class PlanningMixin(CommandingBase):
         }
         self.queue.enqueue(PLAN, job, dedupe_key=f"interaction:{interaction['id']}")
         self._audit(actor, "plan", "accepted", None)
-        return {"type": DEFERRED}
+        return Deferred()
 
     @jobs.register(PLAN)
     def run_plan_job(self, job: dict[str, Any]) -> None:
@@ -72,36 +63,34 @@ class PlanningMixin(CommandingBase):
             except GitHubUnavailable as exc:
                 self._edit_original(
                     discord_ref,
-                    {
-                        "content": "⏳ GitHub is not answering; retrying in a moment… "
+                    Message(
+                        "⏳ GitHub is not answering; retrying in a moment… "
                         f"(ref {incident('planning: GitHub unavailable', exc)})"
-                    },
+                    ),
                 )
                 raise
             except (GitHubError, NotFound) as exc:
                 self._edit_original(
                     discord_ref,
-                    {
-                        "content": (
-                            f"❌ Could not read the issues of `{self.repo}`. Check "
-                            "GITHUB_REPOSITORY and that the token can read the repository's "
-                            f"issues (ref {incident('planning: issues unreadable', exc)})."
-                        )
-                    },
+                    Message(
+                        f"❌ Could not read the issues of `{self.repo}`. Check "
+                        "GITHUB_REPOSITORY and that the token can read the repository's "
+                        f"issues (ref {incident('planning: issues unreadable', exc)})."
+                    ),
                 )
                 return
         if active is None:
             self._edit_original(
                 discord_ref,
-                {
-                    "content": f"No open issues labelled `{self.policy.labels.ready}` in "
+                Message(
+                    f"No open issues labelled `{self.policy.labels.ready}` in "
                     f"`{self.repo}` (without a blocking label): nothing to plan."
-                },
+                ),
             )
             return
         message = render.run_message(active, self.web_url)
         if active.discord.get("interaction_id") != discord_ref["interaction_id"]:
-            message["content"] = f"Run `{active.run_id}` is already active."
+            message = message.with_text(f"Run `{active.run_id}` is already active.")
         self._edit_original(discord_ref, message)
 
     def create_scheduled_run(self, channel_id: str, origin: str) -> Run | None:
@@ -160,16 +149,16 @@ class PlanningMixin(CommandingBase):
             return created
         raise RunConflict("could not find a free run id in 3 tries")
 
-    def _edit_original(self, ref: Mapping[str, str], message: dict[str, Any]) -> None:
+    def _edit_original(self, ref: Mapping[str, str], message: Message) -> None:
         self.discord.edit_original(ref["application_id"], ref["token"], message)
 
 
 @ROUTES.command("plan", action="plan", needs=GITHUB)
-def _plan(uc: PlanningMixin, call: Call) -> dict[str, Any]:
+def _plan(uc: PlanningMixin, call: Call) -> Answer:
     named = call.option("repository")
     if named and named.lower() != uc.repo.lower():
         # the runtime hands a served repository's /plan to its own use cases
         served = ", ".join(f"`{name}`" for name in uc.served) or "none"
         shown = named[:140].replace("`", "'")
-        return ephemeral(f"`{shown}` is not a repository Valine serves here (served: {served}).")
+        return notice(f"`{shown}` is not a repository Valine serves here (served: {served}).")
     return uc.request_plan(call.interaction, call.actor)

@@ -25,8 +25,9 @@ from typing import Any
 from valine.core import render
 from valine.core.digest import day_digest, digest_message
 from valine.core.models import Run
+from valine.core.replies import Answer, Message, Reply
 from valine.ports import DiscordError
-from valine.usecases.base import CHANNEL_MESSAGE, SCHEDULE, UseCaseBase, jobs, log
+from valine.usecases.base import SCHEDULE, UseCaseBase, jobs, log
 from valine.usecases.notifications import NotificationsMixin
 from valine.usecases.planning import PlanningMixin
 from valine.usecases.router import READS, Call, Router
@@ -61,15 +62,15 @@ class DigestMixin(UseCaseBase):
         local = datetime.fromtimestamp(now, zone)
         return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
-    def digest_message(self) -> dict[str, Any]:
+    def digest_message(self) -> Message:
         """Today's digest from the stored runs (no GitHub request)."""
         now = self.clock.now()
         runs = self.store.recent_runs(self.repo, limit=DIGEST_RUNS)
         return digest_message(day_digest(runs, self.day_start(now)), self.repo, self.web_url)
 
-    def digest_answer(self) -> dict[str, Any]:
+    def digest_answer(self) -> Answer:
         """``/digest``: today's digest, posted in the channel."""
-        return {"type": CHANNEL_MESSAGE, "data": self.digest_message()}
+        return Reply(self.digest_message())
 
 
 class ScheduleMixin(PlanningMixin, NotificationsMixin, DigestMixin):
@@ -125,8 +126,7 @@ class ScheduleMixin(PlanningMixin, NotificationsMixin, DigestMixin):
         if self._update(run.run_id, claim) is None:
             return
         message = render.run_message(self.store.get_run(run.run_id), self.web_url)
-        message = {**message, "nonce": nonce, "enforce_nonce": True}
-        message_id = self.discord.create_message(run.discord["channel_id"], message)
+        message_id = self.discord.create_message(run.discord["channel_id"], message, nonce=nonce)
 
         def posted(current: Run) -> Run:
             return replace(
@@ -141,12 +141,11 @@ class ScheduleMixin(PlanningMixin, NotificationsMixin, DigestMixin):
     def _remind(self, run: Run, slot: float) -> None:
         """A short reminder of the active run, once per slot (an announcement of the run)."""
         done = sum(1 for t in run.tasks if t.state.value in ("checks_passed", "merged", "skipped"))
-        message = {
-            "content": f"⏰ Run `{run.run_id}` is still {render.state_label(run)} "
+        message = Message(
+            f"⏰ Run `{run.run_id}` is still {render.state_label(run)} "
             f"({done}/{len(run.tasks)} ready): no new plan today until it ends. "
-            f"`/status {run.run_id}` shows where it stands.",
-            "allowed_mentions": {"parse": []},
-        }
+            f"`/status {run.run_id}` shows where it stands."
+        )
         if not run.discord.get("channel_id"):
             run = self._update(
                 run.run_id,
@@ -160,13 +159,11 @@ class ScheduleMixin(PlanningMixin, NotificationsMixin, DigestMixin):
         """Post the day's digest in the schedule's channel, once per slot."""
         if not self.queue.claim(f"schedule:digest:{self.repo.lower()}:{int(slot)}", SLOT_TTL):
             return
-        message = {
-            **self.digest_message(),
-            "nonce": _nonce("digest", self.repo.lower(), slot),
-            "enforce_nonce": True,
-        }
+        channel = str(self.policy.schedule.channel_id)
         try:
-            self.discord.create_message(str(self.policy.schedule.channel_id), message)
+            self.discord.create_message(
+                channel, self.digest_message(), nonce=_nonce("digest", self.repo.lower(), slot)
+            )
         except DiscordError as exc:
             log.error("the digest of slot %s could not be posted: %s", int(slot), exc)
             return
@@ -174,5 +171,5 @@ class ScheduleMixin(PlanningMixin, NotificationsMixin, DigestMixin):
 
 
 @ROUTES.command("digest", needs=READS)
-def _digest(uc: DigestMixin, call: Call) -> dict[str, Any]:
+def _digest(uc: DigestMixin, call: Call) -> Answer:
     return uc.digest_answer()

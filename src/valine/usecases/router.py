@@ -28,11 +28,8 @@ from typing import Any, Protocol
 from valine.core import commands
 from valine.core.authz import VERBS
 from valine.core.commands import Command, CommandSpec, Need
+from valine.core.replies import Answer, notice
 from valine.usecases.base import Actor
-from valine.usecases.base import ephemeral as notice
-
-#: What a handler answers with.
-Answer = dict[str, Any]
 
 #: The settings of a command that only reads the store.
 READS: frozenset[Need] = frozenset({Need.REPOSITORY})

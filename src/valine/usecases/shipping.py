@@ -10,6 +10,7 @@ from typing import Any
 from valine.core import render, tracking
 from valine.core.errors import NotFound
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
+from valine.core.replies import Answer, Button, Message, Reply, Style, notice
 from valine.core.states import (
     TASK_TERMINAL,
     Action,
@@ -30,14 +31,11 @@ from valine.ports import (
 )
 from valine.usecases.base import (
     CANCEL,
-    CHANNEL_MESSAGE,
     CLAIM_TIMEOUT,
-    EPHEMERAL,
     RELEASE,
     SHIP,
     Actor,
     _with_task,
-    ephemeral,
     incident,
     jobs,
     labelling_since,
@@ -55,7 +53,7 @@ ROUTES = Router()
 class ShippingMixin(DeployingMixin):
     """Merge the green pull requests and close their issues; or release a cancelled run."""
 
-    def ship(self, run_id: str, actor: Actor) -> dict[str, Any]:
+    def ship(self, run_id: str, actor: Actor) -> Answer:
         """``/ship``: ready_to_ship (or ship_failed) -> shipping, then a job merges."""
         now = self.clock.now()
 
@@ -73,7 +71,7 @@ class ShippingMixin(DeployingMixin):
             announcement="🚀 Shipping run `{id}` for <@{user}>: merging {n} pull request(s).",
         )
 
-    def confirm_ship(self, run_id: str, actor: Actor) -> dict[str, Any]:
+    def confirm_ship(self, run_id: str, actor: Actor) -> Answer:
         """The Ship button: check everything ``/ship`` checks, then ask for confirmation."""
         refusal = self._refusal(actor, "ship", None, run_id)
         if refusal is not None:
@@ -81,37 +79,21 @@ class ShippingMixin(DeployingMixin):
         try:
             run = self.store.get_run(run_id)
         except NotFound:
-            return ephemeral(f"There is no run `{run_id}`. `/status` lists the recent runs.")
+            return notice(f"There is no run `{run_id}`. `/status` lists the recent runs.")
         refusal = self._refusal(actor, "ship", run)
         if refusal is not None:
             return refusal
         allowed = states_of(Action.SHIP)
         if run.state not in allowed:
-            return ephemeral(wrong_state(run, "ship", allowed))
+            return notice(wrong_state(run, "ship", allowed))
         shippable = [t for t in run.tasks if t.state is TaskState.CHECKS_PASSED]
         prs = ", ".join(f"#{t.pr_number}" for t in shippable)
-        return {
-            "type": CHANNEL_MESSAGE,
-            "data": {
-                "content": f"Ship run `{run_id}`? This merges {len(shippable)} pull request(s) "
-                f"({prs}) into `{self.repo}` and closes their issues.",
-                "flags": EPHEMERAL,
-                "components": [
-                    {
-                        "type": 1,
-                        "components": [
-                            {
-                                "type": 2,
-                                "style": render.BUTTON_SUCCESS,
-                                "label": "Confirm ship",
-                                "custom_id": f"ship-confirm:{run_id}",
-                            }
-                        ],
-                    }
-                ],
-                "allowed_mentions": {"parse": []},
-            },
-        }
+        question = Message(
+            f"Ship run `{run_id}`? This merges {len(shippable)} pull request(s) "
+            f"({prs}) into `{self.repo}` and closes their issues.",
+            rows=((Button("ship-confirm", run_id, "Confirm ship", Style.SUCCESS),),),
+        )
+        return Reply(question, private=True)
 
     @jobs.register(SHIP)
     def run_ship_job(self, job: dict[str, Any]) -> None:
@@ -457,10 +439,10 @@ def _forget_dequeue(task: Task) -> Task:
 
 @ROUTES.command("ship", action="ship", needs=GITHUB)
 @ROUTES.button("ship-confirm", action="ship", needs=GITHUB)
-def _ship(uc: ShippingMixin, call: Call) -> dict[str, Any]:
+def _ship(uc: ShippingMixin, call: Call) -> Answer:
     return uc.ship(call.run_id, call.actor)
 
 
 @ROUTES.button("ship", action="ship", needs=GITHUB)
-def _ask_to_ship(uc: ShippingMixin, call: Call) -> dict[str, Any]:
+def _ask_to_ship(uc: ShippingMixin, call: Call) -> Answer:
     return uc.confirm_ship(call.run_id, call.actor)
