@@ -492,6 +492,7 @@ def interaction_fields() -> dict[str, Any]:
 
 def operations(orchestrator: Any, data: Dataset) -> dict[str, Callable[[], None]]:
     """One call of each measured query; each checks its answer is the expected one."""
+    from valine.discord.render import interaction_response
     from valine.usecases.base import Actor
 
     fields = interaction_fields()
@@ -499,7 +500,7 @@ def operations(orchestrator: Any, data: Dataset) -> dict[str, Callable[[], None]
     listed = min(25, sum(1 for i in range(data.runs) if data.repo_of(i) == REPO))
 
     def status() -> None:
-        answer = orchestrator.status(None)
+        answer = interaction_response(orchestrator.status(None))  # as Discord gets it
         assert "Runs" in json.dumps(answer), answer
 
     def autocomplete() -> None:
@@ -507,7 +508,7 @@ def operations(orchestrator: Any, data: Dataset) -> dict[str, Callable[[], None]
         assert len(choices) == listed, (len(choices), listed)
 
     def plan() -> None:
-        answer = orchestrator.request_plan(fields, actor)
+        answer = interaction_response(orchestrator.request_plan(fields, actor))
         assert "is still executing" in json.dumps(answer), answer
 
     def reconcile() -> None:
