@@ -214,3 +214,49 @@ def test_the_checks_of_every_open_pull_request_are_one_read(
     orchestrator(parts, github).reconcile()
     assert github.check_calls == [[5, 6, 7]]
     assert store.get_run("r1").state is RunState.READY_TO_SHIP
+
+
+@pytest.mark.parametrize(
+    ("conclusion", "after"),
+    [("success", "deployed"), ("failure", "failed"), (None, "running")],
+)
+def test_reconcile_applies_a_lost_workflow_run_webhook_to_the_deployment(
+    parts: tuple[MemoryRunStore, MemoryJobQueue], conclusion: str | None, after: str
+) -> None:
+    """The deployment's workflow run is read by id and applied as the event its
+    ``workflow_run`` webhook would have been (``WorkflowRunChanged``)."""
+    from dataclasses import replace
+
+    from valine.core.models import Deployment, WorkflowRun
+    from valine.core.policy import ShipRules
+    from valine.core.states import DeployState
+
+    store, _ = parts
+    now = ManualClock().now()  # dispatched just now: not overdue
+    deploy = Deployment(
+        state=DeployState.DISPATCHED,
+        workflow="deploy.yml",
+        ref="main",
+        claimed_at=now,
+        dispatched_at=now,
+        since=now,
+        workflow_run_id=77,
+    )
+    store.create_run(
+        Run(run_id="r1", repo=REPO, created_at=1.0, state=RunState.SHIPPED, deploy=deploy)
+    )
+    status = "completed" if conclusion else "in_progress"
+    seen = WorkflowRun(77, status, conclusion, workflow=".github/workflows/deploy.yml")
+    read: list[int] = []
+
+    class DeployGitHub(FakeGitHub):
+        def workflow_run(self, repo: str, run_id: int) -> WorkflowRun:
+            read.append(run_id)
+            return seen
+
+    uc = orchestrator(parts, DeployGitHub({}))
+    uc.policy = replace(uc.policy, ship=ShipRules(deploy_workflow="deploy.yml"))
+    uc.reconcile()
+    assert read == [77]  # one request for the deployment in flight
+    deployed = store.get_run("r1").deploy
+    assert deployed is not None and deployed.state.value == after

@@ -15,6 +15,7 @@ from typing import Any
 
 from valine.core import tracking
 from valine.core.errors import ClaimHeld, GitHubUnavailable, RunConflict
+from valine.core.events import Delivery, GitHubEvent
 from valine.core.models import Run, Task, apply_task_event
 from valine.core.policy import Policy
 from valine.core.states import TASK_TERMINAL, RunState, StampedStep, Step, TaskEvent, TaskState
@@ -200,6 +201,13 @@ class UseCaseBase:
             dedupe_key=f"{NOTIFY}:{run.run_id}:{self.notify_window}:{window}",
             delay=delay,
         )
+
+    def apply_news(self, event: GitHubEvent, delivery: Delivery) -> None:
+        """Hand a domain event (a webhook's, or what the reconcile read) to the handler
+        registered for its kind (``@github_events.register``); none: no news."""
+        handler = github_events.get(self, type(event))
+        if handler is not None:
+            handler(event, delivery)
 
     def _update(self, run_id: str, decide: Callable[[Run], Run | None]) -> Run | None:
         """Load, decide, save conditionally; on a lost race, reload and decide again."""

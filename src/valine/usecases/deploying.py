@@ -294,7 +294,8 @@ class DeployingMixin(CommandingBase):
         """Re-read the workflow runs of deployments in flight; expire overdue ones.
 
         One request per deployment in flight: its workflow run by id when known, else
-        the workflow's dispatched runs on its branch since the claim. A deployment whose
+        the workflow's dispatched runs on its branch since the claim; each run read is
+        applied as the ``WorkflowRunChanged`` event its webhook would have been. A deployment whose
         job was lost (pending, unclaimed, for a while) has its job enqueued again.
         Returns how many requests were sent.
         """
@@ -309,7 +310,8 @@ class DeployingMixin(CommandingBase):
                 continue
             sent += 1
             for seen in self._read_workflow_runs(run, deploy):
-                self.apply_workflow_run(seen)
+                news = WorkflowRunChanged(seen)  # what its workflow_run webhook says
+                self.apply_news(news, Delivery("", self.repo, news, "reconcile"))
             self._expire_deployment(run.run_id)
         return sent
 

@@ -74,12 +74,6 @@ class TrackingMixin(DeployingMixin):
                 return
             self.apply_news(delivery.event, delivery)
 
-    def apply_news(self, event: GitHubEvent, delivery: Delivery) -> None:
-        """Hand ``event`` to the handler registered for its kind (none: no news)."""
-        handler = github_events.get(self, type(event))
-        if handler is not None:
-            handler(event, delivery)
-
     @github_events.register(CheckSuiteCompleted, CommitStatusChanged)
     def _apply_check_event(self, event: CheckEvent, delivery: Delivery) -> None:
         """Re-read the checks of the pull requests a check event concerns (one query).
