@@ -201,6 +201,20 @@ def test_arbitrary_json_never_raises_and_changes_nothing_when_malformed(
         assert "malformed" in slim
 
 
+@given(event=st.sampled_from((*EVENTS, "ping", "push")), payload=json_values)
+def test_any_queued_job_reads_into_a_delivery_without_raising(event: str, payload: Any) -> None:
+    """The worker's side: whatever a queued job holds, ``delivery`` returns either the
+    problem (no event) or the very event the payload reads into."""
+    job = {"event": event, "delivery_id": "d1", "payload": payload}
+    seen = delivery(job)
+    assert seen.delivery_id == "d1"
+    if seen.problem is not None:
+        assert seen.event is None
+    else:
+        assert seen.event == event_of(event, payload)
+        assert seen.repo == payload["repository"]["full_name"]
+
+
 def _paths(document: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     found = [prefix] if prefix else []
     if isinstance(document, dict):
