@@ -283,6 +283,24 @@ def test_recent_runs_of_one_repo(run_store: RunStore) -> None:
     assert list(run_store.recent_run_ids("octo/none")) == []
 
 
+def test_the_reads_of_a_deployment_serving_two_repositories(run_store: RunStore) -> None:
+    """What /status and the run-id autocomplete read across repositories (issue #15):
+    each repository's active run, and the newest runs of every one, interleaved; on
+    DynamoDB from the lock items and the ``by_time`` index (a Scan fails the test)."""
+    for i in range(4):
+        repo = REPO if i % 2 == 0 else OTHER_REPO
+        run_store.create_run(
+            make_run(f"r{i}", repo=repo, created_at=T0 + i, state=RunState.SHIPPED)
+        )
+    app = run_store.create_run(make_run("r8", repo=REPO, created_at=T0 + 8))
+    lib = run_store.create_run(make_run("r9", repo=OTHER_REPO, created_at=T0 + 9))
+    assert [run_store.active_run(r) for r in (REPO, OTHER_REPO)] == [app, lib]
+    assert [r.run_id for r in run_store.recent_runs(None, limit=5)] == [
+        "r9", "r8", "r3", "r2", "r1"
+    ]  # fmt: skip
+    assert list(run_store.recent_run_ids(None, limit=3)) == ["r9", "r8", "r3"]
+
+
 def test_recent_runs_return_current_versions(run_store: RunStore) -> None:
     v1 = run_store.create_run(make_run("r1"))
     v2 = run_store.save_run(apply_run_event(v1, RunEvent.APPROVE, T0 + 1))

@@ -71,3 +71,22 @@ def test_a_missing_named_file_and_bad_toml_are_errors(tmp_path: Path) -> None:
     broken = valine(tmp_path, "config", "check")
     assert broken.returncode == 2
     assert "valine.toml: not valid TOML" in broken.stderr
+
+
+def test_config_check_shows_each_repository_and_refuses_a_bad_entry(tmp_path: Path) -> None:
+    (tmp_path / "valine.toml").write_text(
+        '[[repositories]]\nname = "acme/rocket"\nchannel_id = "10"\n'
+        '[[repositories]]\nname = "acme/probe"\nchannel_id = "11"\n'
+        '[repositories.executor]\nkind = "assign"\nassignee = "robot"\n'
+    )
+    result = valine(tmp_path, "config", "check")
+    assert result.returncode == 0, result.stderr
+    assert "repository acme/rocket: channel_id=10 installation_id=looked up" in result.stdout
+    assert "repository acme/probe: channel_id=11" in result.stdout
+    assert "  executor: kind=assign assignee='robot'" in result.stdout
+    (tmp_path / "valine.toml").write_text(
+        '[[repositories]]\nname = "acme/rocket"\n[repositories.executr]\nkind = "label"\n'
+    )
+    result = valine(tmp_path, "config", "check")
+    assert result.returncode == 2
+    assert "repositories: acme/rocket: unknown key executr; did you mean executor?" in result.stderr

@@ -130,3 +130,31 @@ def test_bad_rules_and_missing_settings(world: World, tmp_path: Path) -> None:
     assert "warn  nobody may plan, approve, ship, cancel" in result.stdout
     assert "FAIL  DISCORD_BOT_TOKEN is not set" in result.stdout
     assert "FAIL  GITHUB_WEBHOOK_SECRET is not set" in result.stdout
+
+
+def test_every_served_repository_is_checked_with_its_own_rules(
+    world: World, tmp_path: Path
+) -> None:
+    """With ``[[repositories]]`` each repository is read, and each finding names it."""
+    set_up_well(world)
+    world.github.add_repo("octo/gadgets")
+    config = tmp_path / "two.toml"
+    config.write_text(
+        (Path(world.service.workdir) / "valine.toml").read_text()
+        + '[[repositories]]\nname = "octo/gadgets"\nchannel_id = "5"\n'
+        + '[repositories.labels]\nready = "todo"\n'
+    )
+    result = doctor(world, "--endpoint", endpoint(world), VALINE_CONFIG=str(config))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"ok    {REPO}: GitHub: the token may write to {REPO}" in result.stdout
+    assert f"ok    {REPO}: label 'ready' exists" in result.stdout
+    assert "FAIL  octo/gadgets: label 'todo' is missing" in result.stdout
+    assert "FAIL  octo/gadgets: no webhook sends to" in result.stdout
+    assert result.stdout.endswith("2 problem(s), 2 warning(s)\n")
+    # without GITHUB_REPOSITORY, the listed repositories stand for it
+    alone = tmp_path / "alone.toml"
+    alone.write_text(config.read_text())
+    result = doctor(world, VALINE_CONFIG=str(alone), GITHUB_REPOSITORY="")
+    assert "GITHUB_REPOSITORY is not set" not in result.stdout
+    assert "ok    GitHub: the token may write to octo/gadgets" in result.stdout  # one: unnamed
+    assert "FAIL  label 'todo' is missing" in result.stdout

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from valine.core.errors import ValineError
 from valine.core.policy import Policy
-from valine.runtime.config import Settings, read_policy
+from valine.runtime.config import Settings, read_rules
+
+if TYPE_CHECKING:
+    from valine.github.client import GitHubClient
+    from valine.runtime.repositories import Repositories
 
 #: The events the webhook must send (README "Connect GitHub").
 REQUIRED_EVENTS = ("issues", "issue_comment", "pull_request", "check_suite", "status")
@@ -53,8 +57,11 @@ def fail(what: str, fix: str) -> Finding:
 # ------------------------------------------------------------------ the rules and settings
 
 
-def check_rules(policy: Policy, settings: Settings) -> list[Finding]:
-    """The rules file and the settings the workflow needs."""
+def check_rules(
+    policy: Policy, settings: Settings, repositories: Repositories | None = None
+) -> list[Finding]:
+    """The rules file and the settings the workflow needs (a ``[[repositories]]`` entry
+    stands for ``GITHUB_REPOSITORY``)."""
     found = [ok("valine.toml is valid (valine config check prints the effective rules)")]
     if not policy.discord.guild_ids:
         found.append(
@@ -71,7 +78,10 @@ def check_rules(policy: Policy, settings: Settings) -> list[Finding]:
                 "list Discord role or user ids under [permissions.<action>] in valine.toml",
             )
         )
+    served = repositories is not None and len(repositories) > 0
     for name in settings.missing():
+        if served and name == "GITHUB_REPOSITORY":
+            continue
         found.append(fail(f"{name} is not set", f"set {name} in the environment or in .env"))
     return found
 
@@ -225,11 +235,16 @@ def check_interactions_endpoint(url: str | None, endpoint: str | None) -> list[F
 
 
 def diagnose(settings: Settings, endpoint: str | None = None) -> list[Finding]:
-    """Every finding, reading the rules file, GitHub and Discord (read-only)."""
-    policy = read_policy(settings.config_path)
-    found = check_rules(policy, settings)
-    if settings.github_repository and (settings.github_token or settings.github_app_id):
-        found += _guarded("GitHub", lambda: _github(settings, policy, endpoint))
+    """Every finding, reading the rules file, GitHub (each served repository) and
+    Discord (read-only)."""
+    from valine.runtime.repositories import Repositories
+
+    rules = read_rules(settings.config_path)
+    policy = rules.policy
+    repositories = Repositories.of(settings, rules)
+    found = check_rules(policy, settings, repositories)
+    if len(repositories) and (settings.github_token or settings.github_app_id):
+        found += _guarded("GitHub", lambda: _github(settings, repositories, endpoint))
     if settings.discord_application_id and settings.discord_bot_token:
         found += _guarded("Discord", lambda: _discord(settings, policy, endpoint))
     return found
@@ -243,29 +258,43 @@ def _guarded(platform: str, read: Callable[[], list[Finding]]) -> list[Finding]:
         return [fail(f"{platform} could not be read: {exc}", f"check the {platform} settings")]
 
 
-def _github(settings: Settings, policy: Policy, endpoint: str | None) -> list[Finding]:
-    from valine.core.errors import NotFound
-    from valine.ports import GitHubError
+def _github(settings: Settings, repositories: Repositories, endpoint: str | None) -> list[Finding]:
+    """The findings of every served repository (each named when there are several)."""
     from valine.runtime.clients import github_client
 
-    repo = settings.github_repository or ""
-    with github_client(settings, max_attempts=2) as client:
-        try:
-            document = client.read_repository(repo)
-        except NotFound:
-            return check_access(repo, None)
-        found = check_access(repo, document)
-        labels = client.read_repository(repo, "labels")
-        found += check_labels((str(label.get("name", "")) for label in labels), policy)
-        try:
-            hooks = client.read_repository(repo, "hooks")
-        except NotFound:
-            hooks = None
-        except GitHubError as exc:  # a fine-grained token without webhook access: 403
-            if exc.status != 403:
-                raise
-            hooks = None
-        return found + check_hooks(hooks, endpoint)
+    found: list[Finding] = []
+    with github_client(settings, repositories, max_attempts=2) as client:
+        for repository in repositories:
+            findings = _repository(client, repository.name, repository.policy, endpoint)
+            if len(repositories) > 1:
+                findings = [f._replace(what=f"{repository.name}: {f.what}") for f in findings]
+            found += findings
+    return found
+
+
+def _repository(
+    client: GitHubClient, repo: str, policy: Policy, endpoint: str | None
+) -> list[Finding]:
+    """One repository's findings: the token's access, its labels, its webhooks."""
+    from valine.core.errors import NotFound
+    from valine.ports import GitHubError
+
+    try:
+        document = client.read_repository(repo)
+    except NotFound:
+        return check_access(repo, None)
+    found = check_access(repo, document)
+    labels = client.read_repository(repo, "labels")
+    found += check_labels((str(label.get("name", "")) for label in labels), policy)
+    try:
+        hooks = client.read_repository(repo, "hooks")
+    except NotFound:
+        hooks = None
+    except GitHubError as exc:  # a fine-grained token without webhook access: 403
+        if exc.status != 403:
+            raise
+        hooks = None
+    return found + check_hooks(hooks, endpoint)
 
 
 def _discord(settings: Settings, policy: Policy, endpoint: str | None) -> list[Finding]:
