@@ -71,6 +71,8 @@ def full_run(run_id: str = "r20251125-full01") -> Run:
         finished_at=None,
         reason="because",
         discord={"application_id": "42", "token": "tok", "channel_id": "9", "message_id": "8"},
+        thread_id="8",
+        thread="archived",
     )
 
 
@@ -92,6 +94,7 @@ def test_create_then_get_round_trips_every_field(run_store: RunStore) -> None:
     assert loaded.tasks[0].steps_done == ("labelled", "commented", "dispatched")
     assert loaded.created_at == T0
     assert loaded.discord["token"] == "tok"
+    assert (loaded.thread_id, loaded.thread) == ("8", "archived")
 
 
 def test_create_sets_version_one_whatever_the_input_version(run_store: RunStore) -> None:

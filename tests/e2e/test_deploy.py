@@ -85,12 +85,8 @@ def deployments_measured(world: World) -> dict[str, float]:
 
 
 def posted(world: World, text: str) -> list[str]:
-    """Every announcement of the run (its follow-ups) that contains ``text``."""
-    return [
-        str(m.get("content"))
-        for m in world.discord.followups(world.tokens["plan"])
-        if text in str(m.get("content"))
-    ]
+    """Every announcement of the run (in its thread) that contains ``text``."""
+    return [str(m.get("content")) for m in world.posted() if text in str(m.get("content"))]
 
 
 def test_ship_dispatches_the_deployment_once_and_reports_it_deployed(world: World) -> None:

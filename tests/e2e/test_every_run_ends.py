@@ -30,9 +30,7 @@ def shown(world: World, state: str) -> None:
 
 
 def announcements(world: World, text: str) -> list[dict[str, Any]]:
-    return [
-        m for m in world.discord.followups(world.tokens["plan"]) if text in (m.get("content") or "")
-    ]
+    return [m for m in world.posted() if text in (m.get("content") or "")]
 
 
 @pytest.fixture

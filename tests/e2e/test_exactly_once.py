@@ -66,7 +66,7 @@ def test_every_announcement_is_posted_once_over_redelivered_and_late_webhooks(
     run_id = world.plan()
 
     def said(text: str) -> int:
-        return sum(text in _text(m) for m in world.discord.followups(world.tokens["plan"]))
+        return sum(text in _text(m) for m in world.posted())
 
     world.approve(run_id, 2)
     prs = [world.open_pr(run_id, number) for number in issues]

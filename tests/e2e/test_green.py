@@ -29,10 +29,7 @@ def merges(world: World) -> list[str]:
 
 
 def announced_ready(world: World) -> bool:
-    return any(
-        "Ready to ship" in (m.get("content") or "")
-        for m in world.discord.followups(world.tokens["plan"])
-    )
+    return bool(world.posted("Ready to ship"))
 
 
 def status_event(world: World, sha: str, context: str, state: str) -> dict[str, Any]:

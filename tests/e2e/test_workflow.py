@@ -67,10 +67,7 @@ def test_happy_path_plan_to_ship(world: World) -> None:
     assert world.github_requests() == before + 3
     wait_for(
         "the ready-to-ship announcement",
-        lambda: any(
-            "Ready to ship" in (m.get("content") or "")
-            for m in world.discord.followups(world.tokens["plan"])
-        ),
+        lambda: world.posted("Ready to ship"),
     )
 
     world.command("ship", run_id=run_id)
@@ -91,10 +88,7 @@ def test_happy_path_plan_to_ship(world: World) -> None:
         assert "in-progress" not in issue.labels
     wait_for(
         "the ship summary",
-        lambda: any(
-            "Shipped **3**" in "".join(e.get("description", "") for e in m.get("embeds", []))
-            for m in world.discord.followups(world.tokens["plan"])
-        ),
+        lambda: world.posted("Shipped **3**"),
     )
     # The whole run: see test_a_whole_run_costs_at_most_4n_plus_3_requests.
     assert world.github_requests() == 3 * 3 + 4 <= 4 * 3 + 3
@@ -246,10 +240,7 @@ def test_head_moved_before_ship_fails_then_retry_ships_the_rest(world: World) ->
     assert not world.github.pull(REPO, moved_pr).merged
     wait_for(
         "the ship failure announcement",
-        lambda: any(
-            "did not ship completely" in (m.get("content") or "")
-            for m in world.discord.followups(world.tokens["plan"])
-        ),
+        lambda: world.posted("did not ship completely"),
     )
 
     from helpers import pr_event

@@ -79,6 +79,7 @@ def harness() -> Iterator[Harness]:
     """The use cases on the testing kit's store and queue, with GitHub and Discord stand-ins."""
     github = GitHubStandIn().start()
     discord = DiscordStandIn().start()
+    discord.interaction_received("tok", "3")  # the plan interactions come from channel 3
     github.add_repo(REPO)
     clock = ManualClock()
     ids = (f"run{n:03d}" for n in range(1000))
@@ -452,8 +453,8 @@ def _in_state(h: Harness, run_id: str, state: RunState, **fields: Any) -> Run:
 
 
 def _announcements(h: Harness, text: str) -> list[dict[str, Any]]:
-    messages = h.discord.followups("tok") + h.discord.channel_messages("3")
-    return [m for m in messages if text in (m.get("content") or "")]
+    """The posts saying ``text``: follow-ups, channel messages and thread messages."""
+    return [m for m in h.discord.messages() if text in (m.get("content") or "")]
 
 
 def test_an_announcement_is_posted_once_however_often_the_notify_job_runs(
@@ -500,7 +501,7 @@ def test_a_failed_run_is_announced(harness: Harness) -> None:
 def test_a_channel_announcement_applied_then_502_is_posted_once(harness: Harness) -> None:
     run_id = planned(harness)
     harness.clock.t += 15 * 60  # the interaction token has expired: channel messages now
-    _in_state(harness, run_id, RunState.SHIPPED)
+    _in_state(harness, run_id, RunState.SHIPPED, thread="none")  # a run without a thread
     harness.discord.apply_then_fail_next(502, match=Match(method="POST"))
 
     harness.orchestrator.run_notify_job({"run_id": run_id})
@@ -518,7 +519,7 @@ def test_a_claimed_channel_announcement_is_resent_with_its_nonce_after_a_crash(
 ) -> None:
     run_id = planned(harness)
     harness.clock.t += 15 * 60
-    run = _in_state(harness, run_id, RunState.SHIPPED)
+    run = _in_state(harness, run_id, RunState.SHIPPED, thread="none")  # a run without a thread
     claim = "sending channel valine-crashed-nonce-0001"
     run = harness.orchestrator.store.save_run(replace(run, announced={"shipped": claim}))
     # the crashed attempt had reached Discord before it died
@@ -538,7 +539,7 @@ def test_a_claimed_channel_announcement_is_resent_with_its_nonce_after_a_crash(
 
 def test_a_followup_whose_answer_was_lost_is_not_posted_again(harness: Harness) -> None:
     run_id = planned(harness)
-    _in_state(harness, run_id, RunState.READY_TO_SHIP)
+    _in_state(harness, run_id, RunState.READY_TO_SHIP, thread="none")  # no thread: follow-ups
     harness.discord.apply_then_fail_next(502, match=Match(method="POST"))
 
     with pytest.raises(DiscordUnavailable):

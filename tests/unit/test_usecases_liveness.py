@@ -398,8 +398,9 @@ def stale_posts(h: Harness) -> list[dict[str, Any]]:
 
 def test_a_stale_task_is_announced_once_however_often_the_jobs_run(h: Harness) -> None:
     run = executing(h)
-    h.clock.t += h.orchestrator.policy.executor.pr_timeout  # the token has expired: channel
-    h.discord.apply_then_fail_next(502, match=Match(method="POST"))  # posted, answer lost
+    h.clock.t += h.orchestrator.policy.executor.pr_timeout
+    # posted in the run's thread, the answer lost
+    h.discord.apply_then_fail_next(502, match=Match(method="POST", path="/messages$"))
     h.orchestrator.reconcile()
     h.drain()
     for _ in range(2):  # the reconcile again, the notify job redelivered

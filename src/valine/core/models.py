@@ -268,6 +268,12 @@ class Run:
     origin: str | None = None
     #: Ready issues the plan read and left for another day (issue numbers).
     ready_left: tuple[int, ...] = ()
+    #: The Discord thread started from the plan message, where the run's events go.
+    thread_id: str | None = None
+    #: Where the run's thread stands (:mod:`valine.core.threads`): None (not started),
+    #: ``open``, ``archived``, ``refused`` (no thread permission: the channel instead) or
+    #: ``none`` (the plan message cannot have a thread: the channel instead).
+    thread: str | None = None
 
     @property
     def active(self) -> bool:
@@ -317,6 +323,8 @@ class Run:
             "deploy": self.deploy.to_dict() if self.deploy is not None else None,
             "origin": self.origin,
             "ready_left": list(self.ready_left),
+            "thread_id": self.thread_id,
+            "thread": self.thread,
         }
 
     @classmethod
@@ -346,6 +354,8 @@ class Run:
             deploy=Deployment.from_dict(data["deploy"]) if data.get("deploy") else None,
             origin=data.get("origin"),
             ready_left=tuple(int(n) for n in data.get("ready_left") or ()),
+            thread_id=data.get("thread_id"),
+            thread=data.get("thread"),
         )
 
 

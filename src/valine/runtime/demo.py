@@ -162,11 +162,11 @@ class Demo:
         ready = wait_for(
             "ready to ship", lambda: _followup(self.discord, token, "Ready to ship"), 20
         )
-        _show("Discord, a follow-up", ready)
+        _show("Discord, in the run's thread (started from the plan message)", ready)
 
         self._command("ship", run_id=run_id, expect_public=True)
         summary = wait_for("the summary", lambda: _followup(self.discord, token, "Shipped"), 20)
-        _show("Discord, after /ship", summary)
+        _show("Discord, after /ship, in the run's thread", summary)
         _show("Discord, the plan message at the end", self.discord.original(token))
         _say(
             "GitHub: "
@@ -191,6 +191,7 @@ class Demo:
         return str(document["token"])
 
     def _interact(self, document: dict[str, Any]) -> dict[str, Any]:
+        self.discord.interaction_received(str(document["token"]), str(document["channel_id"]))
         body = payloads.encode(document)
         status, answer = self._post("/discord", body, signing.discord_headers(self.key, body))
         if status != 200:
@@ -253,7 +254,11 @@ def _with_embed(message: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _followup(discord: Any, token: str, needle: str) -> dict[str, Any] | None:
-    for message in discord.followups(token):
+    """The first post of the run saying ``needle``: in the thread started from its plan
+    message, or a follow-up of the plan's interaction (a run without a thread)."""
+    thread = (discord.original(token) or {}).get("thread") or {}
+    posts = discord.channel_messages(thread["id"]) if thread else []
+    for message in [*posts, *discord.followups(token)]:
         text = (message.get("content") or "") + "".join(
             str(e.get("description", "")) for e in message.get("embeds") or []
         )

@@ -22,7 +22,7 @@ from typing import Any, cast
 from nacl.signing import SigningKey
 
 from valine.testing import payloads, signing, wait_for
-from valine.testing.discord_standin import DiscordStandIn
+from valine.testing.discord_standin import CHAT_INPUT_COMMAND, DiscordStandIn
 from valine.testing.examples import check_suite_event, pr_event, workflow_run_event
 from valine.testing.github import GitHubStandIn
 from valine.testing.service import Service, standin_env, start_service, stop_service
@@ -147,6 +147,24 @@ class World:
         match = re.search(r"Run (r\d{8}-\w+)", message["embeds"][0]["title"])
         assert match, message
         return match.group(1)
+
+    def posted(self, text: str = "") -> list[dict[str, Any]]:
+        """The messages the service posted that say ``text`` (in their content or an
+        embed's title or description): follow-ups, channel messages and the messages in
+        runs' threads, oldest first; interaction originals (the plans) left out."""
+        return [
+            m
+            for m in self.discord.messages()
+            if m.get("type") != CHAT_INPUT_COMMAND and text in message_text(m)
+        ]
+
+    def thread(self, run_id: str) -> dict[str, Any] | None:
+        """The thread of the run whose plan answered ``/plan`` last (None: no thread)."""
+        plan = self.discord.original(self.tokens["plan"])
+        thread = (plan or {}).get("thread")
+        if not thread or run_id not in json.dumps(plan):
+            return None
+        return self.discord.thread(thread["id"])
 
     def status(self, run_id: str) -> str:
         """The run's state as ``/status run_id`` reports it."""
@@ -326,6 +344,14 @@ class World:
     def github_requests(self) -> int:
         """How many API requests the service has sent to GitHub so far."""
         return len(self.github.requests)
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """A message's content and its embeds' titles and descriptions, as one text."""
+    embeds = message.get("embeds") or []
+    parts = [str(message.get("content") or "")]
+    parts += [f"{e.get('title') or ''}\n{e.get('description') or ''}" for e in embeds]
+    return "\n".join(parts)
 
 
 def _titled(message: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -1,4 +1,11 @@
-"""The notify job: show a run's state on its message; announce milestones and stale work once."""
+"""The notify job: show a run's state on its message; post its events and milestones once.
+
+The plan message stays in the channel and is edited in place. The run's events (pull
+requests opened, checks red and green, retries, stale work, ship results ...) go into a
+thread started from the plan message (:mod:`valine.core.threads`), archived when the run
+has ended. Without the thread permissions the run's announcements go to the channel as
+before threads, and the run says so once.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,12 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
-from valine.core import render
-from valine.core.errors import DiscordUnavailable
+from valine.core import render, threads
+from valine.core.errors import ConfigurationError, DiscordUnavailable
 from valine.core.models import Run
 from valine.core.replies import Message
 from valine.core.states import DEPLOY_DONE, RunState
-from valine.ports import DiscordError
+from valine.ports import ARCHIVED_THREAD, THREAD_LOCKED, DiscordError
 from valine.usecases.base import NOTIFY, TOKEN_LIFETIME, UseCaseBase, jobs, log
 
 
@@ -20,7 +27,8 @@ class NotificationsMixin(UseCaseBase):
 
     @jobs.register(NOTIFY)
     def run_notify_job(self, job: dict[str, Any]) -> None:
-        """Show the run's current state on its message, and announce milestones once."""
+        """Show the run's current state on its message, post what it calls for once, and
+        archive its thread when it has ended."""
         run = self.store.get_run(str(job["run_id"]))
         if not (run.discord.get("application_id") or run.discord.get("channel_id")):
             return
@@ -29,7 +37,8 @@ class NotificationsMixin(UseCaseBase):
         except DiscordError as exc:  # the message deleted, say: announcements still go out
             log.warning("could not update the message of run %s: %s", run.run_id, exc)
         try:
-            self._announce(run)
+            self._announce(self.store.get_run(run.run_id))
+            self._archive_if_ended(self.store.get_run(run.run_id))
         except DiscordError as exc:
             log.warning("could not announce on Discord for run %s: %s", run.run_id, exc)
 
@@ -51,10 +60,81 @@ class NotificationsMixin(UseCaseBase):
             self.discord.edit_message(ref["channel_id"], ref["message_id"], message)
 
     def _announce(self, run: Run) -> None:
-        """Post each announcement the run calls for exactly once (:func:`announcements`)."""
-        for key, message in announcements(run, self.web_url):
-            self._announce_one(run, key, message)
+        """Post each message the run calls for exactly once (:meth:`_posts`), in its
+        thread when it has one (started here, for the first), else where it always went."""
+        if run.thread is None and any(
+            run.announced.get(key) != POSTED for key, _ in self._posts(run, hopeful=True)
+        ):
+            run = self._open_thread(run)
+        for key, message in self._posts(run):
+            try:
+                self._announce_one(run, key, message)
+            except _ThreadClosed:
+                self._announce(self.store.get_run(run.run_id))  # now in the channel
+                return
             run = self.store.get_run(run.run_id)
+
+    def _posts(self, run: Run, *, hopeful: bool = False) -> list[tuple[str, Message]]:
+        """What the run calls for now: in its thread (``hopeful``: in the thread it may
+        get) its events and its announcements; without one, its announcements (after
+        the notice, if threads were refused)."""
+        started = run.thread_id is not None or (hopeful and run.thread is None)
+        if started and threads.uses_thread(run):
+            return [*threads.thread_events(run, self.web_url), *announcements(run, self.web_url)]
+        notice = [(threads.REFUSED_NOTICE, threads.refused_notice(run))]
+        refused = run.thread == threads.REFUSED
+        return [*(notice if refused else []), *announcements(run, self.web_url)]
+
+    def _open_thread(self, run: Run) -> Run:
+        """The run with its thread started from the plan message, if it can have one.
+
+        Starting is idempotent (Discord allows one thread per message and the adapter
+        finds the one made by an attempt whose answer was lost), so it needs no claim. A
+        refusal for want of permissions marks the run ``refused`` (the channel, and a
+        notice); a plan message that cannot have a thread (in a thread itself, deleted)
+        marks it ``none`` (the channel, no notice).
+        """
+        channel_id, message_id = run.discord.get("channel_id"), run.discord.get("message_id")
+        if run.thread is not None or not (channel_id and message_id):
+            return run
+        try:
+            thread_id: str | None = self.discord.start_thread(
+                channel_id, message_id, threads.thread_name(run)
+            )
+            state = threads.OPEN
+        except ConfigurationError as exc:  # no bot token: the interaction routes still work
+            log.warning("run %s: no thread (%s)", run.run_id, exc)
+            return run
+        except DiscordError as exc:
+            log.warning("run %s: no thread for its events: %s", run.run_id, exc)
+            thread_id, state = None, threads.REFUSED if exc.refused else threads.NONE
+        saved = self._update(
+            run.run_id,
+            lambda r: (
+                None if r.thread is not None else replace(r, thread=state, thread_id=thread_id)
+            ),
+        )
+        return saved or self.store.get_run(run.run_id)
+
+    def _archive_if_ended(self, run: Run) -> None:
+        """Archive the thread of a run that has ended (its deployment too, if any).
+
+        Archiving is idempotent; a later post (a deployment outcome) unarchives the
+        thread and the run is archived again after it. While another attempt holds a
+        claim on a post, that attempt archives after it (one whose attempt died leaves
+        the thread to Discord's own archiving after a day without activity).
+        """
+        if run.thread != threads.OPEN or run.thread_id is None or run.active:
+            return
+        if run.deploy is not None and run.deploy.state not in DEPLOY_DONE:
+            return
+        if any(status != POSTED for status in run.announced.values()):
+            return  # another attempt is posting: it archives after its post
+        self.discord.archive_thread(run.thread_id)
+        self._update(
+            run.run_id,
+            lambda r: replace(r, thread=threads.ARCHIVED) if r.thread == threads.OPEN else None,
+        )
 
     def _announce_one(self, run: Run, key: str, message: Message) -> None:
         """Post announcement ``key`` exactly once.
@@ -85,15 +165,39 @@ class NotificationsMixin(UseCaseBase):
                 self.discord.followup(run.discord["application_id"], run.discord["token"], message)
             elif via == "channel":
                 self.discord.create_message(run.discord["channel_id"], message, nonce=nonce)
+            elif via == "thread":
+                self._post_in_thread(run, key, message, nonce)
         except DiscordUnavailable as exc:
             if not exc.request_sent:
                 self._set_announced(run.run_id, key, None)  # never arrived: claim again
             raise
         self._set_announced(run.run_id, key, POSTED)
 
+    def _post_in_thread(self, run: Run, key: str, message: Message, nonce: str) -> None:
+        """Post in the run's thread; a thread the bot may no longer post in (permission
+        taken, thread locked by a moderator) sends the run back to the channel."""
+        thread_id = run.thread_id or ""
+        try:
+            self.discord.create_message(thread_id, message, nonce=nonce)
+        except DiscordError as exc:
+            if not (exc.refused or exc.code in (THREAD_LOCKED, ARCHIVED_THREAD)):
+                raise
+            log.warning("run %s: cannot post in its thread: %s", run.run_id, exc)
+            state = threads.REFUSED if exc.refused else threads.NONE
+            self._update(run.run_id, lambda r: replace(r, thread=state))
+            self._set_announced(run.run_id, key, None)  # not posted: claim again
+            raise _ThreadClosed(key) from None
+        if run.thread == threads.ARCHIVED:  # the post unarchived it
+            self._update(
+                run.run_id,
+                lambda r: replace(r, thread=threads.OPEN) if r.thread == threads.ARCHIVED else None,
+            )
+
     def _claim(self, run: Run, key: str) -> str | None:
         """Claim announcement ``key`` in a conditional save; the claim, or None if taken."""
-        if self._token_fresh(run):
+        if run.thread_id is not None and threads.uses_thread(run):
+            via = "thread"
+        elif self._token_fresh(run):
             via = "followup"
         elif run.discord.get("channel_id"):
             via = "channel"
@@ -118,6 +222,10 @@ class NotificationsMixin(UseCaseBase):
             return replace(r, announced=announced)
 
         self._update(run_id, mark)
+
+
+class _ThreadClosed(Exception):
+    """The run's thread refused a post; the run now posts in the channel."""
 
 
 #: What an announcement's status becomes once Discord confirmed it.

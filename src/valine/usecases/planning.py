@@ -4,6 +4,7 @@ answers the deferred interaction with it."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from valine.core import render
@@ -91,7 +92,24 @@ class PlanningMixin(CommandingBase):
         message = render.run_message(active, self.web_url)
         if active.discord.get("interaction_id") != discord_ref["interaction_id"]:
             message = message.with_text(f"Run `{active.run_id}` is already active.")
-        self._edit_original(discord_ref, message)
+            self._edit_original(discord_ref, message)
+            return
+        message_id = self.discord.edit_original(
+            discord_ref["application_id"], discord_ref["token"], message
+        )
+        self._remember_plan_message(active.run_id, message_id)
+
+    def _remember_plan_message(self, run_id: str, message_id: str) -> None:
+        """Keep the plan message's id: edits after the token expires and the run's thread
+        (started from it) need it."""
+        self._update(
+            run_id,
+            lambda r: (
+                None
+                if r.discord.get("message_id") == message_id
+                else replace(r, discord={**r.discord, "message_id": message_id})
+            ),
+        )
 
     def create_scheduled_run(self, channel_id: str, origin: str) -> Run | None:
         """Plan a run for a scheduled slot, as if an authorised user had typed ``/plan``.

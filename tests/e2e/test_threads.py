@@ -1,0 +1,142 @@
+"""A thread per run, end to end: ``valine serve`` against the stand-ins over real HTTP.
+
+The plan message stays in the channel, edited in place; pull requests opened, checks red
+and green, the ready and ship announcements go into a thread started from it, each once;
+the thread is archived when the run ends; a lost answer never makes a second thread;
+without thread permissions the run posts where it did before threads and says so once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from valine.testing.faults import Match
+from world import World, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CHANNEL = "3"  # the channel the world's interactions come from
+
+
+def thread_posts(world: World, thread_id: str) -> list[str]:
+    """The thread's messages as text (content, or an embed's description)."""
+    return [
+        str(m.get("content") or "".join(e.get("description", "") for e in m["embeds"]))
+        for m in world.discord.channel_messages(thread_id)
+    ]
+
+
+def plan_thread(world: World, run_id: str) -> dict[str, Any]:
+    """The run's thread, once started."""
+    thread = wait_for("the run's thread", lambda: world.thread(run_id))
+    assert thread is not None
+    return thread
+
+
+def test_a_runs_events_land_in_its_thread_and_the_thread_is_archived_at_the_end(
+    world: World,
+) -> None:
+    run_id, issues = world.start(2)
+    first, second = issues
+    pr1, sha1 = world.open_pr(run_id, first)
+    thread = plan_thread(world, run_id)
+    world.checks(pr1, sha1, "failure")
+    wait_for(
+        "the red checks",
+        lambda: any("checks failed" in p for p in thread_posts(world, thread["id"])),
+    )
+    fixed = world.push(pr1)
+    world.checks(pr1, fixed, "success")
+    pr2, sha2 = world.open_pr(run_id, second)
+    world.checks(pr2, sha2, "success")
+    world.wait_state(run_id, "ready_to_ship")
+    wait_for("ready in the thread", lambda: world.posted("Ready to ship"))
+
+    world.command("ship", run_id=run_id)
+    world.wait_state(run_id, "shipped")
+    archived = wait_for(
+        "the archived thread",
+        lambda: (t := world.discord.thread(thread["id"])) and t["thread_metadata"]["archived"],
+    )
+
+    plan = world.discord.original(world.tokens["plan"])
+    assert plan is not None and plan["channel_id"] == CHANNEL
+    assert thread["id"] == plan["id"] and thread["parent_id"] == CHANNEL
+    assert plan["embeds"][0]["title"].startswith(f"Run {run_id}")  # edited in place
+    assert archived is True
+    posts = thread_posts(world, thread["id"])
+    for text in (
+        f"#{first} Task 0: [PR #{pr1}]",
+        f"checks failed on PR #{pr1} at `{sha1[:7]}`",
+        f"checks green on PR #{pr1} at `{fixed[:7]}`",
+        f"#{second} Task 1: [PR #{pr2}]",
+        f"checks green on PR #{pr2} at `{sha2[:7]}`",
+        "Ready to ship",
+        "Shipped **2**",
+    ):
+        assert sum(text in p for p in posts) == 1, (text, posts)
+    assert len(posts) == 7, posts
+    assert posts[-1].startswith("🚢 Shipped **2**")  # the summary last, then the archive
+    assert world.discord.channel_messages(CHANNEL) == []  # nothing else in the channel
+    assert world.discord.followups(world.tokens["plan"]) == []
+    assert len(world.discord.threads()) == 1
+
+
+def test_a_thread_start_whose_answer_was_lost_makes_one_thread(world: World) -> None:
+    world.discord.apply_then_fail_next(502, match=Match(method="POST", path="/threads$"))
+    run_id, (number,) = world.start(1)
+
+    pr, sha = world.open_pr(run_id, number)
+    thread = plan_thread(world, run_id)
+    world.checks(pr, sha, "success")
+    world.wait_state(run_id, "ready_to_ship")
+    wait_for("ready in the thread", lambda: world.posted("Ready to ship"))
+
+    assert len(world.discord.threads()) == 1
+    starts = [r.status for r in world.discord.requests if r.route.endswith("/threads")]
+    # made, its answer lost; every later start (a retry, a concurrent notify job) is
+    # answered 160004 and reads the message's thread back
+    assert starts[0] == 502 and set(starts[1:]) == {400}
+    posts = thread_posts(world, thread["id"])
+    assert sum("Ready to ship" in p for p in posts) == 1
+    assert sum(f"[PR #{pr}]" in p for p in posts) == 1
+
+
+def test_without_thread_permissions_the_run_posts_in_the_channel_and_says_so_once(
+    world: World,
+) -> None:
+    world.discord.deny("create_public_threads", channel_id=CHANNEL)
+    run_id, (number,) = world.start(1)
+    pr, sha = world.open_pr(run_id, number)
+    world.checks(pr, sha, "success")
+    world.wait_state(run_id, "ready_to_ship")
+    wait_for("ready in the channel", lambda: world.posted("Ready to ship"))
+    world.command("cancel", run_id=run_id)
+    world.wait_state(run_id, "cancelled")
+
+    assert world.discord.threads() == []
+    notices = world.posted("Create Public Threads")
+    assert len(notices) == 1 and run_id in str(notices[0]["content"])
+    assert len(world.posted("Ready to ship")) == 1
+    assert world.posted(f"[PR #{pr}]") == []  # the events stay on the plan message
+    starts = [r for r in world.discord.requests if r.route.endswith("/threads")]
+    assert [r.status for r in starts] == [403]
+
+
+def test_cancelling_a_run_says_so_in_its_thread_and_archives_it(world: World) -> None:
+    run_id, (number,) = world.start(1)
+    world.open_pr(run_id, number)
+    thread = plan_thread(world, run_id)
+
+    world.command("cancel", run_id=run_id)
+    world.wait_state(run_id, "cancelled")
+
+    wait_for(
+        "the archived thread",
+        lambda: (t := world.discord.thread(thread["id"])) and t["thread_metadata"]["archived"],
+    )
+    posts = thread_posts(world, thread["id"])
+    assert len(posts) == 2
+    assert f"Run `{run_id}` cancelled: cancelled by <@42>" in posts[-1]
