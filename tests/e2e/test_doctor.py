@@ -60,6 +60,12 @@ def test_a_healthy_set_up_passes_and_doctor_writes_nothing(world: World) -> None
     assert f"GitHub: the token may write to {REPO}" in result.stdout
     assert "sends every event the service reads" in result.stdout
     assert f"commands registered in guild {GUILD} match the schema" in result.stdout
+    # The invite asks for what the bot needs, the runs' threads included.
+    invite = (
+        f"https://discord.com/oauth2/authorize?client_id={world.discord.application_id}"
+        "&scope=bot+applications.commands&permissions=309237730304"
+    )
+    assert f"Create Public Threads and Send Messages in Threads: {invite}" in result.stdout
     # Read-only: GETs only, on both platforms.
     assert {r.method for r in world.github.requests[github_before:]} == {"GET"}
     assert {r.method for r in world.discord.requests[discord_before:]} == {"GET"}

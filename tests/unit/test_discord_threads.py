@@ -216,3 +216,13 @@ def test_a_start_that_never_got_through_raises_unavailable_and_made_nothing(
         client.start_thread(CHANNEL, message_id, "Run r1")
 
     assert standin.threads() == []
+
+
+def test_the_invite_asks_for_the_thread_permissions_and_nothing_that_moderates() -> None:
+    from valine.runtime.doctor import BOT_PERMISSIONS, invite_url
+
+    permissions = int(invite_url("1100000000000000000").rsplit("=", 1)[1])
+    assert permissions == sum(BOT_PERMISSIONS.values()) == 309237730304
+    assert permissions & (1 << 35) and permissions & (1 << 38)  # the two thread permissions
+    manage_threads, manage_messages, administrator = 1 << 34, 1 << 13, 1 << 3
+    assert not permissions & (manage_threads | manage_messages | administrator)

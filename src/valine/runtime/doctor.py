@@ -3,9 +3,10 @@
 It reads, never writes: the rules file, the settings, then on GitHub the repository (the
 token's access), its labels and its webhooks (when the token may read them), and on
 Discord the registered commands (against the one schema) and the application's
-Interactions Endpoint URL. Each check is a pure function of what was read
-(:func:`check_access`, :func:`check_labels`, :func:`check_hooks`, ...), so the verdicts
-are tested without a network; :func:`diagnose` does the reading.
+Interactions Endpoint URL; it prints the invite URL with the permissions the bot needs
+(threads included). Each check is a pure function of what was read (:func:`check_access`,
+:func:`check_labels`, :func:`check_hooks`, ...), so the verdicts are tested without a
+network; :func:`diagnose` does the reading.
 
 Exit status: 0 when nothing failed (warnings allowed), 1 when a check failed, 2 for a
 configuration error (an invalid ``valine.toml`` or a malformed setting).
@@ -231,6 +232,35 @@ def check_interactions_endpoint(url: str | None, endpoint: str | None) -> list[F
     return [ok(f"Discord: interactions go to {url}")]
 
 
+#: What the bot needs in the plan channels (Discord's permission bits): posting and
+#: editing the plans, reading a message back, and the runs' threads.
+BOT_PERMISSIONS = {
+    "View Channel": 1 << 10,
+    "Send Messages": 1 << 11,
+    "Embed Links": 1 << 14,
+    "Read Message History": 1 << 16,
+    "Create Public Threads": 1 << 35,
+    "Send Messages in Threads": 1 << 38,
+}
+
+
+def invite_url(application_id: str) -> str:
+    """The bot's invite URL: the ``bot`` and ``applications.commands`` scopes and
+    :data:`BOT_PERMISSIONS`."""
+    permissions = sum(BOT_PERMISSIONS.values())
+    return (
+        f"https://discord.com/oauth2/authorize?client_id={application_id}"
+        f"&scope=bot+applications.commands&permissions={permissions}"
+    )
+
+
+def check_invite(application_id: str) -> list[Finding]:
+    """The permissions the bot needs, with the invite URL that grants them (Discord
+    does not tell a bot its channel permissions over REST without reading every role)."""
+    names = ", ".join(BOT_PERMISSIONS)
+    return [ok(f"Discord: invite the bot with {names}: {invite_url(application_id)}")]
+
+
 # ------------------------------------------------------------------ reading
 
 
@@ -310,7 +340,8 @@ def _discord(settings: Settings, policy: Policy, endpoint: str | None) -> list[F
             found += check_commands(where, command_changes(client.get_commands(guild), payload))
         application = client.get_application()
     url = application.get("interactions_endpoint_url")
-    return found + check_interactions_endpoint(url if isinstance(url, str) else None, endpoint)
+    found += check_interactions_endpoint(url if isinstance(url, str) else None, endpoint)
+    return found + check_invite(str(settings.discord_application_id))
 
 
 # ------------------------------------------------------------------ printing
