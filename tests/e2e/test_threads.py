@@ -8,12 +8,15 @@ without thread permissions the run posts where it did before threads and says so
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from nacl.signing import SigningKey
 
 from valine.testing.faults import Match
-from world import World, wait_for
+from world import DEFAULT_CONFIG, GUILD, World, button, start_world, stop_world, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -140,3 +143,32 @@ def test_cancelling_a_run_says_so_in_its_thread_and_archives_it(world: World) ->
     posts = thread_posts(world, thread["id"])
     assert len(posts) == 2
     assert f"Run `{run_id}` cancelled: cancelled by <@42>" in posts[-1]
+
+
+def test_a_button_in_the_runs_thread_is_served_where_channel_ids_limit_the_bot(
+    tmp_path: Path, signing_key: SigningKey, webhook_examples: dict[str, list[dict[str, Any]]]
+) -> None:
+    served = f'[discord]\nguild_ids = ["{GUILD}"]\nchannel_ids = ["{CHANNEL}"]\n'
+    config = DEFAULT_CONFIG.replace(f'[discord]\nguild_ids = ["{GUILD}"]\n', served)
+    assert "channel_ids" in config
+    world = start_world(tmp_path, signing_key, webhook_examples, config)
+    try:
+        run_id, (number,) = world.start(1)
+        pr, sha = world.open_pr(run_id, number)
+        thread = plan_thread(world, run_id)
+        world.checks(pr, sha, "success")
+        world.wait_state(run_id, "ready_to_ship")
+
+        in_thread = button(f"ship:{run_id}")
+        in_thread["channel_id"] = thread["id"]
+        in_thread["channel"] = {"id": thread["id"], "type": 11, "parent_id": CHANNEL}
+        elsewhere = button(f"ship:{run_id}")
+        elsewhere["channel_id"] = "901"
+        elsewhere["channel"] = {"id": "901", "type": 11, "parent_id": "902"}
+        answers = [json.loads(world.send(d)[1]) for d in (in_thread, elsewhere)]
+    finally:
+        stop_world(world)
+
+    assert "answers only in" not in json.dumps(answers[0]), answers[0]
+    assert "Ship" in json.dumps(answers[0])  # the confirmation, not a refusal
+    assert f"Valine answers only in <#{CHANNEL}>" in answers[1]["data"]["content"]

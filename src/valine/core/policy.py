@@ -151,8 +151,14 @@ class DiscordScope:
     #: Guarded commands and buttons per user per minute.
     rate_limit: int = 10
 
-    def refusal(self, guild_id: str | None, channel_id: str | None) -> str | None:
-        """None if an interaction from ``guild_id``/``channel_id`` is in scope; else why not."""
+    def refusal(
+        self, guild_id: str | None, channel_id: str | None, parent_id: str | None = None
+    ) -> str | None:
+        """None if an interaction from ``guild_id``/``channel_id`` is in scope; else why not.
+
+        ``parent_id`` is the channel of a thread the interaction comes from: a thread of a
+        served channel is served (a run's thread, started from its plan).
+        """
         if not self.guild_ids:
             return (
                 "Valine is not set up for any Discord server yet: add "
@@ -162,7 +168,7 @@ class DiscordScope:
         if guild_id not in self.guild_ids:
             where = "in direct messages" if not guild_id else "in this server"
             return f"Valine does not answer {where}: it serves only the Discord server {served}."
-        if self.channel_ids and channel_id not in self.channel_ids:
+        if self.channel_ids and not {channel_id, parent_id} & set(self.channel_ids):
             channels = ", ".join(f"<#{c}>" for c in self.channel_ids)
             return f"Valine answers only in {channels}."
         return None

@@ -70,6 +70,10 @@ INTERACTION_SHAPE = Obj(
         "application_id": Snowflake(nullable=True),
         "guild_id": Snowflake(nullable=True),
         "channel_id": Snowflake(nullable=True),
+        "channel": Obj(
+            {"id": Snowflake(), "type": Int(0, 100), "parent_id": Snowflake(nullable=True)},
+            nullable=True,
+        ),
         "member": Obj({"user": _USER, "roles": Arr(Snowflake(), 1_000)}, nullable=True),
         "user": Obj({"id": Snowflake(), "username": Str(100, nullable=True)}, nullable=True),
         "data": Obj(
@@ -101,6 +105,9 @@ class Interaction(NamedTuple):
     channel_id: str | None = None
     guild_id: str | None = None
     data: Mapping[str, Any] = MappingProxyType({})
+    #: The channel a thread belongs to, when the interaction comes from a thread (a
+    #: button on a post in a run's thread): the channel ``[discord] channel_ids`` names.
+    parent_channel_id: str | None = None
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> Interaction:
@@ -126,6 +133,7 @@ class Interaction(NamedTuple):
             channel_id=payload.get("channel_id"),
             guild_id=payload.get("guild_id"),
             data=payload.get("data") or {},
+            parent_channel_id=_thread_parent(payload.get("channel")),
         )
 
     def fields(self) -> dict[str, Any]:
@@ -135,11 +143,24 @@ class Interaction(NamedTuple):
             "application_id": self.application_id,
             "token": self.token,
             "channel_id": self.channel_id,
+            "parent_channel_id": self.parent_channel_id,
             "guild_id": self.guild_id,
             "user_id": self.user_id,
             "user_name": self.user_name,
             "roles": list(self.roles),
         }
+
+
+#: Discord's thread channel types (announcement, public and private threads).
+THREAD_TYPES = frozenset({10, 11, 12})
+
+
+def _thread_parent(channel: Mapping[str, Any] | None) -> str | None:
+    """The ``parent_id`` of the interaction's ``channel`` when that channel is a thread."""
+    if not channel or channel.get("type") not in THREAD_TYPES:
+        return None
+    parent = channel.get("parent_id")
+    return str(parent) if parent else None
 
 
 class InteractionHandlers(Protocol):

@@ -46,13 +46,21 @@ class CommandingBase(UseCaseBase):
 
     def in_scope(self, interaction: Mapping[str, Any]) -> bool:
         """True if the interaction comes from a served server (and channel)."""
-        scope = self.policy.discord
-        return scope.refusal(interaction.get("guild_id"), interaction.get("channel_id")) is None
+        return self._scope_refusal(interaction) is None
+
+    def _scope_refusal(self, interaction: Mapping[str, Any]) -> str | None:
+        """Why the interaction is outside the served server and channels (a thread counts
+        as its channel: buttons on a run's thread posts); None if it is inside."""
+        return self.policy.discord.refusal(
+            interaction.get("guild_id"),
+            interaction.get("channel_id"),
+            interaction.get("parent_channel_id"),
+        )
 
     def gate(self, interaction: Mapping[str, Any], actor: Actor, action: str) -> Answer | None:
         """The refusal of an interaction from outside the served server, or over the rate."""
         scope = self.policy.discord
-        reason = scope.refusal(interaction.get("guild_id"), interaction.get("channel_id"))
+        reason = self._scope_refusal(interaction)
         if reason is not None:
             where = interaction.get("guild_id") or "a direct message"
             self._audit_refusal(actor, action, f"refused: outside the served server ({where})")
