@@ -300,3 +300,19 @@ def _random_steps(h: Harness, run: Run, steps: list[str]) -> None:
                 h.discord.fail_next(8, status=503)
         except DiscordUnavailable:
             pass
+
+
+def test_posting_in_the_thread_is_no_progress_of_the_run(h: Harness) -> None:
+    """The reconcile measures a stalled run from ``updated_at``: a late notify job that
+    starts the thread and posts in it must not make a stalled run look fresh."""
+    run = executing(h)
+    moved = h.run(run.run_id)
+    task = replace(moved.tasks[0], state=TaskState.PR_OPEN, pr_number=7, head_sha="a" * 40)
+    saved = h.orchestrator.store.save_run(replace(moved, tasks=(task,)))
+    h.clock.t += 600
+
+    h.orchestrator.run_notify_job({"run_id": run.run_id})
+
+    after = h.run(run.run_id)
+    assert after.thread == threads.OPEN and after.announced  # it did post
+    assert after.updated_at == saved.updated_at

@@ -257,7 +257,8 @@ def invite_url(application_id: str) -> str:
 def check_invite(application_id: str) -> list[Finding]:
     """The permissions the bot needs, with the invite URL that grants them (Discord
     does not tell a bot its channel permissions over REST without reading every role)."""
-    names = ", ".join(BOT_PERMISSIONS)
+    *first, last = BOT_PERMISSIONS
+    names = f"{', '.join(first)} and {last}"
     return [ok(f"Discord: invite the bot with {names}: {invite_url(application_id)}")]
 
 

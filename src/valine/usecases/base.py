@@ -209,18 +209,31 @@ class UseCaseBase:
         if handler is not None:
             handler(event, delivery)
 
-    def _update(self, run_id: str, decide: Callable[[Run], Run | None]) -> Run | None:
-        """Load, decide, save conditionally; on a lost race, reload and decide again."""
+    def _update(
+        self, run_id: str, decide: Callable[[Run], Run | None], *, touch: bool = True
+    ) -> Run | None:
+        """Load, decide, save conditionally; on a lost race, reload and decide again.
+
+        ``touch=False`` keeps ``updated_at``: for bookkeeping of what was shown on Discord
+        (a message id, an announcement's claim, the run's thread), which is no progress of
+        the run -- the reconcile measures a stalled run from ``updated_at``.
+        """
         for _ in range(SAVE_ATTEMPTS):
             run = self.store.get_run(run_id)
             updated = decide(run)
             if updated is None:
                 return None
+            if touch:
+                updated = replace(updated, updated_at=self.clock.now())
             try:
-                return self.store.save_run(replace(updated, updated_at=self.clock.now()))
+                return self.store.save_run(updated)
             except RunConflict:
                 continue
         raise RunConflict(f"run {run_id} kept changing; gave up after {SAVE_ATTEMPTS} tries")
+
+    def _note(self, run_id: str, decide: Callable[[Run], Run | None]) -> Run | None:
+        """:meth:`_update` for Discord bookkeeping: ``updated_at`` stays as it was."""
+        return self._update(run_id, decide, touch=False)
 
     def _mark_step(
         self, run_id: str, number: int, step: str, event: TaskEvent | None = None, **fields: Any

@@ -52,7 +52,7 @@ class NotificationsMixin(UseCaseBase):
         if self._token_fresh(run):
             message_id = self.discord.edit_original(ref["application_id"], ref["token"], message)
             if ref.get("message_id") != message_id:
-                self._update(
+                self._note(
                     run.run_id,
                     lambda r: replace(r, discord={**r.discord, "message_id": message_id}),
                 )
@@ -108,7 +108,7 @@ class NotificationsMixin(UseCaseBase):
         except DiscordError as exc:
             log.warning("run %s: no thread for its events: %s", run.run_id, exc)
             thread_id, state = None, threads.REFUSED if exc.refused else threads.NONE
-        saved = self._update(
+        saved = self._note(
             run.run_id,
             lambda r: (
                 None if r.thread is not None else replace(r, thread=state, thread_id=thread_id)
@@ -131,7 +131,7 @@ class NotificationsMixin(UseCaseBase):
         if any(status != POSTED for status in run.announced.values()):
             return  # another attempt is posting: it archives after its post
         self.discord.archive_thread(run.thread_id)
-        self._update(
+        self._note(
             run.run_id,
             lambda r: replace(r, thread=threads.ARCHIVED) if r.thread == threads.OPEN else None,
         )
@@ -184,11 +184,11 @@ class NotificationsMixin(UseCaseBase):
                 raise
             log.warning("run %s: cannot post in its thread: %s", run.run_id, exc)
             state = threads.REFUSED if exc.refused else threads.NONE
-            self._update(run.run_id, lambda r: replace(r, thread=state))
+            self._note(run.run_id, lambda r: replace(r, thread=state))
             self._set_announced(run.run_id, key, None)  # not posted: claim again
             raise _ThreadClosed(key) from None
         if run.thread == threads.ARCHIVED:  # the post unarchived it
-            self._update(
+            self._note(
                 run.run_id,
                 lambda r: replace(r, thread=threads.OPEN) if r.thread == threads.ARCHIVED else None,
             )
@@ -206,7 +206,7 @@ class NotificationsMixin(UseCaseBase):
             via = "nowhere"
         nonce = hashlib.sha256(f"{run.run_id}:{key}:{self.clock.now()}".encode()).hexdigest()
         claim = f"sending {via} {nonce[:NONCE_LENGTH]}"
-        saved = self._update(
+        saved = self._note(
             run.run_id,
             lambda r: (
                 None if key in r.announced else replace(r, announced={**r.announced, key: claim})
@@ -221,7 +221,7 @@ class NotificationsMixin(UseCaseBase):
                 announced[key] = status
             return replace(r, announced=announced)
 
-        self._update(run_id, mark)
+        self._note(run_id, mark)
 
 
 class _ThreadClosed(Exception):

@@ -102,7 +102,7 @@ class PlanningMixin(CommandingBase):
     def _remember_plan_message(self, run_id: str, message_id: str) -> None:
         """Keep the plan message's id: edits after the token expires and the run's thread
         (started from it) need it."""
-        self._update(
+        self._note(
             run_id,
             lambda r: (
                 None
