@@ -357,6 +357,7 @@ class NotMergeable(GitHubError):
 
 
 #: Discord's JSON error codes the product acts on.
+UNKNOWN_CHANNEL = 10003
 MISSING_ACCESS = 50001
 MISSING_PERMISSIONS = 50013
 ARCHIVED_THREAD = 50083

@@ -316,3 +316,16 @@ def test_posting_in_the_thread_is_no_progress_of_the_run(h: Harness) -> None:
     after = h.run(run.run_id)
     assert after.thread == threads.OPEN and after.announced  # it did post
     assert after.updated_at == saved.updated_at
+
+
+def test_a_thread_deleted_by_a_moderator_sends_the_run_to_the_channel(h: Harness) -> None:
+    run = executing(h)
+    move(h, run.run_id, state=TaskState.PR_OPEN, pr_number=7, head_sha="a" * 40)
+    h.discord.delete_thread(h.run(run.run_id).thread_id or "")
+
+    run = end(h, run.run_id, RunState.READY_TO_SHIP)
+
+    assert run.thread == threads.NONE
+    assert [p for p in in_channel(h, run) if "Ready to ship" in p]
+    assert run.announced["ready"] == "posted"
+    assert h.discord.threads() == []

@@ -196,6 +196,8 @@ class DiscordStandIn:
         self._interaction_channels: dict[str, str] = {}
         #: thread id (= the id of the message it was started from) -> the channel object.
         self._threads: dict[str, dict[str, Any]] = {}
+        #: Channels (threads) deleted by :meth:`delete_thread`.
+        self._deleted: set[str] = set()
         #: channel id (None: every channel) -> the permissions taken from the bot there.
         self._denied: dict[str | None, set[str]] = {}
         #: The application's Interactions Endpoint URL (``GET /applications/@me``).
@@ -299,6 +301,15 @@ class DiscordStandIn:
             if archived:
                 self._set_archived(thread, True)
             self._sync_thread(thread_id)
+
+    def delete_thread(self, thread_id: str) -> None:
+        """A moderator deletes the thread: its channel is gone (404 / 10003 from now on)."""
+        with self._lock:
+            del self._threads[thread_id]
+            self._deleted.add(thread_id)
+            starter = self._messages.get(thread_id)
+            if starter is not None:
+                starter.pop("thread", None)
 
     def defer(self, token: str, *, ephemeral: bool = False) -> dict[str, Any]:
         """Record the interaction's deferred response: its (empty) original message."""
@@ -548,7 +559,7 @@ class DiscordStandIn:
     def _serve_channel(self, req: _Incoming) -> _Answer:
         method, params, document = req.method, req.params, req.document
         channel_id = params["channel_id"]
-        if not channel_id.isdigit():
+        if not channel_id.isdigit() or channel_id in self._deleted:
             raise _DiscordError(404, "Unknown Channel", 10003)
         self._require(channel_id, "view_channel")
         if req.route == "/channels/{channel_id}":

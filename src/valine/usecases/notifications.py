@@ -18,7 +18,7 @@ from valine.core.errors import ConfigurationError, DiscordUnavailable
 from valine.core.models import Run
 from valine.core.replies import Message
 from valine.core.states import DEPLOY_DONE, RunState
-from valine.ports import ARCHIVED_THREAD, THREAD_LOCKED, DiscordError
+from valine.ports import ARCHIVED_THREAD, THREAD_LOCKED, UNKNOWN_CHANNEL, DiscordError
 from valine.usecases.base import NOTIFY, TOKEN_LIFETIME, UseCaseBase, jobs, log
 
 
@@ -130,10 +130,16 @@ class NotificationsMixin(UseCaseBase):
             return
         if any(status != POSTED for status in run.announced.values()):
             return  # another attempt is posting: it archives after its post
-        self.discord.archive_thread(run.thread_id)
+        state = threads.ARCHIVED
+        try:
+            self.discord.archive_thread(run.thread_id)
+        except DiscordError as exc:
+            if exc.code != UNKNOWN_CHANNEL:
+                raise
+            state = threads.NONE  # a moderator deleted it: nothing left to archive
         self._note(
             run.run_id,
-            lambda r: replace(r, thread=threads.ARCHIVED) if r.thread == threads.OPEN else None,
+            lambda r: replace(r, thread=state) if r.thread == threads.OPEN else None,
         )
 
     def _announce_one(self, run: Run, key: str, message: Message) -> None:
@@ -175,12 +181,12 @@ class NotificationsMixin(UseCaseBase):
 
     def _post_in_thread(self, run: Run, key: str, message: Message, nonce: str) -> None:
         """Post in the run's thread; a thread the bot may no longer post in (permission
-        taken, thread locked by a moderator) sends the run back to the channel."""
+        taken, thread locked or deleted by a moderator) sends the run back to the channel."""
         thread_id = run.thread_id or ""
         try:
             self.discord.create_message(thread_id, message, nonce=nonce)
         except DiscordError as exc:
-            if not (exc.refused or exc.code in (THREAD_LOCKED, ARCHIVED_THREAD)):
+            if not (exc.refused or exc.code in (THREAD_LOCKED, ARCHIVED_THREAD, UNKNOWN_CHANNEL)):
                 raise
             log.warning("run %s: cannot post in its thread: %s", run.run_id, exc)
             state = threads.REFUSED if exc.refused else threads.NONE
