@@ -329,3 +329,27 @@ def test_a_thread_deleted_by_a_moderator_sends_the_run_to_the_channel(h: Harness
     assert [p for p in in_channel(h, run) if "Ready to ship" in p]
     assert run.announced["ready"] == "posted"
     assert h.discord.threads() == []
+
+
+def test_a_run_that_moved_on_since_the_job_posted_is_not_archived_before_its_post(
+    h: Harness,
+) -> None:
+    """A notify job posts for the run as it read it (cancelling), then finds it cancelled:
+    it must leave the archive to the cancelled run's own notify, which posts first."""
+    run = executing(h)
+    move(h, run.run_id, state=TaskState.PR_OPEN, pr_number=7, head_sha="a" * 40)
+    stored = h.run(run.run_id)
+    entered = {**stored.entered, RunState.CANCELLED.value: 1}
+    cancelled = h.orchestrator.store.save_run(
+        replace(stored, state=RunState.CANCELLED, entered=entered, reason="by <@42>")
+    )
+
+    h.orchestrator._archive_if_ended(cancelled)  # the second half of the job, alone
+    assert h.run(run.run_id).thread == threads.OPEN  # not archived: "cancelled" unposted
+
+    h.orchestrator.run_notify_job({"run_id": run.run_id})  # the cancelled run's own notify
+    run = h.run(run.run_id)
+    assert run.thread == threads.ARCHIVED
+    assert "cancelled: by <@42>" in in_thread(h, run)[-1]
+    archives = [r for r in h.discord.requests if r.method == "PATCH" and r.route.endswith("}")]
+    assert len(archives) == 1

@@ -130,6 +130,8 @@ class NotificationsMixin(UseCaseBase):
             return
         if any(status != POSTED for status in run.announced.values()):
             return  # another attempt is posting: it archives after its post
+        if any(run.announced.get(key) != POSTED for key, _ in self._posts(run)):
+            return  # the run moved on since this job posted: its own notify posts, archives
         state = threads.ARCHIVED
         try:
             self.discord.archive_thread(run.thread_id)
