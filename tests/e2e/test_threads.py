@@ -172,3 +172,60 @@ def test_a_button_in_the_runs_thread_is_served_where_channel_ids_limit_the_bot(
     assert "answers only in" not in json.dumps(answers[0]), answers[0]
     assert "Ship" in json.dumps(answers[0])  # the confirmation, not a refusal
     assert f"Valine answers only in <#{CHANNEL}>" in answers[1]["data"]["content"]
+
+
+def test_two_repositories_each_run_in_its_own_thread_in_its_own_channel(
+    tmp_path: Path, signing_key: SigningKey, webhook_examples: dict[str, list[dict[str, Any]]]
+) -> None:
+    from test_two_repositories import (
+        CHANNEL as CHANNELS,
+    )
+    from test_two_repositories import (
+        CONFIG,
+        GADGETS,
+        WIDGETS,
+        command,
+        interleaved_green,
+        start_both,
+        wait_state,
+    )
+
+    world = start_world(tmp_path, signing_key, webhook_examples, CONFIG)
+    world.github.add_repo(GADGETS)
+    try:
+        runs = start_both(world, 1)
+        prs = interleaved_green(world, runs)
+        command(world, "cancel", CHANNELS[GADGETS], run_id=runs[GADGETS][0])
+        wait_state(world, runs[GADGETS][0], "cancelled")
+        wait_for("ready in widgets' thread", lambda: world.posted("Ready to ship"))
+        threads = {
+            repo: wait_for(
+                f"{repo}'s thread",
+                lambda r=repo: (
+                    world.discord.original(world.tokens[f"plan:{CHANNELS[r]}"]) or {}
+                ).get("thread"),
+            )
+            for repo in (WIDGETS, GADGETS)
+        }
+        wait_for(
+            "gadgets' thread archived",
+            lambda: (world.discord.thread(threads[GADGETS]["id"]) or {})["thread_metadata"][
+                "archived"
+            ],
+        )
+        found = {repo: world.discord.thread(t["id"]) for repo, t in threads.items()}
+        posts = {repo: thread_posts(world, t["id"]) for repo, t in threads.items()}
+    finally:
+        stop_world(world)
+
+    for repo, thread in found.items():
+        assert thread is not None and thread["parent_id"] == CHANNELS[repo]
+        assert thread["name"] == f"Run {runs[repo][0]} · {repo}"
+        ((pr, _),) = prs[repo].values()
+        assert sum(f"/{repo}/pull/{pr})" in p for p in posts[repo]) == 1, posts[repo]
+        other = GADGETS if repo == WIDGETS else WIDGETS
+        assert not any(f"/{other}/pull/" in p for p in posts[repo])  # never the other's
+    assert found[GADGETS]["thread_metadata"]["archived"] is True  # type: ignore[index]
+    assert found[WIDGETS]["thread_metadata"]["archived"] is False  # type: ignore[index]
+    assert any("Ready to ship" in p for p in posts[WIDGETS])
+    assert "cancelled" in posts[GADGETS][-1]
