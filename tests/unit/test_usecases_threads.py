@@ -20,6 +20,7 @@ from test_usecases import INTERACTION, REPO, Harness, harness  # noqa: F401  (th
 from valine.core import threads
 from valine.core.errors import DiscordUnavailable
 from valine.core.models import Run
+from valine.core.replies import Deferred
 from valine.core.states import RunState, TaskState
 from valine.discord.client import DiscordClient
 from valine.testing.faults import Match
@@ -42,7 +43,7 @@ def executing(h: Harness, issues: int = 1) -> Run:
     n = len(h.discord.requests) + len(h.github.requests)
     interaction = {**INTERACTION, "id": f"{n}", "token": f"tok-{n}"}
     h.discord.interaction_received(interaction["token"], CHANNEL)
-    assert h.orchestrator.request_plan(interaction, ADA) == {"type": 5}
+    assert h.orchestrator.request_plan(interaction, ADA) == Deferred()
     h.drain()
     run = h.orchestrator.store.active_run(REPO)
     assert run is not None
