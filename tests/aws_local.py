@@ -337,6 +337,12 @@ SQS_LACKS = {
         "SQS: a standard queue promises no delivery order; moto hands out messages in the "
         "order they were sent, not the order their delays ended"
     ),
+    "exclusive_leases": (
+        "SQS: a standard queue delivers at least once ('more than one copy of a message "
+        "might be delivered'); moto shows it under concurrency, as its ReceiveMessage tests "
+        "a message's visibility and marks it received without a lock. Handlers claim their "
+        "side effects, so a second copy changes nothing"
+    ),
 }
 
 

@@ -660,7 +660,9 @@ def test_depth_counts_waiting_and_leased_only(make_queue: Callable[..., QueueHar
 # ---- concurrency and durability -----------------------------------------------------------
 
 
-def test_concurrent_leases_never_share_a_job(job_queue: JobQueue) -> None:
+def test_concurrent_leases_never_share_a_job(harness: QueueHarness) -> None:
+    """Four workers drain 200 jobs: each job leased once (at least once on SQS)."""
+    job_queue = harness.queue
     total, workers = 200, 4
     for i in range(total):
         job_queue.enqueue("k", {"i": i})
@@ -684,17 +686,19 @@ def test_concurrent_leases_never_share_a_job(job_queue: JobQueue) -> None:
     assert not any(t.is_alive() for t in threads)
     assert errors == []
 
-    ids = [job.job_id for mine in leased for job in mine]
-    assert len(ids) == total, "every job leased"
-    assert len(set(ids)) == total, "no job leased twice"
-    assert sorted(job.payload["i"] for mine in leased for job in mine) == list(range(total))
-    assert all(job.attempts == 1 for mine in leased for job in mine)
+    jobs = [job for mine in leased for job in mine]
+    latest = {job.job_id: job for job in jobs}
+    assert len(latest) == total, "every job leased"
+    assert sorted(job.payload["i"] for job in latest.values()) == list(range(total))
+    if "exclusive_leases" not in harness.lacks:
+        assert len(jobs) == total, "no job leased twice"
+        assert all(job.attempts == 1 for job in jobs)
 
     # The acks run one after another: moto's SQS stand-in rebuilds its message list on
     # each delete without a lock, so two concurrent deletes can bring one message back
     # (seen under load: depth 1 or 2 after every ack succeeded). Real SQS has no such
     # race; what this test is about, concurrent leases, is asserted above.
-    for job in (job for mine in leased for job in mine):
+    for job in latest.values():
         job_queue.ack(job)
     assert job_queue.depth() == 0
 
