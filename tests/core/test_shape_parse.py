@@ -1,37 +1,70 @@
-"""parse_object's fast path (depth only, when no surrogate escape) decides as the full check.
+"""parse_object decides exactly as json.loads followed by the full check, for every input.
 
-The full check walks every key and string for a lone surrogate; the fast path skips
-that when the UTF-8 text holds no ``\\uD800``-``\\uDFFF`` escape. These properties draw
-documents with surrogates (paired, lone, as escapes and as raw bytes), escaped
-backslashes before ``ud800`` and deep nesting, and require the same verdict and the same
-document as json.loads followed by the full walk.
+Two shortcuts are proven here against that reference. orjson parses the common body
+(no surrogate escape, no run of digits that may be an integer beyond 64 bits) and any
+body it refuses goes to json; and json's path checks only the depth when the text holds
+no ``\\uD800``-``\\uDFFF`` escape. The properties draw documents (surrogates paired,
+lone, escaped and raw, escaped backslashes before ``ud800``, floats with NaN and
+infinities, integers around and beyond 64 bits, deep nesting) and byte strings (JSON
+text with NaN/Infinity literals, long numbers, duplicate keys, byte order marks, then
+random bytes inserted), and require the same verdict and the same document, compared
+with its types (``1`` is not ``1.0``), key order and float bits.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from valine.core.shape import MAX_DEPTH, ShapeError, _check_tree, parse_object
+from valine.core import shape
+from valine.core.shape import (
+    MAX_DEPTH,
+    ORJSON_FROM,
+    ShapeError,
+    _check_tree,
+    _parse_with_orjson,
+    parse_object,
+)
+from valine.github.events import HANDLED_EVENTS
 
 SURROGATES = st.integers(0xD800, 0xDFFF).map(chr)
 TEXT = st.text(
     st.characters(codec=None, exclude_categories=()) | SURROGATES | st.sampled_from('\\"{}[]'),
     max_size=12,
 )
+#: Integers json and orjson may read differently: around and beyond 64 bits.
+WIDE_INTEGERS = st.integers(-(2**70), 2**70) | st.sampled_from(
+    [2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**19, -(10**19), 10**20]
+)
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | TEXT,
+    st.none() | st.booleans() | st.integers() | WIDE_INTEGERS | st.floats() | TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
     max_leaves=30,
 )
 
 
-def reference(body: bytes) -> dict[str, Any] | str:
-    """The verdict of the full check: the document, or the ShapeError's field."""
+def typed(value: Any) -> Any:
+    """``value`` with its types, key order and float bits (so ``1 != 1.0``, ``nan == nan``)."""
+    if isinstance(value, dict):
+        return ("dict", tuple((key, typed(item)) for key, item in value.items()))
+    if isinstance(value, list):
+        return ("list", tuple(typed(item) for item in value))
+    if isinstance(value, float):
+        return ("float", struct.pack(">d", value))
+    return (type(value).__name__, value)
+
+
+def reference(body: bytes) -> Any:
+    """The verdict of the full check with json: the typed document, or the error's field."""
     try:
         document = json.loads(body.decode("utf-8"))
     except RecursionError:
@@ -44,14 +77,22 @@ def reference(body: bytes) -> dict[str, Any] | str:
         _check_tree(document)
     except ShapeError as exc:
         return exc.field
-    return document
+    return typed(document)
 
 
-def verdict(body: bytes) -> dict[str, Any] | str:
+def one_verdict(parse: Callable[[bytes], dict[str, Any]], body: bytes) -> Any:
+    """``parse``'s verdict: the typed document, or the ShapeError's field."""
     try:
-        return parse_object(body)
+        return typed(parse(body))
     except ShapeError as exc:
         return exc.field
+
+
+def verdict(body: bytes) -> Any:
+    """parse_object's verdict, which the orjson path gives too whatever the body's size."""
+    result = one_verdict(parse_object, body)
+    assert one_verdict(_parse_with_orjson, body) == result
+    return result
 
 
 def nest(value: Any, depth: int) -> Any:
@@ -92,10 +133,131 @@ def test_raw_utf8_bodies_decide_as_the_full_check(value: Any) -> None:
 )
 def test_surrogate_cases(body: bytes, accepted: bool) -> None:
     result = verdict(body)
-    assert isinstance(result, dict) is accepted, result
+    assert (result[0] == "dict") is accepted, result
     assert result == reference(body)
 
 
 def test_depth_limit_without_any_string() -> None:
-    assert isinstance(verdict(json.dumps({"x": nest(1, MAX_DEPTH - 1)}).encode()), dict)
+    assert verdict(json.dumps({"x": nest(1, MAX_DEPTH - 1)}).encode())[0] == "dict"
     assert verdict(json.dumps({"x": nest(1, MAX_DEPTH)}).encode()) == "body"
+
+
+NUMBER = st.from_regex(
+    r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?", fullmatch=True
+)
+LITERAL = st.sampled_from(["null", "true", "false", "NaN", "Infinity", "-Infinity", "1e400"])
+STRING = st.builds(
+    lambda text, ascii_only: json.dumps(text, ensure_ascii=ascii_only), TEXT, st.booleans()
+)
+KEY = st.sampled_from(['"a"', '"b"', '"\\ud800"', '"x"']) | STRING  # a small set: duplicates
+SPACE = st.sampled_from(["", " ", "\n", "\t", "\r\n", "\u00a0", "\x0b"])
+VALUE_TEXT = st.recursive(
+    NUMBER | LITERAL | STRING,
+    lambda inner: (
+        st.lists(inner, max_size=4).map(lambda items: "[" + ",".join(items) + "]")
+        | st.lists(st.tuples(KEY, SPACE, inner), max_size=5).map(
+            lambda pairs: (
+                "{" + ",".join(f"{key}:{space}{value}" for key, space, value in pairs) + "}"
+            )
+        )
+    ),
+    max_leaves=20,
+)
+OBJECT_TEXT = st.lists(st.tuples(KEY, VALUE_TEXT), max_size=6).map(
+    lambda pairs: "{" + ",".join(f"{key}:{value}" for key, value in pairs) + "}"
+)
+
+
+@st.composite
+def byte_strings(draw: st.DrawFn) -> bytes:
+    """JSON-like text, sometimes with a byte order mark or padding, sometimes damaged."""
+    text = draw(SPACE) + draw(OBJECT_TEXT | VALUE_TEXT) + draw(SPACE)
+    body = draw(st.sampled_from([b"", b"", b"\xef\xbb\xbf"])) + text.encode(
+        "utf-8", "surrogatepass"
+    )
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(body)))
+        body = body[:at] + draw(st.binary(min_size=1, max_size=3)) + body[at:]
+    return body
+
+
+@given(body=byte_strings())
+def test_generated_byte_strings_decide_as_json(body: bytes) -> None:
+    assert verdict(body) == reference(body)
+
+
+@given(body=st.binary(max_size=64))
+def test_arbitrary_bytes_decide_as_json(body: bytes) -> None:
+    assert verdict(body) == reference(body)
+
+
+@given(value=JSON)
+def test_documents_with_duplicate_keys_keep_the_last_value_as_json(value: Any) -> None:
+    inner = json.dumps(value)
+    body = f'{{"k": 1, "z": {inner}, "k": {inner}, "z": 2}}'.encode()
+    assert verdict(body) == reference(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": NaN, "b": Infinity, "c": -Infinity}',
+        b'{"a": 1e400, "b": -1e400, "c": 1e-400}',
+        b'{"a": 18446744073709551615, "b": 18446744073709551616}',
+        b'{"a": -9223372036854775808, "b": -9223372036854775809}',
+        b'{"a": 123456789012345678901234567890}',
+        b'{"a": 0.1, "b": 5e-324, "c": 1.7976931348623157e308, "d": -0.0}',
+        b'{"a": 1, "a": 2.0}',
+        b"\xef\xbb\xbf{}",
+        b'{"a": "\xff"}',
+    ],
+)
+def test_the_inputs_orjson_reads_differently(body: bytes) -> None:
+    assert verdict(body) == reference(body)
+    if b"NaN" in body:
+        assert math.isnan(parse_object(body)["a"])
+    if b"18446744073709551616" in body:
+        assert parse_object(body)["b"] == 2**64  # an int, not orjson's float
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 1023, 1025, 5000])
+def test_nesting_beyond_both_parsers_limits_is_refused(depth: int) -> None:
+    assert verdict(("[" * depth + "]" * depth).join(['{"x":', "}"]).encode()) == "body"
+
+
+def test_the_handled_webhooks_take_the_orjson_path(
+    webhook_examples: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The speed-up is real only if the webhooks valine handles are big enough for orjson
+    and never fall back to json (every example of every event, the others decide alike)."""
+    bodies = [
+        (event, json.dumps(example, separators=(",", ":"), ensure_ascii=False).encode())
+        for event, examples in webhook_examples.items()
+        for example in examples
+    ]
+    handled = [body for event, body in bodies if event in HANDLED_EVENTS]
+    assert len(handled) > 50
+    assert min(len(body) for body in handled) >= ORJSON_FROM
+    for _, body in bodies:
+        assert verdict(body) == reference(body)
+
+    def refuse(body: bytes) -> None:
+        raise AssertionError(f"fell back to json: {body[:80]!r}")
+
+    monkeypatch.setattr(shape, "_parse_with_json", refuse)
+    assert [parse_object(body) for body in handled] == [json.loads(body) for body in handled]
+
+
+def test_orjson_is_imported_only_for_a_big_body() -> None:
+    """A Discord PING never pays orjson's import (dataclasses, inspect, datetime, uuid)."""
+    code = (
+        "import sys\n"
+        "from valine.core.shape import ORJSON_FROM, parse_object\n"
+        "parse_object(b'{\"type\": 1}')\n"
+        "print('orjson' in sys.modules, end=' ')\n"
+        "parse_object(b'{\"x\": \"' + b'a' * ORJSON_FROM + b'\"}')\n"
+        "print('orjson' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "False True\n"
