@@ -25,13 +25,14 @@ from valine.core.shape import (
     check,
     parse_object,
 )
-from valine.discord.verify import InteractionVerifier
 from valine.http import Request, Response, error_response, json_response
 from valine.logs import log_context
 
+# The verifier is a type here only: PyNaCl (~1.2 MB) loads where it is built, with the key.
 if TYPE_CHECKING:
     from valine.core.commands import Command
     from valine.core.replies import Answer
+    from valine.discord.verify import InteractionVerifier
 
 log = logging.getLogger("valine.discord")
 
