@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,28 @@ def test_a_job_goes_to_its_repository_and_an_older_one_to_the_first() -> None:
         ("rocket", "r0"),
         ("probe", None),
     ]
+
+
+def test_a_dropped_job_warns_only_when_repositories_are_configured(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A served deployment warns of a stray job; one being tried out (none configured)
+    drops every delivery at INFO, so a load does not flood the log at WARNING."""
+    delivery = {"event": "issues", "payload": {"repository": {"full_name": "octo/else"}}}
+    seen: list[tuple[str, str, dict[str, Any]]] = []
+    served = routed(seen)
+    trial = route_jobs(
+        {"": recorder("blank", seen)},
+        "",
+        every_repository=frozenset({RECONCILE, SCHEDULE}),
+        github_event_kind=GITHUB_EVENT,
+    )
+    with caplog.at_level(logging.INFO, logger="valine.runtime"):
+        served[GITHUB_EVENT](delivery)
+        trial[GITHUB_EVENT](delivery)
+    levels = [r.levelno for r in caplog.records if "is not served" in r.getMessage()]
+    assert levels == [logging.WARNING, logging.INFO]
+    assert seen == []
 
 
 def test_the_reconcile_and_the_schedule_run_for_every_repository_even_if_one_fails() -> None:

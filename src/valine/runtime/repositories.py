@@ -182,9 +182,13 @@ def route_jobs(
     repository goes to ``default`` (an older job: an upgrade loses nothing), except the
     kinds in ``every_repository`` (the reconcile, the schedule's slots), which run for
     every repository -- each one even if another fails; the first failure is raised
-    after. A job of a repository no longer served is dropped with a warning.
+    after. A job of a repository no longer served is dropped with a warning; while no
+    repository is configured at all (``tables`` has only the blank ``""`` entry: a
+    deployment being tried out) every delivery is one, so it is dropped at INFO, as the
+    deliveries of another repository always were, and a load does not flood the log.
     """
     kinds = {kind for table in tables.values() for kind in table}
+    drop_level = logging.INFO if set(tables) == {""} else logging.WARNING
 
     def handler(kind: str) -> Handler:
         def handle(payload: dict[str, Any]) -> None:
@@ -195,7 +199,9 @@ def route_jobs(
             name = (repo or default or "").lower()
             table = tables.get(name)
             if table is None:
-                log.warning("%s job of %s dropped: the repository is not served", kind, repo)
+                log.log(
+                    drop_level, "%s job of %s dropped: the repository is not served", kind, repo
+                )
                 return
             table[kind](payload)
 
