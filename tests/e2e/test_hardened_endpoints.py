@@ -258,7 +258,11 @@ def test_wrong_methods_and_paths_are_decided_before_the_body(
 
 
 def test_a_big_body_to_a_bodiless_route_is_405_and_unknown_path_404(served: World) -> None:
+    """The client sends its whole body before reading: it gets the answer, not a broken
+    pipe (the body is read and dropped, as for a 413). Repeated: the pipe broke only when
+    the server's answer and close beat the client's last write."""
     big = b"x" * (2 << 20)
-    assert served.service.request("POST", "/healthz", big)[0] == 405
-    assert served.service.request("POST", "/nowhere", big)[0] == 404
+    for _ in range(10):
+        assert served.service.request("POST", "/healthz", big)[0] == 405
+        assert served.service.request("POST", "/nowhere", big)[0] == 404
     assert served.service.request("POST", "/discord", big)[0] == 413

@@ -168,9 +168,13 @@ class RsgiAdapter:
 
     async def _answer(self, scope: Scope, protocol: HTTPProtocol) -> Response:
         refusal = self.app.refusal(scope.method, scope.path)
-        if refusal is not None:
-            return refusal
         headers = _headers(scope.headers)
+        if refusal is not None:
+            if _has_body(headers):
+                # As for a 413: a client still sending would see the connection closed
+                # under it (a broken pipe) instead of the 404 or 405.
+                await self._discard(protocol)
+            return refusal
         limit = self.app.max_body(scope.path)
         held = [0]  # bytes this request has reserved; released once, below
         try:
@@ -241,6 +245,12 @@ class RsgiAdapter:
                 held[0] += self._reserve(size - held[0])
             chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _has_body(headers: dict[str, str]) -> bool:
+    """True if the request declares a body (a non-zero length, or chunked)."""
+    length = headers.get("content-length", "")
+    return (length.isdigit() and int(length) > 0) or "transfer-encoding" in headers
 
 
 def _headers(raw: Headers) -> dict[str, str]:
