@@ -238,6 +238,34 @@ def test_plan_another_repository_by_option_and_autocomplete_it(world: World) -> 
     ]
 
 
+def test_a_command_from_a_channel_no_repository_names_goes_to_none_of_them(
+    world: World,
+) -> None:
+    """Not to the first repository by default: ``/plan`` and ``/digest`` are refused,
+    naming both repositories and their channels; a named repository or a run still
+    finds its own; ``/status`` lists both."""
+    elsewhere = "1300000000000000009"
+    world.github.add_issue(WIDGETS, "widget work", ["ready"])
+    world.github.add_issue(GADGETS, "gadget work", ["todo"])
+    before = world.github_requests()
+    for name in ("plan", "digest"):
+        refused = command(world, name, elsewhere)
+        assert refused["type"] == 4 and refused["data"]["flags"] == 64, refused
+        text = refused["data"]["content"]
+        assert f"`{WIDGETS}` (<#{CHANNEL[WIDGETS]}>)" in text
+        assert f"`{GADGETS}` (<#{CHANNEL[GADGETS]}>)" in text
+        assert "/plan repository:" in text
+    assert world.github_requests() == before
+    run_id = plan(world, elsewhere, repository=GADGETS)
+    assert status(world, run_id) == ("planned", GADGETS)
+    answer = command(world, "approve", elsewhere, run_id=run_id)
+    assert "approved by <@42>" in answer["data"]["content"], answer
+    wait_state(world, run_id, "executing")
+    listed = command(world, "status", elsewhere)["data"]["embeds"][0]["description"]
+    assert f"`{run_id}` · {GADGETS}" in listed
+    assert autocomplete(world, "approve", elsewhere, "run_id", "") == [run_id]
+
+
 def test_two_runs_shipped_at_once_cost_what_each_costs_alone(world: World) -> None:
     """Every GitHub request of both runs: 3N + 4 each (test_workflow's count of one run)."""
     runs = start_both(world, 2)

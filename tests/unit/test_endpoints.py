@@ -247,7 +247,8 @@ def test_a_store_error_reaches_discord_as_a_ref_only(
         def __getattr__(self, name: str) -> Any:
             raise RuntimeError(sentinel)
 
-    services.__dict__["orchestrator"] = Broken()
+    # the use cases /help goes to: a channel no repository names, of the two served
+    services.__dict__["_blank_orchestrator"] = Broken()
     body = interaction(name="help")
     response = post(app, "/discord", body, discord_headers(signing_key, body))
     assert response.status == 200

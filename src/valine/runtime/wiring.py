@@ -279,6 +279,8 @@ class Services:
 
     @cached_property
     def _blank_orchestrator(self) -> Orchestrator:
+        """The use cases of no repository: with none served, the ones that name what is
+        missing; with several, those of an interaction that names none of them."""
         return self._build_orchestrator("", self.policy, None)
 
     def _orchestrator(self, repository: Repository) -> Orchestrator:
@@ -310,6 +312,7 @@ class Services:
             web_url=web_url(self.settings.github_api_url),
             notify_window=float(self.settings.notify_window),
             served=tuple(self.repositories.names),
+            channels={r.name.lower(): r.channel_id for r in self.repositories if r.channel_id},
         )
 
     @cached_property
@@ -330,7 +333,7 @@ class Services:
         """Hand a verified slash command to its repository's use cases' router."""
         options = command.options
         use_cases = self.orchestrator_of(
-            interaction.channel_id,
+            interaction,
             run_id=str(options.get("run_id") or ""),
             repository=str(options.get("repository") or ""),
         )
@@ -339,25 +342,29 @@ class Services:
     def press_button(self, interaction: Interaction, custom_id: str) -> Answer:
         """Hand a verified button press to its run's repository's router."""
         run_id = custom_id.split(":")[1] if custom_id.count(":") else ""
-        use_cases = self.orchestrator_of(interaction.channel_id, run_id=run_id)
+        use_cases = self.orchestrator_of(interaction, run_id=run_id)
         return use_cases.press_button(interaction.fields(), custom_id, self.unmet)
 
     def autocomplete(self, interaction: Interaction, focused: str, value: str) -> list[str]:
         """Suggestions for a ``run_id``, ``issue`` or ``repository`` option, from the use
         cases of the channel's repository (its runs first)."""
         options = interaction.data.get("options") or []
-        use_cases = self.orchestrator_of(interaction.channel_id)
+        use_cases = self.orchestrator_of(interaction)
         return use_cases.autocomplete(interaction.fields(), focused, value, options)
 
     def orchestrator_of(
-        self, channel_id: str | None, *, run_id: str = "", repository: str = ""
+        self, interaction: Interaction, *, run_id: str = "", repository: str = ""
     ) -> Orchestrator:
         """The use cases an interaction goes to: the repository it names (``/plan``'s
         ``repository`` option), else its run's (a well-formed ``run_id`` that is stored),
-        else its channel's (``channel_id`` of ``[[repositories]]``), else the first.
+        else its channel's (``channel_id`` of ``[[repositories]]``; a thread counts as its
+        channel). With one repository (or none) that one's, wherever the interaction is.
 
-        A named repository that is not served goes to the channel's use cases, which
-        refuse it (after the server and permission checks, as every command).
+        With several, an interaction that none of these names goes to use cases of no
+        repository, which answer ``/status`` and ``/help`` for every one and refuse the
+        rest, naming the served repositories and where each is planned (after the server
+        and rate checks, as every command) -- never the first repository by default. A
+        named repository that is not served is refused by the channel's use cases.
         """
         if len(self.repositories) < 2:
             return self.orchestrator
@@ -365,23 +372,27 @@ class Services:
         if named is not None:
             return named
         if run_id and not repository:
-            owner = self._run_repository(run_id)
-            if owner is not None:
-                return owner
-        channel = self.repositories.for_channel(channel_id)
-        return self.orchestrators[channel.name.lower()] if channel else self.orchestrator
+            stored, owner = self._run_repository(run_id)
+            if stored:  # a run of a repository no longer served: refused, left alone
+                return owner or self._blank_orchestrator
+        for channel_id in (interaction.channel_id, interaction.parent_channel_id):
+            channel = self.repositories.for_channel(channel_id)
+            if channel is not None:
+                return self.orchestrators[channel.name.lower()]
+        return self._blank_orchestrator
 
-    def _run_repository(self, run_id: str) -> Orchestrator | None:
-        """The use cases of the stored run ``run_id``'s repository (one read), or None."""
+    def _run_repository(self, run_id: str) -> tuple[bool, Orchestrator | None]:
+        """Whether the run ``run_id`` is stored (one read), and its repository's use cases
+        (None when that repository is not served)."""
         from valine.core.errors import NotFound
         from valine.usecases.commanding import bad_run_id
 
         if bad_run_id(run_id) is not None:
-            return None
+            return False, None
         try:
-            return self.orchestrator_for(self.store.get_run(run_id).repo)
+            return True, self.orchestrator_for(self.store.get_run(run_id).repo)
         except NotFound:
-            return None
+            return False, None
 
     def first_time(self, interaction: Interaction) -> bool:
         """True the first time this interaction id is seen (remembered SEEN_TTL seconds)."""

@@ -158,6 +158,7 @@ class UseCaseBase:
         web_url: str = "https://github.com",
         notify_window: float = NOTIFY_WINDOW,
         served: tuple[str, ...] = (),
+        channels: Mapping[str, str] | None = None,
     ) -> None:
         self.repo = repo
         self.policy = policy
@@ -172,6 +173,9 @@ class UseCaseBase:
         #: Every repository the deployment serves, this one included (``/status`` lists
         #: their active runs; run-id autocomplete offers theirs after this one's).
         self.served = served or ((repo,) if repo else ())
+        #: The channel of each served repository that has one, by lower-case name (a
+        #: command from a channel no repository names says where each one is planned).
+        self.channels: Mapping[str, str] = channels or {}
 
     @property
     def github(self) -> GitHub:

@@ -80,6 +80,38 @@ class CommandingBase(UseCaseBase):
         """The audited refusal of ``action`` to ``actor`` before any run is read; or None."""
         return self._refusal(actor, action, None, run_id)
 
+    def unrouted(self, shown: str, run_id: str) -> Answer | None:
+        """The refusal of ``shown`` (``/plan``, a button's action) from a channel that no
+        repository names while several are served; None when these use cases have a
+        repository (the runtime routes by the ``repository`` option, the run, the
+        channel) or serve fewer than two.
+
+        A run id that reached here is not a served repository's run: none is stored, or
+        its repository is no longer served (nothing is done to it).
+        """
+        if self.repo or len(self.served) < 2:
+            return None
+        if run_id:
+            try:
+                run = self.store.get_run(run_id)
+            except NotFound:
+                return notice(f"There is no run `{run_id}`.")
+            return notice(
+                f"Run `{run_id}` is of `{run.repo}`, which this deployment no longer serves."
+            )
+        where = ", ".join(
+            f"`{name}` (<#{channel}>)"
+            if (channel := self.channels.get(name.lower()))
+            else f"`{name}`"
+            for name in self.served
+        )
+        return notice(
+            f"`{shown}` needs a repository, and this channel is none of theirs: Valine serves "
+            f"{where} here. Use it in a repository's channel, plan one from here with "
+            "`/plan repository:<owner/name>`, or give this channel to a repository "
+            "(`channel_id` of its `[[repositories]]` entry in valine.toml)."
+        )
+
     def _refusal(
         self, actor: Actor, action: str, run: Run | None, run_id: str | None = None
     ) -> Answer | None:

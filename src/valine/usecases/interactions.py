@@ -167,9 +167,8 @@ class InteractionsMixin(CommandingBase):
         """Run ids matching what the user typed: this repository's active run first, then
         the other served repositories' active runs, then the newest (of every one)."""
         others = [r for r in self.served if r.lower() != self.repo.lower()]
-        active = [
-            run.run_id for repo in (self.repo, *others) if (run := self.store.active_run(repo))
-        ]
+        mine = (self.repo,) if self.repo else ()
+        active = [run.run_id for repo in (*mine, *others) if (run := self.store.active_run(repo))]
         recent = self.store.recent_run_ids(None if others else self.repo, limit=limit)
         ordered = list(dict.fromkeys([*active, *recent]))
         typed = typed.strip().lower()
@@ -185,7 +184,7 @@ class InteractionsMixin(CommandingBase):
         """``/help``: the ``offered`` commands (each with the action guarding it), who may
         use each, and the configuration in short."""
         message = render.help_message(
-            self.repo,
+            self.repo or ", ".join(self.served),
             self.policy.executor.kind,
             self.policy.labels.ready,
             self.policy.permissions,
@@ -200,7 +199,7 @@ class InteractionsMixin(CommandingBase):
 
         From stored state only (no GitHub call); nothing outside the served server.
         """
-        if not self.repo or not self.in_scope(interaction):
+        if not self.served or not self.in_scope(interaction):
             return []
         if focused == "issue":
             run_id = next(
@@ -235,7 +234,7 @@ def _approve(uc: InteractionsMixin, call: Call) -> Answer:
     return uc.approve(call.run_id, call.actor)
 
 
-@ROUTES.command("status", needs=READS)
+@ROUTES.command("status", needs=READS, own_repository=False)
 def _status(uc: InteractionsMixin, call: Call) -> Answer:
     return uc.status(call.run_id or None)
 
@@ -252,6 +251,6 @@ def _retry(uc: InteractionsMixin, call: Call) -> Answer:
     return uc.retry(call.run_id, call.option("issue"), call.actor)
 
 
-@ROUTES.command("help")
+@ROUTES.command("help", own_repository=False)
 def _help(uc: InteractionsMixin, call: Call) -> Answer:
     return uc.help_answer(call.router.offered() if call.router else ())

@@ -78,6 +78,9 @@ class Route:
     needs: frozenset[Need]
     #: For a button: the names its custom id's arguments give, after the action.
     args: tuple[str, ...] = ()
+    #: False for a command that answers for every served repository at once
+    #: (``/status``, ``/help``): it runs from a channel no repository names.
+    own_repository: bool = True
 
 
 class Gatekeeper(Protocol):
@@ -95,6 +98,11 @@ class Gatekeeper(Protocol):
         """The (audited) refusal of ``action`` to ``actor``; None when permitted."""
         ...
 
+    def unrouted(self, shown: str, run_id: str) -> Answer | None:
+        """The refusal of a command that needs a repository when the interaction names
+        none (its channel is no repository's, among several); None when it has one."""
+        ...
+
 
 class Router:
     """Commands and buttons by name, each with its handler, permission and settings."""
@@ -104,10 +112,21 @@ class Router:
         self._buttons: dict[str, Route] = {}
 
     def command(
-        self, name: str, *, action: str | None = None, needs: Collection[Need] = ()
+        self,
+        name: str,
+        *,
+        action: str | None = None,
+        needs: Collection[Need] = (),
+        own_repository: bool = True,
     ) -> Callable[[Handler], Handler]:
-        """Register the decorated function as the handler of ``/name``."""
-        return self._register(self._commands, name, action, needs, ())
+        """Register the decorated function as the handler of ``/name``.
+
+        ``own_repository=False``: it answers for every served repository, so it also
+        runs from a channel that no repository names.
+        """
+        return self._register(
+            self._commands, name, action, needs, (), own_repository=own_repository
+        )
 
     def button(
         self,
@@ -130,6 +149,8 @@ class Router:
         action: str | None,
         needs: Collection[Need],
         args: tuple[str, ...],
+        *,
+        own_repository: bool = True,
     ) -> Callable[[Handler], Handler]:
         if action is not None and action not in VERBS:
             raise ValueError(
@@ -137,7 +158,7 @@ class Router:
             )
 
         def register(handler: Handler) -> Handler:
-            _add(table, Route(name, handler, action, frozenset(needs), args))
+            _add(table, Route(name, handler, action, frozenset(needs), args, own_repository))
             return handler
 
         return register
@@ -223,6 +244,8 @@ def _dispatch(
         return refusal
     if (button or call.run_id) and (problem := uc.bad_run_id(call.run_id)):
         return notice(NOT_OURS if button else problem)
+    if route.own_repository and (refusal := uc.unrouted(shown, call.run_id)) is not None:
+        return refusal
     if route.action is not None:
         refusal = uc.not_permitted(call.actor, route.action, call.run_id or None)
         if refusal is not None:
