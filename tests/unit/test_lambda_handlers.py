@@ -661,3 +661,183 @@ def test_a_ping_loads_no_aws_or_http_client(tmp_path: Path) -> None:
     report = json.loads(done.stdout.splitlines()[-1])
     assert (report["status"], json.loads(report["body"])) == (200, {"type": 1})
     assert report["loaded"] == []
+
+
+# --------------------------------------------------------------------------- one transaction
+
+
+@pytest.fixture
+def aws_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every AWS API call this process makes, as (service, operation), in order."""
+    import botocore.client
+
+    calls: list[tuple[str, str]] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def traced(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        calls.append((self.meta.service_model.service_name, operation))
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", traced)
+    return calls
+
+
+def _endpoint(deployment: Deployment) -> Any:
+    """The Discord route's handler of the container's app (the transactional endpoint)."""
+    return lambda_handlers.runtime().app(with_secret=False).routes["/discord"].handler
+
+
+def _rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, more: str, *, rate_limit: int = 10
+) -> None:
+    """A new container whose rules file adds ``more`` to the deployment's."""
+    config = tmp_path / "more.toml"
+    config.write_text(
+        f'[discord]\nguild_ids = ["4"]\nrate_limit = {rate_limit}\n\n'
+        f'[permissions.plan]\nusers = ["42"]\n{more}'
+    )
+    monkeypatch.setenv("VALINE_CONFIG", str(config))
+    monkeypatch.setattr(lambda_handlers, "_runtime", LambdaRuntime(configure_logs=False))
+
+
+def _plan(deployment: Deployment, body: bytes | None = None) -> tuple[int, Any]:
+    body = body or interaction(name="plan")
+    return answer(lambda_handlers.discord_handler(discord_event(deployment.key, body), Context()))
+
+
+def test_a_deferred_command_commits_its_writes_in_one_transaction(
+    deployment: Deployment, aws_calls: list[tuple[str, str]]
+) -> None:
+    """The interaction id, the rate limit, the job's dedupe key and the audit entry are
+    one TransactWriteItems; besides it, the active-run read (and the secret)."""
+    assert _plan(deployment) == (200, {"type": 5})
+    dynamodb = [op for service, op in aws_calls if service == "dynamodb"]
+    assert dynamodb == ["GetItem", "TransactWriteItems"]
+    assert ("sqs", "SendMessage") in aws_calls
+    assert _endpoint(deployment).replays == 0
+    assert [json.loads(m["Body"])["kind"] for m in deployment.receive()] == ["plan"]
+    audit = deployment.runtime.services.store.audit_trail()
+    assert [(e.action, e.outcome) for e in audit] == [("plan", "accepted")]
+
+
+def test_a_replayed_interaction_is_answered_again_and_acted_on_once(
+    deployment: Deployment, aws_calls: list[tuple[str, str]]
+) -> None:
+    body = interaction(name="plan")
+    assert _plan(deployment, body) == (200, {"type": 5})
+    status, document = _plan(deployment, body)
+    assert status == 200 and "already handled" in document["data"]["content"]
+    assert _endpoint(deployment).replays == 1
+    assert len(deployment.receive()) == 1
+    audit = deployment.runtime.services.store.audit_trail()
+    assert [(e.action, e.outcome) for e in audit] == [("plan", "accepted")]
+
+
+def test_the_rate_limit_holds_inside_the_transaction(
+    deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _rules(tmp_path, monkeypatch, "", rate_limit=2)
+    answers = [_plan(deployment)[1] for _ in range(4)]
+    assert answers[:2] == [{"type": 5}, {"type": 5}]
+    assert all("Slow down" in a["data"]["content"] for a in answers[2:])
+    assert len(deployment.receive()) == 2
+    audit = lambda_handlers.runtime().services.store.audit_trail()
+    # the refusal is audited once (coalesced), through the immediate path
+    assert sorted((e.action, e.outcome) for e in audit) == [
+        ("plan", "accepted"),
+        ("plan", "accepted"),
+        ("plan", "refused: rate limited"),
+    ]
+
+
+def test_an_expired_rate_count_restarts_in_the_same_interaction(
+    deployment: Deployment, aws_calls: list[tuple[str, str]]
+) -> None:
+    """A count left from more than a minute ago is restarted by the transaction's retry
+    with the write's alternative, not by answering the interaction again."""
+    dynamodb = client("dynamodb", SERVICES.dynamodb_endpoint())
+    dynamodb.put_item(
+        TableName=deployment.names.dedupe,
+        Item={
+            "dedupe_key": {"S": "claim#rate:42"},
+            "uses": {"N": "10"},
+            "expires_at": {"N": "1000.5"},
+            "ttl": {"N": "1001"},
+        },
+    )
+    assert _plan(deployment) == (200, {"type": 5})
+    assert _endpoint(deployment).replays == 0
+    assert [op for s, op in aws_calls if op == "TransactWriteItems"] == ["TransactWriteItems"] * 2
+    item = dynamodb.get_item(
+        TableName=deployment.names.dedupe, Key={"dedupe_key": {"S": "claim#rate:42"}}
+    )["Item"]
+    assert item["uses"] == {"N": "1"} and float(item["expires_at"]["N"]) > 1000.5
+    dynamodb.close()
+
+
+def test_a_handler_inside_the_unit_of_work_cannot_reach_github_or_discord(
+    deployment: Deployment,
+) -> None:
+    """A replayed handler must have no side effect: the clients refuse inside a unit."""
+    from valine.infra.unit_of_work import OutsideCall, unit_of_work
+
+    services = deployment.runtime.services
+    services.refresh_secrets()
+    with unit_of_work(lambda **_: None):
+        with pytest.raises(OutsideCall):
+            services.github  # noqa: B018 - the access is the call under test
+        with pytest.raises(OutsideCall):
+            services.discord  # noqa: B018
+    assert services.github is services.github  # outside a unit: built once, cached
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("plan", {}),
+        ("status", {}),
+        ("help", {}),
+        ("ship", {"run_id": "r20261125-k3f9qa"}),
+        ("cancel", {"run_id": "r20261125-k3f9qa"}),
+        ("approve", {"run_id": "r20261125-k3f9qa"}),
+        ("retry", {"run_id": "r20261125-k3f9qa", "issue": "1"}),
+        ("deploy", {"run_id": "r20261125-k3f9qa"}),
+        ("digest", {}),
+    ],
+)
+def test_no_command_calls_a_client_inside_the_unit_of_work(
+    deployment: Deployment, name: str, options: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every command answers inside its unit of work without GitHub or Discord: the
+    guard would turn a call into the error answer and an OutsideCall in the log."""
+    status, document = _plan(deployment, interaction(name=name, **options))
+    assert status == 200
+    assert "could not do that" not in json.dumps(document)
+    assert "OutsideCall" not in caplog.text
+
+
+def test_a_command_that_saves_a_run_flushes_its_claims_first(
+    deployment: Deployment,
+    aws_calls: list[tuple[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """/approve saves the run (a conditional write the unit cannot collect): the claims
+    are committed first, then the save and what follows it are written at once."""
+    _rules(tmp_path, monkeypatch, '[permissions.approve]\nusers = ["42"]\n')
+    store = lambda_handlers.runtime().services.store
+    task = Task(issue_number=1, title="Fix the gauge", state=TaskState.PENDING)
+    run = store.create_run(
+        Run(run_id="r20261125-k3f9qa", repo=REPO, created_at=1.0, created_by="42", tasks=(task,))
+    )
+    aws_calls.clear()
+    status, document = _plan(deployment, interaction(name="approve", run_id=run.run_id))
+    assert status == 200 and document["type"] == 4, document
+    assert store.get_run(run.run_id).state is RunState.APPROVED
+    dynamodb = [op for s, op in aws_calls if s == "dynamodb"]
+    # the claims (interaction id, rate limit) are one transaction before the run's save
+    assert "UpdateItem" not in dynamodb
+    assert dynamodb.index("TransactWriteItems") < dynamodb.index("PutItem"), dynamodb
+    assert _endpoint(deployment).replays == 0
+    kinds = sorted(json.loads(m["Body"])["kind"] for m in deployment.receive())
+    assert "start_run" in kinds

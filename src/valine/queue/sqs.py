@@ -86,11 +86,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, Unpack
 
 from valine.core.errors import QueueUnavailable
+from valine.infra import unit_of_work
 from valine.infra.aws import (
     TableNames,
     claim_key,
     client_config,
     error_code,
+    exact_number,
+    expiring_item,
     is_botocore_error,
     string_attributes,
 )
@@ -227,14 +230,34 @@ class DynamoDedupe:
         self.table = table
 
     def claim(self, key: str, expires_at: float, now: float) -> str | None:
-        """A claim token if ``key`` was free or expired (one conditional put); else None."""
+        """A claim token if ``key`` was free or expired (one conditional put); else None.
+
+        Inside a unit of work the put is collected into its transaction instead, and the
+        token given provisionally (a key already held cancels the transaction).
+        """
         token = uuid.uuid4().hex
         extra = {"claim": {"S": token}}
+        unit = unit_of_work.current()
+        if unit is not None and unit.add(self._claim_write(key, expires_at, now, extra)):
+            return token
         if claim_key(
             self._client, self.table, "dedupe_key", key, expires_at=expires_at, now=now, extra=extra
         ):
             return token
         return None
+
+    def _claim_write(
+        self, key: str, expires_at: float, now: float, extra: dict[str, Any]
+    ) -> unit_of_work.Write:
+        """The transaction item of :meth:`claim` (the put :func:`claim_key` makes)."""
+        item = {**expiring_item("dedupe_key", key, expires_at), **extra}
+        put = {
+            "TableName": self.table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(dedupe_key) OR expires_at <= :now",
+            "ExpressionAttributeValues": {":now": exact_number(now)},
+        }
+        return unit_of_work.Write({"Put": put}, (self.table, key))
 
     def release(self, key: str, token: str) -> None:
         """Delete ``key`` if ``token`` still holds it (a later claim is left alone)."""
@@ -254,8 +277,16 @@ class DynamoDedupe:
         self._client.delete_item(TableName=self.table, Key={"dedupe_key": {"S": key}})
 
     def count(self, key: str, limit: int, expires_at: float, now: float) -> bool:
-        """One conditional update counts a use; a second one restarts an expired count."""
+        """One conditional update counts a use; a second one restarts an expired count.
+
+        Inside a unit of work the update is collected into its transaction and the use
+        counted provisionally; if its condition fails on an expired count, the
+        transaction is retried with the restart instead (the write's alternative).
+        """
         item_key = {"dedupe_key": {"S": "claim#" + key}}
+        unit = unit_of_work.current()
+        if unit is not None and unit.add(self._count_write(item_key, limit, expires_at, now)):
+            return True
         values = {
             ":one": {"N": "1"},
             ":zero": {"N": "0"},
@@ -295,6 +326,47 @@ class DynamoDedupe:
                 raise
             return False
         return True
+
+    def _count_write(
+        self, item_key: dict[str, Any], limit: int, expires_at: float, now: float
+    ) -> unit_of_work.Write:
+        """The transaction item of :meth:`count`, and the restart of an expired count."""
+        update = {
+            "TableName": self.table,
+            "Key": item_key,
+            "UpdateExpression": "SET uses = if_not_exists(uses, :zero) + :one, "
+            "expires_at = if_not_exists(expires_at, :exp), #ttl = if_not_exists(#ttl, :ttl)",
+            "ConditionExpression": "attribute_not_exists(dedupe_key) OR "
+            "(expires_at > :now AND uses < :limit)",
+            "ExpressionAttributeNames": {"#ttl": "ttl"},
+            "ExpressionAttributeValues": {
+                ":one": {"N": "1"},
+                ":zero": {"N": "0"},
+                ":limit": {"N": str(limit)},
+                ":now": exact_number(now),
+                ":exp": exact_number(expires_at),
+                ":ttl": {"N": str(math.ceil(expires_at))},
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+        def restart(old: dict[str, Any] | None) -> dict[str, Any] | None:
+            """The restarted count if the refusal was an expired one; None if over the limit."""
+            if old is None or float(old.get("expires_at", {}).get("N", "0")) > now:
+                return None
+            item = {**expiring_item("dedupe_key", "", expires_at), **item_key}
+            item["uses"] = {"N": "1"}
+            put = {
+                "TableName": self.table,
+                "Item": item,
+                "ConditionExpression": "expires_at <= :now",
+                "ExpressionAttributeValues": {":now": exact_number(now)},
+            }
+            return {"Put": put}
+
+        return unit_of_work.Write(
+            {"Update": update}, (self.table, item_key["dedupe_key"]["S"]), restart
+        )
 
 
 class SqsJobQueue(QueueBase):
@@ -350,12 +422,22 @@ class SqsJobQueue(QueueBase):
             message["dedupe_key"] = dedupe_key
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
         token: str | None = None
+        unit = unit_of_work.current()
         if dedupe_key is not None:
             now = self._clock()
             with self._translated("record a dedupe key"):
                 token = self.dedupe.claim(dedupe_key, now + self.dedupe_ttl, now)
             if token is None:
                 return False
+        if unit is not None:
+            # The dedupe key is in the interaction's transaction: send once it commits.
+            unit.after_commit.append(lambda: self._send(body, delay, dedupe_key, token))
+            return True
+        self._send(body, delay, dedupe_key, token)
+        return True
+
+    def _send(self, body: str, delay: float, dedupe_key: str | None, token: str | None) -> None:
+        """Send one job message; if that fails, release its dedupe key and raise."""
         try:
             with self._translated("send a job"):
                 self._sqs.send_message(
@@ -367,7 +449,6 @@ class SqsJobQueue(QueueBase):
             if dedupe_key is not None and token is not None:
                 self._release(dedupe_key, token)
             raise
-        return True
 
     def dead_letters(self, limit: int = 50) -> Sequence[Job]:
         """A peek at the dead-letter queue: at most 10 dead letters, most recently dead first.

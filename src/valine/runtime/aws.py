@@ -15,9 +15,11 @@ builds them with the new ones.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from valine.infra import unit_of_work
 from valine.runtime.config import Settings
 from valine.runtime.secrets import SecretSettings, secret_settings_from_env
 from valine.runtime.wiring import Services
@@ -25,7 +27,11 @@ from valine.runtime.wiring import Services
 if TYPE_CHECKING:
     from valine.core.commands import Command
     from valine.core.replies import Answer
-    from valine.discord.interactions import Interaction
+    from valine.discord.interactions import DiscordEndpoint, Interaction
+    from valine.http import Request, Response
+    from valine.ports import Discord, GitHub
+
+log = logging.getLogger("valine.runtime")
 
 #: Cached members built from secret settings: dropped when the secret changes.
 _SECRET_DEPENDENTS = ("github", "discord", "github_endpoint")
@@ -96,3 +102,77 @@ class AwsServices(Services):
         """Merge the secret, then answer as every runtime does."""
         self.refresh_secrets()
         return super().press_button(interaction, custom_id)
+
+    def discord_endpoint(self) -> Any:
+        """``POST /discord``, each interaction's writes in one DynamoDB transaction.
+
+        On a SQLite store (no DynamoDB) it is the endpoint every runtime has.
+        """
+        endpoint = super().discord_endpoint()
+        if not self.uses_dynamodb:
+            return endpoint
+        return TransactionalEndpoint(endpoint, lambda: self.aws_client("dynamodb"))
+
+    @property
+    def github(self) -> GitHub:
+        """The GitHub client; refused inside an interaction's unit of work."""
+        unit_of_work.forbid_outside_calls("GitHub")
+        return super().github
+
+    @property
+    def discord(self) -> Discord:
+        """The Discord client; refused inside an interaction's unit of work."""
+        unit_of_work.forbid_outside_calls("Discord")
+        return super().discord
+
+
+class TransactionalEndpoint:
+    """An interactions endpoint whose DynamoDB writes are one unit of work per request.
+
+    The endpoint answers with its writes collected (:mod:`valine.infra.unit_of_work`);
+    the answer is sent only once they are committed in one ``TransactWriteItems``. A
+    cancelled transaction (a condition failed: nothing was written) or a commit that
+    raised means the request is answered again on the immediate path, every write at
+    once, which gives the refusal (a replayed interaction, a rate limit) or the error.
+    """
+
+    def __init__(self, endpoint: DiscordEndpoint, dynamodb: Callable[[], Any]) -> None:
+        self._endpoint = endpoint
+        self._dynamodb = dynamodb
+        #: How many requests were answered again on the immediate path (for the tests).
+        self.replays = 0
+
+    def __call__(self, request: Request) -> Response:
+        """Answer ``request``, its writes committed together before the answer."""
+        with unit_of_work.unit_of_work(self._transact) as unit:
+            response = self._endpoint(request)
+            try:
+                committed = unit.commit()
+            except Exception:
+                log.warning("the interaction's transaction failed; answering again", exc_info=True)
+                committed = False
+        if not committed:
+            self.replays += 1
+            return self._endpoint(request)
+        try:
+            unit.run_after_commit()
+        except Exception:
+            return _failed_answer()
+        return response
+
+    def _transact(self, **arguments: Any) -> Any:
+        return self._dynamodb().transact_write_items(**arguments)
+
+
+def _failed_answer() -> Response:
+    """The ephemeral error answer of an interaction whose job could not be sent."""
+    import secrets
+
+    from valine.discord.interactions import ephemeral
+    from valine.http import json_response
+
+    ref = secrets.token_hex(4)
+    log.exception("the job of the interaction could not be sent [ref %s]", ref)
+    return json_response(
+        200, ephemeral(f"⚠️ Valine could not do that just now (ref {ref}). Try again.")
+    )

@@ -79,6 +79,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from valine.core.errors import ActiveRunExists, NotFound, RunConflict, StoreUnavailable
 from valine.core.models import Run
+from valine.infra import unit_of_work
 from valine.infra.aws import (
     Item,
     TableNames,
@@ -317,6 +318,7 @@ class DynamoRunStore:
         ``run`` is active and its repository already has an active run.
         """
         _check_run_id(run.run_id)
+        unit_of_work.before_direct_write()
         stored = replace(run, version=1)
         put_run = {
             "Put": {
@@ -372,6 +374,7 @@ class DynamoRunStore:
         condition shows otherwise, the write is redone for what is actually stored.
         """
         _check_run_id(run.run_id)
+        unit_of_work.before_direct_write()
         stored = replace(run, version=run.version + 1)
         item = _run_item(stored)
         new_lock = run.repo if run.active else None
@@ -476,6 +479,8 @@ class DynamoRunStore:
             {"Put": {"TableName": self.audit_table, "Item": item}}
             for item in audit_items(entry, _next_sequence())
         ]
+        if self._collected(writes):
+            return
         for _ in range(TRANSACTION_TRIES):
             if self._write(writes) is None:
                 return
@@ -509,6 +514,18 @@ class DynamoRunStore:
         ]
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _collected(self, writes: list[dict[str, Any]]) -> bool:
+        """True if the unit of work in progress took ``writes`` (unconditional puts)."""
+        unit = unit_of_work.current()
+        if unit is None:
+            return False
+        for write in writes:
+            item = write["Put"]["Item"]
+            if not unit.add(unit_of_work.Write(write, (self.audit_table, _audit_key(item)))):
+                # the unit turned immediate: write the rest (and this one) at once
+                return False
+        return True
 
     def _take_lock(self, run: Run) -> dict[str, Any]:
         """The transaction write that takes ``run.repo``'s lock for ``run`` if it is free."""
@@ -635,6 +652,10 @@ class DynamoRunStore:
             else:
                 raise StoreUnavailable("DynamoDB kept leaving keys of a BatchGetItem unprocessed")
         return runs
+
+
+def _audit_key(item: Item) -> str:
+    return f"{item['pk']['S']}|{item['sk']['S']}"
 
 
 def _holder(lock: Item | None) -> str | None:
