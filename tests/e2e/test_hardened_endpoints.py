@@ -24,6 +24,7 @@ from nacl.signing import SigningKey
 
 from helpers import discord_headers, github_headers, interaction
 from valine.testing import payloads
+from valine.testing.world import REPO
 from world import World, start_world, stop_world
 
 #: What each endpoint may answer to a correctly signed body (never a 5xx).
@@ -266,3 +267,65 @@ def test_a_big_body_to_a_bodiless_route_is_405_and_unknown_path_404(served: Worl
         assert served.service.request("POST", "/healthz", big)[0] == 405
         assert served.service.request("POST", "/nowhere", big)[0] == 404
     assert served.service.request("POST", "/discord", big)[0] == 413
+
+
+def _http_answer(sock: socket.socket) -> bytes:
+    """One whole HTTP/1.1 answer (status line, headers, a body of its Content-Length)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return answer
+        answer += chunk
+    head, body = answer.split(b"\r\n\r\n", 1)
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def _webhook_head(body: bytes, framing: bytes, delivery: str) -> bytes:
+    headers = github_headers(body, "pull_request", delivery)
+    lines = [b"POST /github/webhook HTTP/1.1", b"Host: x", framing]
+    lines += [f"{name}: {value}".encode() for name, value in headers.items()]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def test_bodies_in_pieces_chunked_or_not_are_read_whole_on_one_connection(
+    served: World,
+) -> None:
+    """A declared body is read whole (however it is split on the wire), a chunked one as
+    it arrives; several deliveries on one keep-alive connection each get their answer."""
+    document = payloads.pull_request(REPO, "opened", 4242, "a" * 40, "x" * 9000)
+    body = json.dumps(document).encode()
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    with socket.create_connection(("127.0.0.1", served.service.port), timeout=10) as sock:
+        declared = _webhook_head(body, b"Content-Length: %d" % len(body), ids[0])
+        for piece in (declared + body[:100], body[100:5000], body[5000:]):
+            sock.sendall(piece)  # in three writes: the server must wait for all of it
+        first = _http_answer(sock)
+        chunked = _webhook_head(body, b"Transfer-Encoding: chunked", ids[1])
+        pieces = [body[i : i + 999] for i in range(0, len(body), 999)]
+        sock.sendall(
+            chunked + b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+        )
+        second = _http_answer(sock)
+        sock.sendall(_webhook_head(body, b"Content-Length: %d" % len(body), ids[0]) + body)
+        redelivered = _http_answer(sock)
+    assert first.startswith(b"HTTP/1.1 202") and ids[0].encode() in first
+    assert second.startswith(b"HTTP/1.1 202") and ids[1].encode() in second
+    assert redelivered.startswith(b"HTTP/1.1 200") and b"duplicate" in redelivered
+
+
+def test_a_chunked_body_over_the_limit_is_a_413(served: World) -> None:
+    body = b"x" * ((1 << 20) + 1)  # the Discord route's limit is 1 MiB
+    head = b"POST /discord HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    pieces = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    wire = head + b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", served.service.port), timeout=10) as sock:
+        sock.sendall(wire)
+        assert _http_answer(sock).startswith(b"HTTP/1.1 413")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from valine.core.errors import QueueUnavailable
 from valine.http import Deferred, Response, json_response
+from valine.infra.sqlite import Database
 from valine.queue.sqlite import SqliteJobQueue
 from valine.runtime.server import GroupCommit, enqueue_all
 from valine.testing.clock import ManualClock
@@ -149,3 +151,54 @@ def test_enqueue_all_falls_back_to_one_enqueue_per_job() -> None:
     queue = MemoryJobQueue()
     assert enqueue_all(queue, [job("a"), job("a"), job("b")]) == [True, False, True]
     assert queue.depth() == 2
+
+
+class GatedQueue(SqliteJobQueue):
+    """A SQLite queue whose first batch waits, inside its commit, for ``gate`` to open."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.threads: list[int] = []
+        self.batches: list[list[str]] = []
+
+    def enqueue_many(self, jobs: Any) -> list[bool]:
+        self.threads.append(threading.get_ident())
+        self.batches.append([key for _, _, key in jobs])
+        if len(self.batches) == 1:
+            self.entered.set()
+            if not self.gate.wait(timeout=10):
+                raise AssertionError("the event loop never ran while the batch committed")
+        return super().enqueue_many(jobs)
+
+
+def test_the_event_loop_runs_while_a_batch_commits_and_later_jobs_form_the_next_batch(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "q.db"
+    queue = GatedQueue(Database(db))
+    commits = GroupCommit(queue)
+    seen: list[tuple[str, bool, int]] = []
+
+    async def request(key: str) -> int:
+        step = deferred(key, seen, db)
+        return step.finish(await commits.add(step)).status
+
+    async def main() -> tuple[list[int], int]:
+        first = asyncio.create_task(request("a"))
+        while not queue.entered.is_set():  # the first batch is now inside its commit
+            await asyncio.sleep(0.001)
+        later = [asyncio.create_task(request(k)) for k in ("b", "a", "c")]
+        await asyncio.sleep(0.01)
+        answered_early = sum(task.done() for task in [first, *later])
+        queue.gate.set()  # only the event loop can open it: it was not blocked
+        return await asyncio.gather(first, *later), answered_early
+
+    statuses, answered_early = asyncio.run(main())
+    commits.close()
+    assert answered_early == 0  # nobody is answered before its own batch is committed
+    assert statuses == [202, 202, 200, 202]
+    assert queue.batches == [["a"], ["b", "a", "c"]]  # those added meanwhile: one batch
+    assert threading.get_ident() not in queue.threads  # committed off the loop's thread
+    assert all(committed == 1 for _, _, committed in seen)

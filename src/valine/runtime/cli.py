@@ -110,11 +110,12 @@ def serve_services(services: Services, host: str, port: int) -> int:
     logs.configure(settings.log_level, settings.secret_values(), log_format=settings.log_format)
     services.policy  # a malformed valine.toml stops start-up, naming the key  # noqa: B018
     services.store  # opens (and if needed creates) the state store now, not on first use  # noqa: B018
+    commits = GroupCommit(services.queue)
     adapter = RsgiAdapter(
         services.app(),
         max_in_flight=int(settings.max_body_in_flight),
         body_timeout=float(settings.body_timeout),
-        commits=GroupCommit(services.queue),
+        commits=commits,
     )
     pool = WorkerPool(
         services.queue,
@@ -149,6 +150,7 @@ def serve_services(services: Services, host: str, port: int) -> int:
     try:
         serve(adapter, host, port)
     finally:
+        commits.close()
         periodic.stop()
         pool.stop(timeout=10)
     return 0

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -51,7 +52,11 @@ class Scope(Protocol):
 
 
 class HTTPProtocol(Protocol):
-    """The RSGI HTTP protocol object: the body as chunks, and the response."""
+    """The RSGI HTTP protocol object: the body (whole, or as chunks), and the response."""
+
+    def __call__(self) -> Awaitable[bytes]:
+        """The whole body, once it has arrived."""
+        ...
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         """The body's chunks as they arrive."""
@@ -80,48 +85,72 @@ class TooManyBytes(Exception):
 
 
 class GroupCommit:
-    """Commits the jobs of the requests that reach it in one event-loop turn together.
+    """Commits the jobs of concurrent webhook requests together, off the event loop's thread.
 
     A webhook's answer waits for its job's commit. Each request's coroutine, once its
-    delivery is verified and parsed, adds its job here and awaits it; the first one of a
-    turn schedules one flush, which writes every job added by then in one transaction
-    (:meth:`~valine.queue.sqlite.SqliteJobQueue.enqueue_many`) and resolves each
-    request's future: each answer still follows its own commit. Under load, the requests
-    whose bodies arrived together share a commit; alone, a request is its own batch.
+    delivery is verified and parsed, adds its job here and awaits it. One commit runs at a
+    time, in a writer thread of its own (SQLite releases the interpreter lock while it
+    writes, so the event loop verifies and parses the next requests meanwhile): the jobs
+    added while a commit runs, or in the same event-loop turn when none runs, form the
+    next batch, written in one transaction
+    (:meth:`~valine.queue.sqlite.SqliteJobQueue.enqueue_many`). Each request's future is
+    resolved only when its batch is committed: each answer still follows its own commit.
+    Alone, a request is its own batch.
     """
 
     def __init__(self, queue: JobQueue) -> None:
         self._queue = queue
         self._pending: list[tuple[Deferred, asyncio.Future[bool]]] = []
+        #: True from the moment a flush is scheduled until its commit has answered.
+        self._flushing = False
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="valine-commit")
         #: Batches flushed and jobs written (the benchmark reports the mean batch).
         self.batches = 0
         self.jobs = 0
 
     async def add(self, step: Deferred) -> bool:
-        """Commit ``step``'s job with the others of this turn; False for a seen dedupe key."""
+        """Commit ``step``'s job with the others of its batch; False for a seen dedupe key."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
         self._pending.append((step, future))
+        if not self._flushing:
+            self._flushing = True
+            loop.call_soon(self._flush, loop)
         return await future
 
-    def _flush(self) -> None:
+    def close(self) -> None:
+        """Wait for the commit in progress, then stop the writer thread."""
+        self._writer.shutdown(wait=True)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand the pending jobs to the writer thread as one batch."""
         batch, self._pending = self._pending, []
         self.batches += 1
         self.jobs += len(batch)
-        try:
-            answers = enqueue_all(
-                self._queue, [(s.kind, s.payload, s.dedupe_key) for s, _ in batch]
-            )
-        except Exception as exc:  # every request of the batch answers 500; nothing committed
+        jobs = [(s.kind, s.payload, s.dedupe_key) for s, _ in batch]
+        written = loop.run_in_executor(self._writer, enqueue_all, self._queue, jobs)
+        written.add_done_callback(lambda done: self._answer(loop, batch, done))
+
+    def _answer(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[tuple[Deferred, asyncio.Future[bool]]],
+        done: asyncio.Future[list[bool]],
+    ) -> None:
+        """Resolve a committed batch's requests; start the next batch if jobs are waiting."""
+        exc = done.exception()
+        if exc is not None:  # every request of the batch answers 500; nothing committed
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
-            return
-        for (_, future), added in zip(batch, answers, strict=True):
-            if not future.done():  # a request cancelled meanwhile: its job stays committed
-                future.set_result(added)
+        else:
+            for (_, future), added in zip(batch, done.result(), strict=True):
+                if not future.done():  # a request cancelled meanwhile: its job stays committed
+                    future.set_result(added)
+        if self._pending:
+            self._flush(loop)
+        else:
+            self._flushing = False
 
 
 def enqueue_all(queue: JobQueue, jobs: Sequence[tuple[str, dict[str, Any], str]]) -> list[bool]:
@@ -183,7 +212,13 @@ class RsgiAdapter:
                 raise BodyTooLarge
             held[0] = self._reserve(int(declared) if declared.isdigit() else 0)
             async with asyncio.timeout(self.body_timeout):
-                body = await self._read_body(protocol, limit, held)
+                if declared.isdigit():
+                    # HTTP/1.1 framing: the body is exactly the declared length (a client
+                    # sending more starts its next request), already within the limit and
+                    # reserved: read it whole, in one step instead of one per chunk.
+                    body = await protocol()
+                else:  # chunked: counted as it arrives
+                    body = await self._read_body(protocol, limit, held)
         except BodyTooLarge:
             # A client that sends the whole body before reading the answer (most do) would
             # see the connection closed under it instead of the 413: read and drop a
