@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from valine.core.checks import CheckPicture
 from valine.core.errors import ValineError
-from valine.core.models import Issue, PullRequest, Run, WorkflowRun
-from valine.core.replies import Message
+
+if TYPE_CHECKING:
+    # Named in signatures only: importing the ports loads none of the domain's
+    # dataclass modules (a Discord PING or a deferred command imports this module).
+    from valine.core.checks import CheckPicture
+    from valine.core.models import Issue, PullRequest, Run, WorkflowRun
+    from valine.core.replies import Message
 
 
 class Clock(Protocol):

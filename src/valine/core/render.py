@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 from valine.core.authz import Permissions, grant_name, is_guarded, who_may
 from valine.core.commands import CommandSpec
-from valine.core.deploy import label as deploy_label
 from valine.core.models import Run, Task
 from valine.core.replies import Button, Card, Message, Style
 from valine.core.states import (
@@ -105,6 +104,8 @@ def run_card(run: Run, web_url: str) -> Card:
 
 def state_label(run: Run) -> str:
     """The run's state in words: ``shipped · deployed`` once a deployment is known."""
+    from valine.core.deploy import label as deploy_label
+
     words = run.state.value.replace("_", " ")
     deployed = deploy_label(run.deploy) if run.state is RunState.SHIPPED else None
     return f"{words} · {deployed}" if deployed else words
@@ -115,6 +116,8 @@ _DEPLOY_ICONS = {"deploying": "🚀", "deployed": "✅", "deploy failed": "❌"}
 
 def deploy_line(run: Run) -> str:
     """One line on the deployment: its state, the workflow run's link, why it failed."""
+    from valine.core.deploy import label as deploy_label
+
     deploy = run.deploy
     assert deploy is not None
     word = deploy_label(deploy) or ""

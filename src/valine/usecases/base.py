@@ -11,16 +11,17 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from valine.core import tracking
 from valine.core.errors import ClaimHeld, GitHubUnavailable, RunConflict
-from valine.core.events import Delivery, GitHubEvent
 from valine.core.models import Run, Task, apply_task_event
 from valine.core.policy import Policy
 from valine.core.states import TASK_TERMINAL, RunState, StampedStep, Step, TaskEvent, TaskState
 from valine.ports import GITHUB_EVENT_JOB, Clock, Discord, GitHub, GitHubError, JobQueue, RunStore
 from valine.usecases.registry import Registry
+
+if TYPE_CHECKING:
+    from valine.core.events import Delivery, GitHubEvent
 
 log = logging.getLogger("valine.usecases")
 
@@ -50,8 +51,10 @@ SCHEDULE = "schedule"
 #: The queued webhook delivery (``GITHUB_EVENT``) is read by ``github/`` and handed to
 #: ``Orchestrator.on_delivery`` by the runtime.
 jobs: Registry[str] = Registry("job kind")
-#: What each kind of GitHub news (:mod:`valine.core.events`) does, registered the same way.
-github_events: Registry[type] = Registry("GitHub event")
+#: What each kind of GitHub news (:mod:`valine.core.events`) does, registered the same way,
+#: by the event's class name: a command never loads the webhook side (the events, the
+#: tracking rules) to register its handlers (docs/benchmarks.md, the Lambda cold start).
+github_events: Registry[str] = Registry("GitHub event")
 #: How often the local runtime re-reads the active run's open pull requests (EventBridge
 #: does it on AWS).
 RECONCILE_EVERY = 300.0
@@ -209,7 +212,7 @@ class UseCaseBase:
     def apply_news(self, event: GitHubEvent, delivery: Delivery) -> None:
         """Hand a domain event (a webhook's, or what the reconcile read) to the handler
         registered for its kind (``@github_events.register``); none: no news."""
-        handler = github_events.get(self, type(event))
+        handler = github_events.get(self, type(event).__name__)
         if handler is not None:
             handler(event, delivery)
 
@@ -258,6 +261,8 @@ class UseCaseBase:
             self.notify(saved)
 
     def _fail_task(self, run_id: str, number: int, reason: str) -> None:
+        from valine.core import tracking
+
         now = self.clock.now()
         fail_run = self.policy.on_task_failure == "fail_run"
 

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from valine.core import deploy as deploying
 from valine.core.errors import GitHubUnavailable, NotFound, QueueUnavailable, RunConflict
-from valine.core.events import Delivery, WorkflowRunChanged
 from valine.core.models import Deployment, Run, WorkflowRun, apply_deploy_event
 from valine.core.policy import deploy_inputs
 from valine.core.replies import Answer, announce, notice
@@ -45,6 +43,11 @@ from valine.usecases.base import (
 )
 from valine.usecases.commanding import CommandingBase
 from valine.usecases.router import GITHUB, Call, Router
+
+if TYPE_CHECKING:
+    # Loaded with the first workflow run's news, not with the use cases (a command never
+    # reads one; docs/benchmarks.md, the Lambda cold start).
+    from valine.core.events import Delivery, WorkflowRunChanged
 
 #: The command of this module.
 ROUTES = Router()
@@ -248,13 +251,15 @@ class DeployingMixin(CommandingBase):
 
     # -- news of workflow runs: webhooks and the reconcile ------------------------------
 
-    @github_events.register(WorkflowRunChanged)
+    @github_events.register("WorkflowRunChanged")
     def _on_workflow_run(self, event: WorkflowRunChanged, delivery: Delivery) -> None:
         """A workflow run's webhook: news for a deployment, if it is one's."""
         self.apply_workflow_run(event.run)
 
     def apply_workflow_run(self, seen: WorkflowRun) -> Run | None:
         """Apply a workflow run's news to the deployment it belongs to (if any)."""
+        from valine.core import deploy as deploying
+
         if not self.policy.ship.deploy_workflow:
             return None  # every CI run sends workflow_run too: read nothing for them
         owner = deploying.owner_of(self._deploying_runs(), seen)
@@ -299,6 +304,8 @@ class DeployingMixin(CommandingBase):
         job was lost (pending, unclaimed, for a while) has its job enqueued again.
         Returns how many requests were sent.
         """
+        from valine.core.events import Delivery, WorkflowRunChanged
+
         sent = 0
         for run in self._deploying_runs():
             deploy = run.deploy
@@ -316,6 +323,8 @@ class DeployingMixin(CommandingBase):
         return sent
 
     def _read_workflow_runs(self, run: Run, deploy: Deployment) -> Sequence[WorkflowRun]:
+        from valine.core import deploy as deploying
+
         try:
             if deploy.workflow_run_id is not None:
                 return [self.github.workflow_run(self.repo, deploy.workflow_run_id)]
@@ -344,6 +353,8 @@ class DeployingMixin(CommandingBase):
             )
 
     def _expire_deployment(self, run_id: str) -> None:
+        from valine.core import deploy as deploying
+
         now = self.clock.now()
         timeout = float(self.policy.ship.deploy_timeout)
         saved = self._update(run_id, lambda r: deploying.expire(r, now, timeout))

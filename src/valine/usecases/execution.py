@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from valine.core import tracking
 from valine.core.errors import GitHubUnavailable
 from valine.core.executors import ASSIGN, LABEL, WORKFLOW, ExecutorKind, kind_of
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
@@ -81,6 +80,8 @@ class ExecutionMixin(UseCaseBase):
                     # the retry claim again instead of waiting for this claim to expire.
                     self._release_labelling(run_id, [t.issue_number for t in todo])
                     raise
+            from valine.core import tracking
+
             now = self.clock.now()
             fail_run = self.policy.on_task_failure == "fail_run"
             saved = self._update(

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from valine.core import render, tracking
+from valine.core import render
 from valine.core.commands import CommandSpec
 from valine.core.errors import NotFound
 from valine.core.models import Run, Task, apply_run_event, retry_task
@@ -115,6 +115,8 @@ class InteractionsMixin(CommandingBase):
             return outcome, _not_retryable(run, issue, task)
 
         def decide(run: Run) -> Run:
+            from valine.core import tracking
+
             assert number is not None  # refuse() found its task
             return tracking.settle(retry_task(run, number, now, reason), now, fail_run)
 

@@ -23,7 +23,6 @@ from datetime import datetime
 from typing import Any
 
 from valine.core import render
-from valine.core.digest import day_digest, digest_message
 from valine.core.models import Run
 from valine.core.replies import Answer, Message, Reply
 from valine.ports import DiscordError
@@ -64,6 +63,8 @@ class DigestMixin(UseCaseBase):
 
     def digest_message(self) -> Message:
         """Today's digest from the stored runs (no GitHub request)."""
+        from valine.core.digest import day_digest, digest_message
+
         now = self.clock.now()
         runs = self.store.recent_runs(self.repo, limit=DIGEST_RUNS)
         return digest_message(day_digest(runs, self.day_start(now)), self.repo, self.web_url)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from valine.core import render, tracking
+from valine.core import render
 from valine.core.errors import NotFound
 from valine.core.models import Run, Task, apply_run_event, apply_task_event
 from valine.core.replies import Answer, Button, Message, Reply, Style, notice
@@ -136,6 +136,8 @@ class ShippingMixin(DeployingMixin):
         ]
         if not numbers:
             return run
+        from valine.core import tracking
+
         pictures = self.github.pull_checks(self.repo, numbers)
         now = self.clock.now()
         required = self.policy.required_checks

@@ -10,31 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from valine.core import liveness, tracking
-from valine.core.checks import CheckPicture
 from valine.core.errors import GitHubUnavailable, NotFound
-from valine.core.events import (
-    CheckEvent,
-    CheckSuiteCompleted,
-    CommitStatusChanged,
-    Delivery,
-    GitHubEvent,
-    IssueChanged,
-    IssueClosed,
-    IssueUnlabelled,
-    MergeGroupChecked,
-    PullRequestClosed,
-    PullRequestDequeued,
-    PullRequestMerged,
-    PullRequestOpened,
-    PullRequestPushed,
-    from_pull_read,
-)
 from valine.core.models import Run
 from valine.core.states import TASK_TERMINAL, TASK_WITH_PR, RunState, Step, TaskState
-from valine.core.tracking import queued_since
 from valine.logs import log_context
 from valine.ports import AuditEntry, GitHubError
 from valine.usecases.base import (
@@ -55,6 +35,13 @@ from valine.usecases.base import (
 )
 from valine.usecases.deploying import DeployingMixin
 
+if TYPE_CHECKING:
+    # The webhook side (the events, the tracking rules, the check pictures) loads on the
+    # first news, not with the use cases: a command never needs it (docs/benchmarks.md).
+    from valine.core import tracking
+    from valine.core.checks import CheckPicture
+    from valine.core.events import CheckEvent, Delivery, GitHubEvent
+
 
 class TrackingMixin(DeployingMixin):
     """Apply GitHub's news to the active run, each delivery at most once."""
@@ -74,13 +61,15 @@ class TrackingMixin(DeployingMixin):
                 return
             self.apply_news(delivery.event, delivery)
 
-    @github_events.register(CheckSuiteCompleted, CommitStatusChanged)
+    @github_events.register("CheckSuiteCompleted", "CommitStatusChanged")
     def _apply_check_event(self, event: CheckEvent, delivery: Delivery) -> None:
         """Re-read the checks of the pull requests a check event concerns (one query).
 
         Pull request and issue events cost no GitHub request; a check event costs one:
         the whole picture of the pull requests it concerns, judged by the one rule.
         """
+        from valine.core import tracking
+
         run = self.store.active_run(self.repo)
         if run is None:
             return
@@ -117,6 +106,8 @@ class TrackingMixin(DeployingMixin):
         read of a shipping run) also apply :func:`~valine.core.tracking.left_queue`
         against ``before``, the run as read before them.
         """
+        from valine.core import tracking
+
         if not pictures:
             return None
         required = self.policy.required_checks
@@ -130,18 +121,20 @@ class TrackingMixin(DeployingMixin):
         return self._save_changes(run_id, changes, delivery_id, label or "checks")
 
     @github_events.register(
-        PullRequestOpened,
-        PullRequestPushed,
-        PullRequestMerged,
-        PullRequestClosed,
-        PullRequestDequeued,
-        MergeGroupChecked,
-        IssueChanged,
-        IssueClosed,
-        IssueUnlabelled,
+        "PullRequestOpened",
+        "PullRequestPushed",
+        "PullRequestMerged",
+        "PullRequestClosed",
+        "PullRequestDequeued",
+        "MergeGroupChecked",
+        "IssueChanged",
+        "IssueClosed",
+        "IssueUnlabelled",
     )
     def _apply_event(self, event: GitHubEvent, delivery: Delivery) -> None:
         """Apply one pull request or issue event to the active run, at most once."""
+        from valine.core import tracking
+
         run = self.store.active_run(self.repo)
         if run is None:
             return
@@ -170,6 +163,8 @@ class TrackingMixin(DeployingMixin):
         after newer events would undo them. So the ids of the deliveries that changed the
         run are kept in the run itself and written in the same conditional save.
         """
+        from valine.core import tracking
+
         now = self.clock.now()
         fail_run = self.policy.on_task_failure == "fail_run"
         notes: list[str] = []
@@ -228,6 +223,8 @@ class TrackingMixin(DeployingMixin):
         Deployments in flight (``[ship] deploy_workflow``) are re-read first: one
         request each. Returns how many pull requests were read.
         """
+        from valine.core.events import Delivery, from_pull_read
+
         self._carry_on_releases()
         if self.policy.ship.deploy_workflow:
             self.reconcile_deployments()
@@ -311,6 +308,8 @@ class TrackingMixin(DeployingMixin):
 
     def _expire(self, run_id: str) -> None:
         """Mark overdue tasks stale and apply ``[policy] on_stale``; queue re-dispatches."""
+        from valine.core import liveness, tracking
+
         now = self.clock.now()
         fail_run = self.policy.on_task_failure == "fail_run"
         again: list[int] = []
@@ -351,6 +350,8 @@ class TrackingMixin(DeployingMixin):
         each PR is still queued: one that left the queue unmerged (its ``dequeued``
         webhook lost) ends the attempt exactly as that webhook would have.
         """
+        from valine.core.tracking import queued_since
+
         run = self.store.get_run(run_id)
         numbers = [
             t.pr_number for t in run.tasks if t.state in TASK_WITH_PR and t.pr_number is not None
@@ -391,6 +392,9 @@ def _queue_timeouts(run: Run, now: float, timeout: float) -> Run | None:
     GitHub tells of an ejection only by the ``dequeued`` webhook; if that is lost the
     run would wait forever, so after the checks timeout the task leaves the queue.
     """
+    from valine.core import tracking
+    from valine.core.tracking import queued_since
+
     changes = []
     for task in run.tasks:
         queued_at = queued_since(task)
