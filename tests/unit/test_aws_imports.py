@@ -1,22 +1,40 @@
-"""The AWS adapters cost nothing to import and never scan a DynamoDB table.
+"""The AWS adapters cost nothing to import, the Lambda paths load only what they need,
+and the DynamoDB adapter never scans a table.
 
 Importing ``valine.store.dynamodb`` or ``valine.queue.sqs`` must not load boto3 or
 botocore (the Lambda cold start counts every import, docs/benchmarks.md; clients are built on
-first use). And ``/status`` must stay flat as runs accumulate, so the DynamoDB adapter
+first use). A Discord PING loads the handler, the settings, the app and the Discord
+endpoint, and none of the use cases; a deferred command loads the use cases but not the
+webhook side (the GitHub events and readers, the tracking rules, the check pictures), the
+digest or the deployment rules: each is checked in a fresh process against the list of
+what it may load. And ``/status`` must stay flat as runs accumulate, so the DynamoDB adapter
 reads through keys and indexes only: no Scan anywhere in its source.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nacl.signing import SigningKey
 
 import valine
+from aws_local import (  # noqa: F401 - aws_test_environment: a session fixture, registered here
+    REGION,
+    SERVICES,
+    aws_test_environment,
+    client,
+    unique_prefix,
+)
+from helpers import discord_headers, interaction
+from valine.runtime.aws_tables import create_tables, delete_tables
 
 SOURCES = Path(valine.__file__).parent
 AWS_MODULES = ["valine.store.dynamodb", "valine.queue.sqs"]
@@ -84,3 +102,221 @@ def test_the_scan_detector_finds_scans(tmp_path: Path) -> None:
         "    return client.query(ScanIndexForward=False)\n"
     )
     assert _scan_uses(sample) == ["line 4: .scan", "line 5: 'scan'"]
+
+
+# --------------------------------------------------------------------------- the Lambda paths
+
+#: What a Discord PING on Lambda may load of valine: the handler, the settings, the app, the
+#: Discord endpoint and its verifier. No use case, no store, no queue.
+PING_MODULES = frozenset(
+    {
+        "valine",
+        "valine.app",
+        "valine.core",
+        "valine.core.errors",
+        "valine.core.shape",
+        "valine.discord",
+        "valine.discord.interactions",
+        "valine.discord.verify",
+        "valine.http",
+        "valine.logs",
+        "valine.runtime",
+        "valine.runtime.aws",
+        "valine.runtime.config",
+        "valine.runtime.lambda_handlers",
+        "valine.runtime.secrets",
+        "valine.runtime.wiring",
+    }
+)
+#: What a deferred command (``/plan``) may load besides: the router and the use cases, the
+#: domain they decide with, and the AWS adapters (any module of ``valine.store``,
+#: ``valine.queue`` and ``valine.infra`` but the SQLite ones).
+COMMAND_MODULES = PING_MODULES | {
+    "valine.core.authz",
+    "valine.core.commands",
+    "valine.core.executors",
+    "valine.core.measures",
+    "valine.core.models",
+    "valine.core.planner",
+    "valine.core.policy",
+    "valine.core.render",
+    "valine.core.replies",
+    "valine.core.states",
+    "valine.core.threads",
+    "valine.discord.render",
+    "valine.metrics",
+    "valine.ports",
+    "valine.runtime.repositories",
+    "valine.usecases",
+    "valine.usecases.base",
+    "valine.usecases.commanding",
+    "valine.usecases.deploying",
+    "valine.usecases.execution",
+    "valine.usecases.failures",
+    "valine.usecases.interactions",
+    "valine.usecases.notifications",
+    "valine.usecases.planning",
+    "valine.usecases.registry",
+    "valine.usecases.rhythm",
+    "valine.usecases.router",
+    "valine.usecases.shipping",
+    "valine.usecases.tracking",
+}
+AWS_ADAPTER_PACKAGES = frozenset({"valine.store", "valine.queue", "valine.infra"})
+SQLITE_MODULES = frozenset({"valine.store.sqlite", "valine.queue.sqlite", "valine.infra.sqlite"})
+#: Never on a command's path: a webhook's, the digest's and the deployment's modules (they
+#: load on the first delivery, ``/digest`` or deployment that needs them).
+WEBHOOK_SIDE = frozenset(
+    {
+        "valine.core.checks",
+        "valine.core.deploy",
+        "valine.core.digest",
+        "valine.core.events",
+        "valine.core.liveness",
+        "valine.core.tracking",
+        "valine.github",
+        "valine.github.events",
+        "valine.github.webhooks",
+    }
+)
+#: The fresh process: the Lambda Discord handler answering one API Gateway event.
+HANDLE = """\
+import json, sys
+from valine.runtime.lambda_handlers import discord_handler
+result = discord_handler(json.load(sys.stdin), None)
+print(json.dumps({"status": result["statusCode"], "body": json.loads(result["body"]),
+                  "loaded": sorted(m for m in sys.modules if m.split(".")[0] == "valine")}))
+"""
+
+
+def _event(key: SigningKey, body: bytes) -> dict[str, object]:
+    """A minimal API Gateway REST (v1) proxy event of a signed ``POST /discord``."""
+    headers = discord_headers(key, body)
+    return {
+        "resource": "/discord",
+        "path": "/discord",
+        "httpMethod": "POST",
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "body": body.decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def _handle_cold(event: dict[str, object], env: dict[str, str], cwd: Path) -> dict[str, object]:
+    """What a fresh Lambda process answers to ``event``, and the valine modules it loaded."""
+    done = subprocess.run(
+        [sys.executable, "-c", HANDLE],
+        input=json.dumps(event),
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(SOURCES.parent), **env},
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    return report
+
+
+def _beyond(loaded: object, allowed: frozenset[str], *, aws_adapters: bool = False) -> list[str]:
+    """The loaded modules a path may not load: those outside ``allowed`` (with
+    ``aws_adapters``, any AWS adapter module is allowed too)."""
+    assert isinstance(loaded, list)
+    return [m for m in loaded if m not in allowed and not (aws_adapters and _aws_adapter(m))]
+
+
+def _aws_adapter(module: str) -> bool:
+    """True for a module of ``valine.store``, ``valine.queue`` or ``valine.infra`` that is
+    not a SQLite one (a Lambda holds no SQLite file)."""
+    package = module.rsplit(".", 1)[0] if module.count(".") > 1 else module
+    return package in AWS_ADAPTER_PACKAGES and module not in SQLITE_MODULES
+
+
+def test_a_ping_loads_only_the_handler_settings_app_and_endpoint(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    env = {
+        "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
+        "VALINE_STORE": "dynamodb://valine-orchestrator-test",
+        "VALINE_SECRETS_ARN": f"arn:aws:secretsmanager:{REGION}:123456789012:secret:unused",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing listens: a call would fail
+    }
+    report = _handle_cold(_event(key, interaction(kind=1)), env, tmp_path)
+    assert (report["status"], report["body"]) == (200, {"type": 1})
+    assert _beyond(report["loaded"], PING_MODULES) == []
+
+
+@pytest.fixture
+def lambda_environment(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A deployment's tables, queues and secret on the local stand-ins, and the Discord
+    function's environment (as the template sets it, loopback endpoints aside)."""
+    dynamodb_endpoint = SERVICES.dynamodb_endpoint()
+    moto_endpoint = SERVICES.sqs_endpoint()  # moto's server: SQS and Secrets Manager
+    prefix = unique_prefix()
+    dynamodb = client("dynamodb", dynamodb_endpoint)
+    sqs = client("sqs", moto_endpoint)
+    secrets = client("secretsmanager", moto_endpoint)
+    create_tables(dynamodb, prefix)
+    dead = sqs.create_queue(QueueName=f"{prefix}-dlq")["QueueUrl"]
+    queue = sqs.create_queue(QueueName=f"{prefix}-jobs")["QueueUrl"]
+    secret = secrets.create_secret(
+        Name=f"{prefix}/secret",
+        SecretString=json.dumps({"GITHUB_TOKEN": "token-" + uuid.uuid4().hex}),
+    )["ARN"]
+    config = tmp_path / "valine.toml"
+    config.write_text('[discord]\nguild_ids = ["4"]\n\n[permissions.plan]\nroles = ["7"]\n')
+    try:
+        yield {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
+            "AWS_ENDPOINT_URL_SQS": moto_endpoint,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_endpoint,
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+            "GITHUB_REPOSITORY": "octo/widgets",
+            "VALINE_CONFIG": str(config),
+            "VALINE_STORE": f"dynamodb://{prefix}",
+            "VALINE_QUEUE_URL": queue,
+            "VALINE_DEAD_LETTER_URL": dead,
+            "VALINE_SECRETS_ARN": secret,
+        }
+    finally:
+        for url in (queue, dead):
+            sqs.delete_queue(QueueUrl=url)
+        secrets.delete_secret(SecretId=secret, ForceDeleteWithoutRecovery=True)
+        delete_tables(dynamodb, prefix)
+        for aws in (dynamodb, sqs, secrets):
+            aws.close()
+
+
+def test_a_deferred_command_loads_no_webhook_digest_or_deployment_module(
+    lambda_environment: dict[str, str], tmp_path: Path
+) -> None:
+    key = SigningKey.generate()
+    env = {**lambda_environment, "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex()}
+    report = _handle_cold(_event(key, interaction(name="plan")), env, tmp_path)
+    assert (report["status"], report["body"]) == (200, {"type": 5})
+    loaded = report["loaded"]
+    assert isinstance(loaded, list)
+    assert sorted(WEBHOOK_SIDE & set(loaded)) == []
+    assert _beyond(loaded, COMMAND_MODULES, aws_adapters=True) == []
+    # The use cases did run: the router and the planning concern answered.
+    assert {"valine.usecases.router", "valine.usecases.planning"} <= set(loaded)
+
+
+def test_the_path_check_names_what_a_path_may_not_load() -> None:
+    loaded = ["valine.http", "valine.core.events", "valine.store.dynamodb", "valine.store.sqlite"]
+    assert _beyond(loaded, PING_MODULES) == [
+        "valine.core.events",
+        "valine.store.dynamodb",
+        "valine.store.sqlite",
+    ]
+    assert _beyond(loaded, COMMAND_MODULES, aws_adapters=True) == [
+        "valine.core.events",
+        "valine.store.sqlite",
+    ]
