@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import random
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -158,6 +156,11 @@ class UnitOfWork:
 
     def _commit(self, writes: list[Write]) -> bool:
         """One transaction of ``writes`` (retried with alternatives or after conflicts)."""
+        # Here, not at the top: every Discord request opens a unit, a PING too, and
+        # uuid and random cost a PING's cold start more than the rest of this module.
+        import random
+        import uuid
+
         from valine.infra.aws import error_code
 
         for _ in range(CONFLICT_TRIES):
