@@ -311,6 +311,30 @@ def test_workers_let_requests_go_first(queue: SqliteJobQueue) -> None:
     assert queue.depth() == 2  # the rest is still queued, durably
 
 
+def test_workers_resume_as_soon_as_the_requests_are_answered(queue: SqliteJobQueue) -> None:
+    done: list[dict[str, Any]] = []
+    busy = threading.Event()
+    busy.set()
+    pool = WorkerPool(
+        queue, {"sync": done.append}, threads=1, poll_interval=0.01, busy=busy.is_set,
+        yield_interval=30.0,
+    )  # fmt: skip
+    for n in range(3):
+        queue.enqueue("sync", {"n": n})
+    pool.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(done) == 1  # it yields to the requests in flight ...
+        busy.clear()  # ... and once they are answered takes the next jobs, not in 30 s
+        while len(done) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [job["n"] for job in done] == [0, 1, 2]
+    finally:
+        assert pool.stop(timeout=5)
+
+
 # -- leases that hold, rate limits that wait ------------------------------------------------
 
 

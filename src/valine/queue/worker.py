@@ -158,11 +158,17 @@ def _dead_lettered(job: Job, error: str, on_dead_letter: DeadLetterHook | None) 
         log.exception("dead-letter hook failed for job %s", job.job_id, extra=extra)
 
 
+#: How often a worker yielding to requests checks whether they have been answered.
+BUSY_CHECK = 0.01
+
+
 class WorkerPool:
     """A pool of daemon threads, each leasing and running one job at a time.
 
     ``poll_interval`` is how long a thread sleeps after finding no due job (or after the
-    queue itself failed); it wakes at once when :meth:`stop` is called. ``clock`` (epoch
+    queue itself failed); it wakes at once when :meth:`stop` is called. With ``busy``
+    (requests are being answered), a thread that finished a job waits until they are, at
+    most ``yield_interval`` seconds, before its next job. ``clock`` (epoch
     seconds, the queue's) says how long a rate-limited job waits.
     """
 
@@ -176,7 +182,7 @@ class WorkerPool:
         poll_interval: float = 0.2,
         on_dead_letter: DeadLetterHook | None = None,
         busy: Callable[[], bool] | None = None,
-        yield_interval: float = 0.02,
+        yield_interval: float = 0.25,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if threads < 1:
@@ -264,11 +270,24 @@ class WorkerPool:
                 worked = False
             if not worked:
                 self._stop.wait(self.poll_interval)
-            elif self.busy is not None and self.busy():
-                # Requests are waiting for an answer (GitHub allows 10 s, Discord 3 s) and
-                # share this process's interpreter: let them go first. Jobs are durable,
-                # so a backlog only waits; each thread still runs one job per interval.
-                self._stop.wait(self.yield_interval)
+            else:
+                self._yield_to_requests()
+
+    def _yield_to_requests(self) -> None:
+        """Wait while requests are being answered: until none is, at most ``yield_interval``.
+
+        Requests wait for an answer (GitHub allows 10 s, Discord 3 s) and share this
+        process's interpreter: they go first. Jobs are durable, so a backlog only waits;
+        under a load that never pauses each thread still runs one job per interval.
+        """
+        if self.busy is None:
+            return
+        deadline = time.monotonic() + self.yield_interval
+        while self.busy() and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(BUSY_CHECK, left))
 
 
 class Heartbeat:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
@@ -71,6 +72,8 @@ class HTTPProtocol(Protocol):
 MAX_IN_FLIGHT = 64 << 20
 #: Default seconds a request body may take to arrive.
 BODY_TIMEOUT = 10.0
+#: Seconds after the last answer during which the server still counts as busy.
+QUIET = 0.05
 #: At most this many bytes of a body refused as too large are read (and dropped) before
 #: the 413 is sent; past it the connection closes after the answer.
 DISCARD_LIMIT = 8 << 20
@@ -176,14 +179,20 @@ class RsgiAdapter:
         self.commits = commits
         #: Requests being answered now. The worker pool reads it to let ingest go first.
         self.in_flight = 0
+        #: When the last request was answered (``time.monotonic``).
+        self.last_answer = float("-inf")
         #: Bytes of request bodies reserved by the requests being read now.
         self.bytes_in_flight = 0
         self.max_in_flight = max_in_flight
         self.body_timeout = body_timeout
 
     def busy(self) -> bool:
-        """True while a request is being answered."""
-        return self.in_flight > 0
+        """True while a request is being answered, or was less than QUIET seconds ago.
+
+        Under load the requests in flight all finish together at times (a group commit
+        answers a whole batch): those instants are not a pause in the load.
+        """
+        return self.in_flight > 0 or time.monotonic() - self.last_answer < QUIET
 
     async def __rsgi__(self, scope: Scope, protocol: HTTPProtocol) -> None:
         """Serve one RSGI request (HTTP only: this app has no websockets)."""
@@ -194,6 +203,7 @@ class RsgiAdapter:
             _send(protocol, await self._answer(scope, protocol))
         finally:
             self.in_flight -= 1
+            self.last_answer = time.monotonic()
 
     async def _answer(self, scope: Scope, protocol: HTTPProtocol) -> Response:
         refusal = self.app.refusal(scope.method, scope.path)
