@@ -31,6 +31,7 @@ __all__ = [
     "EXAMPLES_INDEX",
     "GUILD",
     "ROOT",
+    "SEED_COMMANDS",
     "WEBHOOK_SECRET",
     "Service",
     "_example",
@@ -50,6 +51,12 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: The slash commands a user sees after ``valine register-commands``, spelled out once:
+#: the README's command table promises these names (a new command changes this set).
+SEED_COMMANDS = frozenset(
+    {"plan", "approve", "status", "ship", "cancel", "retry", "deploy", "digest", "help"}
+)
 
 
 def rsa_key_pair() -> tuple[str, str]:

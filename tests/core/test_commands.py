@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from helpers import SEED_COMMANDS
 from valine.core.commands import (
     COMMANDS,
     OPTION_INTEGER,
@@ -29,17 +30,7 @@ def _data(name: str, **options: Any) -> dict[str, Any]:
 
 def test_registration_payload_lists_the_seed_commands() -> None:
     payload = {c["name"]: c for c in registration_payload()}
-    assert set(payload) == {
-        "plan",
-        "approve",
-        "status",
-        "ship",
-        "cancel",
-        "retry",
-        "deploy",
-        "digest",
-        "help",
-    }
+    assert set(payload) == SEED_COMMANDS
     for name, required in (("approve", True), ("ship", True), ("cancel", True), ("status", False)):
         (option,) = payload[name]["options"]
         assert option == {

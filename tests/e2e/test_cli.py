@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import WEBHOOK_SECRET, start_service, stop_service
+from helpers import SEED_COMMANDS, WEBHOOK_SECRET, start_service, stop_service
 from valine.core.commands import registration_payload
 from valine.testing import wait_for
 from valine.testing.discord_standin import DiscordStandIn
@@ -157,17 +157,7 @@ def test_register_commands_sends_only_when_something_changed(tmp_path: Path) -> 
 def test_register_commands_dry_run_prints_the_schema(tmp_path: Path) -> None:
     result = valine(tmp_path, "register-commands", "--dry-run")
     payload = {c["name"]: c for c in json.loads(result.stdout)}
-    assert set(payload) == {
-        "plan",
-        "approve",
-        "status",
-        "ship",
-        "cancel",
-        "retry",
-        "deploy",
-        "digest",
-        "help",
-    }
+    assert set(payload) == SEED_COMMANDS
     assert payload["approve"]["options"][0] == {
         "name": "run_id",
         "description": payload["approve"]["options"][0]["description"],
