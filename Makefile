@@ -12,7 +12,7 @@ OPENAPI := $(MATERIAL)/api.github.com.json
 DYNAMODB := .cache/dynamodb
 DYNAMODB_STAMP := $(DYNAMODB)/.installed
 
-.PHONY: install material aws-local run test lint typecheck contracts unit bench bench-record bench-ingest demo diagram clean proving-ground proving-quick
+.PHONY: install material aws-local run test lint typecheck contracts unit bench bench-record bench-ingest demo diagram clean proving-ground proving-quick properties
 
 install: $(INSTALLED)
 
@@ -90,6 +90,13 @@ bench-ingest: install
 # PROVING_QUICK=1 for small counts, PROVING_SEED=N for another draw.
 proving-ground: install material aws-local
 	$(BIN)/python proving/run.py
+
+# Every property-based (Hypothesis) test at VALINE_FUZZ_SCALE times make test's example
+# counts (default 20): the volume behind "never a 500", "never a second thread" and
+# "json's verdicts" (docs/reliability.md). About 25 minutes on 2 shared cores at 20.
+VALINE_FUZZ_SCALE ?= 20
+properties: install material aws-local
+	VALINE_FUZZ_SCALE=$(VALINE_FUZZ_SCALE) $(BIN)/pytest -q -m hypothesis
 
 demo: install
 	$(BIN)/valine demo

@@ -10,14 +10,16 @@ import pytest
 from hypothesis import HealthCheck, settings
 from nacl.signing import SigningKey
 
-from helpers import WEBHOOK_SECRET, Service, start_service, stop_service
+from helpers import WEBHOOK_SECRET, Service, examples, start_service, stop_service
 from valine.testing.examples import MaterialMissing, load_examples
 from world import World, start_world, stop_world
 
 # Property-based tests: no per-example deadline (the machine is shared, and a slow example
 # is not a failure; speed lives in `make bench`); the example database stays out of the tree.
+# ``VALINE_FUZZ_SCALE`` multiplies every count (helpers.examples), this default 100 included.
 settings.register_profile(
     "valine",
+    max_examples=examples(100),
     deadline=None,
     database=None,
     print_blob=True,

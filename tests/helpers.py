@@ -10,6 +10,7 @@ re-exported here under the names the tests use.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from valine.testing.world import GUILD, WEBHOOK_SECRET, github_headers, interact
 
 __all__ = [
     "EXAMPLES_INDEX",
+    "FUZZ_SCALE",
     "GUILD",
     "ROOT",
     "SEED_COMMANDS",
@@ -38,6 +40,7 @@ __all__ = [
     "_set_repo",
     "check_suite_event",
     "discord_headers",
+    "examples",
     "free_port",
     "github_headers",
     "interaction",
@@ -51,6 +54,16 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: How many times ``make test``'s example counts every property-based test runs:
+#: ``VALINE_FUZZ_SCALE=20 make properties`` (the volume behind the README's "never" claims).
+FUZZ_SCALE = max(1, int(os.environ.get("VALINE_FUZZ_SCALE", "1")))
+
+
+def examples(count: int) -> int:
+    """``count`` Hypothesis examples, times ``VALINE_FUZZ_SCALE``."""
+    return count * FUZZ_SCALE
+
 
 #: The slash commands a user sees after ``valine register-commands``, spelled out once:
 #: the README's command table promises these names (a new command changes this set).

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from github_graphql import SCHEMA_JSON, github_schema, validate
+from helpers import examples
 from valine.core.errors import NotFound
 from valine.github.client import GitHubClient, TokenAuth
 from valine.ports import GitHubError, IssueUpdate
@@ -744,7 +745,7 @@ _PIECES = [
 ]
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     pieces=st.lists(st.sampled_from(_PIECES), max_size=40),
     variables=st.dictionaries(

@@ -10,7 +10,6 @@ statuses the endpoints promise, and the service's log must never show the catch-
 from __future__ import annotations
 
 import json
-import os
 import random
 import socket
 import uuid
@@ -22,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
-from helpers import discord_headers, github_headers, interaction
+from helpers import FUZZ_SCALE, discord_headers, github_headers, interaction
 from valine.testing import payloads
 from valine.testing.world import REPO
 from world import World, start_world, stop_world
@@ -36,7 +35,7 @@ ANY_REQUEST = {200, 202, 400, 401, 404, 405, 413}
 CATCH_ALL = ("unhandled error", "internal error")
 #: ``VALINE_FUZZ_SCALE=50 pytest tests/e2e/test_hardened_endpoints.py`` sends 50 times the
 #: examples ``make test`` sends (about 40,000 requests instead of 800).
-SCALE = int(os.environ.get("VALINE_FUZZ_SCALE", "1"))
+SCALE = FUZZ_SCALE
 
 JSON = st.recursive(
     st.none()

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import examples
 from valine.core.errors import ConfigurationError
 from valine.core.policy import Schedule
 from valine.infra.sqlite import Database
@@ -62,7 +63,7 @@ def test_slots_follow_the_time_zone_across_daylight_saving() -> None:
     assert latest_slot("0 9 * * *", "Europe/Paris", after - 1) == before
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.floats(min_value=1.7e9, max_value=2.2e9))
 def test_the_latest_slot_is_the_one_before_the_next(now: float) -> None:
     slot = latest_slot("*/15 9-17 * * 1-5", "America/New_York", now)

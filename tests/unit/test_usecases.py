@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import examples
 from valine.core.authz import GUARDED_ACTIONS, Grant, Permissions
 from valine.core.errors import DiscordUnavailable, GitHubUnavailable
 from valine.core.models import Run
@@ -679,7 +680,7 @@ def _inject(discord: DiscordStandIn, fault: str) -> None:
         discord.rate_limit_next(retry_after=3600)  # beyond the client's budget: not sent
 
 
-@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     faults=st.lists(st.sampled_from(_DISCORD_FAULTS), min_size=1, max_size=6),
     channel=st.booleans(),
