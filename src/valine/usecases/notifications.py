@@ -73,6 +73,27 @@ class NotificationsMixin(UseCaseBase):
                 self._announce(self.store.get_run(run.run_id))  # now in the channel
                 return
             run = self.store.get_run(run.run_id)
+        self._let_go_of_passed_claims(run)
+
+    def _let_go_of_passed_claims(self, run: Run) -> None:
+        """Mark ``superseded`` each claim on a post the run no longer calls for.
+
+        Such a claim was left by an attempt whose answer was lost (or that died) before
+        the run moved on: a red check of a commit since pushed over, say. Its post may
+        or may not have arrived, and it is not sent again; without this, the claim would
+        keep an ended run's thread from being archived. An attempt still posting it marks
+        it ``posted`` afterwards, as before.
+        """
+        wanted = {key for key, _ in self._posts(run)}
+        passed = {k: v for k, v in run.announced.items() if k not in wanted and _is_claim(v)}
+        if not passed:
+            return
+
+        def let_go(current: Run) -> Run | None:
+            gone = {k: SUPERSEDED for k, v in passed.items() if current.announced.get(k) == v}
+            return replace(current, announced={**current.announced, **gone}) if gone else None
+
+        self._note(run.run_id, let_go)
 
     def _posts(self, run: Run, *, hopeful: bool = False) -> list[tuple[str, Message]]:
         """What the run calls for now: in its thread (``hopeful``: in the thread it may
@@ -128,9 +149,9 @@ class NotificationsMixin(UseCaseBase):
             return
         if run.deploy is not None and run.deploy.state not in DEPLOY_DONE:
             return
-        if any(status != POSTED for status in run.announced.values()):
+        if not all(_settled(status) for status in run.announced.values()):
             return  # another attempt is posting: it archives after its post
-        if any(run.announced.get(key) != POSTED for key, _ in self._posts(run)):
+        if not all(_settled(run.announced.get(key)) for key, _ in self._posts(run)):
             return  # the run moved on since this job posted: its own notify posts, archives
         state = threads.ARCHIVED
         try:
@@ -155,8 +176,8 @@ class NotificationsMixin(UseCaseBase):
         follow-up whose answer was lost is not sent again (it may have arrived).
         """
         status = run.announced.get(key)
-        if status == POSTED:
-            return
+        if _settled(status):
+            return  # posted, or let go when the run had moved on (it may have arrived)
         if status is None:
             status = self._claim(run, key)
             if status is None:
@@ -238,6 +259,11 @@ class _ThreadClosed(Exception):
 
 #: What an announcement's status becomes once Discord confirmed it.
 POSTED = "posted"
+#: What a claim becomes once the run no longer calls for its post (``_let_go_of_passed_
+#: claims``): it may or may not have arrived, and it is never sent again.
+SUPERSEDED = "superseded"
+#: How an announcement is sent; a claim is ``sending <via> <nonce>``.
+VIAS = frozenset({"followup", "channel", "thread", "nowhere"})
 #: Discord takes a nonce of at most 25 characters.
 NONCE_LENGTH = 25
 
@@ -290,3 +316,15 @@ def announcement(run: Run, web_url: str) -> tuple[str, Message] | None:
     if run.state is RunState.FAILED:
         return "failed", Message(f"❌ Run `{run.run_id}` failed: {run.reason}")
     return None
+
+
+def _settled(status: str | None) -> bool:
+    """True for an announcement nothing is left to do for: posted, or superseded."""
+    return status in (POSTED, SUPERSEDED)
+
+
+def _is_claim(status: str) -> bool:
+    """True for this module's ``sending <via> <nonce>`` claim (not, say, the scheduled
+    plan message's ``sending <nonce>``, which :mod:`valine.usecases.rhythm` settles)."""
+    parts = status.split(" ")
+    return len(parts) == 3 and parts[0] == "sending" and parts[1] in VIAS
