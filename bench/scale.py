@@ -181,10 +181,13 @@ def generate_audit(data: Dataset, runs: Sequence[Any]) -> Iterator[Any]:
 
 def cache_key(data: Dataset, backend: str) -> str:
     """What the cached store of ``data`` depends on: counts, generator, table layout."""
-    from valine.runtime.aws_tables import table_definitions
+    from valine.queue import sqs
+    from valine.store import dynamodb
     from valine.store import sqlite as sqlite_store
 
-    layout = sqlite_store.SCHEMA if backend == "sqlite" else json.dumps(table_definitions("p"))
+    # The tables the filled data lives in (the job outbox holds none of it).
+    tables = dynamodb.table_definitions("p") + sqs.table_definitions("p")
+    layout = sqlite_store.SCHEMA if backend == "sqlite" else json.dumps(tables)
     text = f"{GENERATOR_VERSION}:{backend}:{data.runs}:{data.audit}:{layout}"
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

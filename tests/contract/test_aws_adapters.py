@@ -74,6 +74,7 @@ def test_table_definitions_name_every_table_and_index() -> None:
     assert sorted(definitions) == [
         "valine-orchestrator-x-audit",
         "valine-orchestrator-x-dedupe",
+        "valine-orchestrator-x-outbox",
         "valine-orchestrator-x-runs",
     ]
     assert all(d["BillingMode"] == "PAY_PER_REQUEST" for d in definitions.values())
@@ -84,7 +85,15 @@ def test_table_definitions_name_every_table_and_index() -> None:
     assert sorted(indexes) == ["by_repo", "by_time"]
     assert all(i["Projection"] == {"ProjectionType": "KEYS_ONLY"} for i in indexes.values())
     ttl = {d["TableName"]: d["TimeToLiveSpecification"] for d in time_to_live_definitions("p")}
-    assert ttl == {"p-dedupe": {"AttributeName": "ttl", "Enabled": True}}
+    assert ttl == {
+        "p-dedupe": {"AttributeName": "ttl", "Enabled": True},
+        "p-outbox": {"AttributeName": "ttl", "Enabled": True},
+    }
+    # The outbox's stream carries each new job's item to the forwarder.
+    assert definitions["valine-orchestrator-x-outbox"]["StreamSpecification"] == {
+        "StreamEnabled": True,
+        "StreamViewType": "NEW_IMAGE",
+    }
 
 
 def _dedupe_table(store: DynamoRunStore) -> str:

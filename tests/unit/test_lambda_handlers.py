@@ -142,6 +142,60 @@ def sqs_event(queue_url: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the deployment
 
 
+class OutboxStream:
+    """The outbox table's DynamoDB stream, read with the real dynamodbstreams client, one
+    iterator per shard kept between reads, turned into Lambda's DynamoDB stream event."""
+
+    def __init__(self, streams: Any, table: str) -> None:
+        self._streams = streams
+        arns = streams.list_streams(TableName=table)["Streams"]
+        assert len(arns) == 1, arns
+        self.arn = arns[0]["StreamArn"]
+        self._iterators: dict[str, str | None] = {}
+
+    def records(self) -> list[dict[str, Any]]:
+        """The stream records written since the last call (every shard, in order)."""
+        shards = self._streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]
+        found: list[dict[str, Any]] = []
+        for shard in shards:
+            shard_id = shard["ShardId"]
+            if shard_id not in self._iterators:
+                self._iterators[shard_id] = self._streams.get_shard_iterator(
+                    StreamArn=self.arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+            iterator = self._iterators[shard_id]
+            while iterator:
+                page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+                found.extend(page["Records"])
+                self._iterators[shard_id] = iterator = page.get("NextShardIterator")
+                if not page["Records"]:
+                    break
+        return found
+
+    def event(self) -> dict[str, Any]:
+        """Lambda's event for the new records (the mapping's filter: INSERT only)."""
+        records = []
+        for record in self.records():
+            if record["eventName"] != "INSERT":
+                continue
+            stream = dict(record["dynamodb"])
+            when = stream.get("ApproximateCreationDateTime")
+            if isinstance(when, datetime):
+                stream["ApproximateCreationDateTime"] = when.timestamp()
+            records.append(
+                {
+                    "eventID": record["eventID"],
+                    "eventName": record["eventName"],
+                    "eventVersion": record.get("eventVersion", "1.1"),
+                    "eventSource": "aws:dynamodb",
+                    "awsRegion": REGION,
+                    "dynamodb": stream,
+                    "eventSourceARN": self.arn,
+                }
+            )
+        return {"Records": records}
+
+
 @dataclass
 class Deployment:
     """One test's AWS resources (on the local stand-ins) and its Lambda container."""
@@ -156,9 +210,25 @@ class Deployment:
     sqs: Any
     secretsmanager: Any
     github: GitHubStandIn
+    streams: Any
+    stream: OutboxStream | None = None
+
+    def forward(self) -> dict[str, Any]:
+        """Read the outbox table's stream (DynamoDB Local's dynamodbstreams API) from where
+        the last read stopped, and hand the records, as Lambda's stream event, to the
+        forwarder's handler: the jobs written since reach the SQS queue."""
+        if self.stream is None:
+            self.stream = OutboxStream(self.streams, self.names.outbox)
+        event = self.stream.event()
+        if not event["Records"]:
+            return {"batchItemFailures": []}
+        return lambda_handlers.outbox_handler(event, Context())
 
     def receive(self, url: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
-        """Messages waiting in the queue (received, so invisible for 30 s)."""
+        """Messages waiting in the queue (received, so invisible for 30 s), after the
+        outbox's new jobs were forwarded (as its stream's Lambda would)."""
+        if url is None:
+            assert self.forward() == {"batchItemFailures": []}
         return list(
             self.sqs.receive_message(
                 QueueUrl=url or self.queue_url,
@@ -214,6 +284,9 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Depl
         "VALINE_RUNS_TABLE": names.runs,
         "VALINE_AUDIT_TABLE": names.audit,
         "VALINE_DEDUPE_TABLE": names.dedupe,
+        # The Discord function's: jobs go to the outbox (the others' would go to SQS; the
+        # tests' one container plays every function, and Deployment.receive forwards).
+        "VALINE_OUTBOX_TABLE": names.outbox,
         "VALINE_QUEUE_URL": queue_url,
         "VALINE_DEAD_LETTER_URL": dead_letter_url,
         # What only the tests set: loopback endpoints, the stand-in, the rules file.
@@ -241,6 +314,7 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Depl
             sqs,
             secretsmanager,
             github,
+            client("dynamodbstreams", dynamodb_local),
         )
     finally:
         github.stop()
@@ -248,7 +322,7 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Depl
             sqs.delete_queue(QueueUrl=url)
         secretsmanager.delete_secret(SecretId=secret_id, ForceDeleteWithoutRecovery=True)
         delete_tables(dynamodb, prefix)
-        for aws in (dynamodb, sqs, secretsmanager):
+        for aws in (dynamodb, sqs, secretsmanager):  # (the streams client closes with it)
             aws.close()
 
 
@@ -708,12 +782,14 @@ def _plan(deployment: Deployment, body: bytes | None = None) -> tuple[int, Any]:
 def test_a_deferred_command_commits_its_writes_in_one_transaction(
     deployment: Deployment, aws_calls: list[tuple[str, str]]
 ) -> None:
-    """The interaction id, the rate limit, the job's dedupe key and the audit entry are
-    one TransactWriteItems; besides it, the active-run read (and the secret)."""
+    """The interaction id, the rate limit, the job's dedupe key, the job itself (an outbox
+    item) and the audit entry are one TransactWriteItems; besides it, the active-run
+    read (and the secret). No SQS client is built."""
     assert _plan(deployment) == (200, {"type": 5})
     dynamodb = [op for service, op in aws_calls if service == "dynamodb"]
     assert dynamodb == ["GetItem", "TransactWriteItems"]
-    assert ("sqs", "SendMessage") in aws_calls
+    assert {service for service, _ in aws_calls} == {"dynamodb", "secretsmanager"}
+    assert set(lambda_handlers.runtime().services._aws_clients) == {"dynamodb", "secretsmanager"}
     assert _endpoint(deployment).replays == 0
     assert [json.loads(m["Body"])["kind"] for m in deployment.receive()] == ["plan"]
     audit = deployment.runtime.services.store.audit_trail()
@@ -841,3 +917,112 @@ def test_a_command_that_saves_a_run_flushes_its_claims_first(
     assert _endpoint(deployment).replays == 0
     kinds = sorted(json.loads(m["Body"])["kind"] for m in deployment.receive())
     assert "start_run" in kinds
+
+
+# --------------------------------------------------------------------------- the outbox
+
+
+def _sqs_messages(deployment: Deployment, expected: int) -> list[dict[str, Any]]:
+    """The job queue's messages, without forwarding (moto may need a second receive)."""
+    messages: list[dict[str, Any]] = []
+    for _ in range(5):
+        messages += deployment.receive(deployment.queue_url)
+        if len(messages) >= expected:
+            break
+    return messages
+
+
+def test_a_deferred_plan_reaches_the_worker_through_the_outbox_stream_and_runs_once(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/plan through the Discord function writes its job to the outbox table; the stream,
+    read with the real dynamodbstreams client, feeds the forwarder, which sends it to SQS;
+    the worker runs it. Forwarding is at least once: the same stream batch forwarded
+    twice gives two messages, and the plan job run twice plans one run and edits the
+    one deferred answer to the same message."""
+    from valine.testing.discord_standin import DiscordStandIn
+
+    number = deployment.github.add_issue(REPO, "Fix the gauge", ["ready"])
+    with DiscordStandIn(application_id=APPLICATION_ID) as discord:
+        monkeypatch.setenv("DISCORD_API_URL", discord.url)
+        monkeypatch.setattr(lambda_handlers, "_runtime", LambdaRuntime(configure_logs=False))
+        body = interaction(name="plan")
+        token = json.loads(body)["token"]
+        assert _plan(deployment, body) == (200, {"type": 5})
+        stream = OutboxStream(deployment.streams, deployment.names.outbox)
+        event = stream.event()
+        assert [r["dynamodb"]["NewImage"]["kind"]["S"] for r in event["Records"]] == ["plan"]
+        for _ in range(2):  # a retried stream batch: the job is sent twice
+            assert lambda_handlers.outbox_handler(event, Context()) == {"batchItemFailures": []}
+        messages = _sqs_messages(deployment, 2)
+        assert len(messages) == 2
+        assert messages[0]["Body"] == messages[1]["Body"]
+        image = event["Records"][0]["dynamodb"]["NewImage"]
+        assert messages[0]["Body"] == image["body"]["S"]  # the body SqsJobQueue would send
+        worker = lambda_handlers.worker_handler(
+            sqs_event(deployment.queue_url, messages), Context()
+        )
+        assert worker == {"batchItemFailures": []}
+        store = lambda_handlers.runtime().services.store
+        runs = store.recent_runs(REPO)
+        assert len(runs) == 1 and [t.issue_number for t in runs[0].tasks] == [number]
+        edits = [r for r in discord.requests if r.path.endswith("/messages/@original")]
+        assert len(edits) == 2 and edits[0].json == edits[1].json
+        original = discord.original(token)
+        assert original is not None and runs[0].run_id in json.dumps(original)
+        assert discord.followups(token) == []
+
+
+def test_a_job_that_cannot_be_forwarded_is_named_and_the_batch_retried(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQS not answering: the forwarder names the first record not sent (the mapping
+    retries the batch from it, then reports it to the dead-letter queue); the retry
+    sends every job."""
+    queue = lambda_handlers.runtime().services.queue
+    for n in range(3):
+        assert queue.enqueue("notify", {"run_id": f"r{n}"}, dedupe_key=f"k{n}")
+    event = OutboxStream(deployment.streams, deployment.names.outbox).event()
+    sequences = [r["dynamodb"]["SequenceNumber"] for r in event["Records"]]
+    assert len(sequences) == 3
+    real = deployment.runtime.services.aws_client("sqs")
+    sent: list[str] = []
+
+    class Flaky:
+        """Answers the first send, then fails as an unreachable SQS does."""
+
+        def send_message(self, **arguments: Any) -> Any:
+            if sent:
+                raise ConnectionError("sqs unreachable")
+            sent.append(arguments["MessageBody"])
+            return real.send_message(**arguments)
+
+    services = lambda_handlers.runtime().services
+    monkeypatch.setitem(services._aws_clients, "sqs", Flaky())
+    result = lambda_handlers.outbox_handler(event, Context())
+    assert result == {"batchItemFailures": [{"itemIdentifier": sequences[1]}]}
+    monkeypatch.setitem(services._aws_clients, "sqs", real)
+    assert lambda_handlers.outbox_handler(event, Context()) == {"batchItemFailures": []}
+    bodies = [json.loads(m["Body"])["payload"]["run_id"] for m in _sqs_messages(deployment, 4)]
+    assert sorted(bodies) == ["r0", "r0", "r1", "r2"]  # at least once: r0 went twice
+
+
+def test_the_outbox_keeps_the_delay_and_the_dedupe_key(deployment: Deployment) -> None:
+    queue = lambda_handlers.runtime().services.queue
+    assert queue.enqueue("notify", {"run_id": "r1"}, dedupe_key="notify:r1", delay=120)
+    assert not queue.enqueue("notify", {"run_id": "r1"}, dedupe_key="notify:r1")
+    assert deployment.forward() == {"batchItemFailures": []}
+    attributes = deployment.sqs.get_queue_attributes(
+        QueueUrl=deployment.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert deployment.receive(deployment.queue_url) == []  # not due for two minutes
+
+
+def test_the_discord_function_builds_no_sqs_client(deployment: Deployment) -> None:
+    from valine.queue.outbox import OutboxJobQueue
+
+    assert _plan(deployment) == (200, {"type": 5})
+    services = lambda_handlers.runtime().services
+    assert isinstance(services.queue, OutboxJobQueue)
+    assert "sqs" not in services._aws_clients

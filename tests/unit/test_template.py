@@ -50,12 +50,14 @@ TABLES = {
     "runs": "RunsTable",
     "audit": "AuditTable",
     "dedupe": "DedupeTable",
+    "outbox": "OutboxTable",
 }
 FUNCTIONS = {
     "DiscordFunction": "valine-orchestrator-discord-${Stage}",
     "GitHubFunction": "valine-orchestrator-github-${Stage}",
     "WorkerFunction": "valine-orchestrator-worker-${Stage}",
     "ReconcileFunction": "valine-orchestrator-reconcile-${Stage}",
+    "OutboxFunction": "valine-orchestrator-outbox-${Stage}",
 }
 
 
@@ -213,6 +215,9 @@ def test_tables_mirror_table_definitions(template: dict[str, Any]) -> None:
         assert resource.get("TimeToLiveSpecification") == ttl_by_table.get(
             definition["TableName"]
         ), f"{suffix}: TTL differs from time_to_live_definitions()"
+        stream = definition.get("StreamSpecification")
+        expected = {"StreamViewType": stream["StreamViewType"]} if stream else None
+        assert resource.get("StreamSpecification") == expected, f"{suffix}: stream differs"
 
 
 def test_names_follow_the_design(template: dict[str, Any]) -> None:
@@ -316,7 +321,7 @@ def _referenced(value: Any) -> set[str]:
 
 def test_least_privilege(template: dict[str, Any]) -> None:
     allowed = {
-        "DiscordFunction": {"RunsTable", "AuditTable", "DedupeTable", "JobQueue", "Secrets"},
+        "DiscordFunction": {"RunsTable", "AuditTable", "DedupeTable", "OutboxTable", "Secrets"},
         "GitHubFunction": {"DedupeTable", "JobQueue", "Secrets"},
         "WorkerFunction": {
             "RunsTable",
@@ -327,6 +332,8 @@ def test_least_privilege(template: dict[str, Any]) -> None:
             "Secrets",
         },
         "ReconcileFunction": {"RunsTable", "DedupeTable", "JobQueue", "Secrets"},
+        # the stream it reads, the queue it feeds, the dead letters of its failed batches
+        "OutboxFunction": {"OutboxTable", "JobQueue", "DeadLetterQueue"},
     }
     for function, expected in allowed.items():
         statements = _statements(template, function)
@@ -340,7 +347,20 @@ def test_least_privilege(template: dict[str, Any]) -> None:
         secret_actions = {
             a for s in statements if _referenced(s["Resource"]) == {"Secrets"} for a in s["Action"]
         }
-        assert secret_actions == {"secretsmanager:GetSecretValue"}
+        assert secret_actions <= {"secretsmanager:GetSecretValue"}
+    # The forwarder reads the outbox's stream and nothing else of the table.
+    (stream,) = [
+        s
+        for s in _statements(template, "OutboxFunction")
+        if "OutboxTable" in _referenced(s["Resource"])
+    ]
+    assert stream["Resource"] == {"Fn::GetAtt": ["OutboxTable", "StreamArn"]}
+    assert set(stream["Action"]) == {
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:DescribeStream",
+        "dynamodb:ListStreams",
+    }
 
 
 def _client_calls(source: str) -> set[str]:
@@ -358,7 +378,7 @@ def test_every_function_may_make_every_call_of_the_dedupe_table(template: dict[s
     calls = _client_calls(inspect.getsource(sqs.DynamoDedupe))
     calls |= _client_calls(inspect.getsource(aws.claim_key))
     assert calls == {"PutItem", "UpdateItem", "DeleteItem"}
-    for function in FUNCTIONS:
+    for function in set(FUNCTIONS) - {"OutboxFunction"}:  # it only reads the outbox's stream
         allowed = {
             action
             for statement in _statements(template, function)

@@ -47,16 +47,18 @@ def dynamodb_client(endpoint_url: str | None = None, region_name: str | None = N
 
 @dataclass(frozen=True, slots=True)
 class TableNames:
-    """The names of the DynamoDB tables of one deployment: the store's two, the queue's one."""
+    """The names of the DynamoDB tables of one deployment: the store's two, the queue's
+    dedupe keys and its job outbox."""
 
     runs: str
     audit: str
     dedupe: str
+    outbox: str = ""
 
     @classmethod
     def from_prefix(cls, prefix: str) -> TableNames:
-        """``{prefix}-runs``, ``{prefix}-audit``, ``{prefix}-dedupe``."""
-        return cls(f"{prefix}-runs", f"{prefix}-audit", f"{prefix}-dedupe")
+        """``{prefix}-runs``, ``{prefix}-audit``, ``{prefix}-dedupe``, ``{prefix}-outbox``."""
+        return cls(f"{prefix}-runs", f"{prefix}-audit", f"{prefix}-dedupe", f"{prefix}-outbox")
 
 
 def error_code(exc: BaseException) -> str | None:

@@ -469,7 +469,13 @@ class SqsJobQueue(QueueBase):
             ).get("Messages", [])
         dead: list[tuple[float, Job]] = []
         for message in messages:
-            body = _body_object(message["Body"])
+            try:
+                body = _body_object(message["Body"])
+            except (ValueError, QueueUnavailable):
+                # Not a job: e.g. the outbox stream's on-failure record of a batch that
+                # could not be forwarded (its alarm says so; the items stay a day).
+                log.error("a dead letter that is not a job: %.300s", message["Body"])
+                continue
             attributes = message.get("Attributes", {})
             died_at = body.get("died_at")
             if died_at is None:  # moved by the redrive policy: no error, no death time

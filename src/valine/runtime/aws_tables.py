@@ -1,4 +1,5 @@
-"""Every DynamoDB table of one deployment: the store's (runs, audit) and the queue's (dedupe).
+"""Every DynamoDB table of one deployment: the store's (runs, audit) and the queue's
+(dedupe, and the job outbox with its stream).
 
 AWS creates them from ``template.yaml`` (``tests/unit/test_template.py`` checks that the
 template mirrors :func:`table_definitions`); tests and local trials create them here.
@@ -10,18 +11,22 @@ import time
 from typing import Any
 
 from valine.infra.aws import error_code
-from valine.queue import sqs
+from valine.queue import outbox, sqs
 from valine.store import dynamodb
 
 
 def table_definitions(prefix: str) -> list[dict[str, Any]]:
     """``CreateTable`` arguments of every table of the deployment ``prefix``."""
-    return dynamodb.table_definitions(prefix) + sqs.table_definitions(prefix)
+    return (
+        dynamodb.table_definitions(prefix)
+        + sqs.table_definitions(prefix)
+        + outbox.table_definitions(prefix)
+    )
 
 
 def time_to_live_definitions(prefix: str) -> list[dict[str, Any]]:
     """``UpdateTimeToLive`` arguments of every table of ``prefix`` that expires items."""
-    return sqs.time_to_live_definitions(prefix)
+    return sqs.time_to_live_definitions(prefix) + outbox.time_to_live_definitions(prefix)
 
 
 def create_tables(client: Any, prefix: str, *, timeout: float = 60.0) -> None:

@@ -62,6 +62,8 @@ class Settings(NamedTuple):
     runs_table: str | None = None
     audit_table: str | None = None
     dedupe_table: str | None = None
+    #: The job outbox (``queue.outbox``): set, jobs are enqueued as its items.
+    outbox_table: str | None = None
     queue_url: str | None = None
     dead_letter_url: str | None = None
 
@@ -172,6 +174,7 @@ ENV_NAMES: Mapping[str, str] = {
     "runs_table": "VALINE_RUNS_TABLE",
     "audit_table": "VALINE_AUDIT_TABLE",
     "dedupe_table": "VALINE_DEDUPE_TABLE",
+    "outbox_table": "VALINE_OUTBOX_TABLE",
     "queue_url": "VALINE_QUEUE_URL",
     "dead_letter_url": "VALINE_DEAD_LETTER_URL",
 }

@@ -4,8 +4,10 @@
 a :class:`~valine.http.Request` -- the shape the local server's ASGI adapter builds too --
 and call the same :class:`~valine.app.App`, built once per container by
 :class:`~valine.runtime.aws.AwsServices`. ``worker_handler`` runs SQS batches through
-``Orchestrator.job_handlers()`` and reports partial failures; ``reconcile_handler`` is
-the EventBridge schedule's periodic re-read of the active run's pull requests.
+``Orchestrator.job_handlers()`` and reports partial failures; ``outbox_handler`` sends the
+jobs the Discord function wrote to the outbox table (its DynamoDB stream) to SQS;
+``reconcile_handler`` is the EventBridge schedule's periodic re-read of the active run's
+pull requests.
 
 This module imports only the standard library at import time (the PING's cold start counts
 every import). A Discord PING then loads the shared app (settings, verification, routing)
@@ -229,8 +231,9 @@ class LambdaRuntime:
         from valine.queue.worker import dead_lettered
 
         services = self.services
-        if isinstance(services.queue, SqsJobQueue):
-            services.queue.bury_abandoned(job)
+        queue = getattr(services.queue, "sqs", services.queue)  # behind an outbox: its SQS
+        if isinstance(queue, SqsJobQueue):
+            queue.bury_abandoned(job)
         dead_lettered(
             job,
             "its workers stopped before finishing it (timeout or crash)",
@@ -252,6 +255,25 @@ class LambdaRuntime:
             log.exception("could not reschedule job %s", job.job_id)
             return False
         return outcome is not Outcome.FAILED  # a released job was sent again already
+
+    def forward(self, event: Event, context: Any) -> dict[str, Any]:
+        """Send a DynamoDB stream batch of the job outbox to the SQS job queue.
+
+        Needs only the SQS client and ``VALINE_QUEUE_URL``: no secret, no store. The
+        records not sent are named in ``batchItemFailures`` (the stream is retried from
+        the first one; :func:`valine.queue.outbox.forward`).
+        """
+        from valine.core.errors import ConfigurationError
+        from valine.logs import log_context
+        from valine.queue.outbox import forward
+
+        services = self.services
+        queue_url = services.settings.queue_url
+        if not queue_url:
+            raise ConfigurationError("VALINE_QUEUE_URL is not set: the outbox has nowhere to go")
+        with log_context(aws_request_id=_request_id(context)):
+            failures = forward(services.aws_client("sqs"), queue_url, event.get("Records") or ())
+        return {"batchItemFailures": failures}
 
     def reconcile(self, event: Event, context: Any) -> dict[str, Any]:
         """Re-read the active run's open pull requests and track what changed."""
@@ -321,6 +343,12 @@ def github_handler(event: MutableMapping[str, Any], context: Any) -> dict[str, A
 def worker_handler(event: MutableMapping[str, Any], context: Any) -> dict[str, Any]:
     """An SQS batch of jobs; answers ``{"batchItemFailures": [...]}``."""
     return runtime().work(event, context)
+
+
+def outbox_handler(event: MutableMapping[str, Any], context: Any) -> dict[str, Any]:
+    """A DynamoDB stream batch of the job outbox (``valine-orchestrator-outbox-*``):
+    each new job is sent to the SQS job queue; answers ``{"batchItemFailures": [...]}``."""
+    return runtime().forward(event, context)
 
 
 def reconcile_handler(event: MutableMapping[str, Any], context: Any) -> dict[str, Any]:

@@ -78,7 +78,9 @@ class Services:
         """The job queue: the durable SQLite queue beside a SQLite store, SQS beside DynamoDB.
 
         On AWS the queue is ``VALINE_QUEUE_URL`` (dead letters: ``VALINE_DEAD_LETTER_URL``)
-        and its dedupe keys live in the DynamoDB table ``VALINE_DEDUPE_TABLE``.
+        and its dedupe keys live in the DynamoDB table ``VALINE_DEDUPE_TABLE``. With
+        ``VALINE_OUTBOX_TABLE`` (the Discord function) jobs are enqueued as items of that
+        table, forwarded to SQS by its stream (:mod:`valine.queue.outbox`).
         """
         if self.uses_dynamodb:
             from valine.queue.sqs import DynamoDedupe, SqsJobQueue
@@ -93,13 +95,26 @@ class Services:
                         f"{name} is not set: a dynamodb:// store works with SQS queues"
                     )
             assert s.queue_url and s.dead_letter_url  # for the type checker
+            queue_url, dead_letter_url = s.queue_url, s.dead_letter_url
             dedupe = DynamoDedupe(self.aws_client("dynamodb"), self.aws_table_names.dedupe)
-            return SqsJobQueue(
-                self.aws_client("sqs"),
-                s.queue_url,
-                dead_letter_url=s.dead_letter_url,
-                dedupe=dedupe,
-            )
+
+            def sqs_queue() -> SqsJobQueue:
+                return SqsJobQueue(
+                    self.aws_client("sqs"),
+                    queue_url,
+                    dead_letter_url=dead_letter_url,
+                    dedupe=dedupe,
+                )
+
+            if s.outbox_table:
+                # Jobs go to the outbox table (its stream feeds SQS): no SQS client here
+                # unless a job is leased, acked or retried.
+                from valine.queue.outbox import OutboxJobQueue
+
+                return OutboxJobQueue(
+                    self.aws_client("dynamodb"), s.outbox_table, dedupe=dedupe, sqs_queue=sqs_queue
+                )
+            return sqs_queue()
         from valine.queue.sqlite import SqliteJobQueue
 
         return SqliteJobQueue(self.database)
