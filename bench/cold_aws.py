@@ -1,9 +1,12 @@
 """The AWS side of the cold-start rows: a deferred command through the Discord Lambda.
 
-A deferred ``/plan`` on Lambda verifies the signature, checks the interaction id and the
-caller's rate limit, reads the active run, records the dedupe key and the audit entry and
-sends the job: DynamoDB, SQS and (for the secret settings) Secrets Manager. To time that
-honestly the fresh process talks to real servers on loopback, each in its own process:
+A deferred ``/plan`` on Lambda verifies the signature, reads the active run and commits
+the interaction id's claim, the caller's rate limit, the job's dedupe key, the job (an
+item of the outbox table) and the audit entry in one DynamoDB transaction: one client,
+two calls. The environment is the template's for the Discord function
+(``VALINE_OUTBOX_TABLE``, ``VALINE_SECRET_KEYS``); SQS and Secrets Manager are still
+served, as the other functions use them. To time that honestly the fresh process talks
+to real servers on loopback, each in its own process:
 
 * **DynamoDB Local** (AWS's own implementation, ``make aws-local``), in memory, with the
   deployment's tables (``valine.runtime.aws_tables``);
@@ -161,6 +164,10 @@ def local_aws(workdir: Path) -> Iterator[dict[str, str]]:
             "VALINE_QUEUE_URL": queue,
             "VALINE_DEAD_LETTER_URL": dead,
             "VALINE_SECRETS_ARN": arn,
+            # The Discord function's (template.yaml): jobs go to the outbox, and the
+            # secret's keys are declared, so a command reads no secret.
+            "VALINE_OUTBOX_TABLE": f"{PREFIX}-outbox",
+            "VALINE_SECRET_KEYS": "DISCORD_BOT_TOKEN,GITHUB_TOKEN,,",
             "BENCH_TABLE": f"{PREFIX}-dedupe",
         }
 

@@ -779,17 +779,26 @@ def _plan(deployment: Deployment, body: bytes | None = None) -> tuple[int, Any]:
     return answer(lambda_handlers.discord_handler(discord_event(deployment.key, body), Context()))
 
 
+def _declare_secret_keys(monkeypatch: pytest.MonkeyPatch, keys: str) -> None:
+    """A new container told which keys its secret holds, as the template tells it."""
+    monkeypatch.setenv("VALINE_SECRET_KEYS", keys)
+    monkeypatch.setattr(lambda_handlers, "_runtime", LambdaRuntime(configure_logs=False))
+
+
+#: What the template declares for the fixture's secret (an empty App key left out).
+DECLARED = "DISCORD_BOT_TOKEN,GITHUB_TOKEN,GITHUB_WEBHOOK_SECRET,"
+
+
 def test_a_deferred_command_commits_its_writes_in_one_transaction(
-    deployment: Deployment, aws_calls: list[tuple[str, str]]
+    deployment: Deployment, aws_calls: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The interaction id, the rate limit, the job's dedupe key, the job itself (an outbox
     item) and the audit entry are one TransactWriteItems; besides it, the active-run
-    read (and the secret). No SQS client is built."""
+    read. With the secret's keys declared: one client (DynamoDB), two calls."""
+    _declare_secret_keys(monkeypatch, DECLARED)
     assert _plan(deployment) == (200, {"type": 5})
-    dynamodb = [op for service, op in aws_calls if service == "dynamodb"]
-    assert dynamodb == ["GetItem", "TransactWriteItems"]
-    assert {service for service, _ in aws_calls} == {"dynamodb", "secretsmanager"}
-    assert set(lambda_handlers.runtime().services._aws_clients) == {"dynamodb", "secretsmanager"}
+    assert aws_calls == [("dynamodb", "GetItem"), ("dynamodb", "TransactWriteItems")]
+    assert set(lambda_handlers.runtime().services._aws_clients) == {"dynamodb"}
     assert _endpoint(deployment).replays == 0
     assert [json.loads(m["Body"])["kind"] for m in deployment.receive()] == ["plan"]
     audit = deployment.runtime.services.store.audit_trail()
@@ -1026,3 +1035,51 @@ def test_the_discord_function_builds_no_sqs_client(deployment: Deployment) -> No
     services = lambda_handlers.runtime().services
     assert isinstance(services.queue, OutboxJobQueue)
     assert "sqs" not in services._aws_clients
+
+
+# --------------------------------------------------------------------------- the declared secret
+
+
+def test_without_declared_keys_a_command_reads_the_secret(
+    deployment: Deployment, aws_calls: list[tuple[str, str]]
+) -> None:
+    assert _plan(deployment) == (200, {"type": 5})
+    assert ("secretsmanager", "GetSecretValue") in aws_calls
+    assert set(lambda_handlers.runtime().services._aws_clients) == {"dynamodb", "secretsmanager"}
+
+
+def test_a_declared_secret_without_the_github_token_refuses_plan_without_reading_it(
+    deployment: Deployment, aws_calls: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The missing-setting answer comes from the declared keys: no Secrets Manager call,
+    and the answer names the setting, never a value."""
+    _declare_secret_keys(monkeypatch, "DISCORD_BOT_TOKEN,,GITHUB_WEBHOOK_SECRET,")
+    status, document = _plan(deployment)
+    assert status == 200 and document["type"] == 4
+    content = document["data"]["content"]
+    assert "GITHUB_TOKEN" in content and "(declared)" not in content
+    assert not any(service == "secretsmanager" for service, _ in aws_calls)
+    assert deployment.receive() == []
+
+
+def test_the_worker_still_reads_the_secret_when_keys_are_declared(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The declaration stands in for the secret in the missing-setting check only: jobs
+    use the secret's values (a webhook is verified with the real secret)."""
+    _declare_secret_keys(monkeypatch, DECLARED)
+    body = b'{"zen": "Keep it logically awesome."}'
+    headers = github_headers(body, "ping", secret=deployment.webhook_secret)
+    event = api_event("/github/webhook", body, headers)
+    assert answer(lambda_handlers.github_handler(event, Context()))[0] == 200
+
+
+@pytest.mark.parametrize("keys", ["GITHUB_TOKEN,VALINE_STORE", "NOT_A_SETTING"])
+def test_a_declaration_naming_anything_but_a_secret_setting_is_refused(keys: str) -> None:
+    from valine.core.errors import ConfigurationError
+    from valine.runtime.secrets import declared_secret_keys
+
+    with pytest.raises(ConfigurationError, match="VALINE_SECRET_KEYS"):
+        declared_secret_keys({"VALINE_SECRET_KEYS": keys})
+    assert declared_secret_keys({}) is None
+    assert declared_secret_keys({"VALINE_SECRET_KEYS": ",GITHUB_TOKEN,"}) == {"GITHUB_TOKEN"}

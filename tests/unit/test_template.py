@@ -21,7 +21,7 @@ from valine.core.policy import PlannerRules
 from valine.queue.base import DEFAULT_MAX_ATTEMPTS
 from valine.runtime.aws_tables import table_definitions, time_to_live_definitions
 from valine.runtime.config import ENV_NAMES, SECRET_SETTINGS
-from valine.runtime.secrets import SECRET_KEYS, SECRETS_ARN_ENV, SECRETS_TTL_ENV
+from valine.runtime.secrets import SECRET_KEYS, SECRET_KEYS_ENV, SECRETS_ARN_ENV, SECRETS_TTL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -30,7 +30,7 @@ PREFIX = "valine-orchestrator"
 STAGE = "test"
 
 #: Every environment variable the code reads on AWS.
-CODE_READS = {*ENV_NAMES.values(), SECRETS_ARN_ENV, SECRETS_TTL_ENV}
+CODE_READS = {*ENV_NAMES.values(), SECRETS_ARN_ENV, SECRETS_TTL_ENV, SECRET_KEYS_ENV}
 #: What the functions need on AWS: the non-secret settings, where the secret is, and
 #: where the tables and queues are.
 REQUIRED_ON_AWS = {
@@ -113,6 +113,22 @@ def test_environment_is_what_the_code_reads(template: dict[str, Any]) -> None:
         assert not missing, f"{function} lacks {sorted(missing)}"
         assert env["VALINE_STORE"] == {"Fn::Sub": "dynamodb://valine-orchestrator-${Stage}"}
         assert env[SECRETS_ARN_ENV] == {"Ref": "Secrets"}
+    # Only the Discord function enqueues through the outbox (the others send to SQS).
+    outboxes = {f: environment(template, f).get("VALINE_OUTBOX_TABLE") for f in FUNCTIONS}
+    assert {f: t for f, t in outboxes.items() if t} == {"DiscordFunction": {"Ref": "OutboxTable"}}
+    # The Discord function knows which secret keys were given (names, from conditions on
+    # the parameters): one entry per secret setting, the name or empty.
+    declared = environment(template, "DiscordFunction")[SECRET_KEYS_ENV]
+    separator, entries = declared["Fn::Join"]
+    assert separator == ","
+    assert sorted(e["Fn::If"][1] for e in entries) == sorted(SECRET_KEYS)
+    conditions = template["Conditions"]
+    secret = template["Resources"]["Secrets"]["Properties"]["SecretString"]["Fn::ToJsonString"]
+    for entry in entries:
+        condition, key, otherwise = entry["Fn::If"]
+        assert otherwise == ""
+        # set when the parameter the secret takes that key from is not empty
+        assert conditions[condition] == {"Fn::Not": [{"Fn::Equals": [secret[key], ""]}]}
 
 
 def test_no_secret_is_in_an_environment_variable(template: dict[str, Any]) -> None:
@@ -321,7 +337,8 @@ def _referenced(value: Any) -> set[str]:
 
 def test_least_privilege(template: dict[str, Any]) -> None:
     allowed = {
-        "DiscordFunction": {"RunsTable", "AuditTable", "DedupeTable", "OutboxTable", "Secrets"},
+        # no Secrets: its commands check VALINE_SECRET_KEYS, never the secret's values
+        "DiscordFunction": {"RunsTable", "AuditTable", "DedupeTable", "OutboxTable"},
         "GitHubFunction": {"DedupeTable", "JobQueue", "Secrets"},
         "WorkerFunction": {
             "RunsTable",

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from valine.infra import unit_of_work
 from valine.runtime.config import Settings
-from valine.runtime.secrets import SecretSettings, secret_settings_from_env
+from valine.runtime.secrets import SecretSettings, declared_secret_keys, secret_settings_from_env
 from valine.runtime.wiring import Services
 
 if TYPE_CHECKING:
-    from valine.core.commands import Command
+    from collections.abc import Collection
+
+    from valine.core.commands import Command, Need
     from valine.core.replies import Answer
     from valine.discord.interactions import DiscordEndpoint, Interaction
     from valine.http import Request, Response
@@ -93,14 +96,41 @@ class AwsServices(Services):
             self._on_settings(self.settings)
         return True
 
+    @cached_property
+    def _declared(self) -> Settings | None:
+        """The settings as the deployment declares the secret (``VALINE_SECRET_KEYS``):
+        each declared key stands for a value, without reading the secret. None when the
+        keys are not declared."""
+        from valine.runtime.config import ENV_NAMES
+
+        keys = declared_secret_keys(self._environ)
+        if keys is None:
+            return None
+        attributes = {attr: "(declared)" for attr, env in ENV_NAMES.items() if env in keys}
+        return self.settings._replace(**attributes)
+
+    def unmet(self, needs: Collection[Need]) -> list[str]:
+        """The settings missing for ``needs``: from the declared secret keys while the
+        secret is not read (the Discord function), else from the merged settings."""
+        declared = self._declared
+        if declared is None or self._merged is not None:
+            return super().unmet(needs)
+        lacking = declared.unmet(needs)
+        if len(self.repositories):
+            lacking = [m for m in lacking if m != "GITHUB_REPOSITORY"]
+        return lacking
+
     def answer_command(self, interaction: Interaction, command: Command) -> Answer:
-        """Merge the secret, then answer as every runtime does."""
-        self.refresh_secrets()
+        """Merge the secret unless its keys are declared, then answer as every runtime
+        does (interaction handlers use no secret value, only whether one is set)."""
+        if self._declared is None:
+            self.refresh_secrets()
         return super().answer_command(interaction, command)
 
     def press_button(self, interaction: Interaction, custom_id: str) -> Answer:
-        """Merge the secret, then answer as every runtime does."""
-        self.refresh_secrets()
+        """Merge the secret unless its keys are declared, then answer as every runtime does."""
+        if self._declared is None:
+            self.refresh_secrets()
         return super().press_button(interaction, custom_id)
 
     def discord_endpoint(self) -> Any:

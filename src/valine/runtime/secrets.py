@@ -39,6 +39,28 @@ SECRET_KEYS = frozenset(
     {"DISCORD_BOT_TOKEN", "GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "GITHUB_APP_PRIVATE_KEY"}
 )
 
+#: The environment variable declaring which keys the deployment's secret holds (set,
+#: comma-separated): the Discord function answers a command's missing-setting check from
+#: it instead of reading the secret (the template knows which parameters it was given).
+SECRET_KEYS_ENV = "VALINE_SECRET_KEYS"  # noqa: S105 - a variable name, not a secret
+
+
+def declared_secret_keys(environ: Mapping[str, str]) -> frozenset[str] | None:
+    """The secret's keys the deployment declares (``VALINE_SECRET_KEYS``), or None.
+
+    Empty entries are ignored (the template joins one entry per parameter, empty for a
+    parameter left empty); a name that is not a secret setting is a ConfigurationError.
+    """
+    text = environ.get(SECRET_KEYS_ENV)
+    if text is None:
+        return None
+    keys = frozenset(k.strip() for k in text.split(",") if k.strip())
+    unknown = keys - SECRET_KEYS
+    if unknown:
+        raise ConfigurationError(f"{SECRET_KEYS_ENV}: not secret settings: {sorted(unknown)}")
+    return keys
+
+
 #: Fetches the secret's ``SecretString`` given its id.
 Fetch = Callable[[str], str]
 
