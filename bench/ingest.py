@@ -6,7 +6,9 @@ then ``../shared/bench/webhooks/run_probot.sh --compare-url`` with it: the same 
 and valine alternating (A B, B A, ...) at 16 and at 64 connections. Around the load it
 records the load average, both processes' RSS, and afterwards proves what the service
 answered: every 2xx was ``202 accepted`` (not ``200 duplicate``) and every accepted
-delivery left its dedupe key (its delivery id) committed in the SQLite file.
+delivery left its dedupe key (its delivery id) committed in the SQLite file. Last, it
+gives the worker threads up to ``DRAIN_S`` seconds to finish the jobs the load left
+queued (they yield to requests while a load runs) and prints how many were left.
 
     make bench-ingest                                  # 3 runs x 10 s per target and level
     .venv/bin/python bench/ingest.py --runs 1 --duration 5 [--json out.json]
@@ -39,6 +41,8 @@ RUN_PROBOT = ROOT.parent / "shared" / "bench" / "webhooks" / "run_probot.sh"
 SCRATCH = Path("/tmp/probotbench")
 #: The run may take at most this long (run_probot.sh bounds each load on its own).
 MAX_TOTAL_S = 900
+#: After the load, how long the worker threads get to drain the queued jobs.
+DRAIN_S = 90.0
 LEVELS = (16, 64)
 
 
@@ -124,6 +128,24 @@ def committed_keys(db: Path) -> int:
     return int(row[0])
 
 
+def queued_jobs(db: Path) -> int:
+    """Jobs waiting (or leased) in the service's SQLite file."""
+    with sqlite3.connect(db, timeout=10) as conn:
+        row = conn.execute("SELECT count(*) FROM queue_jobs WHERE state = 'ready'").fetchone()
+    return int(row[0])
+
+
+def drain(db: Path, limit_s: float = DRAIN_S) -> dict[str, float]:
+    """How many jobs the load left queued, and how long the workers took to finish them
+    (at most ``limit_s``; ``left`` is what remained then)."""
+    start = time.monotonic()
+    queued = left = queued_jobs(db)
+    while left and time.monotonic() - start < limit_s:
+        time.sleep(0.5)
+        left = queued_jobs(db)
+    return {"queued": queued, "left": left, "seconds": round(time.monotonic() - start, 1)}
+
+
 def check_answers(rows: list[dict[str, Any]], keys: int) -> list[str]:
     """What the service's answers must show; an empty list when all of it holds."""
     problems = []
@@ -186,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             if service.process.poll() is not None:
                 raise SystemExit(f"bench: valine serve died:\n{service.log_tail()}")
+            drained = drain(db)
         finally:
             stop(service)
         rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
@@ -205,6 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" | delivery ids committed {keys:,} | load {before['load']} -> {after['load']}"
         f" | {os.cpu_count()} CPUs"
     )
+    rate = (drained["queued"] - drained["left"]) / max(drained["seconds"], 0.1)
+    print(
+        f"jobs queued after the load {drained['queued']:,}: {drained['left']:,} left after "
+        f"{drained['seconds']:.1f} s ({rate:,.0f} jobs/s)"
+    )
     for problem in problems:
         print(f"bench: {problem}", file=sys.stderr)
     if args.json:
@@ -213,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "before": before,
             "after": after,
             "committed_delivery_ids": keys,
+            "drain": drained,
             "runs": rows,
             "summary": stdout.splitlines(),
         }
