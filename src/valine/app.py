@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
 
+from valine.core.records import Record
 from valine.http import Deferred, Request, Response, error_response
 
 log = logging.getLogger("valine.app")
@@ -22,7 +22,7 @@ Preparer = Callable[[Request], "Response | Deferred"]
 INTERNAL_ERROR = "internal error; the event was not processed"
 
 
-class Route(NamedTuple):
+class Route(Record):
     """One path: the method it takes, its handler and the largest body it accepts."""
 
     method: str

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
+
+from valine.core.records import Record
 
 JSON_HEADERS: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
 
 
-class Request(NamedTuple):
+class Request(Record):
     """An HTTP request; header names are lower-case (HTTP names are case-insensitive)."""
 
     method: str
@@ -27,7 +29,7 @@ class Request(NamedTuple):
         return self.headers.get(name.lower())
 
 
-class Response(NamedTuple):
+class Response(Record):
     """An HTTP response."""
 
     status: int
@@ -35,7 +37,7 @@ class Response(NamedTuple):
     headers: tuple[tuple[str, str], ...] = JSON_HEADERS
 
 
-class Deferred(NamedTuple):
+class Deferred(Record):
     """A request whose answer waits for one job's commit (the webhook endpoint's).
 
     The synchronous path enqueues the job and calls ``finish`` at once; the local server

@@ -24,10 +24,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple, Protocol, TextIO
+from typing import Protocol, TextIO
+
+from valine.core.records import Record
 
 
-class Metric(NamedTuple):
+class Metric(Record):
     """One metric: its kind, CloudWatch name and unit, dimensions and help text."""
 
     kind: str  # "counter", "seconds" (a distribution of durations) or "gauge"

@@ -114,6 +114,7 @@ PING_MODULES = frozenset(
         "valine.app",
         "valine.core",
         "valine.core.errors",
+        "valine.core.records",
         "valine.core.shape",
         "valine.discord",
         "valine.discord.interactions",

@@ -10,9 +10,8 @@ The runtime records them (``valine.metrics``); nothing here does I/O.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from valine.core.models import Run, Task
+from valine.core.records import Record
 from valine.core.states import DEPLOY_DONE, DeployState, RunState, TaskState
 
 #: Run states counted when a run enters them (``ship_failed`` is an episode, not an end).
@@ -25,7 +24,7 @@ COUNTED_TASK_STATES = frozenset(
 )
 
 
-class Measurement(NamedTuple):
+class Measurement(Record):
     """One measurement of a metric of ``valine.metrics.METRICS``."""
 
     name: str

@@ -11,8 +11,9 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from valine.core.records import Record
 from valine.core.shape import (
     Arr,
     Bool,
@@ -93,7 +94,7 @@ INTERACTION_SHAPE = Obj(
 REPLAY_WINDOW = 300
 
 
-class Interaction(NamedTuple):
+class Interaction(Record):
     """The parts of a Discord interaction the product uses."""
 
     id: str

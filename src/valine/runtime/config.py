@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from valine.core.errors import ConfigurationError
+from valine.core.records import Record
 
 if TYPE_CHECKING:
     from valine.core.commands import Need
@@ -24,7 +25,7 @@ _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _DIGITS = re.compile(r"[0-9]+")
 
 
-class Settings(NamedTuple):
+class Settings(Record):
     """Every setting the service reads; :data:`ENV_NAMES` gives each one's variable.
 
     A NamedTuple rather than a dataclass: immutable all the same, and ``dataclasses``

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
+
+from valine.core.records import Record
 
 if TYPE_CHECKING:
     from valine.core.policy import Policy, Rules
@@ -29,7 +31,7 @@ log = logging.getLogger("valine.runtime")
 REPO_KEY = "repo"
 
 
-class Repository(NamedTuple):
+class Repository(Record):
     """One served repository: ``owner/name``, its channel, installation and rules."""
 
     name: str
