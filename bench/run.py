@@ -18,7 +18,11 @@ Two parts, both on this machine, both bounded, all traffic on loopback:
    to exit, median of at least 15 runs: the floor (interpreter + ``nacl.signing`` + one
    verify), the Lambda Discord handler (import ``valine.runtime.lambda_handlers`` and
    answer one signed PING API Gateway event) and the local app (build it via ``Services``
-   and answer one PING in-process), each printed as a ratio to the floor.
+   and answer one PING in-process), each printed as a ratio to the floor. With DynamoDB
+   Local and moto: a deferred ``/plan`` against its floor (+ one boto3 client and call,
+   ``bench/cold_aws.py``), and the GitHub function accepting one signed ``issues``
+   delivery against its floor (HMAC check + JSON parse of the body + one boto3 client
+   and ``PutItem``).
 
 ``--probot`` also runs ``../shared/bench/webhooks/run_probot.sh`` against the running
 server (installs Probot from npm into /tmp/probotbench the first time) and prints the
@@ -359,6 +363,30 @@ response = app.handle(Request("POST", "/discord", headers, sys.stdin.buffer.read
 sys.exit(0 if response.status == 200 and json.loads(response.body) == {"type": 1} else 1)
 """
 
+#: The floor of the GitHub function: interpreter + the HMAC check and JSON parse of the
+#: delivery + one boto3 client and one PutItem (a webhook is persisted before its 2xx,
+#: so one durable write belongs to the least it can do, as in the deferred command's).
+COLD_FLOOR_WEBHOOK = """\
+import hashlib, hmac, json, os, sys, uuid
+body = sys.stdin.buffer.read()
+mac = hmac.new(os.environ["BENCH_WEBHOOK_SECRET"].encode(), body, hashlib.sha256)
+if not hmac.compare_digest("sha256=" + mac.hexdigest(), os.environ["BENCH_SIGNATURE_256"]):
+    sys.exit("bad signature")
+json.loads(body)
+import boto3
+client = boto3.client("dynamodb")
+client.put_item(TableName=os.environ["BENCH_TABLE"],
+                Item={"dedupe_key": {"S": "floor#" + uuid.uuid4().hex}})
+"""
+#: The GitHub function accepting one signed ``issues`` delivery (202, persisted).
+COLD_LAMBDA_WEBHOOK = """\
+import json, sys
+from valine.runtime.lambda_handlers import github_handler
+result = github_handler(json.load(sys.stdin), None)
+ok = result["statusCode"] == 202 and json.loads(result["body"])["status"] == "accepted"
+sys.exit(0 if ok else f"unexpected answer: {result}")
+"""
+
 
 @dataclass(frozen=True)
 class ColdStart:
@@ -373,12 +401,14 @@ class ColdStart:
     ratio: float = 1.0
 
 
-def api_gateway_event(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
-    """An API Gateway REST (v1) proxy event of a ``POST /discord`` (mixed-case names)."""
+def api_gateway_event(
+    body: bytes, headers: dict[str, str], path: str = "/discord"
+) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event of a ``POST path`` (mixed-case header names)."""
     sent = {"-".join(p.capitalize() for p in k.split("-")): v for k, v in headers.items()}
     return {
-        "resource": "/discord",
-        "path": "/discord",
+        "resource": path,
+        "path": path,
         "httpMethod": "POST",
         "headers": sent,
         "multiValueHeaders": {k: [v] for k, v in sent.items()},
@@ -386,7 +416,7 @@ def api_gateway_event(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
         "multiValueQueryStringParameters": None,
         "pathParameters": None,
         "stageVariables": None,
-        "requestContext": {"stage": "bench", "path": "/bench/discord", "httpMethod": "POST"},
+        "requestContext": {"stage": "bench", "path": f"/bench{path}", "httpMethod": "POST"},
         "body": body.decode(),
         "isBase64Encoded": False,
     }
@@ -487,6 +517,7 @@ def _cold_rounds(workdir: Path, runs: int, aws_env: dict[str, str] | None) -> li
                 3,
             ),
         ]
+        variants += _webhook_variants(base, aws_env, floor_index=len(variants))
     times: list[list[float]] = [[] for _ in variants]
     failures = [0 for _ in variants]
     for round_ in range(runs + 1):
@@ -514,6 +545,47 @@ def _cold_rounds(workdir: Path, runs: int, aws_env: dict[str, str] | None) -> li
     return [
         replace(r, ratio=r.median_ms / floor if floor else 0.0)
         for r, floor in zip(results, floors, strict=True)
+    ]
+
+
+def _webhook_variants(
+    base: dict[str, str], aws_env: dict[str, str], floor_index: int
+) -> list[tuple[str, str, Callable[[], tuple[bytes, dict[str, str]]], dict[str, str], int]]:
+    """The GitHub function's cold rows: its floor and one signed ``issues`` delivery.
+
+    The delivery is the in-process row's (the first ``issues`` example, 16 KB), made
+    unique per run (a new body and delivery id: each is accepted and persisted, never a
+    duplicate), to the function configured as the template configures it (the
+    deployment's environment without the Discord function's own settings; the secret is
+    read, as on every invocation of this function).
+    """
+    secret = "bench-webhook-" + uuid.uuid4().hex
+    issues = first_issues_example()
+    served = str(json.loads(issues)["repository"]["full_name"])
+    discord_only = {"VALINE_OUTBOX_TABLE", "VALINE_SECRET_KEYS"}
+    env = {k: v for k, v in {**base, **aws_env}.items() if k not in discord_only}
+    env |= {"GITHUB_REPOSITORY": served, "GITHUB_WEBHOOK_SECRET": secret}
+    signed = github_signed(secret, issues, "issues", str(uuid.uuid4()))
+    floor_env = {
+        **env,
+        "BENCH_WEBHOOK_SECRET": secret,
+        "BENCH_SIGNATURE_256": signed["x-hub-signature-256"],
+    }
+
+    def delivery() -> tuple[bytes, dict[str, str]]:
+        body = issues[:-1] + b',"bench_run":"%s"}' % uuid.uuid4().hex.encode()
+        headers = github_signed(secret, body, "issues", str(uuid.uuid4()))
+        return json.dumps(api_gateway_event(body, headers, "/github/webhook")).encode(), {}
+
+    return [
+        (
+            "floor: hmac + json + boto3 client, 1 PutItem",
+            COLD_FLOOR_WEBHOOK,
+            lambda: (issues, {}),
+            floor_env,
+            floor_index,
+        ),
+        ("lambda github_handler: issues delivery", COLD_LAMBDA_WEBHOOK, delivery, env, floor_index),
     ]
 
 
