@@ -7,14 +7,18 @@ repository fails the request instead of passing silently.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from helpers import rsa_key_pair
+from valine.core.errors import RateLimited
 from valine.core.policy import rules_from_mapping
-from valine.github.client import AppAuth, GitHubClient
+from valine.github.client import AppAuth, GitHubClient, TokenAuth
 from valine.ports import IssueUpdate
 from valine.runtime.clients import github_client
 from valine.runtime.config import Settings
@@ -134,3 +138,125 @@ def test_installations_named_in_the_configuration_need_no_lookup(
         "/app/installations/88/access_tokens",
         f"/repos/{PROBE}/issues",
     ]
+
+
+# ------------------------------------------------------------------------ rate limits
+
+NOW = 1_900_000_000.0
+INSTALLATION = {ROCKET: 77, PROBE: 88}
+BUDGETS = [(repo, kind) for repo in (ROCKET, PROBE) for kind in ("core", "graphql")]
+
+
+@pytest.fixture
+def two_budgets(
+    app_keys: tuple[str, str],
+) -> Iterator[tuple[GitHubStandIn, GitHubClient, list[float]]]:
+    """A stand-in with ROCKET in installation 77 and PROBE in 88, an App client over both
+    on one moving clock (``standin.now``), and the client's sleeps."""
+    private, _ = app_keys
+    now = [NOW]
+    sleeps: list[float] = []
+    with GitHubStandIn(
+        app_id="4242", installation_id=77, clock=lambda: now[0], graphql_schema=None
+    ) as standin:
+        for repo in (ROCKET, PROBE):
+            standin.add_issue(repo, f"{repo} task", ["ready"])
+        standin.install(PROBE, 88)
+        auth = AppAuth(
+            "4242", private, installations=tuple((r, str(i)) for r, i in INSTALLATION.items())
+        )
+        with GitHubClient(
+            auth, api_url=standin.url, clock=lambda: now[0], sleep=sleeps.append
+        ) as client:
+            standin.now = now  # type: ignore[attr-defined]
+            yield standin, client, sleeps
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    spent=st.sets(st.sampled_from(BUDGETS), max_size=3),
+    calls=st.lists(st.sampled_from(BUDGETS), min_size=1, max_size=12),
+)
+def test_a_spent_rate_limit_holds_only_its_installations_requests(
+    two_budgets: tuple[GitHubStandIn, GitHubClient, list[float]],
+    spent: set[tuple[str, str]],
+    calls: list[tuple[str, str]],
+) -> None:
+    """Two repositories in installations 77 and 88: whichever budgets (REST ``core``,
+    GraphQL) of whichever installation are spent -- REST 403 with remaining 0, GraphQL
+    ``RATE_LIMITED`` as HTTP 200 -- only that budget's calls wait (here: are put back,
+    the reset being an hour away); every other call is served at once. A spent budget
+    receives one request (the one that learns the reset), never a second."""
+    standin, client, sleeps = two_budgets
+    standin.now[0] += 7200  # type: ignore[attr-defined]  # every earlier limit and token gone
+    nodes = {repo: client.list_ready_issues(repo, "ready")[0].node_id for repo in INSTALLATION}
+    comments = {repo: len(standin.comments(repo, 1)) for repo in INSTALLATION}
+    for repo, kind in spent:
+        spend = (
+            standin.primary_rate_limit_next if kind == "core" else standin.graphql_rate_limit_next
+        )
+        spend(reset_in=3600, installation=INSTALLATION[repo])
+    standin.clear_requests()
+    sleeps.clear()
+    for repo, kind in calls:
+        try:
+            if kind == "core":
+                client.list_ready_issues(repo, "ready")
+            else:
+                client.update_issues(repo, [IssueUpdate(nodes[repo], comment="c")])
+        except RateLimited:
+            assert (repo, kind) in spent
+        else:
+            assert (repo, kind) not in spent
+    assert sleeps == []  # nothing waited: a held budget's call is put back at once
+    sent = Counter(
+        (r.budget, "graphql" if r.path == "/graphql" else "core") for r in standin.requests
+    )
+    for repo, kind in BUDGETS:
+        budget = (f"installation:{INSTALLATION[repo]}", kind)
+        asked = calls.count((repo, kind))
+        assert sent[budget] == (min(asked, 1) if (repo, kind) in spent else asked)
+    for repo in INSTALLATION:
+        served = 0 if (repo, "graphql") in spent else calls.count((repo, "graphql"))
+        assert len(standin.comments(repo, 1)) == comments[repo] + served
+
+
+def test_a_personal_token_has_one_budget_for_every_repository(app_keys: tuple[str, str]) -> None:
+    """With a token, both repositories spend the token's user budget: one spent limit
+    holds them both, as GitHub counts it."""
+    with GitHubStandIn(clock=lambda: NOW) as standin:
+        for repo in (ROCKET, PROBE):
+            standin.add_issue(repo, f"{repo} task", ["ready"])
+        with GitHubClient(
+            TokenAuth(standin.token), api_url=standin.url, clock=lambda: NOW
+        ) as client:
+            standin.primary_rate_limit_next(reset_in=3600)
+            with pytest.raises(RateLimited):
+                client.list_ready_issues(ROCKET, "ready")
+            with pytest.raises(RateLimited):
+                client.list_ready_issues(PROBE, "ready")
+    assert [(r.budget, r.status) for r in standin.requests] == [("user", 403)]
+
+
+def test_the_stand_in_spends_a_budget_at_its_hours_limit() -> None:
+    """GitHub's primary limit by count: the request after the last of the hour is
+    refused (403, remaining 0) until the window resets; another budget is not."""
+    now = [NOW]
+    with (
+        GitHubStandIn(rate_limit=3, clock=lambda: now[0]) as standin,
+        httpx.Client(base_url=standin.url) as http,
+    ):
+        standin.add_repo(ROCKET)
+        personal = {"authorization": f"token {standin.token}"}
+        statuses = [
+            http.get(f"/repos/{ROCKET}/issues", headers=personal).status_code for _ in range(4)
+        ]
+        assert statuses == [200, 200, 200, 403]
+        refused = http.get(f"/repos/{ROCKET}/issues", headers=personal)
+        assert refused.headers["x-ratelimit-remaining"] == "0"
+        # the GraphQL budget is apart
+        query = {"query": 'query { repository(owner: "acme", name: "rocket") { id } }'}
+        assert "errors" not in http.post("/graphql", json=query, headers=personal).json()
+        now[0] += 3601
+        assert http.get(f"/repos/{ROCKET}/issues", headers=personal).status_code == 200
+

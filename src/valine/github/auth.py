@@ -133,6 +133,17 @@ class Authenticated(Transport):
             self._installations[repo.lower()] = known
         return known
 
+    def _limit_scope(self, repo: str | None, *, jwt: bool) -> str:
+        """A GitHub App's budget: its installation's for an installation token (found by
+        :meth:`_credentials` just before), ``app`` for its JWT; a token's: the one."""
+        auth = self._auth
+        if isinstance(auth, TokenAuth):
+            return ""
+        if jwt:
+            return "app"
+        with self._token_lock:
+            return f"installation:{self._installation_id(auth, repo)}"
+
     def _forget_token(self, token: str) -> bool:
         """Drop ``token`` from the cache; True if it was there (so a retry may help)."""
         with self._token_lock:

@@ -97,8 +97,10 @@ class Transport:
     ``max_retry_wait`` bounds the total backoff of one call and ``rate_limit_cap`` the
     total time one call may wait for a rate limit to lift (beyond it the call raises
     :class:`~valine.core.errors.RateLimited` with the reset, and the worker puts the job
-    back until then). A spent limit is remembered per resource (``core``, ``graphql``):
-    no request is sent before a known reset.
+    back until then). A spent limit is remembered per budget -- the credential's scope
+    (:meth:`_limit_scope`: a GitHub App's installation) and the resource (``core``,
+    ``graphql``): no request of that budget is sent before a known reset, and the other
+    budgets' requests go on.
     """
 
     def __init__(
@@ -139,7 +141,8 @@ class Transport:
         self._count = 0
         self._count_lock = threading.Lock()
         self._rate_limit: sansio.RateLimit | None = None
-        #: Per resource (``core``, ``graphql``): no request before the time it holds.
+        #: Per budget (``[scope/]core``, ``[scope/]graphql``): no request before the time
+        #: it holds.
         self._limits = RateLimitGate(clock)
         self._etags: OrderedDict[str, tuple[str, Any, str | None]] = OrderedDict()
         self._etag_lock = threading.Lock()
@@ -194,11 +197,12 @@ class Transport:
         refreshed = False
         while True:
             headers, token = self._credentials(repo, jwt=jwt)
+            scope = self._limit_scope(repo, jwt=jwt)
             cached = self._etag_get(url) if conditional else None
             if cached is not None:
                 headers["if-none-match"] = cached[0]
             try:
-                reply, etag = self._send(method, url, headers, json, retry_ambiguous)
+                reply, etag = self._send(method, url, headers, json, retry_ambiguous, scope=scope)
             except _Failure as failure:
                 if failure.status == 401 and token and not refreshed:
                     # An installation token revoked or expired early: buy a new one once.
@@ -213,22 +217,31 @@ class Transport:
             return reply
 
     def _send(
-        self, method: str, url: str, headers: dict[str, str], json: Any, retry_ambiguous: bool
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        json: Any,
+        retry_ambiguous: bool,
+        *,
+        scope: str = "",
     ) -> tuple[_Reply, str | None]:
         """Send with retries; the reply and its ETag, or raise ``_Failure`` / unavailable.
 
         A failure that may have reached GitHub (a timeout after connecting, a 5xx) is
         retried only if ``retry_ambiguous``; one that cannot have (no connection) always.
+        A rate limit holds ``scope``'s budget of the resource (:meth:`_limit_scope`).
         """
         path = urlsplit(url).path
         resource = "graphql" if url == self._graphql_url else "core"
+        held = f"{scope}/{resource}" if scope else resource
         backoff_waited = limit_waited = 0.0
         attempt = 0
         maybe_sent = False
         while True:
             attempt += 1
             last = attempt >= self._max_attempts
-            limit_waited += self._wait_until_unblocked(resource, limit_waited, method, path)
+            limit_waited += self._wait_until_unblocked(held, limit_waited, method, path)
             try:
                 response = self._http.request(method, url, headers=headers, json=json)
             except httpx.TransportError as exc:
@@ -246,7 +259,7 @@ class Transport:
                     return outcome
                 wait = self._rate_limit_wait(outcome)
                 if wait is not None:
-                    self._block(resource, self._clock() + wait)
+                    self._block(held, self._clock() + wait)
                     if last:
                         self._wait_for_limit(wait, math.inf, method, path)
                     continue
@@ -319,19 +332,20 @@ class Transport:
             return 60.0  # GitHub: "wait for at least one minute before retrying"
         return None
 
-    def _block(self, resource: str, until: float) -> None:
-        """Remember that ``resource`` takes no request before ``until`` (epoch seconds)."""
-        self._limits.block_until(resource, until)
+    def _block(self, held: str, until: float) -> None:
+        """Remember that the budget ``held`` (``[scope/]resource``) takes no request before
+        ``until`` (epoch seconds)."""
+        self._limits.block_until(held, until)
 
-    def _wait_until_unblocked(self, resource: str, waited: float, method: str, path: str) -> float:
-        """Sleep until ``resource``'s known reset, within the budget; seconds slept.
+    def _wait_until_unblocked(self, held: str, waited: float, method: str, path: str) -> float:
+        """Sleep until the budget ``held``'s known reset, within the budget; seconds slept.
 
         The hold is read again after each sleep: another worker may have learned of a
         later reset meanwhile (a primary limit spent while this one waited out a
         ``Retry-After``), and no request goes out before it either.
         """
         slept = waited_for = 0.0
-        while (until := self._limits.until(resource)) > waited_for:
+        while (until := self._limits.until(held)) > waited_for:
             wait = until - self._clock()
             if wait <= 0:
                 break
@@ -380,6 +394,15 @@ class Transport:
     def _forget_token(self, token: str) -> bool:
         """Drop ``token`` from the cache; True if it was there (so a retry may help)."""
         raise NotImplementedError
+
+    def _limit_scope(self, repo: str | None, *, jwt: bool) -> str:
+        """Whose rate limit a request spends (``""``: the client's one budget).
+
+        GitHub keeps a budget per credential: a GitHub App's per installation, its JWT's
+        apart from them, a personal token's per user. A spent limit holds only the
+        requests of the same scope and resource.
+        """
+        return ""
 
 
 def _graphql_rate_limited(data: Any) -> bool:

@@ -6,9 +6,14 @@ Real HTTP on 127.0.0.1 (a free port); every answer carries the ``x-ratelimit-*``
 ``Authorization``: the stand-in's personal token (:attr:`GitHubStandIn.token`) or an
 installation token; ``/app/...`` and ``/repos/{o}/{r}/installation`` need an RS256 App
 JWT (signature checked when ``app_public_key_pem`` is given; that check uses PyJWT,
-imported only then). GraphQL has its own budget (resource ``graphql``). A spent primary
-limit (REST 403 or GraphQL ``RATE_LIMITED``) stays spent until its reset, as on GitHub:
-every request of that resource before then gets the same answer. Faults are injected
+imported only then). As on GitHub each credential has its own budgets: an App
+installation's tokens share their installation's, the App's JWT has its own, the personal
+token its user's; and in each, GraphQL (resource ``graphql``) is apart from REST
+(``core``). A budget is spent when its requests reach ``rate_limit`` in the hour, or when
+an injected answer says so (REST 403 or GraphQL ``RATE_LIMITED`` with
+``x-ratelimit-remaining: 0``); it stays spent until its reset, as on GitHub: every
+request of that budget before then gets the same answer, and the other budgets' requests
+are served. Faults are injected
 through :attr:`GitHubStandIn.faults` (a :class:`valine.testing.faults.FaultPlan`) or its
 short-hands; the :attr:`GitHubStandIn.requests` log records each request with its arrival
 time by the stand-in's clock and the fault that answered it.
@@ -81,6 +86,9 @@ class RecordedRequest:
     peer: int = 0
     #: For an answer of a limit spent earlier: the port the spending answer went to.
     spent_peer: int | None = None
+    #: Whose budget it spent: ``installation:<id>``, ``app`` (the JWT), ``user`` (the
+    #: personal token) or ``anonymous``.
+    budget: str = ""
 
 
 class _Server(ThreadingHTTPServer):
@@ -170,11 +178,12 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
         self._requests: list[RecordedRequest] = []
         #: Injected faults (see :mod:`valine.testing.faults`); the short-hands below add to it.
         self.faults = FaultPlan()
-        #: Per resource (``core``, ``graphql``): the reset of a spent primary limit.
-        self._limited_until: dict[str, float] = {}
-        #: Per resource: when, and to which client port, the answer that spent it was sent.
-        self._limited_since: dict[str, tuple[float, int]] = {}
-        self._used: dict[str, int] = {}
+        #: Per budget (whose, resource): the reset of a spent primary limit.
+        self._limited_until: dict[tuple[str, str], float] = {}
+        #: Per budget: when, and to which client port, the answer that spent it was sent.
+        self._limited_since: dict[tuple[str, str], tuple[float, int]] = {}
+        #: Per budget: the requests counted in this hour's window.
+        self._used: dict[tuple[str, str], int] = {}
         self._window_reset = clock() + 3600
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -227,22 +236,54 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
         """Answer the next ``count`` requests 403 "secondary rate limit" + ``Retry-After``."""
         self.faults.add(fault_kit.github_secondary_limit(retry_after), count)
 
-    def primary_rate_limit_next(self, reset_in: float = 30.0) -> None:
+    def primary_rate_limit_next(
+        self, reset_in: float = 30.0, *, installation: int | None = None
+    ) -> None:
         """Spend the REST (``core``) budget: 403 with ``x-ratelimit-remaining: 0``.
 
         ``x-ratelimit-reset`` says the limit lifts ``reset_in`` seconds from now (by the
-        stand-in's clock); as on GitHub, every ``core`` request before then gets the same
-        403 (recorded, so a test can count requests sent too early).
+        stand-in's clock); as on GitHub, every ``core`` request of the same budget before
+        then gets the same 403 (recorded, so a test can count requests sent too early).
+        The next request's budget is the one spent; with ``installation``, that
+        installation's is spent at once (its next request gets the 403, others go on).
         """
+        if installation is not None:
+            self._spend(f"installation:{installation}", "core", self._clock() + reset_in)
+            return
         self.faults.add(fault_kit.github_primary_limit(self._clock() + reset_in))
 
     def graphql_rate_limit_next(
-        self, reset_in: float = 30.0, *, match: Match | None = None
+        self,
+        reset_in: float = 30.0,
+        *,
+        match: Match | None = None,
+        installation: int | None = None,
     ) -> None:
         """Spend the GraphQL budget: the next ``POST /graphql`` (matching ``match``) gets
         **HTTP 200** with ``errors[].type == "RATE_LIMITED"``, and so does every GraphQL
-        request until the reset ``reset_in`` seconds from now."""
+        request of the same budget until the reset ``reset_in`` seconds from now. With
+        ``installation``, that installation's budget is spent at once instead."""
+        if installation is not None:
+            self._spend(f"installation:{installation}", "graphql", self._clock() + reset_in)
+            return
         self.faults.add(fault_kit.graphql_rate_limited(self._clock() + reset_in, match=match))
+
+    def _spend(self, budget: str, resource: str, until: float) -> None:
+        """Mark ``budget``'s ``resource`` spent until ``until`` (its requests get GitHub's
+        spent-limit answer until then)."""
+        with self._lock:
+            self._limited_until[budget, resource] = until
+            self._limited_since.pop((budget, resource), None)
+
+    def _budget_of(self, authorization: str) -> str:
+        """Whose budget a request spends, by its credential (see the module docstring)."""
+        credential = authorization.strip().partition(" ")[2].strip()
+        installation = self._token_installations.get(credential)
+        if installation is not None:
+            return f"installation:{installation}"
+        if credential and credential == self.token:
+            return "user"
+        return "app" if credential.count(".") == 2 else "anonymous"
 
     def apply_then_fail_next(
         self, status: int = 502, *, match: Match | None = None, count: int = 1
@@ -284,13 +325,16 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
         # GraphQL has its own budget on GitHub (counted here as one point a request).
         resource = "graphql" if split.path == "/graphql" else "core"
         with self._lock:
+            if self._clock() >= self._window_reset:
+                self._used, self._window_reset = {}, self._clock() + 3600
+            budget = (self._budget_of(authorization), resource)
             fault = self.faults.take(FaultRequest(handler.command, split.path, body))
             if fault is not None and fault.phase is Phase.INSTEAD:
                 answer = fault.answer(_error(500, "unused"))
             else:
                 answer = (
                     parse_error
-                    or self._spent_limit_answer(resource)
+                    or self._spent_limit_answer(budget)
                     or self._answer(handler.command, split.path, query, body, authorization)
                 )
                 if fault is not None and fault.phase is Phase.AFTER:
@@ -298,27 +342,14 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
             status, payload, extra = answer
             extra = {**extra}
             peer = int(handler.client_address[1])
-            since = self._limited_since.get(resource) if "x-standin-fault" in extra else None
+            since = self._limited_since.get(budget) if "x-standin-fault" in extra else None
             if handler.command == "GET" and status == 200:
                 etag = 'W/"' + hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:40] + '"'
                 extra["etag"] = etag
                 if etag in {t.strip() for t in headers.get("if-none-match", "").split(",")}:
                     status, payload = 304, None
-            if self._clock() >= self._window_reset:
-                self._used, self._window_reset = {}, self._clock() + 3600
-            if status != 304:  # GitHub does not count a 304 against the rate limit
-                self._used[resource] = self._used.get(resource, 0) + 1
-            used = self._used.get(resource, 0)
-            reset = self._window_reset
-            rate = {
-                "x-ratelimit-limit": str(self._limit),
-                "x-ratelimit-remaining": str(max(0, self._limit - used)),
-                "x-ratelimit-reset": str(int(reset)),
-                "x-ratelimit-used": str(used),
-                "x-ratelimit-resource": resource,
-            }
-            extra = {**rate, **extra}
-            self._note_spent_limit(resource, extra, peer)
+            extra = {**self._count_against(budget, status), **extra}
+            self._note_spent_limit(budget, extra, peer)
             self._requests.append(
                 RecordedRequest(
                     method=handler.command,
@@ -334,6 +365,7 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
                     spent_since=since[0] if since else None,
                     peer=peer,
                     spent_peer=since[1] if since else None,
+                    budget=budget[0],
                 )
             )
             extra.pop("x-standin-fault", None)
@@ -346,29 +378,49 @@ class GitHubStandIn(ActionsAPI, GraphQLAPI):
             return
         self._write(handler, status, payload, extra)
 
-    def _spent_limit_answer(self, resource: str) -> Answer | None:
-        """GitHub's answer while ``resource``'s primary limit is spent, else None."""
-        until = self._limited_until.get(resource)
+    def _count_against(self, budget: tuple[str, str], status: int) -> dict[str, str]:
+        """Count an answer against ``budget`` (a 304 is free, as on GitHub); its
+        ``x-ratelimit-*`` headers. The hour's last request spends the budget."""
+        if status != 304:
+            self._used[budget] = self._used.get(budget, 0) + 1
+        used = self._used.get(budget, 0)
+        if used >= self._limit and budget not in self._limited_until:
+            self._limited_until[budget] = self._window_reset
+        return {
+            "x-ratelimit-limit": str(self._limit),
+            "x-ratelimit-remaining": str(max(0, self._limit - used)),
+            "x-ratelimit-reset": str(int(self._window_reset)),
+            "x-ratelimit-used": str(used),
+            "x-ratelimit-resource": budget[1],
+        }
+
+    def _spent_limit_answer(self, budget: tuple[str, str]) -> Answer | None:
+        """GitHub's answer while ``budget``'s primary limit is spent, else None."""
+        until = self._limited_until.get(budget)
         if until is None or self._clock() >= until:
+            self._limited_until.pop(budget, None)
             return None
         spent = (
             fault_kit.graphql_rate_limited(until)
-            if resource == "graphql"
+            if budget[1] == "graphql"
             else fault_kit.github_primary_limit(until)
         )
         status, body, headers = spent.answer(_error(500, "unused"))
         return status, body, {**headers, "x-standin-fault": spent.name}
 
-    def _note_spent_limit(self, resource: str, headers: Mapping[str, str], peer: int) -> None:
-        """Remember an injected ``remaining: 0`` so later requests before the reset get it too."""
+    def _note_spent_limit(
+        self, budget: tuple[str, str], headers: Mapping[str, str], peer: int
+    ) -> None:
+        """Remember an injected ``remaining: 0`` so later requests of the same budget
+        before the reset get it too."""
         if headers.get("x-ratelimit-remaining") != "0":
             return
         with contextlib.suppress(KeyError, ValueError):
             until = float(headers["x-ratelimit-reset"])
             if until > self._clock() and until < self._window_reset:
-                if self._limited_until.get(resource) != until:
-                    self._limited_since[resource] = (self._clock(), peer)
-                self._limited_until[resource] = until
+                if self._limited_until.get(budget) != until:
+                    self._limited_since[budget] = (self._clock(), peer)
+                self._limited_until[budget] = until
 
     @staticmethod
     def _write(handler: _Handler, status: int, payload: Json, headers: Mapping[str, str]) -> None:
