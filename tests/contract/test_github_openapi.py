@@ -207,6 +207,13 @@ def scenario() -> Iterator[list[RecordedRequest]]:
             standin.set_role(queued_repo, "push")
             with pytest.raises(NotFound):
                 client.read_repository(queued_repo, "hooks")
+            # and the organisation's webhooks (a token without admin:org_hook: 404)
+            standin.add_org_hook("octo", "https://example.invalid/org/github/webhook", ["*"])
+            assert len(client.read_organisation_hooks(REPO)) == 1
+            standin.add_org("octo", token_reads_hooks=False)
+            with pytest.raises(NotFound):
+                client.read_organisation_hooks(REPO)
+            standin.add_org("octo")
             started = client.dispatch_deployment(REPO, "deploy.yml", "main", {"run_id": "r1"})
             assert started is not None
             standin.advance_workflow_run(REPO, started.id, "completed", "success")
@@ -251,6 +258,8 @@ def test_scenario_covers_every_endpoint_the_client_uses(
         ("GET", "/repos/{owner}/{repo}/labels", 200),
         ("GET", "/repos/{owner}/{repo}/hooks", 200),
         ("GET", "/repos/{owner}/{repo}/hooks", 404),
+        ("GET", "/orgs/{org}/hooks", 200),
+        ("GET", "/orgs/{org}/hooks", 404),
     }
     assert any(r.path.endswith("/issues") and r.query.get("page") == "2" for r in scenario)
 

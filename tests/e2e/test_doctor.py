@@ -39,10 +39,11 @@ def endpoint(world: World) -> str:
     return f"http://127.0.0.1:{world.service.port}"
 
 
-def set_up_well(world: World) -> None:
+def set_up_well(world: World, *, repository_hook: bool = True) -> None:
     for label in ("ready", "in-progress", "shipped"):
         world.github.add_label(REPO, label)
-    world.github.add_hook(REPO, endpoint(world) + "/github/webhook", EVENTS)
+    if repository_hook:
+        world.github.add_hook(REPO, endpoint(world) + "/github/webhook", EVENTS)
     with DiscordClient(
         world.discord.url, world.discord.application_id, world.discord.bot_token
     ) as client:
@@ -164,3 +165,41 @@ def test_every_served_repository_is_checked_with_its_own_rules(
     assert "GITHUB_REPOSITORY is not set" not in result.stdout
     assert "ok    GitHub: the token may write to octo/gadgets" in result.stdout  # one: unnamed
     assert "FAIL  label 'todo' is missing" in result.stdout
+
+
+def test_an_organisation_webhook_counts_and_an_unreadable_one_is_not_called_missing(
+    world: World,
+) -> None:
+    """A webhook of the repository's organisation delivers its events: it counts. When
+    the organisation's webhooks cannot be read, doctor says so instead of 'missing'."""
+    set_up_well(world, repository_hook=False)
+    org = REPO.partition("/")[0]
+    hooked = world.github.add_org_hook(org, endpoint(world) + "/github/webhook", ["*"])
+    result = doctor(world, "--endpoint", endpoint(world))
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.endswith("0 problem(s), 0 warning(s)\n"), result.stdout
+    assert (
+        f"ok    organisation webhook {hooked} ({endpoint(world)}/github/webhook) sends every "
+        "event the service reads"
+    ) in result.stdout
+    # a token that may not read them (no admin:org_hook, GitHub answers 404): a warning
+    world.github.add_org(org, token_reads_hooks=False)
+    result = doctor(world, "--endpoint", endpoint(world))
+    assert result.returncode == 0, result.stdout
+    assert (
+        f"warn  could not check the organisation webhooks of {org}; no repository webhook "
+        f"sends to {endpoint(world)}/github/webhook"
+    ) in result.stdout
+    assert "admin:org_hook" in result.stdout and "FAIL" not in result.stdout
+    # readable, and none sends here: missing, naming both lists
+    world.github.add_org(org)
+    result = doctor(world, "--endpoint", "https://new.example.invalid")
+    assert result.returncode == 1
+    assert (
+        "FAIL  no webhook sends to https://new.example.invalid/github/webhook (the "
+        f"repository's: none; the organisation's: {endpoint(world)}/github/webhook)"
+    ) in result.stdout
+    # both a repository and an organisation webhook: every event twice
+    world.github.add_hook(REPO, endpoint(world) + "/github/webhook", EVENTS)
+    result = doctor(world, "--endpoint", endpoint(world))
+    assert "warn  both a repository and an organisation webhook send here" in result.stdout

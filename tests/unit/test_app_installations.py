@@ -260,3 +260,35 @@ def test_the_stand_in_spends_a_budget_at_its_hours_limit() -> None:
         now[0] += 3601
         assert http.get(f"/repos/{ROCKET}/issues", headers=personal).status_code == 200
 
+
+# ------------------------------------------------------------------------ doctor
+
+
+def test_doctor_reads_the_organisation_webhooks_with_the_installations_token(
+    standin: GitHubStandIn, app_keys: tuple[str, str]
+) -> None:
+    """PROBE's organisation has the only webhook. Installation 88 without the
+    ``organization_hooks`` permission gets 403: 'could not check', not 'missing'; with
+    it, the organisation's webhook counts."""
+    from valine.core.policy import Policy
+    from valine.runtime.doctor import _repository
+
+    private, _ = app_keys
+    org = PROBE.partition("/")[0]
+    standin.add_org_hook(org, "https://valine.example/github/webhook", ["*"])
+    with GitHubClient(AppAuth("4242", private), api_url=standin.url) as client:
+        refused = _repository(client, PROBE, Policy(), "https://valine.example")
+        standin.add_org(org, hook_readers=[88])
+        granted = _repository(client, PROBE, Policy(), "https://valine.example")
+    denied = [r for r in standin.requests if r.path == f"/orgs/{org}/hooks"]
+    assert [(r.status, r.response["message"] if r.status != 200 else "") for r in denied] == [
+        (403, "Resource not accessible by integration"),
+        (200, ""),
+    ]
+    assert all(r.budget == "installation:88" for r in denied)  # PROBE's token, not ROCKET's
+    assert [f.level for f in refused if "webhook" in f.what] == ["warn"]
+    assert "could not check the organisation webhooks of other-org" in " ".join(
+        f.what for f in refused
+    )
+    assert [f.level for f in granted if "webhook" in f.what] == ["ok"]
+    assert "organisation webhook" in " ".join(f.what for f in granted)

@@ -112,6 +112,15 @@ class GitHubClient(Authenticated):
         url = self._repo_url(repo) + (f"/{resource}?per_page=100" if resource else "")
         return self._request("GET", url, repo=repo).data
 
+    def read_organisation_hooks(self, repo: str) -> Any:
+        """For ``valine doctor``: the first 100 webhooks of the organisation owning
+        ``repo``, read with ``repo``'s credentials (an App installation needs the
+        ``organization_hooks`` read permission, a token ``admin:org_hook``). Raises
+        NotFound (404: no access, or not an organisation) or GitHubError (403)."""
+        owner = self._repo_url(repo).rsplit("/", 2)[-2]
+        url = f"{self._base}/orgs/{quote(owner, safe='')}/hooks?per_page=100"
+        return self._request("GET", url, repo=repo).data
+
     def dispatch_workflow(
         self, repo: str, workflow: str, ref: str, inputs: Mapping[str, str]
     ) -> None:

@@ -1,9 +1,9 @@
 """``valine doctor``: the settings checked against GitHub and Discord, each finding with its fix.
 
 It reads, never writes: the rules file, the settings, then on GitHub the repository (the
-token's access), its labels and its webhooks (when the token may read them), and on
-Discord the registered commands (against the one schema) and the application's
-Interactions Endpoint URL; it prints the invite URL with the permissions the bot needs
+token's access), its labels, its webhooks and its organisation's (when the credentials
+may read them), and on Discord the registered commands (against the one schema) and the
+application's Interactions Endpoint URL; it prints the invite URL with the permissions the bot needs
 (threads included). Each check is a pure function of what was read (:func:`check_access`,
 :func:`check_labels`, :func:`check_hooks`, ...), so the verdicts are tested without a
 network; :func:`diagnose` does the reading.
@@ -140,32 +140,87 @@ def check_labels(names: Iterable[str], policy: Policy) -> list[Finding]:
     return found
 
 
-def check_hooks(hooks: Sequence[Mapping[str, Any]] | None, endpoint: str | None) -> list[Finding]:
-    """The repository's webhooks (``None``: the token may not read them)."""
+class OrgHooks(NamedTuple):
+    """What was read of the webhooks of the organisation owning a repository."""
+
+    login: str
+    #: The organisation's webhooks; None: they could not be read (403 or 404).
+    hooks: Sequence[Mapping[str, Any]] | None
+
+
+def check_hooks(
+    hooks: Sequence[Mapping[str, Any]] | None,
+    endpoint: str | None,
+    org: OrgHooks | None = None,
+) -> list[Finding]:
+    """The repository's webhooks (``None``: the token may not read them) and, for a
+    repository owned by an organisation, the organisation's (``org``): a webhook of
+    either that sends to the service counts."""
+    wanted = endpoint.rstrip("/") + WEBHOOK_PATH if endpoint else None
+    mine = _ours(hooks or (), wanted)
+    theirs = _ours(org.hooks or (), wanted) if org else []
+    if mine or theirs:
+        found = [f for hook in mine for f in _check_hook(hook, "webhook")]
+        found += [f for hook in theirs for f in _check_hook(hook, "organisation webhook")]
+        if mine and theirs:
+            found.append(
+                warn(
+                    "both a repository and an organisation webhook send here: "
+                    "every event arrives twice",
+                    "delete one of them",
+                )
+            )
+        return found
+    return _no_hook(hooks, wanted, org)
+
+
+def _no_hook(
+    hooks: Sequence[Mapping[str, Any]] | None, wanted: str | None, org: OrgHooks | None
+) -> list[Finding]:
+    """The findings when no webhook that was read sends to the service."""
+    where = wanted or f"a URL ending in {WEBHOOK_PATH}"
+    found = []
     if hooks is None:
-        return [
+        found.append(
             warn(
                 "cannot read the repository's webhooks with this token (it needs admin access)",
                 f"check by hand: Settings → Webhooks: payload URL ending in {WEBHOOK_PATH}, "
                 f"content type application/json, events {', '.join(REQUIRED_EVENTS)}",
             )
-        ]
-    wanted = endpoint.rstrip("/") + WEBHOOK_PATH if endpoint else None
-    ours = [h for h in hooks if _hook_url(h) == wanted or (not wanted and _is_ours(h))]
-    if not ours:
-        where = wanted or f"a URL ending in {WEBHOOK_PATH}"
-        others = ", ".join(sorted(_hook_url(h) for h in hooks)) or "none"
+        )
+    if org is not None and org.hooks is None:
         return [
-            fail(
-                f"no webhook sends to {where} (the repository's: {others})",
-                'add one: Settings → Webhooks → Add webhook (README "Connect GitHub")',
-            )
+            *found,
+            warn(
+                f"could not check the organisation webhooks of {org.login}"
+                + ("" if hooks is None else f"; no repository webhook sends to {where}"),
+                "give the GitHub App the Organization permission Webhooks: read (or use a "
+                "token with admin:org_hook), or check by hand: the organisation's Settings → "
+                "Webhooks",
+            ),
         ]
-    return [finding for hook in ours for finding in _check_hook(hook)]
+    if hooks is None:
+        return found
+    others = ", ".join(sorted(_hook_url(h) for h in hooks)) or "none"
+    if org is not None:
+        others += "; the organisation's: " + (
+            ", ".join(sorted(_hook_url(h) for h in org.hooks or ())) or "none"
+        )
+    return [
+        fail(
+            f"no webhook sends to {where} (the repository's: {others})",
+            'add one: Settings → Webhooks → Add webhook (README "Connect GitHub")',
+        )
+    ]
 
 
-def _check_hook(hook: Mapping[str, Any]) -> list[Finding]:
-    name = f"webhook {hook.get('id')} ({_hook_url(hook)})"
+def _ours(hooks: Iterable[Mapping[str, Any]], wanted: str | None) -> list[Mapping[str, Any]]:
+    """The webhooks sending to ``wanted`` (any URL ending in the webhook path if None)."""
+    return [h for h in hooks if _hook_url(h) == wanted or (not wanted and _is_ours(h))]
+
+
+def _check_hook(hook: Mapping[str, Any], kind: str) -> list[Finding]:
+    name = f"{kind} {hook.get('id')} ({_hook_url(hook)})"
     events = set(hook.get("events") or ())
     config = hook.get("config") or {}
     found = []
@@ -306,9 +361,9 @@ def _github(settings: Settings, repositories: Repositories, endpoint: str | None
 def _repository(
     client: GitHubClient, repo: str, policy: Policy, endpoint: str | None
 ) -> list[Finding]:
-    """One repository's findings: the token's access, its labels, its webhooks."""
+    """One repository's findings: the token's access, its labels, its webhooks (and its
+    organisation's)."""
     from valine.core.errors import NotFound
-    from valine.ports import GitHubError
 
     try:
         document = client.read_repository(repo)
@@ -317,15 +372,31 @@ def _repository(
     found = check_access(repo, document)
     labels = client.read_repository(repo, "labels")
     found += check_labels((str(label.get("name", "")) for label in labels), policy)
+    hooks = _readable(lambda: client.read_repository(repo, "hooks"))
+    org = None
+    owner = document.get("owner") or {}
+    if owner.get("type") == "Organization":  # its webhooks receive this repository's events
+        org = OrgHooks(
+            str(owner.get("login") or repo.partition("/")[0]),
+            _readable(lambda: client.read_organisation_hooks(repo)),
+        )
+    return found + check_hooks(hooks, endpoint, org)
+
+
+def _readable(read: Callable[[], Any]) -> Any:
+    """``read()``, or None when GitHub refuses it (404: no access; 403: a fine-grained
+    token or an App installation without the webhooks permission)."""
+    from valine.core.errors import NotFound
+    from valine.ports import GitHubError
+
     try:
-        hooks = client.read_repository(repo, "hooks")
+        return read()
     except NotFound:
-        hooks = None
-    except GitHubError as exc:  # a fine-grained token without webhook access: 403
+        return None
+    except GitHubError as exc:
         if exc.status != 403:
             raise
-        hooks = None
-    return found + check_hooks(hooks, endpoint)
+        return None
 
 
 def _discord(settings: Settings, policy: Policy, endpoint: str | None) -> list[Finding]:

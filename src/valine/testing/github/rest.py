@@ -323,6 +323,20 @@ class RestAPI(GitHubState):
             return _error(404, "Not Found")
         return 200, [self._hook_json(r, hook) for hook in r.hooks], {}
 
+    def _list_org_hooks(
+        self, _r: None, params: dict[str, str], query: Mapping[str, str], body: Json
+    ) -> Answer:
+        org = self._orgs.get(params["org"].lower())
+        if org is None:
+            return _error(404, "Not Found")
+        caller = self._caller_installation
+        if caller is None and not org.token_reads_hooks:
+            return _error(404, "Not Found")  # a token without admin:org_hook, or not an owner
+        if caller is not None and caller not in org.hook_readers:
+            return _error(403, "Resource not accessible by integration")
+        api = f"{self.url}/orgs/{org.login}/hooks"
+        return 200, [_org_hook_json(api, hook) for hook in org.hooks[:100]], {}
+
     def _hook_json(self, r: _Repo, hook: StandInHook) -> dict[str, Any]:
         api = f"{self.url}/repos/{r.full_name}/hooks/{hook.id}"
         return {
@@ -369,6 +383,13 @@ class RestAPI(GitHubState):
             "repository_selection": "all",
         }
         return 201, answer, {}
+
+    def _owner(self, login: str) -> dict[str, Any]:
+        """A repository's ``owner``: a user, or an organisation the stand-in knows."""
+        document = self._user(login)
+        if login.lower() in self._orgs:
+            document["type"] = "Organization"
+        return document
 
     def _user(self, login: str) -> dict[str, Any]:
         user_id = _user_id(login)
@@ -443,7 +464,7 @@ class RestAPI(GitHubState):
             "node_id": _node_id("R_", r.id),
             "name": r.name,
             "full_name": r.full_name,
-            "owner": self._user(r.owner),
+            "owner": self._owner(r.owner),
             "private": False,
             "html_url": html,
             "description": None,
@@ -755,3 +776,20 @@ class RestAPI(GitHubState):
             "suspended_by": None,
             "suspended_at": None,
         }
+
+
+def _org_hook_json(api: str, hook: StandInHook) -> dict[str, Any]:
+    """An organisation webhook as ``GET /orgs/{org}/hooks`` lists it (``org-hook``)."""
+    return {
+        "type": "Organization",
+        "id": hook.id,
+        "name": "web",
+        "active": hook.active,
+        "events": list(hook.events),
+        "config": {"url": hook.url, "content_type": hook.content_type, "insecure_ssl": "0"},
+        "updated_at": hook.created_at,
+        "created_at": hook.created_at,
+        "url": f"{api}/{hook.id}",
+        "ping_url": f"{api}/{hook.id}/pings",
+        "deliveries_url": f"{api}/{hook.id}/deliveries",
+    }

@@ -547,6 +547,12 @@ _ROUTES: Sequence[tuple[str, re.Pattern[str], bool, _Action]] = [
     ("GET", re.compile(_REPO_PREFIX), False, GitHubStandIn._get_repo),
     ("GET", re.compile(_REPO_PREFIX + r"/labels"), False, GitHubStandIn._list_labels),
     ("GET", re.compile(_REPO_PREFIX + r"/hooks"), False, GitHubStandIn._list_hooks),
+    (
+        "GET",
+        re.compile(r"/orgs/(?P<org>[A-Za-z0-9-]+)/hooks"),
+        False,
+        GitHubStandIn._list_org_hooks,
+    ),
     ("GET", re.compile(_REPO_PREFIX + r"/issues"), False, GitHubStandIn._list_issues),
     ("GET", re.compile(_REPO_PREFIX + r"/issues/(?P<number>\d+)"), False, GitHubStandIn._get_issue),
     (

@@ -117,6 +117,21 @@ class StandInHook:
 
 
 @dataclass
+class _Org:
+    """An organisation: its webhooks and who may read them (``GET /orgs/{org}/hooks``)."""
+
+    login: str
+    #: Organisation webhooks, oldest first (they receive every repository's events).
+    hooks: list[StandInHook] = field(default_factory=list)
+    #: Whether the personal token may read them (an owner's token with ``admin:org_hook``);
+    #: without it GitHub answers 404.
+    token_reads_hooks: bool = True
+    #: The App installations granted the ``organization_hooks`` read permission; any other
+    #: installation's token gets 403 "Resource not accessible by integration".
+    hook_readers: set[int] = field(default_factory=set)
+
+
+@dataclass
 class StandInLabel:
     """A repository label (REST ``id``; GraphQL id ``node_id``)."""
 
@@ -273,6 +288,8 @@ class GitHubState:
         self._lock = threading.RLock()
         self._repos: dict[str, _Repo] = {}
         self._users: dict[str, str] = {}
+        #: Organisations by lower-case login (a repository's owner named here is one).
+        self._orgs: dict[str, _Org] = {}
         self._next_id = 1000
         #: The installation every repository sits in unless :meth:`install` says otherwise.
         self.installation_id = 1
@@ -327,6 +344,34 @@ class GitHubState:
             self._next_id += 1
             hook = StandInHook(self._next_id, url, list(events), content_type, active)
             self._repo(repo).hooks.append(hook)
+            return hook.id
+
+    def add_org(
+        self, org: str, *, token_reads_hooks: bool = True, hook_readers: Iterable[int] = ()
+    ) -> None:
+        """Make ``org`` an organisation (its repositories' ``owner.type`` is
+        ``Organization``): whether the personal token may read its webhooks, and which App
+        installations have the ``organization_hooks`` read permission."""
+        with self._lock:
+            found = self._orgs.setdefault(org.lower(), _Org(org))
+            found.token_reads_hooks = token_reads_hooks
+            found.hook_readers = {int(i) for i in hook_readers}
+
+    def add_org_hook(
+        self,
+        org: str,
+        url: str,
+        events: Iterable[str],
+        *,
+        content_type: str = "json",
+        active: bool = True,
+    ) -> int:
+        """Add an organisation webhook (``org`` becomes an organisation); its id."""
+        with self._lock:
+            found = self._orgs.setdefault(org.lower(), _Org(org))
+            self._next_id += 1
+            hook = StandInHook(self._next_id, url, list(events), content_type, active)
+            found.hooks.append(hook)
             return hook.id
 
     def set_role(self, repo: str, role: str) -> None:
