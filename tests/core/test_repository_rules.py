@@ -109,8 +109,8 @@ def test_any_override_changes_exactly_its_keys(
             "repositories: acme/rocket: unknown key labels.redy; did you mean labels.ready?",
         ),
         (
-            [{"name": "acme/rocket", "ship": {"deploy_workflow": "d.yml"}}],
-            "repositories: acme/rocket: unknown key ship (known: name, channel_id,",
+            [{"name": "acme/rocket", "discord": {"guild_ids": ["1"]}}],
+            "repositories: acme/rocket: unknown key discord (known: name, channel_id,",
         ),
         (
             [{"name": "acme/rocket", "channel_id": "general"}],
@@ -194,3 +194,79 @@ def test_the_summary_shows_each_repository_and_only_what_it_changes() -> None:
     assert "  (the top-level rules)" in text
     assert "repository acme/probe: channel_id=200 installation_id=looked up" in text
     assert "  merge: method=merge" in text
+
+
+def test_ship_and_schedule_are_overridden_per_repository_key_by_key() -> None:
+    top = {
+        **TOP,
+        "ship": {"deploy_workflow": "deploy.yml", "ref": "main", "deploy_timeout": 1800},
+        "schedule": {"timezone": "Europe/Paris", "plan": "0 9 * * 1-5", "channel_id": "900"},
+    }
+    rules = rules_from_mapping(
+        {
+            **top,
+            "repositories": [
+                {"name": "acme/rocket", "channel_id": "100"},
+                {
+                    "name": "acme/probe",
+                    "channel_id": "200",
+                    "ship": {"deploy_workflow": "release.yml"},
+                    "schedule": {"plan": "0 10 * * *", "digest": "0 18 * * *"},
+                },
+                {"name": "acme/lander", "schedule": {"channel_id": "300", "timezone": "UTC"}},
+            ],
+        }
+    )
+    rocket, probe, lander = rules.repositories
+    assert rocket.policy.ship == rules.policy.ship
+    assert probe.policy.ship.deploy_workflow == "release.yml"
+    assert (probe.policy.ship.ref, probe.policy.ship.deploy_timeout) == ("main", 1800)
+    assert probe.policy.schedule.entries == {"plan": "0 10 * * *", "digest": "0 18 * * *"}
+    assert probe.policy.schedule.timezone == "Europe/Paris"  # inherited
+    assert probe.policy.schedule.channel_id == "200"  # its channel, over the top level's
+    assert rocket.policy.schedule.entries == {"plan": "0 9 * * 1-5"}
+    # no channel_id of its own: its [repositories.schedule] channel, else the top level's
+    assert (lander.policy.schedule.channel_id, lander.policy.schedule.timezone) == ("300", "UTC")
+    summary = rules_summary(rules)
+    assert "  ship: deploy_workflow='release.yml' ref='main' inputs={} deploy_timeout=1800s" in (
+        summary
+    )
+
+
+def test_a_schedule_of_its_own_needs_no_top_level_schedule() -> None:
+    (probe,) = rules_from_mapping(
+        {
+            "repositories": [
+                {"name": "acme/probe", "channel_id": "200", "schedule": {"digest": "0 18 * * *"}}
+            ]
+        }
+    ).repositories
+    assert probe.policy.schedule.entries == {"digest": "0 18 * * *"}
+    assert probe.policy.schedule.channel_id == "200"
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"ship": {"deploy_timeout": 1}}, "repositories: acme/probe: ship.deploy_timeout must be"),
+        ({"ship": {"inputs": {"x": "{nope}"}}}, "repositories: acme/probe: ship.inputs.x: unknown"),
+        (
+            {"ship": {"deploy_workflw": "d.yml"}},
+            "repositories: acme/probe: unknown key ship.deploy_",
+        ),
+        (
+            {"schedule": {"plan": "0 9 * * *"}},
+            "repositories: acme/probe: schedule.channel_id is required",
+        ),
+        (
+            {"schedule": "daily"},
+            "repositories: acme/probe: [repositories.schedule] must be a table",
+        ),
+    ],
+)
+def test_a_bad_ship_or_schedule_override_names_its_entry(
+    entry: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        rules_from_mapping({"repositories": [{"name": "acme/probe", **entry}]})
+    assert str(caught.value).startswith(message), caught.value

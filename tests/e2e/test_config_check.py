@@ -90,3 +90,25 @@ def test_config_check_shows_each_repository_and_refuses_a_bad_entry(tmp_path: Pa
     result = valine(tmp_path, "config", "check")
     assert result.returncode == 2
     assert "repositories: acme/rocket: unknown key executr; did you mean executor?" in result.stderr
+
+
+def test_a_repositorys_own_schedule_is_shown_and_a_bad_cron_expression_names_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "valine.toml").write_text(
+        '[[repositories]]\nname = "acme/rocket"\nchannel_id = "10"\n'
+        '[[repositories]]\nname = "acme/probe"\nchannel_id = "11"\n'
+        '[repositories.schedule]\nplan = "0 10 * * 1-5"\n'
+        '[repositories.ship]\ndeploy_workflow = "release.yml"\n'
+    )
+    result = valine(tmp_path, "config", "check")
+    assert result.returncode == 0, result.stderr
+    assert "  schedule: plan='0 10 * * 1-5' timezone=UTC channel_id=11" in result.stdout
+    assert "  ship: deploy_workflow='release.yml'" in result.stdout
+    (tmp_path / "valine.toml").write_text(
+        '[[repositories]]\nname = "acme/probe"\nchannel_id = "11"\n'
+        '[repositories.schedule]\nplan = "every morning"\n'
+    )
+    result = valine(tmp_path, "config", "check")
+    assert result.returncode == 2
+    assert "repositories: acme/probe: schedule.plan: 'every morning' is not a cron" in result.stderr

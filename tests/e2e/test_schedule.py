@@ -157,3 +157,59 @@ def _digests(world: World) -> list[dict[str, Any]]:
         for m in world.discord.channel_messages(CHANNEL)
         if m.get("embeds") and m["embeds"][0].get("title", "").startswith("Digest")
     ]
+
+
+GADGETS = "octo/gadgets"
+CHANNELS = {REPO: "1300000000000000011", GADGETS: "1300000000000000012"}
+TWO_SCHEDULES = (
+    DEFAULT_CONFIG
+    + f"""
+[schedule]
+timezone = "{ZONE}"
+digest = "0 17 * * 1-5"
+channel_id = "{CHANNEL}"
+
+[[repositories]]
+name = "{REPO}"
+channel_id = "{CHANNELS[REPO]}"
+
+[[repositories]]
+name = "{GADGETS}"
+channel_id = "{CHANNELS[GADGETS]}"
+[repositories.schedule]
+digest = "0 18 * * 1-5"
+"""
+)
+
+
+def test_each_repository_posts_on_its_own_schedule_in_its_channel(
+    tmp_path: Path, signing_key: SigningKey, webhook_examples: dict[str, list[dict[str, Any]]]
+) -> None:
+    """widgets keeps the top level's 17:00 digest, gadgets has its own at 18:00: each
+    slot is posted once, by its repository only, in its repository's channel."""
+    clock = tmp_path / "clock-offset"
+    move_to(clock, QUIET)
+    env = {"VALINE_TEST_CLOCK_FILE": str(clock), "VALINE_RECONCILE_EVERY": "1"}
+    world = start_world(tmp_path, signing_key, webhook_examples, config=TWO_SCHEDULES, env=env)
+    try:
+        world.github.add_repo(GADGETS)
+
+        def digests(repo: str) -> list[dict[str, Any]]:
+            return [
+                m
+                for m in world.discord.channel_messages(CHANNELS[repo])
+                if m.get("embeds") and m["embeds"][0].get("title", "").startswith("Digest")
+            ]
+
+        move_to(clock, next_slot("0 17 * * 1-5", ZONE, QUIET) + 1)
+        wait_for("widgets' digest", lambda: digests(REPO), 15)
+        time.sleep(3)
+        assert (len(digests(REPO)), len(digests(GADGETS))) == (1, 0)
+        move_to(clock, next_slot("0 18 * * 1-5", ZONE, QUIET) + 1)
+        wait_for("gadgets' digest", lambda: digests(GADGETS), 15)
+        time.sleep(3)
+        assert (len(digests(REPO)), len(digests(GADGETS))) == (1, 1)
+        assert GADGETS in str(digests(GADGETS)[0]) and REPO in str(digests(REPO)[0])
+        assert world.discord.channel_messages(CHANNEL) == []  # each in its own channel
+    finally:
+        stop_world(world)

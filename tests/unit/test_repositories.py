@@ -251,3 +251,35 @@ def test_services_build_one_orchestrator_per_repository_with_its_rules(
     assert services.orchestrator_for("acme/other") is None
     assert "GITHUB_REPOSITORY" not in services.missing()
     assert services.policy == Policy()
+
+
+def test_each_repositorys_use_cases_ship_and_schedule_by_its_own_rules(tmp_path: Path) -> None:
+    config = tmp_path / "valine.toml"
+    config.write_text(
+        '[ship]\ndeploy_workflow = "deploy.yml"\n'
+        '[schedule]\ndigest = "0 17 * * *"\nchannel_id = "9"\n'
+        '[[repositories]]\nname = "acme/rocket"\nchannel_id = "100"\n'
+        '[[repositories]]\nname = "acme/probe"\nchannel_id = "200"\n'
+        '[repositories.ship]\ndeploy_workflow = "release.yml"\n'
+        '[repositories.schedule]\ndigest = "0 18 * * *"\n'
+    )
+    services = Services(
+        Settings.from_env(
+            {"VALINE_CONFIG": str(config), "VALINE_STORE": f"sqlite:///{tmp_path}/v.db"}
+        )
+    )
+    rocket, probe = (services.orchestrator_for(n) for n in ("acme/rocket", "acme/probe"))
+    assert rocket is not None and probe is not None
+    assert (rocket.policy.ship.deploy_workflow, probe.policy.ship.deploy_workflow) == (
+        "deploy.yml",
+        "release.yml",
+    )
+    assert services.scheduled
+    assert services.scheduler().repositories == {
+        "acme/rocket": rocket.policy.schedule,
+        "acme/probe": probe.policy.schedule,
+    }
+    assert (rocket.policy.schedule.digest, probe.policy.schedule.digest) == (
+        "0 17 * * *",
+        "0 18 * * *",
+    )

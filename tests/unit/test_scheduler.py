@@ -82,3 +82,36 @@ def test_the_latest_slot_is_the_one_before_the_next(now: float) -> None:
 def test_a_bad_schedule_is_refused_naming_the_key(schedule: Schedule, key: str) -> None:
     with pytest.raises(ConfigurationError, match=key.replace(".", r"\.")):
         check_schedule(schedule)
+
+
+def test_each_repository_ticks_its_own_slots_once(tmp_path: Path) -> None:
+    """rocket keeps the top level's 9:00 plan; probe plans at 10:00 in UTC and posts a
+    digest. Each slot's job names its repository (only it posts), once for any number of
+    schedulers."""
+    top = Schedule("Europe/Paris", plan="0 9 * * 1-5", channel_id="1")
+    own = {
+        "acme/rocket": Schedule("Europe/Paris", plan="0 9 * * 1-5", channel_id="100"),
+        "acme/probe": Schedule("UTC", plan="0 10 * * *", digest="0 18 * * *", channel_id="200"),
+    }
+    shared = queue(tmp_path)
+    now = [at(2027, 1, 4, 9, 0, 3)]  # Monday 9:00:03 in Paris, 8:00 UTC
+    schedulers = [Scheduler(top, shared, lambda: now[0], repositories=own) for _ in range(2)]
+    nine = int(at(2027, 1, 4, 9, 0))
+    assert [s.tick() for s in schedulers] == [[f"plan:{nine}:acme/rocket"], []]
+    now[0] = at(2027, 1, 4, 11, 0, 5)  # 10:00:05 UTC
+    ten = int(datetime(2027, 1, 4, 10, tzinfo=ZoneInfo("UTC")).timestamp())
+    assert [s.tick() for s in schedulers] == [[f"plan:{ten}:acme/probe"], []]
+    payloads = []
+    while (job := shared.lease(30)) is not None:
+        payloads.append(job.payload)
+        shared.ack(job)
+    assert payloads == [
+        {"what": "plan", "slot": float(nine), "repo": "acme/rocket"},
+        {"what": "plan", "slot": float(ten), "repo": "acme/probe"},
+    ]
+
+
+def test_a_bad_cron_expression_of_a_repository_names_it(tmp_path: Path) -> None:
+    own = {"acme/probe": Schedule("UTC", plan="every morning", channel_id="2")}
+    with pytest.raises(ConfigurationError, match=r"^repositories: acme/probe: schedule.plan"):
+        Scheduler(Schedule(), queue(tmp_path), lambda: 0.0, repositories=own)

@@ -60,8 +60,8 @@ Every field has a default, so a team can start with no file at all::
     channel_id = "<discord channel id>"   # its plans (and scheduled posts) go there
     installation_id = 42           # optional: its GitHub App installation (else looked up)
     [repositories.executor]        # optional overrides of labels, planner, executor,
-    kind = "assign"                # checks, merge, policy and permissions, key by key;
-    assignee = "agent-login"       # the rest comes from the top level
+    kind = "assign"                # checks, merge, policy, permissions, ship and
+    assignee = "agent-login"       # schedule, key by key; the rest from the top level
 
 :func:`rules_from_mapping` reads a whole file (the top level and its repositories);
 :func:`policy_from_mapping` the top level alone.
@@ -267,7 +267,17 @@ PERMISSION_GRANT_KEYS = ("roles", "users")
 #: The array of tables naming the repositories of a deployment (``[[repositories]]``).
 REPOSITORIES = "repositories"
 #: The sections a ``[[repositories]]`` entry may override; the others are the deployment's.
-REPOSITORY_SECTIONS = ("labels", "planner", "executor", "checks", "merge", "policy", "permissions")
+REPOSITORY_SECTIONS = (
+    "labels",
+    "planner",
+    "executor",
+    "checks",
+    "merge",
+    "policy",
+    "permissions",
+    "ship",
+    "schedule",
+)
 #: Every key of a ``[[repositories]]`` entry.
 REPOSITORY_KEYS = ("name", "channel_id", "installation_id", *REPOSITORY_SECTIONS)
 _REPOSITORY_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
@@ -416,7 +426,8 @@ def rules_from_mapping(data: Mapping[str, Any]) -> Rules:
     Each ``[[repositories]]`` entry's sections override the top level's key by key (an
     entry's ``[repositories.executor] kind`` replaces ``[executor] kind`` and keeps the
     other ``[executor]`` keys; a ``[repositories.permissions]`` action replaces that
-    action's grant); its ``channel_id`` is also where its scheduled posts go.
+    action's grant); its ``channel_id`` is also where its scheduled posts go, unless its
+    own ``[repositories.schedule] channel_id`` says otherwise.
     """
     problems = unknown_names(data)
     if problems:
@@ -451,8 +462,10 @@ def _repository(
             if not isinstance(override, Mapping):
                 raise ConfigurationError(f"{where}: [repositories.{section}] must be a table")
             merged[section] = {**_section(top, section), **override}
-    if channel is not None and "schedule" in top:
-        merged["schedule"] = {**_section(top, "schedule"), "channel_id": channel}
+    if channel is not None and ("schedule" in top or "schedule" in entry):
+        # its scheduled posts go to its channel, unless its own [schedule] names one
+        own = {"channel_id": channel, **entry.get("schedule", {})}
+        merged["schedule"] = {**_section(top, "schedule"), **own}
     try:
         merged_policy = _policy(merged)
     except ConfigurationError as exc:

@@ -140,7 +140,7 @@ def serve_services(services: Services, host: str, port: int) -> int:
 
     every = float(settings.reconcile_every)
     hooks = []
-    if services.policy.schedule.entries:
+    if services.scheduled:
         hooks.append(services.scheduler().tick)  # a bad cron expression stops start-up
     periodic = PeriodicJobs(
         services.queue, {RECONCILE: every}, check_interval=min(5.0, every), hooks=hooks
@@ -216,10 +216,14 @@ def _config_check(args: argparse.Namespace) -> int:
     path = args.file or os.environ.get("VALINE_CONFIG") or None
     rules = read_rules(path)
     policy = rules.policy
-    if policy.schedule.entries:
-        from valine.runtime.scheduler import check_schedule
+    from valine.runtime.scheduler import check_schedule
 
-        check_schedule(policy.schedule)  # the cron expressions and the time zone
+    check_schedule(policy.schedule)  # the cron expressions and the time zone
+    for repository in rules.repositories:
+        try:
+            check_schedule(repository.policy.schedule)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"repositories: {repository.name}: {exc}") from None
     shown = path or "valine.toml"
     if path is None and not os.path.exists(shown):
         print("no valine.toml here: the defaults apply")

@@ -296,7 +296,7 @@ class LambdaRuntime:
 
         services = self.services
         with log_context(aws_request_id=_request_id(context)):
-            if not services.policy.schedule.entries:
+            if not services.scheduled:
                 return {"enqueued": []}
             return {"enqueued": services.scheduler().tick()}
 

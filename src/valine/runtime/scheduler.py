@@ -3,11 +3,14 @@
 One :meth:`Scheduler.tick` finds, for each configured schedule (``plan``, ``digest``),
 the latest time at or before now that its cron expression fires in ``[schedule]
 timezone``; if that slot began less than :data:`GRACE` ago it enqueues one ``schedule``
-job under the slot's dedupe key. The queue keeps dedupe keys for a week, so however many
-processes tick (several ``valine serve`` workers on one database, a restart within the
-minute, EventBridge invoking twice) a slot gives one job; the job itself is idempotent
-by what it stores (see ``valine.usecases.rhythm``). A slot missed by more than GRACE (the
-service was down at 9:00) is skipped rather than posted hours late.
+job under the slot's dedupe key. With served repositories each one's own ``[schedule]``
+(the top level's, merged with its ``[repositories.schedule]``) gives its own slots, and
+each slot's job names its repository, so only that repository posts it. The queue keeps
+dedupe keys for a week, so however many processes tick (several ``valine serve``
+workers on one database, a restart within the minute, EventBridge invoking twice) a slot
+gives one job; the job itself is idempotent by what it stores (see
+``valine.usecases.rhythm``). A slot missed by more than GRACE (the service was down at
+9:00) is skipped rather than posted hours late.
 
 The local service ticks in a thread every few seconds; on AWS an EventBridge schedule
 runs the same tick every minute (``schedule_handler``). The cron library, cronsim, is
@@ -17,7 +20,7 @@ imported here only: never on the Discord or webhook path.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -33,6 +36,8 @@ log = logging.getLogger("valine.scheduler")
 GRACE = 15 * 60.0
 #: The job kind of a scheduled slot (``valine.usecases.SCHEDULE``).
 JOB_KIND = "schedule"
+#: The payload key naming a job's repository (``valine.runtime.repositories.REPO_KEY``).
+REPO_KEY = "repo"
 
 
 def _zone(name: str):  # type: ignore[no-untyped-def]
@@ -76,24 +81,57 @@ def next_slot(expression: str, timezone: str, after: float) -> float:
 
 
 class Scheduler:
-    """Enqueues the due slot of each ``[schedule]`` entry once (see the module)."""
+    """Enqueues the due slot of each ``[schedule]`` entry once (see the module).
 
-    def __init__(self, schedule: Schedule, queue: JobQueue, clock: Callable[[], float]) -> None:
+    ``repositories`` (``owner/name`` to its merged schedule): each repository's slots,
+    each job naming its repository; without it, ``schedule``'s slots, each job for every
+    repository. A bad cron expression or time zone raises ConfigurationError naming the
+    repository whose schedule it is.
+    """
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        queue: JobQueue,
+        clock: Callable[[], float],
+        *,
+        repositories: Mapping[str, Schedule] | None = None,
+    ) -> None:
         check_schedule(schedule)
+        for name, own in (repositories or {}).items():
+            try:
+                check_schedule(own)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"repositories: {name}: {exc}") from None
         self.schedule = schedule
+        self.repositories = dict(repositories or {})
         self.queue = queue
         self._clock = clock
 
     def tick(self) -> list[str]:
-        """Enqueue every due slot not enqueued yet; ``what:slot`` of each one enqueued."""
+        """Enqueue every due slot not enqueued yet; ``what:slot`` of each one enqueued
+        (``what:slot:owner/name`` for a repository's)."""
         now = self._clock()
+        if not self.repositories:
+            return self._tick(self.schedule, None, now)
         added = []
-        for what, expression in self.schedule.entries.items():
-            slot = latest_slot(expression, self.schedule.timezone, now)
+        for name, schedule in self.repositories.items():
+            added += self._tick(schedule, name, now)
+        return added
+
+    def _tick(self, schedule: Schedule, repo: str | None, now: float) -> list[str]:
+        """Enqueue ``schedule``'s due slots (for ``repo``, or every repository if None)."""
+        added = []
+        for what, expression in schedule.entries.items():
+            slot = latest_slot(expression, schedule.timezone, now)
             if now - slot > GRACE:
                 continue
-            payload = {"what": what, "slot": slot}
-            if self.queue.enqueue(JOB_KIND, payload, dedupe_key=f"schedule:{what}:{int(slot)}"):
-                log.info("scheduled %s for the slot of %s", what, int(slot))
-                added.append(f"{what}:{int(slot)}")
+            payload: dict[str, object] = {"what": what, "slot": slot}
+            key, shown = f"schedule:{what}:{int(slot)}", f"{what}:{int(slot)}"
+            if repo is not None:
+                payload[REPO_KEY] = repo
+                key, shown = f"schedule:{what}:{repo.lower()}:{int(slot)}", f"{shown}:{repo}"
+            if self.queue.enqueue(JOB_KIND, payload, dedupe_key=key):
+                log.info("scheduled %s for the slot of %s (%s)", what, int(slot), repo or "all")
+                added.append(shown)
         return added

@@ -452,10 +452,27 @@ class Services:
         metrics.gauge("active_run_age", max(ages))
 
     def scheduler(self) -> Scheduler:
-        """The ``[schedule]`` scheduler over this process's queue and the use cases' clock."""
+        """The ``[schedule]`` scheduler over this process's queue and the use cases' clock:
+        with several repositories each one's own slots (its merged ``[schedule]``), each
+        job naming it; with one, its schedule's slots as ever (the top level's while none
+        is served)."""
         from valine.runtime.scheduler import Scheduler
 
-        return Scheduler(self.policy.schedule, self.queue, self.orchestrator.clock.now)
+        clock = self.orchestrator.clock.now
+        if len(self.repositories) < 2:
+            only = self.repositories.default
+            schedule = only.policy.schedule if only else self.policy.schedule
+            return Scheduler(schedule, self.queue, clock)
+        own = {r.name: r.policy.schedule for r in self.repositories}
+        return Scheduler(self.policy.schedule, self.queue, clock, repositories=own)
+
+    @property
+    def scheduled(self) -> bool:
+        """True if a ``[schedule]`` posts something (a repository's, or the top level's
+        while none is served)."""
+        if not len(self.repositories):
+            return bool(self.policy.schedule.entries)
+        return any(r.policy.schedule.entries for r in self.repositories)
 
     def job_handlers(self) -> dict[str, Any]:
         """The background job handlers by job kind, each running a job with its
