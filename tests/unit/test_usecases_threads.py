@@ -24,7 +24,7 @@ from valine.core.models import Run
 from valine.core.replies import Deferred
 from valine.core.states import RunState, TaskState
 from valine.discord.client import DiscordClient
-from valine.testing.faults import Match
+from valine.testing.faults import Match, server_error
 from valine.usecases import Actor
 from valine.usecases.notifications import POSTED, SUPERSEDED
 
@@ -381,3 +381,45 @@ def test_a_run_that_moved_on_since_the_job_posted_is_not_archived_before_its_pos
     assert "cancelled: by <@42>" in in_thread(h, run)[-1]
     archives = [r for r in h.discord.requests if r.method == "PATCH" and r.route.endswith("}")]
     assert len(archives) == 1
+
+
+def test_a_thread_left_open_by_an_attempt_that_died_is_archived_by_the_reconcile(
+    h: Harness,
+) -> None:
+    """The cancelled run's notify posts its last event; Discord applies it but the answer
+    is lost and that attempt is gone (nothing retries it): the post's claim is left
+    unconfirmed and the thread open. The reconcile, STALL_AFTER after the run ended,
+    runs the notify again: the post is sent with its claim's nonce (Discord returns the
+    first message: one post) and the thread is archived; once, not again after."""
+    from valine.usecases.base import STALL_AFTER
+
+    run = executing(h)
+    move(h, run.run_id, state=TaskState.PR_OPEN, pr_number=7, head_sha="a" * 40)
+    h.discord.apply_then_fail_next(502, match=Match(method="POST"))
+    retries = server_error(503, match=Match(method="POST"))
+    h.discord.faults.add(retries, 8)  # and every retry of this attempt
+    with contextlib.suppress(DiscordUnavailable):
+        end(h, run.run_id, RunState.CANCELLED, reason="cancelled by <@42>")
+    h.discord.faults.clear()
+    stuck = h.run(run.run_id)
+    assert stuck.thread == threads.OPEN
+    assert stuck.announced["cancelled"].startswith("sending thread")
+    assert sum("cancelled by" in p for p in in_thread(h, stuck)) == 1  # it did arrive
+
+    h.orchestrator.reconcile()  # too soon: a live attempt may still be posting
+    h.drain()
+    assert h.run(run.run_id).thread == threads.OPEN
+    h.clock.t += STALL_AFTER
+    h.orchestrator.reconcile()
+    h.drain()
+
+    run = h.run(run.run_id)
+    assert run.thread == threads.ARCHIVED
+    assert run.announced["cancelled"] == "posted"
+    assert sum("cancelled by" in p for p in in_thread(h, run)) == 1
+    archives = [r for r in h.discord.requests if r.method == "PATCH" and r.route.endswith("}")]
+    h.clock.t += STALL_AFTER
+    h.orchestrator.reconcile()
+    h.drain()
+    after = [r for r in h.discord.requests if r.method == "PATCH" and r.route.endswith("}")]
+    assert len(archives) == len(after) == 1

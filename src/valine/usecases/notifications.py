@@ -19,7 +19,7 @@ from valine.core.models import Run
 from valine.core.replies import Message
 from valine.core.states import DEPLOY_DONE, RunState
 from valine.ports import ARCHIVED_THREAD, THREAD_LOCKED, UNKNOWN_CHANNEL, DiscordError
-from valine.usecases.base import NOTIFY, TOKEN_LIFETIME, UseCaseBase, jobs, log
+from valine.usecases.base import NOTIFY, STALL_AFTER, TOKEN_LIFETIME, UseCaseBase, jobs, log
 
 
 class NotificationsMixin(UseCaseBase):
@@ -142,8 +142,10 @@ class NotificationsMixin(UseCaseBase):
 
         Archiving is idempotent; a later post (a deployment outcome) unarchives the
         thread and the run is archived again after it. While another attempt holds a
-        claim on a post, that attempt archives after it (one whose attempt died leaves
-        the thread to Discord's own archiving after a day without activity).
+        claim on a post, that attempt archives after it; if that attempt died (or the
+        archive failed), the reconcile finds the ended run's thread still open
+        (:func:`awaits_archive`) and runs this job again, which sends the claimed post
+        with its nonce and archives.
         """
         if run.thread != threads.OPEN or run.thread_id is None or run.active:
             return
@@ -255,6 +257,22 @@ class NotificationsMixin(UseCaseBase):
 
 class _ThreadClosed(Exception):
     """The run's thread refused a post; the run now posts in the channel."""
+
+
+#: How long after a run ended the reconcile still sees to its thread's archive (beyond,
+#: Discord's own archiving after a day without activity is left to do it).
+ARCHIVE_SWEEP = 3600.0
+
+
+def awaits_archive(run: Run, now: float) -> bool:
+    """True if the run ended at least STALL_AFTER ago (within ARCHIVE_SWEEP), its
+    deployment too if it has one, and its thread is still open: the notify job that
+    should have archived it died holding a post's claim, or its archive failed."""
+    if run.thread != threads.OPEN or run.thread_id is None or run.active:
+        return False
+    if run.deploy is not None and run.deploy.state not in DEPLOY_DONE:
+        return False
+    return STALL_AFTER <= now - run.updated_at < ARCHIVE_SWEEP
 
 
 #: What an announcement's status becomes once Discord confirmed it.

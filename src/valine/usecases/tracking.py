@@ -21,6 +21,7 @@ from valine.usecases.base import (
     APPLIED,
     CANCEL,
     DISPATCH,
+    NOTIFY,
     RECONCILE,
     RELEASE,
     SHIP,
@@ -225,7 +226,9 @@ class TrackingMixin(DeployingMixin):
         """
         from valine.core.events import Delivery, from_pull_read
 
-        self._carry_on_releases()
+        recent = self.store.recent_runs(self.repo)
+        self._carry_on_releases(recent)
+        self._carry_on_archives(recent)
         if self.policy.ship.deploy_workflow:
             self.reconcile_deployments()
         run = self.store.active_run(self.repo)
@@ -283,7 +286,7 @@ class TrackingMixin(DeployingMixin):
                     dedupe_key=f"{dispatch_key(run.run_id, task)}:carry-on:{period}",
                 )
 
-    def _carry_on_releases(self) -> None:
+    def _carry_on_releases(self, recent: Sequence[Run]) -> None:
         """Re-enqueue the release job of a recent failed run whose issues are still out.
 
         The run's record is the job's: a failed run with issues still ``in-progress``
@@ -292,7 +295,7 @@ class TrackingMixin(DeployingMixin):
         """
         now = self.clock.now()
         period = int(now // STALL_AFTER)
-        for run in self.store.recent_runs(self.repo):
+        for run in recent:
             if (
                 run.state is RunState.FAILED
                 and to_release(run)
@@ -305,6 +308,25 @@ class TrackingMixin(DeployingMixin):
                 )
                 if added:
                     log.warning("reconcile: failed run %s still holds issues", run.run_id)
+
+    def _carry_on_archives(self, recent: Sequence[Run]) -> None:
+        """Re-enqueue the notify job of a recent ended run whose thread is still open
+        (:func:`~valine.usecases.notifications.awaits_archive`), one copy per STALL_AFTER
+        period: it posts what a dead attempt had claimed (with the claim's nonce) and
+        archives the thread."""
+        from valine.usecases.notifications import awaits_archive
+
+        now = self.clock.now()
+        period = int(now // STALL_AFTER)
+        for run in recent:
+            if awaits_archive(run, now):
+                added = self.queue.enqueue(
+                    NOTIFY,
+                    {"run_id": run.run_id},
+                    dedupe_key=f"{NOTIFY}:{run.run_id}:archive:{period}",
+                )
+                if added:
+                    log.warning("reconcile: run %s ended with its thread open", run.run_id)
 
     def _expire(self, run_id: str) -> None:
         """Mark overdue tasks stale and apply ``[policy] on_stale``; queue re-dispatches."""
