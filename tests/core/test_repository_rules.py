@@ -270,3 +270,15 @@ def test_a_bad_ship_or_schedule_override_names_its_entry(
     with pytest.raises(ConfigurationError) as caught:
         rules_from_mapping({"repositories": [{"name": "acme/probe", **entry}]})
     assert str(caught.value).startswith(message), caught.value
+
+
+def test_an_entry_turns_off_a_slot_it_would_inherit_with_false() -> None:
+    top = {"schedule": {"plan": "0 9 * * 1-5", "digest": "0 17 * * 1-5", "channel_id": "900"}}
+    rules = rules_from_mapping(
+        {**top, "repositories": [{"name": "acme/probe", "schedule": {"plan": False}}]}
+    )
+    (probe,) = rules.repositories
+    assert probe.policy.schedule.entries == {"digest": "0 17 * * 1-5"}
+    assert rules.policy.schedule.entries == {"plan": "0 9 * * 1-5", "digest": "0 17 * * 1-5"}
+    with pytest.raises(ConfigurationError, match=r"schedule\.plan must be a cron expression"):
+        rules_from_mapping({"repositories": [{"name": "acme/probe", "schedule": {"plan": True}}]})

@@ -615,8 +615,12 @@ def _schedule(section: Mapping[str, Any]) -> Schedule:
     crons = {}
     for key in ("plan", "digest"):
         value = section.get(key)
+        if value is False:  # none (a repository turning off a slot it would inherit)
+            value = None
         if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ConfigurationError(f'schedule.{key} must be a cron expression ("0 9 * * 1-5")')
+            raise ConfigurationError(
+                f'schedule.{key} must be a cron expression ("0 9 * * 1-5"), or false for none'
+            )
         crons[key] = value.strip() if isinstance(value, str) else None
     channel = section.get("channel_id")
     if channel is not None and not (isinstance(channel, str) and channel.isdigit()):
