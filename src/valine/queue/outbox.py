@@ -45,8 +45,8 @@ from typing import Any
 from valine.core.errors import QueueUnavailable
 from valine.infra import unit_of_work
 from valine.infra.aws import error_code, exact_number, is_botocore_error, string_attributes
-from valine.ports import Job
 from valine.queue.base import DEFAULT_DEDUPE_TTL
+from valine.queue.delegate import LeaseDelegate
 from valine.queue.sqs import MAX_DELAY, DynamoDedupe, SqsJobQueue
 
 log = logging.getLogger("valine.queue")
@@ -100,7 +100,7 @@ def message_body(
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
-class OutboxJobQueue:
+class OutboxJobQueue(LeaseDelegate):
     """A :class:`~valine.ports.JobQueue` whose ``enqueue`` writes to the outbox table.
 
     ``sqs_queue`` builds the SQS queue every other operation goes to (called on first
@@ -131,6 +131,12 @@ class OutboxJobQueue:
     def sqs(self) -> SqsJobQueue:
         """The SQS queue behind the outbox (built on first use)."""
         return self._sqs_queue()
+
+    @property
+    def inner(self) -> SqsJobQueue:
+        """Where every job is leased from: the SQS queue the outbox is forwarded to
+        (its depth leaves out jobs still in the outbox, forwarded within seconds)."""
+        return self.sqs
 
     @property
     def max_attempts(self) -> int:
@@ -208,34 +214,6 @@ class OutboxJobQueue:
                     f"job queue (outbox) could not count a claim: {exc}"
                 ) from exc
             raise
-
-    def lease(self, visibility_timeout: float) -> Job | None:
-        """See :meth:`SqsJobQueue.lease`."""
-        return self.sqs.lease(visibility_timeout)
-
-    def ack(self, job: Job) -> None:
-        """See :meth:`SqsJobQueue.ack`."""
-        self.sqs.ack(job)
-
-    def retry(self, job: Job, error: str) -> bool:
-        """See :meth:`SqsJobQueue.retry`."""
-        return self.sqs.retry(job, error)
-
-    def extend(self, job: Job, visibility_timeout: float) -> bool:
-        """See :meth:`SqsJobQueue.extend`."""
-        return self.sqs.extend(job, visibility_timeout)
-
-    def release(self, job: Job, delay: float) -> bool:
-        """See :meth:`SqsJobQueue.release`."""
-        return self.sqs.release(job, delay)
-
-    def dead_letters(self, limit: int = 50) -> Sequence[Job]:
-        """See :meth:`SqsJobQueue.dead_letters`."""
-        return self.sqs.dead_letters(limit)
-
-    def depth(self) -> int:
-        """The SQS queue's depth (jobs still in the outbox are forwarded within seconds)."""
-        return self.sqs.depth()
 
 
 def forward(

@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from valine.core.records import Record
+from valine.queue.delegate import LeaseDelegate
 
 if TYPE_CHECKING:
     from valine.core.policy import Policy, Rules
-    from valine.ports import Job, JobQueue
+    from valine.ports import JobQueue
     from valine.runtime.config import Settings
 
 log = logging.getLogger("valine.runtime")
@@ -103,12 +104,17 @@ class Repositories:
         return {r.name.lower(): r.installation_id for r in self._entries if r.installation_id}
 
 
-class RepositoryQueue:
+class RepositoryQueue(LeaseDelegate):
     """A :class:`~valine.ports.JobQueue` that adds its repository to every job it enqueues."""
 
     def __init__(self, queue: JobQueue, repo: str) -> None:
         self._queue = queue
         self.repo = repo
+
+    @property
+    def inner(self) -> JobQueue:
+        """The shared queue every job goes to."""
+        return self._queue
 
     def enqueue(
         self,
@@ -121,34 +127,6 @@ class RepositoryQueue:
         """Enqueue ``payload`` with ``"repo"`` added (see :meth:`JobQueue.enqueue`)."""
         tagged = {**payload, REPO_KEY: self.repo}
         return self._queue.enqueue(kind, tagged, dedupe_key=dedupe_key, delay=delay)
-
-    def lease(self, visibility_timeout: float) -> Job | None:
-        """See :meth:`JobQueue.lease`."""
-        return self._queue.lease(visibility_timeout)
-
-    def ack(self, job: Job) -> None:
-        """See :meth:`JobQueue.ack`."""
-        self._queue.ack(job)
-
-    def retry(self, job: Job, error: str) -> bool:
-        """See :meth:`JobQueue.retry`."""
-        return self._queue.retry(job, error)
-
-    def extend(self, job: Job, visibility_timeout: float) -> bool:
-        """See :meth:`JobQueue.extend`."""
-        return self._queue.extend(job, visibility_timeout)
-
-    def release(self, job: Job, delay: float) -> bool:
-        """See :meth:`JobQueue.release`."""
-        return self._queue.release(job, delay)
-
-    def dead_letters(self, limit: int = 50) -> Sequence[Job]:
-        """See :meth:`JobQueue.dead_letters`."""
-        return self._queue.dead_letters(limit)
-
-    def depth(self) -> int:
-        """See :meth:`JobQueue.depth`."""
-        return self._queue.depth()
 
     def claim(self, key: str, ttl: float, limit: int = 1) -> bool:
         """See :meth:`JobQueue.claim`."""
