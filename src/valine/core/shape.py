@@ -89,6 +89,13 @@ def _parse_with_orjson(body: bytes) -> dict[str, Any]:
 
 def _checked_as_json_reads(document: dict[str, Any]) -> bool:
     """The depth check of orjson's document; False if a float may be a wide integer."""
+    return _walk_depth(document, stop_at_wide_float=True)
+
+
+def _walk_depth(document: dict[str, Any], *, stop_at_wide_float: bool) -> bool:
+    """Raise ShapeError past MAX_DEPTH, visiting only containers (iteratively); with
+    ``stop_at_wide_float``, answer False at the first float of 2**63 or more in
+    magnitude (orjson reads a wider integer as one; ``json`` keeps the int). True else."""
     stack: list[tuple[Any, int]] = [(document, 1)]
     while stack:
         value, depth = stack.pop()
@@ -98,7 +105,7 @@ def _checked_as_json_reads(document: dict[str, Any]) -> bool:
             kind = type(item)
             if kind in _CONTAINERS:
                 stack.append((item, depth + 1))
-            elif kind is float and not -_WIDE < item < _WIDE:
+            elif kind is float and stop_at_wide_float and not -_WIDE < item < _WIDE:
                 return False
     return True
 
@@ -137,14 +144,7 @@ def _parse_with_json(body: bytes) -> dict[str, Any]:
 
 def _check_depth(document: dict[str, Any]) -> None:
     """The depth check of the whole document, iteratively, visiting only containers."""
-    stack: list[tuple[Any, int]] = [(document, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise ShapeError("body", f"nested deeper than {MAX_DEPTH} levels")
-        for item in value.values() if type(value) is dict else value:
-            if type(item) in _CONTAINERS:
-                stack.append((item, depth + 1))
+    _walk_depth(document, stop_at_wide_float=False)
 
 
 def _check_tree(document: dict[str, Any]) -> None:
