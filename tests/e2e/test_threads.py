@@ -124,8 +124,12 @@ def test_without_thread_permissions_the_run_posts_in_the_channel_and_says_so_onc
     assert len(notices) == 1 and run_id in str(notices[0]["content"])
     assert len(world.posted("Ready to ship")) == 1
     assert world.posted(f"[PR #{pr}]") == []  # the events stay on the plan message
-    starts = [r for r in world.discord.requests if r.route.endswith("/threads")]
-    assert [r.status for r in starts] == [403]
+    starts = [r.status for r in world.discord.requests if r.route.endswith("/threads")]
+    # asked before the refusal was recorded, not on every later notify (the run had 4 or
+    # more): once, or once more by a notify job that ran beside the first on the other
+    # worker thread (starting takes no claim; tests/unit/test_usecases_threads.py checks
+    # the sequential case is exactly one request)
+    assert starts in ([403], [403, 403]), starts
 
 
 def test_cancelling_a_run_says_so_in_its_thread_and_archives_it(world: World) -> None:
