@@ -765,3 +765,54 @@ def test_a_failed_run_leaves_alone_an_issue_a_newer_run_has_taken(h: Harness) ->
 
     assert "in-progress" in labels(h, number) and "ready" not in labels(h, number)
     assert "not-released" in h.run(old.run_id).tasks[0].steps_done
+
+
+class DeliversDuringRelabel:
+    """The real client, except that while the first relabel request is in flight the
+    next merged webhook is handled (another worker saving the run meanwhile)."""
+
+    def __init__(self, client: Any, meanwhile: Callable[[], None]) -> None:
+        self._client = client
+        self._meanwhile: Callable[[], None] | None = meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def update_issues(self, *args: Any, **kwargs: Any) -> Any:
+        result = self._client.update_issues(*args, **kwargs)
+        if self._meanwhile is not None:
+            meanwhile, self._meanwhile = self._meanwhile, None
+            meanwhile()
+        return result
+
+
+def test_a_queue_merge_saved_while_the_ship_job_relabels_is_shipped_too(h: Harness) -> None:
+    """Two PRs leave the merge queue merged; the second's webhook is saved while the ship
+    job of the first is closing its issue. The run ends shipped only once both issues
+    are relabelled ``shipped`` (the race a fresh clone once showed end to end)."""
+    h.github.require_merge_queue(REPO)
+    run = green(h, executing(h, issues=2))
+    h.orchestrator.ship(run.run_id, ADA)
+    h.drain()
+    assert all(Step.QUEUED in t.steps_done for t in h.run(run.run_id).tasks)
+    h.github.land_merge_queue(REPO)
+    first, second = h.run(run.run_id).tasks
+
+    def merged(task: Any) -> Callable[[], None]:
+        number = int(task.pr_number or 0)
+        payload = payloads.pull_request(REPO, "closed", number, str(task.head_sha), merged=True)
+        return lambda: deliver(h, "pull_request", payload)
+
+    real = h.client["github"]
+    h.client["github"] = DeliversDuringRelabel(real, merged(second))
+    merged(first)()  # saves the first MERGED and queues the ship job that closes it
+    h.clock.t += 1
+    h.drain()
+    h.client["github"] = real
+
+    shipped = h.run(run.run_id)
+    assert shipped.state is RunState.SHIPPED
+    for task in shipped.tasks:
+        assert Step.SHIPPED in task.steps_done
+        assert "shipped" in labels(h, task.issue_number)
+        assert "in-progress" not in labels(h, task.issue_number)

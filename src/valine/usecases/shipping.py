@@ -262,6 +262,10 @@ class ShippingMixin(DeployingMixin):
                 Step.QUEUED in t.steps_done and t.state is TaskState.CHECKS_PASSED for t in left
             ):
                 return None  # the merge queue has the last word; its webhooks finish the run
+            if any(
+                t.state is TaskState.MERGED and Step.SHIPPED not in t.steps_done for t in run.tasks
+            ):
+                return None  # merged since this job read the run: the ship job it queued closes it
             if not left:
                 shipped = apply_run_event(run, RunEvent.SHIPPED, now, finished_at=now, reason=None)
                 if self.policy.ship.deploy_workflow:
