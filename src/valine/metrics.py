@@ -88,7 +88,7 @@ METRICS: Mapping[str, Metric] = {
         "GitHubRateLimitRemainingPercent",
         "Percent",
         ("resource",),
-        "share of GitHub's rate limit left (percent)",
+        "share of GitHub's rate limit left (percent; the lowest budget)",
     ),
     "discord_requests": Metric("counter", "DiscordRequests", "Count", (), "requests to Discord"),
     "discord_rate_limited": Metric(

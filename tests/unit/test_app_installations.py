@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import rsa_key_pair
+from valine import metrics
 from valine.core.errors import RateLimited
 from valine.core.policy import rules_from_mapping
 from valine.github.client import AppAuth, GitHubClient, TokenAuth
@@ -219,6 +220,48 @@ def test_a_spent_rate_limit_holds_only_its_installations_requests(
     for repo in INSTALLATION:
         served = 0 if (repo, "graphql") in spent else calls.count((repo, "graphql"))
         assert len(standin.comments(repo, 1)) == comments[repo] + served
+
+
+def test_the_rate_limit_gauge_shows_the_lowest_installations_budget(
+    app_keys: tuple[str, str],
+) -> None:
+    """Installation 77 has spent 9 of its 10 requests of the hour, 88 only 1: the gauge
+    ``github_rate_limit_remaining{resource="core"}`` says 10 %, however many requests the
+    fresh installation makes after it (the alarm fires below 10 % of any budget), and
+    the spent budget counts as full again once its reset has passed."""
+    private, _ = app_keys
+    now = [NOW]
+    registry = metrics.Registry()
+    previous = metrics.use(registry)
+    try:
+        with GitHubStandIn(
+            app_id="4242", installation_id=77, rate_limit=10, clock=lambda: now[0]
+        ) as standin:
+            for repo in (ROCKET, PROBE):
+                standin.add_issue(repo, f"{repo} task", ["ready"])
+            standin.install(PROBE, 88)
+            auth = AppAuth(
+                "4242", private, installations=tuple((r, str(i)) for r, i in INSTALLATION.items())
+            )
+            with GitHubClient(auth, api_url=standin.url, clock=lambda: now[0]) as client:
+                for i in range(9):  # other labels: no answer is a 304 (which costs nothing)
+                    client.list_ready_issues(ROCKET, f"label-{i}")
+                for i in range(3):
+                    client.list_ready_issues(PROBE, f"label-{i}")
+                assert gauge(registry, "core") == 10.0
+                now[0] += 3601  # both windows reset; only PROBE asks again
+                client.list_ready_issues(PROBE, "label-9")
+                assert gauge(registry, "core") == 90.0  # a new hour: PROBE has spent 1 of 10
+    finally:
+        metrics.use(previous)
+
+
+def gauge(registry: metrics.Registry, resource: str) -> float:
+    """The rate-limit gauge's value for ``resource``, as ``GET /metrics`` serves it."""
+    prefix = f'valine_github_rate_limit_remaining{{resource="{resource}"}} '
+    lines = [line for line in registry.render().splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1, lines
+    return float(lines[0].removeprefix(prefix))
 
 
 def test_a_personal_token_has_one_budget_for_every_repository(app_keys: tuple[str, str]) -> None:

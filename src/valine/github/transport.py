@@ -144,6 +144,7 @@ class Transport:
         #: Per budget (``[scope/]core``, ``[scope/]graphql``): no request before the time
         #: it holds.
         self._limits = RateLimitGate(clock)
+        self._levels = RateLimitLevels(clock)
         self._etags: OrderedDict[str, tuple[str, Any, str | None]] = OrderedDict()
         self._etag_lock = threading.Lock()
 
@@ -254,7 +255,7 @@ class Transport:
                 raise GitHubUnavailable(f"{method} {path}: {type(exc).__name__}") from None
             else:
                 self._count_request(resource)
-                outcome = self._interpret(response, method, path)
+                outcome = self._interpret(response, method, path, scope)
                 if not isinstance(outcome, _Failure):
                     return outcome
                 wait = self._rate_limit_wait(outcome)
@@ -272,7 +273,7 @@ class Transport:
             backoff_waited += self._backoff(attempt, last, backoff_waited, reason, maybe_sent)
 
     def _interpret(
-        self, response: httpx.Response, method: str, path: str
+        self, response: httpx.Response, method: str, path: str, scope: str = ""
     ) -> tuple[_Reply, str | None] | _Failure:
         """A successful reply and its ETag, or the failure it reports."""
         status = response.status_code
@@ -301,7 +302,7 @@ class Transport:
             return _Failure(status, "GraphQL rate limit exceeded", response.headers, True)
         if rate_limit is not None:
             self._rate_limit = rate_limit
-            _measure_rate_limit(rate_limit, response.headers.get("x-ratelimit-resource"))
+            self._levels.measure(rate_limit, response.headers.get("x-ratelimit-resource"), scope)
         return _Reply(status, data, next_url), response.headers.get("etag")
 
     def _backoff(
@@ -426,10 +427,33 @@ def _domain_error(failure: _Failure) -> Exception:
 _RESOURCES = frozenset({"core", "graphql", "search"})
 
 
-def _measure_rate_limit(rate_limit: sansio.RateLimit, resource: str | None) -> None:
-    """The share of the limit left, as a gauge (the below-10 % alarm watches it)."""
-    if rate_limit.limit <= 0:
-        return
-    name = resource if resource in _RESOURCES else "other"
-    percent = 100.0 * rate_limit.remaining / rate_limit.limit
-    metrics.gauge("github_rate_limit_remaining", percent, resource=name)
+class RateLimitLevels:
+    """The share of each rate-limit budget left, gauged as the lowest per resource.
+
+    A GitHub App has a budget per installation (:meth:`Transport._limit_scope`): one
+    gauge per resource that took whichever installation answered last would hide a spent
+    budget behind a fresh one, so the gauge is the lowest share any budget of the
+    resource reported, a budget whose reset has passed counting as full (the below-10 %
+    alarm then fires while any is low); the series stay bounded by the resource names.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        #: resource -> scope -> (percent left, when the budget resets)
+        self._left: dict[str, dict[str, tuple[float, float]]] = {}
+
+    def measure(self, rate_limit: sansio.RateLimit, resource: str | None, scope: str) -> float:
+        """Record ``scope``'s share left of ``resource``; gauge and return the lowest."""
+        if rate_limit.limit <= 0:
+            return math.nan
+        name = resource if resource in _RESOURCES else "other"
+        percent = 100.0 * rate_limit.remaining / rate_limit.limit
+        reset = rate_limit.reset_datetime.timestamp()
+        now = self._clock()
+        with self._lock:
+            budgets = self._left.setdefault(name, {})
+            budgets[scope] = (percent, reset)
+            lowest = min(left if now < at else 100.0 for left, at in budgets.values())
+        metrics.gauge("github_rate_limit_remaining", lowest, resource=name)
+        return lowest
