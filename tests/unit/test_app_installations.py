@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -148,17 +150,16 @@ INSTALLATION = {ROCKET: 77, PROBE: 88}
 BUDGETS = [(repo, kind) for repo in (ROCKET, PROBE) for kind in ("core", "graphql")]
 
 
-@pytest.fixture
-def two_budgets(
-    app_keys: tuple[str, str],
+@contextmanager
+def two_installations(
+    private: str, **standin_options: Any
 ) -> Iterator[tuple[GitHubStandIn, GitHubClient, list[float]]]:
     """A stand-in with ROCKET in installation 77 and PROBE in 88, an App client over both
     on one moving clock (``standin.now``), and the client's sleeps."""
-    private, _ = app_keys
     now = [NOW]
     sleeps: list[float] = []
     with GitHubStandIn(
-        app_id="4242", installation_id=77, clock=lambda: now[0], graphql_schema=None
+        app_id="4242", installation_id=77, clock=lambda: now[0], **standin_options
     ) as standin:
         for repo in (ROCKET, PROBE):
             standin.add_issue(repo, f"{repo} task", ["ready"])
@@ -171,6 +172,15 @@ def two_budgets(
         ) as client:
             standin.now = now  # type: ignore[attr-defined]
             yield standin, client, sleeps
+
+
+@pytest.fixture
+def two_budgets(
+    app_keys: tuple[str, str],
+) -> Iterator[tuple[GitHubStandIn, GitHubClient, list[float]]]:
+    """:func:`two_installations`, GraphQL documents not checked against the schema."""
+    with two_installations(app_keys[0], graphql_schema=None) as parts:
+        yield parts
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -229,29 +239,18 @@ def test_the_rate_limit_gauge_shows_the_lowest_installations_budget(
     ``github_rate_limit_remaining{resource="core"}`` says 10 %, however many requests the
     fresh installation makes after it (the alarm fires below 10 % of any budget), and
     the spent budget counts as full again once its reset has passed."""
-    private, _ = app_keys
-    now = [NOW]
     registry = metrics.Registry()
     previous = metrics.use(registry)
     try:
-        with GitHubStandIn(
-            app_id="4242", installation_id=77, rate_limit=10, clock=lambda: now[0]
-        ) as standin:
-            for repo in (ROCKET, PROBE):
-                standin.add_issue(repo, f"{repo} task", ["ready"])
-            standin.install(PROBE, 88)
-            auth = AppAuth(
-                "4242", private, installations=tuple((r, str(i)) for r, i in INSTALLATION.items())
-            )
-            with GitHubClient(auth, api_url=standin.url, clock=lambda: now[0]) as client:
-                for i in range(9):  # other labels: no answer is a 304 (which costs nothing)
-                    client.list_ready_issues(ROCKET, f"label-{i}")
-                for i in range(3):
-                    client.list_ready_issues(PROBE, f"label-{i}")
-                assert gauge(registry, "core") == 10.0
-                now[0] += 3601  # both windows reset; only PROBE asks again
-                client.list_ready_issues(PROBE, "label-9")
-                assert gauge(registry, "core") == 90.0  # a new hour: PROBE has spent 1 of 10
+        with two_installations(app_keys[0], rate_limit=10) as (standin, client, _):
+            for i in range(9):  # other labels: no answer is a 304 (which costs nothing)
+                client.list_ready_issues(ROCKET, f"label-{i}")
+            for i in range(3):
+                client.list_ready_issues(PROBE, f"label-{i}")
+            assert gauge(registry, "core") == 10.0
+            standin.now[0] += 3601  # type: ignore[attr-defined]  # both windows reset
+            client.list_ready_issues(PROBE, "label-9")  # only PROBE asks again
+            assert gauge(registry, "core") == 90.0  # a new hour: PROBE has spent 1 of 10
     finally:
         metrics.use(previous)
 
