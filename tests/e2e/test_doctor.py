@@ -111,7 +111,7 @@ def test_a_token_without_admin_or_without_access(world: World) -> None:
     world.github.set_role(REPO, "push")
     result = doctor(world)
     assert result.returncode == 0, result.stdout
-    assert "warn  cannot read the repository's webhooks with this token" in result.stdout
+    assert "warn  cannot read the repository's webhooks with these credentials" in result.stdout
     world.github.set_role(REPO, "triage")
     assert "may read octo/widgets but not write to it" in doctor(world).stdout
     hidden = doctor(world, GITHUB_REPOSITORY="octo/secret")

@@ -334,3 +334,28 @@ def test_doctor_reads_the_organisation_webhooks_with_the_installations_token(
     )
     assert [f.level for f in granted if "webhook" in f.what] == ["ok"]
     assert "organisation webhook" in " ".join(f.what for f in granted)
+
+
+def test_an_installation_without_the_webhooks_permission_is_told_which_to_grant(
+    standin: GitHubStandIn, app_keys: tuple[str, str]
+) -> None:
+    """An App has no role in a repository: reading its webhooks takes the Repository
+    permission Webhooks (read). Without it GitHub answers 403 "Resource not accessible
+    by integration"; the doctor warns and names the permission, then, granted, finds
+    the webhook."""
+    from valine.core.policy import Policy
+    from valine.runtime.doctor import _repository
+
+    private, _ = app_keys
+    standin.add_hook(ROCKET, "https://valine.example/github/webhook", ["*"])
+    standin.install(ROCKET, 77, reads_hooks=False)
+    with GitHubClient(AppAuth("4242", private), api_url=standin.url) as client:
+        refused = _repository(client, ROCKET, Policy(), "https://valine.example")
+        standin.install(ROCKET, 77)
+        granted = _repository(client, ROCKET, Policy(), "https://valine.example")
+    reads = [r for r in standin.requests if r.path == f"/repos/{ROCKET}/hooks"]
+    assert [r.status for r in reads] == [403, 200]
+    warned = [f for f in refused if "webhook" in f.what]
+    assert [f.level for f in warned] == ["warn"]
+    assert "Repository permission Webhooks: read" in warned[0].what
+    assert [f.level for f in granted if "webhook" in f.what] == ["ok"]

@@ -183,7 +183,8 @@ def _no_hook(
     if hooks is None:
         found.append(
             warn(
-                "cannot read the repository's webhooks with this token (it needs admin access)",
+                "cannot read the repository's webhooks with these credentials (a token needs "
+                "admin access; a GitHub App the Repository permission Webhooks: read)",
                 f"check by hand: Settings → Webhooks: payload URL ending in {WEBHOOK_PATH}, "
                 f"content type application/json, events {', '.join(REQUIRED_EVENTS)}",
             )

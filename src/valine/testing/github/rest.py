@@ -319,8 +319,11 @@ class RestAPI(GitHubState):
     def _list_hooks(
         self, r: _Repo, params: dict[str, str], query: Mapping[str, str], body: Json
     ) -> Answer:
-        if r.role != "admin":
-            return _error(404, "Not Found")
+        if self._caller_installation is not None:  # an App: its permission, not a role
+            if not r.installation_reads_hooks:
+                return _error(403, "Resource not accessible by integration")
+        elif r.role != "admin":
+            return _error(404, "Not Found")  # a token without admin rights
         return 200, [self._hook_json(r, hook) for hook in r.hooks], {}
 
     def _list_org_hooks(

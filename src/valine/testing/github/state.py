@@ -250,6 +250,10 @@ class _Repo:
     role: str = "admin"
     #: The GitHub App installation it sits in (None: the stand-in's ``installation_id``).
     installation_id: int | None = None
+    #: Whether that installation was granted the Repository permission Webhooks (read):
+    #: an installation token's ``GET /repos/{o}/{r}/hooks`` is 403 "Resource not
+    #: accessible by integration" without it (an App has no role; the permission decides).
+    installation_reads_hooks: bool = True
 
     @property
     def full_name(self) -> str:
@@ -311,11 +315,14 @@ class GitHubState:
         with self._lock:
             self._repo(repo).merge_queue = merge_queue
 
-    def install(self, repo: str, installation_id: int) -> None:
+    def install(self, repo: str, installation_id: int, *, reads_hooks: bool = True) -> None:
         """Put ``repo`` in the App installation ``installation_id``: only that
-        installation's tokens see it (others get 404, as from a repository they lack)."""
+        installation's tokens see it (others get 404, as from a repository they lack);
+        ``reads_hooks``: whether the App has the Repository permission Webhooks (read)."""
         with self._lock:
-            self._repo(repo).installation_id = int(installation_id)
+            found = self._repo(repo)
+            found.installation_id = int(installation_id)
+            found.installation_reads_hooks = reads_hooks
 
     def installation_of(self, repo: str) -> int:
         """The App installation ``repo`` sits in."""
