@@ -7,13 +7,13 @@ builds the app. The app never raises: every request gets a JSON answer.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 
 from valine.core.records import Record
 from valine.http import Deferred, Request, Response, error_response
+from valine.logs import get_logger
 
-log = logging.getLogger("valine.app")
+log = get_logger("valine.app")
 
 Handler = Callable[[Request], Response]
 #: A handler in two steps: the answer now, or the job to commit before answering.

@@ -6,27 +6,30 @@ JSON lines (CloudWatch, files, pipes) or, on a terminal, one readable line per r
 that also replaces every configured secret value with ``[redacted]`` as a last line of
 defence -- code should never log a secret in the first place. ``VALINE_LOG_FORMAT``
 (``json`` or ``text``) forces either.
+
+Every module takes its logger from :func:`get_logger`, which loads :mod:`logging` (and
+applies :func:`configure`'s settings) with the first record: a request that logs
+nothing -- a Discord PING on a cold Lambda -- does not pay for importing it. This module
+itself imports no more than the correlation ids need; the formatters are in
+:mod:`valine.log_format`.
 """
 
 from __future__ import annotations
 
 import contextvars
-import json
-import logging
-import re
 import sys
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
+
+if TYPE_CHECKING:
+    import logging
+    import re
 
 _context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
     "valine_log_context", default=MappingProxyType({})
 )
-
-# Attributes every LogRecord has; anything else passed with ``extra=`` is logged too.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
 @contextmanager
@@ -37,6 +40,11 @@ def log_context(**ids: str) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+def context_ids() -> Mapping[str, str]:
+    """The correlation ids attached where this is called (:func:`log_context`)."""
+    return _context.get()
 
 
 def redact(
@@ -56,56 +64,40 @@ def redact(
     return text
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, correlation ids, extras."""
+class _DeferredLogger:
+    """A module's logger that imports :mod:`logging` only when it is first used.
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
-        self._secrets = list(secrets)
+    The first attribute asked for (``log.info``, ``log.warning`` ...) loads the real
+    logger, applies a pending :func:`configure`, and binds the real logger's attributes
+    here, so later calls cost what a plain logger's do.
+    """
 
-    def format(self, record: logging.LogRecord) -> str:
-        """The record as one JSON line, secrets redacted."""
-        document: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-            **_context.get(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                document[key] = value
-        if record.exc_info:
-            document["exception"] = self.formatException(record.exc_info)
-        return self.redact(json.dumps(document, default=str))
+    def __init__(self, name: str) -> None:
+        self.name = name
 
-    def redact(self, text: str) -> str:
-        """``text`` with every configured secret replaced by ``[redacted]``."""
-        return redact(text, self._secrets)
+    def __getattr__(self, attribute: str) -> Any:
+        logger = _logger(self.name)
+        self.__dict__.update(
+            (name, getattr(logger, name))
+            for name in ("debug", "info", "warning", "error", "exception", "critical", "log")
+        )
+        self.__dict__["isEnabledFor"] = logger.isEnabledFor
+        return getattr(logger, attribute)
 
 
-class TextFormatter(JsonFormatter):
-    """One readable line per record: ``12:00:01 WARNING valine.x message  key=value``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The record as a line for a person at a terminal, secrets redacted."""
-        when = time.strftime("%H:%M:%S", time.localtime(record.created))
-        fields = {**_context.get()}
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                fields[key] = value
-        line = f"{when} {record.levelname:<7} {record.name} {record.getMessage()}"
-        if fields:
-            line += "  " + " ".join(f"{k}={_plain(v)}" for k, v in fields.items())
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return self.redact(line)
+def get_logger(name: str) -> logging.Logger:
+    """The logger ``name``, loading :mod:`logging` with its first use (see the module)."""
+    if "logging" in sys.modules:
+        return _logger(name)
+    return cast("logging.Logger", _DeferredLogger(name))
 
 
-def _plain(value: object) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if text and " " not in text else json.dumps(text)
+def _logger(name: str) -> logging.Logger:
+    import logging
+
+    if _pending:
+        _apply_pending()
+    return logging.getLogger(name)
 
 
 #: Accepted values of ``VALINE_LOG_FORMAT`` ("auto": text on a terminal, else JSON).
@@ -121,12 +113,42 @@ def configure(
     """Send the ``valine`` logger, and the HTTP server's errors, to ``stream`` (stderr).
 
     ``log_format`` "json" or "text" forces a format; "auto" writes text when ``stream``
-    is a terminal and JSON lines otherwise (always on Lambda).
+    is a terminal and JSON lines otherwise (always on Lambda). Applied at once when
+    :mod:`logging` is loaded already, else with the first record (:func:`get_logger`).
     """
+    _pending[:] = [(level, tuple(secrets), stream, log_format)]
+    if "logging" in sys.modules:
+        _apply_pending()
+
+
+#: :func:`configure`'s settings not applied yet (:mod:`logging` not loaded), if any.
+_pending: list[tuple[str, tuple[str, ...], TextIO | None, str]] = []
+
+
+def _apply_pending() -> None:
+    """Apply :func:`configure`'s settings if still pending (once, whichever thread asks)."""
+    try:
+        settings = _pending.pop()
+    except IndexError:  # another thread took them first
+        return
+    _apply(*settings)
+
+
+def _apply(level: str, secrets: Iterable[str], stream: TextIO | None, log_format: str) -> None:
+    import logging
+
+    from valine.log_format import JsonFormatter, TextFormatter
+
     out = stream or sys.stderr
     text = log_format == "text" or (log_format == "auto" and _is_terminal(out))
     handler = logging.StreamHandler(out)
-    handler.setFormatter(TextFormatter(secrets) if text else JsonFormatter(secrets))
+    kept = tuple(secrets)
+
+    def redact_secrets(line: str) -> str:
+        return redact(line, kept)
+
+    formatter = TextFormatter if text else JsonFormatter
+    handler.setFormatter(formatter(redact_secrets, context_ids))
     # Granian's own logger: its errors only (it warns at every start that embedding it
     # is "experimental"); its access log is never on.
     for name, at in (("valine", level.upper()), ("_granian", "ERROR")):

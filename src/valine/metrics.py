@@ -301,6 +301,6 @@ def _record(name: str, value: float, dimensions: Mapping[str, str]) -> None:
     try:
         current().record(name, value, dimensions)
     except Exception:  # measuring must never break the work it measures
-        import logging
+        from valine.logs import get_logger
 
-        logging.getLogger("valine.metrics").warning("could not record %s", name, exc_info=True)
+        get_logger("valine.metrics").warning("could not record %s", name, exc_info=True)

@@ -135,6 +135,7 @@ PING_MODULES = frozenset(
 #: domain they decide with, and the AWS adapters (any module of ``valine.store``,
 #: ``valine.queue`` and ``valine.infra`` but the SQLite ones).
 COMMAND_MODULES = PING_MODULES | {
+    "valine.log_format",  # a command is logged; a PING is not, so logging stays unloaded
     "valine.core.authz",
     "valine.core.commands",
     "valine.core.executors",
@@ -167,8 +168,11 @@ COMMAND_MODULES = PING_MODULES | {
 }
 #: Standard-library modules a PING does without, each costing its cold start more than a
 #: millisecond (uuid and random load with the first transaction, dataclasses with the
-#: domain, tomllib with a rules file).
-HEAVY_STDLIB = ("uuid", "random", "dataclasses", "inspect", "tomllib", "email", "ssl", "sqlite3")
+#: domain, tomllib with a rules file, logging with the first record: a PING logs nothing).
+HEAVY_STDLIB = (
+    "uuid", "random", "dataclasses", "inspect", "tomllib", "email", "ssl", "sqlite3",
+    "logging", "threading",
+)  # fmt: skip
 AWS_ADAPTER_PACKAGES = frozenset({"valine.store", "valine.queue", "valine.infra"})
 SQLITE_MODULES = frozenset({"valine.store.sqlite", "valine.queue.sqlite", "valine.infra.sqlite"})
 #: Never on a command's path: a webhook's, the digest's and the deployment's modules (they

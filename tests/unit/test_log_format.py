@@ -74,3 +74,33 @@ def test_an_unknown_format_stops_start_up() -> None:
     assert Settings.from_env({"VALINE_LOG_FORMAT": "text"}).log_format == "text"
     with pytest.raises(ConfigurationError, match="VALINE_LOG_FORMAT must be auto, json or text"):
         Settings.from_env({"VALINE_LOG_FORMAT": "pretty"})
+
+
+DEFERRED = """\
+import sys
+from valine import logs
+from valine.runtime import wiring  # a module with a logger, as a Lambda handler loads it
+logs.configure("INFO", ["sekrit-value"], sys.stdout, log_format="json")
+before = "logging" in sys.modules
+with logs.log_context(run_id="r20990101-abcdef"):
+    wiring.log.warning("refused with sekrit-value")
+sys.stdout.write(f"logging loaded before the record: {before}\\n")
+"""
+
+
+def test_logging_loads_with_the_first_record_and_then_takes_the_configuration() -> None:
+    """In a process that has not loaded :mod:`logging` (a cold Lambda, unlike the
+    runtime's own), ``configure`` waits for the first record: until then nothing loads
+    it, and that record is formatted, redacted and carries the ids as ever."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", DEFERRED], capture_output=True, text=True, check=True, timeout=60
+    )
+    record_line, verdict = done.stdout.splitlines()
+    assert verdict == "logging loaded before the record: False"
+    record = json.loads(record_line)
+    assert record["message"] == "refused with [redacted]"
+    assert (record["logger"], record["run_id"]) == ("valine.runtime", "r20990101-abcdef")
+    assert done.stderr == ""

@@ -44,14 +44,14 @@ from valine.core.errors import ConfigurationError, DiscordUnavailable
 from valine.core.replies import Message
 from valine.discord.render import message_body
 from valine.infra.http_client import RateLimitGate, backoff_delay, may_have_arrived
-from valine.logs import redact
+from valine.logs import get_logger, redact
 from valine.ports import THREAD_ALREADY_CREATED, DiscordError
 
 #: What the client sends: a domain message (the port's), or a message body as is
 #: (Discord's wire format: the tests and the contract checks use it).
 Body = Message | Mapping[str, Any]
 
-log = logging.getLogger("valine.discord.client")
+log = get_logger("valine.discord.client")
 
 #: Discord asks bots for ``DiscordBot ($url, $version)``.
 USER_AGENT = f"DiscordBot (valine-orchestrator, {__version__})"

@@ -7,7 +7,6 @@ needs GitHub is handed to the job queue by the command handler.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -27,7 +26,7 @@ from valine.core.shape import (
     parse_object,
 )
 from valine.http import Request, Response, error_response, json_response
-from valine.logs import log_context
+from valine.logs import get_logger, log_context
 
 # The verifier is a type here only: PyNaCl (~1.2 MB) loads where it is built, with the key.
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from valine.core.replies import Answer
     from valine.discord.verify import InteractionVerifier
 
-log = logging.getLogger("valine.discord")
+log = get_logger("valine.discord")
 
 # Interaction types (Discord API: Interaction Object).
 PING = 1

@@ -31,7 +31,6 @@ never logged: a request is logged as method, path, status and ``x-github-request
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -42,6 +41,7 @@ from valine.core.models import Issue, PullRequest, WorkflowRun
 from valine.github import documents, mapping
 from valine.github.auth import AppAuth, Authenticated, TokenAuth
 from valine.github.documents import PULLS_PER_QUERY
+from valine.logs import get_logger
 from valine.ports import (
     GitHubError,
     HeadMoved,
@@ -57,7 +57,7 @@ from valine.ports import (
 __all__ = ["PULLS_PER_QUERY", "AppAuth", "GitHubClient", "TokenAuth"]
 
 #: Every module of the client logs as ``valine.github.client``, as the one class did.
-log = logging.getLogger("valine.github.client")
+log = get_logger("valine.github.client")
 
 #: Pages followed at most by one list call (100 issues or check suites each).
 MAX_PAGES = 50

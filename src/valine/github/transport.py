@@ -12,7 +12,6 @@ maps what is left to domain errors. No ``httpx`` or ``gidgethub`` exception leav
 from __future__ import annotations
 
 import datetime
-import logging
 import math
 import random
 import re
@@ -32,10 +31,11 @@ from valine import metrics
 from valine.core.errors import GitHubUnavailable, NotFound, RateLimited
 from valine.infra import budget
 from valine.infra.http_client import RateLimitGate, backoff_delay, may_have_arrived
+from valine.logs import get_logger
 from valine.ports import GitHubError
 
 #: Every module of the client logs as ``valine.github.client``, as the one class did.
-log = logging.getLogger("valine.github.client")
+log = get_logger("valine.github.client")
 
 DEFAULT_API_URL = "https://api.github.com"
 #: Conditional-request cache entries kept (one per list URL and page).

@@ -18,7 +18,6 @@ ignored.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -27,13 +26,13 @@ from valine.core.shape import ShapeError, check, parse_object
 from valine.github.events import EVENT_SHAPES, HANDLED_EVENTS, essentials
 from valine.github.verify import verify_signature
 from valine.http import Deferred, Request, Response, error_response, json_response
-from valine.logs import log_context
+from valine.logs import get_logger, log_context
 from valine.ports import GITHUB_EVENT_JOB
 
 if TYPE_CHECKING:
     from valine.ports import JobQueue
 
-log = logging.getLogger("valine.github")
+log = get_logger("valine.github")
 
 #: ``X-GitHub-Event`` (``pull_request``) and ``X-GitHub-Delivery`` (a GUID).
 _EVENT_NAME = re.compile(r"[a-z_]{1,64}")

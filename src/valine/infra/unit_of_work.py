@@ -37,13 +37,14 @@ at import time: the Discord PING loads this module.
 from __future__ import annotations
 
 import contextvars
-import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-log = logging.getLogger("valine.unit_of_work")
+from valine.logs import get_logger
+
+log = get_logger("valine.unit_of_work")
 
 #: DynamoDB's limit of items in one ``TransactWriteItems``.
 MAX_ITEMS = 100

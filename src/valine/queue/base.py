@@ -26,7 +26,6 @@ a DynamoDB claim followed by an SQS send to share code.
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -34,10 +33,11 @@ from contextlib import contextmanager
 from typing import TypedDict, Unpack
 
 from valine.core.errors import QueueUnavailable
+from valine.logs import get_logger
 from valine.ports import Job
 from valine.queue.retry import queue_policy
 
-log = logging.getLogger("valine.queue")
+log = get_logger("valine.queue")
 
 #: How many abandoned jobs (received more than ``max_attempts`` times) one ``lease`` buries
 #: before it gives up and reports the queue as empty for now.

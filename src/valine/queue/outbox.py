@@ -34,7 +34,6 @@ only claims and enqueues, builds no SQS client. boto3 is never imported here.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 import uuid
@@ -45,11 +44,12 @@ from typing import Any
 from valine.core.errors import QueueUnavailable
 from valine.infra import unit_of_work
 from valine.infra.aws import error_code, exact_number, is_botocore_error, string_attributes
+from valine.logs import get_logger
 from valine.queue.base import DEFAULT_DEDUPE_TTL
 from valine.queue.delegate import LeaseDelegate
 from valine.queue.sqs import MAX_DELAY, DynamoDedupe, SqsJobQueue
 
-log = logging.getLogger("valine.queue")
+log = get_logger("valine.queue")
 
 #: How long (seconds) a forwarded job's item stays in the outbox table.
 OUTBOX_TTL = 86_400

@@ -22,7 +22,6 @@ Every table of the queue is prefixed ``queue_`` because the run store keeps its
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -31,10 +30,11 @@ from typing import Any, TypeVar, Unpack
 
 from valine.core.errors import QueueUnavailable
 from valine.infra.sqlite import Database, path_from_url
+from valine.logs import get_logger
 from valine.ports import Job
 from valine.queue.base import ABANDONED, QueueBase, QueueOptions
 
-log = logging.getLogger("valine.queue")
+log = get_logger("valine.queue")
 _T = TypeVar("_T")
 
 #: How often (in seconds of the queue's clock) ``enqueue`` purges expired dedupe keys.

@@ -79,7 +79,6 @@ What SQS does not promise (and the SQLite queue does)
 from __future__ import annotations
 
 import json
-import logging
 import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -97,10 +96,11 @@ from valine.infra.aws import (
     is_botocore_error,
     string_attributes,
 )
+from valine.logs import get_logger
 from valine.ports import Job
 from valine.queue.base import QueueBase, QueueOptions
 
-log = logging.getLogger("valine.queue")
+log = get_logger("valine.queue")
 
 #: SQS's largest ``DelaySeconds``.
 MAX_DELAY = 900

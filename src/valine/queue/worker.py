@@ -19,16 +19,16 @@ holds a claim on the step): the job comes back when the claim expires.
 from __future__ import annotations
 
 import enum
-import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from valine.core.errors import ClaimHeld, RateLimited
+from valine.logs import get_logger
 from valine.ports import Job, JobQueue
 
-log = logging.getLogger("valine.worker")
+log = get_logger("valine.worker")
 
 Handler = Callable[[dict[str, Any]], None]
 #: Called once a job is dead-lettered: ``(kind, payload, last_error)``.

@@ -15,12 +15,12 @@ builds them with the new ones.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from valine.infra import unit_of_work
+from valine.logs import get_logger
 from valine.runtime.config import Settings
 from valine.runtime.secrets import SecretSettings, declared_secret_keys, secret_settings_from_env
 from valine.runtime.wiring import Services
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from valine.http import Request, Response
     from valine.ports import Discord, GitHub
 
-log = logging.getLogger("valine.runtime")
+log = get_logger("valine.runtime")
 
 #: Cached members built from secret settings: dropped when the secret changes.
 _SECRET_DEPENDENTS = ("github", "discord", "github_endpoint")

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from valine.core.errors import ConfigurationError, NotFound, ValineError
+from valine.logs import get_logger
 from valine.runtime.config import local_settings
 
 if TYPE_CHECKING:
     from valine.runtime.wiring import Services
 
-log = logging.getLogger("valine.cli")
+log = get_logger("valine.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import os
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
+
+from valine.logs import get_logger
 
 if TYPE_CHECKING:
     from valine.app import App
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from valine.runtime.aws import AwsServices
     from valine.runtime.config import Settings
 
-log = logging.getLogger("valine.lambda")
+log = get_logger("valine.lambda")
 
 Event = Mapping[str, Any]
 

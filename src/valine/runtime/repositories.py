@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from valine.core.records import Record
+from valine.logs import get_logger
 from valine.queue.delegate import LeaseDelegate
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from valine.ports import JobQueue
     from valine.runtime.config import Settings
 
-log = logging.getLogger("valine.runtime")
+log = get_logger("valine.runtime")
 
 #: The payload key naming the repository a job belongs to.
 REPO_KEY = "repo"

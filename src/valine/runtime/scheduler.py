@@ -19,18 +19,18 @@ imported here only: never on the Discord or webhook path.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from valine.core.errors import ConfigurationError
+from valine.logs import get_logger
 
 if TYPE_CHECKING:
     from valine.core.policy import Schedule
     from valine.ports import JobQueue
 
-log = logging.getLogger("valine.scheduler")
+log = get_logger("valine.scheduler")
 
 #: A slot is still posted this many seconds after it began (a late start, a slow tick).
 GRACE = 15 * 60.0

@@ -17,15 +17,15 @@ fetched: the Discord PING path never pays for it.
 from __future__ import annotations
 
 import json
-import logging
-import threading
 import time
+from _thread import allocate_lock  # threading.Lock itself; threading costs a PING ~1 ms
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from valine.core.errors import ConfigurationError, ValineError
+from valine.logs import get_logger
 
-log = logging.getLogger("valine.secrets")
+log = get_logger("valine.secrets")
 
 #: The environment variable naming the secret (its ARN or name).
 SECRETS_ARN_ENV = "VALINE_SECRETS_ARN"
@@ -97,7 +97,7 @@ def parse_secret(text: str) -> dict[str, str]:
 def boto3_fetch(endpoint_url: str | None = None) -> Fetch:
     """A :data:`Fetch` over a Secrets Manager client built on first call (boto3 lazily)."""
     client: Any = None
-    lock = threading.Lock()
+    lock = allocate_lock()
 
     def fetch(secret_id: str) -> str:
         nonlocal client
@@ -134,7 +134,7 @@ class SecretSettings:
         self._clock = clock
         self._values: dict[str, str] | None = None
         self._fetched_at = 0.0
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
 
     def values(self) -> dict[str, str]:
         """The current values (from the cache while it is fresh)."""

@@ -15,7 +15,6 @@ routes.
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
@@ -27,8 +26,9 @@ if TYPE_CHECKING:
 
 from valine.app import App, internal_error
 from valine.http import Deferred, Request, Response, error_response
+from valine.logs import get_logger
 
-log = logging.getLogger("valine.server")
+log = get_logger("valine.server")
 
 
 class Headers(Protocol):

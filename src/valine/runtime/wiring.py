@@ -6,9 +6,8 @@ cold start of a PING must not open a database or build an AWS client.
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
+from _thread import allocate_lock  # threading.Lock itself; threading costs a PING ~1 ms
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from valine.app import App, Route
 from valine.core.errors import ConfigurationError
 from valine.discord.interactions import DiscordEndpoint
 from valine.http import Deferred, Request, Response, json_response
+from valine.logs import get_logger
 from valine.runtime.config import Settings
 
 if TYPE_CHECKING:
@@ -33,9 +33,9 @@ if TYPE_CHECKING:
     from valine.runtime.scheduler import Scheduler
     from valine.usecases import Orchestrator
 
-log = logging.getLogger("valine.runtime")
+log = get_logger("valine.runtime")
 #: Guards the building of AWS clients (one session and one client per service).
-_AWS_LOCK = threading.Lock()
+_AWS_LOCK = allocate_lock()
 #: How long an interaction id is remembered: past it, its timestamp is out of the
 #: 5-minute replay window anyway.
 SEEN_TTL = 900.0

@@ -14,7 +14,6 @@ two parts replaced and then serves exactly as ``valine serve`` does:
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import threading
@@ -24,12 +23,13 @@ from functools import cached_property
 from typing import Any
 
 from valine.core.errors import QueueUnavailable
+from valine.logs import get_logger
 from valine.ports import Clock, JobQueue
 from valine.runtime.cli import serve_services
 from valine.runtime.config import Settings, local_settings
 from valine.runtime.wiring import Services, SystemClock
 
-log = logging.getLogger("valine.testing")
+log = get_logger("valine.testing")
 
 CLOCK_FILE = "VALINE_TEST_CLOCK_FILE"
 LOSE_ENQUEUE = "VALINE_TEST_LOSE_ENQUEUE"

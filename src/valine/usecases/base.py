@@ -7,7 +7,6 @@ ids, and the coalesced notification of a run's message.
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -17,13 +16,14 @@ from valine.core.errors import ClaimHeld, GitHubUnavailable, RunConflict
 from valine.core.models import Run, Task, apply_task_event
 from valine.core.policy import Policy
 from valine.core.states import TASK_TERMINAL, RunState, StampedStep, Step, TaskEvent, TaskState
+from valine.logs import get_logger
 from valine.ports import GITHUB_EVENT_JOB, Clock, Discord, GitHub, GitHubError, JobQueue, RunStore
 from valine.usecases.registry import Registry
 
 if TYPE_CHECKING:
     from valine.core.events import Delivery, GitHubEvent
 
-log = logging.getLogger("valine.usecases")
+log = get_logger("valine.usecases")
 
 #: Discord interaction tokens live 15 minutes; stop using one a little before.
 TOKEN_LIFETIME = 14 * 60
