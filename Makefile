@@ -93,7 +93,7 @@ proving-ground: install material aws-local
 
 # Every property-based (Hypothesis) test at VALINE_FUZZ_SCALE times make test's example
 # counts (default 20): the volume behind "never a 500", "never a second thread" and
-# "json's verdicts" (docs/reliability.md). About 25 minutes on 2 shared cores at 20.
+# "json's verdicts" (docs/reliability.md). 38-47 minutes on 2 shared cores at 20.
 VALINE_FUZZ_SCALE ?= 20
 properties: install material aws-local
 	VALINE_FUZZ_SCALE=$(VALINE_FUZZ_SCALE) $(BIN)/pytest -q -m hypothesis
