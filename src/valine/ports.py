@@ -71,8 +71,14 @@ class RunStore(Protocol):
         """
         ...
 
-    def active_run(self, repo: str) -> Run | None:
-        """The repository's one active (non-terminal) run, if any. Uses an index."""
+    def active_run(self, repo: str, *, likely_none: bool = False) -> Run | None:
+        """The repository's one active (non-terminal) run, if any. Uses an index.
+
+        ``likely_none``: the caller expects none (``/plan``). A store that commits an
+        interaction's writes in one transaction may then answer None without reading,
+        and make that transaction conditional on it: if a run is active after all, the
+        transaction is cancelled and the interaction answered again, reading it.
+        """
         ...
 
     def recent_runs(self, repo: str | None = None, limit: int = 10) -> Sequence[Run]:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -793,16 +793,57 @@ def test_a_deferred_command_commits_its_writes_in_one_transaction(
     deployment: Deployment, aws_calls: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The interaction id, the rate limit, the job's dedupe key, the job itself (an outbox
-    item) and the audit entry are one TransactWriteItems; besides it, the active-run
-    read. With the secret's keys declared: one client (DynamoDB), two calls."""
+    item), the audit entry and the check that no run is active (the repository's lock is
+    absent) are one TransactWriteItems. With the secret's keys declared: one client
+    (DynamoDB), one call."""
     _declare_secret_keys(monkeypatch, DECLARED)
     assert _plan(deployment) == (200, {"type": 5})
-    assert aws_calls == [("dynamodb", "GetItem"), ("dynamodb", "TransactWriteItems")]
+    assert aws_calls == [("dynamodb", "TransactWriteItems")]
     assert set(lambda_handlers.runtime().services._aws_clients) == {"dynamodb"}
     assert _endpoint(deployment).replays == 0
     assert [json.loads(m["Body"])["kind"] for m in deployment.receive()] == ["plan"]
     audit = deployment.runtime.services.store.audit_trail()
     assert [(e.action, e.outcome) for e in audit] == [("plan", "accepted")]
+
+
+def test_plan_while_a_run_is_active_shows_it_as_before(
+    deployment: Deployment, aws_calls: list[tuple[str, str]]
+) -> None:
+    """The lock's check cancels the transaction (nothing written) and the interaction is
+    answered again reading the lock: the active run is shown, nothing is enqueued or
+    audited, and the caller's rate count and interaction id are taken once."""
+    store = lambda_handlers.runtime().services.store
+    task = Task(issue_number=1, title="Fix the gauge", state=TaskState.PENDING)
+    store.create_run(Run(run_id="r20261125-k3f9qa", repo=REPO, created_at=1.0, tasks=(task,)))
+    aws_calls.clear()
+    body = interaction(name="plan")
+    status, document = _plan(deployment, body)
+    assert status == 200 and document["type"] == 4, document
+    content = document["data"]["content"]
+    assert "Run `r20261125-k3f9qa` is still planned" in content
+    assert "finish or `/cancel` it before planning another" in content
+    assert _endpoint(deployment).replays == 1
+    dynamodb = [op for s, op in aws_calls if s == "dynamodb"]
+    assert dynamodb[0] == "TransactWriteItems" and "GetItem" in dynamodb[1:], dynamodb
+    assert deployment.receive() == []
+    assert [e.action for e in store.audit_trail()] == []
+    status, document = _plan(deployment, body)  # the same interaction again: a replay
+    assert status == 200 and "already handled" in document["data"]["content"]
+
+
+def test_plan_after_the_active_run_finished_is_deferred_in_one_call(
+    deployment: Deployment, aws_calls: list[tuple[str, str]]
+) -> None:
+    """A lock released since: the check passes and the plan is accepted in one call."""
+    store = lambda_handlers.runtime().services.store
+    task = Task(issue_number=1, title="Fix the gauge", state=TaskState.PENDING)
+    run = store.create_run(Run(run_id="r20261125-k3f9qa", repo=REPO, created_at=1.0, tasks=(task,)))
+    store.save_run(replace(run, state=RunState.CANCELLED, finished_at=2.0))
+    aws_calls.clear()
+    assert _plan(deployment) == (200, {"type": 5})
+    assert [op for s, op in aws_calls if s == "dynamodb"] == ["TransactWriteItems"]
+    assert _endpoint(deployment).replays == 0
+    assert [json.loads(m["Body"])["kind"] for m in deployment.receive()] == ["plan"]
 
 
 def test_a_replayed_interaction_is_answered_again_and_acted_on_once(

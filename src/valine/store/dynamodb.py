@@ -412,11 +412,16 @@ class DynamoRunStore:
         raise RunConflict(f"run {run.run_id} could not be saved: concurrent writes")
 
     @_translated
-    def active_run(self, repo: str) -> Run | None:
+    def active_run(self, repo: str, *, likely_none: bool = False) -> Run | None:
         """The repository's one active run, if any: its lock, then the run it names.
 
-        Both reads are strongly consistent ``GetItem`` calls on the table's key.
+        Both reads are strongly consistent ``GetItem`` calls on the table's key. With
+        ``likely_none`` inside a unit of work, no read: the unit takes a check that the
+        lock is absent into its transaction and this answers None (a lock there cancels
+        the transaction, and the interaction is answered again, reading it).
         """
+        if likely_none and self._lock_checked_at_commit(repo):
+            return None
         lock = self._client.get_item(
             TableName=self.runs_table,
             Key={"run_id": _s(lock_key(repo))},
@@ -526,6 +531,22 @@ class DynamoRunStore:
                 # the unit turned immediate: write the rest (and this one) at once
                 return False
         return True
+
+    def _lock_checked_at_commit(self, repo: str) -> bool:
+        """True if the unit of work in progress took the check that ``repo`` holds no lock
+        (the lock item is absent) into its transaction."""
+        unit = unit_of_work.current()
+        if unit is None:
+            return False
+        key = lock_key(repo)
+        check = {
+            "ConditionCheck": {
+                "TableName": self.runs_table,
+                "Key": {"run_id": _s(key)},
+                "ConditionExpression": "attribute_not_exists(run_id)",
+            }
+        }
+        return unit.add(unit_of_work.Write(check, (self.runs_table, key)))
 
     def _take_lock(self, run: Run) -> dict[str, Any]:
         """The transaction write that takes ``run.repo``'s lock for ``run`` if it is free."""

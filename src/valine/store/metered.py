@@ -48,9 +48,9 @@ class MeteredRunStore:
             self._measure(before, saved)
         return self._remember(saved)
 
-    def active_run(self, repo: str) -> Run | None:
+    def active_run(self, repo: str, *, likely_none: bool = False) -> Run | None:
         """The repository's active run, remembered."""
-        run = self._store.active_run(repo)
+        run = self._store.active_run(repo, likely_none=likely_none)
         return None if run is None else self._remember(run)
 
     def recent_runs(self, repo: str | None = None, limit: int = 10) -> Sequence[Run]:

@@ -263,8 +263,11 @@ class SqliteRunStore:
         return replace(run, version=new_version)
 
     @_translated
-    def active_run(self, repo: str) -> Run | None:
-        """The repository's one active (non-terminal) run, if any. Uses the partial index."""
+    def active_run(self, repo: str, *, likely_none: bool = False) -> Run | None:
+        """The repository's one active (non-terminal) run, if any. Uses the partial index.
+
+        ``likely_none`` changes nothing here: SQLite reads are local and cheap.
+        """
         row = self._db.connection().execute(_SELECT_ACTIVE, (repo,)).fetchone()
         return None if row is None else _decode(row[0], row[1])
 

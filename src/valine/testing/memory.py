@@ -68,8 +68,8 @@ class MemoryRunStore:
             self._runs[run.run_id] = (saved.version, _encode(saved))
         return saved
 
-    def active_run(self, repo: str) -> Run | None:
-        """The repository's one active run, if any."""
+    def active_run(self, repo: str, *, likely_none: bool = False) -> Run | None:
+        """The repository's one active run, if any (``likely_none`` changes nothing)."""
         with self._lock:
             return next((r for r in self._all() if r.repo == repo and r.active), None)
 

@@ -30,7 +30,8 @@ class PlanningMixin(CommandingBase):
         refusal = self._refusal(actor, "plan", None)
         if refusal is not None:
             return refusal
-        active = self.store.active_run(self.repo)
+        # Usually none: on DynamoDB the check then rides in the interaction's transaction.
+        active = self.store.active_run(self.repo, likely_none=True)
         if active is not None:
             message = render.run_message(active, self.web_url).with_text(
                 f"Run `{active.run_id}` is still {active.state.value}: "
