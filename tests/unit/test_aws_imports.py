@@ -337,3 +337,38 @@ def test_the_path_check_names_what_a_path_may_not_load() -> None:
         "valine.core.events",
         "valine.store.sqlite",
     ]
+
+
+#: A fresh process builds two AWS clients and reports the frozen heap after each.
+FREEZE = """\
+import gc, json
+from valine.runtime.config import Settings
+from valine.runtime.wiring import Services
+services = Services(Settings.from_env({"VALINE_STORE": "dynamodb://valine-orchestrator-test"}))
+before = gc.get_freeze_count()
+services.aws_client("dynamodb")
+first = gc.get_freeze_count()
+services.aws_client("sqs")
+print(json.dumps([before, first, gc.get_freeze_count()]))
+"""
+
+
+def test_the_heap_is_frozen_once_after_the_first_aws_client() -> None:
+    """botocore and its first service model are not walked by every later collection
+    (a cold deferred command's one full collection); the freeze is done once only."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(SOURCES.parent),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", FREEZE], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    before, first, second = json.loads(done.stdout)
+    assert before == 0
+    assert first > 10_000  # the modules loaded so far, botocore's among them
+    assert second == first  # the second client froze nothing more
