@@ -1,9 +1,9 @@
 """The AWS side of the cold-start rows: a deferred command through the Discord Lambda.
 
-A deferred ``/plan`` on Lambda verifies the signature, reads the active run and commits
-the interaction id's claim, the caller's rate limit, the job's dedupe key, the job (an
-item of the outbox table) and the audit entry in one DynamoDB transaction: one client,
-two calls. The environment is the template's for the Discord function
+A deferred ``/plan`` on Lambda verifies the signature and commits the interaction id's
+claim, the caller's rate limit, the job's dedupe key, the job (an item of the outbox
+table), the audit entry and the check that no run is active in one DynamoDB transaction:
+one client, one call. The environment is the template's for the Discord function
 (``VALINE_OUTBOX_TABLE``, ``VALINE_SECRET_KEYS``); SQS and Secrets Manager are still
 served, as the other functions use them. To time that honestly the fresh process talks
 to real servers on loopback, each in its own process:
