@@ -242,6 +242,15 @@ def test_active_run_is_none_or_the_current_version(run_store: RunStore) -> None:
     assert run_store.active_run(OTHER_REPO) is None
 
 
+def test_likely_none_outside_a_unit_of_work_still_reads(run_store: RunStore) -> None:
+    """The hint only lets a store defer the check to an interaction's transaction: with
+    none open, every store reads and answers as without it."""
+    assert run_store.active_run(REPO, likely_none=True) is None
+    active = run_store.create_run(make_run("r1"))
+    assert run_store.active_run(REPO, likely_none=True) == active
+    assert run_store.active_run(OTHER_REPO, likely_none=True) is None
+
+
 # -- recent runs ----------------------------------------------------------------------------
 
 
