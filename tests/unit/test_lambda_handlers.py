@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from aws_local import (  # noqa: F401 - aws_test_environment: a session fixture,
     unique_prefix,
 )
 from helpers import discord_headers, github_headers, interaction
+from valine import metrics
 from valine.core.models import Run, Task
 from valine.core.states import RunState, TaskState
 from valine.github.webhooks import dedupe_key
@@ -857,6 +859,51 @@ def test_a_replayed_interaction_is_answered_again_and_acted_on_once(
     assert len(deployment.receive()) == 1
     audit = deployment.runtime.services.store.audit_trail()
     assert [(e.action, e.outcome) for e in audit] == [("plan", "accepted")]
+
+
+@pytest.fixture
+def registry() -> Iterator[metrics.Registry]:
+    """This process's measurements, in a registry of their own for the test."""
+    fresh = metrics.Registry()
+    previous = metrics.use(fresh)
+    yield fresh
+    metrics.use(previous)
+
+
+def test_an_interaction_answered_again_is_counted_and_logged_once(
+    deployment: Deployment, registry: metrics.Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replayed id's transaction is cancelled and the request answered again on the
+    immediate path: only the answer sent is counted and logged, not the dropped one."""
+    body = interaction(name="plan")
+    with caplog.at_level(logging.INFO, logger="valine.discord"):
+        _plan(deployment, body)
+        _plan(deployment, body)
+    assert _endpoint(deployment).replays == 1
+    assert registry.value("commands", command="plan", outcome="deferred") == 1
+    assert registry.value("commands", command="plan", outcome="replayed") == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "valine.discord"]
+    assert [m for m in lines if m.startswith("command /plan")] == ["command /plan from 42"]
+    assert sum("not acted on" in m for m in lines) == 1
+
+
+def test_a_refusal_answered_again_is_counted_once(
+    deployment: Deployment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    registry: metrics.Registry,
+) -> None:
+    """Over the rate limit the transaction is cancelled and the refusal given by the
+    immediate path: the command is counted once per request, by the answer sent."""
+    _rules(tmp_path, monkeypatch, "", rate_limit=1)
+    _plan(deployment)
+    _plan(deployment)
+    assert _endpoint(deployment).replays == 1
+    counted = sum(
+        registry.value("commands", command="plan", outcome=outcome)
+        for outcome in ("deferred", "answered")
+    )
+    assert counted == 2
 
 
 def test_the_rate_limit_holds_inside_the_transaction(

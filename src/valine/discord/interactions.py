@@ -7,6 +7,7 @@ needs GitHub is handed to the job queue by the command handler.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -26,6 +27,7 @@ from valine.core.shape import (
     parse_object,
 )
 from valine.http import Request, Response, error_response, json_response
+from valine.infra.unit_of_work import record_answer
 from valine.logs import get_logger, log_context
 
 # The verifier is a type here only: PyNaCl (~1.2 MB) loads where it is built, with the key.
@@ -216,7 +218,8 @@ class DiscordEndpoint:
             answer = self._answer_once(interaction)
         outcome = answer.pop(_OUTCOME, None)
         if interaction.type != PING:  # the PING path loads nothing more
-            _measure(interaction, answer, outcome)
+            # once the answer stands: a replay on the immediate path counts its own
+            record_answer(lambda: _measure(interaction, answer, outcome))
         return json_response(200, answer)
 
     def _unverified(self, request: Request) -> Response | None:
@@ -247,7 +250,12 @@ class DiscordEndpoint:
             import secrets  # only here: it costs the PING's cold start a few ms
 
             ref = secrets.token_hex(4)
-            log.exception("unhandled error answering the interaction [ref %s]", ref)
+            error = sys.exc_info()[1]
+            record_answer(
+                lambda: log.error(
+                    "unhandled error answering the interaction [ref %s]", ref, exc_info=error
+                )
+            )
             answer = ephemeral(f"⚠️ Valine could not do that just now (ref {ref}). Try again.")
             answer[_OUTCOME] = "error"
             return answer
@@ -259,7 +267,7 @@ class DiscordEndpoint:
             from valine.discord.render import interaction_response
 
             custom_id = str(interaction.data.get("custom_id", ""))
-            log.info("button %s from %s", custom_id, interaction.user_id)
+            record_answer(lambda: log.info("button %s from %s", custom_id, interaction.user_id))
             return interaction_response(self._handlers.press_button(interaction, custom_id))
         if interaction.type == AUTOCOMPLETE:
             return self._autocomplete(interaction)
@@ -271,9 +279,10 @@ class DiscordEndpoint:
         try:
             command = parse_command(interaction.data)
         except CommandError as exc:
-            log.info("refused command: %s", exc)
-            return ephemeral(str(exc))
-        log.info("command /%s from %s", command.name, interaction.user_id)
+            refusal = str(exc)
+            record_answer(lambda: log.info("refused command: %s", refusal))
+            return ephemeral(refusal)
+        record_answer(lambda: log.info("command /%s from %s", command.name, interaction.user_id))
         return interaction_response(self._handlers.answer_command(interaction, command))
 
     def _autocomplete(self, interaction: Interaction) -> dict[str, Any]:

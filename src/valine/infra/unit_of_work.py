@@ -101,6 +101,10 @@ class UnitOfWork:
         self.commits = 0
         #: What waits for the commit (sending a job to SQS), run by the runtime.
         self.after_commit: list[Callable[[], None]] = []
+        #: What tells of the answer (a metric, a log line), each in the context it was
+        #: recorded in: run once the answer stands, dropped when the interaction is
+        #: answered again (the replay tells its own), see :func:`record_answer`.
+        self.observations: list[Callable[[], None]] = []
 
     @property
     def collecting(self) -> bool:
@@ -154,6 +158,15 @@ class UnitOfWork:
         actions, self.after_commit = self.after_commit, []
         for action in actions:
             action()
+
+    def tell_answer(self) -> None:
+        """Run what tells of the answer (each once; an error is logged, not raised)."""
+        observations, self.observations = self.observations, []
+        for observation in observations:
+            try:
+                observation()
+            except Exception:  # telling of an answer must never change it
+                log.warning("could not record the interaction's answer", exc_info=True)
 
     def _commit(self, writes: list[Write]) -> bool:
         """One transaction of ``writes`` (retried with alternatives or after conflicts)."""
@@ -222,6 +235,23 @@ def before_direct_write() -> None:
     unit = _CURRENT.get()
     if unit is not None:
         unit.direct_write()
+
+
+def record_answer(observation: Callable[[], None]) -> None:
+    """Run ``observation`` (a metric, a log line of the interaction) now, or, inside a
+    unit of work, once the answer stands.
+
+    An interaction whose unit is cancelled is answered again on the immediate path, which
+    records its own: what the first attempt recorded is dropped with it, so an
+    interaction is counted and logged once, whichever path answers it. The observation
+    runs in a copy of this context (its log correlation ids).
+    """
+    unit = _CURRENT.get()
+    if unit is None:
+        observation()
+        return
+    context = contextvars.copy_context()
+    unit.observations.append(lambda: context.run(observation))
 
 
 @contextmanager

@@ -182,8 +182,9 @@ class TransactionalEndpoint:
                 log.warning("the interaction's transaction failed; answering again", exc_info=True)
                 committed = False
         if not committed:
-            self.replays += 1
+            self.replays += 1  # what the first attempt recorded is dropped with it
             return self._endpoint(request)
+        unit.tell_answer()
         try:
             unit.run_after_commit()
         except Exception:
