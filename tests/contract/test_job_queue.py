@@ -115,6 +115,75 @@ def sqs_factory(tmp_path: Path, config: QueueConfig) -> QueueHarness:
     )
 
 
+class _Forwarded:
+    """The SQS queue behind an outbox, with the stream forwarded before every use.
+
+    It stands in for the outbox table's stream and its forwarder Lambda: the records
+    written since the last read (DynamoDB Local's real stream, read with the
+    dynamodbstreams client) go through :func:`valine.queue.outbox.forward` to the SQS
+    queue before the queue is touched, as if the forwarder had run in between (in AWS it
+    runs within seconds of the write).
+    """
+
+    def __init__(self, queue: Any, pump: Callable[[], None]) -> None:
+        self._queue = queue
+        self._pump = pump
+
+    def __getattr__(self, name: str) -> Any:
+        self._pump()
+        return getattr(self._queue, name)
+
+
+def outbox_factory(tmp_path: Path, config: QueueConfig) -> QueueHarness:
+    """The outbox queue: jobs written to an outbox table on DynamoDB Local, its stream
+    forwarded to SQS on moto (``_Forwarded``), leases from there. One stream reader for
+    every reopened client: the forwarder is one per table, not one per client."""
+    from aws_local import SERVICES, SQS_LACKS, OutboxStream, SqsQueues, client, unique_prefix
+    from valine.queue.outbox import OutboxJobQueue, forward, table_definitions
+
+    queues = SqsQueues.create()
+    dynamodb = client("dynamodb", SERVICES.dynamodb_endpoint())
+    streams = client("dynamodbstreams", SERVICES.dynamodb_endpoint())
+    sqs = client("sqs", SERVICES.sqs_endpoint())
+    (definition,) = table_definitions(unique_prefix())
+    table = definition["TableName"]
+    dynamodb.create_table(**definition)
+    stream = OutboxStream(streams, table)
+    forwarding = threading.Lock()  # one forwarder per shard: batches never overlap
+
+    def pump() -> None:
+        with forwarding:
+            records = stream.records()
+            assert forward(sqs, queues.queue_url, records, now=queues.clock.now) == []
+
+    def open_queue() -> JobQueue:
+        inner = queues.open(
+            max_attempts=config.max_attempts,
+            base_backoff=config.base_backoff,
+            max_backoff=config.max_backoff,
+            dedupe_ttl=config.dedupe_ttl,
+            rng=random.Random(config.seed),
+        )
+        return OutboxJobQueue(
+            client("dynamodb", SERVICES.dynamodb_endpoint()),
+            table,
+            dedupe=inner.dedupe,
+            sqs_queue=lambda: _Forwarded(inner, pump),
+            clock=queues.clock.now,
+            dedupe_ttl=config.dedupe_ttl,
+        )
+
+    def close() -> None:
+        dynamodb.delete_table(TableName=table)
+        for aws in (dynamodb, streams, sqs):
+            aws.close()
+        queues.close()
+
+    return QueueHarness(
+        open_queue(), queues.advance, open_queue, close, SQS_LACKS, queues.clock.now
+    )
+
+
 def memory_factory(_tmp_path: Path, config: QueueConfig) -> QueueHarness:
     """The tests' in-memory queue (valine.testing.memory); reopening it is the same object."""
     from valine.testing.memory import MemoryJobQueue
@@ -135,6 +204,7 @@ def memory_factory(_tmp_path: Path, config: QueueConfig) -> QueueHarness:
 FACTORIES: dict[str, QueueFactory] = {
     "sqlite": sqlite_factory,
     "sqs": sqs_factory,
+    "outbox": outbox_factory,
     "memory": memory_factory,
 }
 

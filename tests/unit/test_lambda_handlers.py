@@ -28,6 +28,7 @@ from nacl.signing import SigningKey
 from aws_local import (  # noqa: F401 - aws_test_environment: a session fixture, registered here
     REGION,
     SERVICES,
+    OutboxStream,
     aws_test_environment,
     client,
     unique_prefix,
@@ -142,60 +143,6 @@ def sqs_event(queue_url: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the deployment
-
-
-class OutboxStream:
-    """The outbox table's DynamoDB stream, read with the real dynamodbstreams client, one
-    iterator per shard kept between reads, turned into Lambda's DynamoDB stream event."""
-
-    def __init__(self, streams: Any, table: str) -> None:
-        self._streams = streams
-        arns = streams.list_streams(TableName=table)["Streams"]
-        assert len(arns) == 1, arns
-        self.arn = arns[0]["StreamArn"]
-        self._iterators: dict[str, str | None] = {}
-
-    def records(self) -> list[dict[str, Any]]:
-        """The stream records written since the last call (every shard, in order)."""
-        shards = self._streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]
-        found: list[dict[str, Any]] = []
-        for shard in shards:
-            shard_id = shard["ShardId"]
-            if shard_id not in self._iterators:
-                self._iterators[shard_id] = self._streams.get_shard_iterator(
-                    StreamArn=self.arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-                )["ShardIterator"]
-            iterator = self._iterators[shard_id]
-            while iterator:
-                page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
-                found.extend(page["Records"])
-                self._iterators[shard_id] = iterator = page.get("NextShardIterator")
-                if not page["Records"]:
-                    break
-        return found
-
-    def event(self) -> dict[str, Any]:
-        """Lambda's event for the new records (the mapping's filter: INSERT only)."""
-        records = []
-        for record in self.records():
-            if record["eventName"] != "INSERT":
-                continue
-            stream = dict(record["dynamodb"])
-            when = stream.get("ApproximateCreationDateTime")
-            if isinstance(when, datetime):
-                stream["ApproximateCreationDateTime"] = when.timestamp()
-            records.append(
-                {
-                    "eventID": record["eventID"],
-                    "eventName": record["eventName"],
-                    "eventVersion": record.get("eventVersion", "1.1"),
-                    "eventSource": "aws:dynamodb",
-                    "awsRegion": REGION,
-                    "dynamodb": stream,
-                    "eventSourceARN": self.arn,
-                }
-            )
-        return {"Records": records}
 
 
 @dataclass
