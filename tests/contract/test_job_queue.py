@@ -5,6 +5,8 @@ adapter's clock forward (``advance``) and opens a second client on the same stor
 (``reopen``). To run the suite against another adapter, add a factory to ``FACTORIES``
 below; nothing else changes. The SQS adapter runs on moto's server, whose clock its
 harness moves forward (``tests/aws_local.py``), with its dedupe keys on DynamoDB Local.
+The outbox queue writes jobs to a DynamoDB Local table whose stream is forwarded to that
+SQS queue before each use (``_Forwarded``).
 A harness lists in ``lacks`` the contract promises its backend does not make, each with
 the reason; the few tests that need one of them skip with that reason.
 
