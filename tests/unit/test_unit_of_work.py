@@ -187,3 +187,26 @@ def test_a_unit_commits_one_transaction_at_most_and_a_refusal_writes_nothing(
     else:
         assert unit.cancelled and table.items == before
         assert held & set(collected)
+
+
+def test_what_tells_of_an_answer_waits_for_the_unit_and_keeps_its_context() -> None:
+    """Outside a unit an observation runs at once; inside one it waits for
+    ``tell_answer`` (then runs once, in the context it was recorded in), and a unit
+    answered again never tells it: the replay records its own."""
+    import contextvars
+
+    told: list[str] = []
+    where: contextvars.ContextVar[str] = contextvars.ContextVar("where", default="outside")
+    unit_of_work.record_answer(lambda: told.append(where.get()))
+    assert told == ["outside"]
+    with unit_of_work.unit_of_work(Table().transact) as unit:
+        token = where.set("inside")
+        unit_of_work.record_answer(lambda: told.append(where.get()))
+        where.reset(token)
+        assert told == ["outside"]
+    unit.tell_answer()
+    unit.tell_answer()
+    assert told == ["outside", "inside"]
+    with unit_of_work.unit_of_work(Table().transact) as dropped:
+        unit_of_work.record_answer(lambda: told.append("dropped"))
+    assert dropped.observations and told == ["outside", "inside"]
