@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import WEBHOOK_SECRET, github_headers
+from valine import metrics
 from valine.core.policy import Policy, rules_from_mapping
 from valine.http import Request
 from valine.runtime.config import Settings
@@ -136,16 +137,35 @@ def test_a_delivery_of_a_repository_not_served_is_202_and_queues_nothing(
         assert services.queue.depth() == before
 
 
-def test_without_any_repository_every_delivery_is_accepted(tmp_path: Path) -> None:
-    """A service not set up yet (no GITHUB_REPOSITORY) accepts deliveries as it always has."""
+def test_without_any_repository_a_delivery_is_answered_and_nothing_written(
+    tmp_path: Path,
+) -> None:
+    """A service not set up yet (no GITHUB_REPOSITORY) still verifies a delivery, then
+    answers 202 "no repository is served", counts it ``unserved`` and writes nothing:
+    no job, no dedupe key (the worker used to drop the job it had queued)."""
     bare = Services(
         Settings.from_env(
             {"GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "VALINE_STORE": f"sqlite:///{tmp_path}/v.db"}
         )
     )
-    payload = {**EVENTS["issues"], "repository": {"full_name": "anyone/anything"}}
-    assert deliver(bare, "issues", payload, "d-bare")[1]["status"] == "accepted"
-    assert bare.serves("anyone/anything")
+    registry = metrics.Registry()
+    previous = metrics.use(registry)
+    try:
+        payload = {**EVENTS["issues"], "repository": {"full_name": "anyone/anything"}}
+        status, answer = deliver(bare, "issues", payload, "d-bare")
+    finally:
+        metrics.use(previous)
+    assert (status, answer["reason"]) == (202, "no repository is served")
+    assert registry.value("deliveries", event="issues", outcome="unserved") == 1
+    assert bare.queue.depth() == 0
+    again = deliver(bare, "issues", payload, "d-bare")
+    assert again == (202, answer), "no dedupe key was written: not a duplicate"
+    assert not bare.serves("anyone/anything")
+    body = json.dumps(payload).encode()
+    headers = {k.lower(): v for k, v in github_headers(body, "issues", delivery="d-2").items()}
+    headers["x-hub-signature-256"] = "sha256=" + "0" * 64
+    forged = bare.app().handle(Request("POST", "/github/webhook", headers, body))
+    assert forged.status == 401, "still verified first"
 
 
 def test_each_served_repositorys_delivery_is_queued(services: Services) -> None:

@@ -47,12 +47,16 @@ class GitHubWebhookEndpoint:
         secret: str | None,
         queue: Callable[[], JobQueue],
         serves: Callable[[str | None], bool] | None = None,
+        serves_none: Callable[[], bool] | None = None,
     ) -> None:
         """``serves``: whether a repository (``repository.full_name``) is served; a
-        delivery of another one is answered 202 and queues nothing (None: every one)."""
+        delivery of another one is answered 202 and queues nothing (None: every one).
+        ``serves_none``: True while no repository is configured at all (a deployment
+        being tried out): the 202 says so."""
         self._secret = secret.encode() if secret else None
         self._queue = queue
         self._serves = serves
+        self._serves_none = serves_none
 
     def __call__(self, request: Request) -> Response:
         """Answer one webhook delivery: its job enqueued (committed) before the answer."""
@@ -83,7 +87,7 @@ class GitHubWebhookEndpoint:
         event = request.header("x-github-event") or ""
         delivery_id = request.header("x-github-delivery") or ""
         with log_context(delivery_id=delivery_id):
-            return _accept(event, delivery_id, request.body, self._serves)
+            return _accept(event, delivery_id, request.body, self._serves, self._serves_none)
 
     def _refusal(self, request: Request) -> tuple[str, str, Response] | None:
         """The answer to a delivery that is not configured, not signed or malformed."""
@@ -109,7 +113,11 @@ def _known(event: str) -> str:
 
 
 def _accept(
-    event: str, delivery_id: str, body: bytes, serves: Callable[[str | None], bool] | None
+    event: str,
+    delivery_id: str,
+    body: bytes,
+    serves: Callable[[str | None], bool] | None,
+    serves_none: Callable[[], bool] | None = None,
 ) -> tuple[str, str, Response] | Deferred:
     """A verified delivery: 400 for a body that does not fit, the ping's pong, an ignored
     event's (or an unserved repository's) 202, or the job of a handled event to commit
@@ -126,7 +134,9 @@ def _accept(
     if event not in HANDLED_EVENTS:
         return "other", "ignored", json_response(202, {"status": "ignored", "event": event})
     if serves is not None and not serves(_repository(payload)):
-        answer = {"status": "ignored", "event": event, "reason": "repository not served"}
+        none = serves_none is not None and serves_none()
+        reason = "no repository is served" if none else "repository not served"
+        answer = {"status": "ignored", "event": event, "reason": reason}
         return event, "unserved", json_response(202, answer)
     # Only what tracking reads: a few hundred bytes instead of the whole body.
     job = {"event": event, "delivery_id": delivery_id, "payload": essentials(event, payload)}

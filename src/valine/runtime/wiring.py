@@ -220,16 +220,17 @@ class Services:
             self.settings.github_webhook_secret,
             lambda: self.queue,
             serves=self.serves,
+            serves_none=lambda: not len(self.repositories),
         )
 
     def serves(self, repository: str | None) -> bool:
         """True if ``repository`` (``owner/name``) is one this deployment serves.
 
-        Until a repository is configured at all, every one passes (deliveries are
-        accepted as before, for trying the service; ``/healthz`` names the missing
-        ``GITHUB_REPOSITORY``), so the webhook's answers do not depend on it.
+        Until a repository is configured at all none is: a delivery is verified, then
+        answered 202 "no repository is served" and counted ``unserved``, with nothing
+        written (``/healthz`` names the missing ``GITHUB_REPOSITORY``).
         """
-        return not len(self.repositories) or self.repositories.serves(repository)
+        return self.repositories.serves(repository)
 
     def discord_endpoint(self) -> DiscordEndpoint:
         """``POST /discord``, verifying with ``DISCORD_PUBLIC_KEY`` when it is set."""
