@@ -44,6 +44,15 @@ MAX_TOTAL_S = 900
 #: After the load, how long the worker threads get to drain the queued jobs.
 DRAIN_S = 90.0
 LEVELS = (16, 64)
+#: The repositories of the loaded payloads (loadgen's events of @octokit/webhooks-examples:
+#: issues, pull_request, check_suite, issue_comment), served so each delivery commits.
+SERVED_RULES = """
+[[repositories]]
+name = "Codertocat/Hello-World"
+
+[[repositories]]
+name = "octo-org/octo-repo"
+"""
 
 
 def rss_kb(pid: int, field: str = "VmRSS") -> int:
@@ -187,10 +196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="valine-ingest-") as tmp:
         workdir = Path(tmp)
         db = workdir / "bench.db"
+        rules = workdir / "valine.toml"
+        rules.write_text(SERVED_RULES)
         env = {
             "GITHUB_WEBHOOK_SECRET": secret,
             "VALINE_STORE": f"sqlite:///{db}",
             "VALINE_LOG_LEVEL": "WARNING",
+            # Served, so every delivery is persisted and queued (with no repository
+            # configured a delivery is answered without a write: not the path measured).
+            "VALINE_CONFIG": str(rules),
         }
         try:
             service = start_service(workdir, env, log_name="server.log", timeout=30)

@@ -165,8 +165,9 @@ def route_jobs(
     every repository -- each one even if another fails; the first failure is raised
     after. A job of a repository no longer served is dropped with a warning; while no
     repository is configured at all (``tables`` has only the blank ``""`` entry: a
-    deployment being tried out) every delivery is one, so it is dropped at INFO, as the
-    deliveries of another repository always were, and a load does not flood the log.
+    deployment being tried out) it is dropped at INFO. Such a deployment's webhook no
+    longer queues deliveries (it answers them without a write); what reaches here was
+    queued before that, and a backlog of it does not flood the log.
     """
     kinds = {kind for table in tables.values() for kind in table}
     drop_level = logging.INFO if set(tables) == {""} else logging.WARNING
