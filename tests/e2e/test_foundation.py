@@ -5,11 +5,22 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from nacl.signing import SigningKey
 
-from helpers import Service, discord_headers, github_headers, interaction
+from helpers import (
+    WEBHOOK_SECRET,
+    Service,
+    discord_headers,
+    github_headers,
+    interaction,
+    start_service,
+    stop_service,
+)
 from valine.github.webhooks import dedupe_key
 
 
@@ -34,9 +45,45 @@ def test_signed_ping_pong_and_bad_signature(service: Service, signing_key: Signi
     assert service.request("POST", "/discord", body, forged)[0] == 401
 
 
-def test_github_ping_signature_and_dedupe(
+@pytest.fixture
+def served(tmp_path: Path, public_key_hex: str) -> Iterator[Service]:
+    """``valine serve`` as ``service``, serving the repository of the issues example."""
+    running = start_service(
+        tmp_path,
+        {
+            "DISCORD_PUBLIC_KEY": public_key_hex,
+            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "GITHUB_REPOSITORY": "Codertocat/Hello-World",
+        },
+    )
+    try:
+        yield running
+    finally:
+        stop_service(running)
+
+
+def test_without_a_repository_a_delivery_is_answered_and_not_written(
     service: Service, webhook_examples: dict[str, Any]
 ) -> None:
+    body = json.dumps(webhook_examples["issues"][0]).encode()
+    headers = github_headers(body, "issues", delivery="e2e-trial-1")
+    answers = [service.request("POST", "/github/webhook", body, headers) for _ in range(2)]
+    assert answers[0] == answers[1], "nothing written: the redelivery is no duplicate"
+    assert answers[0][0] == 202
+    assert json.loads(answers[0][1])["reason"] == "no repository is served"
+    with sqlite3.connect(service.workdir / ".valine" / "valine.db") as conn:
+        written = conn.execute(
+            "SELECT (SELECT count(*) FROM queue_dedupe WHERE key = ?),"
+            " (SELECT count(*) FROM queue_jobs WHERE kind = 'github_event')",
+            (dedupe_key("e2e-trial-1"),),
+        ).fetchone()
+    assert tuple(written) == (0, 0), "no dedupe key (kept for its TTL), no job waiting"
+
+
+def test_github_ping_signature_and_dedupe(
+    served: Service, webhook_examples: dict[str, Any]
+) -> None:
+    service = served
     ping = json.dumps(webhook_examples["ping"][0]).encode()
     assert service.request("POST", "/github/webhook", ping, github_headers(ping, "ping"))[0] == 200
     bad = github_headers(ping, "ping", secret="not-the-secret")
