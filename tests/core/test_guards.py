@@ -107,14 +107,19 @@ def test_derived_run_events(
 def test_a_derived_event_is_always_legal_and_settle_applies_it(
     state: RunState, tasks: list[TaskState], fail_on_failure: bool
 ) -> None:
+    """Settle applies the derived event (a legal one), then any its result calls for,
+    until none is left: a settled run calls for nothing more."""
     derived = derived_run_event(state, tasks, fail_on_failure)
     settled = settle(_run(state, *tasks), 5.0, fail_on_failure)
+    assert derived_run_event(settled.state, tasks, fail_on_failure) is None
     if derived is None:
         assert settled.state is state
-    else:
-        assert settled.state is next_run_state(state, derived[0])
-        if derived[0] is RunEvent.FAIL:
-            assert settled.reason
-        # once applied, nothing more is called for in the same direction
-        again = derived_run_event(settled.state, tasks, fail_on_failure)
-        assert again is None or again[0] is not derived[0]
+        return
+    first = next_run_state(state, derived[0])
+    following = derived_run_event(first, tasks, fail_on_failure)
+    if following is None:
+        assert settled.state is first
+    else:  # a ready run whose last green task went: executing, then failed
+        assert settled.state is next_run_state(first, following[0])
+    if RunEvent.FAIL in (derived[0], following and following[0]):
+        assert settled.reason

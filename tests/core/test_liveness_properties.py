@@ -92,3 +92,19 @@ def test_a_run_with_nothing_left_to_wait_for_has_ended(
     if policy.liveness.on_stale == "redispatch":
         for task in run.tasks:
             assert automatic[task.issue_number] <= max(policy.liveness.max_dispatches, 1)
+
+
+def test_skipping_the_last_green_task_of_a_ready_run_ends_it_in_the_same_settle() -> None:
+    """Found by the property above (a fresh clone's draw): a ready run whose only green
+    task is skipped went back to ``executing`` and stayed there, nothing left to ship and
+    nothing to wait for, until some later event settled it again."""
+    run = _start()
+    for number in (1, 2):
+        run = apply_task_event(run, number, TaskEvent.SKIP, T0)
+    run = apply_task_event(run, 3, TaskEvent.PR_OPENED, T0, pr_number=9)
+    run = settle(apply_task_event(run, 3, TaskEvent.CHECKS_PASSED, T0), T0, False)
+    assert run.state is RunState.READY_TO_SHIP
+    run = settle(apply_task_event(run, 3, TaskEvent.SKIP, T0), T0, False)
+    assert run.state is RunState.FAILED
+    assert "nothing left to ship" in str(run.reason)
+    assert not run.active

@@ -416,10 +416,21 @@ def apply_changes(run: Run, changes: Sequence[Change], now: float) -> Run:
 
 
 def settle(run: Run, now: float, fail_run_on_task_failure: bool) -> Run:
-    """Apply the run-level transition its tasks' states call for (``derived_run_event``)."""
-    derived = derived_run_event(run.state, [t.state for t in run.tasks], fail_run_on_task_failure)
-    if derived is None:
-        return run
+    """Apply the run-level transitions its tasks' states call for (``derived_run_event``)
+    until none does: a ready run whose last green task was skipped goes back to executing
+    and, nothing being left to ship, fails -- in one save, not at some later event."""
+    for _ in range(len(RunState)):  # each step leaves a state; no cycle is derivable
+        derived = derived_run_event(
+            run.state, [t.state for t in run.tasks], fail_run_on_task_failure
+        )
+        if derived is None:
+            return run
+        run = _apply_derived(run, derived, now)
+    raise RuntimeError(f"run {run.run_id}: the derived transitions do not settle")
+
+
+def _apply_derived(run: Run, derived: tuple[RunEvent, str | None], now: float) -> Run:
+    """One derived run event, a failure with its reason and end time."""
     event, reason = derived
     if event is RunEvent.FAIL:
         if reason is None:
