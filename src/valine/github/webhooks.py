@@ -158,7 +158,19 @@ def _finish(event: str, action: object, delivery_id: str, added: bool) -> Respon
             return json_response(200, {"status": "duplicate", "delivery": delivery_id})
         log.info("accepted %s.%s", event, action)
         _count(event, "accepted")
-        return json_response(202, {"status": "accepted", "delivery": delivery_id})
+        return _accepted(delivery_id)
+
+
+def _accepted(delivery_id: str) -> Response:
+    """The 202 of an accepted delivery, from prebuilt bytes: ``json_response``'s body.
+
+    ``delivery_id`` matched :data:`_DELIVERY_ID` (letters, digits, ``-``), so it needs
+    no JSON escaping.
+    """
+    return Response(202, _ACCEPTED_HEAD + delivery_id.encode() + b'"}')
+
+
+_ACCEPTED_HEAD = b'{"status":"accepted","delivery":"'
 
 
 def _count(event: str, outcome: str) -> None:
