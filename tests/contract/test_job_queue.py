@@ -97,6 +97,17 @@ def sqlite_factory(tmp_path: Path, config: QueueConfig) -> QueueHarness:
     return QueueHarness(open_queue(), clock.advance, open_queue, close, now=clock)
 
 
+def _sqs_options(config: QueueConfig) -> dict[str, Any]:
+    """The SQS queue's settings for a contract case's ``config``."""
+    return {
+        "max_attempts": config.max_attempts,
+        "base_backoff": config.base_backoff,
+        "max_backoff": config.max_backoff,
+        "dedupe_ttl": config.dedupe_ttl,
+        "rng": random.Random(config.seed),
+    }
+
+
 def sqs_factory(tmp_path: Path, config: QueueConfig) -> QueueHarness:
     """SQS on moto's server (``advance`` moves its clock), dedupe keys on DynamoDB Local."""
     from aws_local import SQS_LACKS, SqsQueues
@@ -104,13 +115,7 @@ def sqs_factory(tmp_path: Path, config: QueueConfig) -> QueueHarness:
     queues = SqsQueues.create()
 
     def open_queue() -> JobQueue:
-        return queues.open(
-            max_attempts=config.max_attempts,
-            base_backoff=config.base_backoff,
-            max_backoff=config.max_backoff,
-            dedupe_ttl=config.dedupe_ttl,
-            rng=random.Random(config.seed),
-        )
+        return queues.open(**_sqs_options(config))
 
     return QueueHarness(
         open_queue(), queues.advance, open_queue, queues.close, SQS_LACKS, queues.clock.now
@@ -159,13 +164,7 @@ def outbox_factory(tmp_path: Path, config: QueueConfig) -> QueueHarness:
             assert forward(sqs, queues.queue_url, records, now=queues.clock.now) == []
 
     def open_queue() -> JobQueue:
-        inner = queues.open(
-            max_attempts=config.max_attempts,
-            base_backoff=config.base_backoff,
-            max_backoff=config.max_backoff,
-            dedupe_ttl=config.dedupe_ttl,
-            rng=random.Random(config.seed),
-        )
+        inner = queues.open(**_sqs_options(config))
         return OutboxJobQueue(
             client("dynamodb", SERVICES.dynamodb_endpoint()),
             table,
