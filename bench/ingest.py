@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from run import SERVED_RULES
+
 from valine.testing.service import HOST, Service, ServiceFailed, free_port, start_service
 from valine.testing.service import stop_service as stop
 
@@ -44,15 +46,6 @@ MAX_TOTAL_S = 900
 #: After the load, how long the worker threads get to drain the queued jobs.
 DRAIN_S = 90.0
 LEVELS = (16, 64)
-#: The repositories of the loaded payloads (loadgen's events of @octokit/webhooks-examples:
-#: issues, pull_request, check_suite, issue_comment), served so each delivery commits.
-SERVED_RULES = """
-[[repositories]]
-name = "Codertocat/Hello-World"
-
-[[repositories]]
-name = "octo-org/octo-repo"
-"""
 
 
 def rss_kb(pid: int, field: str = "VmRSS") -> int:
