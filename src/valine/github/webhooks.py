@@ -46,17 +46,14 @@ class GitHubWebhookEndpoint:
         self,
         secret: str | None,
         queue: Callable[[], JobQueue],
-        serves: Callable[[str | None], bool] | None = None,
-        serves_none: Callable[[], bool] | None = None,
+        unserved: Callable[[str | None], str | None] | None = None,
     ) -> None:
-        """``serves``: whether a repository (``repository.full_name``) is served; a
-        delivery of another one is answered 202 and queues nothing (None: every one).
-        ``serves_none``: True while no repository is configured at all (a deployment
-        being tried out): the 202 says so."""
+        """``unserved``: why a repository (``repository.full_name``) is not served, None
+        when it is; a delivery of an unserved one is answered 202 with that reason and
+        queues nothing (``unserved`` None: every repository is served)."""
         self._secret = secret.encode() if secret else None
         self._queue = queue
-        self._serves = serves
-        self._serves_none = serves_none
+        self._unserved = unserved
 
     def __call__(self, request: Request) -> Response:
         """Answer one webhook delivery: its job enqueued (committed) before the answer."""
@@ -87,7 +84,7 @@ class GitHubWebhookEndpoint:
         event = request.header("x-github-event") or ""
         delivery_id = request.header("x-github-delivery") or ""
         with log_context(delivery_id=delivery_id):
-            return _accept(event, delivery_id, request.body, self._serves, self._serves_none)
+            return _accept(event, delivery_id, request.body, self._unserved)
 
     def _refusal(self, request: Request) -> tuple[str, str, Response] | None:
         """The answer to a delivery that is not configured, not signed or malformed."""
@@ -116,8 +113,7 @@ def _accept(
     event: str,
     delivery_id: str,
     body: bytes,
-    serves: Callable[[str | None], bool] | None,
-    serves_none: Callable[[], bool] | None = None,
+    unserved: Callable[[str | None], str | None] | None,
 ) -> tuple[str, str, Response] | Deferred:
     """A verified delivery: 400 for a body that does not fit, the ping's pong, an ignored
     event's (or an unserved repository's) 202, or the job of a handled event to commit
@@ -133,9 +129,8 @@ def _accept(
         return event, "pong", json_response(200, {"status": "pong"})
     if event not in HANDLED_EVENTS:
         return "other", "ignored", json_response(202, {"status": "ignored", "event": event})
-    if serves is not None and not serves(_repository(payload)):
-        none = serves_none is not None and serves_none()
-        reason = "no repository is served" if none else "repository not served"
+    reason = unserved(_repository(payload)) if unserved is not None else None
+    if reason is not None:
         answer = {"status": "ignored", "event": event, "reason": reason}
         return event, "unserved", json_response(202, answer)
     # Only what tracking reads: a few hundred bytes instead of the whole body.

@@ -219,18 +219,23 @@ class Services:
         return GitHubWebhookEndpoint(
             self.settings.github_webhook_secret,
             lambda: self.queue,
-            serves=self.serves,
-            serves_none=lambda: not len(self.repositories),
+            unserved=self.unserved,
         )
 
     def serves(self, repository: str | None) -> bool:
-        """True if ``repository`` (``owner/name``) is one this deployment serves.
+        """True if ``repository`` (``owner/name``) is one this deployment serves."""
+        return self.repositories.serves(repository)
+
+    def unserved(self, repository: str | None) -> str | None:
+        """Why a delivery of ``repository`` is not served (None: it is).
 
         Until a repository is configured at all none is: a delivery is verified, then
         answered 202 "no repository is served" and counted ``unserved``, with nothing
         written (``/healthz`` names the missing ``GITHUB_REPOSITORY``).
         """
-        return self.repositories.serves(repository)
+        if self.serves(repository):
+            return None
+        return "repository not served" if len(self.repositories) else "no repository is served"
 
     def discord_endpoint(self) -> DiscordEndpoint:
         """``POST /discord``, verifying with ``DISCORD_PUBLIC_KEY`` when it is set."""
