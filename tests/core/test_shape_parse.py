@@ -25,6 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from json_strategies import JSON, byte_strings, nest
 from valine.core import shape
 from valine.core.shape import (
     MAX_DEPTH,
@@ -35,21 +36,6 @@ from valine.core.shape import (
     parse_object,
 )
 from valine.github.events import HANDLED_EVENTS
-
-SURROGATES = st.integers(0xD800, 0xDFFF).map(chr)
-TEXT = st.text(
-    st.characters(codec=None, exclude_categories=()) | SURROGATES | st.sampled_from('\\"{}[]'),
-    max_size=12,
-)
-#: Integers json and orjson may read differently: around and beyond 64 bits.
-WIDE_INTEGERS = st.integers(-(2**70), 2**70) | st.sampled_from(
-    [2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**19, -(10**19), 10**20]
-)
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | WIDE_INTEGERS | st.floats() | TEXT,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
-    max_leaves=30,
-)
 
 
 def typed(value: Any) -> Any:
@@ -95,12 +81,6 @@ def verdict(body: bytes) -> Any:
     return result
 
 
-def nest(value: Any, depth: int) -> Any:
-    for i in range(depth):
-        value = [value] if i % 2 else {"k": value}
-    return value
-
-
 @given(value=JSON, depth=st.integers(0, MAX_DEPTH + 3))
 def test_the_fast_path_decides_as_the_full_check(value: Any, depth: int) -> None:
     body = json.dumps({"x": nest(value, depth)}).encode()  # ensure_ascii: every surrogate escaped
@@ -140,45 +120,6 @@ def test_surrogate_cases(body: bytes, accepted: bool) -> None:
 def test_depth_limit_without_any_string() -> None:
     assert verdict(json.dumps({"x": nest(1, MAX_DEPTH - 1)}).encode())[0] == "dict"
     assert verdict(json.dumps({"x": nest(1, MAX_DEPTH)}).encode()) == "body"
-
-
-NUMBER = st.from_regex(
-    r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?", fullmatch=True
-)
-LITERAL = st.sampled_from(["null", "true", "false", "NaN", "Infinity", "-Infinity", "1e400"])
-STRING = st.builds(
-    lambda text, ascii_only: json.dumps(text, ensure_ascii=ascii_only), TEXT, st.booleans()
-)
-KEY = st.sampled_from(['"a"', '"b"', '"\\ud800"', '"x"']) | STRING  # a small set: duplicates
-SPACE = st.sampled_from(["", " ", "\n", "\t", "\r\n", "\u00a0", "\x0b"])
-VALUE_TEXT = st.recursive(
-    NUMBER | LITERAL | STRING,
-    lambda inner: (
-        st.lists(inner, max_size=4).map(lambda items: "[" + ",".join(items) + "]")
-        | st.lists(st.tuples(KEY, SPACE, inner), max_size=5).map(
-            lambda pairs: (
-                "{" + ",".join(f"{key}:{space}{value}" for key, space, value in pairs) + "}"
-            )
-        )
-    ),
-    max_leaves=20,
-)
-OBJECT_TEXT = st.lists(st.tuples(KEY, VALUE_TEXT), max_size=6).map(
-    lambda pairs: "{" + ",".join(f"{key}:{value}" for key, value in pairs) + "}"
-)
-
-
-@st.composite
-def byte_strings(draw: st.DrawFn) -> bytes:
-    """JSON-like text, sometimes with a byte order mark or padding, sometimes damaged."""
-    text = draw(SPACE) + draw(OBJECT_TEXT | VALUE_TEXT) + draw(SPACE)
-    body = draw(st.sampled_from([b"", b"", b"\xef\xbb\xbf"])) + text.encode(
-        "utf-8", "surrogatepass"
-    )
-    for _ in range(draw(st.integers(0, 2))):
-        at = draw(st.integers(0, len(body)))
-        body = body[:at] + draw(st.binary(min_size=1, max_size=3)) + body[at:]
-    return body
 
 
 @given(body=byte_strings())
