@@ -117,3 +117,26 @@ def run_node(script: Path, args: list[str], request: Any, what: str, timeout: fl
     if completed.returncode != 0:
         pytest.fail(f"{script.name} failed ({completed.returncode}):\n{completed.stderr}")
     return json.loads(completed.stdout)
+
+
+def paths_in(document: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a value inside ``document`` (keys; indexes of a list's first 3 items)."""
+    found = [prefix] if prefix else []
+    if isinstance(document, dict):
+        for key, value in document.items():
+            found += paths_in(value, (*prefix, key))
+    elif isinstance(document, list):
+        for i, value in enumerate(document[:3]):
+            found += paths_in(value, (*prefix, i))
+    return found
+
+
+def set_at(document: Any, path: tuple[Any, ...], value: Any) -> None:
+    """Set the value at ``path`` (from :func:`paths_in`) inside ``document``."""
+    for key in path[:-1]:
+        document = document[key]
+    document[path[-1]] = value
+
+
+#: Values of every JSON type, to put where a payload has a value of another one.
+WRONG_TYPES = ["7", 7, True, [], {}, [1, 2], {"x": 1}, 1.5, -3, None]

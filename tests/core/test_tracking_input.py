@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import pr_event
+from helpers import WRONG_TYPES, paths_in, pr_event, set_at
 from valine.core.checks import Check, CheckKind, CheckPicture, Outcome, verdict
 from valine.core.events import CheckSuiteCompleted, CommitStatusChanged
 from valine.core.models import Run, Task
@@ -215,26 +215,6 @@ def test_any_queued_job_reads_into_a_delivery_without_raising(event: str, payloa
         assert seen.repo == payload["repository"]["full_name"]
 
 
-def _paths(document: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(document, dict):
-        for key, value in document.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(document, list):
-        for i, value in enumerate(document[:3]):
-            found += _paths(value, (*prefix, i))
-    return found
-
-
-def _set(document: Any, path: tuple[Any, ...], value: Any) -> None:
-    for key in path[:-1]:
-        document = document[key]
-    document[path[-1]] = value
-
-
-WRONG_TYPES = st.sampled_from(["7", 7, True, [], {}, [1, 2], {"x": 1}, 1.5, -3, None])
-
-
 @st.composite
 def mutated_examples(draw: st.DrawFn, examples: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """A real example re-aimed at the run, with one field set to a value of another type."""
@@ -246,8 +226,8 @@ def mutated_examples(draw: st.DrawFn, examples: dict[str, Any]) -> tuple[str, di
     if event == "pull_request":
         payload["pull_request"]["body"] = "Fixes #12"
         payload["pull_request"]["head"]["repo"] = {"full_name": REPO}
-    path = draw(st.sampled_from(_paths(payload)))
-    _set(payload, path, draw(WRONG_TYPES))
+    path = draw(st.sampled_from(paths_in(payload)))
+    set_at(payload, path, draw(st.sampled_from(WRONG_TYPES)))
     return event, payload
 
 
@@ -285,7 +265,7 @@ def test_a_wrong_type_is_named(
     webhook_examples: dict[str, Any], path: tuple[str, ...], value: Any, field: str
 ) -> None:
     payload = opened(webhook_examples)
-    _set(payload, path, value)
+    set_at(payload, path, value)
     assert str(malformed("pull_request", payload)).startswith(f"{field}: expected")
     # What the worker gets from the queued job: no event, and the reason.
     job = {

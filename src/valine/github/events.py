@@ -44,7 +44,7 @@ from valine.core.events import (
     WorkflowRunChanged,
 )
 from valine.core.models import WorkflowRun
-from valine.core.shape import Arr, Bool, Int, Obj, Shape, Str
+from valine.core.shape import Arr, Bool, Int, Obj, Projection, Shape, Str
 
 #: The branch GitHub tests a merge group on: ``gh-readonly-queue/<base>/pr-<number>-<sha>``.
 _MERGE_GROUP_REF = re.compile(r"^(?:refs/heads/)?gh-readonly-queue/.+/pr-(\d+)-[0-9a-f]{7,40}$")
@@ -79,11 +79,21 @@ READERS: dict[str, Reader] = {}
 #: The shape the endpoint checks each handled event's body against (GitHub's payloads,
 #: cut to the fields tracking reads; an event without one is checked by its reader only).
 EVENT_SHAPES: dict[str, Obj] = {}
+#: What the endpoint parses of each handled event's body: its shape's fields and the
+#: ones its reader also reads (and type-checks itself); the rest is skipped unbuilt.
+PROJECTIONS: dict[str, Projection] = {}
+#: Every reader reads the repository (:func:`read`).
+_READ_BY_ALL = ("repository.full_name",)
+#: An event without a reader is only checked to be a JSON object.
+_NOTHING_READ = Projection(Obj({}))
 
 
-def reads(name: str, shape: Obj | None = None) -> Callable[[Reader], Reader]:
-    """Register the decorated function as the reader of webhook event ``name``, and the
-    ``shape`` its body must fit before it is queued."""
+def reads(
+    name: str, shape: Obj | None = None, *, also: tuple[str, ...] = ()
+) -> Callable[[Reader], Reader]:
+    """Register the decorated function as the reader of webhook event ``name``, the
+    ``shape`` its body must fit before it is queued, and the dotted paths it ``also``
+    reads beside the shape's fields (no other field of the body is parsed for it)."""
 
     def register(reader: Reader) -> Reader:
         if name in READERS:
@@ -91,9 +101,15 @@ def reads(name: str, shape: Obj | None = None) -> Callable[[Reader], Reader]:
         READERS[name] = reader
         if shape is not None:
             EVENT_SHAPES[name] = shape
+        PROJECTIONS[name] = Projection(shape or Obj({}), _READ_BY_ALL + also)
         return reader
 
     return register
+
+
+def projection(name: str) -> Projection:
+    """The part of event ``name``'s body the endpoint parses (see :data:`PROJECTIONS`)."""
+    return PROJECTIONS.get(name, _NOTHING_READ)
 
 
 _TEXT = Str(nullable=True)
@@ -232,6 +248,13 @@ class PullFields:
             ),
         }
     ),
+    also=(
+        "pull_request.head.repo.full_name",
+        "pull_request.user.login",
+        "pull_request.user.type",
+        "pull_request.author_association",
+        "reason",
+    ),
 )
 def _read_pull(payload: Mapping[str, Any]) -> PullFields:
     action = _str(payload, "action", "action")
@@ -309,6 +332,7 @@ class SuiteFields:
             ),
         }
     ),
+    also=("check_suite.head_branch",),
 )
 def _read_suite(payload: Mapping[str, Any]) -> SuiteFields:
     action = _str(payload, "action", "action")
@@ -343,7 +367,7 @@ class StatusFields:
         return {"sha": self.sha}
 
 
-@reads("status")
+@reads("status", also=("sha",))
 def _read_status(payload: Mapping[str, Any]) -> StatusFields:
     return StatusFields(_str(payload, "sha", "sha"))
 
@@ -460,6 +484,7 @@ class WorkflowRunFields:
             ),
         }
     ),
+    also=("workflow_run.path",),
 )
 def _read_workflow_run(payload: Mapping[str, Any]) -> WorkflowRunFields:
     action = _str(payload, "action", "action")

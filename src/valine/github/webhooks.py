@@ -11,7 +11,9 @@ was dead-lettered has its key released by the queue, so *Redeliver* processes it
 
 The body is checked against the shape its event's reader declares
 (:data:`valine.github.events.EVENT_SHAPES`: the fields tracking reads) before any field
-is used; a body that does not fit is answered 400 naming the field. The events handled
+is used; a body that does not fit is answered 400 naming the field. Only the fields the
+reader reads are parsed into values (:data:`valine.github.events.PROJECTIONS`); the rest
+of the body is checked to be JSON and skipped. The events handled
 are the ones :mod:`valine.github.events` has a reader for; others are acknowledged and
 ignored.
 """
@@ -22,8 +24,8 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from valine.core.shape import ShapeError, check, parse_object
-from valine.github.events import EVENT_SHAPES, HANDLED_EVENTS, essentials
+from valine.core.shape import ShapeError, check
+from valine.github.events import EVENT_SHAPES, HANDLED_EVENTS, essentials, projection
 from valine.github.verify import verify_signature
 from valine.http import Deferred, Request, Response, error_response, json_response
 from valine.logs import get_logger, log_context
@@ -119,7 +121,7 @@ def _accept(
     event's (or an unserved repository's) 202, or the job of a handled event to commit
     before answering."""
     try:
-        payload = parse_object(body)
+        payload = projection(event).parse(body)  # only the fields read, the rest skipped
         if event in EVENT_SHAPES:
             check(EVENT_SHAPES[event], payload)
     except ShapeError as exc:
