@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,19 @@ def run_node(script: Path, args: list[str], request: Any, what: str, timeout: fl
     if completed.returncode != 0:
         pytest.fail(f"{script.name} failed ({completed.returncode}):\n{completed.stderr}")
     return json.loads(completed.stdout)
+
+
+def assert_loaded_only_by(module: str, setup: str, first_use: str) -> None:
+    """In a fresh interpreter, ``setup`` leaves ``module`` unimported and ``first_use``
+    imports it (the lazy imports that keep a cold start or an idle process light)."""
+    code = (
+        f"import sys\n{setup}\n"
+        f"print({module!r} in sys.modules, end=' ')\n{first_use}\n"
+        f"print({module!r} in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "False True\n"
 
 
 def paths_in(document: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
