@@ -1018,3 +1018,19 @@ def test_a_queue_file_from_before_dedupe_release_is_migrated(tmp_path: Path) -> 
         assert q.enqueue("webhook", {}, dedupe_key="d") is True  # released with the dead job
     finally:
         db.close()
+
+
+def test_sqlite_job_ids_of_a_batch_sort_in_the_order_made(
+    sqlite_queue: tuple[SqliteJobQueue, ManualClock],
+) -> None:
+    """New ids go to the end of the ``job_id`` index, not to random pages of it (the
+    queue's clock is frozen here: the order comes from the ids alone)."""
+    queue, _ = sqlite_queue
+    answers = queue.enqueue_many([("k", {"i": i}, f"d-{i}") for i in range(50)])
+    queue.enqueue("k", {"i": 50})
+    assert answers == [True] * 50
+    jobs = drain(queue)
+    ids = [job.job_id for job in jobs]
+    assert [job.payload["i"] for job in jobs] == list(range(51))
+    assert ids == sorted(ids) and len(set(ids)) == 51
+    assert all(len(job_id) == 32 and int(job_id, 16) >= 0 for job_id in ids)

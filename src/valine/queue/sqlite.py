@@ -22,7 +22,9 @@ Every table of the queue is prefixed ``queue_`` because the run store keeps its
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +44,23 @@ PURGE_INTERVAL = 60.0
 #: At most this many expired dedupe keys are deleted by one opportunistic purge, so an
 #: enqueue on the webhook path never pays for a large backlog at once.
 PURGE_BATCH = 500
+
+
+def new_job_id() -> str:
+    """A job id: 16 hex digits of the nanosecond clock, then 16 random ones.
+
+    As unique as ``uuid4().hex`` (64 random bits per nanosecond) and as long, but ids made
+    one after another sort together, so a new job's entry lands at the end of the
+    ``job_id`` index instead of on a random page of it: 57 against 60-79 us of CPU per
+    job in batches of 6 over 120,000 jobs (docs/benchmarks.md).
+    """
+    stamp = max(time.time_ns(), _last_stamp[0] + 1)  # rising even if the clock is coarse
+    _last_stamp[0] = stamp  # (threads may race here: ids stay unique, only less ordered)
+    return f"{stamp:016x}{os.urandom(8).hex()}"
+
+
+_last_stamp = [0]
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue_jobs (
@@ -189,7 +208,7 @@ class SqliteJobQueue(QueueBase):
                 "INSERT INTO queue_jobs "
                 "(job_id, kind, payload, available_at, enqueued_at, dedupe_key) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (uuid.uuid4().hex, kind, body, now + max(0.0, delay), now, dedupe_key),
+                (new_job_id(), kind, body, now + max(0.0, delay), now, dedupe_key),
             )
         return True
 
@@ -226,7 +245,7 @@ class SqliteJobQueue(QueueBase):
                 answers.append(new)
                 if new:
                     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-                    values.append((uuid.uuid4().hex, kind, body, now, now, key))
+                    values.append((new_job_id(), kind, body, now, now, key))
             for rows_of in _chunks(values, _ROWS_PER_STATEMENT):
                 conn.execute(
                     "INSERT INTO queue_jobs "  # noqa: S608 (only ?s joined)
