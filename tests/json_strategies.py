@@ -9,6 +9,7 @@ odd whitespace and byte order marks, then random bytes inserted.
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 from hypothesis import strategies as st
@@ -73,3 +74,16 @@ def byte_strings(draw: st.DrawFn) -> bytes:
         at = draw(st.integers(0, len(body)))
         body = body[:at] + draw(st.binary(min_size=1, max_size=3)) + body[at:]
     return body
+
+
+def typed(value: Any, *, key_order: bool = True) -> Any:
+    """``value`` with its types and float bits (so ``1 != 1.0``, ``nan == nan``), and its
+    objects' key order unless ``key_order`` is false: comparable with ``==``."""
+    if isinstance(value, dict):
+        pairs = ((key, typed(item, key_order=key_order)) for key, item in value.items())
+        return ("dict", tuple(pairs) if key_order else frozenset(pairs))
+    if isinstance(value, list):
+        return ("list", tuple(typed(item, key_order=key_order) for item in value))
+    if isinstance(value, float):
+        return ("float", struct.pack(">d", value))
+    return (type(value).__name__, value)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import assert_loaded_only_by
-from json_strategies import JSON, byte_strings, nest
+from json_strategies import JSON, byte_strings, nest, typed
 from valine.core import shape
 from valine.core.shape import (
     MAX_DEPTH,
@@ -35,17 +34,6 @@ from valine.core.shape import (
     parse_object,
 )
 from valine.github.events import HANDLED_EVENTS
-
-
-def typed(value: Any) -> Any:
-    """``value`` with its types, key order and float bits (so ``1 != 1.0``, ``nan == nan``)."""
-    if isinstance(value, dict):
-        return ("dict", tuple((key, typed(item)) for key, item in value.items()))
-    if isinstance(value, list):
-        return ("list", tuple(typed(item) for item in value))
-    if isinstance(value, float):
-        return ("float", struct.pack(">d", value))
-    return (type(value).__name__, value)
 
 
 def reference(body: bytes) -> Any:

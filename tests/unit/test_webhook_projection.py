@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from helpers import WRONG_TYPES, paths_in, set_at
 from valine.core.shape import ShapeError, check
 from valine.github.events import EVENT_SHAPES, HANDLED_EVENTS, essentials, projection
+from valine.github.webhooks import repository_name
 
 
 def outcome(event: str, payload: Any) -> Any:
@@ -29,7 +30,10 @@ def outcome(event: str, payload: Any) -> Any:
             check(EVENT_SHAPES[event], payload)
     except ShapeError as exc:
         return str(exc)
-    return essentials(event, payload) if event in HANDLED_EVENTS else "ignored"
+    if event not in HANDLED_EVENTS:
+        return "ignored"
+    # what the endpoint reads beside the job: whom it serves, and the action it logs
+    return essentials(event, payload), repository_name(payload), payload.get("action")
 
 
 def assert_projection_loses_nothing(event: str, document: dict[str, Any]) -> None:

@@ -131,7 +131,7 @@ def _accept(
         return event, "pong", json_response(200, {"status": "pong"})
     if event not in HANDLED_EVENTS:
         return "other", "ignored", json_response(202, {"status": "ignored", "event": event})
-    reason = unserved(_repository(payload)) if unserved is not None else None
+    reason = unserved(repository_name(payload)) if unserved is not None else None
     if reason is not None:
         answer = {"status": "ignored", "event": event, "reason": reason}
         return event, "unserved", json_response(202, answer)
@@ -176,8 +176,8 @@ def _count(event: str, outcome: str) -> None:
     metrics.count("deliveries", event=event, outcome=outcome)
 
 
-def _repository(payload: dict[str, Any]) -> str | None:
-    """``repository.full_name`` of a checked payload, if it has one."""
+def repository_name(payload: dict[str, Any]) -> str | None:
+    """``repository.full_name`` of a checked payload, if it has one (whom it is served for)."""
     repository = payload.get("repository")
     name = repository.get("full_name") if isinstance(repository, dict) else None
     return name if isinstance(name, str) else None
