@@ -15,6 +15,15 @@ to real servers on loopback, each in its own process:
 
 The floor of that row is a fresh interpreter that imports PyNaCl, verifies one signature,
 builds one boto3 DynamoDB client and makes one ``PutItem`` on the same DynamoDB Local.
+
+DynamoDB Local is a Java process: its JIT compiles each request path only after it has
+served it many times, and until then a call it has seen a few times costs it several
+times what it costs warm (a deferred command's first ``TransactWriteItems`` took 24-70 ms
+in a fresh process after 1-6 earlier ones, 10 ms once it had served 400). A row measures
+the client's cold start, not the local server's, so before the measured rounds every AWS
+row makes its own calls :data:`WARM_CALLS` times from one warm process
+(:data:`WARM_FLOOR`, :func:`warm_handler`), the floors' ``PutItem`` as often as the
+handlers' requests.
 """
 
 from __future__ import annotations
@@ -56,6 +65,33 @@ client = boto3.client("dynamodb")
 client.put_item(TableName=os.environ["BENCH_TABLE"],
                 Item={"dedupe_key": {"S": "floor#" + uuid.uuid4().hex}})
 """
+
+#: How many times each AWS row's calls are made, unmeasured, before the measured rounds.
+WARM_CALLS = 300
+
+#: The floors' warm-up: one client making the floor's ``PutItem`` BENCH_WARM_CALLS times.
+WARM_FLOOR = """\
+import os, uuid
+import boto3
+client = boto3.client("dynamodb")
+for _ in range(int(os.environ["BENCH_WARM_CALLS"])):
+    client.put_item(TableName=os.environ["BENCH_TABLE"],
+                    Item={"dedupe_key": {"S": "floor#" + uuid.uuid4().hex}})
+"""
+
+
+def warm_handler(handler: str, status: int) -> str:
+    """The warm-up of a Lambda row: one process where ``handler`` answers every API
+    Gateway event of its stdin (one per line), each with ``status`` (exit 1 otherwise)."""
+    return (
+        "import json, sys\n"
+        f"from valine.runtime.lambda_handlers import {handler}\n"
+        "for line in sys.stdin.buffer:\n"
+        f"    result = {handler}(json.loads(line), None)\n"
+        f"    if result['statusCode'] != {status}:\n"
+        "        sys.exit(f'unexpected answer: {result}')\n"
+    )
+
 
 #: The Discord function answering one deferred command (type 5 means deferred).
 COLD_LAMBDA_DEFERRED = """\

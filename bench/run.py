@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cold_aws
 import scale
@@ -499,6 +499,22 @@ def bench_cold_start(workdir: Path, runs: int, *, aws: bool = True) -> list[Cold
         return _cold_rounds(workdir, runs, aws_env)
 
 
+class ColdVariant(NamedTuple):
+    """One cold-start row: what its fresh process runs, on which input and environment."""
+
+    label: str
+    #: The process's script (after :data:`COLD_PRELUDE`).
+    code: str
+    #: A new stdin (and extra environment) for each run.
+    make_input: Callable[[], tuple[bytes, dict[str, str]]]
+    env: dict[str, str]
+    #: Index of its floor in the variant list.
+    floor: int
+    #: For a row that calls local AWS servers: the script making its calls
+    #: ``cold_aws.WARM_CALLS`` times before the measured rounds (stdin: one input per line).
+    warm: str | None = None
+
+
 def _cold_rounds(workdir: Path, runs: int, aws_env: dict[str, str] | None) -> list[ColdStart]:
     from nacl.signing import SigningKey
 
@@ -533,38 +549,40 @@ def _cold_rounds(workdir: Path, runs: int, aws_env: dict[str, str] | None) -> li
         signed = discord_signed(key, plan)
         return json.dumps(api_gateway_event(plan, signed)).encode(), {}
 
-    # (label, code, stdin and extra environment per run, environment, index of its floor)
-    variants: list[tuple[str, str, Callable[[], tuple[bytes, dict[str, str]]], dict, int]] = [
-        ("floor: python + nacl.signing + 1 verify", COLD_FLOOR, fixed(body), base, 0),
-        ("lambda discord_handler: import + PING", COLD_LAMBDA, fixed(event), aws, 0),
-        ("local app via Services: import + PING", COLD_LOCAL, fixed(body), local, 0),
+    variants = [
+        ColdVariant("floor: python + nacl.signing + 1 verify", COLD_FLOOR, fixed(body), base, 0),
+        ColdVariant("lambda discord_handler: import + PING", COLD_LAMBDA, fixed(event), aws, 0),
+        ColdVariant("local app via Services: import + PING", COLD_LOCAL, fixed(body), local, 0),
     ]
     if aws_env is not None:
         deferred_env = {**base, **aws_env}
         variants += [
-            (
+            ColdVariant(
                 "floor: + boto3 client, 1 PutItem",
                 cold_aws.COLD_FLOOR_BOTO3,
                 fixed(body),
                 deferred_env,
                 3,
+                cold_aws.WARM_FLOOR,
             ),
-            (
+            ColdVariant(
                 "lambda discord_handler: deferred /plan",
                 cold_aws.COLD_LAMBDA_DEFERRED,
                 deferred,
                 deferred_env,
                 3,
+                cold_aws.warm_handler("discord_handler", 200),
             ),
         ]
         variants += _webhook_variants(base, aws_env, floor_index=len(variants))
+    warm_servers(variants, workdir)
     times: list[list[float]] = [[] for _ in variants]
     exits: list[list[float]] = [[] for _ in variants]
     failures = [0 for _ in variants]
     for round_ in range(runs + 1):
-        for i, (_, code, make_input, env, _floor) in enumerate(variants):
-            stdin, extra = make_input()
-            answered, exited, ok = time_process(code, stdin, {**env, **extra}, workdir)
+        for i, variant in enumerate(variants):
+            stdin, extra = variant.make_input()
+            answered, exited, ok = time_process(variant.code, stdin, variant.env | extra, workdir)
             if round_ == 0:
                 continue  # warms the page cache; not measured
             if ok:
@@ -572,12 +590,12 @@ def _cold_rounds(workdir: Path, runs: int, aws_env: dict[str, str] | None) -> li
                 exits[i].append(exited)
             failures[i] += 0 if ok else 1
     results = []
-    for (label, *_), series, ends, failed in zip(variants, times, exits, failures, strict=True):
+    for variant, series, ends, failed in zip(variants, times, exits, failures, strict=True):
         series.sort()
         ends.sort()
         results.append(
             ColdStart(
-                label=label,
+                label=variant.label,
                 runs=len(series),
                 median_ms=nearest_rank(series, 0.5) if series else math.nan,
                 min_ms=series[0] if series else math.nan,
@@ -586,7 +604,7 @@ def _cold_rounds(workdir: Path, runs: int, aws_env: dict[str, str] | None) -> li
                 exit_median_ms=nearest_rank(ends, 0.5) if ends else math.nan,
             )
         )
-    floors = [results[v[4]] for v in variants]
+    floors = [results[v.floor] for v in variants]
     return [
         replace(
             r,
@@ -597,9 +615,32 @@ def _cold_rounds(workdir: Path, runs: int, aws_env: dict[str, str] | None) -> li
     ]
 
 
+def warm_servers(variants: Sequence[ColdVariant], workdir: Path) -> None:
+    """Make each AWS row's calls ``cold_aws.WARM_CALLS`` times, unmeasured, so the local
+    servers have served every request path as often before the measured rounds (see
+    ``bench/cold_aws.py``: DynamoDB Local's JIT). One process per row; each fails loudly."""
+    for variant in variants:
+        if variant.warm is None:
+            continue
+        lines = b"\n".join(variant.make_input()[0] for _ in range(cold_aws.WARM_CALLS))
+        env = variant.env | {"BENCH_WARM_CALLS": str(cold_aws.WARM_CALLS)}
+        done = subprocess.run(
+            [sys.executable, "-c", variant.warm],
+            input=lines,
+            env=env,
+            cwd=workdir,
+            capture_output=True,
+            timeout=COLD_TIMEOUT_S * 10,
+            check=False,
+        )
+        if done.returncode != 0:
+            tail = done.stderr.decode(errors="replace")[-2000:]
+            raise SystemExit(f"bench: warming the servers for {variant.label!r} failed:\n{tail}")
+
+
 def _webhook_variants(
     base: dict[str, str], aws_env: dict[str, str], floor_index: int
-) -> list[tuple[str, str, Callable[[], tuple[bytes, dict[str, str]]], dict[str, str], int]]:
+) -> list[ColdVariant]:
     """The GitHub function's cold rows: its floor and one signed ``issues`` delivery.
 
     The delivery is the in-process row's (the first ``issues`` example, 16 KB), made
@@ -627,14 +668,22 @@ def _webhook_variants(
         return json.dumps(api_gateway_event(body, headers, "/github/webhook")).encode(), {}
 
     return [
-        (
+        ColdVariant(
             "floor: hmac + json + boto3 client, 1 PutItem",
             COLD_FLOOR_WEBHOOK,
             lambda: (issues, {}),
             floor_env,
             floor_index,
+            cold_aws.WARM_FLOOR,
         ),
-        ("lambda github_handler: issues delivery", COLD_LAMBDA_WEBHOOK, delivery, env, floor_index),
+        ColdVariant(
+            "lambda github_handler: issues delivery",
+            COLD_LAMBDA_WEBHOOK,
+            delivery,
+            env,
+            floor_index,
+            cold_aws.warm_handler("github_handler", 202),
+        ),
     ]
 
 
