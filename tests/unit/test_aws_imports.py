@@ -121,6 +121,7 @@ PING_MODULES = frozenset(
         "valine.discord.verify",
         "valine.http",
         "valine.infra",
+        "valine.infra.heap",  # the first request's collector paused, then the heap frozen
         "valine.infra.unit_of_work",  # every interaction's writes are one unit, a PING's none
         "valine.logs",
         "valine.runtime",
@@ -372,3 +373,77 @@ def test_the_heap_is_frozen_once_after_the_first_aws_client() -> None:
     assert before == 0
     assert first > 10_000  # the modules loaded so far, botocore's among them
     assert second == first  # the second client froze nothing more
+
+
+#: A fresh process answers PINGs through the Lambda handler and reports, for each, whether
+#: the cyclic collector ran during the request and after it, and the frozen heap's size.
+START_UP = """\
+import gc, json, sys
+from valine.runtime import lambda_handlers
+if sys.argv[1] == "collector-off":
+    gc.disable()
+during = []
+answer = lambda_handlers.LambdaRuntime._http
+def observed(self, event, context, *, with_secret):
+    during.append(gc.isenabled())
+    if sys.argv[1] == "first-raises" and len(during) == 1:
+        raise RuntimeError("the first request failed")
+    return answer(self, event, context, with_secret=with_secret)
+lambda_handlers.LambdaRuntime._http = observed
+event = json.load(sys.stdin)
+report = []
+for _ in range(2):
+    try:
+        status = lambda_handlers.discord_handler(event, None)["statusCode"]
+    except RuntimeError:
+        status = "raised"
+    report.append([status, during[-1], gc.isenabled(), gc.get_freeze_count()])
+print(json.dumps(report))
+"""
+
+
+def _start_up(mode: str) -> list[list[object]]:
+    key = SigningKey.generate()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(SOURCES.parent),
+        "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
+        "VALINE_STORE": "dynamodb://valine-orchestrator-test",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", START_UP, mode],
+        input=json.dumps(_event(key, interaction(kind=1))),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: list[list[object]] = json.loads(done.stdout)
+    return report
+
+
+def test_the_first_request_runs_with_the_collector_paused_then_freezes_the_heap() -> None:
+    """A cold start does not walk, again and again, what the container will keep: the
+    first request runs with the collector paused, and what it built is frozen after it
+    (valine.infra.heap). Later requests run with the collector on, and freeze nothing."""
+    (first, second) = _start_up("plain")
+    status, collecting_during, collecting_after, frozen = first
+    assert (status, collecting_during, collecting_after) == (200, False, True)
+    assert isinstance(frozen, int) and frozen > 1_000  # the modules the PING loaded
+    assert second == [200, True, True, frozen]
+
+
+def test_a_first_request_that_raises_still_resumes_the_collector() -> None:
+    (first, second) = _start_up("first-raises")
+    assert first[:3] == ["raised", False, True]
+    assert second[:3] == [200, True, True]
+
+
+def test_a_collector_the_host_turned_off_stays_off() -> None:
+    """The start-up pause changes nothing where the collector was off already."""
+    report = _start_up("collector-off")
+    assert [row[:3] for row in report] == [[200, False, False], [200, False, False]]
+    assert [row[3] for row in report] == [0, 0]

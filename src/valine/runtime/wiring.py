@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 log = get_logger("valine.runtime")
 #: Guards the building of AWS clients (one session and one client per service).
 _AWS_LOCK = allocate_lock()
-#: Not empty once the heap was frozen after the process's first AWS client (aws_client).
-_HEAP_FROZEN: list[bool] = []
 #: How long an interaction id is remembered: past it, its timestamp is out of the
 #: 5-minute replay window anyway.
 SEEN_TTL = 900.0
@@ -162,20 +160,18 @@ class Services:
         process, and every full collection would walk them again -- on a cold start that
         was one collection of ~100 M instructions, 8 % of a deferred command
         (docs/benchmarks.md). Objects are still freed by reference counting; only cycles
-        among what existed then are never collected, once per process.
+        among what existed then are never collected, once per process
+        (:func:`valine.infra.heap.freeze_once`).
         """
         with _AWS_LOCK:
             client = self._aws_clients.get(service)
             if client is None:
-                import gc
-
+                from valine.infra import heap
                 from valine.infra.aws import client_config
 
                 client = self._aws_session.create_client(service, config=client_config())
                 self._aws_clients[service] = client
-                if not _HEAP_FROZEN:
-                    _HEAP_FROZEN.append(True)
-                    gc.freeze()
+                heap.freeze_once()
             return client
 
     @cached_property
