@@ -26,16 +26,11 @@ _FROZEN: list[bool] = []
 _STARTED: list[bool] = []
 
 
-def freeze_once() -> bool:
-    """Freeze the heap (``gc.freeze``), the first time this is called in the process only.
-
-    True if this call froze it.
-    """
-    if _FROZEN:
-        return False
-    _FROZEN.append(True)
-    gc.freeze()
-    return True
+def freeze_once() -> None:
+    """Freeze the heap (``gc.freeze``), the first time this is called in the process only."""
+    if not _FROZEN:
+        _FROZEN.append(True)
+        gc.freeze()
 
 
 def start_up() -> bool:

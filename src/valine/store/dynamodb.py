@@ -70,7 +70,6 @@ from __future__ import annotations
 import functools
 import json
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -90,6 +89,7 @@ from valine.infra.aws import (
     sortable,
     string_attributes,
 )
+from valine.infra.sequence import rising_ns
 from valine.ports import AuditEntry
 
 LOCK_PREFIX = "lock#"
@@ -250,18 +250,6 @@ class _Refusal:
 
     code: str  # "ConditionalCheckFailed", "TransactionConflict", "None", ...
     item: Item | None  # the item as it was, when the condition failed and it existed
-
-
-_sequence_lock = threading.Lock()
-_last_sequence = 0
-
-
-def _next_sequence() -> int:
-    """Nanoseconds since the epoch, strictly increasing within this process."""
-    global _last_sequence  # noqa: PLW0603 - one counter per process, by design
-    with _sequence_lock:
-        _last_sequence = max(_last_sequence + 1, time.time_ns())
-        return _last_sequence
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -482,7 +470,7 @@ class DynamoRunStore:
         """Add one entry: to the ``all`` partition and, if it names a run, to the run's."""
         writes = [
             {"Put": {"TableName": self.audit_table, "Item": item}}
-            for item in audit_items(entry, _next_sequence())
+            for item in audit_items(entry, rising_ns())
         ]
         if self._collected(writes):
             return
