@@ -21,6 +21,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nacl.signing import SigningKey
@@ -216,24 +217,30 @@ def _event(key: SigningKey, body: bytes) -> dict[str, object]:
     }
 
 
-def _handle_cold(event: dict[str, object], env: dict[str, str], cwd: Path) -> dict[str, object]:
-    """What a fresh Lambda process answers to ``event``, and the valine modules it loaded."""
+def _fresh(
+    code: str, env: dict[str, str], stdin: str = "", *args: str, cwd: Path | None = None
+) -> Any:
+    """The JSON that ``code`` prints last, run in a fresh interpreter on these sources
+    with only ``env`` (and ``PATH``) in its environment; fails the test if it fails."""
     done = subprocess.run(
-        [sys.executable, "-c", f"HEAVY = {HEAVY_STDLIB!r}\n{HANDLE}"],
-        input=json.dumps(event),
+        [sys.executable, "-c", code, *args],
+        input=stdin,
         capture_output=True,
         text=True,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": str(SOURCES.parent),
-            **env,
-        },
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(SOURCES.parent), **env},
         cwd=cwd,
         timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    report: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _handle_cold(event: dict[str, object], env: dict[str, str], cwd: Path) -> dict[str, object]:
+    """What a fresh Lambda process answers to ``event``, and the valine modules it loaded."""
+    report: dict[str, object] = _fresh(
+        f"HEAVY = {HEAVY_STDLIB!r}\n{HANDLE}", env, json.dumps(event), cwd=cwd
+    )
     return report
 
 
@@ -358,18 +365,12 @@ def test_the_heap_is_frozen_once_after_the_first_aws_client() -> None:
     """botocore and its first service model are not walked by every later collection
     (a cold deferred command's one full collection); the freeze is done once only."""
     env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(SOURCES.parent),
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
     }
-    done = subprocess.run(
-        [sys.executable, "-c", FREEZE], capture_output=True, text=True, env=env, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    before, first, second = json.loads(done.stdout)
+    before, first, second = _fresh(FREEZE, env)
     assert before == 0
     assert first > 10_000  # the modules loaded so far, botocore's among them
     assert second == first  # the second client froze nothing more
@@ -405,23 +406,13 @@ print(json.dumps(report))
 def _start_up(mode: str) -> list[list[object]]:
     key = SigningKey.generate()
     env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(SOURCES.parent),
         "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
         "VALINE_STORE": "dynamodb://valine-orchestrator-test",
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
     }
-    done = subprocess.run(
-        [sys.executable, "-c", START_UP, mode],
-        input=json.dumps(_event(key, interaction(kind=1))),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
+    report: list[list[object]] = _fresh(
+        START_UP, env, json.dumps(_event(key, interaction(kind=1))), mode
     )
-    assert done.returncode == 0, done.stderr
-    report: list[list[object]] = json.loads(done.stdout)
     return report
 
 
